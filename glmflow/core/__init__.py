@@ -1,0 +1,1 @@
+"""Plain typed functions: all science and all validation. Never imports Nipype."""

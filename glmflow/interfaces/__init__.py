@@ -1,0 +1,1 @@
+"""Thin Nipype SimpleInterfaces over glmflow.core, one concern per module."""

@@ -1,0 +1,519 @@
+"""First-level design matrices: nilearn's builder plus the checks a demanding user wants.
+
+The numbers come from nilearn's public ``make_first_level_design_matrix``; this module
+adds column roles, one-line errors for everything that makes a design unusable (empty or
+duplicated regressors, rank deficiency, more columns than volumes) and a file format.
+
+File format (``write_design`` / ``read_design``)
+------------------------------------------------
+- ``design.tsv``: tab-separated, header row; the first column ``frame_times`` holds the
+  acquisition time (s) of each volume, then one column per regressor in design order.
+  Floats are written at shortest round-trip precision, so ``read_design(write_design(x))``
+  returns ``x`` exactly. Load it with ``pandas.read_csv(path, sep="\\t",
+  index_col="frame_times")`` to get the DataFrame nilearn's ``FirstLevelModel`` expects.
+- ``roles.json``: ``{column: role}`` in design order, role in :data:`ROLES`.
+- ``design.svg``: nilearn's ``plot_design_matrix`` picture.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+from nilearn.glm.first_level import make_first_level_design_matrix
+
+from glmflow.errors import ConfoundsError, DesignError, EventsError
+
+HrfModel = Literal[
+    "spm",
+    "spm + derivative",
+    "spm + derivative + dispersion",
+    "glover",
+    "glover + derivative",
+    "glover + derivative + dispersion",
+    "fir",
+]
+DriftModel = Literal["cosine", "polynomial", "none"]
+HRF_MODELS: tuple[str, ...] = get_args(HrfModel)
+DRIFT_MODELS: tuple[str, ...] = get_args(DriftModel)
+EVENT_ROLES = ("condition", "modulator", "block")
+ROLES = (*EVENT_ROLES, "derivative", "fir", "confound", "drift", "constant")
+INDEX_NAME = "frame_times"
+
+# A regressor whose largest absolute value is below this is "all zero": nilearn's
+# convolution leaves ~1e-15 round-off where no event falls, while the smallest genuine
+# regressor (a zero-duration event, oversampling 50) peaks near 1e-2.
+_ZERO_TOL = 1e-10
+# Singular values of the unit-norm-column design below this fraction of the largest mean
+# linearly dependent columns (nilearn silently regularises at 1e-15; we refuse earlier).
+_RANK_RTOL = 1e-10
+# Weight of a column in a null-space vector above which it is named as involved.
+_NULL_WEIGHT = 1e-3
+
+
+def _where(source: str | Path) -> str:
+    return f" in {source}" if str(source) else ""
+
+
+def _read_tsv(path: str | Path) -> pd.DataFrame:
+    # keep_default_na=False: a trial type spelled "NA" or "null" is a name, not missing.
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["n/a"], dtype=str)
+
+
+def _validate_parameters(
+    *,
+    n_volumes: int,
+    tr: float,
+    slice_time_ref: float,
+    hrf_model: str,
+    drift_model: str | None,
+    high_pass: float,
+    drift_order: int,
+    fir_delays: Sequence[int],
+    min_onset: float,
+    oversampling: int,
+    where: str,
+) -> None:
+    def fail(name: str, rule: str, value: object, fix: str = "") -> None:
+        # where is " for <file>" so the message reads "parameter 'tr' for <file> must ..."
+        message = f"Design parameter '{name}'{where} {rule}; got {value!r}"
+        raise DesignError(f"{message}: {fix}" if fix else message)
+
+    if isinstance(n_volumes, bool) or not isinstance(n_volumes, (int, np.integer)):
+        fail("n_volumes", "must be an integer number of volumes", n_volumes)
+    if n_volumes < 2:
+        fail("n_volumes", "must be at least 2", n_volumes)
+    if not np.isfinite(tr) or tr <= 0:
+        fail("tr", "must be a positive repetition time in seconds", tr)
+    if not 0 <= slice_time_ref <= 1:
+        fail("slice_time_ref", "must be a fraction of the TR in [0, 1]", slice_time_ref)
+    if hrf_model not in HRF_MODELS:
+        fail("hrf_model", f"must be one of {', '.join(HRF_MODELS)}", hrf_model)
+    if drift_model not in DRIFT_MODELS:
+        fail("drift_model", f"must be one of {', '.join(DRIFT_MODELS)}", drift_model)
+    nyquist = 1 / (2 * tr)
+    if drift_model == "cosine" and not 0 <= high_pass < nyquist:
+        fail(
+            "high_pass",
+            f"must be in [0, {nyquist:g}) Hz, below the Nyquist frequency of TR {tr:g} s",
+            high_pass,
+            "give a cut-off in Hz, e.g. 1/128 s = 0.0078 Hz",
+        )
+    if drift_model == "polynomial" and (
+        isinstance(drift_order, bool)
+        or not isinstance(drift_order, (int, np.integer))
+        or drift_order < 0
+    ):
+        fail("drift_order", "must be a non-negative integer", drift_order)
+    if not isinstance(oversampling, (int, np.integer)) or oversampling < 1:
+        fail("oversampling", "must be a positive integer", oversampling)
+    if not np.isfinite(min_onset):
+        fail("min_onset", "must be a finite number of seconds", min_onset)
+    delays = list(fir_delays)
+    if hrf_model != "fir" and delays:
+        fail("fir_delays", f"is only used with hrf_model 'fir', not {hrf_model!r}", delays)
+    if hrf_model == "fir":
+        if not delays:
+            fail("fir_delays", "is needed with hrf_model 'fir'", delays, "e.g. [0, 1, 2, 3]")
+        bad = [d for d in delays if not isinstance(d, (int, np.integer)) or d < 0]
+        if bad or len(set(delays)) != len(delays):
+            fail("fir_delays", "must be distinct non-negative integers (volumes)", delays)
+
+
+def _show(value: object) -> str:
+    return "n/a" if pd.isna(value) else repr(str(value))
+
+
+def _numeric(table: pd.DataFrame, column: str, *, kind: str, where: str, fix: str) -> np.ndarray:
+    """The column as finite floats, or a one-line error naming the first bad row."""
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        error = EventsError if kind == "Events" else ConfoundsError
+        raise error(
+            f"{kind} column '{column}'{where} has non-numeric value "
+            f"{_show(table[column].iloc[bad[0]])} in row {bad[0] + 1}; {fix}"
+        )
+    return values
+
+
+def _prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, dict]:
+    """Validate the tidy events table; return nilearn's columns and {trial_type: role}."""
+    missing = [c for c in ("onset", "duration", "trial_type") if c not in events.columns]
+    if missing:
+        raise EventsError(
+            f"Events table{where} has no column {', '.join(missing)} "
+            f"(columns: {', '.join(map(str, events.columns))}); pass the output of parse_events"
+        )
+    if len(events) == 0:
+        raise EventsError(
+            f"Events table{where} has no rows; pass events=None for a design without events"
+        )
+    table = pd.DataFrame({"trial_type": events["trial_type"].astype(str)})
+    numeric = ["onset", "duration"] + (["modulation"] if "modulation" in events else [])
+    for column in numeric:
+        table[column] = _numeric(
+            events, column, kind="Events", where=where, fix="every event needs a number"
+        )
+    negative = np.flatnonzero(table["duration"].to_numpy() < 0)
+    if negative.size:
+        raise EventsError(
+            f"Events column 'duration'{where} has negative value "
+            f"{table['duration'].iloc[negative[0]]:g} in row {negative[0] + 1}; "
+            "durations are seconds >= 0"
+        )
+    if "role" in events:
+        roles = events["role"].astype(str)
+    else:
+        roles = pd.Series("condition", index=events.index)
+    unknown = sorted(set(roles) - set(EVENT_ROLES))
+    if unknown:
+        raise EventsError(
+            f"Events column 'role'{where} has unknown value {unknown[0]!r} "
+            f"(allowed: {', '.join(EVENT_ROLES)})"
+        )
+    role_of: dict[str, str] = {}
+    for trial_type, trial_roles in roles.groupby(table["trial_type"], sort=True):
+        if trial_roles.nunique() > 1:
+            raise EventsError(
+                f"Trial type '{trial_type}'{where} has several roles "
+                f"({', '.join(sorted(trial_roles.unique()))}); give it one role"
+            )
+        role_of[str(trial_type)] = trial_roles.iloc[0]
+    return table[["onset", "duration", "trial_type", *numeric[2:]]], role_of
+
+
+def _event_columns(
+    role_of: dict[str, str], hrf_model: str, fir_delays: Sequence[int]
+) -> list[tuple[str, str, str]]:
+    """(column, trial_type, role) of each event regressor nilearn will create."""
+    columns = []
+    for trial_type, role in role_of.items():
+        if hrf_model == "fir":
+            columns += [(f"{trial_type}_delay_{d}", trial_type, "fir") for d in fir_delays]
+            continue
+        columns.append((trial_type, trial_type, role))
+        if "derivative" in hrf_model:
+            columns.append((f"{trial_type}_derivative", trial_type, "derivative"))
+        if "dispersion" in hrf_model:
+            columns.append((f"{trial_type}_dispersion", trial_type, "derivative"))
+    return columns
+
+
+def _check_timing(events: pd.DataFrame, *, n_volumes: int, tr: float, where: str) -> None:
+    run_end = n_volumes * tr
+    late = events["onset"].to_numpy() >= run_end
+    if late.all():
+        raise EventsError(
+            f"All {len(events)} events{where} start after the end of the run "
+            f"({run_end:g} s = {n_volumes} volumes x TR {tr:g} s; first onset "
+            f"{events['onset'].min():g} s): check the TR and the number of volumes, "
+            "and that onsets are in seconds from the first volume"
+        )
+    if late.any():
+        names = ", ".join(sorted(events.loc[late, "trial_type"].unique()))
+        warnings.warn(
+            f"{int(late.sum())} events ({names}){where} start after the end of the run "
+            f"({run_end:g} s); they do not contribute to the design",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -> pd.DataFrame:
+    if len(confounds) != n_volumes:
+        raise ConfoundsError(
+            f"Confounds table{where} has {len(confounds)} rows but the run has {n_volumes} "
+            "volumes; give one row per volume (the confounds of this run)"
+        )
+    fix = "fill or drop it when selecting confounds"
+    return pd.DataFrame(
+        {
+            str(c): _numeric(confounds, c, kind="Confounds", where=where, fix=fix)
+            for c in confounds.columns
+        }
+    )
+
+
+def _check_names(event_columns: list, confound_names: list[str], where: str) -> None:
+    made_by: dict[str, str] = {}
+    for column, trial_type, _ in event_columns:
+        if column in made_by:
+            raise DesignError(
+                f"Trial types '{made_by[column]}' and '{trial_type}'{where} both produce the "
+                f"regressor '{column}'; rename one of them"
+            )
+        made_by[column] = trial_type
+    reserved = re.compile(rf"^(constant|drift_\d+|{INDEX_NAME})$")
+    for name in confound_names:
+        if name in made_by:
+            raise DesignError(
+                f"Confound column '{name}'{where} has the name of an event regressor; "
+                "rename the trial type or leave the confound out"
+            )
+        if reserved.match(name):
+            raise DesignError(
+                f"Confound column '{name}'{where} has a name reserved for drift, constant "
+                "and frame-time columns; rename it or leave it out"
+            )
+
+
+def _check_zero_columns(
+    design: pd.DataFrame,
+    roles: dict,
+    event_columns: list,
+    events: pd.DataFrame | None,
+    *,
+    where: str,
+    window: str,
+) -> None:
+    magnitude = design.abs().max()
+    groups: dict[str, list[str]] = {}
+    for column, trial_type, _ in event_columns:
+        groups.setdefault(trial_type, []).append(column)
+    for trial_type, columns in groups.items():
+        if (magnitude[columns] > _ZERO_TOL).any():
+            continue
+        rows = events[events["trial_type"] == trial_type]
+        if "modulation" in rows and not rows["modulation"].any():
+            cause = (
+                f"its modulation is zero for all {len(rows)} events (a modulator constant "
+                "within its condition is zero once demeaned); drop it from the model"
+            )
+        else:
+            cause = (
+                f"its {len(rows)} events start at {rows['onset'].min():g}-"
+                f"{rows['onset'].max():g} s, outside the modelled window {window}; check "
+                "the onsets, TR and number of volumes, or drop it from the model"
+            )
+        raise DesignError(
+            f"Regressor '{trial_type}' ({roles[columns[0]]}){where} is all zero: {cause}"
+        )
+    for column, role in roles.items():
+        if role == "confound" and magnitude[column] <= _ZERO_TOL:
+            raise ConfoundsError(
+                f"Confound column '{column}'{where} is all zero; leave it out of the "
+                "confound selection"
+            )
+
+
+def _check_rank(design: pd.DataFrame, roles: dict, *, where: str) -> None:
+    x = design.to_numpy()
+    x = x / np.linalg.norm(x, axis=0)  # scale-free: rank is about directions only
+    _, singular, vt = np.linalg.svd(x, full_matrices=False)
+    null = vt[singular < _RANK_RTOL * singular[0]]
+    if not len(null):
+        return
+    weight = np.abs(null).max(axis=0)
+    involved = [c for c, w in zip(design.columns, weight, strict=True) if w > _NULL_WEIGHT]
+    if any(roles[c] == "confound" for c in involved):
+        fix = "drop one of the confounds involved"
+    else:
+        fix = "check the events (conditions with identical timing?) and the drift model"
+    raise DesignError(
+        f"Design matrix{where} is rank deficient (rank {design.shape[1] - len(null)} for "
+        f"{design.shape[1]} columns): columns {', '.join(involved)} are linearly "
+        f"dependent; {fix}"
+    )
+
+
+def build_design_matrix(
+    events: pd.DataFrame | str | Path | None,
+    *,
+    n_volumes: int,
+    tr: float,
+    slice_time_ref: float = 0.0,
+    confounds: pd.DataFrame | str | Path | None = None,
+    hrf_model: HrfModel = "spm",
+    drift_model: DriftModel | None = "cosine",
+    high_pass: float = 0.01,
+    drift_order: int = 1,
+    fir_delays: Sequence[int] = (),
+    min_onset: float = -24.0,
+    oversampling: int = 50,
+    source: str | Path = "",
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Build and check the first-level design matrix of one run.
+
+    Parameters
+    ----------
+    events : DataFrame, path of a TSV, or None
+        Tidy events (``parse_events`` output): onset, duration, trial_type, optional
+        modulation and role (condition | modulator | block; default condition).
+        None for a design without task regressors (resting state, confounds only).
+    n_volumes, tr : int, float
+        Number of volumes and repetition time (s).
+    slice_time_ref : float
+        Fraction of the TR at which the model is sampled; frame times are
+        ``(arange(n_volumes) + slice_time_ref) * tr`` computed exactly as nilearn's
+        ``FirstLevelModel`` does (SPM's microtime onset ``fmri_t0 / fmri_t``).
+    confounds : DataFrame, path of a TSV, or None
+        One row per volume, numeric, no n/a (``select_confounds`` output).
+    hrf_model, drift_model, high_pass, drift_order, fir_delays, min_onset, oversampling
+        As in nilearn's ``make_first_level_design_matrix`` (high_pass in Hz, fir_delays in
+        volumes); drift_model "none" (or None) keeps only the constant.
+    source : str or Path
+        File named in error messages (defaults to the events / confounds paths).
+
+    Returns
+    -------
+    design : DataFrame
+        Index: frame times (s); columns named as nilearn names them.
+    roles : dict
+        ``{column: role}`` in column order, role in :data:`ROLES`.
+
+    Raises
+    ------
+    DesignError, EventsError, ConfoundsError
+        One line naming the file, the parameter or column, the value and the fix.
+    """
+    events_src = events if isinstance(events, (str, Path)) else source
+    confounds_src = confounds if isinstance(confounds, (str, Path)) else source
+    run_src = source or events_src or confounds_src
+    events_where, confounds_where = _where(events_src), _where(confounds_src)
+    if drift_model is None:
+        drift_model = "none"
+    fir_delays = [int(d) if isinstance(d, float) and d.is_integer() else d for d in fir_delays]
+    _validate_parameters(
+        n_volumes=n_volumes,
+        tr=tr,
+        slice_time_ref=slice_time_ref,
+        hrf_model=hrf_model,
+        drift_model=drift_model,
+        high_pass=high_pass,
+        drift_order=drift_order,
+        fir_delays=fir_delays,
+        min_onset=min_onset,
+        oversampling=oversampling,
+        where=f" for {run_src}" if str(run_src) else "",
+    )
+    event_columns: list[tuple[str, str, str]] = []
+    table = None
+    if events is not None:
+        raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
+        table, role_of = _prepare_events(raw, where=events_where)
+        _check_timing(table, n_volumes=n_volumes, tr=tr, where=events_where)
+        event_columns = _event_columns(role_of, hrf_model, fir_delays)
+    add_regs = None
+    if confounds is not None:
+        raw = _read_confounds(confounds) if isinstance(confounds, (str, Path)) else confounds
+        if raw.shape[1]:
+            add_regs = _prepare_confounds(raw, n_volumes=n_volumes, where=confounds_where)
+    confound_names = [] if add_regs is None else list(add_regs.columns)
+    where = _where(run_src)
+    _check_names(event_columns, confound_names, where)
+
+    # Same arithmetic as nilearn's FirstLevelModel, so designs agree bit for bit.
+    frame_times = np.linspace(
+        slice_time_ref * tr, (n_volumes - 1 + slice_time_ref) * tr, n_volumes
+    )
+    with warnings.catch_warnings():
+        # nilearn regularises singular designs with this warning; _check_rank refuses them.
+        warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
+        design = make_first_level_design_matrix(
+            frame_times,
+            table,
+            hrf_model=hrf_model,
+            drift_model=None if drift_model == "none" else drift_model,
+            high_pass=high_pass,
+            drift_order=drift_order,
+            fir_delays=fir_delays or None,
+            add_regs=add_regs,
+            min_onset=min_onset,
+            oversampling=oversampling,
+        )
+    event_roles = {column: role for column, _, role in event_columns}
+    roles = {c: event_roles.get(c, "") for c in design.columns}
+    roles.update({c: "confound" for c in confound_names})
+    roles.update(
+        {c: "drift" for c in design.columns if re.fullmatch(r"drift_\d+", c) and not roles[c]}
+    )
+    roles["constant"] = "constant"
+    if "" in roles.values():  # a nilearn naming change would land here, not in user data
+        raise RuntimeError(f"Unexpected design columns from nilearn: {list(design.columns)}")
+
+    if design.shape[1] >= n_volumes:
+        counts = pd.Series(roles).value_counts(sort=False)
+        detail = ", ".join(f"{n} {role}" for role, n in counts.items())
+        raise DesignError(
+            f"Design{where} has {design.shape[1]} columns ({detail}) for {n_volumes} volumes: "
+            "a GLM needs more volumes than columns; lower high_pass, or use fewer confounds "
+            "or FIR delays"
+        )
+    window = f"{frame_times[0] + min_onset:g} to {frame_times[-1]:g} s"
+    _check_zero_columns(design, roles, event_columns, table, where=where, window=window)
+    _check_rank(design, roles, where=where)
+    design.index.name = INDEX_NAME
+    return design, roles
+
+
+def _read_confounds(path: str | Path) -> pd.DataFrame:
+    # An empty confounds file stands for "no confounds selected".
+    if not Path(path).read_text().strip():
+        return pd.DataFrame()
+    return _read_tsv(path)
+
+
+def write_design(
+    design: pd.DataFrame, roles: dict[str, str], out_dir: str | Path, *, plot: bool = True
+) -> tuple[Path, Path, Path | None]:
+    """Write ``design.tsv``, ``roles.json`` and ``design.svg`` into ``out_dir``.
+
+    Returns the three paths (the plot path is None when ``plot`` is False).
+    """
+    if list(roles) != list(design.columns):
+        raise DesignError(
+            f"roles keys {list(roles)} do not match the design columns {list(design.columns)}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    design_tsv = out_dir / "design.tsv"
+    # pandas writes float64 at shortest round-trip precision (repr); read back exactly with
+    # float_precision="round_trip".
+    design.rename_axis(INDEX_NAME).to_csv(design_tsv, sep="\t", index=True)
+    roles_json = out_dir / "roles.json"
+    roles_json.write_text(json.dumps(roles, indent=2) + "\n")
+    plot_path = plot_design(design, out_dir / "design.svg") if plot else None
+    return design_tsv, roles_json, plot_path
+
+
+def read_design(
+    design_tsv: str | Path, roles_json: str | Path | None = None
+) -> tuple[pd.DataFrame, dict[str, str] | None]:
+    """Read what :func:`write_design` wrote; the inverse is exact to the last bit."""
+    design = pd.read_csv(design_tsv, sep="\t", float_precision="round_trip")
+    if design.columns[0] != INDEX_NAME:
+        raise DesignError(
+            f"First column of {design_tsv} is '{design.columns[0]}', expected '{INDEX_NAME}'; "
+            "write design files with write_design"
+        )
+    design = design.set_index(INDEX_NAME)
+    if roles_json is None:
+        return design, None
+    roles = json.loads(Path(roles_json).read_text())
+    if list(roles) != list(design.columns):
+        raise DesignError(
+            f"Columns of {roles_json} ({', '.join(roles)}) do not match those of {design_tsv} "
+            f"({', '.join(design.columns)}); keep the two files of one write_design together"
+        )
+    return design, roles
+
+
+def plot_design(design: pd.DataFrame, path: str | Path) -> Path:
+    """Save nilearn's ``plot_design_matrix`` picture of ``design`` (format from suffix)."""
+    # Lazy import (nilearn.plotting costs ~0.7 s); a bare Figure needs no pyplot state or
+    # interactive backend, so nothing leaks between calls.
+    from matplotlib.figure import Figure
+    from nilearn.plotting import plot_design_matrix
+
+    width = min(max(3 + 0.25 * design.shape[1], 4), 30)
+    figure = Figure(figsize=(width, 6), layout="constrained")
+    plot_design_matrix(design, axes=figure.add_subplot())
+    figure.savefig(path)
+    return Path(path)

@@ -1,0 +1,300 @@
+"""t and F contrasts of a first-level fit, with nilearn's formulas.
+
+Formulas are turned into weights by nilearn's public ``expression_to_contrast_vector``;
+effect, variance and dof follow ``nilearn.glm.contrasts.compute_contrast`` per noise group and
+the statistics come from nilearn's public ``Contrast`` class, so maps equal those of
+``FirstLevelModel.compute_contrast`` for the same fit. For an F contrast the effect is one map
+per row, ``sqrtm(inv(C cov C')) @ C @ theta`` (whitened so that the F statistic is the mean of
+their squares over the dispersion), and the variance is the dispersion, as nilearn returns them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.linalg as spl
+from nilearn.glm import Contrast, expression_to_contrast_vector
+
+from glmflow.core.glm import FirstLevelFit
+from glmflow.errors import ContrastError
+
+__all__ = ["MAP_KEYS", "ContrastResult", "compute_contrast", "contrast_weights"]
+
+MAP_KEYS = ("effect", "variance", "stat", "p", "z")
+_BACKTICKS = re.compile(r"`([^`]*)`")
+_OPERATORS = set("+-*/()")
+
+
+@dataclass(frozen=True)
+class ContrastResult(Mapping):
+    """The five maps of a contrast (a read-only mapping over :data:`MAP_KEYS`) and its record.
+
+    Attributes
+    ----------
+    name, stat_type : str
+    weights : ndarray, shape (n_rows, n_columns)
+        Weights applied to the design columns (after dropping missing terms).
+    column_names : tuple of str
+    dropped : tuple of str
+        Names of the contrast absent from this design and dropped (``missing="drop"``).
+    dof : float
+    effect : ndarray, shape (n_voxels,) for t, (n_rows, n_voxels) for F
+    variance, stat, p, z : ndarray, shape (n_voxels,)
+    """
+
+    name: str
+    stat_type: str
+    weights: np.ndarray
+    column_names: tuple[str, ...]
+    dropped: tuple[str, ...]
+    dof: float
+    effect: np.ndarray
+    variance: np.ndarray
+    stat: np.ndarray
+    p: np.ndarray
+    z: np.ndarray
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in MAP_KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MAP_KEYS)
+
+    def __len__(self) -> int:
+        return len(MAP_KEYS)
+
+    def info(self) -> dict[str, Any]:
+        """JSON-able record: name, stat type, weights per row, dropped names, dof."""
+        rows = [
+            {c: float(w) for c, w in zip(self.column_names, row, strict=True) if w != 0}
+            for row in self.weights
+        ]
+        return {
+            "name": self.name,
+            "stat_type": self.stat_type,
+            "weights": rows,
+            "dropped": list(self.dropped),
+            "dof": self.dof,
+        }
+
+
+def _get(contrast: Any, key: str, default: Any = None) -> Any:
+    if isinstance(contrast, Mapping):
+        return contrast.get(key, default)
+    return getattr(contrast, key, default)
+
+
+def _formula_names(formula: str, columns: Sequence[str]) -> list[str]:
+    """Design column names a formula refers to (as nilearn/pandas would read them)."""
+    if formula in columns:
+        return [formula]  # nilearn's verbatim match comes first
+    text = formula.strip()
+    if not (_OPERATORS & set(text)):
+        # nilearn matches an operator-free formula verbatim against the columns
+        return [formula] if formula.strip("`") == formula else [text.strip("`")]
+    quoted: dict[str, str] = {}
+
+    def _placeholder(match: re.Match) -> str:
+        key = f"__glmflow_q{len(quoted)}__"
+        quoted[key] = match.group(1)
+        return key
+
+    try:
+        tree = ast.parse(_BACKTICKS.sub(_placeholder, text), mode="eval")
+    except SyntaxError:
+        return []  # nilearn reports the syntax error itself
+    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    return list(dict.fromkeys(quoted.get(n, n) for n in names))
+
+
+def _missing_message(name: str, missing: Sequence[str], columns: Sequence[str], source) -> str:
+    shown = ", ".join(f"'{m}'" for m in missing)
+    what = "which is not a column" if len(missing) == 1 else "which are not columns"
+    return (
+        f"Contrast '{name}' uses {shown} {what} of the design of {source or 'this run'} "
+        f"(columns: {', '.join(columns)}); fix the contrast or run with "
+        "--missing-conditions drop"
+    )
+
+
+def contrast_weights(
+    contrast: Mapping[str, Any] | Any,
+    column_names: Sequence[str],
+    *,
+    missing: Literal["error", "drop"] = "error",
+    source: str = "",
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Weights of a contrast spec for a design's columns.
+
+    Parameters
+    ----------
+    contrast : mapping or ContrastSpec-like
+        ``name``, ``stat_type`` ("t" or "F") and either ``expressions`` (formulas, one per
+        row) or ``weights`` (rows of ``{column: weight}``).
+    column_names : sequence of str
+    missing : {"error", "drop"}
+        What to do with names absent from the design: raise ContrastError, or drop those
+        terms (rows left all zero are dropped too).
+    source : str
+        Design file name for messages.
+
+    Returns
+    -------
+    weights : ndarray, shape (n_rows, n_columns); zero rows when everything was dropped.
+    dropped : tuple of str
+    """
+    if missing not in ("error", "drop"):
+        raise ContrastError(f"missing must be 'error' or 'drop', got {missing!r}")
+    name = str(_get(contrast, "name", "<unnamed>"))
+    expressions = tuple(_get(contrast, "expressions", ()) or ())
+    weight_rows = tuple(_get(contrast, "weights", ()) or ())
+    stat_type = _get(contrast, "stat_type", "t")
+    if stat_type not in ("t", "F"):
+        raise ContrastError(f"Contrast '{name}': stat_type must be 't' or 'F', got {stat_type!r}")
+    if bool(expressions) == bool(weight_rows):
+        raise ContrastError(f"Contrast '{name}' must give either 'expressions' or 'weights'")
+    if stat_type == "t" and len(expressions) + len(weight_rows) != 1:
+        raise ContrastError(
+            f"Contrast '{name}' is a t contrast with {len(expressions) + len(weight_rows)} "
+            'rows; give one row or set "stat_type": "F"'
+        )
+    columns = [str(c) for c in column_names]
+    present = set(columns)
+    if expressions:
+        row_names = [_formula_names(e, columns) for e in expressions]
+    else:
+        row_names = [[str(c) for c in row] for row in weight_rows]
+    missing_names = list(
+        dict.fromkeys(n for names in row_names for n in names if n not in present)
+    )
+    if missing_names and missing == "error":
+        raise ContrastError(_missing_message(name, missing_names, columns, source))
+
+    # absent names become extra zero-valued columns: linearity makes their terms vanish
+    extended = columns + missing_names
+    rows = []
+    for i, row in enumerate(expressions or weight_rows):
+        if expressions:
+            try:
+                vector = expression_to_contrast_vector(row, extended)
+            except ValueError as err:
+                first = str(err).splitlines()[0]
+                raise ContrastError(
+                    f"Contrast '{name}': {first} (design columns of {source or 'this run'}: "
+                    f"{', '.join(columns)})"
+                ) from None
+        else:
+            vector = np.zeros(len(extended))
+            for column, weight in row.items():
+                vector[extended.index(str(column))] = float(weight)
+        vector = np.asarray(vector, dtype=np.float64)[: len(columns)]
+        if not np.any(vector):
+            if missing_names and any(n in missing_names for n in row_names[i]):
+                continue  # everything this row named was dropped
+            raise ContrastError(
+                f"Contrast '{name}' row {i + 1} has zero weight on every column of the design "
+                f"of {source or 'this run'}; fix the contrast"
+            )
+        rows.append(vector)
+    weights = np.array(rows).reshape(len(rows), len(columns))
+    if stat_type == "F" and len(rows) > 1 and np.linalg.matrix_rank(weights) < len(rows):
+        raise ContrastError(
+            f"F contrast '{name}' has linearly dependent rows; remove redundant rows"
+        )
+    return weights, tuple(missing_names)
+
+
+def compute_contrast(
+    fit: FirstLevelFit,
+    contrast: Mapping[str, Any] | Any,
+    *,
+    missing: Literal["error", "drop"] = "error",
+) -> ContrastResult | None:
+    """Compute a t or F contrast of one run's fit.
+
+    Parameters
+    ----------
+    fit : FirstLevelFit
+    contrast : mapping or ContrastSpec-like
+        See :func:`contrast_weights`.
+    missing : {"error", "drop"}
+        ``"error"`` raises ContrastError when the contrast names a column absent from this
+        run's design; ``"drop"`` drops those terms with a warning, and when nothing is left
+        skips the contrast with a warning and returns None (the caller records it).
+
+    Returns
+    -------
+    ContrastResult or None
+        Mapping with keys effect, variance, stat, p, z.
+    """
+    name = str(_get(contrast, "name", "<unnamed>"))
+    weights, dropped = contrast_weights(
+        contrast, fit.column_names, missing=missing, source=fit.source
+    )
+    where = fit.source or "this run"
+    if dropped and weights.shape[0] == 0:
+        warnings.warn(
+            f"Contrast '{name}' skipped for {where}: none of its terms is in the design "
+            f"(dropped {', '.join(dropped)})",
+            UserWarning,
+            stacklevel=2,
+        )
+        return None
+    if dropped:
+        warnings.warn(
+            f"Contrast '{name}': dropped {', '.join(dropped)} (not in the design of {where})",
+            UserWarning,
+            stacklevel=2,
+        )
+    stat_type = _get(contrast, "stat_type", "t")
+    if stat_type == "t":
+        effect, variance = _t_effect(fit, weights[0])
+        dim = 1
+    else:
+        effect, variance = _f_effect(fit, weights)
+        dim = weights.shape[0]
+    con = Contrast(
+        effect=effect, variance=variance, dim=dim, dof=fit.df_residuals, stat_type=stat_type
+    )
+    z = con.z_score()
+    return ContrastResult(
+        name=name,
+        stat_type=stat_type,
+        weights=weights,
+        column_names=fit.column_names,
+        dropped=dropped,
+        dof=fit.df_residuals,
+        effect=effect,
+        variance=variance,
+        stat=con.stat_,
+        p=con.p_value_,
+        z=z,
+    )
+
+
+def _t_effect(fit: FirstLevelFit, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    row = vector[None, :]
+    effect = (row @ fit.theta)[0]
+    # c' cov c per noise group, then nilearn's sd = sqrt(q * dispersion), variance = sd**2
+    per_group = np.array([(row @ (cov @ row.T))[0, 0] for cov in fit.normalized_cov])
+    variance = np.sqrt(per_group[fit.labels] * fit.dispersion) ** 2
+    return effect, variance
+
+
+def _f_effect(fit: FirstLevelFit, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    effect = np.empty((matrix.shape[0], fit.n_voxels))
+    for g, cov in enumerate(fit.normalized_cov):
+        voxels = fit.labels == g
+        if not voxels.any():
+            continue
+        invcov = np.linalg.inv(np.atleast_2d(matrix @ cov @ matrix.T))
+        effect[:, voxels] = np.real_if_close(spl.sqrtm(invcov)) @ (matrix @ fit.theta[:, voxels])
+    return effect, fit.dispersion.copy()

@@ -332,8 +332,9 @@ def _companion(bold, candidates, *, grid: bool = False):
         elif score == best_score:
             ties.append(cand)
     if ties:
+        first, second = sorted([best.path, ties[0].path])
         raise DatasetError(
-            f"Several files match {bold.path} equally: {best.path} and {ties[0].path}; "
+            f"Several files match {bold.path} equally: {first} and {second}; "
             "remove or rename one of them"
         )
     return best
@@ -396,14 +397,15 @@ def _repetition_time(sidecar_tr, header_tr, bold_path: str, sidecar: str) -> flo
     if sidecar_tr is None:
         return header_tr
     try:
-        sidecar_tr = float(sidecar_tr)
+        value = float(sidecar_tr)
     except (TypeError, ValueError):
-        sidecar_tr = math.nan
-    if not (math.isfinite(sidecar_tr) and sidecar_tr > 0):
+        value = math.nan
+    if isinstance(sidecar_tr, bool) or not (math.isfinite(value) and value > 0):
         raise DatasetError(
             f"RepetitionTime in {sidecar} must be a positive number of seconds. "
             f"Got {sidecar_tr!r} instead"
         )
+    sidecar_tr = value
     if header_tr is not None and abs(sidecar_tr - header_tr) > TR_TOLERANCE:
         raise DatasetError(
             f"Repetition time mismatch: RepetitionTime {sidecar_tr:g} s in {sidecar} but "

@@ -404,13 +404,13 @@ def check_formula(formula: str) -> None:
     A light syntactic check (column names are checked later against each design): numbers,
     names, ``+ - * /`` and parentheses, as nilearn's ``expression_to_contrast_vector``
     evaluates them, and never a product of two columns (nilearn silently returns zeros).
-    A formula without operators is a single column name, matched verbatim by nilearn;
+    A formula without operator characters is one column name, matched verbatim by nilearn;
     other names that are not Python identifiers must be quoted in backticks.
     """
     if not isinstance(formula, str) or not formula.strip():
         raise ModelSpecError(f"Formula {_show(formula)} must be a non-empty string")
     text = formula.strip()
-    if not any(c in text for c in "+-*/()"):
+    if not any(c in text for c in "+-*/()<>=!&|%^~,[]{}@:;"):
         try:
             float(text)
         except ValueError:
@@ -650,7 +650,7 @@ def _section(key: str, value: Any) -> Any:
     if key != "contrasts":
         return _SECTIONS[key].from_dict(value, what=f"'{key}'")
     if not isinstance(value, list):
-        raise _bad("contrasts", "a list of contrasts", value)
+        raise ModelSpecError(f"'contrasts' must be a list of contrasts; got {_show(value)}")
     return tuple(ContrastSpec.from_dict(c, what=f"contrast #{i + 1}") for i, c in enumerate(value))
 
 

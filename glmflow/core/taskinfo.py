@@ -31,10 +31,10 @@ group_level_regressors   participants.tsv columns for the group design.
 Where the file is silent, glmflow follows glm-express 2.0.3's ``run_first_level_glm``
 defaults: SPM HRF, cosine drift with high_pass 0.01 Hz (nilearn's defaults, which glm-express
 uses), AR(1) noise model, signal_scaling 0 (percent signal change), 8 mm smoothing, trials of
-type "fixation" dropped (``drop_fixation=True``), and every fMRIPrep column containing
-"motion_outlier", "a_comp_cor" or "t_comp_cor" added to the confounds (``motion_outliers``,
-``a_comp_cor``, ``t_comp_cor`` all default to True). Deliberate difference: the slice-timing
-reference comes from the data (fMRIPrep's StartTime), where glm-express always used 0.
+type "fixation" dropped (``drop_fixation=True``), and all fMRIPrep columns "motion_outlier*",
+"a_comp_cor_*" and "t_comp_cor_*" added to the confounds (``motion_outliers``, ``a_comp_cor``,
+``t_comp_cor`` all default to True). Deliberate difference: the slice-timing reference comes
+from the data (fMRIPrep's StartTime), where glm-express always used 0.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ KEYS = (
 REQUIRED = ("condition_identifier", "confound_regressors", "design_contrasts")
 BUILDER_BLOCK_COLUMN = "block_type"
 GLMX_DROP_CONDITIONS = ("fixation",)
-GLMX_CONFOUND_PATTERNS = ("*motion_outlier*", "*a_comp_cor*", "*t_comp_cor*")
+# glm-express adds every column *containing* these names; fMRIPrep's start with them, and the
+# confounds stage accepts a "motion_outlier*" wildcard that matches nothing (clean runs)
+GLMX_CONFOUND_PATTERNS = ("motion_outlier*", "a_comp_cor_*", "t_comp_cor_*")
 GLMX_SMOOTHING_FWHM = 8.0
 
 # spec field -> task_information key, so errors raised by the spec name the user's key

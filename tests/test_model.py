@@ -235,7 +235,7 @@ BAD_MODELS = [
     ({"schema_version": 1, "task": "faces"}, "The model has no 'name'; add it (in m.json)"),
     (_model(contrasts={"a": "b"}), """'contrasts' must be a list of contrasts; got {"a": "b"}"""),
     (_model(contrasts=[{"name": "a", "formula": "a"}]),
-     "Unknown key 'formula' in contrast #1; Allowed: name, expressions, weights, stat_type"),
+     "Unknown key 'formula' in contrasts[0]; Allowed: name, expressions, weights, stat_type"),
     (_model(contrasts=[{"name": "a-b", "expressions": ["a-b"]}] * 2),
      """Contrast name "a-b" is used twice; give each contrast a unique name (in m.json)"""),
     (_model(contrasts=[{"name": "x", "expressions": ["face -* house"]}]),
@@ -247,14 +247,14 @@ BAD_MODELS = [
     (_model(contrasts=[{"name": "x", "expressions": ["a", "b"]}]),
      """Contrast "x" is a t contrast with 2 rows; give one row or set "stat_type": "F\""""),
     (_model(contrasts=[{"name": "x", "weights": [{"a": 0}]}]),
-     """'contrasts.weights' must be rows with at least one non-zero weight; got {"a": 0}"""),
+     """'contrasts[0].weights' must be rows with at least one non-zero weight; got {"a": 0}"""),
     (_model(contrasts=[{"name": "x", "weights": [{"a": "1"}]}]),
-     """'contrasts.weights' must be a number; got "1" (in m.json)"""),
+     """'contrasts[0].weights' must be a number; got "1" (in m.json)"""),
     (_model(contrasts=[{"name": "x/y", "expressions": ["a"]}]),
-     "'contrasts.name' must be printable, without surrounding spaces, '/' or "
+     "'contrasts[0].name' must be printable, without surrounding spaces, '/' or "
      """'\\'; got "x/y\""""),
     (_model(contrasts=[{"name": "x", "expressions": ["a"], "stat_type": "T"}]),
-     """'contrasts.stat_type' must be one of "t", "F"; got "T" (in m.json)"""),
+     """'contrasts[0].stat_type' must be one of "t", "F"; got "T" (in m.json)"""),
 ]  # fmt: skip
 
 

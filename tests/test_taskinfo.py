@@ -191,7 +191,8 @@ BAD = [
     ({"design_contrasts": {"x": "face -- * house"}},
      """Contrast "x": Formula "face -- * house" does not parse (invalid syntax at character"""),
     ({"design_contrasts": {"x": "face * house"}}, 'Formula "face * house" multiplies two'),
-    ({"design_contrasts": {" x": "face"}}, "'name' must be printable, without surrounding "),
+    ({"design_contrasts": {" x": "face"}},
+     "'design_contrasts. x' (name) must be printable, without surrounding spaces"),
     ({"group_level_regressors": ["age", "age"]},
      """'group_level_regressors' lists "age" twice; remove the duplicate (task 'faces' in """),
 ]  # fmt: skip

@@ -198,7 +198,7 @@ class _Spec:
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, what: str | None = None):
+    def from_dict(cls, data: Mapping[str, Any], *, what: str | None = None) -> Any:
         """Build from a JSON object; unknown keys are refused with a close-match hint."""
         _check_keys(data, [f.name for f in fields(cls)], what or f"'{cls.__name__}'")
         return cls(**data)
@@ -624,13 +624,13 @@ class ModelSpec:
             kwargs = {k: v for k, v in data.items() if k != "schema_version"}
         except ModelSpecError as err:
             raise locate(err, where) from None
-        for key in [*_SECTIONS, "contrasts"]:
-            if key not in kwargs:
-                continue
+        for key in [key for key in _SECTIONS if key in kwargs]:
             try:
-                kwargs[key] = _section(key, kwargs[key])
+                kwargs[key] = _SECTIONS[key].from_dict(kwargs[key], what=f"'{key}'")
             except ModelSpecError as err:
                 raise locate(err, where, prefix=f"{key}.") from None
+        if "contrasts" in kwargs:
+            kwargs["contrasts"] = _contrast_list(kwargs["contrasts"], where)
         try:
             return cls(source=source, **kwargs)
         except ModelSpecError as err:
@@ -646,12 +646,18 @@ class ModelSpec:
         return cls.from_dict(parse_json(text, source), source=source)
 
 
-def _section(key: str, value: Any) -> Any:
-    if key != "contrasts":
-        return _SECTIONS[key].from_dict(value, what=f"'{key}'")
+def _contrast_list(value: Any, where: str) -> tuple[ContrastSpec, ...]:
     if not isinstance(value, list):
-        raise ModelSpecError(f"'contrasts' must be a list of contrasts; got {_show(value)}")
-    return tuple(ContrastSpec.from_dict(c, what=f"contrast #{i + 1}") for i, c in enumerate(value))
+        raise ModelSpecError(
+            f"'contrasts' must be a list of contrasts; got {_show(value)} ({where})"
+        )
+    contrasts = []
+    for i, item in enumerate(value):
+        try:
+            contrasts.append(ContrastSpec.from_dict(item, what=f"contrasts[{i}]"))
+        except ModelSpecError as err:
+            raise locate(err, where, prefix=f"contrasts[{i}].") from None
+    return tuple(contrasts)
 
 
 def _check_unique_names(contrasts: Sequence[ContrastSpec]) -> None:
@@ -687,8 +693,8 @@ def expand_contrasts(spec: ModelSpec, conditions: Sequence[str]) -> tuple[Contra
         other = result.setdefault(contrast.name, contrast)
         if other != contrast:
             raise ModelSpecError(
-                f"Contrast {_show(contrast.name)} is defined twice ({other.to_dict()} and "
-                f"{contrast.to_dict()}) in {spec.source}; rename the explicit contrast"
+                f"Contrast {_show(contrast.name)} is defined twice ({_show(other.to_dict())} "
+                f"and {_show(contrast.to_dict())}) in {spec.source}; rename the explicit contrast"
             )
     return tuple(result.values())
 

@@ -54,6 +54,7 @@ from glmflow.core.model import (
     ModelSpec,
     _bad,
     _check_keys,
+    _FieldError,
     _text,
     _texts,
     locate,
@@ -180,5 +181,8 @@ def _contrasts(value: Any) -> tuple[tuple[ContrastSpec, ...], tuple[str, ...]]:
     contrasts = []
     for name, formula in pairs:
         _text(formula, f"design_contrasts.{name}")
-        contrasts.append(ContrastSpec(name=name, expressions=(formula.strip(),)))
+        try:
+            contrasts.append(ContrastSpec(name=name, expressions=(formula.strip(),)))
+        except _FieldError as err:  # name the contrast, not ContrastSpec's field
+            raise _FieldError(f"design_contrasts.{name}", f"({err.name}) {err.message}") from None
     return tuple(contrasts), ("conditions",)

@@ -22,7 +22,15 @@ from scipy.ndimage import gaussian_filter1d
 
 from glmflow.errors import DatasetError
 
-__all__ = ["estimate_mem_gb", "load_mask", "read_masked_bold", "unmask", "write_masked"]
+__all__ = [
+    "estimate_mem_gb",
+    "load_mask",
+    "read_masked_bold",
+    "read_masked_maps",
+    "save_nifti",
+    "unmask",
+    "write_masked",
+]
 
 # scipy.ndimage.gaussian_filter1d's default: the kernel reaches int(truncate * sigma + 0.5)
 _TRUNCATE = 4.0
@@ -81,21 +89,27 @@ def load_mask(mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_same_grid(
-    bold_shape: tuple[int, ...],
-    bold_affine: np.ndarray,
+    image_shape: tuple[int, ...],
+    image_affine: np.ndarray,
     mask: np.ndarray,
     mask_affine: np.ndarray,
-    bold_file: str | os.PathLike,
+    image_file: str | os.PathLike,
     mask_file: str | os.PathLike,
+    what: str = "BOLD",
 ) -> None:
     # np.allclose defaults are the tolerance nilearn's apply_mask uses
-    if tuple(bold_shape[:3]) != mask.shape or not np.allclose(bold_affine, mask_affine):
-        raise DatasetError(
-            f"Mask {mask_file} (shape {mask.shape}, voxel size "
-            f"{_voxel_size(mask_affine)}) is not on the grid of BOLD {bold_file} (shape "
-            f"{tuple(bold_shape[:3])}, voxel size {_voxel_size(bold_affine)}) or their "
-            "affines differ; use the mask of the same space and resolution as the BOLD run"
-        )
+    if tuple(image_shape[:3]) != mask.shape:
+        differs = "shapes differ"
+    elif not np.allclose(image_affine, mask_affine):
+        differs = "affines differ"
+    else:
+        return
+    raise DatasetError(
+        f"Mask {mask_file} (shape {mask.shape}, voxels {_voxel_size(mask_affine)} mm) is not "
+        f"on the grid of {what} {image_file} (shape {tuple(image_shape[:3])}, voxels "
+        f"{_voxel_size(image_affine)} mm): {differs}; use a mask in the same space and "
+        f"resolution as the {what}"
+    )
 
 
 def _voxel_size(affine: np.ndarray) -> str:
@@ -228,6 +242,14 @@ def read_masked_bold(
         for t, raw in enumerate(_iter_raw_volumes(img)):
             values = raw[flat]
             out[t] = apply_read_scaling(values, slope, inter) if slope is not None else values
+        bad = ~np.isfinite(out)
+        if bad.any():
+            # nilearn would carry NaNs into every statistic of these voxels
+            raise DatasetError(
+                f"BOLD {bold_file} has non-finite values (NaN/inf) in {bad.any(0).sum()} "
+                f"voxels of mask {mask_file} (first at volume {np.flatnonzero(bad.any(1))[0]}); "
+                "use a brain mask that excludes them or set smoothing_fwhm (which zeroes them)"
+            )
         return out
 
     sigma = _sigma_voxels(smoothing_fwhm, img.affine)
@@ -299,6 +321,28 @@ def unmask(values: np.ndarray, mask_file: str | os.PathLike) -> nib.Nifti1Image:
     img = nib.Nifti1Image(data, affine)
     img.header.set_xyzt_units("mm")
     return img
+
+
+def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Write a NIfTI image; ``.nii.gz`` is compressed with ISA-L (level 1) for speed."""
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        with igzip.open(path, "wb", compresslevel=1) as fh:
+            fh.write(img.to_bytes())
+    else:
+        nib.save(img, path)
+    return path
+
+
+def read_masked_maps(map_file: str | os.PathLike, mask_file: str | os.PathLike) -> np.ndarray:
+    """In-mask values of a 3D map, shape (n_voxels,), or a 4D one, shape (n_maps, n_voxels)."""
+    img = _load_image(map_file, "Map")
+    mask, mask_affine = load_mask(mask_file)
+    _check_same_grid(img.shape, img.affine, mask, mask_affine, map_file, mask_file, "map")
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 3:
+        return data[mask].astype(np.float64)
+    return data[mask].T.astype(np.float64)
 
 
 def estimate_mem_gb(bold_file: str | os.PathLike) -> float:

@@ -45,6 +45,8 @@ NOISE_MODELS = ("ar1", "ols")
 # float64 elements per voxel chunk (~8 MB): small enough to stay in cache-friendly sizes and
 # keep peak memory flat, large enough for efficient matrix products
 _CHUNK_ELEMENTS = 1 << 20
+# exact float parsing: the default from pandas 3 on (where the option is deprecated)
+_ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 @dataclass
@@ -141,7 +143,7 @@ def load_fit(path: str | os.PathLike) -> FirstLevelFit:
 def read_design_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a design.tsv: first column frame times (the index), then one column per regressor."""
     try:
-        design = pd.read_csv(path, sep="\t", index_col=0, float_precision="round_trip")
+        design = pd.read_csv(path, sep="\t", index_col=0, **_ROUND_TRIP)
     except FileNotFoundError as err:
         raise DesignError(f"Design file {path} does not exist; check the path") from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

@@ -59,9 +59,7 @@ def _full_spec() -> ModelSpec:
             scrub=0,
         ),
         design=DesignSpec(hrf_model="fir", drift_model=None, fir_delays=(0, 1, 2)),
-        glm=GlmSpec(
-            noise_model="ols", signal_scaling=(0, 1), smoothing_fwhm=5, slice_time_ref=0.5
-        ),
+        glm=GlmSpec(noise_model="ols", signal_scaling=None, smoothing_fwhm=5, slice_time_ref=0.5),
         contrasts=(
             ContrastSpec(name="face-house", expressions=("face - house",)),
             ContrastSpec(name="all", stat_type="F", weights=({"face": 1}, {"house": 1.5})),
@@ -103,7 +101,7 @@ def test_normalisation():
     assert spec.glm.smoothing_fwhm == 5.0 and isinstance(spec.glm.smoothing_fwhm, float)
     assert spec.contrasts[1].weights == ({"face": 1.0}, {"house": 1.5})
     assert GlmSpec(signal_scaling=False).signal_scaling is None  # nilearn's spelling
-    assert GlmSpec(signal_scaling=[0, 1]).signal_scaling == (0, 1)
+    assert GlmSpec(signal_scaling=0.0).signal_scaling == 0
 
 
 def test_json_round_trip_is_exact_and_canonical():
@@ -219,7 +217,10 @@ BAD_MODELS = [
     (_model(design__fir_delays=[1, 1]), "'design.fir_delays' must be distinct integers"),
     (_model(design__high_pass=-0.01), "'design.high_pass' must be a number > 0; got -0.01"),
     (_model(design__oversampling=0.5), "'design.oversampling' must be an integer >= 1; got 0.5"),
-    (_model(glm__signal_scaling=2), "'glm.signal_scaling' must be 0, 1, [0, 1] or null; got 2"),
+    (_model(glm__signal_scaling=1),
+     "'glm.signal_scaling' must be 0 (percent signal change) or null (none); got 1 (in m.json)"),
+    (_model(glm__signal_scaling=[0, 1]), "'glm.signal_scaling' must be 0 (percent signal"),
+    (_model(glm__signal_scaling=True), "'glm.signal_scaling' must be 0 (percent signal"),
     (_model(glm__slice_time_ref=1.5),
      "'glm.slice_time_ref' must be a number between 0 and 1 or null; got 1.5 (in m.json)"),
     (_model(glm__smoothing_fwhm=-4), "'glm.smoothing_fwhm' must be a number >= 0 or null"),

@@ -352,25 +352,23 @@ class DesignSpec(_Spec):
 @dataclass(frozen=True)
 class GlmSpec(_Spec):
     """First-level fit options (nilearn FirstLevelModel names). ``signal_scaling``: 0 (percent
-    signal change per voxel), 1, (0, 1) or None (nilearn's False: no scaling);
+    signal change of each voxel's mean) or None (nilearn's False: no scaling; JSON false is
+    read as null; nilearn's 1 and (0, 1) are not supported by glmflow's engine);
     ``slice_time_ref`` None means "from the data" (fMRIPrep's StartTime / TR, else 0)."""
 
     noise_model: NoiseModel = "ar1"
-    signal_scaling: int | tuple[int, int] | None = 0
+    signal_scaling: Literal[0] | None = 0
     smoothing_fwhm: float | None = None
     slice_time_ref: float | None = None
     minimize_memory: bool = True
 
     def __post_init__(self) -> None:
         _choice(self.noise_model, "noise_model", NoiseModel)
-        scaling = self.signal_scaling
-        if scaling is False:
-            scaling = None  # nilearn spells "no scaling" False
-        if isinstance(scaling, list | tuple):
-            scaling = tuple(scaling)
-        if scaling not in (None, 0, 1, (0, 1)) or isinstance(scaling, bool):
-            raise _bad("signal_scaling", "0, 1, [0, 1] or null", self.signal_scaling)
-        _set(self, "signal_scaling", scaling)
+        # None, not False, means "no scaling": False == 0 in Python would make the two equal
+        scaling = None if self.signal_scaling is False else self.signal_scaling
+        if scaling is not None and (scaling != 0 or not isinstance(scaling, int | float)):
+            raise _bad("signal_scaling", "0 (percent signal change) or null (none)", scaling)
+        _set(self, "signal_scaling", None if scaling is None else 0)
         fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
         _set(self, "smoothing_fwhm", fwhm)
         ref = _number(self.slice_time_ref, "slice_time_ref", low=0, high=1, optional=True)

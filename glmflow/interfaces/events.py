@@ -1,0 +1,87 @@
+"""ParseEvents: one run's events.tsv as tidy events for BuildDesignMatrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from glmflow.core.events import parse_events, read_events, write_parsed_events
+
+
+class _ParseEventsInputSpec(BaseInterfaceInputSpec):
+    events_file = File(exists=True, mandatory=True, desc="BIDS *_events.tsv of one run")
+    condition_column = traits.Str(
+        "trial_type",
+        usedefault=True,
+        desc="column naming each event's condition (glm-express condition_identifier)",
+    )
+    drop_conditions = traits.List(
+        traits.Str, desc="conditions whose events are removed (names as in the file)"
+    )
+    rename_conditions = traits.Dict(
+        traits.Str, traits.Str, desc="{old: new} condition names, applied after dropping"
+    )
+    modulators = traits.List(
+        traits.Str, desc="numeric columns; one '{condition}_x_{modulator}' regressor each"
+    )
+    demean_modulators = traits.Bool(
+        True, usedefault=True, desc="demean each modulator within each condition"
+    )
+    block_column = traits.Str(
+        desc="column naming each event's block (glm-express block_identifier); conditions "
+        "become '{block}_{condition}'; undefined means no blocks"
+    )
+    missing_block_column = traits.Enum(
+        "warn", "error", usedefault=True, desc="block_column absent from the file: warn or fail"
+    )
+    incomplete_events = traits.Enum(
+        "error",
+        "drop",
+        usedefault=True,
+        desc="events with n/a onset, duration or condition: fail, or drop them with a warning",
+    )
+
+
+class _ParseEventsOutputSpec(TraitedSpec):
+    events_file = File(
+        exists=True,
+        desc="events.tsv: columns onset, duration (s), trial_type (regressor name), "
+        "modulation (1 for conditions, modulator value), role ('condition' or 'modulator')",
+    )
+
+
+class ParseEvents(SimpleInterface):
+    """Read and parse one events file with glmflow.core.events.parse_events."""
+
+    input_spec = _ParseEventsInputSpec
+    output_spec = _ParseEventsOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        source = inputs.events_file
+        events = parse_events(
+            read_events(source, condition_column=inputs.condition_column),
+            condition_column=inputs.condition_column,
+            drop_conditions=inputs.drop_conditions if isdefined(inputs.drop_conditions) else (),
+            rename_conditions=(
+                inputs.rename_conditions if isdefined(inputs.rename_conditions) else None
+            ),
+            modulators=inputs.modulators if isdefined(inputs.modulators) else (),
+            demean_modulators=inputs.demean_modulators,
+            block_column=inputs.block_column if isdefined(inputs.block_column) else None,
+            missing_block_column=inputs.missing_block_column,
+            incomplete_events=inputs.incomplete_events,
+            source=Path(source).name,
+        )
+        self._results["events_file"] = str(
+            write_parsed_events(events, Path(runtime.cwd) / "events.tsv")
+        )
+        return runtime

@@ -1,0 +1,135 @@
+"""``glmflow`` command line: a BIDS App plus ``demo`` and ``make-dataset`` helpers.
+
+User mistakes (any :class:`glmflow.GlmflowError`) end as one line on stderr and exit
+code 2; the traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from glmflow import __version__
+from glmflow.errors import GlmflowError
+
+SUBCOMMANDS = ("demo", "make-dataset")
+PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
+
+
+def _bids_app_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glmflow",
+        description=(
+            "Fit fMRI GLMs on a BIDS dataset preprocessed with fMRIPrep. "
+            "Other commands: 'glmflow demo OUT', 'glmflow make-dataset OUT'."
+        ),
+    )
+    parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset")
+    parser.add_argument("output_dir", type=Path, help="where glmflow/ derivatives are written")
+    parser.add_argument("analysis_level", choices=["participant", "group"])
+    parser.add_argument(
+        "--model", type=Path, required=True, help="model file (glm-express task_information.json)"
+    )
+    parser.add_argument(
+        "--derivatives",
+        type=Path,
+        help="fMRIPrep derivatives (default: BIDS_DIR/derivatives/fmriprep)",
+    )
+    parser.add_argument("--participant-label", nargs="+", metavar="LABEL")
+    parser.add_argument("--task", nargs="+", metavar="TASK")
+    parser.add_argument("--session", nargs="+", metavar="SES")
+    parser.add_argument("--run", nargs="+", metavar="RUN")
+    parser.add_argument("--space", default="MNI152NLin2009cAsym")
+    parser.add_argument("--desc", default="preproc", help="desc- entity of the preprocessed BOLD")
+    parser.add_argument(
+        "--smoothing-fwhm", type=float, metavar="MM", help="overrides the model's smoothing"
+    )
+    parser.add_argument(
+        "--slice-time-ref",
+        type=float,
+        metavar="FRACTION",
+        help="frame time reference as a fraction of the TR (default: from the fMRIPrep sidecar)",
+    )
+    parser.add_argument(
+        "--missing-conditions",
+        choices=["error", "drop"],
+        default="error",
+        help="a contrast naming a column absent from a run's design: error (default) or drop "
+        "the missing terms with a warning recorded in the map's sidecar",
+    )
+    parser.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory (cache)")
+    parser.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
+    parser.add_argument(
+        "--plugin-args", help="JSON (or a JSON file) of scheduler arguments for the plugin"
+    )
+    parser.add_argument("--n-cpus", type=int, help="processes for MultiProc (default: all)")
+    parser.add_argument("--mem-gb", type=float, help="memory available to MultiProc")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"glmflow {__version__}")
+    return parser
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glmflow demo",
+        description="Write the small synthetic dataset to OUT and run glmflow on it.",
+    )
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--n-cpus", type=int)
+    parser.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
+    parser.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _make_dataset_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glmflow make-dataset",
+        description="Write a synthetic BIDS + fMRIPrep dataset with known ground truth.",
+    )
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--preset", choices=["small", "realistic"], default="small")
+    parser.add_argument("--n-subjects", type=int)
+    parser.add_argument("--n-runs", type=int)
+    parser.add_argument("--n-sessions", type=int)
+    parser.add_argument("--n-volumes", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] == "demo":
+        from glmflow.cli.commands import run_demo
+
+        return run_demo(_demo_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "make-dataset":
+        from glmflow.cli.commands import run_make_dataset
+
+        return run_make_dataset(_make_dataset_parser().parse_args(argv[1:]))
+    from glmflow.cli.commands import run_bids_app
+
+    return run_bids_app(_bids_app_parser().parse_args(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``glmflow`` console script."""
+    os.environ.setdefault("NIPYPE_NO_ET", "1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        return _run(argv)
+    except GlmflowError as err:
+        if debug:
+            raise
+        print(f"glmflow: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

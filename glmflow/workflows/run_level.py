@@ -1,0 +1,143 @@
+"""Run level: one BOLD run from events and confounds to contrast maps."""
+
+from __future__ import annotations
+
+import json
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from glmflow.core.model import ModelSpec
+from glmflow.interfaces.bold import MaskAndSmooth
+from glmflow.interfaces.confounds import SelectConfounds
+from glmflow.interfaces.contrasts import ComputeContrasts
+from glmflow.interfaces.design import BuildDesignMatrix
+from glmflow.interfaces.events import ParseEvents
+from glmflow.interfaces.glm import FitFirstLevel
+
+RUN_INPUTS = [
+    "bold_file",
+    "mask_file",
+    "events_file",
+    "confounds_file",
+    "n_volumes",
+    "tr",
+    "slice_time_ref",
+]
+RUN_OUTPUTS = [
+    "design_file",
+    "roles_file",
+    "plot_file",
+    "fit_file",
+    "contrasts_json",
+    "mask_file",
+    "residuals_file",
+    "predicted_file",
+    "r_square_file",
+]
+
+
+def contrasts_json(spec: ModelSpec) -> str:
+    """The contrasts of ``spec`` as canonical JSON: the only input of the contrast node."""
+    return json.dumps([c.to_dict() for c in spec.contrasts], sort_keys=True)
+
+
+def init_run_level_wf(
+    *,
+    spec: ModelSpec,
+    mem_gb: float,
+    missing_conditions: str = "error",
+    name: str = "run_level_wf",
+) -> pe.Workflow:
+    """Fit the first-level GLM of one run and compute its contrasts.
+
+    Each step receives only the part of ``spec`` it depends on, so the cache reruns only
+    what a model edit touched: a contrast edit reruns ``compute_contrasts``; a confound
+    edit reruns confounds, design, fit and contrasts, never ``mask_and_smooth``.
+
+    Parameters
+    ----------
+    spec
+        The model.
+    mem_gb
+        Memory (GB) of the heavy nodes (read, fit), from the BOLD size.
+    missing_conditions
+        ``"error"`` or ``"drop"``: what to do with a contrast naming a column absent from
+        this run's design.
+    name
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file, mask_file, events_file, confounds_file, n_volumes, tr, slice_time_ref
+
+    Outputs
+    -------
+    design_file, roles_file, plot_file, fit_file, contrasts_json (index of the contrast
+    maps), mask_file, residuals_file, predicted_file, r_square_file (the last three only
+    when ``spec.glm.minimize_memory`` is off)
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=RUN_INPUTS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=RUN_OUTPUTS), name="outputnode")
+
+    parse_events = pe.Node(ParseEvents(**spec.events.to_dict()), name="parse_events")
+    select_confounds = pe.Node(
+        SelectConfounds(**spec.confounds.to_dict()), name="select_confounds"
+    )
+    mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
+    if spec.glm.smoothing_fwhm:
+        mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
+    build_design = pe.Node(BuildDesignMatrix(**spec.design.to_dict()), name="build_design")
+    fit = pe.Node(
+        FitFirstLevel(
+            noise_model=spec.glm.noise_model,
+            signal_scaling=spec.glm.signal_scaling,
+            minimize_memory=spec.glm.minimize_memory,
+        ),
+        name="fit_first_level",
+        mem_gb=mem_gb,
+    )
+    compute_contrasts = pe.Node(
+        ComputeContrasts(
+            contrasts=contrasts_json(spec), missing_conditions=missing_conditions
+        ),
+        name="compute_contrasts",
+    )
+
+    # fmt: off
+    workflow.connect([
+        (inputnode, parse_events, [("events_file", "events_file")]),
+        (inputnode, select_confounds, [("confounds_file", "confounds_file"),
+                                       ("bold_file", "bold_file")]),
+        (inputnode, mask_and_smooth, [("bold_file", "bold_file"),
+                                      ("mask_file", "mask_file")]),
+        (inputnode, build_design, [("n_volumes", "n_volumes"),
+                                   ("tr", "tr"),
+                                   ("slice_time_ref", "slice_time_ref")]),
+        (parse_events, build_design, [("events_file", "events_file")]),
+        (select_confounds, build_design, [("confounds_file", "confounds_file")]),
+        (mask_and_smooth, fit, [("data_file", "data_file"),
+                                ("mask_file", "mask_file")]),
+        (build_design, fit, [("design_file", "design_file")]),
+        (select_confounds, fit, [("sample_mask_file", "sample_mask_file")]),
+        (fit, compute_contrasts, [("fit_file", "fit_file")]),
+        (mask_and_smooth, compute_contrasts, [("mask_file", "mask_file")]),
+        (build_design, outputnode, [("design_file", "design_file"),
+                                    ("roles_file", "roles_file"),
+                                    ("plot_file", "plot_file")]),
+        (fit, outputnode, [("fit_file", "fit_file")]),
+        (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),
+        (compute_contrasts, outputnode, [("contrasts_json", "contrasts_json")]),
+    ])
+    # fmt: on
+    if not spec.glm.minimize_memory:
+        workflow.connect(
+            fit,
+            "residuals_file",
+            outputnode,
+            "residuals_file",
+        )
+        workflow.connect(fit, "predicted_file", outputnode, "predicted_file")
+        workflow.connect(fit, "r_square_file", outputnode, "r_square_file")
+    return workflow

@@ -212,6 +212,16 @@ def test_tr_falls_back_to_raw_sidecar_then_header(ds):
     assert (r.tr, r.slice_time_ref) == (2.0, 0.25)  # from the header
 
 
+def test_model_tr_checked_against_the_data(ds):
+    msg = (
+        f'"tr" is 2.5 s in models/m.json but {_bold(ds)} has 2 s (sidecar RepetitionTime); set '
+        '"tr" to 2 in models/m.json or remove it'
+    )
+    with pytest.raises(ModelSpecError, match="^" + re.escape(msg)):
+        discover_runs(ds, spec_tr=2.5, model_file="models/m.json")
+    assert discover_runs(ds, spec_tr=2.0, participant_label=["01"])[0].tr == 2.0
+
+
 def test_header_tr_in_milliseconds(ds):
     _nifti(_bold(ds), (*SHAPE, 5), tr=2000.0, units="msec")
     assert discover_runs(ds, participant_label=["01"], runs=[1])[0].tr == 2.0
@@ -286,28 +296,34 @@ def _no_description(root):
         (
             _no_tr,
             {},
-            "No repetition time for {root}/{P}_desc-preproc_bold.nii.gz: RepetitionTime is "
-            "missing from {root}/sub-01/func/sub-01_task-faces_run-1_bold.json and the NIfTI "
-            "header pixdim[4] is 0; add RepetitionTime (seconds) to the sidecar",
+            "{root}/{P}_desc-preproc_bold.nii.gz has no repetition time (no sidecar "
+            'RepetitionTime, header pixdim[4] is 0); add RepetitionTime to its sidecar or set "tr"'
+            " in the model",
         ),
         (
             _write_json(f"{P}_desc-preproc_bold.json", {"RepetitionTime": 2.5}),
             {},
-            "Repetition time mismatch: RepetitionTime 2.5 s in {root}/{P}_desc-preproc_bold.json"
-            " but pixdim[4] 2 s in the header of {root}/{P}_desc-preproc_bold.nii.gz; fix "
-            "whichever is wrong",
+            "{root}/{P}_desc-preproc_bold.nii.gz: the sidecar says RepetitionTime 2.5 s but the "
+            "NIfTI header (pixdim[4]) says 2 s; BIDS takes the sidecar as authoritative: fix the "
+            "header (or the sidecar, whichever is wrong)",
         ),
         (
             _write_json(f"{P}_desc-preproc_bold.json", {"RepetitionTime": "two"}),
             {},
-            "RepetitionTime in {root}/{P}_desc-preproc_bold.json must be a positive number of "
-            "seconds. Got 'two' instead",
+            "the sidecar's RepetitionTime of {root}/{P}_desc-preproc_bold.nii.gz must be a "
+            'positive number of seconds; got "two"',
         ),
         (
             _write_json(f"{P}_desc-preproc_bold.json", {"RepetitionTime": 2.0, "StartTime": 2}),
             {},
-            "StartTime 2 in {root}/{P}_desc-preproc_bold.json is not within [0, "
-            "RepetitionTime=2.0); fix the sidecar or set slice_time_ref in the model",
+            "StartTime 2 in {root}/{P}_desc-preproc_bold.json is not a number within [0, "
+            "RepetitionTime=2); fix the sidecar or set slice_time_ref in the model",
+        ),
+        (
+            _write_json(f"{P}_desc-preproc_bold.json", {"RepetitionTime": 2.0, "StartTime": "x"}),
+            {},
+            "StartTime 'x' in {root}/{P}_desc-preproc_bold.json is not a number within [0, "
+            "RepetitionTime=2); fix the sidecar or set slice_time_ref in the model",
         ),
         (
             lambda root: _nifti(root / f"{P}_desc-preproc_bold.nii.gz", SHAPE, tr=None),
@@ -384,6 +400,7 @@ def _no_description(root):
         "tr-mismatch",
         "tr-not-number",
         "start-time-too-late",
+        "start-time-text",
         "bold-3d",
         "ambiguous-mask",
         "unknown-space",

@@ -36,6 +36,7 @@ from typing import Any
 
 import nibabel as nib
 
+from glmflow.core.model import check_repetition_time
 from glmflow.errors import DatasetError, ModelSpecError
 
 LOGGER = logging.getLogger(__name__)
@@ -64,7 +65,6 @@ _NOT_IDENTITY = ("suffix", "extension", "datatype", "desc")
 _NIFTI = [".nii.gz", ".nii"]
 # Top-level folders pybids does not index in a raw dataset (plus dot files).
 _RAW_IGNORED = {"derivatives", "code", "models", "sourcedata", "stimuli"}
-TR_TOLERANCE = 1e-4  # seconds; NIfTI stores pixdim as float32
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def discover_runs(
     excludes: Iterable[str] = (),
     database_dir: str | os.PathLike | None = None,
     slice_time_ref: float | None = None,
+    spec_tr: float | None = None,
+    model_file: str | os.PathLike | None = None,
 ) -> list[RunInputs]:
     """List the preprocessed BOLD runs to model, with their companion files.
 
@@ -131,6 +133,9 @@ def discover_runs(
         Where to keep the pybids index between calls; ``None`` indexes in memory.
     slice_time_ref : float, optional
         Override of the slice-timing reference (fraction of the TR, 0..1).
+    spec_tr, model_file : optional
+        The model's ``"tr"`` and its file, checked against every run's data with
+        :func:`glmflow.core.model.check_repetition_time`.
 
     Returns
     -------
@@ -210,6 +215,8 @@ def discover_runs(
             bids_dir=bids_dir,
             deriv_dir=deriv_dir,
             slice_time_ref=slice_time_ref,
+            spec_tr=spec_tr,
+            model_file=model_file,
         )
         out.append(run)
         if missing_start:
@@ -236,7 +243,10 @@ def discover_runs(
     )
 
 
-def _run_inputs(bold, *, masks, confounds, events, raw_bolds, bids_dir, deriv_dir, slice_time_ref):
+def _run_inputs(
+    bold, *, masks, confounds, events, raw_bolds, bids_dir, deriv_dir, slice_time_ref, spec_tr,
+    model_file,
+):  # fmt: skip
     """Assemble one RunInputs; return it and whether StartTime was missing."""
     ent = bold.entities
     where = f"{bold.path}"
@@ -262,32 +272,21 @@ def _run_inputs(bold, *, masks, confounds, events, raw_bolds, bids_dir, deriv_di
             "this run out (--task / --run / excludes)"
         )
     meta = bold.get_metadata()
-    sidecar_tr, sidecar = meta.get("RepetitionTime"), _sidecar_name(bold.path)
+    sidecar_tr = meta.get("RepetitionTime")
     if sidecar_tr is None:
         raw = _companion(bold, raw_bolds)
         if raw is not None:
-            sidecar_tr, sidecar = raw.get_metadata().get("RepetitionTime"), _sidecar_name(raw.path)
+            sidecar_tr = raw.get_metadata().get("RepetitionTime")
     header_tr, n_volumes = _header_tr(bold.path)
-    tr = _repetition_time(sidecar_tr, header_tr, bold.path, sidecar)
-    start_time = meta.get("StartTime")
-    if slice_time_ref is None and start_time is not None:
-        if not 0 <= float(start_time) < tr:
-            raise DatasetError(
-                f"StartTime {start_time} in {_sidecar_name(bold.path)} is not within "
-                f"[0, RepetitionTime={tr}); fix the sidecar or set slice_time_ref in the model"
-            )
-        ref = float(start_time) / tr
-    elif slice_time_ref is None:
-        ref = 0.0
-    else:
-        ref = float(slice_time_ref)
-        if start_time is not None and not math.isclose(ref, float(start_time) / tr):
-            warnings.warn(
-                f"slice_time_ref {ref} overrides StartTime/RepetitionTime = "
-                f"{float(start_time) / tr:g} from {_sidecar_name(bold.path)}",
-                UserWarning,
-                stacklevel=3,
-            )
+    # One TR rule for the whole project (sidecar vs header vs the model's "tr").
+    tr = check_repetition_time(
+        spec_tr=spec_tr,
+        sidecar_tr=sidecar_tr,
+        header_tr=header_tr,
+        bold_file=bold.path,
+        model_file=model_file or "the model",
+    )
+    ref = _slice_time_ref(meta.get("StartTime"), tr, slice_time_ref, _sidecar_name(bold.path))
     entities = {k: str(v) for k, v in ent.items() if k not in _NOT_IDENTITY and _is_entity(k)}
     run = RunInputs(
         subject=str(ent["subject"]),
@@ -303,7 +302,29 @@ def _run_inputs(bold, *, masks, confounds, events, raw_bolds, bids_dir, deriv_di
         n_volumes=n_volumes,
         entities=entities,
     )
-    return run, slice_time_ref is None and start_time is None
+    return run, slice_time_ref is None and "StartTime" not in meta
+
+
+def _slice_time_ref(start_time, tr: float, override: float | None, sidecar: str) -> float:
+    """StartTime / TR as nilearn's first_level_from_bids, unless overridden; 0.0 if absent."""
+    if start_time is None:
+        return 0.0 if override is None else float(override)
+    number = isinstance(start_time, (int, float)) and not isinstance(start_time, bool)
+    if not number or not 0 <= start_time < tr:
+        raise DatasetError(
+            f"StartTime {start_time!r} in {sidecar} is not a number within "
+            f"[0, RepetitionTime={tr:g}); fix the sidecar or set slice_time_ref in the model"
+        )
+    if override is None:
+        return start_time / tr
+    if not math.isclose(override, start_time / tr):
+        warnings.warn(
+            f"slice_time_ref {override:g} overrides StartTime/RepetitionTime = "
+            f"{start_time / tr:g} from {sidecar}",
+            UserWarning,
+            stacklevel=4,
+        )
+    return float(override)
 
 
 def _is_entity(key: str) -> bool:
@@ -385,33 +406,6 @@ def _header_tr(bold_path: str) -> tuple[float | None, int]:
     unit = hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else "sec"
     tr *= {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
     return (tr if math.isfinite(tr) and tr > 0 else None), int(img.shape[3])
-
-
-def _repetition_time(sidecar_tr, header_tr, bold_path: str, sidecar: str) -> float:
-    """Reconcile the sidecar and header TRs; the sidecar wins when both agree."""
-    if sidecar_tr is None and header_tr is None:
-        raise DatasetError(
-            f"No repetition time for {bold_path}: RepetitionTime is missing from {sidecar} "
-            "and the NIfTI header pixdim[4] is 0; add RepetitionTime (seconds) to the sidecar"
-        )
-    if sidecar_tr is None:
-        return header_tr
-    try:
-        value = float(sidecar_tr)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(sidecar_tr, bool) or not (math.isfinite(value) and value > 0):
-        raise DatasetError(
-            f"RepetitionTime in {sidecar} must be a positive number of seconds. "
-            f"Got {sidecar_tr!r} instead"
-        )
-    sidecar_tr = value
-    if header_tr is not None and abs(sidecar_tr - header_tr) > TR_TOLERANCE:
-        raise DatasetError(
-            f"Repetition time mismatch: RepetitionTime {sidecar_tr:g} s in {sidecar} but "
-            f"pixdim[4] {header_tr:g} s in the header of {bold_path}; fix whichever is wrong"
-        )
-    return sidecar_tr
 
 
 def _check_slice_time_ref(value: float) -> None:

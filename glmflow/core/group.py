@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm import Contrast, expression_to_contrast_vector
 from nilearn.glm.second_level import SecondLevelModel, make_second_level_design_matrix
-from nilearn.image import index_img
+from nilearn.image import index_img, resample_img
 from nilearn.maskers import NiftiMasker
 
 from glmflow.errors import GroupModelError
@@ -470,14 +471,33 @@ def check_group_inputs(
             )
 
 
-def load_maps(files: Sequence[ImageLike]) -> list[nib.Nifti1Image]:
-    """Load maps once into memory as 3-D float images (nilearn re-reads paths per contrast)."""
+def load_maps(
+    files: Sequence[ImageLike],
+    *,
+    target_affine: np.ndarray | None = None,
+    target_shape: Sequence[int] | None = None,
+) -> list[nib.Nifti1Image]:
+    """Load maps once into memory as 3-D images (nilearn re-reads paths for every contrast).
+
+    With ``target_affine``, maps are resampled (continuous interpolation) to one grid: the
+    target grid, or, without ``target_shape``, the first map's grid under ``target_affine``.
+    nilearn's SecondLevelModel cannot average maps of different shapes to learn its mask.
+    """
     images = []
     for item in files:
         img = item if isinstance(item, nib.Nifti1Image) else nib.load(item)
-        data = np.asanyarray(img.dataobj, dtype=np.float64).reshape(img.shape[:3])
-        images.append(nib.Nifti1Image(data, img.affine, img.header))
-    return images
+        data = np.asanyarray(img.dataobj).reshape(img.shape[:3])
+        images.append(nib.Nifti1Image(data, img.affine))
+    if target_affine is None:
+        return images
+    reference = resample_img(images[0], target_affine=target_affine, target_shape=target_shape)
+    affine, shape = reference.affine, reference.shape[:3]
+    return [
+        img
+        if img.shape[:3] == shape and np.allclose(img.affine, affine)
+        else resample_img(img, target_affine=affine, target_shape=shape)
+        for img in images
+    ]
 
 
 def resolve_group_inputs(
@@ -562,7 +582,11 @@ def _design_from_confounds(labels: list[str], confounds: pd.DataFrame | None) ->
                     f"Confound {name!r} is n/a for subject "
                     f"{confounds['subject_label'][missing].iloc[0]!r}; fill in the value"
                 )
-    design = make_second_level_design_matrix(labels, confounds)
+    with warnings.catch_warnings():
+        # nilearn flags cond(X) > X.size, which raw ages next to an intercept exceed;
+        # check_design tests the rank properly.
+        warnings.filterwarnings("ignore", message="Attention: Design matrix is singular")
+        design = make_second_level_design_matrix(labels, confounds)
     design.index = pd.Index(labels, name="label")
     return design
 
@@ -650,10 +674,11 @@ def fit_group_model(
         _check_fixed_options(files, variance_files, smoothing_fwhm, minimize_memory, dofs)
     check_group_inputs(files, variance_files=variance_files, target_affine=target_affine)
 
-    effects = load_maps(files)
+    grid = {"target_affine": target_affine, "target_shape": target_shape}
+    effects = load_maps(files, **grid)
     if method == "fixed":
         return _fit_fixed(
-            effects, load_maps(variance_files), design, weights, mask, target_affine,
+            effects, load_maps(variance_files, **grid), design, weights, mask, target_affine,
             target_shape, dofs,
         )  # fmt: skip
     model = SecondLevelModel(

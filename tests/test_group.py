@@ -1,0 +1,558 @@
+"""Group designs and fits: recovered effects, parity with nilearn, bad-input messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn.glm import compute_fixed_effects
+from nilearn.glm.second_level import SecondLevelModel, make_second_level_design_matrix
+
+from glmflow.core.group import (
+    check_design,
+    contrast_weights,
+    fit_group_model,
+    load_participants,
+    make_group_design,
+    read_design,
+)
+from glmflow.errors import GroupModelError
+
+SHAPE = (9, 10, 11)
+AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
+AFFINE[:3, 3] = [-12.0, -15.0, -15.0]
+# Planted effects (voxel boxes); everything outside them is null.
+MEAN_BOX = np.s_[1:4, 1:4, 1:4]  # group mean 2.0
+GROUP_BOX = np.s_[5:8, 1:4, 6:9]  # patients 3.0 above controls
+AGE_BOX = np.s_[1:4, 6:9, 6:9]  # 0.15 per year
+N_SUBJECTS = 12
+
+
+def _null_mask() -> np.ndarray:
+    null = np.ones(SHAPE, bool)
+    for box in (MEAN_BOX, GROUP_BOX, AGE_BOX):
+        null[box] = False
+    return null
+
+
+def _assert_null(z: np.ndarray) -> None:
+    """z values of null voxels look standard normal: E|z| = 0.80, P(|z| > 3.09) = 0.2%."""
+    assert 0.65 < np.abs(z).mean() < 0.95
+    assert np.mean(np.abs(z) > 3.09) < 0.01
+
+
+@pytest.fixture(scope="module")
+def group_data(tmp_path_factory) -> dict:
+    """12 subjects: participants.tsv, effect and variance maps with known effects."""
+    root = tmp_path_factory.mktemp("group")
+    rng = np.random.default_rng(42)
+    subjects = [f"sub-{i:02d}" for i in range(1, N_SUBJECTS + 1)]
+    ages = rng.uniform(20, 60, N_SUBJECTS).round(1)
+    groups = np.array(["control", "patient"] * (N_SUBJECTS // 2))
+    participants = pd.DataFrame(
+        {"participant_id": subjects, "age": ages, "group": groups, "sex": list("MMFFMFFMFMFM")}
+    )
+    participants.to_csv(root / "participants.tsv", sep="\t", index=False)
+    effects, variances = [], []
+    for i, subject in enumerate(subjects):
+        data = rng.normal(0.0, 1.0, SHAPE)
+        data[MEAN_BOX] += 2.0
+        data[GROUP_BOX] += 3.0 * (groups[i] == "patient")
+        data[AGE_BOX] += 0.15 * (ages[i] - ages.mean())
+        effects.append(root / f"{subject}_stat-effect_statmap.nii.gz")
+        nib.save(nib.Nifti1Image(data, AFFINE), effects[-1])
+        variances.append(root / f"{subject}_stat-variance_statmap.nii.gz")
+        variance = rng.uniform(0.5, 2.0, SHAPE)
+        nib.save(nib.Nifti1Image(variance, AFFINE), variances[-1])
+    return {
+        "root": root,
+        "participants": load_participants(root / "participants.tsv"),
+        "subjects": subjects,
+        "effects": [str(p) for p in effects],
+        "variances": [str(p) for p in variances],
+        "ages": ages,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Designs
+
+
+def test_two_sample_design_with_demeaned_and_dummy_coded_covariates(group_data):
+    design = make_group_design(
+        group_data["participants"],
+        subjects=[s[4:] for s in group_data["subjects"]],  # labels without "sub-" work too
+        design="two-sample",
+        group_column="group",
+        covariates=["age", "sex"],
+    )
+    assert design.columns.tolist() == ["group_control", "group_patient", "age", "sex_M"]
+    assert design.index.tolist() == group_data["subjects"]
+    np.testing.assert_array_equal(design["group_patient"], [0, 1] * 6)
+    np.testing.assert_allclose(design["age"], group_data["ages"] - group_data["ages"].mean())
+    np.testing.assert_allclose(
+        design["sex_M"], np.array([1, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 1]) - 0.5
+    )
+
+
+# nilearn's conditioning heuristic (cond > size) flags raw ages next to an intercept.
+@pytest.mark.filterwarnings("ignore:Attention. Design matrix is singular")
+def test_one_sample_design_equals_nilearns_second_level_design(group_data):
+    ours = make_group_design(
+        group_data["participants"],
+        subjects=group_data["subjects"],
+        covariates=["age"],
+        demean_covariates=False,
+    )
+    confounds = group_data["participants"][["participant_id", "age"]].rename(
+        columns={"participant_id": "subject_label"}
+    )
+    theirs = make_second_level_design_matrix(group_data["subjects"], confounds)
+    pd.testing.assert_frame_equal(
+        ours[theirs.columns].reset_index(drop=True), theirs, check_index_type=False
+    )
+
+
+def test_paired_design_codes_difference_and_subjects():
+    participants = pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03"]})
+    design = make_group_design(
+        participants, subjects=["01", "02", "03"], design="paired", conditions=("pre", "post")
+    )
+    assert design.columns.tolist() == ["pre_minus_post", "sub_01", "sub_02", "sub_03"]
+    assert design.index[[0, 3]].tolist() == ["sub-01_pre", "sub-01_post"]
+    np.testing.assert_array_equal(design["pre_minus_post"], [1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(design["sub_02"], [0, 1, 0, 0, 1, 0])
+
+
+def test_design_tsv_round_trip(tmp_path, group_data):
+    design = make_group_design(
+        group_data["participants"], subjects=group_data["subjects"], covariates=["age"]
+    )
+    design.to_csv(tmp_path / "design.tsv", sep="\t")
+    pd.testing.assert_frame_equal(read_design(tmp_path / "design.tsv"), design)
+
+
+def test_load_participants_reads_na(tmp_path):
+    (tmp_path / "participants.tsv").write_text("participant_id\tage\nsub-01\tn/a\nsub-02\t31\n")
+    table = load_participants(tmp_path / "participants.tsv")
+    assert table["age"].isna().tolist() == [True, False]
+
+
+PARTICIPANTS = pd.DataFrame(
+    {
+        "participant_id": ["sub-01", "sub-02", "sub-03", "sub-04"],
+        "age": [20.0, None, 30.0, 40.0],
+        "group": ["a", "a", "b", None],
+        "site": ["x", "x", "x", "x"],
+        "height": [1.7, 1.7, 1.7, 1.7],
+    }
+)
+DESIGN_ERRORS = [
+    (
+        dict(subjects=["01", "07"]),
+        "Subject 'sub-07' is missing from participants.tsv (column participant_id); "
+        "add a row for it or leave the subject out",
+    ),
+    (
+        dict(subjects=["01", "02", "03"], covariates=["age"]),
+        "Covariate 'age' is n/a for subject 'sub-02' in participants.tsv; "
+        "fill in the value or leave the subject out",
+    ),
+    (
+        dict(subjects=["01"]),
+        "A group model needs at least two subjects, got 1 (sub-01); add subjects",
+    ),
+    (
+        dict(subjects=["01", "01", "03"]),
+        "Subject 'sub-01' is listed more than once; give each subject once",
+    ),
+    (
+        dict(subjects=["01", "03"], covariates=["agee"]),
+        "Covariate 'agee' is not a column of participants.tsv "
+        "(available: age, group, site, height)",
+    ),
+    (
+        dict(subjects=["01", "03", "04"], design="two-sample", group_column="group"),
+        "Group column 'group' is n/a for subject 'sub-04' in participants.tsv; "
+        "fill in the group or leave the subject out",
+    ),
+    (
+        dict(subjects=["01", "02"], design="two-sample", group_column="group"),
+        "Group column 'group' of participants.tsv has a single value 'a' for the selected "
+        "subjects; a two-sample design needs two groups (or use one-sample)",
+    ),
+    (
+        dict(subjects=["01", "03"], design="two-sample"),
+        "A two-sample group design needs group_column, the column of participants.tsv "
+        "holding each subject's group",
+    ),
+    (
+        dict(subjects=["01", "03", "04"], covariates=["height"]),
+        "The design in participants.tsv is singular: column 'height' is all zeros (a "
+        "covariate that is constant across subjects is zero once demeaned); remove it",
+    ),
+    (
+        dict(subjects=["01", "03", "04"], covariates=["height"], demean_covariates=False),
+        "The design in participants.tsv is singular: columns intercept, height are linearly "
+        "dependent (rank 1 < 2 columns); remove or recode one of them",
+    ),
+    (
+        dict(subjects=["01", "03", "04"], covariates=["site"]),
+        "Covariate 'site' has the single value 'x' for all selected subjects in "
+        "participants.tsv; remove it from the covariates",
+    ),
+    (
+        dict(subjects=["01", "03"], covariates=["age"]),
+        "The design in participants.tsv has 2 columns for 2 maps, which leaves no degrees "
+        "of freedom; add subjects or remove regressors",
+    ),
+    (
+        dict(subjects=["01", "03"], design="paired", conditions=["pre"]),
+        "A paired group design needs two different conditions, got ['pre']; give the two "
+        "condition or session labels, e.g. ('ses-pre', 'ses-post')",
+    ),
+    (
+        dict(subjects=["01", "03"], design="paired", conditions=["a", "b"], covariates=["age"]),
+        "Covariates (age) cannot be used with a paired design: its subject columns already "
+        "absorb every between-subject effect; remove them",
+    ),
+    (
+        dict(subjects=["01", "03"], design="covariates"),
+        "The 'covariates' group design needs at least one covariate; name columns of "
+        "participants.tsv in covariates, or use design='one-sample'",
+    ),
+    (
+        dict(subjects=["01", "03"], design="anova"),
+        "Unknown group design 'anova' (allowed: one-sample, two-sample, paired, covariates)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), DESIGN_ERRORS)
+def test_make_group_design_errors(kwargs, message):
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        make_group_design(PARTICIPANTS, **kwargs)
+
+
+def test_participants_duplicate_row_is_an_error():
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-01", "sub-02"]})
+    with pytest.raises(GroupModelError, match="^Subject 'sub-01' has more than one row in p"):
+        make_group_design(table, subjects=["01", "02"])
+
+
+def test_check_design_names_bad_value():
+    design = pd.DataFrame({"intercept": [1, 1, 1], "age": [1, "old", 3]}, index=["a", "b", "c"])
+    with pytest.raises(
+        GroupModelError,
+        match=re.escape(
+            "Design column 'age' in d.tsv has the non-numeric or missing value 'old' in row "
+            "'b'; use numbers only"
+        ),
+    ):
+        check_design(design, source="d.tsv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Contrasts
+
+COLUMNS = ["group_control", "group_patient", "age"]
+
+
+@pytest.mark.parametrize(
+    ("definition", "expected"),
+    [
+        ("group_patient - group_control", [-1, 1, 0]),
+        ("age", [0, 0, 1]),
+        ("0.5*group_control + 0.5*group_patient", [0.5, 0.5, 0]),
+        ([0, 0, 2], [0, 0, 2]),
+        (["age", "group_patient - group_control"], [[0, 0, 1], [-1, 1, 0]]),
+        ([[1, 0, 0], [0, 1, 0]], [[1, 0, 0], [0, 1, 0]]),
+    ],
+)
+def test_contrast_weights(definition, expected):
+    np.testing.assert_array_equal(contrast_weights(definition, COLUMNS, name="c"), expected)
+
+
+CONTRAST_ERRORS = [
+    (
+        "patients - group_control",
+        "Contrast 'c' in model.json uses unknown column 'patients' "
+        "(available: group_control, group_patient, age)",
+    ),
+    (
+        [1, -1],
+        "Contrast 'c' in model.json has 2 weights per row but the design has 3 columns "
+        "(group_control, group_patient, age); give one weight per column",
+    ),
+    ([0, 0, 0], "Contrast 'c' in model.json has only zero weights; give a non-null contrast"),
+    (
+        "age -",
+        "Contrast 'c' in model.json has the formula 'age -', which is not arithmetic on "
+        "column names (e.g. 'patients - controls')",
+    ),
+    (
+        ["age", 1],
+        "Contrast 'c' in model.json mixes formulas and numbers (['age', 1]); give a formula, "
+        "a list of formulas, a weight vector or a weight matrix",
+    ),
+    (
+        [],
+        "Contrast 'c' in model.json is []; give a formula, a weight vector or a list of them",
+    ),
+]
+
+
+@pytest.mark.parametrize(("definition", "message"), CONTRAST_ERRORS)
+def test_contrast_weights_errors(definition, message):
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        contrast_weights(definition, COLUMNS, name="c", source="model.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fits
+
+
+def _z(fit, name: str) -> np.ndarray:
+    return fit.maps[name]["z_score"].get_fdata()
+
+
+def test_one_sample_finds_planted_mean_and_matches_nilearn(group_data):
+    design = make_group_design(group_data["participants"], subjects=group_data["subjects"])
+    fit = fit_group_model(group_data["effects"], design, contrasts={"mean": "intercept"})
+    z = _z(fit, "mean")
+    assert z[MEAN_BOX].mean() > 4.0 and z[MEAN_BOX].min() > 2.5
+    _assert_null(z[_null_mask()])
+    reference = (
+        SecondLevelModel()
+        .fit(group_data["effects"], design_matrix=design.reset_index(drop=True))
+        .compute_contrast("intercept", output_type="all")
+    )
+    for output, img in reference.items():
+        np.testing.assert_allclose(
+            fit.maps["mean"][output].get_fdata(), img.get_fdata(), atol=1e-6
+        )
+
+
+def test_two_sample_difference_and_age_slope_have_right_sign_and_place(group_data):
+    design = make_group_design(
+        group_data["participants"],
+        subjects=group_data["subjects"],
+        design="two-sample",
+        group_column="group",
+        covariates=["age"],
+    )
+    contrasts = {
+        "patient-control": "group_patient - group_control",
+        "control-patient": [1, -1, 0],
+        "age": "age",
+        "any": ["age", "group_patient - group_control"],
+    }
+    fit = fit_group_model(group_data["effects"], design, contrasts=contrasts)
+    difference, age = _z(fit, "patient-control"), _z(fit, "age")
+    assert difference[GROUP_BOX].mean() > 3.0 and difference[GROUP_BOX].min() > 2.0
+    assert age[AGE_BOX].mean() > 3.0 and age[AGE_BOX].min() > 2.0
+    null = _null_mask()
+    for z in (difference, age):
+        _assert_null(z[null])
+    np.testing.assert_allclose(_z(fit, "control-patient"), -difference, atol=1e-10)
+    # slope (0.15 per year) and group difference (3.0) recovered where planted
+    assert abs(fit.maps["age"]["effect_size"].get_fdata()[AGE_BOX].mean() - 0.15) < 0.02
+    assert abs(fit.maps["patient-control"]["effect_size"].get_fdata()[GROUP_BOX].mean() - 3) < 0.3
+    assert fit.maps["any"]["effect_size"].shape == (*SHAPE, 2)
+    model = SecondLevelModel().fit(
+        group_data["effects"], design_matrix=design.reset_index(drop=True)
+    )
+    for name, definition in contrasts.items():
+        weights = contrast_weights(definition, design.columns, name=name)
+        reference = model.compute_contrast(weights, output_type="z_score").get_fdata()
+        assert np.abs(_z(fit, name) - reference).max() < 1e-3
+
+
+def test_paired_design_equals_paired_t_test(group_data):
+    participants = group_data["participants"]
+    subjects = group_data["subjects"][:6]
+    pre, post = group_data["effects"][:6], group_data["effects"][6:]
+    design = make_group_design(
+        participants, subjects=subjects, design="paired", conditions=("pre", "post")
+    )
+    fit = fit_group_model(pre + post, design, contrasts={"pre-post": "pre_minus_post"})
+    differences = np.stack(
+        [nib.load(a).get_fdata() - nib.load(b).get_fdata() for a, b in zip(pre, post, strict=True)]
+    )
+    mask = fit.mask_img.get_fdata() > 0
+    t = differences.mean(0) / (differences.std(0, ddof=1) / np.sqrt(6))
+    np.testing.assert_allclose(fit.maps["pre-post"]["stat"].get_fdata()[mask], t[mask], rtol=1e-8)
+    np.testing.assert_allclose(
+        fit.maps["pre-post"]["effect_size"].get_fdata()[mask], differences.mean(0)[mask]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Attention. Design matrix is singular")
+def test_dataframe_inputs_with_confounds_and_first_level_contrast(group_data):
+    subjects = group_data["subjects"]
+    inputs = pd.DataFrame(
+        {
+            "subject_label": subjects[::-1] * 2,
+            "map_name": ["faces"] * N_SUBJECTS + ["houses"] * N_SUBJECTS,
+            "effects_map_path": group_data["effects"][::-1] + group_data["variances"][::-1],
+        }
+    )
+    confounds = pd.DataFrame({"subject_label": subjects, "age": group_data["ages"]})
+    # An explicit mask: nilearn learns it from the first map of a DataFrame input (from the
+    # mean of the maps for a list), glmflow from the mean of the maps in both cases.
+    mask = nib.Nifti1Image(np.ones(SHAPE, "uint8"), AFFINE)
+    fit = fit_group_model(
+        inputs,
+        contrasts={"age": "age"},
+        confounds=confounds,
+        first_level_contrast="faces",
+        mask=mask,
+    )
+    # nilearn builds its design from every row, so it gets the "faces" rows only.
+    reference = (
+        SecondLevelModel(mask_img=mask)
+        .fit(inputs[inputs["map_name"] == "faces"], confounds=confounds)
+        .compute_contrast("age", first_level_contrast="faces")
+    )
+    np.testing.assert_allclose(_z(fit, "age"), reference.get_fdata(), atol=1e-6)
+    assert fit.design.index.tolist() == subjects
+
+
+def test_model_maps_when_memory_is_not_minimized(group_data):
+    design = make_group_design(
+        group_data["participants"], subjects=group_data["subjects"], covariates=["age"]
+    )
+    fit = fit_group_model(
+        group_data["effects"], design, contrasts={"age": "age"}, minimize_memory=False
+    )
+    assert fit.model_maps["residuals"].shape == (*SHAPE, N_SUBJECTS)
+    assert fit.model_maps["r_square"].shape == SHAPE
+    data = np.stack([nib.load(f).get_fdata() for f in group_data["effects"]], axis=-1)
+    total = fit.model_maps["predicted"].get_fdata() + fit.model_maps["residuals"].get_fdata()
+    mask = fit.mask_img.get_fdata() > 0
+    np.testing.assert_allclose(total[mask], data[mask], atol=1e-8)
+    assert (
+        fit_group_model(group_data["effects"], design, contrasts={"age": "age"}).model_maps == {}
+    )
+
+
+def test_fixed_effects_equal_nilearns_precision_weighted_combination(group_data):
+    design = make_group_design(group_data["participants"], subjects=group_data["subjects"])
+    fit = fit_group_model(
+        group_data["effects"],
+        design,
+        contrasts={"mean": "intercept"},
+        variance_files=group_data["variances"],
+        method="fixed",
+    )
+    reference = compute_fixed_effects(
+        group_data["effects"], group_data["variances"], precision_weighted=True
+    )
+    OUTPUTS = ("effect_size", "effect_variance", "stat", "z_score")  # nilearn's return order
+    for output, img in zip(OUTPUTS, reference, strict=True):
+        np.testing.assert_allclose(fit.maps["mean"][output].get_fdata(), img.get_fdata())
+
+
+def test_fixed_effects_general_design_f_is_t_squared(group_data):
+    design = make_group_design(
+        group_data["participants"], subjects=group_data["subjects"], covariates=["age"]
+    )
+    fit = fit_group_model(
+        group_data["effects"],
+        design,
+        contrasts={"age": "age", "age F": ["age"], "both": [[1, 0], [0, 1]]},
+        variance_files=group_data["variances"],
+        method="fixed",
+    )
+    t = fit.maps["age"]["stat"].get_fdata()
+    np.testing.assert_allclose(fit.maps["age F"]["stat"].get_fdata(), t**2, rtol=1e-8)
+    assert fit.maps["age"]["z_score"].get_fdata()[AGE_BOX].mean() > 4
+    assert fit.maps["both"]["effect_size"].shape == (*SHAPE, 2)
+
+
+def _resampled_copy(path: str, directory: Path) -> str:
+    img = nib.load(path)
+    out = directory / "sub-99_stat-effect_statmap.nii.gz"
+    nib.save(nib.Nifti1Image(img.get_fdata()[:-1], img.affine), out)
+    return str(out)
+
+
+def test_fit_errors(group_data, tmp_path):
+    effects = group_data["effects"]
+    design = make_group_design(group_data["participants"], subjects=group_data["subjects"])
+    cases = [
+        (
+            dict(effect_files=effects[:-1], design=design, contrasts={"m": "intercept"}),
+            "The design in the design matrix has 12 rows but 11 effect maps were given; "
+            "give one row per map, in the same order",
+        ),
+        (
+            dict(effect_files=effects, design=design, contrasts={"m": "mean"}),
+            "Contrast 'm' in the contrasts uses unknown column 'mean' (available: intercept)",
+        ),
+        (
+            dict(effect_files=effects, design=design, contrasts={}),
+            "No group contrast in the contrasts; define at least one",
+        ),
+        (
+            dict(effect_files=effects, contrasts={"m": "intercept"}),
+            "A list of effect maps needs a design (one row per map); build one with "
+            "make_group_design or read_design",
+        ),
+        (
+            dict(
+                effect_files=effects,
+                design=design,
+                contrasts={"m": "intercept"},
+                variance_files=group_data["variances"],
+            ),
+            "variance_files are only used by method='fixed'; drop them or set method='fixed'",
+        ),
+        (
+            dict(
+                effect_files=effects, design=design, contrasts={"m": "intercept"}, method="fixed"
+            ),
+            "method='fixed' needs one variance map per effect map (12), got 0; pass the "
+            "first-level stat-variance maps in the same order",
+        ),
+        (
+            dict(effect_files=effects, design=design, contrasts={"m": "intercept"}, method="x"),
+            "Unknown group method 'x' (allowed: ols, fixed)",
+        ),
+        (
+            dict(
+                effect_files=[*effects[:-1], effects[-1].replace("effect", "z")],
+                design=design,
+                contrasts={"m": "intercept"},
+            ),
+            f"Group models take effect maps, but {effects[-1].replace('effect', 'z')} is a "
+            "stat-z map; pass the stat-effect (and stat-variance) maps of the first level",
+        ),
+        (
+            dict(effect_files=[*effects[:-1], "nope.nii.gz"], design=design, contrasts={"m": [1]}),
+            "Map nope.nii.gz does not exist; check the path",
+        ),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+            fit_group_model(**kwargs)
+
+
+def test_maps_on_different_grids_need_target_affine(group_data, tmp_path):
+    effects = group_data["effects"][:-1] + [_resampled_copy(group_data["effects"][-1], tmp_path)]
+    design = make_group_design(group_data["participants"], subjects=group_data["subjects"])
+    message = (
+        f"Maps are on different grids: {effects[0]} has shape (9, 10, 11) and affine "
+        f"{AFFINE.tolist()}, {effects[-1]} has shape (8, 10, 11) and affine {AFFINE.tolist()}; "
+        "resample them or set target_affine"
+    )
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        fit_group_model(effects, design, contrasts={"m": "intercept"})
+    fit = fit_group_model(
+        effects, design, contrasts={"m": "intercept"}, target_affine=AFFINE, target_shape=SHAPE
+    )
+    assert fit.maps["m"]["z_score"].shape == SHAPE

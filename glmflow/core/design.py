@@ -53,6 +53,8 @@ _ZERO_TOL = 1e-10
 # Singular values of the unit-norm-column design below this fraction of the largest mean
 # linearly dependent columns (nilearn silently regularises at 1e-15; we refuse earlier).
 _RANK_RTOL = 1e-10
+# pandas >= 3 parses floats exactly by default and deprecates asking for it.
+_ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 # Weight of a column in a null-space vector above which it is named as involved.
 _NULL_WEIGHT = 1e-3
 
@@ -120,7 +122,12 @@ def _validate_parameters(
         fail("fir_delays", f"is only used with hrf_model 'fir', not {hrf_model!r}", delays)
     if hrf_model == "fir":
         if not delays:
-            fail("fir_delays", "is needed with hrf_model 'fir'", delays, "e.g. [0, 1, 2, 3]")
+            fail(
+                "fir_delays",
+                "is needed with hrf_model 'fir'",
+                delays,
+                "give volumes, e.g. [0, 1, 2]",
+            )
         bad = [d for d in delays if not isinstance(d, (int, np.integer)) or d < 0]
         if bad or len(set(delays)) != len(delays):
             fail("fir_delays", "must be distinct non-negative integers (volumes)", delays)
@@ -186,7 +193,10 @@ def _prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, 
                 f"({', '.join(sorted(trial_roles.unique()))}); give it one role"
             )
         role_of[str(trial_type)] = trial_roles.iloc[0]
-    return table[["onset", "duration", "trial_type", *numeric[2:]]], role_of
+    if "modulation" in table and (table["modulation"] == 1).all():
+        # nilearn's default; omitting it also skips a log call that inspects the whole stack.
+        table = table.drop(columns="modulation")
+    return table, role_of
 
 
 def _event_columns(
@@ -206,24 +216,70 @@ def _event_columns(
     return columns
 
 
-def _check_timing(events: pd.DataFrame, *, n_volumes: int, tr: float, where: str) -> None:
-    run_end = n_volumes * tr
-    late = events["onset"].to_numpy() >= run_end
+def _onsets(rows: pd.DataFrame) -> str:
+    if len(rows) == 1:
+        return f"its event starts at {rows['onset'].iloc[0]:g} s"
+    return (
+        f"its {len(rows)} events start between {rows['onset'].min():g} and "
+        f"{rows['onset'].max():g} s"
+    )
+
+
+def _empty_regressor(trial_type: str, role: str, rows: pd.DataFrame, where: str, window: str):
+    if "modulation" in rows and not rows["modulation"].any():
+        cause = (
+            f"its modulation is zero for all {len(rows)} events (a modulator constant within "
+            "its condition is zero once demeaned); drop it from the model"
+        )
+    else:
+        cause = (
+            f"{_onsets(rows)}, outside the modelled window {window}; check the onsets, TR "
+            "and number of volumes, or drop it from the model"
+        )
+    return DesignError(f"Regressor '{trial_type}' ({role}){where} is all zero: {cause}")
+
+
+def _check_timing(
+    events: pd.DataFrame,
+    role_of: dict[str, str],
+    *,
+    first_frame: float,
+    min_onset: float,
+    n_volumes: int,
+    tr: float,
+    where: str,
+) -> pd.DataFrame:
+    """Refuse conditions outside the run; leave out events that end before the window."""
+    start, run_end = first_frame + min_onset, n_volumes * tr
+    window = f"{start:g} to {run_end:g} s"
+    onset = events["onset"]
+    late = onset >= run_end
+    # nilearn says it ignores these but snaps them to a one-sample pulse at the window
+    # start, so they are removed here instead.
+    early = (onset < start) & (onset + events["duration"] <= start)
     if late.all():
         raise EventsError(
             f"All {len(events)} events{where} start after the end of the run "
             f"({run_end:g} s = {n_volumes} volumes x TR {tr:g} s; first onset "
-            f"{events['onset'].min():g} s): check the TR and the number of volumes, "
+            f"{onset.min():g} s): check the TR and the number of volumes, "
             "and that onsets are in seconds from the first volume"
         )
-    if late.any():
-        names = ", ".join(sorted(events.loc[late, "trial_type"].unique()))
-        warnings.warn(
-            f"{int(late.sum())} events ({names}){where} start after the end of the run "
-            f"({run_end:g} s); they do not contribute to the design",
-            UserWarning,
-            stacklevel=3,
-        )
+    outside = early | late
+    for trial_type, rows in events.groupby("trial_type", sort=True):
+        if outside[rows.index].all():
+            raise _empty_regressor(trial_type, role_of[trial_type], rows, where, window)
+    for mask, what in [(late, f"start after the end of the run ({run_end:g} s)")] + [
+        (early, f"end before {start:g} s (min_onset {min_onset:g} s); lower min_onset")
+    ]:
+        if mask.any():
+            names = ", ".join(sorted(events.loc[mask, "trial_type"].unique()))
+            warnings.warn(
+                f"{mask.sum()} of {len(events)} events ({names}){where} {what}; they are "
+                "not modelled",
+                UserWarning,
+                stacklevel=3,
+            )
+    return events[~early]
 
 
 def _prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -> pd.DataFrame:
@@ -232,10 +288,15 @@ def _prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -
             f"Confounds table{where} has {len(confounds)} rows but the run has {n_volumes} "
             "volumes; give one row per volume (the confounds of this run)"
         )
+    duplicated = confounds.columns[confounds.columns.duplicated()]
+    if len(duplicated):
+        raise ConfoundsError(
+            f"Confounds table{where} has the column '{duplicated[0]}' twice; keep one"
+        )
     fix = "fill or drop it when selecting confounds"
     return pd.DataFrame(
         {
-            str(c): _numeric(confounds, c, kind="Confounds", where=where, fix=fix)
+            str(c): _numeric(confounds, c, kind="Confound", where=where, fix=fix)
             for c in confounds.columns
         }
     )
@@ -278,23 +339,9 @@ def _check_zero_columns(
     for column, trial_type, _ in event_columns:
         groups.setdefault(trial_type, []).append(column)
     for trial_type, columns in groups.items():
-        if (magnitude[columns] > _ZERO_TOL).any():
-            continue
-        rows = events[events["trial_type"] == trial_type]
-        if "modulation" in rows and not rows["modulation"].any():
-            cause = (
-                f"its modulation is zero for all {len(rows)} events (a modulator constant "
-                "within its condition is zero once demeaned); drop it from the model"
-            )
-        else:
-            cause = (
-                f"its {len(rows)} events start at {rows['onset'].min():g}-"
-                f"{rows['onset'].max():g} s, outside the modelled window {window}; check "
-                "the onsets, TR and number of volumes, or drop it from the model"
-            )
-        raise DesignError(
-            f"Regressor '{trial_type}' ({roles[columns[0]]}){where} is all zero: {cause}"
-        )
+        if (magnitude[columns] <= _ZERO_TOL).all():
+            rows = events[events["trial_type"] == trial_type]
+            raise _empty_regressor(trial_type, roles[columns[0]], rows, where, window)
     for column, role in roles.items():
         if role == "confound" and magnitude[column] <= _ZERO_TOL:
             raise ConfoundsError(
@@ -398,7 +445,15 @@ def build_design_matrix(
     if events is not None:
         raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
         table, role_of = _prepare_events(raw, where=events_where)
-        _check_timing(table, n_volumes=n_volumes, tr=tr, where=events_where)
+        table = _check_timing(
+            table,
+            role_of,
+            first_frame=slice_time_ref * tr,
+            min_onset=min_onset,
+            n_volumes=n_volumes,
+            tr=tr,
+            where=events_where,
+        )
         event_columns = _event_columns(role_of, hrf_model, fir_delays)
     add_regs = None
     if confounds is not None:
@@ -446,6 +501,7 @@ def build_design_matrix(
             "a GLM needs more volumes than columns; lower high_pass, or use fewer confounds "
             "or FIR delays"
         )
+    # Events in the last TR start after the last sample: no volume sees their response.
     window = f"{frame_times[0] + min_onset:g} to {frame_times[-1]:g} s"
     _check_zero_columns(design, roles, event_columns, table, where=where, window=window)
     _check_rank(design, roles, where=where)
@@ -487,7 +543,7 @@ def read_design(
     design_tsv: str | Path, roles_json: str | Path | None = None
 ) -> tuple[pd.DataFrame, dict[str, str] | None]:
     """Read what :func:`write_design` wrote; the inverse is exact to the last bit."""
-    design = pd.read_csv(design_tsv, sep="\t", float_precision="round_trip")
+    design = pd.read_csv(design_tsv, sep="\t", **_ROUND_TRIP)
     if design.columns[0] != INDEX_NAME:
         raise DesignError(
             f"First column of {design_tsv} is '{design.columns[0]}', expected '{INDEX_NAME}'; "

@@ -83,7 +83,8 @@ _OPERATORS = {
     "/": "Over",
     "=": "Eq",
 }
-_TOKEN = re.compile(r"\d+\.\d+|[A-Za-z0-9]+|.", re.DOTALL)
+_DECIMAL = re.compile(r"\d+\.\d+")
+_TOKEN = re.compile(rf"{_DECIMAL.pattern}|[A-Za-z0-9]+|.", re.DOTALL)
 
 
 def contrast_label(name: str) -> str:
@@ -104,7 +105,7 @@ def contrast_label(name: str) -> str:
     for token in _TOKEN.findall(ascii_name):
         if token in _OPERATORS:
             words.append(_OPERATORS[token])
-        elif _LABEL.fullmatch(token) or "." in token:
+        elif _LABEL.fullmatch(token) or _DECIMAL.fullmatch(token):
             words.append(token.replace(".", "p"))
     if not words:
         raise ContrastError(

@@ -1,0 +1,127 @@
+"""DerivativesSink: place one node's maps and design under their BIDS-derivatives names."""
+
+from __future__ import annotations
+
+import json
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from glmflow.core.outputs import LEVELS, sidecar_path, write_derivatives
+
+# ComputeContrasts / FixedEffects output name -> BIDS stat label ("stat" is t or F).
+_MAP_INPUTS = {
+    "effect_files": "effect",
+    "variance_files": "variance",
+    "stat_files": None,
+    "p_files": "p",
+    "z_files": "z",
+}
+# Keys of a contrasts.json record that are node-local paths, not metadata.
+_PATH_KEYS = {"effect", "variance", "stat", "p", "z", "skipped"}
+
+
+class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(
+        mandatory=True,
+        desc="JSON object of pybids entity names -> labels shared by the inputs "
+        "(RunInputs.entities at run level)",
+    )
+    level = traits.Enum(*LEVELS, mandatory=True, desc="analysis level; decides the entities kept")
+    contrast_names = traits.List(
+        traits.Str, mandatory=True, desc="contrast names, aligned with the *_files lists"
+    )
+    stat_types = traits.List(
+        traits.Enum("t", "F"), desc="'t' or 'F' per contrast; names the stat_files maps"
+    )
+    effect_files = InputMultiObject(File(exists=True), desc="effect maps, one per contrast")
+    variance_files = InputMultiObject(File(exists=True), desc="variance maps, one per contrast")
+    stat_files = InputMultiObject(File(exists=True), desc="t or F maps, one per contrast")
+    p_files = InputMultiObject(File(exists=True), desc="p-value maps, one per contrast")
+    z_files = InputMultiObject(File(exists=True), desc="z maps, one per contrast")
+    contrasts_json = File(
+        exists=True,
+        desc="ComputeContrasts' contrasts.json; each record (weights, dropped, dof) goes into "
+        "the sidecars of its contrast",
+    )
+    design_files = InputMultiObject(
+        File(exists=True), desc="design matrix .tsv and/or its .svg plot"
+    )
+    metadata = traits.Str(
+        "{}",
+        usedefault=True,
+        desc="JSON object written into every sidecar (model name, source file, spec, inputs); "
+        "a 'Contrasts' object (name -> info) is split per contrast",
+    )
+    hard_link = traits.Bool(
+        True,
+        usedefault=True,
+        nohash=True,
+        desc="hard-link from the working directory when possible (same bytes as a copy)",
+    )
+
+
+class _DerivativesSinkOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="maps then design files written")
+    sidecar_files = OutputMultiObject(File(exists=True), desc="JSON sidecar of each map")
+
+
+class DerivativesSink(SimpleInterface):
+    """Write maps, sidecars and design files with glmflow.core.outputs.write_derivatives.
+
+    Connect ComputeContrasts' ``contrast_names``, ``stat_types``, ``*_files`` and
+    ``contrasts_json`` straight in. Only the given files are touched: the output folder is
+    never listed or indexed, so the node costs a few links and small JSON writes.
+    """
+
+    input_spec = _DerivativesSinkInputSpec
+    output_spec = _DerivativesSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        names = list(inputs.contrast_names)
+        metadata = json.loads(inputs.metadata)
+        contrasts = {name: dict(info) for name, info in metadata.get("Contrasts", {}).items()}
+        if isdefined(inputs.contrasts_json):
+            with open(inputs.contrasts_json) as f:
+                for name, record in json.load(f).items():
+                    info = {k: v for k, v in record.items() if k not in _PATH_KEYS}
+                    contrasts[name] = {**contrasts.get(name, {}), **info}
+        metadata["Contrasts"] = contrasts
+        maps = []
+        for trait, stat in _MAP_INPUTS.items():
+            files = getattr(inputs, trait)
+            if not isdefined(files):
+                continue
+            if stat is None:
+                stats = list(inputs.stat_types) if isdefined(inputs.stat_types) else []
+            else:
+                stats = [stat] * len(names)
+            if not len(files) == len(stats) == len(names):
+                raise ValueError(
+                    f"DerivativesSink: {trait} has {len(files)} files, contrast_names "
+                    f"{len(names)} names and stat_types {len(stats)} entries; connect lists "
+                    "of one node (ComputeContrasts) so they stay aligned"
+                )
+            maps += list(zip(files, names, stats, strict=True))
+        written = write_derivatives(
+            inputs.output_dir,
+            entities=json.loads(inputs.entities),
+            level=inputs.level,
+            maps=maps,
+            metadata=metadata,
+            design_files=inputs.design_files if isdefined(inputs.design_files) else (),
+            link=inputs.hard_link,
+        )
+        self._results["out_files"] = [str(p) for p in written]
+        self._results["sidecar_files"] = [str(sidecar_path(p)) for p in written[: len(maps)]]
+        return runtime

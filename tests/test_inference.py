@@ -1,0 +1,245 @@
+"""Group inference: parity with nilearn's permutation, thresholding and cluster functions."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nilearn.glm import cluster_level_inference, threshold_stats_img
+from nilearn.glm.second_level import non_parametric_inference
+from scipy.stats import norm
+
+from glmflow.core.inference import (
+    cluster_table,
+    fwe_threshold,
+    permutation_inference,
+    run_group_inference,
+    threshold_map,
+    true_discovery_proportion,
+)
+from glmflow.errors import GroupModelError
+
+SHAPE = (7, 8, 9)
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+BOX = np.s_[1:4, 1:4, 1:4]  # planted group mean 2.5 (sd 1)
+
+
+@pytest.fixture(scope="module")
+def maps() -> dict:
+    """10 subjects in memory (5 per group), a one-sample effect in BOX, an age covariate."""
+    rng = np.random.default_rng(7)
+    images = []
+    for _ in range(10):
+        data = rng.normal(0.0, 1.0, SHAPE)
+        data[BOX] += 2.5
+        images.append(nib.Nifti1Image(data, AFFINE))
+    design = pd.DataFrame(
+        {"a": [1.0] * 5 + [0.0] * 5, "b": [0.0] * 5 + [1.0] * 5, "age": rng.normal(0, 10, 10)}
+    )
+    return {"images": images, "design": design}
+
+
+def _data(img) -> np.ndarray:
+    return np.asanyarray(img.dataobj)
+
+
+@pytest.mark.parametrize(
+    ("contrast", "weights"),
+    [("a + b", [1, 1, 0]), ("a - b", [1, -1, 0]), ("age", [0, 0, 1])],
+)
+def test_max_t_equals_nilearn_for_the_same_seed(maps, contrast, weights):
+    ours = permutation_inference(
+        maps["images"], maps["design"], contrast=contrast, n_perm=40, random_state=3
+    )
+    theirs = non_parametric_inference(
+        maps["images"],
+        design_matrix=maps["design"],
+        second_level_contrast=weights,
+        n_perm=40,
+        random_state=3,
+    )
+    np.testing.assert_array_equal(_data(ours["logp_max_t"]), _data(theirs))
+
+
+def test_cluster_and_tfce_maps_equal_nilearn_and_t_matches(maps):
+    options = dict(n_perm=20, random_state=0, two_sided=True)
+    ours = permutation_inference(
+        maps["images"], maps["design"], contrast="age", cluster_forming_p=0.01, tfce=True,
+        **options,
+    )  # fmt: skip
+    theirs = non_parametric_inference(
+        maps["images"],
+        design_matrix=maps["design"],
+        second_level_contrast=[0, 0, 1],
+        threshold=0.01,
+        tfce=True,
+        n_perm=20,
+        random_state=0,
+        two_sided_test=True,
+    )
+    assert sorted(ours) == sorted(theirs)
+    for key, img in theirs.items():
+        np.testing.assert_array_equal(_data(ours[key]), _data(img), err_msg=key)
+    # Without cluster or TFCE inference nilearn returns no t map; ours is computed the same way.
+    voxel_only = permutation_inference(maps["images"], maps["design"], contrast="age", **options)
+    np.testing.assert_allclose(_data(voxel_only["t"]), _data(theirs["t"]), atol=1e-10)
+
+
+def test_permutation_finds_the_planted_effect(maps):
+    out = permutation_inference(
+        maps["images"], maps["design"], contrast="a + b", n_perm=100, random_state=0
+    )
+    significant = _data(out["logp_max_t"]) > -math.log10(0.05)
+    # Sign flips of a few subjects leave the planted voxels' t high, so the max-t null is
+    # wide and only the strongest planted voxels pass: some, and nothing outside.
+    assert significant[BOX].sum() >= 8
+    outside = np.ones(SHAPE, bool)
+    outside[BOX] = False
+    assert significant[outside].sum() == 0
+    thresholded = _data(fwe_threshold(out["t"], out["logp_max_t"], alpha=0.05))
+    np.testing.assert_array_equal(thresholded != 0, significant)
+    assert thresholded[significant].min() > 0
+
+
+@pytest.fixture(scope="module")
+def z_img() -> nib.Nifti1Image:
+    """A z map: a 2x2x2 block of 5 with a peak of 6, a single voxel of 4, a block of -4.5."""
+    data = np.random.default_rng(1).normal(0, 0.5, SHAPE)
+    data[1:3, 1:3, 1:3] = 5.0
+    data[1, 1, 1] = 6.0
+    data[5, 6, 7] = 4.0
+    data[4:6, 1:3, 5:7] = -4.5
+    return nib.Nifti1Image(data, AFFINE)
+
+
+@pytest.mark.parametrize("height_control", ["fpr", "fdr", "bonferroni"])
+def test_threshold_map_equals_nilearn(z_img, height_control):
+    img, value = threshold_map(z_img, alpha=0.01, height_control=height_control)
+    ref_img, ref_value = threshold_stats_img(z_img, alpha=0.01, height_control=height_control)
+    assert value == pytest.approx(float(ref_value))
+    np.testing.assert_array_equal(_data(img), _data(ref_img))
+
+
+def test_bonferroni_threshold_value(z_img):
+    mask = nib.Nifti1Image(np.ones(SHAPE, "uint8"), AFFINE)
+    _, value = threshold_map(
+        z_img, mask=mask, alpha=0.05, height_control="bonferroni", two_sided=True
+    )
+    assert value == pytest.approx(norm.isf(0.05 / (2 * np.prod(SHAPE))))
+
+
+def test_cluster_table_has_sizes_in_voxels_and_mm3(z_img):
+    table = cluster_table(z_img, stat_threshold=3.0, two_sided=True)
+    peaks = table[table["Cluster Size (voxels)"].notna()]
+    assert peaks["Cluster Size (voxels)"].tolist() == [8, 1, 8]
+    assert peaks["Cluster Size (mm3)"].tolist() == [64, 8, 64]
+    assert peaks["Peak Stat"].tolist() == [6.0, 4.0, -4.5]
+    # world coordinates of the 6.0 peak at voxel (1, 1, 1)
+    assert peaks[["X", "Y", "Z"]].iloc[0].tolist() == [2.0, 2.0, 2.0]
+    assert table["Cluster ID"].iloc[0] == "1"
+    big_only = cluster_table(z_img, stat_threshold=3.0, cluster_threshold=2, two_sided=True)
+    assert big_only["Cluster Size (voxels)"].dropna().tolist() == [8, 8]
+
+
+def test_cluster_table_subpeaks_have_no_size():
+    data = np.zeros((20, 8, 8))
+    data[2:18, 4, 4] = 4.0 + np.abs(np.arange(2, 18) - 9.2)  # a line peaking at both ends
+    table = cluster_table(nib.Nifti1Image(data, AFFINE), stat_threshold=3.0)
+    assert table["Cluster ID"].tolist() == ["1", "1a"]
+    assert table["Peak Stat"].tolist() == pytest.approx([11.8, 11.2])
+    assert table["Cluster Size (voxels)"].isna().tolist() == [False, True]
+    assert table["Cluster Size (voxels)"].iloc[0] == 16
+    assert table["Cluster Size (mm3)"].iloc[0] == 128
+
+
+def test_cluster_table_without_clusters_is_empty(z_img):
+    with pytest.warns(UserWarning, match="No clusters found"):
+        table = cluster_table(z_img, stat_threshold=10.0)
+    assert table.empty and "Cluster Size (voxels)" in table.columns
+
+
+def test_true_discovery_proportion_equals_nilearn(z_img):
+    ours = true_discovery_proportion(z_img, threshold=3.1, alpha=0.05)
+    theirs = cluster_level_inference(z_img, threshold=3.1, alpha=0.05)
+    np.testing.assert_array_equal(_data(ours), _data(theirs))
+    assert _data(ours)[1, 1, 1] > 0 and _data(ours)[4, 1, 5] == 0  # positive clusters only
+
+
+def test_run_group_inference_parametric_and_tdp(z_img):
+    result = run_group_inference("fpr", stat_img=z_img, alpha=0.001, two_sided=True)
+    assert result.threshold == pytest.approx(norm.isf(0.0005))
+    assert result.clusters["Cluster Size (voxels)"].dropna().tolist() == [8, 1, 8]
+    explicit = run_group_inference("threshold", stat_img=z_img, z_threshold=4.2)
+    assert explicit.threshold == 4.2
+    assert explicit.clusters["Peak Stat"].tolist() == [6.0]
+    tdp = run_group_inference("tdp", stat_img=z_img, z_threshold=3.1)
+    assert tdp.tdp_img is not None
+    kept = _data(tdp.thresholded_img) != 0
+    np.testing.assert_array_equal(kept, _data(tdp.tdp_img) > 0)
+
+
+def test_run_group_inference_permutation(maps):
+    result = run_group_inference(
+        "permutation",
+        effect_files=maps["images"],
+        design=maps["design"],
+        contrast="a + b",
+        n_perm=50,
+        random_state=0,
+        permutation_stat="size",
+        cluster_forming_p=0.001,
+    )
+    assert sorted(result.logp_imgs) == ["logp_max_mass", "logp_max_size", "logp_max_t"]
+    kept = _data(result.thresholded_img) != 0
+    assert kept[BOX].mean() > 0.9
+    np.testing.assert_array_equal(
+        kept, _data(result.logp_imgs["logp_max_size"]) > -math.log10(0.05)
+    )
+    assert result.clusters["Cluster Size (voxels)"].iloc[0] == kept.sum()
+    assert result.threshold == pytest.approx(-math.log10(0.05))
+
+
+ERRORS = [
+    (dict(method="spm"), "Unknown inference method 'spm' (allowed: fpr, fdr, bonferroni, "
+     "threshold, permutation, tdp)"),
+    (dict(method="fdr", alpha=1.5), "alpha must be between 0 and 1, got 1.5; e.g. 0.05"),
+    (dict(method="fdr"), "Inference method 'fdr' needs a z map (stat_img)"),
+    (dict(method="threshold", z_threshold=-1.0, stat="z"), "An explicit z threshold is needed "
+     "without height control, got -1.0; give a non-negative value such as 3.09"),
+    (dict(method="tdp", two_sided=True, stat="z"), "Inference method 'tdp' tests positive "
+     "clusters only; set two_sided=False (test the negated contrast for negative effects)"),
+    (dict(method="fpr", cluster_threshold=-2, stat="z"),
+     "cluster_threshold must be a number of voxels >= 0, got -2"),
+    (dict(method="fpr", min_distance=0.0, stat="z"),
+     "min_distance must be a positive distance in mm, got 0.0"),
+    (dict(method="permutation"), "Inference method 'permutation' needs the effect maps, their "
+     "design and a contrast"),
+    (dict(method="permutation", contrast=["a", "b"], maps=True), "Permutation inference tests "
+     "one t contrast, got 2 rows (an F test) from the contrasts; give a single formula or "
+     "weight vector"),
+    (dict(method="permutation", contrast="a", n_perm=0, maps=True),
+     "n_perm must be a positive number of permutations, got 0"),
+    (dict(method="permutation", contrast="a", permutation_stat="mass", maps=True),
+     "permutation_stat='mass' needs cluster_forming_p, the cluster-forming p-value (e.g. 0.001)"),
+    (dict(method="permutation", contrast="a", permutation_stat="cluster", maps=True),
+     "Unknown permutation_stat 'cluster' (allowed: max_t, size, mass, tfce)"),
+    (dict(method="permutation", contrast="c", maps=True), "Contrast 'permutation' in the "
+     "contrasts uses unknown column 'c' (available: a, b, age)"),
+    (dict(method="permutation", contrast="a", cluster_forming_p=2.0, maps=True),
+     "cluster_forming_p must be a p-value between 0 and 1, got 2.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "message"), ERRORS)
+def test_run_group_inference_errors(maps, z_img, kwargs, message):
+    kwargs = dict(kwargs)
+    if kwargs.pop("stat", None):
+        kwargs["stat_img"] = z_img
+    if kwargs.pop("maps", False):
+        kwargs.update(effect_files=maps["images"], design=maps["design"])
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        run_group_inference(**kwargs)

@@ -99,7 +99,7 @@ def parse_plugin_args(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     source = "--plugin-args"
-    if not text.lstrip().startswith("{"):
+    if text.lstrip()[0] not in "{[":
         path = Path(text).expanduser()
         if not path.is_file():
             raise ExecutionError(
@@ -458,10 +458,9 @@ def run_workflow(
         Bad plugin or arguments, missing scheduler commands, a request the scheduler rejects,
         or a failed node (named, with its crash file).
     """
-    args = validate_plugin_args(plugin, plugin_args)
+    args = _plugin_args(plugin, validate_plugin_args(plugin, plugin_args), n_procs, mem_gb)
     if plugin in BATCH_PLUGINS:
         _check_commands(plugin)
-    args = _plugin_args(plugin, args, n_procs, mem_gb)
     base = work_dir or workflow.base_dir
     if not base:
         raise ExecutionError(

@@ -1,0 +1,389 @@
+"""run_workflow without a cluster: plugin arguments, scheduler requests, errors, local runs.
+
+``build_workflow`` (a small glmflow-like graph: simulate -> fit -> contrast, writing files) is
+shared with tests/test_cluster.py, which runs it on the project's SLURM and SGE clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nipype import Node, Workflow
+from nipype.interfaces.utility import Function
+
+from glmflow.errors import GlmflowError
+from glmflow.workflows.execution import (
+    PLUGINS,
+    ExecutionError,
+    _plugin_args,
+    parse_plugin_args,
+    run_workflow,
+    scheduler_args,
+    validate_plugin_args,
+)
+
+TRUE_BETAS = [1.5, -2.0, 0.5]
+FIT_MEM_GB, FIT_N_PROCS = 1.5, 2
+
+
+# Node functions: Nipype ships their source to the job, so each imports what it uses.
+def simulate(seed, counter):
+    """Y = X @ beta + noise for 7 voxels, as data.npy and design.npy."""
+    import os
+
+    import numpy as np
+
+    with open(counter, "a") as log:
+        log.write("simulate\n")
+    rng = np.random.default_rng(seed)
+    design = np.column_stack([rng.standard_normal((40, 2)), np.ones(40)])
+    data = design @ np.array([[1.5], [-2.0], [0.5]]) + 0.01 * rng.standard_normal((40, 7))
+    np.save("design.npy", design)
+    np.save("data.npy", data)
+    return os.path.abspath("data.npy"), os.path.abspath("design.npy")
+
+
+def fit(data, design, counter):
+    """Least-squares betas (3 x 7) as betas.npy."""
+    import os
+
+    import numpy as np
+
+    with open(counter, "a") as log:
+        log.write("fit\n")
+    betas = np.linalg.lstsq(np.load(design), np.load(data), rcond=None)[0]
+    np.save("betas.npy", betas)
+    return os.path.abspath("betas.npy")
+
+
+def contrast(betas, counter):
+    """The first-minus-second effect per voxel as contrast.tsv."""
+    import os
+
+    import numpy as np
+
+    with open(counter, "a") as log:
+        log.write("contrast\n")
+    effect = np.load(betas)[0] - np.load(betas)[1]
+    np.savetxt("contrast.tsv", effect, fmt="%.12f", header="effect", comments="")
+    return os.path.abspath("contrast.tsv")
+
+
+def explode(betas, counter):
+    """A node that fails the way a science bug would."""
+    raise ValueError("synthetic failure")
+
+
+def _node(function, inputs, outputs, name, **kwargs):
+    interface = Function(input_names=inputs, output_names=outputs, function=function)
+    return Node(interface, name=name, **kwargs)
+
+
+def build_workflow(counter: Path, *, fail: bool = False, name: str = "toy_wf") -> Workflow:
+    """simulate -> fit (mem_gb=1.5, n_procs=2) -> contrast (or explode with ``fail``)."""
+    sim = _node(simulate, ["seed", "counter"], ["data", "design"], "simulate")
+    sim.inputs.seed = 11
+    fitted = _node(
+        fit, ["data", "design", "counter"], ["betas"], "fit", mem_gb=FIT_MEM_GB, n_procs=2
+    )
+    last = _node(explode if fail else contrast, ["betas", "counter"], ["out"], "contrast")
+    for node in (sim, fitted, last):
+        node.inputs.counter = str(counter)
+    workflow = Workflow(name=name)
+    workflow.connect(
+        [
+            (sim, fitted, [("data", "data"), ("design", "design")]),
+            (fitted, last, [("betas", "betas")]),
+        ]
+    )
+    return workflow
+
+
+def outputs(work_dir: Path, name: str = "toy_wf") -> dict[str, bytes]:
+    """The files the nodes wrote, by node/file name."""
+    files = sorted((work_dir / name).glob("*/*.npy")) + sorted((work_dir / name).glob("*/*.tsv"))
+    return {f"{path.parent.name}/{path.name}": path.read_bytes() for path in files}
+
+
+# ---------------------------------------------------------------- parse / validate arguments
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"sbatch_args": "-p debug"}', {"sbatch_args": "-p debug"}),
+        ('  {"qsub_args": "-q all.q", "max_jobs": 4}', {"qsub_args": "-q all.q", "max_jobs": 4}),
+        ("", {}),
+        (None, {}),
+    ],
+)
+def test_parse_plugin_args_text(text, expected):
+    assert parse_plugin_args(text) == expected
+
+
+def test_parse_plugin_args_file(tmp_path):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"sbatch_args": "-p debug --time=1:00:00"}))
+    assert parse_plugin_args(str(path)) == {"sbatch_args": "-p debug --time=1:00:00"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"sbatch_args": }',
+            r"^--plugin-args is not valid JSON \(Expecting value at line 1 column 17\); "
+            r'write an object such as \{"sbatch_args": "-p debug"\}$',
+        ),
+        (
+            '["-p", "debug"]',
+            r'^--plugin-args must be a JSON object such as \{"sbatch_args": "-p debug"\}, '
+            r"got a list$",
+        ),
+        (
+            "no_such_args.json",
+            r"^--plugin-args 'no_such_args.json' is neither a JSON object nor an existing file; "
+            r"pass e\.g\. '\{\"sbatch_args\": \"-p debug\"\}' or the path of a JSON file$",
+        ),
+    ],
+)
+def test_parse_plugin_args_errors(text, message):
+    with pytest.raises(ExecutionError, match=message):
+        parse_plugin_args(text)
+
+
+def test_parse_plugin_args_bad_file(tmp_path):
+    path = tmp_path / "args.json"
+    path.write_text("{'sbatch_args': '-p debug'}")
+    message = (
+        rf"^--plugin-args file {re.escape(str(path))} is not valid JSON \(Expecting property "
+        r"name enclosed in double quotes at line 1 column 2\)"
+    )
+    with pytest.raises(ExecutionError, match=message):
+        parse_plugin_args(str(path))
+
+
+@pytest.mark.parametrize(
+    ("plugin", "args", "message"),
+    [
+        ("Condor", {}, r"^Unknown plugin 'Condor'; choose one of Linear, MultiProc, SLURM, "),
+        (
+            "SGE",
+            {"sbatch_args": "-p debug"},
+            r"^plugin_args key 'sbatch_args' is not used by plugin 'SGE' \(it takes: max_jobs, "
+            r"max_tries, parallel_env, qsub_args, retry_timeout, template\)$",
+        ),
+        ("Linear", {"n_procs": 2}, r"not used by plugin 'Linear' \(it takes: none\)$"),
+        (
+            "MultiProc",
+            {"n_procs": "2"},
+            r"^plugin_args 'n_procs' for plugin 'MultiProc' must be a int, got '2'$",
+        ),
+        ("SLURM", {"max_jobs": True}, r"^plugin_args 'max_jobs' .* must be a int, got True$"),
+        (
+            "SLURMGraph",
+            {"sbatch_args": ["-p", "debug"]},
+            r"'sbatch_args' for plugin 'SLURMGraph' must be a str, got \['-p', 'debug'\]$",
+        ),
+    ],
+)
+def test_validate_plugin_args_errors(plugin, args, message):
+    with pytest.raises(ExecutionError, match=message):
+        validate_plugin_args(plugin, args)
+
+
+def test_execution_error_is_a_glmflow_error():
+    assert issubclass(ExecutionError, GlmflowError)
+    assert PLUGINS == ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
+
+
+# ------------------------------------------------------------------------ scheduler requests
+@pytest.mark.parametrize(
+    ("plugin", "mem_gb", "n_procs", "kwargs", "expected"),
+    [
+        ("SLURM", 1.5, 2, {}, "--mem=1536M --cpus-per-task=2"),
+        ("SLURMGraph", 1.5, 2, {}, "--mem=1536M --cpus-per-task=2"),
+        ("SLURM", 0.2, 1, {}, "--mem=205M --cpus-per-task=1"),
+        ("SGE", 1.5, 2, {}, "-l mem_free=1536M -pe smp 2"),
+        ("SGEGraph", 1.5, 2, {}, "-l mem_free=1536M -pe smp 2"),
+        ("SGE", 1.5, 1, {}, "-l mem_free=1536M"),
+        ("SGE", 1.5, 2, {"parallel_env": "shm"}, "-l mem_free=1536M -pe shm 2"),
+        ("SGE", 1.5, 2, {"parallel_env": None}, "-l mem_free=1536M"),
+    ],
+)
+def test_scheduler_args(plugin, mem_gb, n_procs, kwargs, expected):
+    assert scheduler_args(plugin, mem_gb, n_procs, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    ("plugin", "mem_gb", "n_procs", "message"),
+    [
+        ("MultiProc", 1.5, 2, r"^Plugin 'MultiProc' submits no batch jobs \(batch plugins: "),
+        ("SLURM", 0, 1, r"^A node's mem_gb must be positive, got 0$"),
+        ("SGE", 1.0, 0, r"^A node's n_procs must be an integer >= 1, got 0$"),
+        ("SGE", 1.0, 1.5, r"^A node's n_procs must be an integer >= 1, got 1\.5$"),
+    ],
+)
+def test_scheduler_args_errors(plugin, mem_gb, n_procs, message):
+    with pytest.raises(ExecutionError, match=message):
+        scheduler_args(plugin, mem_gb, n_procs)
+
+
+def test_plugin_args_defaults(tmp_path):
+    """Jobs get NIPYPE_NO_ET from the template, also below a template of the user's."""
+    args = _plugin_args("SLURMGraph", {}, None, None)
+    assert args == {
+        "template": "#!/bin/bash\nexport NIPYPE_NO_ET=1\n",
+        "sbatch_args": "",
+        "dont_resubmit_completed_jobs": True,
+    }
+    template = tmp_path / "job.sh"
+    template.write_text("#!/bin/bash\n#$ -l h_rt=1:00:00\n")
+    args = _plugin_args("SGE", {"template": str(template)}, 8, None)
+    assert args["template"] == "#!/bin/bash\n#$ -l h_rt=1:00:00\nexport NIPYPE_NO_ET=1\n"
+    assert args["max_jobs"] == 8
+    assert _plugin_args("MultiProc", {"n_procs": 4}, 2, 3.5) == {"n_procs": 2, "memory_gb": 3.5}
+
+
+# ---------------------------------------------------------------------- run_workflow errors
+@pytest.mark.parametrize(
+    ("plugin", "command", "scheduler", "fix"),
+    [
+        ("SLURM", "sbatch", "SLURM", "run glmflow on a SLURM login node (or `module load slurm`)"),
+        ("SLURMGraph", "sbatch", "SLURM", "run glmflow on a SLURM login node"),
+        ("SGE", "qsub", "SGE", "run glmflow on an SGE submit host (or `module load sge`)"),
+        ("SGEGraph", "qsub", "SGE", "run glmflow on an SGE submit host"),
+    ],
+)
+def test_missing_scheduler_command(tmp_path, monkeypatch, plugin, command, scheduler, fix):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    message = (
+        rf"^Plugin '{plugin}' needs the {scheduler} command '{command}', which is not on PATH; "
+        rf"{re.escape(fix)}.*, or use --plugin MultiProc$"
+    )
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(build_workflow(tmp_path / "counter"), plugin=plugin, work_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"plugin": "SLURM", "mem_gb": 8},
+            r"^mem_gb=8 sets MultiProc's memory budget and means nothing to plugin 'SLURM' "
+            r"\(batch jobs request each node's own mem_gb\); leave it out$",
+        ),
+        (
+            {"plugin": "SGEGraph", "n_procs": 4},
+            r"^n_procs=4 means nothing to plugin 'SGEGraph' \(MultiProc: processes; "
+            r"SLURM / SGE: jobs queued at once\); leave it out$",
+        ),
+        (
+            {"plugin": "Linear"},
+            r"^Workflow 'toy_wf' has no work directory; pass work_dir= \(a directory the compute "
+            r"nodes can read and write\) so that results are cached there$",
+        ),
+    ],
+)
+def test_run_workflow_option_errors(tmp_path, kwargs, message):
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(build_workflow(tmp_path / "counter"), **kwargs)
+
+
+def _fake_commands(directory: Path, scripts: dict[str, str]) -> str:
+    """Executables that stand in for a scheduler's client; returns a PATH that finds them."""
+    directory.mkdir()
+    for name, body in scripts.items():
+        path = directory / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return f"{directory}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_rejected_request_names_nodes_and_scheduler_message(tmp_path, monkeypatch):
+    """sbatch --test-only refuses fit's 1.5 GB before any job is submitted."""
+    sbatch = (
+        'case "$*" in *--mem=1536M*) '
+        'echo "sbatch: error: Memory specification can not be satisfied" >&2; exit 1;; esac'
+    )
+    path = _fake_commands(tmp_path / "bin", {"sbatch": sbatch, "squeue": "exit 0"})
+    monkeypatch.setenv("PATH", path)
+    workflow = build_workflow(tmp_path / "counter")
+    message = (
+        r"^SLURM rejected the request '--mem=1536M --cpus-per-task=2' of node\(s\) fit: "
+        r"sbatch: error: Memory specification can not be satisfied; lower the nodes' mem_gb / "
+        r"n_procs or choose a partition / queue that has them in plugin_args$"
+    )
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(workflow, plugin="SLURMGraph", work_dir=tmp_path / "work")
+    # the caller's workflow is left as it was
+    assert workflow.get_node("fit").plugin_args == {}
+    assert not (tmp_path / "counter").exists()
+
+
+def test_missing_parallel_environment_warns(tmp_path, monkeypatch):
+    """Without the PE, n_procs cannot be requested: say so, then SGE's own refusal."""
+    qsub = (
+        'case "$*" in *mem_free=1536M*) echo "Unable to run job: error: no suitable queues" >&2; '
+        "echo Exiting. >&2; exit 1;; esac; echo 'Your job 7 (\"true\") has been submitted'"
+    )
+    scripts = {"qsub": qsub, "qdel": "exit 0", "qstat": "exit 0", "qconf": "echo make; echo mpi"}
+    monkeypatch.setenv("PATH", _fake_commands(tmp_path / "bin", scripts))
+    warning = (
+        r"^SGE parallel environment 'smp' not found \(available: make, mpi\): nodes fit request "
+        r'1 slot instead of n_procs; set plugin_args \{"parallel_env": "<name>"\} to request '
+        r"their CPUs$"
+    )
+    message = (
+        r"^SGE rejected the request '-l mem_free=1536M' of node\(s\) fit: Unable to run job: "
+        r"error: no suitable queues; lower"
+    )
+    with pytest.warns(UserWarning, match=warning), pytest.raises(ExecutionError, match=message):
+        run_workflow(build_workflow(tmp_path / "counter"), plugin="SGE", work_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------------ local runs
+def test_linear_and_multiproc_give_the_same_files(tmp_path):
+    results = {}
+    for plugin in ("Linear", "MultiProc"):
+        counter = tmp_path / f"{plugin}.log"
+        work_dir = tmp_path / plugin
+        run_workflow(build_workflow(counter), plugin=plugin, work_dir=work_dir, poll_interval=0.2)
+        results[plugin] = outputs(tmp_path / plugin)
+        assert sorted(counter.read_text().split()) == ["contrast", "fit", "simulate"]
+    assert sorted(results["Linear"]) == [
+        "contrast/contrast.tsv",
+        "fit/betas.npy",
+        "simulate/data.npy",
+        "simulate/design.npy",
+    ]
+    assert results["Linear"] == results["MultiProc"]
+    betas = np.load(tmp_path / "Linear" / "toy_wf" / "fit" / "betas.npy")
+    np.testing.assert_allclose(betas, np.repeat([TRUE_BETAS], 7, axis=0).T, atol=0.01)
+    effect = np.loadtxt(tmp_path / "Linear" / "toy_wf" / "contrast" / "contrast.tsv", skiprows=1)
+    np.testing.assert_allclose(effect, 3.5, atol=0.02)
+
+
+def test_failed_node_names_node_and_crash_file(tmp_path):
+    with pytest.raises(ExecutionError) as info:
+        run_workflow(
+            build_workflow(tmp_path / "counter", fail=True),
+            plugin="MultiProc",
+            work_dir=tmp_path,
+            poll_interval=0.2,
+        )
+    crash_dir = re.escape(str(tmp_path / "toy_wf" / "crash"))
+    message = (
+        rf"^Node 'toy_wf\.contrast' failed with ValueError: synthetic failure; "
+        rf"crash file: ({crash_dir}/crash-[^ ]+-contrast-[^ ]+\.txt)$"
+    )
+    match = re.match(message, str(info.value))
+    assert match, str(info.value)
+    assert Path(match[1]).read_text().startswith("Node: toy_wf.contrast\n")
+    assert "\n" not in str(info.value)

@@ -183,6 +183,13 @@ def test_design_without_events_keeps_confounds_drifts_and_constant():
     assert_allclose(design["trans_x"], _confounds()["trans_x"], rtol=0, atol=0)
 
 
+def test_empty_confounds_file_means_no_confounds(tmp_path):
+    path = tmp_path / "confounds.tsv"
+    path.write_text("\n")
+    _, roles = build_design_matrix(None, n_volumes=N_VOLUMES, tr=TR, confounds=path)
+    assert roles == {"drift_1": "drift", "constant": "constant"}
+
+
 def test_block_role_and_names_like_na_survive_a_tsv(tmp_path):
     events = pd.DataFrame(
         {
@@ -257,6 +264,11 @@ BAD_INPUTS = [
         {"tr": -2.0},
         DesignError,
         P("tr") + "must be a positive repetition time in seconds; got -2.0",
+    ),
+    (
+        {"slice_time_ref": None},
+        DesignError,
+        P("slice_time_ref") + "must be a fraction of the TR in [0, 1]; got None",
     ),
     ({"n_volumes": 1}, DesignError, P("n_volumes") + "must be at least 2; got 1"),
     (

@@ -18,6 +18,7 @@ File format (``write_design`` / ``read_design``)
 from __future__ import annotations
 
 import json
+import numbers
 import re
 import warnings
 from collections.abc import Sequence
@@ -63,6 +64,10 @@ def _where(source: str | Path) -> str:
     return f" in {source}" if str(source) else ""
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _read_tsv(path: str | Path) -> pd.DataFrame:
     # keep_default_na=False: a trial type spelled "NA" or "null" is a name, not missing.
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["n/a"], dtype=str)
@@ -91,16 +96,16 @@ def _validate_parameters(
         fail("n_volumes", "must be an integer number of volumes", n_volumes)
     if n_volumes < 2:
         fail("n_volumes", "must be at least 2", n_volumes)
-    if not np.isfinite(tr) or tr <= 0:
+    if not _is_real(tr) or not np.isfinite(tr) or tr <= 0:
         fail("tr", "must be a positive repetition time in seconds", tr)
-    if not 0 <= slice_time_ref <= 1:
+    if not _is_real(slice_time_ref) or not 0 <= slice_time_ref <= 1:
         fail("slice_time_ref", "must be a fraction of the TR in [0, 1]", slice_time_ref)
     if hrf_model not in HRF_MODELS:
         fail("hrf_model", f"must be one of {', '.join(HRF_MODELS)}", hrf_model)
     if drift_model not in DRIFT_MODELS:
         fail("drift_model", f"must be one of {', '.join(DRIFT_MODELS)}", drift_model)
     nyquist = 1 / (2 * tr)
-    if drift_model == "cosine" and not 0 <= high_pass < nyquist:
+    if drift_model == "cosine" and not (_is_real(high_pass) and 0 <= high_pass < nyquist):
         fail(
             "high_pass",
             f"must be in [0, {nyquist:g}) Hz, below the Nyquist frequency of TR {tr:g} s",
@@ -115,7 +120,7 @@ def _validate_parameters(
         fail("drift_order", "must be a non-negative integer", drift_order)
     if not isinstance(oversampling, (int, np.integer)) or oversampling < 1:
         fail("oversampling", "must be a positive integer", oversampling)
-    if not np.isfinite(min_onset):
+    if not _is_real(min_onset) or not np.isfinite(min_onset):
         fail("min_onset", "must be a finite number of seconds", min_onset)
     delays = list(fir_delays)
     if hrf_model != "fir" and delays:
@@ -162,6 +167,7 @@ def _prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, 
         raise EventsError(
             f"Events table{where} has no rows; pass events=None for a design without events"
         )
+    events = events.reset_index(drop=True)  # row numbers in messages; no duplicate labels
     table = pd.DataFrame({"trial_type": events["trial_type"].astype(str)})
     numeric = ["onset", "duration"] + (["modulation"] if "modulation" in events else [])
     for column in numeric:
@@ -353,10 +359,13 @@ def _check_zero_columns(
 def _check_rank(design: pd.DataFrame, roles: dict, *, where: str) -> None:
     x = design.to_numpy()
     x = x / np.linalg.norm(x, axis=0)  # scale-free: rank is about directions only
+    # Singular values alone first: the vectors cost 5-500x more (multi-threaded BLAS on a
+    # busy machine) and are only needed to name the culprits.
+    singular = np.linalg.svd(x, compute_uv=False)
+    if singular[-1] >= _RANK_RTOL * singular[0]:
+        return
     _, singular, vt = np.linalg.svd(x, full_matrices=False)
     null = vt[singular < _RANK_RTOL * singular[0]]
-    if not len(null):
-        return
     weight = np.abs(null).max(axis=0)
     involved = [c for c, w in zip(design.columns, weight, strict=True) if w > _NULL_WEIGHT]
     if any(roles[c] == "confound" for c in involved):
@@ -530,8 +539,7 @@ def write_design(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     design_tsv = out_dir / "design.tsv"
-    # pandas writes float64 at shortest round-trip precision (repr); read back exactly with
-    # float_precision="round_trip".
+    # pandas writes float64 at shortest round-trip precision (repr): exact when read back.
     design.rename_axis(INDEX_NAME).to_csv(design_tsv, sep="\t", index=True)
     roles_json = out_dir / "roles.json"
     roles_json.write_text(json.dumps(roles, indent=2) + "\n")

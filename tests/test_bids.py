@@ -134,6 +134,7 @@ def test_discovers_runs_with_companions_tr_and_slice_timing(ds):
         n_volumes=5,
         entities={"subject": "01", "task": "faces", "run": "1", "space": SPACE},
     )
+    assert list(r.entities) == ["subject", "task", "run", "space"]  # BIDS order
     assert RunInputs.from_dict(json.loads(json.dumps(r.to_dict()))) == r
 
 
@@ -476,3 +477,16 @@ def test_copy_of_dataset_is_independent(ds, tmp_path):
     """Paths are absolute and resolved; a copy of the dataset reports its own files."""
     copy = Path(shutil.copytree(ds, tmp_path / "copy"))
     assert discover_runs(copy)[0].bold.startswith(str(copy.resolve()))
+
+
+def test_synthetic_dataset(tmp_path):
+    synthetic = pytest.importorskip("glmflow.data.synthetic")
+    root = synthetic.make_synthetic_dataset(
+        tmp_path / "syn", n_subjects=2, n_runs=2, n_sessions=2, n_volumes=30
+    )
+    runs = discover_runs(root, database_dir=tmp_path / "db")
+    assert [(r.subject, r.session, r.run) for r in runs] == [
+        (s, ses, run) for s in ("01", "02") for ses in ("01", "02") for run in ("1", "2")
+    ]
+    assert {(r.tr, r.slice_time_ref, r.n_volumes) for r in runs} == {(2.0, 0.5, 30)}
+    assert all(Path(p).is_file() for r in runs for p in (r.bold, r.mask, r.events, r.confounds))

@@ -12,7 +12,8 @@ Decisions
   report problems itself. The raw BOLD images are never read (they may be placeholders).
 - Index reuse: with ``database_dir`` the pybids index is stored in
   ``<database_dir>/layout-<key>/`` where ``<key>`` hashes the dataset and derivatives paths
-  (pybids takes the root from a stored index, so one folder must never serve two datasets).
+  and the pybids version (pybids takes the root from a stored index, so one folder must never
+  serve two datasets).
   Beside it glmflow stores a fingerprint of every indexed file (path, size, mtime): a stat walk
   costs milliseconds where pybids re-indexing costs seconds to minutes. When the fingerprint
   changed (a file added, removed or edited), the index is rebuilt with ``reset_database``.
@@ -37,6 +38,7 @@ from typing import Any
 import nibabel as nib
 
 from glmflow.core.model import check_repetition_time
+from glmflow.core.outputs import ENTITY_KEYS
 from glmflow.errors import DatasetError, ModelSpecError
 
 LOGGER = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ GRID_ENTITIES = ("space", "res", "den")
 # Entities that are not part of a run's identity in glmflow's outputs.
 _NOT_IDENTITY = ("suffix", "extension", "datatype", "desc")
 _NIFTI = [".nii.gz", ".nii"]
+_ORDER = {name: i for i, name in enumerate(ENTITY_KEYS)}
 # Top-level folders pybids does not index in a raw dataset (plus dot files).
 _RAW_IGNORED = {"derivatives", "code", "models", "sourcedata", "stimuli"}
 
@@ -287,7 +290,11 @@ def _run_inputs(
         model_file=model_file or "the model",
     )
     ref = _slice_time_ref(meta.get("StartTime"), tr, slice_time_ref, _sidecar_name(bold.path))
-    entities = {k: str(v) for k, v in ent.items() if k not in _NOT_IDENTITY and _is_entity(k)}
+    keys = sorted(
+        (k for k in ent if k not in _NOT_IDENTITY and _is_entity(k)),
+        key=lambda k: (_ORDER.get(k, len(_ORDER)), k),  # BIDS file-name order
+    )
+    entities = {k: str(ent[k]) for k in keys}
     run = RunInputs(
         subject=str(ent["subject"]),
         session=str(ent["session"]) if "session" in ent else None,
@@ -483,11 +490,13 @@ def _apply_excludes(bolds, excludes: Iterable[str], deriv_dir: Path):
 
 def _load_layout(bids_dir: Path, deriv_dir: Path, database_dir):
     """Build or reuse the pybids layout (see the module docstring for the reuse rule)."""
-    from bids import BIDSLayout  # deferred: pybids import costs ~1 s
+    import bids  # deferred: pybids import costs ~1 s
+    from bids import BIDSLayout
 
     if database_dir is None:
         return BIDSLayout(bids_dir, validate=False, derivatives=str(deriv_dir))
-    key = hashlib.sha256(f"{bids_dir}\n{deriv_dir}".encode()).hexdigest()[:12]
+    # The pybids version is in the key: an index written by another version is not reused.
+    key = hashlib.sha256(f"{bids_dir}\n{deriv_dir}\n{bids.__version__}".encode()).hexdigest()[:12]
     db_path = Path(database_dir).resolve() / f"layout-{key}"
     stamp = db_path / "glmflow_fingerprint.txt"
     fingerprint = dataset_fingerprint(bids_dir, deriv_dir)

@@ -18,6 +18,7 @@ from glmflow.core.group import (
     fit_group_model,
     load_participants,
     make_group_design,
+    parse_contrasts,
     read_design,
 )
 from glmflow.errors import GroupModelError
@@ -271,6 +272,14 @@ COLUMNS = ["group_control", "group_patient", "age"]
         ([0, 0, 2], [0, 0, 2]),
         (["age", "group_patient - group_control"], [[0, 0, 1], [-1, 1, 0]]),
         ([[1, 0, 0], [0, 1, 0]], [[1, 0, 0], [0, 1, 0]]),
+        ("`group_patient` - 2*`age`", [0, 1, -2]),
+        ({"expressions": ["age"]}, [0, 0, 1]),
+        ({"expressions": ["age"], "stat_type": "F"}, [[0, 0, 1]]),
+        ({"weights": [{"group_patient": 1, "group_control": -1}]}, [-1, 1, 0]),
+        (
+            {"weights": [{"age": 1}, {"group_patient": 1}], "stat_type": "F"},
+            [[0, 0, 1], [0, 1, 0]],
+        ),
     ],
 )
 def test_contrast_weights(definition, expected):
@@ -303,6 +312,29 @@ CONTRAST_ERRORS = [
         [],
         "Contrast 'c' in model.json is []; give a formula, a weight vector or a list of them",
     ),
+    (
+        "`group 1` - age",
+        "Contrast 'c' in model.json uses unknown column 'group 1' "
+        "(available: group_control, group_patient, age)",
+    ),
+    (
+        {"weights": [{"sex": 1}]},
+        "Contrast 'c' in model.json uses unknown column 'sex' "
+        "(available: group_control, group_patient, age)",
+    ),
+    (
+        {"expressions": ["age", "group_patient"]},
+        "Contrast 'c' in model.json is a t contrast with 2 rows; give one row or set "
+        "stat_type to 'F'",
+    ),
+    (
+        {"expressions": ["age"], "stat_type": "z"},
+        "Contrast 'c' in model.json has stat_type 'z'; use 't' or 'F'",
+    ),
+    (
+        {"stat_type": "t"},
+        "Contrast 'c' in model.json has neither expressions nor weights; give one",
+    ),
 ]
 
 
@@ -310,6 +342,28 @@ CONTRAST_ERRORS = [
 def test_contrast_weights_errors(definition, message):
     with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
         contrast_weights(definition, COLUMNS, name="c", source="model.json")
+
+
+def test_parse_contrasts_accepts_mapping_and_model_file_list():
+    assert parse_contrasts('{"age": "age", "v": [0, 1]}') == {"age": "age", "v": [0, 1]}
+    listed = parse_contrasts('[{"name": "a", "expressions": ["age"], "stat_type": "t"}]')
+    assert listed == {"a": {"expressions": ["age"], "stat_type": "t"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{age", "m.json is not valid JSON (Expecting property name enclosed in double "
+         "quotes: line 1 column 2 (char 1))"),
+        ('[{"name": "a", "expressions": ["x"]}, {"name": "a", "weights": [{"x": 1}]}]',
+         "Contrast 'a' is defined twice in m.json; rename one"),
+        ('["age"]', "m.json must be a JSON object {name: formula or weights} or a list of "
+         'contrast objects with a name; got ["age"]'),
+    ],
+)  # fmt: skip
+def test_parse_contrasts_errors(text, message):
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        parse_contrasts(text, source="m.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,10 +535,27 @@ def _resampled_copy(path: str, directory: Path) -> str:
     return str(out)
 
 
-def test_fit_errors(group_data, tmp_path):
+def _fit_error_cases(group_data: dict) -> list[tuple[dict, str]]:
+    """(fit_group_model keyword arguments, exact message) for each bad input."""
     effects = group_data["effects"]
     design = make_group_design(group_data["participants"], subjects=group_data["subjects"])
-    cases = [
+    subjects = group_data["subjects"]
+    m = {"m": "intercept"}
+    fixed = dict(
+        effect_files=effects,
+        design=design,
+        contrasts=m,
+        method="fixed",
+        variance_files=group_data["variances"],
+    )
+    frame = pd.DataFrame(
+        {
+            "subject_label": subjects * 2,
+            "map_name": ["faces"] * N_SUBJECTS + ["houses"] * N_SUBJECTS,
+            "effects_map_path": effects * 2,
+        }
+    )
+    return [
         (
             dict(effect_files=effects[:-1], design=design, contrasts={"m": "intercept"}),
             "The design in the design matrix has 12 rows but 11 effect maps were given; "
@@ -536,10 +607,70 @@ def test_fit_errors(group_data, tmp_path):
             dict(effect_files=[*effects[:-1], "nope.nii.gz"], design=design, contrasts={"m": [1]}),
             "Map nope.nii.gz does not exist; check the path",
         ),
+        (
+            dict(effect_files=effects, design=design, contrasts=m, target_shape=(9, 10, 11)),
+            "target_shape needs target_affine; give both or neither",
+        ),
+        (
+            dict(effect_files=effects, design=design, contrasts=m, target_affine=[1.0] * 12),
+            "target_affine must be a 3x3 or 4x4 matrix (9 or 16 numbers), got 12 numbers",
+        ),
+        (
+            dict(fixed, smoothing_fwhm=6.0),
+            "smoothing_fwhm cannot be used with method='fixed' (smoothing would change the "
+            "variance maps); smooth at the first level or use method='ols'",
+        ),
+        (
+            dict(fixed, minimize_memory=False),
+            "Residual, predicted and r-squared maps are only available with method='ols'; "
+            "set minimize_memory=True",
+        ),
+        (
+            dict(fixed, dofs=[10.0] * 3),
+            "dofs has 3 values for 12 maps; give one per map",
+        ),
+        (
+            dict(effect_files=frame.drop(columns="map_name"), contrasts=m),
+            "The inputs DataFrame has no 'map_name' column (needs subject_label, map_name, "
+            "effects_map_path)",
+        ),
+        (
+            dict(effect_files=frame, contrasts=m),
+            "The inputs hold several first-level contrasts (faces, houses); choose one with "
+            "first_level_contrast",
+        ),
+        (
+            dict(effect_files=frame, contrasts=m, first_level_contrast="face"),
+            "first_level_contrast 'face' is not a map_name of the inputs (available: faces, "
+            "houses)",
+        ),
+        (
+            dict(effect_files=effects, design=design, contrasts=m, first_level_contrast="faces"),
+            "confounds and first_level_contrast need the inputs as a DataFrame with "
+            "subject_label, map_name and effects_map_path; with a list of maps give a design",
+        ),
+        (
+            dict(
+                effect_files=frame,
+                contrasts=m,
+                first_level_contrast="faces",
+                confounds=pd.DataFrame({"subject_label": subjects[1:], "age": 1.0}),
+            ),
+            "Subject 'sub-01' has no row in confounds; add one",
+        ),
     ]
-    for kwargs, message in cases:
-        with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
-            fit_group_model(**kwargs)
+
+
+N_FIT_ERRORS = 19
+
+
+@pytest.mark.parametrize("case", range(N_FIT_ERRORS))
+def test_fit_errors(group_data, case):
+    cases = _fit_error_cases(group_data)
+    assert len(cases) == N_FIT_ERRORS
+    kwargs, message = cases[case]
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        fit_group_model(**kwargs)
 
 
 def test_maps_on_different_grids_need_target_affine(group_data, tmp_path):

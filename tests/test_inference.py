@@ -97,9 +97,7 @@ def test_permutation_finds_the_planted_effect(maps):
     # Sign flips of a few subjects leave the planted voxels' t high, so the max-t null is
     # wide and only the strongest planted voxels pass: some, and nothing outside.
     assert significant[BOX].sum() >= 8
-    outside = np.ones(SHAPE, bool)
-    outside[BOX] = False
-    assert significant[outside].sum() == 0
+    assert significant[_outside()].sum() == 0
     thresholded = _data(fwe_threshold(out["t"], out["logp_max_t"], alpha=0.05))
     np.testing.assert_array_equal(thresholded != 0, significant)
     assert thresholded[significant].min() > 0
@@ -182,7 +180,15 @@ def test_run_group_inference_parametric_and_tdp(z_img):
     np.testing.assert_array_equal(kept, _data(tdp.tdp_img) > 0)
 
 
-def test_run_group_inference_permutation(maps):
+@pytest.mark.parametrize(
+    ("stat", "cluster_forming_p", "logp_keys"),
+    [
+        ("max_t", None, ["logp_max_t"]),
+        ("size", 0.001, ["logp_max_mass", "logp_max_size", "logp_max_t"]),
+        ("tfce", None, ["logp_max_t", "logp_max_tfce"]),
+    ],
+)
+def test_run_group_inference_permutation(maps, stat, cluster_forming_p, logp_keys):
     result = run_group_inference(
         "permutation",
         effect_files=maps["images"],
@@ -190,17 +196,23 @@ def test_run_group_inference_permutation(maps):
         contrast="a + b",
         n_perm=50,
         random_state=0,
-        permutation_stat="size",
-        cluster_forming_p=0.001,
+        permutation_stat=stat,
+        cluster_forming_p=cluster_forming_p,
     )
-    assert sorted(result.logp_imgs) == ["logp_max_mass", "logp_max_size", "logp_max_t"]
+    assert sorted(result.logp_imgs) == logp_keys
     kept = _data(result.thresholded_img) != 0
-    assert kept[BOX].mean() > 0.9
-    np.testing.assert_array_equal(
-        kept, _data(result.logp_imgs["logp_max_size"]) > -math.log10(0.05)
-    )
-    assert result.clusters["Cluster Size (voxels)"].iloc[0] == kept.sum()
+    logp = _data(result.logp_imgs[f"logp_max_{stat.removeprefix('max_')}"])
+    np.testing.assert_array_equal(kept, logp > -math.log10(0.05))
+    np.testing.assert_array_equal(_data(result.thresholded_img)[kept], _data(result.t_img)[kept])
+    assert kept.any() and not kept[_outside()].any()
+    assert result.clusters["Cluster Size (voxels)"].sum() == kept.sum()
     assert result.threshold == pytest.approx(-math.log10(0.05))
+
+
+def _outside() -> np.ndarray:
+    outside = np.ones(SHAPE, bool)
+    outside[BOX] = False
+    return outside
 
 
 ERRORS = [

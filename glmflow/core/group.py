@@ -10,13 +10,14 @@ the file, the field, the value and the fix.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -34,8 +35,8 @@ DESIGNS: tuple[str, ...] = ("one-sample", "two-sample", "paired", "covariates")
 METHODS: tuple[str, ...] = ("ols", "fixed")
 OUTPUT_TYPES: tuple[str, ...] = ("z_score", "stat", "p_value", "effect_size", "effect_variance")
 #: A contrast: a formula ("patients - controls"), a weight vector (t test), a list of formulas
-#: or a weight matrix (F test).
-ContrastDef = str | Sequence[str] | Sequence[float] | Sequence[Sequence[float]]
+#: or a weight matrix (F test), or a model-file object {"expressions" | "weights", "stat_type"}.
+ContrastDef = str | Sequence[str] | Sequence[float] | Sequence[Sequence[float]] | Mapping[str, Any]
 ImageLike = str | PathLike | nib.Nifti1Image
 
 _TINY_VARIANCE = 1e-16  # nilearn's floor for variance maps in compute_fixed_effects
@@ -362,9 +363,14 @@ def contrast_weights(
     """Turn a contrast definition into weights over design ``columns``.
 
     A formula or a vector gives a 1-D array (t test); a list of formulas or a matrix gives a
-    2-D array with one row per tested effect (F test).
+    2-D array with one row per tested effect (F test). A mapping in the model-file form
+    ``{"expressions": [...]} or {"weights": [{column: weight}, ...]}`` with an optional
+    ``"stat_type"`` ("t" or "F") is accepted too. Column names that are not identifiers are
+    quoted in backticks inside formulas (`` `group 1` - `group 2` ``).
     """
     columns = [str(c) for c in columns]
+    if isinstance(definition, Mapping):
+        return _spec_weights(definition, columns, name, source)
     if isinstance(definition, str):
         return _formula_weights(definition, columns, name, source)
     rows = list(definition) if isinstance(definition, (Sequence, np.ndarray)) else None
@@ -396,31 +402,96 @@ def contrast_weights(
     return weights
 
 
+def _spec_weights(
+    spec: Mapping[str, Any], columns: list[str], name: str, source: str
+) -> np.ndarray:
+    stat_type = spec.get("stat_type", "t")
+    if stat_type not in ("t", "F"):
+        raise GroupModelError(
+            f"Contrast {name!r} in {source} has stat_type {stat_type!r}; use 't' or 'F'"
+        )
+    rows: list = list(spec.get("expressions") or [])
+    for row in spec.get("weights") or []:
+        unknown = [c for c in row if c not in columns]
+        if unknown:
+            raise GroupModelError(
+                f"Contrast {name!r} in {source} uses unknown column {unknown[0]!r} "
+                f"(available: {', '.join(columns)})"
+            )
+        rows.append([float(row.get(c, 0.0)) for c in columns])
+    if not rows:
+        raise GroupModelError(
+            f"Contrast {name!r} in {source} has neither expressions nor weights; give one"
+        )
+    weights = np.atleast_2d(contrast_weights(rows, columns, name=name, source=source))
+    if stat_type == "F":
+        return weights
+    if len(weights) != 1:
+        raise GroupModelError(
+            f"Contrast {name!r} in {source} is a t contrast with {len(weights)} rows; give one "
+            "row or set stat_type to 'F'"
+        )
+    return weights[0]
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
 def _formula_weights(formula: str, columns: list[str], name: str, source: str) -> np.ndarray:
     if formula in columns:
         return expression_to_contrast_vector(formula, columns)
+    quoted = _BACKTICKED.findall(formula)
     try:
-        tree = ast.parse(formula, mode="eval")
+        tree = ast.parse(_BACKTICKED.sub("_quoted_", formula), mode="eval")
     except SyntaxError:
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} has the formula {formula!r}, which is not "
-            "arithmetic on column names (e.g. 'patients - controls')"
-        ) from None
-    unknown = [
-        node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id not in columns
-    ]
-    if unknown:
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} uses unknown column {unknown[0]!r} "
-            f"(available: {', '.join(columns)})"
-        )
+        tree = None
+    if tree is not None:
+        names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id != "_quoted_"]
+        unknown = [n for n in quoted + names if n not in columns]
+        if unknown:
+            raise GroupModelError(
+                f"Contrast {name!r} in {source} uses unknown column {unknown[0]!r} "
+                f"(available: {', '.join(columns)})"
+            )
+        try:
+            return expression_to_contrast_vector(formula, columns)
+        except ValueError:
+            pass
+    raise GroupModelError(
+        f"Contrast {name!r} in {source} has the formula {formula!r}, which is not "
+        "arithmetic on column names (e.g. 'patients - controls')"
+    )
+
+
+def parse_contrasts(text: str, *, source: str = "the contrasts") -> dict[str, ContrastDef]:
+    """Read contrasts from JSON: ``{name: definition}`` or the model-file list of objects
+    ``[{"name": ..., "expressions" | "weights": ..., "stat_type": ...}]``."""
     try:
-        return expression_to_contrast_vector(formula, columns)
+        data = json.loads(text)
+    except ValueError as err:
+        raise GroupModelError(f"{source} is not valid JSON ({err})") from None
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, list) and all(isinstance(d, dict) and "name" in d for d in data):
+        names = [str(d["name"]) for d in data]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise GroupModelError(
+                f"Contrast {repeated[0]!r} is defined twice in {source}; rename one"
+            )
+        return {str(d["name"]): {k: v for k, v in d.items() if k != "name"} for d in data}
+    raise GroupModelError(
+        f"{source} must be a JSON object {{name: formula or weights}} or a list of contrast "
+        "objects with a name; got " + text[:60]
+    )
+
+
+def parse_contrast(text: str) -> ContrastDef:
+    """Read one contrast: a formula (plain text), or JSON (weights, formulas, an object)."""
+    try:
+        return json.loads(text)
     except ValueError:
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} has the formula {formula!r}, which is not "
-            "arithmetic on column names (e.g. 'patients - controls')"
-        ) from None
+        return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +540,18 @@ def check_group_inputs(
                 f"affine {ref.affine.round(3).tolist()}, {label} has shape {img.shape[:3]} and "
                 f"affine {img.affine.round(3).tolist()}; resample them or set target_affine"
             )
+
+
+def as_affine(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """A target affine from 9 (3x3) or 16 (4x4) numbers in row order, or a matrix."""
+    array = np.asarray(values, dtype=float)
+    if array.shape in ((3, 3), (4, 4)):
+        return array
+    if array.size in (9, 16) and array.ndim == 1:
+        return array.reshape(3, 3) if array.size == 9 else array.reshape(4, 4)
+    raise GroupModelError(
+        f"target_affine must be a 3x3 or 4x4 matrix (9 or 16 numbers), got {array.size} numbers"
+    )
 
 
 def load_maps(
@@ -605,7 +688,7 @@ def fit_group_model(
     variance_files: Sequence[ImageLike] | None = None,
     method: Method = "ols",
     mask: ImageLike | None = None,
-    target_affine: np.ndarray | None = None,
+    target_affine: np.ndarray | Sequence[float] | None = None,
     target_shape: Sequence[int] | None = None,
     smoothing_fwhm: float | None = None,
     minimize_memory: bool = True,
@@ -666,6 +749,8 @@ def fit_group_model(
     }
     if target_shape is not None and target_affine is None:
         raise GroupModelError("target_shape needs target_affine; give both or neither")
+    if target_affine is not None:
+        target_affine = as_affine(target_affine)
     if method == "ols" and variance_files is not None:
         raise GroupModelError(
             "variance_files are only used by method='fixed'; drop them or set method='fixed'"
@@ -676,6 +761,9 @@ def fit_group_model(
 
     grid = {"target_affine": target_affine, "target_shape": target_shape}
     effects = load_maps(files, **grid)
+    if target_affine is not None:  # the maps now share the grid the masker must use
+        target_affine, target_shape = effects[0].affine, effects[0].shape
+        grid = {"target_affine": target_affine, "target_shape": target_shape}
     if method == "fixed":
         return _fit_fixed(
             effects, load_maps(variance_files, **grid), design, weights, mask, target_affine,

@@ -40,7 +40,14 @@ PermutationStat = Literal["max_t", "size", "mass", "tfce"]
 INFERENCE_METHODS: tuple[str, ...] = (
     "fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp",
 )  # fmt: skip
-PERMUTATION_STATS: tuple[str, ...] = ("max_t", "size", "mass", "tfce")
+#: permutation_stat -> the nilearn map of its -log10 FWE p-values
+LOGP_MAPS: dict[str, str] = {
+    "max_t": "logp_max_t",
+    "size": "logp_max_size",
+    "mass": "logp_max_mass",
+    "tfce": "logp_max_tfce",
+}
+PERMUTATION_STATS: tuple[str, ...] = tuple(LOGP_MAPS)
 SIZE_MM3 = "Cluster Size (mm3)"
 SIZE_VOXELS = "Cluster Size (voxels)"
 
@@ -62,6 +69,8 @@ class InferenceResult:
         -log10 p-value maps (``logp_max_t``, ``logp_max_size``, ... for permutation).
     tdp_img : nibabel.Nifti1Image or None
         True-discovery proportion of each cluster (``tdp`` only).
+    t_img : nibabel.Nifti1Image or None
+        The unthresholded t map of the permuted contrast (``permutation`` only).
     """
 
     thresholded_img: nib.Nifti1Image
@@ -69,6 +78,7 @@ class InferenceResult:
     clusters: pd.DataFrame
     logp_imgs: dict[str, nib.Nifti1Image] = field(default_factory=dict)
     tdp_img: nib.Nifti1Image | None = None
+    t_img: nib.Nifti1Image | None = None
 
 
 def _check_alpha(alpha: float) -> None:
@@ -421,10 +431,10 @@ def _permutation_result(
         cluster_forming_p=cluster_forming_p, tfce=permutation_stat == "tfce", **options,
     )  # fmt: skip
     logp = {key: img for key, img in maps.items() if key.startswith("logp_")}
-    thresholded = fwe_threshold(maps["t"], logp[f"logp_max_{permutation_stat}"], alpha=alpha)
+    thresholded = fwe_threshold(maps["t"], logp[LOGP_MAPS[permutation_stat]], alpha=alpha)
     # The map is already thresholded: every non-zero voxel is significant.
     table = cluster_table(
         thresholded, stat_threshold=0.0, cluster_threshold=cluster_threshold,
         two_sided=two_sided, min_distance=min_distance,
     )  # fmt: skip
-    return InferenceResult(thresholded, -math.log10(alpha), table, logp_imgs=logp)
+    return InferenceResult(thresholded, -math.log10(alpha), table, logp_imgs=logp, t_img=maps["t"])

@@ -1,0 +1,404 @@
+"""Generative model of the synthetic dataset: anatomy, events, regressors and BOLD signal.
+
+Everything here is deterministic given a :class:`numpy.random.Generator`; the constants are
+the ground truth and are copied verbatim into ``derivatives/truth/truth.json``.
+
+Signal of an in-brain voxel ``v`` at frame ``t`` (all effects in percent of the baseline
+``B(v)``, so a GLM on percent-signal-change data recovers the betas)::
+
+    y = B * (1 + (sum_k beta_k x_k(t) + drift + motion + physio + noise) / 100)
+        + B * nss_boost(t)
+
+``x_k`` are the SPM-HRF regressors of :data:`REGRESSORS` sampled at the slice-time-corrected
+frame times ``(i + 0.5) * TR``; ``noise`` is AR(1). Outside the brain the image is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from nilearn.glm.first_level import compute_regressor
+
+CONDITIONS = ("face", "house", "scrambled")
+#: Generative regressors: the three conditions, face trials modulated by mean-centred RT,
+#: and every stimulus trial of a "high" block (the block effect).
+REGRESSORS = (*CONDITIONS, "rt", "highblock")
+CENTER_MM = (0.0, -18.0, 18.0)  # MNI position of the box centre (middle of the brain)
+SEMI_AXES = (0.37, 0.40, 0.355)  # brain ellipsoid semi-axes as fractions of the box: ~22 %
+BRAIN_JITTER = 0.03  # per-subject relative change of the semi-axes
+REGION_HALF_WIDTH = 0.1  # region box half-width as a fraction of the semi-axis (>= 1 voxel)
+#: Region centres in ellipsoid coordinates (x right, y anterior, z superior; 1 = brain edge).
+REGION_CENTERS = {
+    "face": (0.55, -0.2, -0.3),
+    "house": (-0.55, -0.2, -0.3),
+    "both": (0.0, -0.55, 0.3),
+    "rt": (0.55, 0.2, 0.3),
+    "block": (-0.55, 0.2, 0.3),
+    "group": (0.0, 0.5, -0.3),
+    "null": (0.0, 0.15, 0.45),
+}
+#: True betas (percent signal change per unit regressor; rt: per second of RT).
+#: The face beta of the "group" region is subject-specific (see GROUP_EFFECT).
+REGION_BETAS = {
+    "face": {"face": 2.0, "house": 0.5, "scrambled": 0.5},
+    "house": {"face": 0.5, "house": 2.0, "scrambled": 0.5},
+    "both": {"face": 1.5, "house": 1.5, "scrambled": 0.5},
+    "rt": {"face": 1.0, "house": 0.5, "scrambled": 0.5, "rt": 4.0},
+    "block": {"face": 1.0, "house": 1.0, "scrambled": 1.0, "highblock": 1.5},
+    "group": {"house": 0.5, "scrambled": 0.5},
+    "null": {},
+}
+#: Face beta in the group region: mean + diff * (+1/2 patient, -1/2 control)
+#: + age_slope * (age - sample mean age) + N(0, between_subject_sd).
+GROUP_EFFECT = {
+    "mean": 1.5,
+    "patient_minus_control": -1.0,
+    "age_slope_per_year": -0.03,
+    "between_subject_sd": 0.2,
+}
+CSF_CENTER, CSF_RADII = (0.0, 0.0, 0.0), (0.25, 0.3, 0.2)  # "ventricles", ellipsoid coords
+WM_SHELL = (0.3, 0.5)  # "white matter": ellipsoid radius range, minus regions and CSF
+TISSUE_GAIN = {"csf": 1.3, "wm": 0.85}  # baseline contrast relative to grey matter
+NOISE = {"sd_psc": 0.5, "edge_gain": 0.5, "ar_phi": 0.3}  # sd = sd_psc*(1+edge_gain*rho^2)
+NSS_BOOST = (0.3, 0.1)  # extra fraction of baseline in the leading non-steady-state frames
+DRIFT_MAX_PSC = 2.0  # linear and half-cosine drift amplitudes ~ U(-max, max) per run
+#: Motion-related signal, percent per mm (translations) or per radian (rotations),
+#: applied to the run-demeaned parameters.
+MOTION_PSC = {
+    "trans_x": 0.6,
+    "trans_y": -0.4,
+    "trans_z": 0.8,
+    "rot_x": 20.0,
+    "rot_y": -15.0,
+    "rot_z": 10.0,
+}
+PHYSIO_SD_PSC = {"csf": 2.0, "wm": 0.8, "other": 0.1}  # two shared physiological sources
+STIM_DURATION = 1.0
+TRIALS_PER_BLOCK = 9
+END_MARGIN = 12.0  # seconds left after the last trial onset so its response is sampled
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Template geometry shared by all subjects (voxel arrays have the box shape)."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    coords: np.ndarray  # (3, *shape) ellipsoid coordinates of every voxel
+    rho: np.ndarray  # ellipsoid radius (brain where < 1)
+    regions: dict[str, tuple[slice, slice, slice]]
+    region_any: np.ndarray  # voxels of any region
+    csf: np.ndarray
+    wm: np.ndarray
+    baseline: np.ndarray  # template baseline before the subject scale (tissue contrast)
+
+
+def mni_like_affine(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
+    """Affine with the box centred at :data:`CENTER_MM` and MNI (0, 0, 0) on a voxel centre.
+
+    For (97, 115, 97) at 2 mm this is exactly the MNI152NLin2009cAsym res-2 affine.
+    """
+    half = voxel_size * (np.asarray(shape) - 1) / 2
+    origin = voxel_size * np.round((np.asarray(CENTER_MM) - half) / voxel_size)
+    affine = np.diag([voxel_size] * 3 + [1.0])
+    affine[:3, 3] = origin
+    return affine
+
+
+def region_boxes(shape: tuple[int, int, int]) -> dict[str, tuple[slice, slice, slice]]:
+    """Voxel boxes of the truth regions for a box shape."""
+    centre = (np.asarray(shape) - 1) / 2
+    semi = np.asarray(SEMI_AXES) * shape
+    half = np.maximum(1, np.round(REGION_HALF_WIDTH * semi)).astype(int)
+    boxes = {}
+    for name, pos in REGION_CENTERS.items():
+        mid = np.round(centre + np.asarray(pos) * semi).astype(int)
+        boxes[name] = tuple(
+            slice(int(m - h), int(m + h + 1)) for m, h in zip(mid, half, strict=True)
+        )
+    return boxes
+
+
+def layout_problem(shape: tuple[int, int, int]) -> str | None:
+    """Say why the truth regions do not fit apart inside the brain of ``shape``, or None."""
+    boxes = region_boxes(shape)
+    coords = _ellipsoid_coords(shape)
+    rho = np.sqrt((coords**2).sum(0))
+    csf = _csf_mask(coords)
+    taken = np.zeros(shape, dtype=int)
+    for name, box in boxes.items():
+        if any(s.start < 0 or s.stop > n for s, n in zip(box, shape, strict=True)):
+            return f"region '{name}' falls outside the box"
+        # margin for the per-subject shrink of the brain
+        if rho[box].max() >= 0.95 or csf[box].any():
+            return f"region '{name}' reaches the brain edge or the ventricles"
+        # a one-voxel gap keeps the regions apart
+        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        if taken[grown].any():
+            return f"region '{name}' touches another region"
+        taken[box] = 1
+    return None
+
+
+def _ellipsoid_coords(shape: tuple[int, int, int]) -> np.ndarray:
+    centre = (np.asarray(shape) - 1) / 2
+    semi = np.asarray(SEMI_AXES) * shape
+    grid = np.indices(shape, dtype=float)
+    return (grid - centre[:, None, None, None]) / semi[:, None, None, None]
+
+
+def _csf_mask(coords: np.ndarray) -> np.ndarray:
+    rel = (coords - np.asarray(CSF_CENTER)[:, None, None, None]) / np.asarray(CSF_RADII)[
+        :, None, None, None
+    ]
+    return (rel**2).sum(0) < 1
+
+
+def make_anatomy(shape: tuple[int, int, int], voxel_size: float, rng) -> Anatomy:
+    """Build the template brain, tissue masks, regions and the smooth baseline."""
+    coords = _ellipsoid_coords(shape)
+    rho = np.sqrt((coords**2).sum(0))
+    regions = region_boxes(shape)
+    region_any = np.zeros(shape, dtype=bool)
+    for box in regions.values():
+        region_any[box] = True
+    csf = _csf_mask(coords) & ~region_any
+    wm = (rho >= WM_SHELL[0]) & (rho < WM_SHELL[1]) & ~csf & ~region_any
+    # smooth intensity inhomogeneity: three random plane waves of about one cycle per brain
+    field = np.zeros(shape)
+    for _ in range(3):
+        freq = rng.uniform(-1.0, 1.0, size=3)
+        field += np.cos(np.pi * np.tensordot(freq, coords, axes=1) + rng.uniform(0, 2 * np.pi))
+    baseline = 1 + 0.1 * field / 3
+    baseline[csf] *= TISSUE_GAIN["csf"]
+    baseline[wm] *= TISSUE_GAIN["wm"]
+    return Anatomy(
+        shape=tuple(shape),
+        affine=mni_like_affine(shape, voxel_size),
+        coords=coords,
+        rho=rho,
+        regions=regions,
+        region_any=region_any,
+        csf=csf,
+        wm=wm,
+        baseline=baseline,
+    )
+
+
+def subject_brain(anat: Anatomy, rng) -> np.ndarray:
+    """Boolean brain mask: the template ellipsoid with jittered semi-axes."""
+    scale = 1 + rng.uniform(-BRAIN_JITTER, BRAIN_JITTER, size=3)
+    rho = np.sqrt(((anat.coords / scale[:, None, None, None]) ** 2).sum(0))
+    return rho < 1
+
+
+def make_events(rng, n_volumes: int, tr: float) -> pd.DataFrame:
+    """Event-related faces task in alternating high/low blocks separated by fixation.
+
+    Stimulus trials last 1 s with a jittered 1-3 s gap; each block of up to 9 trials is
+    condition-balanced; fixation rows (rt and block_type n/a) fill the gaps between blocks.
+    Onsets, durations and reaction times are rounded to the millisecond as written.
+    """
+    run_end = n_volumes * tr
+    rows = []
+    block = str(rng.choice(["high", "low"]))
+    t = 0.0
+    done = False
+    while not done:
+        fixation = rng.uniform(6.0, 10.0)
+        if t + fixation + END_MARGIN > run_end:
+            break
+        rows.append((t, fixation, "fixation", np.nan, "n/a"))
+        t += fixation
+        conditions = rng.permutation(np.repeat(CONDITIONS, TRIALS_PER_BLOCK // 3))
+        for condition in conditions:
+            if t + END_MARGIN > run_end:
+                done = True
+                break
+            rt = np.clip(rng.lognormal(np.log(0.7), 0.35), 0.3, 2.0)
+            rows.append((t, STIM_DURATION, str(condition), rt, block))
+            t += STIM_DURATION + rng.uniform(1.0, 3.0)
+        block = "low" if block == "high" else "high"
+    last_end = max(o + d for o, d, *_ in rows) if rows else 0.0
+    rows.append((last_end, run_end - last_end, "fixation", np.nan, "n/a"))
+    events = pd.DataFrame(rows, columns=["onset", "duration", "trial_type", "rt", "block_type"])
+    return events.round({"onset": 3, "duration": 3, "rt": 3})
+
+
+def frame_times(n_volumes: int, tr: float, start_time: float) -> np.ndarray:
+    """Acquisition times after slice-timing correction to ``start_time`` (nilearn convention)."""
+    return (np.arange(n_volumes) + start_time / tr) * tr
+
+
+def make_regressors(events: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
+    """The generative regressors (SPM HRF, nilearn's oversampling) of one run."""
+    stim = events[events["trial_type"] != "fixation"]
+    face = stim[stim["trial_type"] == "face"]
+    high = stim[stim["block_type"] == "high"]
+    parts = {c: (stim[stim["trial_type"] == c], None) for c in CONDITIONS}
+    # SPM-style parametric modulator: centred within the run so it is orthogonal-ish to face
+    parts["rt"] = (face, face["rt"] - face["rt"].mean())
+    parts["highblock"] = (high, None)
+    columns = {}
+    for name, (rows, amplitude) in parts.items():
+        if rows.empty:
+            columns[name] = np.zeros(len(times))
+            continue
+        amp = np.ones(len(rows)) if amplitude is None else amplitude.to_numpy()
+        condition = (rows["onset"].to_numpy(), rows["duration"].to_numpy(), amp)
+        columns[name] = compute_regressor(condition, "spm", times, con_id=name)[0][:, 0]
+    return pd.DataFrame(columns, index=times)
+
+
+def make_motion(rng, n_volumes: int, n_nss: int) -> tuple[np.ndarray, list[int]]:
+    """Six rigid-body parameters (mm, rad): a random walk plus one or two abrupt jerks.
+
+    Returns the (n_volumes, 6) parameters and the frames where a jerk starts.
+    """
+    steps = np.concatenate(
+        [rng.normal(0, 0.02, (n_volumes, 3)), rng.normal(0, 0.0003, (n_volumes, 3))], axis=1
+    )
+    motion = np.cumsum(steps, axis=0)
+    motion -= motion[0]
+    candidates = np.arange(n_nss + 3, n_volumes - 3)
+    jerks = sorted(rng.choice(candidates, size=min(rng.integers(1, 3), len(candidates))))
+    for start in jerks:
+        axis = rng.integers(0, 3)
+        amplitude = rng.uniform(0.6, 1.0) * rng.choice([-1, 1])
+        width = rng.integers(1, 3)
+        motion[start : start + width, axis] += amplitude
+        motion[start : start + width, 3 + axis] += amplitude / 100  # about 0.5 mm at 50 mm
+    return motion, [int(j) for j in jerks]
+
+
+def make_physio(rng, times: np.ndarray) -> np.ndarray:
+    """Two unit-variance aliased sources (respiration ~0.3 Hz, cardiac ~1.1 Hz), (n, 2)."""
+    resp = np.sin(2 * np.pi * rng.uniform(0.25, 0.35) * times + rng.uniform(0, 2 * np.pi))
+    resp *= 1 + 0.3 * np.sin(2 * np.pi * times / 60 + rng.uniform(0, 2 * np.pi))
+    card = np.sin(2 * np.pi * rng.uniform(1.0, 1.3) * times + rng.uniform(0, 2 * np.pi))
+    sources = np.stack([resp, card], axis=1)
+    return (sources - sources.mean(0)) / sources.std(0)
+
+
+@dataclass
+class RunStats:
+    """Per-frame summaries of the written image, for the confounds file."""
+
+    global_signal: np.ndarray
+    csf: np.ndarray
+    white_matter: np.ndarray
+    csf_wm: np.ndarray
+    tcompcor: np.ndarray
+    dvars: np.ndarray
+    std_dvars: np.ndarray
+    series: dict[str, np.ndarray]  # (n, n_voxels) time series of the CompCor masks
+
+
+@dataclass
+class RunInputs:
+    """Everything that varies from run to run."""
+
+    regressors: np.ndarray  # (n, len(REGRESSORS))
+    motion: np.ndarray  # (n, 6)
+    physio: np.ndarray  # (n, 2)
+    drift: tuple[float, float]  # linear and half-cosine amplitudes (PSC)
+    n_nss: int
+
+
+def simulate_run(
+    anat: Anatomy,
+    brain: np.ndarray,
+    scale: float,
+    betas: np.ndarray,
+    run: RunInputs,
+    rng,
+    sink: Callable[[np.ndarray], None],
+) -> RunStats:
+    """Generate one run frame by frame, hand each float32 volume (flat, Fortran order) to
+    ``sink`` and return the confound summaries.
+
+    ``betas`` is (len(REGRESSORS), *shape). Only one frame plus the AR state is held at a
+    time, so memory stays at a few copies of one volume even on the 2-mm grid.
+    """
+    flat = brain.ravel(order="F")
+    index = np.flatnonzero(flat)
+    pick = {name: arr.ravel(order="F")[index] for name, arr in _masks(anat, brain).items()}
+    base = 100.0 * scale * anat.baseline.ravel(order="F")[index]
+    coords = anat.coords.reshape(3, -1, order="F")[:, index]
+    rho2 = (coords**2).sum(0)
+    sd = NOISE["sd_psc"] * (1 + NOISE["edge_gain"] * rho2)
+    phi = NOISE["ar_phi"]
+    drift_gain = 1 + 0.5 * coords[0]
+    physio_sd = np.full(index.size, PHYSIO_SD_PSC["other"])
+    physio_sd[pick["csf"]] = PHYSIO_SD_PSC["csf"]
+    physio_sd[pick["wm"]] = PHYSIO_SD_PSC["wm"]
+    loadings = physio_sd * np.stack([1 + 0.5 * coords[0], 1 - 0.5 * coords[2]]) / np.sqrt(2)
+    beta_flat = betas.reshape(len(REGRESSORS), -1, order="F")[:, index]
+    active = np.flatnonzero(np.any(beta_flat != 0, axis=0))
+    activation = run.regressors @ beta_flat[:, active]  # (n, n_active)
+    n = run.regressors.shape[0]
+    tau = np.linspace(0, 1, n)
+    drift = run.drift[0] * (tau - 0.5) + run.drift[1] * np.cos(np.pi * tau)
+    coef = np.array(list(MOTION_PSC.values()))
+    motion = (run.motion - run.motion.mean(0)) @ coef
+    # top 2 % temporal-sd voxels, as fMRIPrep's tCompCor mask (sd known from the model)
+    tvox = np.argsort(-(sd**2 + physio_sd**2), kind="stable")[: max(1, index.size // 50)]
+    pick["tcompcor"] = np.zeros(index.size, dtype=bool)
+    pick["tcompcor"][tvox] = True
+    keep = {k: _subsample(np.flatnonzero(v)) for k, v in pick.items()}
+    keep["combined"] = np.union1d(keep["csf"], keep["wm"])
+    series = {k: np.empty((n, v.size), np.float32) for k, v in keep.items()}
+    stats = {k: np.empty(n) for k in ("gs", "csf", "wm", "comb", "tcc", "dvars")}
+    volume = np.zeros(flat.size, np.float32)
+    means = {"gs": slice(None), "csf": pick["csf"], "wm": pick["wm"]}
+    means |= {"comb": pick["csf"] | pick["wm"], "tcc": pick["tcompcor"]}
+    noise = rng.standard_normal(index.size) * sd
+    previous = None
+    for t in range(n):
+        if t:
+            noise = phi * noise + np.sqrt(1 - phi**2) * sd * rng.standard_normal(index.size)
+        psc = noise + drift[t] * drift_gain + motion[t] + run.physio[t] @ loadings
+        psc[active] += activation[t]
+        y = base * (1 + psc / 100)
+        if t < run.n_nss:
+            y += base * NSS_BOOST[min(t, len(NSS_BOOST) - 1)]
+        y32 = y.astype(np.float32)
+        volume[index] = y32
+        sink(volume)
+        for key, where in means.items():
+            stats[key][t] = y32[where].mean(dtype=np.float64)
+        for key, vox in keep.items():
+            series[key][t] = y32[vox]
+        current = y32.astype(np.float64)
+        stats["dvars"][t] = (
+            np.nan if previous is None else np.sqrt(np.mean((current - previous) ** 2))
+        )
+        previous = current
+    # Nipype (fMRIPrep) scales DVARS to a median brain intensity of 1000; its AR(1)-based
+    # standardisation is replaced by the run's median over steady-state frames (robust, ~1)
+    dvars = stats["dvars"] * 1000 / np.median(base)
+    typical = np.median(dvars[run.n_nss + 1 :])
+    return RunStats(
+        global_signal=stats["gs"],
+        csf=stats["csf"],
+        white_matter=stats["wm"],
+        csf_wm=stats["comb"],
+        tcompcor=stats["tcc"],
+        dvars=dvars,
+        std_dvars=dvars / typical,
+        series=series,
+    )
+
+
+def _masks(anat: Anatomy, brain: np.ndarray) -> dict[str, np.ndarray]:
+    return {"csf": anat.csf & brain, "wm": anat.wm & brain}
+
+
+def _subsample(positions: np.ndarray, limit: int = 4000) -> np.ndarray:
+    """At most ``limit`` evenly spaced entries: CompCor needs the subspace, not every voxel."""
+    if positions.size <= limit:
+        return positions
+    return positions[np.linspace(0, positions.size - 1, limit).round().astype(int)]

@@ -500,6 +500,7 @@ def test_interface_runs_as_a_node(tmp_path):
             tr=TR,
             hrf_model="glover + derivative",
             drift_model=None,
+            fir_delays=(),  # what DesignSpec passes; nipype turns an empty tuple into Undefined
         ),
         name="build_design",
         base_dir=tmp_path,

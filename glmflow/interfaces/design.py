@@ -78,7 +78,7 @@ class BuildDesignMatrix(SimpleInterface):
             drift_model=inputs.drift_model,
             high_pass=inputs.high_pass,
             drift_order=inputs.drift_order,
-            fir_delays=list(inputs.fir_delays),
+            fir_delays=list(inputs.fir_delays) if isdefined(inputs.fir_delays) else [],
             min_onset=inputs.min_onset,
             oversampling=inputs.oversampling,
         )

@@ -92,11 +92,6 @@ def read_events(
                 f"Events file {path} has {len(row)} cells on line {number} but {width} "
                 "columns in the header; remove the extra tab(s)"
             )
-    # Short rows (trailing tabs dropped by an editor) are padded with missing cells.
-    columns = {
-        column: [None if j >= len(row) or row[j] in MISSING_VALUES else row[j] for row in body]
-        for j, column in enumerate(header)
-    }
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise EventsError(
@@ -122,25 +117,19 @@ def read_events(
         )
     if not body:
         raise EventsError(f"Events file {path} has a header but no events")
-    index = pd.RangeIndex(len(body))
-    onset = to_numbers(pd.Series(columns["onset"], index=index), column="onset", source=name)
-    duration = to_numbers(
-        pd.Series(columns["duration"], index=index), column="duration", source=name
-    )
-    negative = duration < 0
+    # Short rows (trailing tabs dropped by an editor) are padded with missing cells.
+    cells = np.array([row + [""] * (width - len(row)) for row in body], dtype=object)
+    cells[np.isin(cells, MISSING_VALUES)] = None
+    table = pd.DataFrame(cells, columns=header, dtype=object)
+    for column in ("onset", "duration"):
+        table[column] = to_numbers(table[column], column=column, source=name)
+    negative = table["duration"] < 0
     if negative.any():
         raise EventsError(
             f"Column 'duration' of {name} has a negative value "
-            f"({_first_value(duration, negative)}) on line(s) {_lines(negative)}; "
+            f"({_first_value(table['duration'], negative)}) on line(s) {_lines(negative)}; "
             "durations must be >= 0 seconds (0 for impulse events)"
         )
-    columns["onset"], columns["duration"] = onset, duration
-    table = pd.DataFrame(
-        {
-            c: v if c in ("onset", "duration") else pd.Series(v, index=index, dtype="object")
-            for c, v in columns.items()
-        }
-    )
     early = table["onset"] < 0
     if early.any():
         warnings.warn(
@@ -175,21 +164,16 @@ def to_numbers(values: pd.Series, *, column: str, source: str) -> pd.Series:
     EventsError
         A value is not a number, or is infinite.
     """
-    cells = values.tolist()
-    numbers = np.full(len(cells), np.nan)
-    bad = np.zeros(len(cells), dtype=bool)
-    for i, cell in enumerate(cells):
-        if pd.isna(cell):
-            continue
-        try:
-            value = float(cell)
-        except (TypeError, ValueError):
-            value = math.nan
-        # Text such as "nan" or "inf" parses as a float but is no usable time or amount.
-        if math.isfinite(value):
-            numbers[i] = value
-        else:
-            bad[i] = True
+    missing = values.isna().to_numpy()
+    cells = values.to_numpy(dtype=object, copy=True)
+    cells[missing] = np.nan
+    try:
+        numbers = cells.astype(np.float64)
+    except (TypeError, ValueError):
+        # Slow path, only to find the offending cells.
+        numbers = np.array([_float_or_nan(cell) for cell in cells])
+    # Text such as "abc", "nan" or "inf" is no usable time or amount.
+    bad = ~np.isfinite(numbers) & ~missing
     if bad.any():
         mask = pd.Series(bad, index=values.index)
         raise EventsError(
@@ -371,6 +355,13 @@ def _first_value(values: pd.Series, mask: pd.Series) -> object:
     return float(value) if isinstance(value, (float, np.floating)) else value
 
 
+def _float_or_nan(cell: object) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _names(values: Iterable[str], option: str, source: str) -> tuple[str, ...]:
     if isinstance(values, str):
         # A bare string would otherwise be iterated character by character.
@@ -432,10 +423,10 @@ def _check_options(
 
 def _condition_names(values: pd.Series) -> pd.Series:
     """Condition names as stripped text; missing stays missing (None)."""
-    names = []
-    for value in values.tolist():
-        text = None if pd.isna(value) else str(value).strip()
-        names.append(None if text in MISSING_VALUES else text)
+    names = values.to_numpy(dtype=object, copy=True)
+    missing = values.isna().to_numpy()
+    names[~missing] = [str(v).strip() for v in names[~missing]]
+    names[missing | np.isin(names, MISSING_VALUES)] = None
     return pd.Series(names, index=values.index, dtype="object")
 
 

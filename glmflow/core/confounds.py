@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -44,20 +44,6 @@ STRATEGIES = (
     "non_steady_state",
     "high_pass",
 )
-#: Expansion levels of the motion, wm_csf and global_signal strategies.
-LEVELS = ("basic", "power2", "derivatives", "full")
-#: Variants of the compcor strategy.
-COMPCOR = (
-    "anat_combined",
-    "anat_separated",
-    "temporal",
-    "temporal_anat_combined",
-    "temporal_anat_separated",
-)
-#: fMRIPrep writes spike columns only when there are outliers, so wildcards for them may
-#: match nothing in a clean run.
-OPTIONAL_PREFIXES = ("motion_outlier", "non_steady_state_outlier")
-
 Level = Literal["basic", "power2", "derivatives", "full"]
 CompCor = Literal[
     "anat_combined",
@@ -66,6 +52,13 @@ CompCor = Literal[
     "temporal_anat_combined",
     "temporal_anat_separated",
 ]
+#: Expansion levels of the motion, wm_csf and global_signal strategies.
+LEVELS: tuple[str, ...] = get_args(Level)
+#: Variants of the compcor strategy.
+COMPCOR: tuple[str, ...] = get_args(CompCor)
+#: fMRIPrep writes spike columns only when there are outliers, so wildcards for them may
+#: match nothing in a clean run.
+OPTIONAL_PREFIXES = ("motion_outlier", "non_steady_state_outlier")
 
 
 def select_confounds(
@@ -132,19 +125,19 @@ def select_confounds(
     path = Path(confounds_file)
     columns = _strings(columns, "columns", path)
     strategy = _strings(strategy, "strategy", path)
-    _check_options(
-        path,
-        strategy=strategy,
-        motion=motion,
-        wm_csf=wm_csf,
-        global_signal=global_signal,
-        compcor=compcor,
-        n_compcor=n_compcor,
-        fd_threshold=fd_threshold,
-        std_dvars_threshold=std_dvars_threshold,
-        scrub=scrub,
-        demean=demean,
-    )
+    # load_confounds' own keyword arguments, passed through unchanged.
+    options = {
+        "motion": motion,
+        "wm_csf": wm_csf,
+        "global_signal": global_signal,
+        "compcor": compcor,
+        "n_compcor": n_compcor,
+        "fd_threshold": fd_threshold,
+        "std_dvars_threshold": std_dvars_threshold,
+        "scrub": scrub,
+        "demean": demean,
+    }
+    _check_options(path, strategy=strategy, **options)
     raw = _read_raw(path)
     if bold_file is not None:
         _check_volumes(path, len(raw), Path(bold_file))
@@ -153,20 +146,7 @@ def select_confounds(
     selected = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     sample_mask = None
     if strategy:
-        selected, sample_mask = _load_strategies(
-            path,
-            strategy,
-            len(raw),
-            motion=motion,
-            wm_csf=wm_csf,
-            global_signal=global_signal,
-            compcor=compcor,
-            n_compcor=n_compcor,
-            fd_threshold=fd_threshold,
-            std_dvars_threshold=std_dvars_threshold,
-            scrub=scrub,
-            demean=demean,
-        )
+        selected, sample_mask = _load_strategies(path, strategy, len(raw), **options)
     extra = [c for c in explicit if c not in selected.columns]
     if extra:
         chosen = _fill_first_row(raw.loc[:, extra], path)

@@ -45,8 +45,8 @@ def test_read_events_survives_real_world_formatting(tmp_path):
         "\ufeffonset\tduration\ttrial_type\tresponse_time\tnote\r\n"
         "0\t2\t face \t0.5\t\r\n"
         "2.5\t0\t1\tn/a\tfirst run\r\n"
-        "\r\n"
         "5\t1\tscrambled face\t0.75\tn/a\r\n"
+        "\r\n"
     )
     path = _write(tmp_path, text)
     before = path.read_bytes()
@@ -58,6 +58,14 @@ def test_read_events_survives_real_world_formatting(tmp_path):
     assert events["trial_type"].tolist() == ["face", "1", "scrambled face"]
     assert events["response_time"].tolist() == ["0.5", None, "0.75"]
     assert events["note"].tolist() == [None, "first run", None]
+
+
+def test_read_events_keeps_file_line_numbers_across_blank_lines(tmp_path):
+    path = _write(tmp_path, "onset\tduration\ttrial_type\n1\t1\ta\n\n2\t1\tb\n\n\n")
+    events = read_events(path)
+    assert events["trial_type"].tolist() == ["a", None, "b"]
+    with pytest.raises(EventsError, match=re.escape("(line(s) 3); nilearn cannot model")):
+        parse_events(events)
 
 
 def test_read_events_pads_short_rows_and_keeps_nan_onsets(tmp_path):
@@ -85,6 +93,7 @@ def test_read_events_condition_column_none_accepts_files_without_trial_type(tmp_
 
 
 BAD_FILES = [
+    (None, "Events file {path} does not exist"),
     ("", "Events file {path} is empty; it needs a header line"),
     ("\n\n", "Events file {path} is empty"),
     ("onset\tduration\ttrial_type\n", "Events file {path} has a header but no events"),
@@ -136,7 +145,7 @@ BAD_FILES = [
 
 @pytest.mark.parametrize(("text", "message"), BAD_FILES)
 def test_read_events_refuses_bad_files(tmp_path, text, message):
-    path = _write(tmp_path, text)
+    path = tmp_path / NAME if text is None else _write(tmp_path, text)
     with pytest.raises(EventsError, match=re.escape(message.format(path=path))):
         read_events(path)
 

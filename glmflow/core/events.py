@@ -70,6 +70,8 @@ def read_events(
     """
     path = Path(path)
     name = path.name
+    if not path.is_file():
+        raise EventsError(f"Events file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -78,7 +80,10 @@ def read_events(
         ) from None
     # Plain splitting (no quoting rules: BIDS TSV has none) handles LF, CRLF and CR alike.
     rows = [[cell.strip() for cell in line.split("\t")] for line in text.splitlines()]
-    rows = [row for row in rows if any(row)]
+    # Trailing blank lines are common and harmless; a blank line between events stays a
+    # row (of n/a) so that line numbers in messages are those of the file.
+    while rows and not any(rows[-1]):
+        rows.pop()
     if not rows:
         raise EventsError(
             f"Events file {path} is empty; it needs a header line "

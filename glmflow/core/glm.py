@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.linalg as spl
+from threadpoolctl import threadpool_limits
 
 from glmflow.errors import ConfoundsError, DesignError, ModelSpecError
 
@@ -240,22 +241,26 @@ def _whiten(x: np.ndarray, rho) -> np.ndarray:
     return w
 
 
-class _Scaler:
-    """Gives float64 chunks of (masked, scaled) Y without copying or modifying the input."""
+class _Source:
+    """Float64 voxel chunks of the (sample-masked, scaled) data; the input is never modified.
 
-    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool):
+    The first pass reads contiguous chunks; with ``keep`` it stores them (float32, after
+    masking and scaling) so the second, grouped pass gathers from that copy instead of
+    scaling again.
+    """
+
+    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool, keep: bool):
         self.data = data
         self.rows = rows
         self.scale = scale
         self.work_dtype = data.dtype if data.dtype.kind == "f" else np.dtype(np.float32)
+        self.store = None
+        if keep and (scale or rows is not None):
+            n_rows = data.shape[0] if rows is None else rows.size
+            self.store = np.empty((n_rows, data.shape[1]), dtype=self.work_dtype)
 
-    def chunk(self, columns: slice | np.ndarray) -> np.ndarray:
-        if isinstance(columns, slice):
-            block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
-        elif self.rows is None:
-            block = np.take(self.data, columns, axis=1)
-        else:
-            block = self.data[np.ix_(self.rows, columns)]
+    def first(self, columns: slice) -> np.ndarray:
+        block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
         block = np.ascontiguousarray(block, dtype=self.work_dtype)
         if self.scale:
             # nilearn's mean_scaling on the run's (masked) Y, in Y's own dtype
@@ -268,7 +273,16 @@ class _Scaler:
                     stacklevel=4,
                 )
             block = 100 * (block / np.maximum(mean, 1) - 1)
+        if self.store is not None:
+            self.store[:, columns] = block
         return block.astype(np.float64)
+
+    def gather(self, columns: np.ndarray) -> np.ndarray:
+        if self.store is not None:
+            return np.take(self.store, columns, axis=1).astype(np.float64)
+        if self.rows is None and not self.scale:
+            return np.take(self.data, columns, axis=1).astype(np.float64)
+        raise AssertionError("gather needs the stored first pass")
 
 
 def _chunks(n_items: int, size: int):
@@ -350,20 +364,21 @@ def fit_glm(
     # nilearn's rank tolerance (OLSModel.initialize) for the dof
     rank = np.linalg.matrix_rank(X, np.abs(X).sum() * np.finfo(np.float64).eps)
     df_residuals = float(n - rank)
-    scaler = _Scaler(data, rows, scale)
     chunk = max(1, _CHUNK_ELEMENTS // n)
     keep = not minimize_memory
-
-    pinv = spl.pinv(X)
-    if noise_model == "ols":
-        fit = _fit_groups(
-            scaler, X, np.zeros(n_voxels, np.intp), np.zeros(1), chunk, keep, whiten=False
-        )
-    else:
-        rho = _ar1_coefficients(scaler, X, pinv, n_voxels, chunk)
-        quantised = np.trunc(rho * bins) / bins  # nilearn: (rho * bins).astype(int) / bins
-        values, labels = np.unique(quantised, return_inverse=True)
-        fit = _fit_groups(scaler, X, labels, values, chunk, keep, whiten=True)
+    # Chunks are small matrix products: threaded BLAS only adds contention (nodes are
+    # scheduled as one process each), and one thread keeps results machine-independent.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if noise_model == "ols":
+            reader = _Source(data, rows, scale, keep=False)
+            zeros = np.zeros(n_voxels, np.intp)
+            fit = _fit_groups(reader, X, zeros, np.zeros(1), chunk, keep, whiten=False)
+        else:
+            reader = _Source(data, rows, scale, keep=True)
+            rho = _ar1_coefficients(reader, X, n_voxels, chunk)
+            quantised = np.trunc(rho * bins) / bins  # nilearn: (rho * bins).astype(int) / bins
+            values, labels = np.unique(quantised, return_inverse=True)
+            fit = _fit_groups(reader, X, labels, values, chunk, keep, whiten=True)
     theta, dispersion, labels, values, covs, extras = fit
     return FirstLevelFit(
         theta=theta,
@@ -380,22 +395,21 @@ def fit_glm(
     )
 
 
-def _ar1_coefficients(
-    scaler: _Scaler, X: np.ndarray, pinv: np.ndarray, n_voxels: int, chunk: int
-) -> np.ndarray:
+def _ar1_coefficients(source: _Source, X: np.ndarray, n_voxels: int, chunk: int) -> np.ndarray:
     """Lag-1 Yule-Walker coefficient of each voxel's OLS residuals (nilearn's _yule_walker).
 
     nilearn centres the residuals on their mean over *all* voxels and times; that mean is
     known only after the pass, so the centred sums are recovered from raw sums.
     """
     n = X.shape[0]
+    pinv = spl.pinv(X)
     sum_all = np.empty(n_voxels)
     s00 = np.empty(n_voxels)  # sum r_t^2
     s01 = np.empty(n_voxels)  # sum r_t r_{t-1}
     ends = np.empty(n_voxels)  # r_0 + r_{n-1}
     for cols in _chunks(n_voxels, chunk):
-        y = scaler.chunk(cols)
-        resid = y - X @ (pinv @ y)
+        resid = source.first(cols)
+        resid -= X @ (pinv @ resid)
         sum_all[cols] = resid.sum(axis=0)
         s00[cols] = np.einsum("tv,tv->v", resid, resid)
         s01[cols] = np.einsum("tv,tv->v", resid[1:], resid[:-1])
@@ -411,8 +425,12 @@ def _ar1_coefficients(
     return rho
 
 
-def _fit_groups(scaler, X, labels, values, chunk, keep, *, whiten):
-    """(Whitened) least squares per noise group, voxels sorted by group and chunked."""
+def _fit_groups(source: _Source, X, labels, values, chunk, keep, *, whiten):
+    """(Whitened) least squares per noise group, voxels sorted by group and chunked.
+
+    A single group (OLS) reads contiguous chunks in one pass; several groups gather each
+    chunk's voxels, sorted by group, from the first pass's stored data.
+    """
     n, p = X.shape
     n_voxels = labels.size
     n_groups = values.size
@@ -437,7 +455,7 @@ def _fit_groups(scaler, X, labels, values, chunk, keep, *, whiten):
     rho_voxel = values[sorted_labels]
     for part in _chunks(n_voxels, chunk):
         idx = order[part]
-        y = scaler.chunk(idx)
+        y = source.first(part) if n_groups == 1 else source.gather(idx)
         wy = _whiten(y, rho_voxel[part]) if whiten else y
         # the chunk spans one or more consecutive groups
         labs = sorted_labels[part]

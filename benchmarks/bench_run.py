@@ -1,0 +1,282 @@
+"""Single-run speed and memory: glmflow's engine vs nilearn vs ``gzip -dc``.
+
+One realistic run (2-mm MNI grid 97x115x97, 240 volumes, gzip float32, from
+``glmflow.data.make_synthetic_dataset(preset="realistic")``) is fitted in fresh processes:
+
+- ``gzip -dc bold > /dev/null``: the floor every reader pays in some form;
+- glmflow: ``read_masked_bold`` + ``fit_glm(ar1)`` + 3 contrasts (all five maps, as images);
+- glmflow + files: the same through the files the Nipype nodes write and read
+  (masked .npy, fit .npz, 15 contrast NIfTIs);
+- glmflow, smoothed: with ``smoothing_fwhm=6``;
+- nilearn: ``FirstLevelModel(noise_model="ar1")`` fit + the same contrasts (output_type="all").
+
+The same design DataFrame (nilearn's builder, slice-time reference from the sidecar) goes to
+both engines. Wall time is the whole process (imports included), the minimum over repeats
+(the machine is shared); peak RSS is the process's ``ru_maxrss``. Targets: glmflow wall
+<= 1.5x ``gzip -dc`` and peak RSS <= 1.2x the float32 BOLD size.
+
+Usage: ``python benchmarks/bench_run.py [--data DIR] [--repeats N] [--no-nilearn]``;
+prints a markdown table and writes it to benchmarks/RESULTS-run.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CONTRASTS = [
+    {"name": "face-house", "expressions": ["face - house"], "stat_type": "t"},
+    {"name": "face-scrambled", "expressions": ["face - scrambled"], "stat_type": "t"},
+    {"name": "effects", "expressions": ["face", "house", "scrambled"], "stat_type": "F"},
+]
+MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+
+
+# ---------------------------------------------------------------- children (fresh processes)
+def _child_glmflow(args) -> dict:
+    t0 = time.perf_counter()
+    import pandas as pd
+
+    from glmflow.core.bold import read_masked_bold, unmask
+    from glmflow.core.contrasts import MAP_KEYS, compute_contrast
+    from glmflow.core.glm import fit_glm
+
+    t1 = time.perf_counter()
+    data = read_masked_bold(args.bold, args.mask, smoothing_fwhm=args.fwhm)
+    t2 = time.perf_counter()
+    design = pd.read_csv(args.design, sep="\t", index_col=0)
+    fit = fit_glm(data, design, noise_model="ar1")
+    del data
+    t3 = time.perf_counter()
+    for spec in CONTRASTS:
+        result = compute_contrast(fit, spec)
+        [unmask(result[key], args.mask) for key in MAP_KEYS]
+    t4 = time.perf_counter()
+    return {"import": t1 - t0, "read": t2 - t1, "fit": t3 - t2, "contrasts": t4 - t3}
+
+
+def _child_glmflow_files(args) -> dict:
+    t0 = time.perf_counter()
+    import numpy as np
+    import pandas as pd
+
+    from glmflow.core.bold import read_masked_bold, save_nifti, unmask, write_masked
+    from glmflow.core.contrasts import MAP_KEYS, compute_contrast
+    from glmflow.core.glm import fit_glm, load_fit, save_fit
+
+    t1 = time.perf_counter()
+    out = Path(tempfile.mkdtemp(prefix="bench_run_"))
+    path = write_masked(read_masked_bold(args.bold, args.mask), out)
+    t2 = time.perf_counter()
+    design = pd.read_csv(args.design, sep="\t", index_col=0)
+    fit_file = save_fit(fit_glm(np.load(path, mmap_mode="r"), design), out / "fit.npz")
+    t3 = time.perf_counter()
+    fit = load_fit(fit_file)
+    for i, spec in enumerate(CONTRASTS):
+        result = compute_contrast(fit, spec)
+        for key in MAP_KEYS:
+            img = unmask(result[key].astype("float32"), args.mask)
+            save_nifti(img, out / f"con{i}_{key}.nii.gz")
+    t4 = time.perf_counter()
+    return {"import": t1 - t0, "read": t2 - t1, "fit": t3 - t2, "contrasts": t4 - t3}
+
+
+def _child_nilearn(args) -> dict:
+    t0 = time.perf_counter()
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from nilearn.glm.first_level import FirstLevelModel
+
+    t1 = time.perf_counter()
+    design = pd.read_csv(args.design, sep="\t", index_col=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = FirstLevelModel(mask_img=args.mask, noise_model="ar1", smoothing_fwhm=args.fwhm)
+        model.fit(args.bold, design_matrices=[design])
+        t3 = time.perf_counter()
+        columns = list(design.columns)
+        for spec in CONTRASTS:
+            if spec["stat_type"] == "t":
+                model.compute_contrast(spec["expressions"][0], output_type="all")
+            else:
+                matrix = np.eye(len(columns))[[columns.index(e) for e in spec["expressions"]]]
+                model.compute_contrast(matrix, stat_type="F", output_type="all")
+    t4 = time.perf_counter()
+    # nilearn masks inside fit: "fit" here is read + mask + fit
+    return {"import": t1 - t0, "read": float("nan"), "fit": t3 - t1, "contrasts": t4 - t3}
+
+
+CHILDREN = {
+    "glmflow": _child_glmflow,
+    "glmflow-files": _child_glmflow_files,
+    "glmflow-smoothed": _child_glmflow,
+    "nilearn": _child_nilearn,
+}
+
+
+# ---------------------------------------------------------------- parent
+def _dataset(data_dir: Path) -> dict[str, Path]:
+    func = data_dir / "derivatives" / "fmriprep" / "sub-01" / "func"
+    if not func.is_dir():
+        from glmflow.data import make_synthetic_dataset
+
+        print(f"generating the realistic run in {data_dir} (once) ...", flush=True)
+        make_synthetic_dataset(data_dir, preset="realistic", n_subjects=1, n_runs=1)
+    prefix = "sub-01_task-faces_run-1"
+    return {
+        "bold": func / f"{prefix}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz",
+        "mask": func / f"{prefix}_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz",
+        "sidecar": func / f"{prefix}_space-MNI152NLin2009cAsym_desc-preproc_bold.json",
+        "confounds": func / f"{prefix}_desc-confounds_timeseries.tsv",
+        "events": data_dir / "sub-01" / "func" / f"{prefix}_events.tsv",
+    }
+
+
+def _write_design(files: dict[str, Path], n_volumes: int, out: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    sidecar = json.loads(files["sidecar"].read_text())
+    tr = sidecar["RepetitionTime"]
+    start = sidecar.get("StartTime", 0.0) / tr
+    events = pd.read_csv(files["events"], sep="\t")
+    events = events[events["trial_type"] != "fixation"][["onset", "duration", "trial_type"]]
+    confounds = pd.read_csv(files["confounds"], sep="\t")[MOTION]
+    design = make_first_level_design_matrix(
+        (np.arange(n_volumes) + start) * tr,
+        events,
+        hrf_model="spm",
+        drift_model="cosine",
+        high_pass=0.01,
+        add_regs=confounds.to_numpy(),
+        add_reg_names=MOTION,
+    )
+    path = out / "design.tsv"
+    design.rename_axis("frame_times").to_csv(path, sep="\t", float_format="%.17g")
+    return path
+
+
+def _run_child(case: str, files, design: Path, fwhm) -> tuple[float, dict]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        case,
+        "--bold",
+        str(files["bold"]),
+        "--mask",
+        str(files["mask"]),
+        "--design",
+        str(design),
+    ]
+    if fwhm:
+        cmd += ["--fwhm", str(fwhm)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _gzip_wall(bold: Path) -> float:
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as sink:
+        subprocess.run(["gzip", "-dc", str(bold)], stdout=sink, check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "glmflow-bench")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-nilearn", action="store_true", help="skip the nilearn rows")
+    parser.add_argument("--smoothing", type=float, default=6.0, help="FWHM of the smoothed row")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS-run.md")
+    # child mode
+    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--bold", help=argparse.SUPPRESS)
+    parser.add_argument("--mask", help=argparse.SUPPRESS)
+    parser.add_argument("--design", help=argparse.SUPPRESS)
+    parser.add_argument("--fwhm", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = CHILDREN[args.child](args)
+        result["maxrss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+        print(json.dumps(result))
+        return
+
+    import nibabel as nib
+
+    files = _dataset(args.data)
+    shape = nib.load(files["bold"]).shape
+    bold_gb = float(shape[0] * shape[1] * shape[2] * shape[3]) * 4 / 1024**3
+    work = Path(tempfile.mkdtemp(prefix="bench_run_"))
+    design = _write_design(files, shape[3], work)
+    cases = [
+        ("glmflow", "glmflow", None),
+        ("glmflow + files", "glmflow-files", None),
+        (f"glmflow, smoothed {args.smoothing:g} mm", "glmflow-smoothed", args.smoothing),
+    ]
+    if not args.no_nilearn:
+        cases.append(("nilearn FirstLevelModel", "nilearn", None))
+
+    gzip_walls = [_gzip_wall(files["bold"]) for _ in range(args.repeats)]
+    rows = []
+    for label, case, fwhm in cases:
+        runs = [_run_child(case, files, design, fwhm) for _ in range(args.repeats)]
+        best = min(runs, key=lambda r: r[0])
+        rows.append((label, [w for w, _ in runs], best[1]))
+        print(f"{label}: {min(w for w, _ in runs):.2f} s", flush=True)
+    gzip_best = min(gzip_walls)
+
+    lines = [
+        "# Single-run benchmark (benchmarks/bench_run.py)",
+        "",
+        f"Run: {shape[0]}x{shape[1]}x{shape[2]} voxels x {shape[3]} volumes, gzip float32 "
+        f"({files['bold'].stat().st_size / 1024**2:.0f} MB on disk, {bold_gb:.2f} GB as "
+        f"float32), {int(nib.load(files['mask']).get_fdata().astype(bool).sum())} voxels in "
+        "the mask; AR(1) fit and 3 contrasts (2 t, 1 F; all five maps each).",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"(shared), load average {os.getloadavg()[0]:.1f} at the end; Python "
+        f"{platform.python_version()}. Wall: minimum over {args.repeats} fresh processes "
+        "(median in brackets), imports included.",
+        "",
+        "| case | wall s | x gzip -dc | import | read+mask | fit | contrasts | peak RSS GB "
+        "| x BOLD f32 |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| gzip -dc > /dev/null | {gzip_best:.2f} ({statistics.median(gzip_walls):.2f}) "
+        "| 1.00 | | | | | | |",
+    ]
+    for label, walls, best in rows:
+        read = "-" if best["read"] != best["read"] else f"{best['read']:.2f}"
+        lines.append(
+            f"| {label} | {min(walls):.2f} ({statistics.median(walls):.2f}) | "
+            f"{min(walls) / gzip_best:.2f} | {best['import']:.2f} | {read} | {best['fit']:.2f} "
+            f"| {best['contrasts']:.2f} | {best['maxrss_gb']:.2f} | "
+            f"{best['maxrss_gb'] / bold_gb:.2f} |"
+        )
+    lines += [
+        "",
+        "nilearn's read+mask happens inside its fit (column 'fit' = read + mask + fit).",
+        "Targets: glmflow wall <= 1.5x gzip -dc; peak RSS <= 1.2x the float32 BOLD size.",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    args.output.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -289,6 +289,45 @@ def test_bold_file_volume_count_must_match(confounds_file, tmp_path):
         select_confounds(confounds_file, columns=["csf"], bold_file=bad)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing_bold.nii.gz", None, "BOLD file {bold} (for {path}) does not exist"),
+        ("corrupt_bold.nii.gz", b"garbage", "BOLD file {bold} is not a readable image ("),
+        ("corrupt_bold.nii", b"garbage", "BOLD file {bold} is not a readable image ("),
+    ],
+)
+def test_bold_file_must_be_readable(confounds_file, tmp_path, name, content, message):
+    bold = tmp_path / name
+    if content is not None:
+        bold.write_bytes(content)
+    with pytest.raises(
+        ConfoundsError, match=re.escape(message.format(bold=bold, path=confounds_file))
+    ):
+        select_confounds(confounds_file, columns=["csf"], bold_file=bold)
+
+
+@pytest.mark.parametrize("n_volumes", [N, N - 1])
+def test_surface_bold_files_are_counted(confounds_file, tmp_path, n_volumes):
+    from nibabel.cifti2 import cifti2_axes
+
+    series = cifti2_axes.SeriesAxis(start=0, step=2, size=n_volumes)
+    vertices = cifti2_axes.BrainModelAxis.from_mask(np.ones(5, bool), name="CortexLeft")
+    cifti = tmp_path / "sub-01_task-x_space-fsLR_den-91k_bold.dtseries.nii"
+    nib.Cifti2Image(np.zeros((n_volumes, 5), np.float32), header=(series, vertices)).to_filename(
+        cifti
+    )
+    gifti = tmp_path / "sub-01_task-x_hemi-L_space-fsaverage5_bold.func.gii"
+    arrays = [nib.gifti.GiftiDataArray(np.zeros(5, np.float32)) for _ in range(n_volumes)]
+    nib.save(nib.GiftiImage(darrays=arrays), gifti)
+    for bold in (cifti, gifti):
+        if n_volumes == N:
+            assert len(select_confounds(confounds_file, columns=["csf"], bold_file=bold)[0]) == N
+        else:
+            with pytest.raises(ConfoundsError, match=f"has {N} rows but .* has {N - 1} volumes"):
+                select_confounds(confounds_file, columns=["csf"], bold_file=bold)
+
+
 def test_input_file_is_never_written(confounds_file):
     before = confounds_file.read_bytes()
     select_confounds(confounds_file, strategy=["motion", "scrub"], columns=["csf"])

@@ -106,7 +106,10 @@ def select_confounds(
     demean : bool, default=True
         Subtract each column's mean over the kept volumes, as nilearn does.
     bold_file : str or PathLike or None, default=None
-        The run's BOLD NIfTI; when given its number of volumes must match the file's rows.
+        The run's BOLD image (NIfTI, CIFTI or GIFTI); when given its number of volumes must
+        match the file's rows.
+        Not needed to find the confounds file: it is handed to nilearn under the fMRIPrep
+        name ``load_confounds`` looks for (in a temporary directory).
 
     Returns
     -------
@@ -375,10 +378,17 @@ def _check_volumes(path: Path, n_rows: int, bold_file: Path) -> None:
     import nibabel as nib  # imported here: only needed when a BOLD file is given
 
     try:
-        shape = nib.load(bold_file).shape
+        image = nib.load(bold_file)
     except FileNotFoundError:
         raise ConfoundsError(f"BOLD file {bold_file} (for {path}) does not exist") from None
-    n_volumes = shape[3] if len(shape) == 4 else 1
+    except (nib.filebasedimages.ImageFileError, OSError) as err:
+        raise ConfoundsError(f"BOLD file {bold_file} is not a readable image ({err})") from None
+    if isinstance(image, nib.GiftiImage):
+        n_volumes = len(image.darrays)  # one data array per volume
+    elif isinstance(image, nib.Cifti2Image):
+        n_volumes = image.shape[0]  # (time, grayordinates)
+    else:
+        n_volumes = image.shape[3] if len(image.shape) == 4 else 1
     if n_volumes != n_rows:
         raise ConfoundsError(
             f"Confounds file {path} has {n_rows} rows but {bold_file} has {n_volumes} "

@@ -164,6 +164,26 @@ def test_explicit_columns_are_demeaned_over_kept_volumes(confounds_file):
     np.testing.assert_allclose(confounds["csf"], theirs["csf"])
 
 
+def test_spike_columns_censored_by_a_strategy_are_an_error(confounds_file):
+    with pytest.raises(
+        ConfoundsError,
+        match=re.escape(
+            f"Confound column(s) non_steady_state_outlier00, motion_outlier00 of {confounds_file}"
+            " vary only in volumes that strategy ['motion', 'scrub'] censors, so they are "
+            "constant over the kept volumes; remove them from columns"
+        ),
+    ):
+        select_confounds(
+            confounds_file,
+            strategy=["motion", "scrub"],
+            scrub=0,
+            columns=["csf", "non_steady_state_outlier*", "motion_outlier*"],
+        )
+    # Without censoring the same spike columns are ordinary regressors.
+    confounds, mask = select_confounds(confounds_file, columns=["motion_outlier*"])
+    assert mask is None and list(confounds.columns) == ["motion_outlier00"]
+
+
 def test_scrubbing_every_volume_is_an_error(confounds_file):
     with pytest.raises(
         ConfoundsError,

@@ -88,7 +88,8 @@ def select_confounds(
         Column names or ``fnmatch`` wildcards (``"trans_*"``, ``"a_comp_cor_0[0-4]"``). A
         name or wildcard that matches nothing is an error, except wildcards for fMRIPrep's
         spike columns (``motion_outlier*``, ``non_steady_state_outlier*``), which exist only
-        when there are outliers. These columns stay regressors (no censoring).
+        when there are outliers. These columns stay regressors (no censoring); one that
+        varies only in volumes a strategy censors is an error (it would be constant).
     strategy : iterable of str, default=()
         nilearn ``load_confounds`` strategies, from :data:`STRATEGIES`. Any strategy also
         censors non-steady-state volumes, as nilearn always does; ``"scrub"`` censors
@@ -150,19 +151,21 @@ def select_confounds(
     sample_mask = None
     if strategy:
         selected, sample_mask = _load_strategies(path, strategy, len(raw), **options)
+        if sample_mask is not None and sample_mask.size == 0:
+            raise ConfoundsError(
+                f"Scrubbing censors every volume of {path} (fd_threshold={fd_threshold}, "
+                f"std_dvars_threshold={std_dvars_threshold}); raise the thresholds or drop "
+                "'scrub' from the strategy"
+            )
     extra = [c for c in explicit if c not in selected.columns]
     if extra:
         chosen = _fill_first_row(raw.loc[:, extra], path)
+        if sample_mask is not None:
+            _check_not_censored_away(chosen, sample_mask, strategy, path)
         if demean:
             kept = chosen if sample_mask is None else chosen.iloc[sample_mask]
             chosen = chosen - kept.mean(axis=0)
         selected = pd.concat([selected.reset_index(drop=True), chosen], axis=1)
-    if sample_mask is not None and sample_mask.size == 0:
-        raise ConfoundsError(
-            f"Scrubbing censors every volume of {path} (fd_threshold={fd_threshold}, "
-            f"std_dvars_threshold={std_dvars_threshold}); raise the thresholds or drop "
-            "'scrub' from the strategy"
-        )
     return selected.astype("float64"), sample_mask
 
 
@@ -393,6 +396,23 @@ def _check_volumes(path: Path, n_rows: int, bold_file: Path) -> None:
         raise ConfoundsError(
             f"Confounds file {path} has {n_rows} rows but {bold_file} has {n_volumes} "
             "volumes; they must come from the same fMRIPrep run"
+        )
+
+
+def _check_not_censored_away(
+    chosen: pd.DataFrame, sample_mask: np.ndarray, strategy: tuple[str, ...], path: Path
+) -> None:
+    # e.g. spike columns (motion_outlier*) next to a strategy that censors the same volumes:
+    # constant over the kept volumes, they would make the design rank deficient.
+    values = chosen.to_numpy()
+    varies = np.ptp(values, axis=0) > 0
+    flat_kept = np.ptp(values[sample_mask], axis=0) == 0
+    flat = list(chosen.columns[varies & flat_kept])
+    if flat:
+        raise ConfoundsError(
+            f"Confound column(s) {', '.join(flat)} of {path} vary only in volumes that "
+            f"strategy {list(strategy)} censors, so they are constant over the kept volumes; "
+            "remove them from columns"
         )
 
 

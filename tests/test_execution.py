@@ -32,15 +32,16 @@ TRUE_BETAS = [1.5, -2.0, 0.5]
 FIT_MEM_GB, FIT_N_PROCS = 1.5, 2
 
 
-# Node functions: Nipype ships their source to the job, so each imports what it uses.
-def simulate(seed, counter):
+# Node functions: Nipype ships their source to the job, so each imports what it uses. Each
+# leaves a file in the ``runs`` directory so that tests can count how often a node ran (a
+# directory, not a log file: Nipype hashes a file input by its mtime, a directory by name).
+def simulate(seed, runs):
     """Y = X @ beta + noise for 7 voxels, as data.npy and design.npy."""
     import os
 
     import numpy as np
 
-    with open(counter, "a") as log:
-        log.write("simulate\n")
+    open(os.path.join(runs, f"simulate-{os.urandom(6).hex()}"), "w").close()
     rng = np.random.default_rng(seed)
     design = np.column_stack([rng.standard_normal((40, 2)), np.ones(40)])
     data = design @ np.array([[1.5], [-2.0], [0.5]]) + 0.01 * rng.standard_normal((40, 7))
@@ -49,33 +50,31 @@ def simulate(seed, counter):
     return os.path.abspath("data.npy"), os.path.abspath("design.npy")
 
 
-def fit(data, design, counter):
+def fit(data, design, runs):
     """Least-squares betas (3 x 7) as betas.npy."""
     import os
 
     import numpy as np
 
-    with open(counter, "a") as log:
-        log.write("fit\n")
+    open(os.path.join(runs, f"fit-{os.urandom(6).hex()}"), "w").close()
     betas = np.linalg.lstsq(np.load(design), np.load(data), rcond=None)[0]
     np.save("betas.npy", betas)
     return os.path.abspath("betas.npy")
 
 
-def contrast(betas, counter):
+def contrast(betas, runs):
     """The first-minus-second effect per voxel as contrast.tsv."""
     import os
 
     import numpy as np
 
-    with open(counter, "a") as log:
-        log.write("contrast\n")
+    open(os.path.join(runs, f"contrast-{os.urandom(6).hex()}"), "w").close()
     effect = np.load(betas)[0] - np.load(betas)[1]
     np.savetxt("contrast.tsv", effect, fmt="%.12f", header="effect", comments="")
     return os.path.abspath("contrast.tsv")
 
 
-def explode(betas, counter):
+def explode(data, design, runs):
     """A node that fails the way a science bug would."""
     raise ValueError("synthetic failure")
 
@@ -85,16 +84,25 @@ def _node(function, inputs, outputs, name, **kwargs):
     return Node(interface, name=name, **kwargs)
 
 
-def build_workflow(counter: Path, *, fail: bool = False, name: str = "toy_wf") -> Workflow:
-    """simulate -> fit (mem_gb=1.5, n_procs=2) -> contrast (or explode with ``fail``)."""
-    sim = _node(simulate, ["seed", "counter"], ["data", "design"], "simulate")
+def build_workflow(runs: Path, *, fail: bool = False, name: str = "toy_wf") -> Workflow:
+    """simulate -> fit (mem_gb=1.5, n_procs=2) -> contrast; ``fail``: fit raises.
+
+    Each node run leaves a file in the directory ``runs`` (made here), see :func:`runs_of`.
+    """
+    runs.mkdir(parents=True, exist_ok=True)
+    sim = _node(simulate, ["seed", "runs"], ["data", "design"], "simulate")
     sim.inputs.seed = 11
     fitted = _node(
-        fit, ["data", "design", "counter"], ["betas"], "fit", mem_gb=FIT_MEM_GB, n_procs=2
+        explode if fail else fit,
+        ["data", "design", "runs"],
+        ["betas"],
+        "fit",
+        mem_gb=FIT_MEM_GB,
+        n_procs=FIT_N_PROCS,
     )
-    last = _node(explode if fail else contrast, ["betas", "counter"], ["out"], "contrast")
+    last = _node(contrast, ["betas", "runs"], ["out"], "contrast")
     for node in (sim, fitted, last):
-        node.inputs.counter = str(counter)
+        node.inputs.runs = str(runs)
     workflow = Workflow(name=name)
     workflow.connect(
         [
@@ -103,6 +111,11 @@ def build_workflow(counter: Path, *, fail: bool = False, name: str = "toy_wf") -
         ]
     )
     return workflow
+
+
+def runs_of(runs: Path) -> list[str]:
+    """The names of the nodes that ran, once per run, sorted."""
+    return sorted(path.name.split("-")[0] for path in runs.iterdir())
 
 
 def outputs(work_dir: Path, name: str = "toy_wf") -> dict[str, bytes]:
@@ -268,7 +281,7 @@ def test_missing_scheduler_command(tmp_path, monkeypatch, plugin, command, sched
         rf"{re.escape(fix)}.*, or use --plugin MultiProc$"
     )
     with pytest.raises(ExecutionError, match=message):
-        run_workflow(build_workflow(tmp_path / "counter"), plugin=plugin, work_dir=tmp_path)
+        run_workflow(build_workflow(tmp_path / "runs"), plugin=plugin, work_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -293,7 +306,7 @@ def test_missing_scheduler_command(tmp_path, monkeypatch, plugin, command, sched
 )
 def test_run_workflow_option_errors(tmp_path, kwargs, message):
     with pytest.raises(ExecutionError, match=message):
-        run_workflow(build_workflow(tmp_path / "counter"), **kwargs)
+        run_workflow(build_workflow(tmp_path / "runs"), **kwargs)
 
 
 def _fake_commands(directory: Path, scripts: dict[str, str]) -> str:
@@ -314,7 +327,7 @@ def test_rejected_request_names_nodes_and_scheduler_message(tmp_path, monkeypatc
     )
     path = _fake_commands(tmp_path / "bin", {"sbatch": sbatch, "squeue": "exit 0"})
     monkeypatch.setenv("PATH", path)
-    workflow = build_workflow(tmp_path / "counter")
+    workflow = build_workflow(tmp_path / "runs")
     message = (
         r"^SLURM rejected the request '--mem=1536M --cpus-per-task=2' of node\(s\) fit: "
         r"sbatch: error: Memory specification can not be satisfied; lower the nodes' mem_gb / "
@@ -324,7 +337,7 @@ def test_rejected_request_names_nodes_and_scheduler_message(tmp_path, monkeypatc
         run_workflow(workflow, plugin="SLURMGraph", work_dir=tmp_path / "work")
     # the caller's workflow is left as it was
     assert workflow.get_node("fit").plugin_args == {}
-    assert not (tmp_path / "counter").exists()
+    assert runs_of(tmp_path / "runs") == []
 
 
 def test_missing_parallel_environment_warns(tmp_path, monkeypatch):
@@ -345,18 +358,18 @@ def test_missing_parallel_environment_warns(tmp_path, monkeypatch):
         r"error: no suitable queues; lower"
     )
     with pytest.warns(UserWarning, match=warning), pytest.raises(ExecutionError, match=message):
-        run_workflow(build_workflow(tmp_path / "counter"), plugin="SGE", work_dir=tmp_path)
+        run_workflow(build_workflow(tmp_path / "runs"), plugin="SGE", work_dir=tmp_path)
 
 
 # ------------------------------------------------------------------------------ local runs
 def test_linear_and_multiproc_give_the_same_files(tmp_path):
     results = {}
     for plugin in ("Linear", "MultiProc"):
-        counter = tmp_path / f"{plugin}.log"
+        runs = tmp_path / f"{plugin}_runs"
         work_dir = tmp_path / plugin
-        run_workflow(build_workflow(counter), plugin=plugin, work_dir=work_dir, poll_interval=0.2)
+        run_workflow(build_workflow(runs), plugin=plugin, work_dir=work_dir, poll_interval=0.2)
         results[plugin] = outputs(tmp_path / plugin)
-        assert sorted(counter.read_text().split()) == ["contrast", "fit", "simulate"]
+        assert runs_of(runs) == ["contrast", "fit", "simulate"]
     assert sorted(results["Linear"]) == [
         "contrast/contrast.tsv",
         "fit/betas.npy",
@@ -370,20 +383,28 @@ def test_linear_and_multiproc_give_the_same_files(tmp_path):
     np.testing.assert_allclose(effect, 3.5, atol=0.02)
 
 
+def check_failure(error: ExecutionError, work_dir: Path) -> re.Match:
+    """The one line for the failing fit node; group 1: its crash file, 2: other failures."""
+    crash_dir = re.escape(str(work_dir / "toy_wf" / "crash"))
+    message = (
+        rf"^Node 'toy_wf\.fit' failed with ValueError: synthetic failure; "
+        rf"crash file: ({crash_dir}/crash-[^ ]+-fit-[^ ]+\.txt)"
+        rf"( \(\d+ more failed node\(s\), crash files in {crash_dir}\))?$"
+    )
+    match = re.match(message, str(error))
+    assert match, str(error)
+    assert Path(match[1]).read_text().startswith("Node: toy_wf.fit\n")
+    return match
+
+
 def test_failed_node_names_node_and_crash_file(tmp_path):
     with pytest.raises(ExecutionError) as info:
         run_workflow(
-            build_workflow(tmp_path / "counter", fail=True),
+            build_workflow(tmp_path / "runs", fail=True),
             plugin="MultiProc",
             work_dir=tmp_path,
             poll_interval=0.2,
         )
-    crash_dir = re.escape(str(tmp_path / "toy_wf" / "crash"))
-    message = (
-        rf"^Node 'toy_wf\.contrast' failed with ValueError: synthetic failure; "
-        rf"crash file: ({crash_dir}/crash-[^ ]+-contrast-[^ ]+\.txt)$"
-    )
-    match = re.match(message, str(info.value))
-    assert match, str(info.value)
-    assert Path(match[1]).read_text().startswith("Node: toy_wf.contrast\n")
-    assert "\n" not in str(info.value)
+    assert check_failure(info.value, tmp_path)[2] is None
+    # the dependent contrast never ran
+    assert runs_of(tmp_path / "runs") == ["simulate"]

@@ -1,0 +1,281 @@
+"""run_workflow on the project's single-node SLURM and SGE clusters (scripts/cluster).
+
+Marked ``cluster``: each test is skipped with the reason when ``sinfo`` / ``qstat`` do not
+answer (start the clusters with ``scripts/cluster/ci-start.sh``, as root). Every batch job
+costs a few seconds (a Python start and a Nipype import), so the graphs are tiny.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nipype import Node, Workflow
+from nipype.interfaces.utility import Function
+from test_execution import build_workflow, check_failure, outputs, runs_of
+
+from glmflow.workflows.execution import (
+    BATCH_PLUGINS,
+    ExecutionError,
+    _cancel,
+    _queued_jobs,
+    run_workflow,
+)
+
+pytestmark = pytest.mark.cluster
+
+POLL = 0.5
+CHECK = {"SLURM": ["sinfo", "-h"], "SGE": ["qstat", "-f"]}
+START = {"SLURM": "scripts/cluster/slurm.sh start", "SGE": "scripts/cluster/sge.sh start"}
+
+
+def _scheduler(plugin: str) -> str:
+    return "SLURM" if plugin.startswith("SLURM") else "SGE"
+
+
+def require_cluster(plugin: str) -> None:
+    """Skip, saying why, unless the plugin's scheduler answers."""
+    command = CHECK[_scheduler(plugin)]
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} not on PATH: no {_scheduler(plugin)} cluster here")
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"`{' '.join(command)}` did not answer within 20 s")
+    if proc.returncode != 0:
+        pytest.skip(
+            f"`{' '.join(command)}` failed ({proc.stderr.strip()}); start the cluster with "
+            f"`{START[_scheduler(plugin)]}` (as root)"
+        )
+
+
+@pytest.fixture
+def work_dir(tmp_path):
+    """A work directory whose jobs are cancelled if a test leaves any behind."""
+    work = tmp_path / "work"
+    yield work
+    for scheduler in ("SLURM", "SGE"):
+        if shutil.which(CHECK[scheduler][0]):
+            for workflow_dir in work.glob("*"):
+                _cancel(scheduler, _queued_jobs(scheduler, workflow_dir / "batch"))
+
+
+@pytest.fixture(scope="module")
+def multiproc_outputs(tmp_path_factory) -> dict[str, bytes]:
+    work = tmp_path_factory.mktemp("multiproc")
+    run_workflow(
+        build_workflow(work / "runs"), plugin="MultiProc", work_dir=work, poll_interval=0.2
+    )
+    return outputs(work)
+
+
+# A job template line that keeps the scheduler's own record of each job, taken while it runs
+RECORD = {
+    "SLURM": "#!/bin/bash\nscontrol show job -o $SLURM_JOB_ID > {dir}/$SLURM_JOB_ID.txt\n",
+    "SGE": "#!/bin/bash\n#$ -V\n#$ -S /bin/bash\nqstat -j $JOB_ID > {dir}/$JOB_ID.txt\n",
+}
+
+
+def _mb(text: str) -> int:
+    """'1.50G' / '205M' (scheduler memory) in MB."""
+    number, unit = float(text[:-1]), text[-1].upper()
+    return round(number * {"M": 1, "G": 1024, "T": 1024**2}[unit])
+
+
+def recorded_requests(records: Path, plugin: str) -> dict[str, tuple[int, int]]:
+    """{node: (memory MB, CPUs)} as the scheduler held them for each job."""
+    requests = {}
+    for path in records.glob("*.txt"):
+        text = path.read_text()
+        if _scheduler(plugin) == "SLURM":
+            script = re.search(r"Command=(\S+)", text)[1]
+            mem = _mb(re.search(r"MinMemoryNode=(\S+)", text)[1])
+            cpus = int(re.search(r"NumCPUs=(\d+)", text)[1])
+        else:
+            script = re.search(r"^script_file:\s+(\S+)", text, re.M)[1]
+            mem = _mb(re.search(r"^hard resource_list:.*mem_free=(\w+)", text, re.M)[1])
+            pe = re.search(r"^parallel environment:\s+\S+ range: (\d+)", text, re.M)
+            cpus = int(pe[1]) if pe else 1
+        node = re.search(r"_toy_wf_(\w+)\.sh$", script)[1]
+        assert node not in requests, f"node {node} ran twice"
+        requests[node] = (mem, cpus)
+    return requests
+
+
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+def test_cluster_matches_multiproc_and_requests_resources(
+    plugin, tmp_path, work_dir, multiproc_outputs
+):
+    """(a) same files as MultiProc; (d) each job carried its node's mem_gb and n_procs."""
+    require_cluster(plugin)
+    records = tmp_path / "records"
+    records.mkdir()
+    template = RECORD[_scheduler(plugin)].format(dir=records)
+    runs = tmp_path / "runs"
+    run_workflow(
+        build_workflow(runs),
+        plugin=plugin,
+        plugin_args={"template": template},
+        work_dir=work_dir,
+        poll_interval=POLL,
+    )
+    assert outputs(work_dir) == multiproc_outputs
+    assert runs_of(runs) == ["contrast", "fit", "simulate"]
+    # fit: mem_gb=1.5, n_procs=2; the others Nipype's defaults (0.2 GB, 1 CPU)
+    expected = {"simulate": (205, 1), "fit": (1536, 2), "contrast": (205, 1)}
+    assert recorded_requests(records, plugin) == expected
+    assert _queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
+
+
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+def test_failed_node_on_cluster(plugin, tmp_path, work_dir):
+    """(b) one line naming the node, its error and its crash file; dependents do not run."""
+    require_cluster(plugin)
+    runs = tmp_path / "runs"
+    with pytest.raises(ExecutionError) as info:
+        run_workflow(
+            build_workflow(runs, fail=True),
+            plugin=plugin,
+            work_dir=work_dir,
+            poll_interval=POLL,
+        )
+    more = check_failure(info.value, work_dir)[2]
+    # SGE's -hold_jid also releases the dependents of a failed job: they fail in turn
+    assert (more is not None) == (plugin == "SGEGraph")
+    assert runs_of(runs) == ["simulate"]
+    assert _queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
+
+
+@pytest.mark.parametrize(
+    ("plugin", "plugin_args", "message"),
+    [
+        (
+            "SLURM",
+            {"sbatch_args": "-p no_such_partition"},
+            r"^SLURM rejected the request '--mem=205M --cpus-per-task=1' of node\(s\) contrast, "
+            r"simulate: sbatch: error: invalid partition specified: no_such_partition; "
+            r"allocation failure: Invalid partition name specified; lower",
+        ),
+        (
+            "SGEGraph",
+            {"qsub_args": "-q no_such.q"},
+            r"^SGE rejected the request '-l mem_free=205M' of node\(s\) contrast, simulate: "
+            r'Unable to run job: Job was rejected because job requests unknown queue "no_such.q"; '
+            r"lower",
+        ),
+    ],
+)
+def test_scheduler_rejects_request(plugin, plugin_args, message, tmp_path, work_dir):
+    require_cluster(plugin)
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(
+            build_workflow(tmp_path / "runs"),
+            plugin=plugin,
+            plugin_args=plugin_args,
+            work_dir=work_dir,
+        )
+    assert runs_of(tmp_path / "runs") == []
+
+
+# ------------------------------------------------------------------- driver killed mid-run
+def step(previous, index, delay, runs):
+    """One link of a chain: value = 3 * previous + index, after ``delay`` seconds."""
+    import os
+    import time
+
+    open(os.path.join(runs, f"step{index}-{os.urandom(6).hex()}"), "w").close()
+    time.sleep(delay)
+    value = (int(open(previous).read()) if previous else 1) * 3 + index
+    with open("value.txt", "w") as out:
+        out.write(str(value))
+    return os.path.abspath("value.txt")
+
+
+def build_chain(runs: Path, n_steps: int, delay: float, name: str = "chain_wf") -> Workflow:
+    """step0 -> step1 -> ... -> step<n-1>; each run leaves a file in ``runs``."""
+    runs.mkdir(parents=True, exist_ok=True)
+    workflow, previous = Workflow(name=name), None
+    for index in range(n_steps):
+        interface = Function(
+            input_names=["previous", "index", "delay", "runs"],
+            output_names=["value"],
+            function=step,
+        )
+        node = Node(interface, name=f"step{index}")
+        node.inputs.index, node.inputs.delay, node.inputs.runs = index, delay, str(runs)
+        if previous is None:
+            node.inputs.previous = ""
+        else:
+            workflow.connect(previous, "value", node, "previous")
+        previous = node
+    return workflow
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_cluster import build_chain
+from glmflow.workflows.execution import run_workflow
+run_workflow(build_chain(Path({runs!r}), {n}, {delay}), plugin={plugin!r}, work_dir={work!r},
+             poll_interval={poll})
+"""
+
+
+def _result(work: Path, index: int) -> Path:
+    return work / "chain_wf" / f"step{index}" / f"result_step{index}.pklz"
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_rerun_after_driver_killed(plugin, tmp_path, work_dir):
+    """(c) SIGKILL the driver mid-run: the rerun reuses finished nodes and completes."""
+    require_cluster(plugin)
+    n_steps, delay, runs = 3, 1.0, tmp_path / "runs"
+    code = DRIVER.format(
+        tests=str(Path(__file__).parent),
+        runs=str(runs),
+        n=n_steps,
+        delay=delay,
+        plugin=plugin,
+        work=str(work_dir),
+        poll=POLL,
+    )
+    driver = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 90
+        while not _result(work_dir, 0).exists():
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            assert time.monotonic() < deadline, "step0 did not finish within 90 s"
+            time.sleep(0.1)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    done = [i for i in range(n_steps) if _result(work_dir, i).exists()]
+    assert done[0] == 0 and len(done) < n_steps
+    mtimes = {i: _result(work_dir, i).stat().st_mtime_ns for i in done}
+
+    # a job the killed driver left in the queue finishes its node first; the rest runs now
+    run_workflow(
+        build_chain(runs, n_steps, delay), plugin=plugin, work_dir=work_dir, poll_interval=POLL
+    )
+    assert {i: _result(work_dir, i).stat().st_mtime_ns for i in done} == mtimes
+    assert runs_of(runs) == [f"step{i}" for i in range(n_steps)]
+
+    clean = tmp_path / "clean"
+    run_workflow(
+        build_chain(tmp_path / "clean_runs", n_steps, delay),
+        plugin="MultiProc",
+        work_dir=clean,
+        poll_interval=0.2,
+    )
+    values = {
+        work.name: [(work / "chain_wf" / f"step{i}" / "value.txt").read_text() for i in range(3)]
+        for work in (work_dir, clean)
+    }
+    assert values == {"work": ["3", "10", "32"], "clean": ["3", "10", "32"]}

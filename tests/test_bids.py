@@ -170,6 +170,8 @@ def test_runs_without_run_entity(tmp_path):
         ({"runs": ["1"], "participant_label": ["01"]}, [("01", "1")]),
         ({"tasks": ["faces"], "excludes": ["sub-01"]}, [("02", "1"), ("02", "2")]),
         ({"excludes": ["02"]}, [("01", "1"), ("01", "2")]),
+        ({"participant_label": "01", "runs": 2, "tasks": "faces"}, [("01", "2")]),
+        ({"excludes": "sub-01"}, [("02", "1"), ("02", "2")]),
     ],
 )
 def test_filters(ds, kwargs, expected):

@@ -155,46 +155,17 @@ def discover_runs(
     layout = _load_layout(bids_dir, deriv_dir, database_dir)
 
     all_bolds = _get(layout, scope="derivatives", suffix="bold", extension=_NIFTI)
-    tasks = _check_labels("Task", "--task", tasks, _values(all_bolds, "task"), deriv_dir)
-    subjects = _check_labels(
-        "Participant label",
-        "--participant-label",
-        [_strip(s, "sub-") for s in participant_label] if participant_label else None,
-        _values(all_bolds, "subject"),
-        deriv_dir,
+    bolds = _select_bolds(
+        all_bolds,
+        tasks=_as_list(tasks),
+        subjects=_as_list(participant_label),
+        sessions=_as_list(sessions),
+        runs=_as_list(runs),
+        space=space,
+        desc=desc,
+        deriv_dir=deriv_dir,
     )
-    sessions = _check_labels(
-        "Session", "--session", sessions, _values(all_bolds, "session"), deriv_dir
-    )
-    selected = [
-        f
-        for f in all_bolds
-        if _keep(f, "task", tasks)
-        and _keep(f, "subject", subjects)
-        and _keep(f, "session", sessions)
-    ]
-    if runs is not None:
-        # Compare run labels as numbers, as pybids does ("01" is run 1).
-        available = _values(selected, "run")
-        for r in runs:
-            if not str(r).isdigit() or int(r) not in {int(a) for a in available}:
-                raise DatasetError(
-                    f"Run '{r}' not found in {deriv_dir} (available: {_join(available)}); "
-                    "fix --run"
-                )
-        wanted = {int(r) for r in runs}
-        selected = [f for f in selected if f.entities.get("run") in wanted]
-    bolds = [
-        f for f in selected if f.entities.get("space") == space and f.entities.get("desc") == desc
-    ]
-    if not bolds:
-        raise DatasetError(
-            f"No BOLD with space '{space}' and desc '{desc}'"
-            f"{' for task ' + ', '.join(tasks) if tasks else ''} in {deriv_dir} (spaces "
-            f"available: {_join(_values(selected, 'space'))}; desc available: "
-            f"{_join(_values(selected, 'desc'))}); pass one of them with --space / --desc"
-        )
-    bolds = _apply_excludes(bolds, excludes, deriv_dir)
+    bolds = _apply_excludes(bolds, _as_list(excludes) or [], deriv_dir)
 
     masks, confounds, events, raw_bolds = (
         _by_subject(_get(layout, **filters))
@@ -269,6 +240,50 @@ def discover_runs(
             sorted(r.entities.items()),
         ),
     )
+
+
+def _select_bolds(all_bolds, *, tasks, subjects, sessions, runs, space, desc, deriv_dir):
+    """Apply the filters, checking each asked-for label exists (listing those that do)."""
+    tasks = _check_labels("Task", "--task", tasks, _values(all_bolds, "task"), deriv_dir)
+    subjects = _check_labels(
+        "Participant label",
+        "--participant-label",
+        [_strip(s, "sub-") for s in subjects] if subjects else None,
+        _values(all_bolds, "subject"),
+        deriv_dir,
+    )
+    sessions = _check_labels(
+        "Session", "--session", sessions, _values(all_bolds, "session"), deriv_dir
+    )
+    selected = [
+        f
+        for f in all_bolds
+        if _keep(f, "task", tasks)
+        and _keep(f, "subject", subjects)
+        and _keep(f, "session", sessions)
+    ]
+    if runs is not None:
+        # Compare run labels as numbers, as pybids does ("01" is run 1).
+        available = _values(selected, "run")
+        for r in runs:
+            if not str(r).isdigit() or int(r) not in {int(a) for a in available}:
+                raise DatasetError(
+                    f"Run '{r}' not found in {deriv_dir} (available: {_join(available)}); "
+                    "fix --run"
+                )
+        wanted = {int(r) for r in runs}
+        selected = [f for f in selected if f.entities.get("run") in wanted]
+    bolds = [
+        f for f in selected if f.entities.get("space") == space and f.entities.get("desc") == desc
+    ]
+    if not bolds:
+        raise DatasetError(
+            f"No BOLD with space '{space}' and desc '{desc}'"
+            f"{' for task ' + ', '.join(tasks) if tasks else ''} in {deriv_dir} (spaces "
+            f"available: {_join(_values(selected, 'space'))}; desc available: "
+            f"{_join(_values(selected, 'desc'))}); pass one of them with --space / --desc"
+        )
+    return bolds
 
 
 class _Found(NamedTuple):
@@ -459,6 +474,13 @@ def _check_dataset_dirs(bids_dir: Path, deriv_dir: Path) -> None:
 
 def _values(files, key: str) -> list[str]:
     return sorted({str(f.entities[key]) for f in files if key in f.entities})
+
+
+def _as_list(values) -> list | None:
+    """A lone label (``"faces"``, ``2``) counts as a list of one, not as its characters."""
+    if values is None:
+        return None
+    return [values] if isinstance(values, (str, int)) else list(values)
 
 
 def _strip(label: str, prefix: str) -> str:

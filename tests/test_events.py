@@ -200,6 +200,17 @@ def _glm_express_block_names(events: pd.DataFrame) -> list[str]:
     return [f"{row['block_type']}_{row['trial_type']}" for _, row in kept.iterrows()]
 
 
+def test_parse_events_missing_conditions_ignore_allows_absent_names():
+    events = _events(onset=[0.0, 1.0], duration=[1.0, 1.0], trial_type=["a", "b"])
+    tidy = parse_events(
+        events,
+        drop_conditions=["fixation", "b"],
+        rename_conditions={"a": "A", "errors": "E"},
+        missing_conditions="ignore",
+    )
+    assert tidy["trial_type"].tolist() == ["A"]
+
+
 def test_parse_events_blocks_follow_glm_express():
     events = _events(
         onset=[0.0, 2.0, 4.0, 6.0, 8.0],
@@ -422,6 +433,14 @@ BAD_OPTIONS = [
     (
         {"missing_block_column": "ignore"},
         "Option missing_block_column for run.tsv must be one of 'warn', 'error'; got 'ignore'",
+    ),
+    (
+        {"missing_conditions": "warn"},
+        "Option missing_conditions for run.tsv must be one of 'error', 'ignore'; got 'warn'",
+    ),
+    (
+        {"drop_conditions": ["a", "b"], "missing_conditions": "ignore"},
+        "drop_conditions removes every event of run.tsv (dropped: a, b)",
     ),
     (
         {"incomplete_events": "skip"},

@@ -29,7 +29,8 @@ def test_parse_events_node(tmp_path):
     node = pe.Node(
         ParseEvents(
             events_file=str(events_file),
-            drop_conditions=["fixation"],
+            drop_conditions=["fixation", "errors"],
+            missing_conditions="ignore",
             rename_conditions={"house": "place"},
             modulators=["rt"],
             block_column="block_type",

@@ -200,6 +200,7 @@ def parse_events(
     block_column: str | None = None,
     missing_block_column: Literal["warn", "error"] = "warn",
     incomplete_events: Literal["error", "drop"] = "error",
+    missing_conditions: Literal["error", "ignore"] = "error",
     source: str = "<events file>",
 ) -> pd.DataFrame:
     """Turn an events table into tidy events for nilearn's design matrix.
@@ -243,6 +244,11 @@ def parse_events(
         What to do when ``block_column`` is set but absent from the events.
     incomplete_events : {"error", "drop"}, default="error"
         What to do with events lacking onset, duration or condition.
+    missing_conditions : {"error", "ignore"}, default="error"
+        What to do when ``drop_conditions`` or ``rename_conditions`` name a condition this
+        run does not have: ``"error"`` catches typos; ``"ignore"`` suits defaults meant for
+        many datasets (glm-express drops "fixation" trials where there are any) and
+        conditions that only some runs have.
     source : str, default="<events file>"
         Name of the events file, used in messages.
 
@@ -267,6 +273,7 @@ def parse_events(
         block_column=block_column,
         missing_block_column=missing_block_column,
         incomplete_events=incomplete_events,
+        missing_conditions=missing_conditions,
         source=source,
     )
     columns = [str(c) for c in events.columns]
@@ -291,7 +298,9 @@ def parse_events(
     )
     work["trial_type"] = _condition_names(events[condition_column])
     work = _handle_incomplete(work, condition_column, incomplete_events, source)
-    work = _drop_and_rename(work, drop_conditions, rename_conditions, source)
+    work = _drop_and_rename(
+        work, drop_conditions, rename_conditions, missing_conditions == "error", source
+    )
     if block_column is not None:
         work = _merge_blocks(work, events, block_column, missing_block_column, source)
     if "modulation" in events.columns and "modulation" not in modulators:
@@ -388,6 +397,7 @@ def _check_options(
     block_column: str | None,
     missing_block_column: str,
     incomplete_events: str,
+    missing_conditions: str,
     source: str,
 ) -> None:
     if not isinstance(condition_column, str) or not condition_column.strip():
@@ -418,6 +428,7 @@ def _check_options(
     for option, value, allowed in (
         ("missing_block_column", missing_block_column, ("warn", "error")),
         ("incomplete_events", incomplete_events, ("error", "drop")),
+        ("missing_conditions", missing_conditions, ("error", "ignore")),
     ):
         if value not in allowed:
             raise EventsError(
@@ -481,13 +492,18 @@ def _unknown_conditions(
 
 
 def _drop_and_rename(
-    table: pd.DataFrame, drop: tuple[str, ...], rename: dict[str, str], source: str
+    table: pd.DataFrame,
+    drop: tuple[str, ...],
+    rename: dict[str, str],
+    strict: bool,
+    source: str,
 ) -> pd.DataFrame:
     if not drop and not rename:
         return table
-    available = sorted(table["trial_type"].unique())
-    _unknown_conditions(drop, available, "drop_conditions", source)
-    _unknown_conditions(rename, available, "rename_conditions", source)
+    if strict:
+        available = sorted(table["trial_type"].unique())
+        _unknown_conditions(drop, available, "drop_conditions", source)
+        _unknown_conditions(rename, available, "rename_conditions", source)
     both = sorted(set(drop) & set(rename))
     if both:
         raise EventsError(

@@ -48,6 +48,13 @@ class _ParseEventsInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="events with n/a onset, duration or condition: fail, or drop them with a warning",
     )
+    missing_conditions = traits.Enum(
+        "error",
+        "ignore",
+        usedefault=True,
+        desc="drop_conditions/rename_conditions naming a condition absent from this run: "
+        "fail (catches typos) or ignore (defaults such as glm-express's 'fixation')",
+    )
 
 
 class _ParseEventsOutputSpec(TraitedSpec):
@@ -79,6 +86,7 @@ class ParseEvents(SimpleInterface):
             block_column=inputs.block_column if isdefined(inputs.block_column) else None,
             missing_block_column=inputs.missing_block_column,
             incomplete_events=inputs.incomplete_events,
+            missing_conditions=inputs.missing_conditions,
             source=Path(source).name,
         )
         self._results["events_file"] = str(

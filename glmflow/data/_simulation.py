@@ -75,7 +75,7 @@ MOTION_PSC = {
     "rot_y": -15.0,
     "rot_z": 10.0,
 }
-PHYSIO_SD_PSC = {"csf": 2.0, "wm": 0.8, "other": 0.1}  # two shared physiological sources
+PHYSIO_SD_PSC = {"csf": 1.0, "wm": 0.4, "other": 0.1}  # two shared physiological sources
 STIM_DURATION = 1.0
 TRIALS_PER_BLOCK = 9
 END_MARGIN = 12.0  # seconds left after the last trial onset so its response is sampled

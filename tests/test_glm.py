@@ -175,6 +175,8 @@ def test_input_data_not_modified_and_bool_sample_mask(run):
     keep[SAMPLE_MASK] = True
     by_flag = fit_glm(data, design, sample_mask=keep)
     by_index = fit_glm(data, design, sample_mask=SAMPLE_MASK)
+    fit_glm(data, design, noise_model="ols")
+    fit_glm(data, design, noise_model="ar1")
     np.testing.assert_array_equal(data, before)
     np.testing.assert_array_equal(by_flag.theta, by_index.theta)
 

@@ -31,6 +31,7 @@ import pandas as pd
 import scipy.linalg as spl
 from threadpoolctl import threadpool_limits
 
+from glmflow.core.bold import large_empty
 from glmflow.errors import ConfoundsError, DesignError, ModelSpecError
 
 __all__ = [
@@ -257,11 +258,11 @@ class _Source:
         self.store = None
         if keep and (scale or rows is not None):
             n_rows = data.shape[0] if rows is None else rows.size
-            self.store = np.empty((n_rows, data.shape[1]), dtype=self.work_dtype)
+            self.store = large_empty((n_rows, data.shape[1]), self.work_dtype)
 
     def first(self, columns: slice) -> np.ndarray:
         block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
-        block = np.ascontiguousarray(block, dtype=self.work_dtype)
+        block = np.array(block, dtype=self.work_dtype, order="C")  # a copy: scaled in place
         if self.scale:
             # nilearn's mean_scaling on the run's (masked) Y, in Y's own dtype
             mean = block.mean(axis=0)
@@ -272,7 +273,10 @@ class _Source:
                     UserWarning,
                     stacklevel=4,
                 )
-            block = 100 * (block / np.maximum(mean, 1) - 1)
+            # in place, with the rounding of nilearn's 100 * (Y / mean - 1)
+            block /= np.maximum(mean, 1)
+            block -= 1
+            block *= 100
         if self.store is not None:
             self.store[:, columns] = block
         return block.astype(np.float64)

@@ -437,6 +437,22 @@ def test_sessions_add_a_session_level(tmp_path):
     ]
 
 
+def test_shape_and_tr_overrides(tmp_path):
+    root = make_synthetic_dataset(
+        tmp_path / "ds", n_subjects=1, n_runs=1, n_volumes=30, tr=2.5, shape=(24, 29, 24)
+    )
+    func, stem = _func(root)
+    image = nib.load(func / f"{stem}_{SPACE}_desc-preproc_bold.nii.gz")
+    assert image.shape == (24, 29, 24, 30) and image.header.get_zooms()[3] == 2.5
+    meta = json.loads((func / f"{stem}_{SPACE}_desc-preproc_bold.json").read_text())
+    assert (meta["RepetitionTime"], meta["StartTime"]) == (2.5, 1.25)
+    events = pd.read_csv(root / "sub-01/func" / f"{stem}_events.tsv", sep="\t")
+    assert events["onset"].max() < 75 and set(events["trial_type"]) >= {"face", "house"}
+    assert len(_confounds(root)[0]) == 30
+    truth = load_truth(root)
+    assert truth["parameters"]["shape"] == [24, 29, 24] and truth["start_time"] == 1.25
+
+
 def test_realistic_preset_geometry():
     preset = PRESETS["realistic"]
     assert preset["shape"] == (97, 115, 97) and preset["n_volumes"] >= 200

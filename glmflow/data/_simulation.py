@@ -87,10 +87,8 @@ class Anatomy:
 
     shape: tuple[int, int, int]
     affine: np.ndarray
-    coords: np.ndarray  # (3, *shape) ellipsoid coordinates of every voxel
-    rho: np.ndarray  # ellipsoid radius (brain where < 1)
+    coords: np.ndarray  # (3, *shape) ellipsoid coordinates of every voxel (brain: norm < 1)
     regions: dict[str, tuple[slice, slice, slice]]
-    region_any: np.ndarray  # voxels of any region
     csf: np.ndarray
     wm: np.ndarray
     baseline: np.ndarray  # template baseline before the subject scale (tissue contrast)
@@ -157,7 +155,9 @@ def _csf_mask(coords: np.ndarray) -> np.ndarray:
     return (rel**2).sum(0) < 1
 
 
-def make_anatomy(shape: tuple[int, int, int], voxel_size: float, rng) -> Anatomy:
+def make_anatomy(
+    shape: tuple[int, int, int], voxel_size: float, rng: np.random.Generator
+) -> Anatomy:
     """Build the template brain, tissue masks, regions and the smooth baseline."""
     coords = _ellipsoid_coords(shape)
     rho = np.sqrt((coords**2).sum(0))
@@ -179,23 +179,21 @@ def make_anatomy(shape: tuple[int, int, int], voxel_size: float, rng) -> Anatomy
         shape=tuple(shape),
         affine=mni_like_affine(shape, voxel_size),
         coords=coords,
-        rho=rho,
         regions=regions,
-        region_any=region_any,
         csf=csf,
         wm=wm,
         baseline=baseline,
     )
 
 
-def subject_brain(anat: Anatomy, rng) -> np.ndarray:
+def subject_brain(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """Boolean brain mask: the template ellipsoid with jittered semi-axes."""
     scale = 1 + rng.uniform(-BRAIN_JITTER, BRAIN_JITTER, size=3)
     rho = np.sqrt(((anat.coords / scale[:, None, None, None]) ** 2).sum(0))
     return rho < 1
 
 
-def make_events(rng, n_volumes: int, tr: float) -> pd.DataFrame:
+def make_events(rng: np.random.Generator, n_volumes: int, tr: float) -> pd.DataFrame:
     """Event-related faces task in alternating high/low blocks separated by fixation.
 
     Stimulus trials last 1 s with a jittered 1-3 s gap; each block of up to 9 trials is
@@ -253,7 +251,9 @@ def make_regressors(events: pd.DataFrame, times: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(columns, index=times)
 
 
-def make_motion(rng, n_volumes: int, n_nss: int) -> tuple[np.ndarray, list[int]]:
+def make_motion(
+    rng: np.random.Generator, n_volumes: int, n_nss: int
+) -> tuple[np.ndarray, list[int]]:
     """Six rigid-body parameters (mm, rad): a random walk plus one or two abrupt jerks.
 
     Returns the (n_volumes, 6) parameters and the frames where a jerk starts.
@@ -274,7 +274,7 @@ def make_motion(rng, n_volumes: int, n_nss: int) -> tuple[np.ndarray, list[int]]
     return motion, [int(j) for j in jerks]
 
 
-def make_physio(rng, times: np.ndarray) -> np.ndarray:
+def make_physio(rng: np.random.Generator, times: np.ndarray) -> np.ndarray:
     """Two unit-variance aliased sources (respiration ~0.3 Hz, cardiac ~1.1 Hz), (n, 2)."""
     resp = np.sin(2 * np.pi * rng.uniform(0.25, 0.35) * times + rng.uniform(0, 2 * np.pi))
     resp *= 1 + 0.3 * np.sin(2 * np.pi * times / 60 + rng.uniform(0, 2 * np.pi))
@@ -308,13 +308,47 @@ class RunInputs:
     n_nss: int
 
 
+@dataclass
+class _Voxels:
+    """Per-voxel parameters of the in-brain voxels of one subject (flat, Fortran order)."""
+
+    index: np.ndarray  # positions in the flattened volume
+    base: np.ndarray  # baseline intensity B
+    sd: np.ndarray  # marginal noise sd (PSC)
+    drift_gain: np.ndarray
+    loadings: np.ndarray  # (2, n_voxels) physiological loadings (PSC)
+    masks: dict[str, np.ndarray]  # csf, wm, tcompcor: boolean over the in-brain voxels
+
+
+def _voxels(anat: Anatomy, brain: np.ndarray, scale: float) -> _Voxels:
+    index = np.flatnonzero(brain.ravel(order="F"))
+    masks = {"csf": anat.csf, "wm": anat.wm}
+    masks = {name: arr.ravel(order="F")[index] for name, arr in masks.items()}
+    coords = anat.coords.reshape(3, -1, order="F")[:, index]
+    sd = NOISE["sd_psc"] * (1 + NOISE["edge_gain"] * (coords**2).sum(0))
+    physio_sd = np.full(index.size, PHYSIO_SD_PSC["other"])
+    physio_sd[masks["csf"]] = PHYSIO_SD_PSC["csf"]
+    physio_sd[masks["wm"]] = PHYSIO_SD_PSC["wm"]
+    # the 2 % voxels of highest temporal sd, as fMRIPrep's tCompCor mask (known here)
+    top = np.argsort(-(sd**2 + physio_sd**2), kind="stable")[: max(1, index.size // 50)]
+    masks["tcompcor"] = np.isin(np.arange(index.size), top)
+    return _Voxels(
+        index=index,
+        base=100.0 * scale * anat.baseline.ravel(order="F")[index],
+        sd=sd,
+        drift_gain=1 + 0.5 * coords[0],
+        loadings=physio_sd * np.stack([1 + 0.5 * coords[0], 1 - 0.5 * coords[2]]) / np.sqrt(2),
+        masks=masks,
+    )
+
+
 def simulate_run(
     anat: Anatomy,
     brain: np.ndarray,
     scale: float,
     betas: np.ndarray,
     run: RunInputs,
-    rng,
+    rng: np.random.Generator,
     sink: Callable[[np.ndarray], None],
 ) -> RunStats:
     """Generate one run frame by frame, hand each float32 volume (flat, Fortran order) to
@@ -323,64 +357,49 @@ def simulate_run(
     ``betas`` is (len(REGRESSORS), *shape). Only one frame plus the AR state is held at a
     time, so memory stays at a few copies of one volume even on the 2-mm grid.
     """
-    flat = brain.ravel(order="F")
-    index = np.flatnonzero(flat)
-    pick = {name: arr.ravel(order="F")[index] for name, arr in _masks(anat, brain).items()}
-    base = 100.0 * scale * anat.baseline.ravel(order="F")[index]
-    coords = anat.coords.reshape(3, -1, order="F")[:, index]
-    rho2 = (coords**2).sum(0)
-    sd = NOISE["sd_psc"] * (1 + NOISE["edge_gain"] * rho2)
-    phi = NOISE["ar_phi"]
-    drift_gain = 1 + 0.5 * coords[0]
-    physio_sd = np.full(index.size, PHYSIO_SD_PSC["other"])
-    physio_sd[pick["csf"]] = PHYSIO_SD_PSC["csf"]
-    physio_sd[pick["wm"]] = PHYSIO_SD_PSC["wm"]
-    loadings = physio_sd * np.stack([1 + 0.5 * coords[0], 1 - 0.5 * coords[2]]) / np.sqrt(2)
-    beta_flat = betas.reshape(len(REGRESSORS), -1, order="F")[:, index]
+    vox = _voxels(anat, brain, scale)
+    beta_flat = betas.reshape(len(REGRESSORS), -1, order="F")[:, vox.index]
     active = np.flatnonzero(np.any(beta_flat != 0, axis=0))
     activation = run.regressors @ beta_flat[:, active]  # (n, n_active)
     n = run.regressors.shape[0]
     tau = np.linspace(0, 1, n)
     drift = run.drift[0] * (tau - 0.5) + run.drift[1] * np.cos(np.pi * tau)
-    coef = np.array(list(MOTION_PSC.values()))
-    motion = (run.motion - run.motion.mean(0)) @ coef
-    # top 2 % temporal-sd voxels, as fMRIPrep's tCompCor mask (sd known from the model)
-    tvox = np.argsort(-(sd**2 + physio_sd**2), kind="stable")[: max(1, index.size // 50)]
-    pick["tcompcor"] = np.zeros(index.size, dtype=bool)
-    pick["tcompcor"][tvox] = True
-    keep = {k: _subsample(np.flatnonzero(v)) for k, v in pick.items()}
+    motion = (run.motion - run.motion.mean(0)) @ np.array(list(MOTION_PSC.values()))
+    phi = NOISE["ar_phi"]
+
+    csf, wm = vox.masks["csf"], vox.masks["wm"]
+    means = {"gs": slice(None), "csf": csf, "wm": wm, "comb": csf | wm}
+    means["tcc"] = vox.masks["tcompcor"]
+    keep = {k: _subsample(np.flatnonzero(v)) for k, v in vox.masks.items()}
     keep["combined"] = np.union1d(keep["csf"], keep["wm"])
     series = {k: np.empty((n, v.size), np.float32) for k, v in keep.items()}
-    stats = {k: np.empty(n) for k in ("gs", "csf", "wm", "comb", "tcc", "dvars")}
-    volume = np.zeros(flat.size, np.float32)
-    means = {"gs": slice(None), "csf": pick["csf"], "wm": pick["wm"]}
-    means |= {"comb": pick["csf"] | pick["wm"], "tcc": pick["tcompcor"]}
-    noise = rng.standard_normal(index.size) * sd
+    stats = {k: np.full(n, np.nan) for k in (*means, "dvars")}
+    volume = np.zeros(brain.size, np.float32)
+    noise = rng.standard_normal(vox.index.size) * vox.sd
     previous = None
     for t in range(n):
         if t:
-            noise = phi * noise + np.sqrt(1 - phi**2) * sd * rng.standard_normal(index.size)
-        psc = noise + drift[t] * drift_gain + motion[t] + run.physio[t] @ loadings
+            innovation = rng.standard_normal(vox.index.size)
+            noise = phi * noise + np.sqrt(1 - phi**2) * vox.sd * innovation
+        psc = noise + drift[t] * vox.drift_gain + motion[t] + run.physio[t] @ vox.loadings
         psc[active] += activation[t]
-        y = base * (1 + psc / 100)
+        y = vox.base * (1 + psc / 100)
         if t < run.n_nss:
-            y += base * NSS_BOOST[min(t, len(NSS_BOOST) - 1)]
+            y += vox.base * NSS_BOOST[min(t, len(NSS_BOOST) - 1)]
         y32 = y.astype(np.float32)
-        volume[index] = y32
+        volume[vox.index] = y32
         sink(volume)
         for key, where in means.items():
             stats[key][t] = y32[where].mean(dtype=np.float64)
-        for key, vox in keep.items():
-            series[key][t] = y32[vox]
+        for key, where in keep.items():
+            series[key][t] = y32[where]
         current = y32.astype(np.float64)
-        stats["dvars"][t] = (
-            np.nan if previous is None else np.sqrt(np.mean((current - previous) ** 2))
-        )
+        if previous is not None:
+            stats["dvars"][t] = np.sqrt(np.mean((current - previous) ** 2))
         previous = current
     # Nipype (fMRIPrep) scales DVARS to a median brain intensity of 1000; its AR(1)-based
     # standardisation is replaced by the run's median over steady-state frames (robust, ~1)
-    dvars = stats["dvars"] * 1000 / np.median(base)
-    typical = np.median(dvars[run.n_nss + 1 :])
+    dvars = stats["dvars"] * 1000 / np.median(vox.base)
     return RunStats(
         global_signal=stats["gs"],
         csf=stats["csf"],
@@ -388,13 +407,9 @@ def simulate_run(
         csf_wm=stats["comb"],
         tcompcor=stats["tcc"],
         dvars=dvars,
-        std_dvars=dvars / typical,
+        std_dvars=dvars / np.median(dvars[run.n_nss + 1 :]),
         series=series,
     )
-
-
-def _masks(anat: Anatomy, brain: np.ndarray) -> dict[str, np.ndarray]:
-    return {"csf": anat.csf & brain, "wm": anat.wm & brain}
 
 
 def _subsample(positions: np.ndarray, limit: int = 4000) -> np.ndarray:

@@ -135,6 +135,7 @@ def _write_dataset(root: Path, params: _Params) -> None:
     # written first so an interrupted run is still recognised (and replaced) by overwrite=True
     write_json(root / TRUTH_DIR / "truth.json", truth | {"complete": False})
     write_dataset_metadata(root, params.preset, params.seed, participants)
+    _write_region_masks(root, anat)
     for i, row in enumerate(participants.itertuples()):
         rng = _rng(params.seed, 3, i)
         subject = {
@@ -360,61 +361,36 @@ def _truth_header(params: _Params, anat: sim.Anatomy) -> dict:
     }
 
 
+def _write_region_masks(root: Path, anat: sim.Anatomy) -> None:
+    for name, box in anat.regions.items():
+        mask = np.zeros(anat.shape, np.uint8)
+        mask[box] = 1
+        write_image(root / TRUTH_DIR / f"desc-{name}_mask.nii.gz", mask, anat.affine)
+
+
 def _write_effect_maps(root: Path, sub: str, betas: np.ndarray, anat: sim.Anatomy) -> dict:
-    truth_dir = root / TRUTH_DIR
-    if not (truth_dir / "desc-null_mask.nii.gz").exists():  # region masks: once per dataset
-        for name, box in anat.regions.items():
-            mask = np.zeros(anat.shape, np.uint8)
-            mask[box] = 1
-            write_image(truth_dir / f"desc-{name}_mask.nii.gz", mask, anat.affine)
     maps = {}
     for k, name in enumerate(sim.REGRESSORS):
         maps[name] = f"{sub}_desc-{name}_effect.nii.gz"
-        write_image(truth_dir / maps[name], betas[k], anat.affine)
+        write_image(root / TRUTH_DIR / maps[name], betas[k], anat.affine)
     return maps
 
 
 def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tuple[str, dict]:
-    """Write the raw and fMRIPrep files of one run; return its truth entry."""
+    """Write the raw and fMRIPrep files of one run; return its key and truth entry."""
     rng = _rng(params.seed, 4, int(sub[4:]), ses, run)
     ses_part = [f"ses-{ses:02d}"] if params.n_sessions > 1 else []
-    key = "_".join([*ses_part, f"run-{run}"])
     stem = "_".join([sub, *ses_part, f"task-{TASK}", f"run-{run}"])
     raw_dir = root.joinpath(sub, *ses_part, "func")
     out_dir = root.joinpath("derivatives", "fmriprep", sub, *ses_part, "func")
     raw_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     n, tr, start_time = params.n_volumes, params.tr, 0.5 * params.tr
-    shape4d = (*anat.shape, n)
 
+    # MIN_RUN_SECONDS leaves room for the first fixation and a full, balanced block
     events = sim.make_events(rng, n, tr)
-    missing = set(sim.CONDITIONS) - set(events["trial_type"])
-    if missing:
-        raise DatasetError(
-            f"Run {stem} of {n} volumes has no {', '.join(sorted(missing))} trial; "
-            "increase 'n_volumes' or 'tr'"
-        )
     write_tsv(raw_dir / f"{stem}_events.tsv", events)
-    n_slices = anat.shape[2]
-    write_json(
-        raw_dir / f"{stem}_bold.json",
-        {
-            "RepetitionTime": tr,
-            "SliceTiming": [round(k * tr / n_slices, 6) for k in range(n_slices)],
-            "SliceEncodingDirection": "k",
-            "TaskName": TASK,
-        },
-    )
-    zeros = np.zeros(int(np.prod(anat.shape)), np.int16)
-    write_nifti(
-        raw_dir / f"{stem}_bold.nii.gz",
-        (zeros for _ in range(n)),
-        shape=shape4d,
-        affine=anat.affine,
-        dtype=np.int16,
-        tr=tr,
-        code="scanner",
-    )
+    _write_raw_bold(raw_dir / f"{stem}_bold.nii.gz", anat, n, tr)
 
     times = sim.frame_times(n, tr, start_time)
     motion, jerks = sim.make_motion(rng, n, N_NON_STEADY_STATE)
@@ -428,13 +404,13 @@ def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tupl
     )
     prefix = f"{stem}_space-{SPACE}"
     bold = out_dir / f"{prefix}_desc-preproc_bold.nii.gz"
-    kwargs = {"shape": shape4d, "affine": anat.affine, "dtype": np.float32, "tr": tr}
+    kwargs = {"shape": (*anat.shape, n), "affine": anat.affine, "dtype": np.float32, "tr": tr}
     with NiftiWriter(bold, **kwargs) as writer:
         stats = sim.simulate_run(
             anat, brain, subject["baseline_scale"], betas, inputs, rng, writer.write
         )
     write_json(
-        bold.with_name(bold.name.replace(".nii.gz", ".json")),
+        out_dir / f"{prefix}_desc-preproc_bold.json",
         {
             "RepetitionTime": tr,
             "SkullStripped": False,
@@ -443,14 +419,13 @@ def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tupl
             "TaskName": TASK,
         },
     )
-    mask = out_dir / f"{prefix}_desc-brain_mask.nii.gz"
-    write_image(mask, brain.astype(np.uint8), anat.affine)
-    write_json(mask.with_name(mask.name.replace(".nii.gz", ".json")), {"Type": "Brain"})
+    write_image(out_dir / f"{prefix}_desc-brain_mask.nii.gz", brain.astype(np.uint8), anat.affine)
+    write_json(out_dir / f"{prefix}_desc-brain_mask.json", {"Type": "Brain"})
     confounds, sidecar = make_confounds(motion, stats, N_NON_STEADY_STATE, tr)
     write_tsv(out_dir / f"{stem}_desc-confounds_timeseries.tsv", confounds)
     write_json(out_dir / f"{stem}_desc-confounds_timeseries.json", sidecar)
     outliers = [c for c in confounds if c.startswith("motion_outlier")]
-    return key, {
+    return "_".join([*ses_part, f"run-{run}"]), {
         "events": str((raw_dir / f"{stem}_events.tsv").relative_to(root)),
         "bold": str(bold.relative_to(root)),
         "n_trials": {c: int((events["trial_type"] == c).sum()) for c in sim.CONDITIONS},
@@ -458,3 +433,27 @@ def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tupl
         "motion_jerk_frames": jerks,
         "motion_outlier_frames": [int(confounds[c].argmax()) for c in outliers],
     }
+
+
+def _write_raw_bold(path: Path, anat: sim.Anatomy, n: int, tr: float) -> None:
+    """Zero-filled raw BOLD with the right header (glmflow reads only the derivatives)."""
+    n_slices = anat.shape[2]
+    write_json(
+        path.with_name(path.name.replace(".nii.gz", ".json")),
+        {
+            "RepetitionTime": tr,
+            "SliceTiming": [round(k * tr / n_slices, 6) for k in range(n_slices)],
+            "SliceEncodingDirection": "k",
+            "TaskName": TASK,
+        },
+    )
+    zeros = np.zeros(int(np.prod(anat.shape)), np.int16)
+    write_nifti(
+        path,
+        (zeros for _ in range(n)),
+        shape=(*anat.shape, n),
+        affine=anat.affine,
+        dtype=np.int16,
+        tr=tr,
+        code="scanner",
+    )

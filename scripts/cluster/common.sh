@@ -25,7 +25,7 @@ require_root() { [ "$(id -u)" -eq 0 ] || die "must be run as root (e.g. sudo $0 
 pid_alive() {
     local pid
     [ -s "$1" ] || return 1
-    pid=$(cat "$1")
+    pid=$(cat "$1" 2>/dev/null) || return 1 # the daemon may remove it while we look
     [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$2" ]
 }
 
@@ -80,7 +80,8 @@ apt_install() {
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1
     fi
     {
-        apt-get -o DPkg::Lock::Timeout=120 update -q &&
+        # ci-start.sh updates the package lists once for both clusters
+        if [ "${CLUSTER_APT_UPDATED:-0}" != 1 ]; then apt-get -o DPkg::Lock::Timeout=120 update -q; fi &&
             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -q \
                 --no-install-recommends "${need[@]}"
     } >>"$LOG/apt.log" 2>&1 || rc=$?
@@ -94,8 +95,10 @@ show_status() {
     for n in "$@"; do
         if pid_alive "$RUN/$n.pid" "$n"; then
             echo "$n: running (pid $(cat "$RUN/$n.pid"), started by $0)"
+        elif [ -s "$RUN/$n.pid" ]; then
+            echo "$n: not running (started by $0 as pid $(cat "$RUN/$n.pid"), ended since)"
         else
-            echo "$n: not running (not started by $0)"
+            echo "$n: not started by $0"
         fi
     done
 }

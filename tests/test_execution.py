@@ -309,6 +309,26 @@ def test_run_workflow_option_errors(tmp_path, kwargs, message):
         run_workflow(build_workflow(tmp_path / "runs"), **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("n_procs", "mem_gb", "budget"),
+    [(1, None, r"n_procs=1 and mem_gb=[\d.]+"), (None, 1.0, r"n_procs=\d+ and mem_gb=1")],
+)
+def test_multiproc_budget_too_small(tmp_path, n_procs, mem_gb, budget):
+    message = (
+        rf"^Node 'fit' needs n_procs=2 and mem_gb=1\.5, more than MultiProc's {budget}; "
+        r"raise n_procs / mem_gb \(glmflow --n-cpus / --mem-gb\) or use a cluster plugin$"
+    )
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(
+            build_workflow(tmp_path / "runs"),
+            plugin="MultiProc",
+            n_procs=n_procs,
+            mem_gb=mem_gb,
+            work_dir=tmp_path,
+        )
+    assert runs_of(tmp_path / "runs") == []
+
+
 def _fake_commands(directory: Path, scripts: dict[str, str]) -> str:
     """Executables that stand in for a scheduler's client; returns a PATH that finds them."""
     directory.mkdir()

@@ -83,6 +83,10 @@ def _scheduler(plugin: str) -> str:
     return "SLURM" if plugin.startswith("SLURM") else "SGE"
 
 
+def _user() -> str:
+    return os.environ.get("LOGNAME") or getpass.getuser()
+
+
 def parse_plugin_args(text: str | None) -> dict[str, Any]:
     """Read ``--plugin-args``: a JSON object, or the path of a file that holds one.
 
@@ -270,6 +274,24 @@ def _check_requests(plugin: str, requests: dict[str, list[str]], args: dict[str,
             )
 
 
+def _check_local_budget(workflow, args: dict[str, Any]) -> None:
+    """MultiProc refuses nodes larger than its budget: say which, before anything runs."""
+    if not args.get("raise_insufficient", True):
+        return
+    from nipype.utils.profiler import get_system_total_memory_gb
+
+    # MultiProc's own defaults: all CPUs, 90 % of the memory
+    cpus = args.get("n_procs", os.cpu_count() or 1)
+    memory = args.get("memory_gb", round(get_system_total_memory_gb() * 0.9, 1))
+    for name, node in _iter_nodes(workflow):
+        if node.n_procs > cpus or node.mem_gb > memory:
+            raise ExecutionError(
+                f"Node '{name}' needs n_procs={node.n_procs} and mem_gb={node.mem_gb:g}, more "
+                f"than MultiProc's n_procs={cpus} and mem_gb={memory:g}; raise n_procs / "
+                "mem_gb (glmflow --n-cpus / --mem-gb) or use a cluster plugin"
+            )
+
+
 def _template(plugin: str, args: dict[str, Any]) -> str:
     template = args.get("template")
     if template is None:
@@ -281,7 +303,7 @@ def _template(plugin: str, args: dict[str, Any]) -> str:
 
 def _queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
     """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir."""
-    user, prefix = os.environ["LOGNAME"], f"{batch_dir}{os.sep}"
+    user, prefix = _user(), f"{batch_dir}{os.sep}"
     jobs = {}
     if _scheduler(plugin) == "SLURM":
         out = _run(["squeue", "-h", "-u", user, "-o", "%i|%r|%o"]).stdout
@@ -382,7 +404,8 @@ def _plugin_args(plugin, args, n_procs, mem_gb) -> dict[str, Any]:
         )
     # the keywords win over the same setting in plugin_args
     if plugin == "MultiProc":
-        args.update({k: v for k, v in (("n_procs", n_procs), ("memory_gb", mem_gb)) if v})
+        budget = {"n_procs": n_procs, "memory_gb": mem_gb}
+        args.update({key: value for key, value in budget.items() if value is not None})
     elif plugin in BATCH_PLUGINS:
         if n_procs is not None:
             args["max_jobs"] = n_procs
@@ -469,7 +492,7 @@ def run_workflow(
         )
     base = Path(base).absolute()
     # nipype's batch plugins name jobs after LOGNAME and fail without it
-    os.environ.setdefault("LOGNAME", getpass.getuser())
+    os.environ["LOGNAME"] = _user()
 
     workflow = copy.deepcopy(workflow)
     workflow.base_dir = str(base)
@@ -477,6 +500,8 @@ def run_workflow(
     batch_dir = base / workflow.name / "batch"
     _configure(workflow, poll_interval, crash_dir)
     poll = float(workflow.config["execution"].get("poll_sleep_duration", 2))
+    if plugin == "MultiProc":
+        _check_local_budget(workflow, args)
     if plugin in BATCH_PLUGINS:
         _check_requests(plugin, _request_resources(workflow, plugin, args), args)
         # a driver killed earlier leaves its jobs running: let them finish their nodes

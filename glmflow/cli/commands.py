@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from pathlib import Path
 
 from glmflow.errors import GlmflowError
 
@@ -30,8 +29,9 @@ def run_make_dataset(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``glmflow demo OUT``: make the small dataset, then run the participant level on it."""
+    from importlib.resources import files
+
     from glmflow.data import make_synthetic_dataset
-    from glmflow.data.models import example_model_path
 
     out_dir = args.out_dir.resolve()
     bids_dir = out_dir / "bids"
@@ -44,7 +44,7 @@ def run_demo(args: argparse.Namespace) -> int:
         bids_dir=bids_dir,
         output_dir=out_dir / "derivatives",
         analysis_level="participant",
-        model=example_model_path(),
+        model=files("glmflow.data") / "models" / "task_information.json",
         derivatives=None,
         participant_label=None,
         task=None,
@@ -112,4 +112,3 @@ def _version() -> str:
     from glmflow import __version__
 
     return __version__
-

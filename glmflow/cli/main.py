@@ -116,12 +116,22 @@ def _run(argv: list[str]) -> int:
     return run_bids_app(_bids_app_parser().parse_args(argv))
 
 
+def _configure_logging() -> None:
+    """glmflow's own messages on stderr; Nipype keeps its own handler (no duplicates)."""
+    logger = logging.getLogger("glmflow")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s glmflow %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``glmflow`` console script."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _configure_logging()
     try:
         return _run(argv)
     except GlmflowError as err:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from glmflow.core.model import ModelSpec
+from glmflow.core.model import ContrastSpec, ModelSpec
 from glmflow.interfaces.bold import MaskAndSmooth
 from glmflow.interfaces.confounds import SelectConfounds
 from glmflow.interfaces.contrasts import ComputeContrasts
@@ -24,7 +25,12 @@ RUN_INPUTS = [
     "tr",
     "slice_time_ref",
 ]
+MAP_OUTPUTS = ["effect_files", "variance_files", "stat_files", "p_files", "z_files"]
 RUN_OUTPUTS = [
+    "contrast_names",
+    "stat_types",
+    *MAP_OUTPUTS,
+    "design_files",
     "design_file",
     "roles_file",
     "plot_file",
@@ -37,14 +43,20 @@ RUN_OUTPUTS = [
 ]
 
 
-def contrasts_json(spec: ModelSpec) -> str:
-    """The contrasts of ``spec`` as canonical JSON: the only input of the contrast node."""
-    return json.dumps([c.to_dict() for c in spec.contrasts], sort_keys=True)
+def contrasts_json(contrasts: Sequence[ContrastSpec]) -> str:
+    """Contrasts as canonical JSON: the one model input of the contrast node."""
+    return json.dumps([c.to_dict() for c in contrasts], sort_keys=True)
+
+
+def set_options(options: dict) -> dict:
+    """Options for an interface: unset (None) values stay at the interface's default."""
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def init_run_level_wf(
     *,
     spec: ModelSpec,
+    contrasts: Sequence[ContrastSpec],
     mem_gb: float,
     missing_conditions: str = "error",
     name: str = "run_level_wf",
@@ -59,6 +71,8 @@ def init_run_level_wf(
     ----------
     spec
         The model.
+    contrasts
+        The contrasts to compute (the model's, expanded for the dataset's conditions).
     mem_gb
         Memory (GB) of the heavy nodes (read, fit), from the BOLD size.
     missing_conditions
@@ -73,6 +87,8 @@ def init_run_level_wf(
 
     Outputs
     -------
+    contrast_names, stat_types, effect_files, variance_files, stat_files, p_files, z_files
+    (aligned lists, one entry per computed contrast), design_files ([design.tsv, plot]),
     design_file, roles_file, plot_file, fit_file, contrasts_json (index of the contrast
     maps), mask_file, residuals_file, predicted_file, r_square_file (the last three only
     when ``spec.glm.minimize_memory`` is off)
@@ -81,26 +97,29 @@ def init_run_level_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=RUN_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=RUN_OUTPUTS), name="outputnode")
 
-    parse_events = pe.Node(ParseEvents(**spec.events.to_dict()), name="parse_events")
+    parse_events = pe.Node(ParseEvents(**set_options(spec.events.to_dict())), name="parse_events")
     select_confounds = pe.Node(
-        SelectConfounds(**spec.confounds.to_dict()), name="select_confounds"
+        SelectConfounds(**set_options(spec.confounds.to_dict())), name="select_confounds"
     )
     mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
     if spec.glm.smoothing_fwhm:
         mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
-    build_design = pe.Node(BuildDesignMatrix(**spec.design.to_dict()), name="build_design")
+    build_design = pe.Node(
+        BuildDesignMatrix(**set_options(spec.design.to_dict())), name="build_design"
+    )
     fit = pe.Node(
         FitFirstLevel(
             noise_model=spec.glm.noise_model,
-            signal_scaling=spec.glm.signal_scaling,
+            signal_scaling=False if spec.glm.signal_scaling is None else 0,
             minimize_memory=spec.glm.minimize_memory,
         ),
         name="fit_first_level",
         mem_gb=mem_gb,
     )
+    design_files = pe.Node(niu.Merge(2), name="design_files")
     compute_contrasts = pe.Node(
         ComputeContrasts(
-            contrasts=contrasts_json(spec), missing_conditions=missing_conditions
+            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
         ),
         name="compute_contrasts",
     )
@@ -128,7 +147,13 @@ def init_run_level_wf(
                                     ("plot_file", "plot_file")]),
         (fit, outputnode, [("fit_file", "fit_file")]),
         (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),
-        (compute_contrasts, outputnode, [("contrasts_json", "contrasts_json")]),
+        (build_design, design_files, [("design_file", "in1"), ("plot_file", "in2")]),
+        (design_files, outputnode, [("out", "design_files")]),
+        (compute_contrasts, outputnode, [
+            ("contrasts_json", "contrasts_json"),
+            ("contrast_names", "contrast_names"),
+            ("stat_types", "stat_types"),
+        ] + [(field, field) for field in MAP_OUTPUTS]),
     ])
     # fmt: on
     if not spec.glm.minimize_memory:

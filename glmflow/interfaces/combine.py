@@ -1,0 +1,58 @@
+"""CombineRuns: fixed effects of every t contrast across the runs of one subject."""
+
+from __future__ import annotations
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from glmflow.core.combine import combine_runs
+
+
+class _CombineRunsInputSpec(BaseInterfaceInputSpec):
+    index_files = InputMultiObject(
+        File(exists=True),
+        mandatory=True,
+        desc="contrasts.json of each run (ComputeContrasts output)",
+    )
+    names = traits.List(traits.Str, mandatory=True, desc="t contrasts to combine, in order")
+    mask_file = File(exists=True, mandatory=True, desc="mask the run maps were written with")
+    precision_weighted = traits.Bool(
+        True, usedefault=True, desc="weight runs by precision (else average them)"
+    )
+
+
+class _CombineRunsOutputSpec(TraitedSpec):
+    contrast_names = traits.List(traits.Str, desc="combined contrasts, in order")
+    stat_types = traits.List(traits.Str, desc="'t' per contrast")
+    effect_files = OutputMultiObject(File(exists=True), desc="fixed-effects effect maps")
+    variance_files = OutputMultiObject(File(exists=True), desc="fixed-effects variance maps")
+    stat_files = OutputMultiObject(File(exists=True), desc="fixed-effects t maps")
+    p_files = OutputMultiObject(File(exists=True), desc="one-sided p-value maps")
+    z_files = OutputMultiObject(File(exists=True), desc="z maps")
+    contrasts_json = File(exists=True, desc="subject-level index: runs used, dof, dropped terms")
+
+
+class CombineRuns(SimpleInterface):
+    """Combine runs with :func:`glmflow.core.combine.combine_runs`."""
+
+    input_spec = _CombineRunsInputSpec
+    output_spec = _CombineRunsOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results.update(
+            combine_runs(
+                self.inputs.index_files,
+                names=self.inputs.names,
+                mask_file=self.inputs.mask_file,
+                out_dir=runtime.cwd,
+                precision_weighted=self.inputs.precision_weighted,
+            )
+        )
+        return runtime

@@ -1,0 +1,171 @@
+"""Subject level: every run of one subject and task, combined by fixed effects."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from glmflow.core.bids import RunInputs
+from glmflow.core.bold import estimate_mem_gb
+from glmflow.core.model import ContrastSpec, ModelSpec
+from glmflow.interfaces.combine import CombineRuns
+from glmflow.interfaces.outputs import DerivativesSink
+from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf
+
+SINK_FIELDS = ["contrast_names", "stat_types", "contrasts_json", "design_files", *MAP_OUTPUTS]
+
+
+def run_wf_name(run: RunInputs) -> str:
+    """A Nipype-safe name for the workflow of one run, unique within its subject and task."""
+    keys = ("session", "acquisition", "reconstruction", "direction", "echo", "run")
+    parts = [f"{key[:3]}_{run.entities[key]}" for key in keys if run.entities.get(key)]
+    return "_".join(["run", *parts, "wf"])
+
+
+def init_subject_level_wf(
+    *,
+    runs: Sequence[RunInputs],
+    spec: ModelSpec,
+    contrasts: Sequence[ContrastSpec],
+    output_dir: str,
+    skipped: dict[str, set[str]] | None = None,
+    missing_conditions: str = "error",
+    name: str = "subject_level_wf",
+) -> pe.Workflow:
+    """Model every run of one subject and task, then combine runs per contrast.
+
+    Run-level maps and designs, and subject-level (fixed-effects) maps of every t contrast
+    are written as BIDS derivatives under ``output_dir``. F contrasts are combined at the
+    run level only (a fixed-effects F needs a joint model across runs; a warning says so).
+
+    Parameters
+    ----------
+    runs
+        The runs of this subject and task (``discover_runs`` output).
+    spec
+        The model.
+    contrasts
+        Expanded contrasts (``check_first_level(...).contrasts``).
+    output_dir
+        Root of the glmflow derivatives.
+    skipped
+        Bold file -> names of contrasts whose every term is absent from that run's design
+        (only with ``missing_conditions="drop"``).
+    missing_conditions
+        ``"error"`` or ``"drop"``.
+    name
+        Workflow name.
+
+    Inputs
+    ------
+    none: every input is known when the graph is built.
+
+    Outputs
+    -------
+    subject_files: the subject-level derivative files written (run-level sinks report
+    their own files).
+    """
+    skipped = skipped or {}
+    workflow = pe.Workflow(name=name)
+    outputnode = pe.Node(niu.IdentityInterface(fields=["subject_files"]), name="outputnode")
+    metadata = json.dumps(_model_metadata(spec, contrasts), sort_keys=True)
+    merge_index = pe.Node(niu.Merge(len(runs)), name="merge_contrast_indices")
+    for i, run in enumerate(runs, start=1):
+        run_wf = init_run_level_wf(
+            spec=spec,
+            contrasts=contrasts,
+            mem_gb=estimate_mem_gb(run.bold),
+            missing_conditions=missing_conditions,
+            name=run_wf_name(run),
+        )
+        for field in ("bold", "mask", "events", "confounds"):
+            setattr(run_wf.get_node("inputnode").inputs, f"{field}_file", getattr(run, field))
+        run_wf.inputs.inputnode.n_volumes = run.n_volumes
+        run_wf.inputs.inputnode.tr = run.tr
+        run_wf.inputs.inputnode.slice_time_ref = run.slice_time_ref
+        sink = pe.Node(
+            DerivativesSink(
+                output_dir=output_dir,
+                entities=json.dumps(run.entities, sort_keys=True),
+                level="run",
+                metadata=metadata,
+            ),
+            name=f"ds_{run_wf.name[:-3]}",
+            run_without_submitting=True,
+        )
+        # fmt: off
+        workflow.connect([
+            (run_wf, merge_index, [("outputnode.contrasts_json", f"in{i}")]),
+            (run_wf, sink, [(f"outputnode.{field}", field) for field in SINK_FIELDS]),
+        ])
+        # fmt: on
+
+    names = [c.name for c in _subject_contrasts(runs, contrasts, skipped)]
+    if names:
+        combine = pe.Node(CombineRuns(names=names, mask_file=runs[0].mask), name="combine_runs")
+        sink = pe.Node(
+            DerivativesSink(
+                output_dir=output_dir,
+                entities=json.dumps(_subject_entities(runs), sort_keys=True),
+                level="subject",
+                metadata=metadata,
+            ),
+            name="ds_subject",
+            run_without_submitting=True,
+        )
+        # fmt: off
+        workflow.connect([
+            (merge_index, combine, [("out", "index_files")]),
+            (combine, sink, [(field, field) for field in SINK_FIELDS if field != "design_files"]),
+            (sink, outputnode, [("out_files", "subject_files")]),
+        ])
+        # fmt: on
+    return workflow
+
+
+def _subject_contrasts(
+    runs: Sequence[RunInputs], contrasts: Sequence[ContrastSpec], skipped: dict[str, set[str]]
+) -> list[ContrastSpec]:
+    """t contrasts present in at least one run; say which ones are left at the run level."""
+    kept = []
+    for contrast in contrasts:
+        if contrast.stat_type != "t":
+            warnings.warn(
+                f"F contrast '{contrast.name}' is written per run only: fixed effects combine "
+                "t contrasts across runs",
+                stacklevel=2,
+            )
+            continue
+        if all(contrast.name in skipped.get(run.bold, ()) for run in runs):
+            warnings.warn(
+                f"Contrast '{contrast.name}' has no term in any run of sub-{runs[0].subject} "
+                f"(task {runs[0].task}); no subject-level map",
+                stacklevel=2,
+            )
+            continue
+        kept.append(contrast)
+    return kept
+
+
+def _subject_entities(runs: Sequence[RunInputs]) -> dict[str, str]:
+    """Entities shared by every run (subject, task, space...): run and session combine."""
+    common = dict(runs[0].entities)
+    for run in runs[1:]:
+        common = {k: v for k, v in common.items() if run.entities.get(k) == v}
+    common.pop("run", None)
+    return common
+
+
+def _model_metadata(spec: ModelSpec, contrasts: Sequence[ContrastSpec]) -> dict:
+    return {
+        "Model": {"Name": spec.name, "Task": spec.task, "Source": spec.source},
+        "ModelSpec": json.loads(spec.to_json()),
+        "Contrasts": {
+            c.name: {"Expressions": list(c.expressions), "StatType": c.stat_type}
+            for c in contrasts
+        },
+    }

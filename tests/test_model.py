@@ -76,7 +76,8 @@ def test_defaults_are_the_documented_ones():
     assert spec.events.to_dict() == {
         "condition_column": "trial_type", "drop_conditions": [], "rename_conditions": {},
         "modulators": [], "demean_modulators": True, "block_column": None,
-        "missing_block_column": "error",
+        "missing_block_column": "error", "incomplete_events": "error",
+        "missing_conditions": "error",
     }  # fmt: skip
     assert spec.confounds.to_dict() == {
         "columns": [], "strategy": [], "motion": "full", "wm_csf": "basic",

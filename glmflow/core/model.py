@@ -231,6 +231,9 @@ class EventsSpec(_Spec):
     then add one ``{condition}_x_{modulator}`` regressor per condition x modulator (demeaned
     when ``demean_modulators``). When ``block_column`` is absent from an events file,
     ``missing_block_column="warn"`` warns and models no blocks, ``"error"`` refuses.
+    ``incomplete_events`` ("error" or "drop", with a warning) handles events without onset,
+    duration or condition; ``missing_conditions`` ("error" or "ignore") handles names in
+    ``drop_conditions`` / ``rename_conditions`` that a run's events do not contain.
     """
 
     condition_column: str = "trial_type"
@@ -240,6 +243,8 @@ class EventsSpec(_Spec):
     demean_modulators: bool = True
     block_column: str | None = None
     missing_block_column: MissingBlockColumn = "error"
+    incomplete_events: Literal["error", "drop"] = "error"
+    missing_conditions: Literal["error", "ignore"] = "error"
 
     def __post_init__(self) -> None:
         column = _text(self.condition_column, "condition_column")
@@ -273,6 +278,8 @@ class EventsSpec(_Spec):
                 )
         _flag(self.demean_modulators, "demean_modulators")
         _choice(self.missing_block_column, "missing_block_column", MissingBlockColumn)
+        _choice(self.incomplete_events, "incomplete_events", Literal["error", "drop"])
+        _choice(self.missing_conditions, "missing_conditions", Literal["error", "ignore"])
 
     __hash__ = _Spec.__hash__
 

@@ -141,6 +141,8 @@ def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
         modulators=entry.get("modulators", ()),
         block_column=block,
         missing_block_column="warn" if block == BUILDER_BLOCK_COLUMN else "error",
+        # glm-express drops fixation trials where there are any: a run without them is fine
+        missing_conditions="ignore",
     )
     columns = _texts(entry["confound_regressors"], "confound_regressors")
     confounds = ConfoundsSpec(

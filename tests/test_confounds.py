@@ -410,3 +410,22 @@ def test_read_confounds_refuses_inconsistent_files(tmp_path, meta, message):
     mask_json.write_text(json.dumps(meta))
     with pytest.raises(ConfoundsError, match=re.escape(message.format(tsv=tsv, json=mask_json))):
         read_confounds(tsv, mask_json)
+
+
+def test_spikes_on_the_same_volume_are_modelled_once(tmp_path):
+    table = _fmriprep_table()
+    spike = np.zeros(len(table))
+    spike[1] = 1
+    table["non_steady_state_outlier00"] = spike
+    table["motion_outlier00"] = spike
+    other = np.zeros(len(table))
+    other[7] = 1
+    table["motion_outlier01"] = other
+    path = tmp_path / "sub-01_task-t_desc-confounds_timeseries.tsv"
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    with pytest.warns(UserWarning, match=r"motion_outlier00 \(same volume as non_steady_"):
+        selected, _ = select_confounds(
+            path, columns=["non_steady_state_outlier*", "motion_outlier*"], demean=False
+        )
+    assert list(selected.columns) == ["non_steady_state_outlier00", "motion_outlier01"]
+    assert selected["motion_outlier01"].to_numpy()[7] == 1

@@ -159,7 +159,7 @@ def select_confounds(
             )
     extra = [c for c in explicit if c not in selected.columns]
     if extra:
-        chosen = _fill_first_row(raw.loc[:, extra], path)
+        chosen = _drop_repeated_spikes(_fill_first_row(raw.loc[:, extra], path), path)
         if sample_mask is not None:
             _check_not_censored_away(chosen, sample_mask, strategy, path)
         if demean:
@@ -167,6 +167,32 @@ def select_confounds(
             chosen = chosen - kept.mean(axis=0)
         selected = pd.concat([selected.reset_index(drop=True), chosen], axis=1)
     return selected.astype("float64"), sample_mask
+
+
+def _drop_repeated_spikes(chosen: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Keep one of several spike regressors that flag the same volume, with a warning.
+
+    fMRIPrep writes a ``non_steady_state_outlier`` and a ``motion_outlier`` column for the
+    same volume when both criteria hit it; modelling both would make the design singular.
+    """
+    seen: dict[bytes, str] = {}
+    repeated = []
+    for column in chosen.columns:
+        if column.startswith(OPTIONAL_PREFIXES):
+            values = chosen[column].to_numpy()
+            key = values.tobytes()
+            if key in seen:
+                repeated.append(f"{column} (same volume as {seen[key]})")
+            else:
+                seen[key] = column
+    if repeated:
+        warnings.warn(
+            f"{path}: spike regressor(s) {', '.join(repeated)} left out: one regressor per "
+            "censored volume",
+            stacklevel=3,
+        )
+        chosen = chosen.drop(columns=[r.split(" ", 1)[0] for r in repeated])
+    return chosen
 
 
 def resolve_columns(patterns: Sequence[str], available: list[str], source: Path) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.glm import Contrast, expression_to_contrast_vector
+from nilearn.glm import Contrast, compute_contrast, expression_to_contrast_vector
 from nilearn.glm.second_level import SecondLevelModel, make_second_level_design_matrix
 from nilearn.image import index_img, resample_img
 from nilearn.maskers import NiftiMasker
@@ -777,18 +777,39 @@ def fit_group_model(
         minimize_memory=minimize_memory,
         n_jobs=n_jobs,
     ).fit(effects, design_matrix=design.reset_index(drop=True))
-    maps = {
-        name: model.compute_contrast(
-            w, second_level_stat_type="F" if w.ndim == 2 else "t", output_type="all"
-        )
-        for name, w in weights.items()
-    }
+    maps = _contrast_maps(model, weights)
     model_maps = {}
     if not minimize_memory:
         model_maps = {key: _model_attribute(model, key) for key in ("residuals", "predicted")}
         # nilearn returns r-squared as a 4-D image with one volume.
         model_maps["r_square"] = index_img(_model_attribute(model, "r_square"), 0)
     return GroupFit(maps, weights, design, model.masker_.mask_img_, model_maps)
+
+
+def _contrast_maps(
+    model: SecondLevelModel, weights: dict[str, np.ndarray]
+) -> dict[str, dict[str, nib.Nifti1Image]]:
+    """All output maps of every contrast, fitting the GLM once.
+
+    SecondLevelModel.compute_contrast re-reads, re-masks and refits the maps for every
+    contrast; the maps are the same for all of them here, so the first call fits and the
+    others reuse its fit through nilearn's public compute_contrast (identical numbers).
+    """
+    maps = {}
+    for name, w in weights.items():
+        stat_type = "F" if w.ndim == 2 else "t"
+        if not maps:
+            maps[name] = model.compute_contrast(
+                w, second_level_stat_type=stat_type, output_type="all"
+            )
+            continue
+        contrast = compute_contrast(model.labels_, model.results_, w, stat_type)
+        maps[name] = {}
+        for key in OUTPUT_TYPES:
+            img = model.masker_.inverse_transform(getattr(contrast, key)())
+            img.header["descrip"] = f"{key} of contrast {w}"  # as nilearn labels its maps
+            maps[name][key] = img
+    return maps
 
 
 def _model_attribute(model: SecondLevelModel, name: str) -> nib.Nifti1Image:

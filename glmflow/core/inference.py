@@ -9,6 +9,7 @@ clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -229,7 +230,10 @@ def _original_t(
     runs permuted_ols without permutations, so the map is the one nilearn would return.
     """
     masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm, standardize=None)
-    masker.fit(mean_img(images))
+    with warnings.catch_warnings():
+        # as nilearn: fitting on the maps when a mask is given just uses the mask
+        warnings.filterwarnings("ignore", message=r".*Generation of a mask.*")
+        masker.fit(mean_img(images))
     x = design.to_numpy()
     confounds = x[:, weights == 0] if np.any(weights == 0) else None
     result = permuted_ols(

@@ -130,6 +130,10 @@ def test_cluster_matches_multiproc_and_requests_resources(
     # fit: mem_gb=1.5, n_procs=2; the others Nipype's defaults (0.2 GB, 1 CPU)
     expected = {"simulate": (205, 1), "fit": (1536, 2), "contrast": (205, 1)}
     assert recorded_requests(records, plugin) == expected
+    # every job script exports NIPYPE_NO_ET (no version check from compute nodes)
+    scripts = sorted((work_dir / "toy_wf" / "batch").glob("batchscript_*.sh"))
+    assert len(scripts) == 3
+    assert all("\nexport NIPYPE_NO_ET=1\n" in path.read_text() for path in scripts)
     assert _queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
 
 

@@ -1,0 +1,241 @@
+"""The participant level end to end on the synthetic dataset: outputs, truth, nilearn, cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmflow.core.design import read_design
+from glmflow.data import make_synthetic_dataset
+from glmflow.workflows.runner import run_participant_level
+
+pytestmark = pytest.mark.slow
+
+MODEL = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
+SPACE = "space-MNI152NLin2009cAsym"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("participant") / "bids", n_subjects=2, n_runs=2
+    )
+
+
+def _model(tmp_path: Path, **changes) -> Path:
+    """The packaged glm-express model with some task keys changed."""
+    data = json.loads((MODEL / "task_information.json").read_text())
+    data["faces"].update(changes)
+    path = tmp_path / "task_information.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    model = _model(root)
+    kwargs = dict(bids_dir=dataset, output_dir=root / "out", model=model, work_dir=root / "work")
+    result = run_participant_level(**kwargs, n_procs=2)
+    return root, kwargs, result
+
+
+def _load(path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+def test_outputs_are_bids_derivatives(first_run):
+    root, _, result = first_run
+    out = root / "out" / "glmflow"
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "glmflow"
+    func = out / "sub-01" / "func"
+    contrasts = ["face", "house", "scrambled", "faceMinusHouse", "faceMinusScrambled"]
+    for label in contrasts:
+        for stat in ("effect", "variance", "t", "p", "z"):
+            for run in ("_run-1", "_run-2", ""):
+                name = f"sub-01_task-faces{run}_{SPACE}_contrast-{label}_stat-{stat}_statmap"
+                assert (func / f"{name}.nii.gz").is_file(), name
+                assert (func / f"{name}.json").is_file(), name
+    assert (func / "sub-01_task-faces_run-1_desc-design_matrix.tsv").is_file()
+    assert (func / "sub-01_task-faces_run-1_desc-design_matrix.svg").is_file()
+    sidecar = json.loads(
+        (
+            func / f"sub-01_task-faces_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.json"
+        ).read_text()
+    )
+    assert sidecar["Level"] == "subject" and sidecar["Statistic"] == "z"
+    assert sidecar["Contrast"]["Name"] == "face-house"
+    assert sidecar["Contrast"]["Expressions"] == ["face - house"]
+    assert sidecar["Model"]["Task"] == "faces"
+    assert len(result.files) == len(set(result.files)) > 0
+    assert {p.parent for p in result.files} <= {func, out / "sub-02" / "func"}
+    # nothing but BIDS derivatives: no temporary files left behind
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+def test_run_maps_equal_nilearn_first_level_model(first_run, dataset):
+    from nilearn.glm.first_level import FirstLevelModel
+
+    root, _, result = first_run
+    run = next(r for r in result.runs if r.subject == "01" and r.run == "1")
+    out = root / "out" / "glmflow" / "sub-01" / "func"
+    design, _ = read_design(out / "sub-01_task-faces_run-1_desc-design_matrix.tsv")
+    model = FirstLevelModel(
+        t_r=run.tr,
+        slice_time_ref=run.slice_time_ref,
+        mask_img=run.mask,
+        smoothing_fwhm=8.0,
+        noise_model="ar1",
+        signal_scaling=0,
+        minimize_memory=True,
+    ).fit(run.bold, design_matrices=[design])
+    theirs = model.compute_contrast("face - house", output_type="all")
+    mask = _load(run.mask) > 0
+    stem = f"sub-01_task-faces_run-1_{SPACE}_contrast-faceMinusHouse"
+    for stat, key in (
+        ("z", "z_score"),
+        ("effect", "effect_size"),
+        ("variance", "effect_variance"),
+    ):
+        ours = _load(out / f"{stem}_stat-{stat}_statmap.nii.gz")[mask]
+        ref = theirs[key].get_fdata()[mask]
+        if stat == "z":
+            assert np.max(np.abs(ours - ref)) < 1e-3
+        else:
+            np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
+def test_subject_maps_are_precision_weighted_fixed_effects(first_run):
+    from nilearn.glm import compute_fixed_effects
+
+    root, _, result = first_run
+    runs = [r for r in result.runs if r.subject == "02"]
+    out = root / "out" / "glmflow" / "sub-02" / "func"
+    stem = f"{SPACE}_contrast-faceMinusHouse"
+    effects = [
+        out / f"sub-02_task-faces_run-{r.run}_{stem}_stat-effect_statmap.nii.gz" for r in runs
+    ]
+    variances = [str(e).replace("stat-effect", "stat-variance") for e in effects]
+    dofs = [
+        json.loads(Path(str(e).replace(".nii.gz", ".json")).read_text())["Contrast"]["dof"]
+        for e in effects
+    ]
+    _, _, _, z = compute_fixed_effects(
+        [str(e) for e in effects],
+        variances,
+        runs[0].mask,
+        precision_weighted=True,
+        dofs=dofs,
+    )
+    ours = _load(out / f"sub-02_task-faces_{stem}_stat-z_statmap.nii.gz")
+    mask = _load(runs[0].mask) > 0
+    assert np.max(np.abs(ours[mask] - z.get_fdata()[mask])) < 1e-3
+
+
+def test_true_effects_are_found_and_the_null_region_is_not(dataset, tmp_path):
+    """Sensitivity and false positives against the generator's truth (no smoothing)."""
+    from glmflow.data import load_truth
+
+    truth_dir = dataset / "derivatives" / "truth"
+    run_participant_level(
+        bids_dir=dataset,
+        output_dir=tmp_path / "out",
+        model=_model(tmp_path),
+        work_dir=tmp_path / "work",
+        smoothing_fwhm=0,
+        participant_label=["01"],
+    )
+    out = tmp_path / "out" / "glmflow" / "sub-01" / "func"
+    truth = load_truth(dataset)
+    assert truth["conditions"][:3] == ["face", "house", "scrambled"]
+
+    def region(name):
+        return _load(truth_dir / f"desc-{name}_mask.nii.gz") > 0
+
+    for condition in ("face", "house"):
+        stem = f"sub-01_task-faces_{SPACE}_contrast-{condition}"
+        z = _load(out / f"{stem}_stat-z_statmap.nii.gz")
+        effect = _load(out / f"{stem}_stat-effect_statmap.nii.gz")
+        true_effect = _load(truth_dir / f"sub-01_desc-{condition}_effect.nii.gz")
+        active = region(condition)
+        # the effect is recovered in percent signal change, within 15 %
+        assert effect[active].mean() == pytest.approx(true_effect[active].mean(), rel=0.15)
+        sensitivity = np.mean(z[active] > 3.1)
+        false_positive_rate = np.mean(np.abs(z[region("null")]) > 3.1)
+        assert sensitivity > 0.3, (condition, sensitivity)
+        assert false_positive_rate < 0.01, (condition, false_positive_rate)
+
+
+def _results(work: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+
+
+def _executed(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    """Names of the nodes whose result file was written again."""
+    return {Path(p).parent.name for p, t in after.items() if before.get(p) != t}
+
+
+def test_no_change_rerun_executes_nothing(first_run):
+    root, kwargs, _ = first_run
+    before = _results(root / "work")
+    run_participant_level(**kwargs, n_procs=1)  # n_procs is not part of any hash
+    assert _executed(before, _results(root / "work")) == set()
+
+
+@pytest.fixture
+def cold(tmp_path_factory, tmp_path):
+    """A fresh cold run of one subject's run in its own work directory."""
+    dataset = make_synthetic_dataset(tmp_path / "bids", n_subjects=1, n_runs=1)
+    kwargs = dict(
+        bids_dir=dataset,
+        output_dir=tmp_path / "out",
+        model=_model(tmp_path),
+        work_dir=tmp_path / "work",
+    )
+    run_participant_level(**kwargs)
+    return tmp_path, kwargs
+
+
+def test_contrast_edit_reruns_only_contrast_nodes(cold):
+    root, kwargs = cold
+    contrasts = {"face-house": "face - house", "house-face": "house - face"}
+    before = _results(root / "work")
+    run_participant_level(**{**kwargs, "model": _model(root, design_contrasts=contrasts)})
+    executed = _executed(before, _results(root / "work"))
+    assert {"compute_contrasts", "combine_runs", "ds_subject"} <= executed
+    assert {n for n in executed if not n.startswith("ds_")} == {
+        "compute_contrasts",
+        "merge_contrast_indices",
+        "combine_runs",
+    }
+    out = root / "out" / "glmflow" / "sub-01" / "func"
+    name = f"sub-01_task-faces_{SPACE}_contrast-houseMinusFace_stat-z_statmap.nii.gz"
+    assert (out / name).is_file()
+
+
+def test_confound_edit_keeps_the_masked_data(cold):
+    root, kwargs = cold
+    before = _results(root / "work")
+    confounds = ["trans_x", "non_steady_state_outlier*"]
+    run_participant_level(**{**kwargs, "model": _model(root, confound_regressors=confounds)})
+    executed = _executed(before, _results(root / "work"))
+    assert {"select_confounds", "build_design", "fit_first_level", "compute_contrasts"} <= executed
+    assert "mask_and_smooth" not in executed and "parse_events" not in executed
+
+
+def test_design_tsv_holds_the_model_columns(first_run):
+    root, _, _ = first_run
+    design = pd.read_csv(
+        root / "out/glmflow/sub-01/func/sub-01_task-faces_run-1_desc-design_matrix.tsv", sep="\t"
+    )
+    assert design.columns[0] == "frame_times"
+    for column in ("face", "house", "scrambled", "face_x_rt", "trans_x", "constant"):
+        assert column in design.columns
+    assert len(design) == 100

@@ -1,4 +1,8 @@
-"""glmflow: cached, cluster-ready Nipype workflows for fMRI general linear models."""
+"""glmflow: cached, cluster-ready Nipype workflows for fMRI general linear models.
+
+The light names (errors, ``read_events``, ``load_model``, ``ModelSpec``) import at once;
+the ones that need Nipype or the dataset generator are loaded on first use.
+"""
 
 from glmflow.errors import (
     ConfoundsError,
@@ -13,6 +17,21 @@ from glmflow.errors import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "read_events": "glmflow.core.events",
+    "ModelSpec": "glmflow.core.model",
+    "load_model": "glmflow.core.model",
+    "discover_runs": "glmflow.core.bids",
+    "make_synthetic_dataset": "glmflow.data",
+    "load_truth": "glmflow.data",
+    "init_glmflow_wf": "glmflow.workflows.base",
+    "init_subject_level_wf": "glmflow.workflows.subject_level",
+    "init_run_level_wf": "glmflow.workflows.run_level",
+    "plan_participant_level": "glmflow.workflows.runner",
+    "run_participant_level": "glmflow.workflows.runner",
+    "run_workflow": "glmflow.workflows.execution",
+}
+
 __all__ = [
     "ConfoundsError",
     "ContrastError",
@@ -23,4 +42,15 @@ __all__ = [
     "GroupModelError",
     "ModelSpecError",
     "__version__",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'glmflow' has no attribute {name!r}")

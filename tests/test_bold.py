@@ -161,8 +161,10 @@ def test_estimate_mem_gb_reads_header_only(tmp_path):
     header.set_data_dtype(np.int16)
     path = tmp_path / "header_only.nii"
     path.write_bytes(header.binaryblock + b"\0" * 4)
-    expected = 0.35 + 1.2 * 97 * 115 * 97 * 200 * 4 / 1024**3
-    assert estimate_mem_gb(path) == pytest.approx(expected, abs=1e-3)
+    float32_gb = 97 * 115 * 97 * 200 * 4 / 1024**3
+    assert estimate_mem_gb(path) == pytest.approx(0.35 + 1.2 * float32_gb, abs=1e-3)
+    full = estimate_mem_gb(path, minimize_memory=False)
+    assert full == pytest.approx(0.35 + 2.5 * float32_gb, abs=1e-3)
 
 
 def test_mask_and_smooth_node(tmp_path, mask_file):

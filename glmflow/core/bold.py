@@ -38,9 +38,10 @@ __all__ = [
 _TRUNCATE = 4.0
 _GZIP_MAGIC = b"\x1f\x8b"
 _LARGE_BYTES = 32 << 20
-# Bytes of float32 working memory per BOLD voxel-volume beyond the masked array itself; measured
-# with benchmarks/bench_run.py (peak RSS / float32 BOLD size) and rounded up.
+# Peak memory per byte of float32 BOLD (benchmarks/bench_run.py), with margin; see
+# estimate_mem_gb
 _MEM_FACTOR = 1.2
+_MEM_FACTOR_FULL = 2.5
 _MEM_BASE_GB = 0.35
 
 
@@ -282,18 +283,24 @@ def read_masked_bold(
     sigma = _sigma_voxels(smoothing_fwhm, img.affine)
     crop = _smoothing_crop(mask, sigma)
     sub_mask = mask[crop]
+    # Work on each volume as the file lays it out, a C-ordered (z, y, x) array: copies are
+    # contiguous and scipy filters C-ordered arrays fastest. Axes are still filtered x, y, z
+    # (nilearn's order, which fixes the rounding).
+    sub_flat = np.ravel_multi_index(np.nonzero(sub_mask), sub_mask.shape, order="F")
     work = None
     for t, raw in enumerate(_iter_raw_volumes(img)):
-        vol = raw.reshape(shape3, order="F")[crop]
+        vol = raw.reshape(shape3, order="F")[crop].T
         vol = apply_read_scaling(vol, slope, inter) if slope is not None else vol
         if work is None:
             work = np.empty(vol.shape, dtype=_smoothing_dtype(raw.dtype, vol.dtype))
-        work[...] = vol
-        work[~np.isfinite(work)] = 0
+            check_finite = vol.dtype.kind == "f"  # integers are always finite
+        np.copyto(work, vol, casting="unsafe")
+        if check_finite:
+            work[~np.isfinite(work)] = 0
         for axis, s in enumerate(sigma):
             if s > 0:
-                gaussian_filter1d(work, s, axis=axis, output=work, truncate=_TRUNCATE)
-        out[t] = work[sub_mask]
+                gaussian_filter1d(work, s, axis=2 - axis, output=work, truncate=_TRUNCATE)
+        out[t] = work.ravel()[sub_flat]
     return out
 
 
@@ -354,8 +361,9 @@ def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
     """Write a NIfTI image; ``.nii.gz`` is compressed with ISA-L (level 1) for speed."""
     path = Path(path)
     if path.name.endswith(".gz"):
+        # nibabel streams the array into the file object: no serialised copy in memory
         with igzip.open(path, "wb", compresslevel=1) as fh:
-            fh.write(img.to_bytes())
+            img.to_file_map({"image": nib.FileHolder(fileobj=fh)})
     else:
         nib.save(img, path)
     return path
@@ -372,12 +380,16 @@ def read_masked_maps(map_file: str | os.PathLike, mask_file: str | os.PathLike) 
     return data[mask].T.astype(np.float64)
 
 
-def estimate_mem_gb(bold_file: str | os.PathLike) -> float:
-    """Memory (GB) a node reading and fitting ``bold_file`` needs, from the header only.
+def estimate_mem_gb(bold_file: str | os.PathLike, *, minimize_memory: bool = True) -> float:
+    """Memory (GB) a node reading or fitting ``bold_file`` needs, from the header only.
 
-    The float32 size of the 4D image times a measured factor plus the interpreter and
-    libraries, so schedulers (MultiProc, SLURM, SGE) can pack nodes honestly.
+    The float32 size of the 4D image times a factor, plus the interpreter and libraries, so
+    schedulers (MultiProc, SLURM, SGE) can pack nodes honestly. The factor 1.2 covers masks of
+    up to half the field of view (measured: peak 0.71x for a 22 % brain mask, see
+    benchmarks/RESULTS-run.md); ``minimize_memory=False`` adds the residual and predicted
+    time series and their 4D images.
     """
     header = _load_image(bold_file, "BOLD").header
     n_values = float(np.prod(header.get_data_shape()))
-    return round(_MEM_BASE_GB + _MEM_FACTOR * n_values * 4 / 1024**3, 3)
+    factor = _MEM_FACTOR if minimize_memory else _MEM_FACTOR_FULL
+    return round(_MEM_BASE_GB + factor * n_values * 4 / 1024**3, 3)

@@ -290,11 +290,13 @@ def _t_effect(fit: FirstLevelFit, vector: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _f_effect(fit: FirstLevelFit, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    effect = np.empty((matrix.shape[0], fit.n_voxels))
-    for g, cov in enumerate(fit.normalized_cov):
-        voxels = fit.labels == g
-        if not voxels.any():
-            continue
-        invcov = np.linalg.inv(np.atleast_2d(matrix @ cov @ matrix.T))
-        effect[:, voxels] = np.real_if_close(spl.sqrtm(invcov)) @ (matrix @ fit.theta[:, voxels])
+    effect = matrix @ fit.theta
+    order = np.argsort(fit.labels, kind="stable")
+    counts = np.bincount(fit.labels, minlength=len(fit.normalized_cov))
+    for cov, voxels in zip(
+        fit.normalized_cov, np.split(order, np.cumsum(counts)[:-1]), strict=True
+    ):
+        if voxels.size:
+            invcov = np.linalg.inv(np.atleast_2d(matrix @ cov @ matrix.T))
+            effect[:, voxels] = np.real_if_close(spl.sqrtm(invcov)) @ effect[:, voxels]
     return effect, fit.dispersion.copy()

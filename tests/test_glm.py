@@ -167,6 +167,26 @@ def test_recovers_simulated_betas_without_scaling():
     assert np.sign(ar.theta[0]).tolist() == np.sign(beta[0]).tolist()
 
 
+def test_constant_and_zero_voxels_match_nilearn_run_glm():
+    from nilearn.glm.first_level import mean_scaling, run_glm
+
+    design = make_design(5)
+    rng = np.random.default_rng(5)
+    data = (1000 + 10 * rng.standard_normal((N_VOLUMES, 40))).astype(np.float32)
+    data[:, 3] = 500.0  # constant: zero residuals but for nilearn's global centring
+    data[:, 7] = 0.0  # empty voxel: mean 0, scaled by 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels, results = run_glm(mean_scaling(data.copy())[0], design.to_numpy())
+        fit = fit_glm(data, design)
+    theta = np.zeros_like(fit.theta)
+    for label, result in results.items():
+        theta[:, labels == label] = result.theta
+    np.testing.assert_array_equal(fit.rho[fit.labels], labels.astype(float))
+    np.testing.assert_allclose(fit.theta, theta, rtol=1e-10, atol=1e-10)
+    assert np.isfinite(fit.dispersion).all()
+
+
 def test_input_data_not_modified_and_bool_sample_mask(run):
     bold, mask_file, design = run
     data = read_masked_bold(bold, mask_file)

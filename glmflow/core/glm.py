@@ -237,17 +237,20 @@ def _design_array(design, column_names, n_volumes: int, source: str):
 
 def _whiten(x: np.ndarray, rho) -> np.ndarray:
     """AR(1) whitening as nilearn's ARModel.whiten (rho scalar or one per column)."""
-    w = x.copy()
-    w[1:] -= rho * x[:-1]
+    w = np.empty_like(x)
+    w[0] = x[0]
+    # w[t] = x[t] - (rho * x[t-1]): nilearn's operation order, without temporaries
+    np.multiply(x[:-1], rho, out=w[1:])
+    np.subtract(x[1:], w[1:], out=w[1:])
     return w
 
 
 class _Source:
     """Float64 voxel chunks of the (sample-masked, scaled) data; the input is never modified.
 
-    The first pass reads contiguous chunks; with ``keep`` it stores them (float32, after
-    masking and scaling) so the second, grouped pass gathers from that copy instead of
-    scaling again.
+    The first pass reads contiguous chunks; with ``keep`` it stores them (in the data's
+    float dtype, after masking and scaling) so the second pass re-reads that copy instead of
+    masking and scaling again.
     """
 
     def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool, keep: bool):
@@ -281,12 +284,11 @@ class _Source:
             self.store[:, columns] = block
         return block.astype(np.float64)
 
-    def gather(self, columns: np.ndarray) -> np.ndarray:
-        if self.store is not None:
-            return np.take(self.store, columns, axis=1).astype(np.float64)
-        if self.rows is None and not self.scale:
-            return np.take(self.data, columns, axis=1).astype(np.float64)
-        raise AssertionError("gather needs the stored first pass")
+    def again(self, columns: slice) -> np.ndarray:
+        """The chunk ``first`` returned, from the stored copy when there is one."""
+        if self.store is None:
+            return self.first(columns)
+        return self.store[:, columns].astype(np.float64)
 
 
 def _chunks(n_items: int, size: int):
@@ -425,15 +427,16 @@ def _ar1_coefficients(source: _Source, X: np.ndarray, n_voxels: int, chunk: int)
     r0 /= n * n
     r1 /= (n - 1) * n
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where(r0 > 0, r1 / r0, 0.0)  # constant residuals: no autocorrelation
+        # residuals exactly 0 after centring (nilearn's solve fails): no autocorrelation
+        rho = np.where(r0 > 0, r1 / r0, 0.0)
     return rho
 
 
 def _fit_groups(source: _Source, X, labels, values, chunk, keep, *, whiten):
     """(Whitened) least squares per noise group, voxels sorted by group and chunked.
 
-    A single group (OLS) reads contiguous chunks in one pass; several groups gather each
-    chunk's voxels, sorted by group, from the first pass's stored data.
+    Chunks of consecutive voxels (re-read from the first pass's stored copy for AR(1)) are
+    sorted by group in cache, so each group is one matrix product per chunk.
     """
     n, p = X.shape
     n_voxels = labels.size
@@ -450,31 +453,32 @@ def _fit_groups(source: _Source, X, labels, values, chunk, keep, *, whiten):
     extras = {}
     if keep:
         extras = {
-            "residuals": np.empty((n, n_voxels), np.float32),
-            "predicted": np.empty((n, n_voxels), np.float32),
+            "residuals": large_empty((n, n_voxels), np.float32),
+            "predicted": large_empty((n, n_voxels), np.float32),
             "r_square": np.empty(n_voxels),
         }
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    rho_voxel = values[sorted_labels]
     for part in _chunks(n_voxels, chunk):
-        idx = order[part]
-        y = source.first(part) if n_groups == 1 else source.gather(idx)
-        wy = _whiten(y, rho_voxel[part]) if whiten else y
-        # the chunk spans one or more consecutive groups
-        labs = sorted_labels[part]
+        y = source.again(part)
+        labs = labels[part]
+        if n_groups > 1:
+            # sort the chunk's voxels by group: each group is then one contiguous block
+            perm = np.argsort(labs, kind="stable")
+            y, labs = y[:, perm], labs[perm]
+            vox = part.start + perm
+        else:
+            vox = np.arange(part.start, part.stop)
+        wy = _whiten(y, values[labs]) if whiten else y
         bounds = np.flatnonzero(np.diff(labs)) + 1
-        for seg_start, seg_stop in zip(np.r_[0, bounds], np.r_[bounds, labs.size], strict=True):
-            g = labs[seg_start]
-            seg = slice(seg_start, seg_stop)
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, labs.size], strict=True):
+            g = labs[start]
+            seg = slice(start, stop)
             beta = pinvs[g] @ wy[:, seg]
             fitted = designs[g] @ beta
             wresid = wy[:, seg] - fitted
-            vox = idx[seg]
-            theta[:, vox] = beta
-            dispersion[vox] = np.einsum("tv,tv->v", wresid, wresid) / (n - p)
+            theta[:, vox[seg]] = beta
+            dispersion[vox[seg]] = np.einsum("tv,tv->v", wresid, wresid) / (n - p)
             if keep:
-                extras["predicted"][:, vox] = fitted
-                extras["residuals"][:, vox] = y[:, seg] - fitted
-                extras["r_square"][vox] = np.var(fitted, axis=0) / np.var(wy[:, seg], axis=0)
+                extras["predicted"][:, vox[seg]] = fitted
+                extras["residuals"][:, vox[seg]] = y[:, seg] - fitted
+                extras["r_square"][vox[seg]] = np.var(fitted, axis=0) / np.var(wy[:, seg], axis=0)
     return theta, dispersion, labels, values, covs, extras

@@ -31,7 +31,7 @@ from glmflow.workflows.execution import (
 pytestmark = pytest.mark.cluster
 
 POLL = 0.5
-CHECK = {"SLURM": ["sinfo", "-h"], "SGE": ["qstat", "-f"]}
+CHECK = {"SLURM": ["sinfo", "-h", "-o", "%t"], "SGE": ["qstat", "-f"]}
 START = {"SLURM": "scripts/cluster/slurm.sh start", "SGE": "scripts/cluster/sge.sh start"}
 
 
@@ -39,19 +39,28 @@ def _scheduler(plugin: str) -> str:
     return "SLURM" if plugin.startswith("SLURM") else "SGE"
 
 
+def _usable(scheduler: str, out: str) -> bool:
+    """A node / queue instance that takes jobs (not down, drained, disabled or in error)."""
+    if scheduler == "SLURM":
+        return any(state.rstrip("*") in ("idle", "mix", "alloc", "comp") for state in out.split())
+    rows = [line.split() for line in out.splitlines() if "@" in line.split(" ", 1)[0]]
+    return any(len(row) < 6 or not set(row[5]) & set("uEdaADcCsS") for row in rows)
+
+
 def require_cluster(plugin: str) -> None:
-    """Skip, saying why, unless the plugin's scheduler answers."""
-    command = CHECK[_scheduler(plugin)]
+    """Skip, saying why, unless the plugin's scheduler answers and has a usable node."""
+    scheduler = _scheduler(plugin)
+    command, start = CHECK[scheduler], START[scheduler]
     if shutil.which(command[0]) is None:
-        pytest.skip(f"{command[0]} not on PATH: no {_scheduler(plugin)} cluster here")
+        pytest.skip(f"{command[0]} not on PATH: no {scheduler} cluster (`{start}`, as root)")
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
         pytest.skip(f"`{' '.join(command)}` did not answer within 20 s")
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not _usable(scheduler, proc.stdout):
         pytest.skip(
-            f"`{' '.join(command)}` failed ({proc.stderr.strip()}); start the cluster with "
-            f"`{START[_scheduler(plugin)]}` (as root)"
+            f"no usable {scheduler} node (`{' '.join(command)}`: "
+            f"{(proc.stderr or proc.stdout).strip()[-200:]}); start the cluster with `{start}`"
         )
 
 

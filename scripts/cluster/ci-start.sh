@@ -30,6 +30,6 @@ status=0
 "${SUDO[@]}" env CLUSTER_APT_UPDATED=1 "$HERE/slurm.sh" start || status=1
 "${SUDO[@]}" env CLUSTER_APT_UPDATED=1 "$HERE/sge.sh" start || status=1
 if [ $status -ne 0 ]; then
-    echo "[ci-start] ERROR: a cluster did not start (see above); tests marked 'cluster' will skip" >&2
+    echo "[ci-start] ERROR: a cluster did not start (see its log tail above)" >&2
 fi
 exit $status

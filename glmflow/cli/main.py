@@ -116,11 +116,23 @@ def _run(argv: list[str]) -> int:
     return run_bids_app(_bids_app_parser().parse_args(argv))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced, e.g. by tests)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _configure_logging() -> None:
     """glmflow's own messages on stderr; Nipype keeps its own handler (no duplicates)."""
     logger = logging.getLogger("glmflow")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s glmflow %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

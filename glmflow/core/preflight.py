@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from glmflow.core.bids import RunInputs
 from glmflow.core.bold import load_mask
 from glmflow.core.confounds import select_confounds
@@ -94,9 +92,7 @@ def check_first_level(
                 f"{run.bold}: {kept} volumes are left after censoring for {design.shape[1]} "
                 "design columns; select fewer confounds or relax scrubbing"
             )
-        mask, _ = load_mask(run.mask)
-        if not np.any(mask):
-            raise DatasetError(f"Brain mask {run.mask} is empty; check the fMRIPrep outputs")
+        load_mask(run.mask)  # refuses an empty or unreadable mask
         columns[run.bold] = tuple(str(c) for c in design.columns)
 
     contrasts = expand_contrasts(spec, list(conditions))
@@ -114,6 +110,11 @@ def check_first_level(
             )
             if missing:
                 dropped.setdefault(bold, {})[contrast.name] = missing
+                warnings.warn(
+                    f"Contrast '{contrast.name}': {', '.join(missing)} not in the design of "
+                    f"{bold}; dropped from the contrast there (--missing-conditions drop)",
+                    stacklevel=2,
+                )
             if weights.shape[0] == 0:
                 skipped.setdefault(bold, set()).add(contrast.name)
     return FirstLevelPlan(tuple(conditions), contrasts, columns, dropped, skipped)

@@ -1,0 +1,220 @@
+"""The command line: user mistakes end as one line, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmflow.cli.main import main
+from glmflow.data import make_synthetic_dataset
+
+MODEL = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
+FUNC = "sub-01/func/sub-01_task-faces_run-1"
+PREP = f"derivatives/fmriprep/{FUNC}"
+BOLD = f"{PREP}_space-MNI152NLin2009cAsym_desc-preproc_bold"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("cli") / "bids", n_subjects=1, n_runs=1, n_volumes=60
+    )
+
+
+@pytest.fixture
+def dataset(pristine, tmp_path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "bids"))
+
+
+def _model(tmp_path: Path, **changes) -> Path:
+    data = json.loads((MODEL / "task_information.json").read_text())
+    data["faces"].update(changes)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _set_tr(path: Path) -> None:
+    sidecar = json.loads(path.read_text())
+    sidecar["RepetitionTime"] = 3.0
+    path.write_text(json.dumps(sidecar))
+
+
+def _empty_mask(path: Path) -> None:
+    img = nib.load(path)
+    nib.Nifti1Image(np.zeros(img.shape, "uint8"), img.affine, img.header).to_filename(path)
+
+
+def _collinear_confound(path: Path) -> None:
+    table = pd.read_csv(path, sep="\t")
+    table["trans_x_copy"] = 2 * table["trans_x"]
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+# (case, dataset edit, model changes, message regex)
+BAD_INPUTS = [
+    (
+        "missing events",
+        (f"{FUNC}_events.tsv", _delete),
+        {},
+        r"^glmflow: error: No events file for \S+run-1_space-MNI152NLin2009cAsym_desc-preproc_bold"
+        r"\.nii\.gz: expected sub-01_task-faces_run-1_events\.tsv in \S+/sub-01/func; add it",
+    ),
+    (
+        "missing confounds",
+        (f"{PREP}_desc-confounds_timeseries.tsv", _delete),
+        {},
+        r"^glmflow: error: No confounds file for \S+_bold\.nii\.gz: expected "
+        r"sub-01_task-faces_run-1_desc-confounds_timeseries\.tsv in \S+; rerun fMRIPrep",
+    ),
+    (
+        "missing mask",
+        (f"{PREP}_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz", _delete),
+        {},
+        r"^glmflow: error: No brain mask for \S+_bold\.nii\.gz: expected "
+        r"sub-01_task-faces_run-1_space-MNI152NLin2009cAsym_desc-brain_mask\.nii\.gz",
+    ),
+    (
+        "TR sidecar vs header",
+        (f"{BOLD}.json", _set_tr),
+        {},
+        r"^glmflow: error: \S+_bold\.nii\.gz: the sidecar says RepetitionTime 3 s but the NIfTI "
+        r"header \(pixdim\[4\]\) says 2 s",
+    ),
+    (
+        "empty mask",
+        (f"{PREP}_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz", _empty_mask),
+        {},
+        r"^glmflow: error: Mask \S+desc-brain_mask\.nii\.gz is empty \(no non-zero voxel\)",
+    ),
+    (
+        "rank-deficient design",
+        (f"{PREP}_desc-confounds_timeseries.tsv", _collinear_confound),
+        {"confound_regressors": ["trans_x", "trans_x_copy"]},
+        r"^glmflow: error: Design matrix in \S+_events\.tsv is rank deficient \(rank 24 for 25 "
+        r"columns\): columns trans_x, trans_x_copy are linearly dependent; drop one",
+    ),
+    (
+        "contrast naming an absent column",
+        None,
+        {"design_contrasts": {"faces-houses": "face - houses"}},
+        r"^glmflow: error: Contrast 'faces-houses' uses 'houses' which is not a column of the "
+        r"design of \S+_bold\.nii\.gz \(columns: face, .*\); fix the contrast or run with "
+        r"--missing-conditions drop$",
+    ),
+    (
+        "model key typo",
+        None,
+        {"confound_regresors": []},
+        r"^glmflow: error: Unknown key 'confound_regresors' in the task's entry; did you mean "
+        r"'confound_regressors'\?",
+    ),
+    (
+        "model tr disagrees with the data",
+        None,
+        {"tr": 1.0},
+        r'^glmflow: error: "tr" is 1 s in \S+model\.json but \S+_bold\.nii\.gz has 2 s \(sidecar '
+        r'RepetitionTime\); set "tr" to 2 in \S+model\.json or remove it',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "changes", "message"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    dataset, tmp_path, capsys, edit, changes, message
+):
+    if edit is not None:
+        relative, action = edit
+        action(dataset / relative)
+    before = {p: p.stat().st_mtime_ns for p in dataset.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    code = main(
+        [str(dataset), str(out), "participant", "--model", str(_model(tmp_path, **changes)),
+         "-w", str(tmp_path / "work"), "--plugin", "Linear"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("glmflow: error:")]
+    assert code == 2
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert re.search(message, lines[0]), lines[0]
+    assert not out.exists() or not any(out.rglob("*.nii.gz"))
+    after = {p: p.stat().st_mtime_ns for p in dataset.rglob("*") if p.is_file()}
+    assert after == before  # the input dataset is never written to
+
+
+def test_missing_conditions_drop_records_the_dropped_terms(dataset, tmp_path):
+    model = _model(tmp_path, design_contrasts={"faces-houses": "face - houses"})
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="houses"):
+        code = main(
+            [str(dataset), str(out), "participant", "--model", str(model),
+             "-w", str(tmp_path / "work"), "--missing-conditions", "drop"]
+        )  # fmt: skip
+    assert code == 0
+    sidecar = out / (
+        "glmflow/sub-01/func/sub-01_task-faces_run-1_space-MNI152NLin2009cAsym_"
+        "contrast-facesMinusHouses_stat-z_statmap.json"
+    )
+    contrast = json.loads(sidecar.read_text())["Contrast"]
+    assert contrast["dropped"] == ["houses"]
+    assert contrast["weights"] == [{"face": 1.0}]
+
+
+def test_debug_shows_the_traceback(dataset, tmp_path):
+    model = _model(tmp_path, confound_regresors=[])
+    with pytest.raises(Exception, match="confound_regresors"):
+        main([str(dataset), str(tmp_path / "out"), "participant", "--model", str(model),
+              "--debug"])  # fmt: skip
+
+
+def test_console_script_runs_the_participant_level(dataset, tmp_path):
+    """The installed ``glmflow`` command, as a user types it."""
+    env = {**os.environ, "NIPYPE_NO_ET": "1"}
+    cmd = [
+        sys.executable, "-m", "glmflow.cli.main", str(dataset), str(tmp_path / "out"),
+        "participant", "--model", str(MODEL / "task_information.json"),
+        "-w", str(tmp_path / "work"), "--n-cpus", "2",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 run(s) of 1 subject(s) done" in proc.stdout
+    z = (
+        tmp_path
+        / "out"
+        / (
+            "glmflow/sub-01/func/sub-01_task-faces_space-MNI152NLin2009cAsym_contrast-face_"
+            "stat-z_statmap.nii.gz"
+        )
+    )
+    assert z.is_file()
+    bad = subprocess.run(
+        [*cmd[:7], str(tmp_path / "nope.json")], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith("glmflow: error:") and len(bad.stderr.splitlines()) == 1
+
+
+def test_make_dataset_command(tmp_path, capsys):
+    assert main(["make-dataset", str(tmp_path / "ds"), "--n-subjects", "1", "--n-runs", "1"]) == 0
+    assert (tmp_path / "ds" / "participants.tsv").is_file()
+    assert main(["make-dataset", str(tmp_path / "ds")]) == 2
+    assert "not empty" in capsys.readouterr().err

@@ -171,14 +171,15 @@ def test_failed_node_on_cluster(plugin, tmp_path, work_dir):
         (
             "SLURM",
             {"sbatch_args": "-p no_such_partition"},
-            r"^SLURM rejected the request '--mem=205M --cpus-per-task=1' of node\(s\) contrast, "
-            r"simulate: sbatch: error: invalid partition specified: no_such_partition; "
-            r"allocation failure: Invalid partition name specified; lower",
+            r"^SLURM rejected the request '--mem=205M --cpus-per-task=1' of node\(s\) "
+            r"toy_wf\.contrast, toy_wf\.simulate: sbatch: error: invalid partition specified: "
+            r"no_such_partition; allocation failure: Invalid partition name specified; lower",
         ),
         (
             "SGEGraph",
             {"qsub_args": "-q no_such.q"},
-            r"^SGE rejected the request '-l mem_free=205M' of node\(s\) contrast, simulate: "
+            r"^SGE rejected the request '-l mem_free=205M' of node\(s\) toy_wf\.contrast, "
+            r"toy_wf\.simulate: "
             r'Unable to run job: Job was rejected because job requests unknown queue "no_such.q"; '
             r"lower",
         ),

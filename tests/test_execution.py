@@ -315,7 +315,7 @@ def test_run_workflow_option_errors(tmp_path, kwargs, message):
 )
 def test_multiproc_budget_too_small(tmp_path, n_procs, mem_gb, budget):
     message = (
-        rf"^Node 'fit' needs n_procs=2 and mem_gb=1\.5, more than MultiProc's {budget}; "
+        rf"^Node 'toy_wf\.fit' needs n_procs=2 and mem_gb=1\.5, more than MultiProc's {budget}; "
         r"raise n_procs / mem_gb \(glmflow --n-cpus / --mem-gb\) or use a cluster plugin$"
     )
     with pytest.raises(ExecutionError, match=message):
@@ -349,7 +349,7 @@ def test_rejected_request_names_nodes_and_scheduler_message(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", path)
     workflow = build_workflow(tmp_path / "runs")
     message = (
-        r"^SLURM rejected the request '--mem=1536M --cpus-per-task=2' of node\(s\) fit: "
+        r"^SLURM rejected the request '--mem=1536M --cpus-per-task=2' of node\(s\) toy_wf\.fit: "
         r"sbatch: error: Memory specification can not be satisfied; lower the nodes' mem_gb / "
         r"n_procs or choose a partition / queue that has them in plugin_args$"
     )
@@ -369,13 +369,13 @@ def test_missing_parallel_environment_warns(tmp_path, monkeypatch):
     scripts = {"qsub": qsub, "qdel": "exit 0", "qstat": "exit 0", "qconf": "echo make; echo mpi"}
     monkeypatch.setenv("PATH", _fake_commands(tmp_path / "bin", scripts))
     warning = (
-        r"^SGE parallel environment 'smp' not found \(available: make, mpi\): nodes fit request "
-        r'1 slot instead of n_procs; set plugin_args \{"parallel_env": "<name>"\} to request '
-        r"their CPUs$"
+        r"^SGE parallel environment 'smp' not found \(available: make, mpi\): nodes "
+        r'toy_wf\.fit request 1 slot instead of n_procs; set plugin_args \{"parallel_env": '
+        r'"<name>"\} to request their CPUs$'
     )
     message = (
-        r"^SGE rejected the request '-l mem_free=1536M' of node\(s\) fit: Unable to run job: "
-        r"error: no suitable queues; lower"
+        r"^SGE rejected the request '-l mem_free=1536M' of node\(s\) toy_wf\.fit: Unable to run "
+        r"job: error: no suitable queues; lower"
     )
     with pytest.warns(UserWarning, match=warning), pytest.raises(ExecutionError, match=message):
         run_workflow(build_workflow(tmp_path / "runs"), plugin="SGE", work_dir=tmp_path)

@@ -215,9 +215,9 @@ def _parallel_envs() -> set[str] | None:
 
 
 def _iter_nodes(workflow):
-    """Every node of the workflow, nested workflows included."""
+    """(full name, node) of every node, nested workflows included."""
     for name in workflow.list_node_names():
-        yield name, workflow.get_node(name)
+        yield f"{workflow.name}.{name}", workflow.get_node(name)
 
 
 def _request_resources(workflow, plugin: str, args: dict[str, Any]) -> dict[str, list[str]]:

@@ -429,3 +429,13 @@ def test_spikes_on_the_same_volume_are_modelled_once(tmp_path):
         )
     assert list(selected.columns) == ["non_steady_state_outlier00", "motion_outlier01"]
     assert selected["motion_outlier01"].to_numpy()[7] == 1
+
+
+def test_optional_columns_may_match_nothing_with_a_warning(confounds_file):
+    with pytest.warns(UserWarning, match=r"optional confound pattern 'w_comp_cor_\*' matches"):
+        selected, _ = select_confounds(
+            confounds_file, columns=["trans_x"], optional_columns=["w_comp_cor_*", "rot_x"]
+        )
+    assert list(selected.columns) == ["trans_x", "rot_x"]
+    with pytest.raises(ConfoundsError, match="wildcard 'w_comp_cor_\\*' matches no column"):
+        select_confounds(confounds_file, columns=["w_comp_cor_*"])

@@ -80,7 +80,8 @@ def test_defaults_are_the_documented_ones():
         "missing_conditions": "error",
     }  # fmt: skip
     assert spec.confounds.to_dict() == {
-        "columns": [], "strategy": [], "motion": "full", "wm_csf": "basic",
+        "columns": [], "optional_columns": [], "strategy": [], "motion": "full",
+        "wm_csf": "basic",
         "global_signal": "basic", "compcor": "anat_combined", "n_compcor": "all",
         "fd_threshold": 0.5, "std_dvars_threshold": 1.5, "scrub": 5, "demean": True,
     }  # fmt: skip

@@ -49,7 +49,8 @@ def test_builder_output_loads_as_it_is(tmp_path):
     assert spec.events.block_column == "block_type"
     assert spec.events.missing_block_column == "warn"  # the builder writes it for every task
     assert spec.events.drop_conditions == ("fixation",)
-    assert spec.confounds.columns == GLMX_CONFOUND_PATTERNS
+    assert spec.confounds.columns == ()
+    assert spec.confounds.optional_columns == GLMX_CONFOUND_PATTERNS
     assert spec.contrasts == () and spec.auto_contrasts == ("conditions",)
     assert spec.group.regressors == ()
     assert spec.source == str(tmp_path / "task_information.json")
@@ -101,10 +102,12 @@ KEYS = [
     ("tr", None, lambda s: s.tr, None),
     ("excludes", ["sub-01", "02"], lambda s: s.excludes, ("01", "02")),
     ("condition_identifier", "stimulus", lambda s: s.events.condition_column, "stimulus"),
-    ("confound_regressors", ["trans_x", "rot_*"], lambda s: s.confounds.columns,
-     ("trans_x", "rot_*", *GLMX_CONFOUND_PATTERNS)),
-    ("confound_regressors", ["a_comp_cor_00", "a_comp_cor_*"], lambda s: s.confounds.columns,
-     ("a_comp_cor_00", "a_comp_cor_*", "motion_outlier*", "t_comp_cor_*")),
+    ("confound_regressors", ["trans_x", "rot_*"],
+     lambda s: (s.confounds.columns, s.confounds.optional_columns),
+     (("trans_x", "rot_*"), GLMX_CONFOUND_PATTERNS)),
+    ("confound_regressors", ["a_comp_cor_00", "a_comp_cor_*"],
+     lambda s: (s.confounds.columns, s.confounds.optional_columns),
+     (("a_comp_cor_00", "a_comp_cor_*"), ("motion_outlier*", "t_comp_cor_*"))),
     ("modulators", ["rt", "accuracy"], lambda s: s.events.modulators, ("rt", "accuracy")),
     ("block_identifier", None, lambda s: s.events.block_column, None),
     ("block_identifier", "blocks", lambda s: (s.events.block_column,

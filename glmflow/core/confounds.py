@@ -65,6 +65,7 @@ def select_confounds(
     confounds_file: str | PathLike[str],
     *,
     columns: Iterable[str] = (),
+    optional_columns: Iterable[str] = (),
     strategy: Iterable[str] = (),
     motion: Level = "full",
     wm_csf: Level = "basic",
@@ -90,6 +91,9 @@ def select_confounds(
         spike columns (``motion_outlier*``, ``non_steady_state_outlier*``), which exist only
         when there are outliers. These columns stay regressors (no censoring); one that
         varies only in volumes a strategy censors is an error (it would be constant).
+    optional_columns : iterable of str, default=()
+        Wildcards added like ``columns`` but allowed to match nothing (a warning says
+        so): glm-express's implicit compcor and outlier columns.
     strategy : iterable of str, default=()
         nilearn ``load_confounds`` strategies, from :data:`STRATEGIES`. Any strategy also
         censors non-steady-state volumes, as nilearn always does; ``"scrub"`` censors
@@ -146,6 +150,15 @@ def select_confounds(
     if bold_file is not None:
         _check_volumes(path, len(raw), Path(bold_file))
     explicit = resolve_columns(columns, list(raw.columns), path)
+    for pattern in _strings(optional_columns, "optional_columns", path):
+        matches = [c for c in raw.columns if fnmatch.fnmatchcase(c, pattern)]
+        if not matches and not pattern.startswith(OPTIONAL_PREFIXES):
+            warnings.warn(
+                f"{path}: optional confound pattern '{pattern}' matches no column; "
+                "modelled without it",
+                stacklevel=2,
+            )
+        explicit += [c for c in matches if c not in explicit]
 
     selected = pd.DataFrame(index=pd.RangeIndex(len(raw)))
     sample_mask = None

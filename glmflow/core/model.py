@@ -287,9 +287,14 @@ class EventsSpec(_Spec):
 @dataclass(frozen=True)
 class ConfoundsSpec(_Spec):
     """Confound regressors: explicit ``columns`` (names or fnmatch wildcards) plus nilearn
-    ``load_confounds`` strategies with its options (same names and defaults)."""
+    ``load_confounds`` strategies with its options (same names and defaults).
+
+    ``optional_columns`` are wildcards that may match nothing in a run (with a warning):
+    glm-express adds its compcor and outlier columns only where fMRIPrep wrote them.
+    """
 
     columns: tuple[str, ...] = ()
+    optional_columns: tuple[str, ...] = ()
     strategy: tuple[ConfoundStrategy, ...] = ()
     motion: ConfoundModel = "full"
     wm_csf: ConfoundModel = "basic"
@@ -303,6 +308,7 @@ class ConfoundsSpec(_Spec):
 
     def __post_init__(self) -> None:
         _set(self, "columns", _texts(self.columns, "columns"))
+        _set(self, "optional_columns", _texts(self.optional_columns, "optional_columns"))
         strategy = _texts(self.strategy, "strategy")
         for item in strategy:
             _choice(item, "strategy", ConfoundStrategy)

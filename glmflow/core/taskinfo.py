@@ -146,7 +146,8 @@ def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
     )
     columns = _texts(entry["confound_regressors"], "confound_regressors")
     confounds = ConfoundsSpec(
-        columns=columns + tuple(p for p in GLMX_CONFOUND_PATTERNS if p not in columns)
+        columns=columns,
+        optional_columns=tuple(p for p in GLMX_CONFOUND_PATTERNS if p not in columns),
     )
     contrasts, auto = _contrasts(entry["design_contrasts"])
     return ModelSpec(

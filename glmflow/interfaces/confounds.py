@@ -39,6 +39,9 @@ class _SelectConfoundsInputSpec(BaseInterfaceInputSpec):
     columns = traits.List(
         traits.Str, desc="column names or fnmatch wildcards (e.g. 'trans_*'), kept as regressors"
     )
+    optional_columns = traits.List(
+        traits.Str, desc="wildcards kept as regressors that may match nothing (warns)"
+    )
     strategy = traits.List(
         traits.Enum(*STRATEGIES), desc="nilearn load_confounds strategies (censor via the mask)"
     )
@@ -88,6 +91,9 @@ class SelectConfounds(SimpleInterface):
         confounds, sample_mask = select_confounds(
             inputs.confounds_file,
             columns=inputs.columns if isdefined(inputs.columns) else (),
+            optional_columns=(
+                inputs.optional_columns if isdefined(inputs.optional_columns) else ()
+            ),
             strategy=inputs.strategy if isdefined(inputs.strategy) else (),
             motion=inputs.motion,
             wm_csf=inputs.wm_csf,

@@ -73,6 +73,8 @@ _TEMPLATES = {
     "SLURM": f"#!/bin/bash\n{_ENV_LINE}\n",
     "SGE": f"#!/bin/bash\n#$ -V\n#$ -S /bin/bash\n{_ENV_LINE}\n",
 }
+# a traceback line that names an exception ("ValueError: ...")
+_EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Exit)\b:?.*)$")
 
 
 class ExecutionError(GlmflowError):
@@ -350,9 +352,6 @@ def _wait_for_jobs(plugin: str, batch_dir: Path, poll: float, why: str) -> None:
             LOGGER.info("waiting for %d %s job(s) %s", len(jobs), plugin, why)
             said = True
         time.sleep(poll)
-
-
-_EXCEPTION_LINE = re.compile(r"^\s*((?:\w+\.)*\w*(?:Error|Exception|Exit)\b:?.*)$")
 
 
 def _crash_files(crash_dir: Path) -> set[Path]:

@@ -9,7 +9,6 @@ clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,7 +29,6 @@ from glmflow.core.group import (
     check_design,
     check_group_inputs,
     contrast_weights,
-    load_maps,
     resolve_group_inputs,
 )
 from glmflow.errors import GroupModelError
@@ -192,9 +190,10 @@ def permutation_inference(
             f"cluster_forming_p must be a p-value between 0 and 1, got {cluster_forming_p}"
         )
     check_group_inputs(files)
-    images = load_maps(files)
+    # Paths go to nilearn as they are: it reads every map once here, and holding them
+    # in memory as well would double the peak memory for large groups.
     out = non_parametric_inference(
-        images,
+        files,
         design_matrix=design.reset_index(drop=True),
         second_level_contrast=weights,
         mask=mask,
@@ -210,13 +209,13 @@ def permutation_inference(
     if isinstance(out, dict):
         return dict(out)
     return {
-        "t": _original_t(images, design, weights, mask, smoothing_fwhm, model_intercept),
+        "t": _original_t(files, design, weights, mask, smoothing_fwhm, model_intercept),
         "logp_max_t": out,
     }
 
 
 def _original_t(
-    images: list[nib.Nifti1Image],
+    maps: list[ImageLike],
     design: pd.DataFrame,
     weights: np.ndarray,
     mask: ImageLike | None,
@@ -230,15 +229,13 @@ def _original_t(
     runs permuted_ols without permutations, so the map is the one nilearn would return.
     """
     masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm, standardize=None)
-    with warnings.catch_warnings():
-        # as nilearn: fitting on the maps when a mask is given just uses the mask
-        warnings.filterwarnings("ignore", message=r".*Generation of a mask.*")
-        masker.fit(mean_img(images))
+    # nilearn learns a mask from the mean map when none is given (one more read of the maps)
+    masker.fit(mean_img(maps) if mask is None else None)
     x = design.to_numpy()
     confounds = x[:, weights == 0] if np.any(weights == 0) else None
     result = permuted_ols(
         x @ weights,
-        masker.transform(images),
+        masker.transform(maps),
         confounding_vars=confounds,
         model_intercept=model_intercept,
         n_perm=0,

@@ -65,6 +65,7 @@ def test_fit_group_model_node(inputs, tmp_path):
     )
     assert nib.load(out.effect_files[2]).shape == (*SHAPE, 2)
     assert nib.load(out.residuals_file).shape == (*SHAPE, 8)
+    assert nib.load(out.mask_file).get_data_dtype() == np.uint8
     record = json.loads(open(out.contrasts_json).read())
     assert record["age effect"]["weights"] == [{"intercept": 0.0, "age": 1.0}]
     assert record["both"]["z"] == out.z_files[2]

@@ -46,8 +46,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "", name.title()) or "contrast"
 
 
-def _save(img: nib.Nifti1Image, path: Path) -> str:
-    data = np.asanyarray(img.dataobj).astype("float32")
+def _save(img: nib.Nifti1Image, path: Path, dtype: str = "float32") -> str:
+    data = np.asanyarray(img.dataobj).astype(dtype)
     nib.save(nib.Nifti1Image(data, img.affine), path)
     return str(path)
 
@@ -155,7 +155,7 @@ class FitGroupModel(SimpleInterface):
             self._results[f"{key}_files"] = lists[key]
         self._results["contrast_names"] = list(index)
         self._results["stat_types"] = [r["stat_type"] for r in index.values()]
-        self._results["mask_file"] = _save(fit.mask_img, cwd / "group_mask.nii.gz")
+        self._results["mask_file"] = _save(fit.mask_img, cwd / "group_mask.nii.gz", "uint8")
         for key, img in fit.model_maps.items():
             self._results[f"{key}_file"] = _save(img, cwd / f"group_{key}.nii.gz")
         json_path = cwd / "group_contrasts.json"

@@ -4,7 +4,13 @@ The light names (errors, ``read_events``, ``load_model``, ``ModelSpec``) import 
 the ones that need Nipype or the dataset generator are loaded on first use.
 """
 
-from glmflow.errors import (
+import os
+
+# Nipype asks the internet for its latest version on import unless this is set; compute
+# nodes often have no internet, so every glmflow process (and its batch jobs) skips it.
+os.environ.setdefault("NIPYPE_NO_ET", "1")
+
+from glmflow.errors import (  # noqa: E402
     ConfoundsError,
     ContrastError,
     DatasetError,

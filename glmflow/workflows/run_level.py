@@ -116,7 +116,7 @@ def init_run_level_wf(
         name="fit_first_level",
         mem_gb=mem_gb,
     )
-    design_files = pe.Node(niu.Merge(2), name="design_files")
+    design_files = pe.Node(niu.Merge(2), name="design_files", run_without_submitting=True)
     compute_contrasts = pe.Node(
         ComputeContrasts(
             contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions

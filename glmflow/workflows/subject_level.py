@@ -73,7 +73,10 @@ def init_subject_level_wf(
     workflow = pe.Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=["subject_files"]), name="outputnode")
     metadata = json.dumps(_model_metadata(spec, contrasts), sort_keys=True)
-    merge_index = pe.Node(niu.Merge(len(runs)), name="merge_contrast_indices")
+    # cheap bookkeeping nodes run in the driver, not as cluster jobs
+    merge_index = pe.Node(
+        niu.Merge(len(runs)), name="merge_contrast_indices", run_without_submitting=True
+    )
     for i, run in enumerate(runs, start=1):
         run_wf = init_run_level_wf(
             spec=spec,

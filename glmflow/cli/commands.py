@@ -61,6 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
         n_cpus=args.n_cpus,
         mem_gb=None,
         debug=args.debug,
+        verbose=False,
     )
     return run_bids_app(options)
 
@@ -74,6 +75,7 @@ def run_bids_app(args: argparse.Namespace) -> int:
             f"analysis level '{args.analysis_level}' is not available yet in glmflow "
             f"{_version()}; run 'participant' first"
         )
+    _nipype_verbosity(getattr(args, "verbose", False))
     plugin_args = None
     if args.plugin_args:
         from glmflow.workflows.execution import parse_plugin_args
@@ -106,6 +108,15 @@ def run_bids_app(args: argparse.Namespace) -> int:
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}"
     )
     return 0
+
+
+def _nipype_verbosity(verbose: bool) -> None:
+    """Nipype logs every node at INFO; the CLI shows only its warnings unless --verbose."""
+    from nipype import config
+    from nipype import logging as nipype_logging
+
+    config.set("logging", "workflow_level", "INFO" if verbose else "WARNING")
+    nipype_logging.update_logging(config)
 
 
 def _version() -> str:

@@ -66,8 +66,15 @@ def _bids_app_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plugin-args", help="JSON (or a JSON file) of scheduler arguments for the plugin"
     )
-    parser.add_argument("--n-cpus", type=int, help="processes for MultiProc (default: all)")
+    parser.add_argument(
+        "--n-cpus",
+        type=int,
+        help="MultiProc: processes (default: all); SLURM / SGE: jobs queued at once",
+    )
     parser.add_argument("--mem-gb", type=float, help="memory available to MultiProc")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"glmflow {__version__}")
     return parser

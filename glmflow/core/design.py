@@ -17,6 +17,8 @@ File format (``write_design`` / ``read_design``)
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import numbers
 import re
@@ -477,8 +479,9 @@ def build_design_matrix(
     frame_times = np.linspace(
         slice_time_ref * tr, (n_volumes - 1 + slice_time_ref) * tr, n_volumes
     )
-    with warnings.catch_warnings():
-        # nilearn regularises singular designs with this warning; _check_rank refuses them.
+    # nilearn prints a note on stdout whenever a 'modulation' column is given (we always mean
+    # it) and regularises singular designs with a warning (_check_rank refuses them instead)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
         design = make_first_level_design_matrix(
             frame_times,

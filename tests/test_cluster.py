@@ -327,6 +327,7 @@ def _participant(dataset: Path, root: Path, plugin: str) -> dict[str, object]:
         model=model,
         work_dir=root / "work",
         plugin=plugin,
+        poll_interval=POLL if plugin in BATCH_PLUGINS else None,
     )
     found: dict[str, object] = {}
     for path in sorted(result.files):

@@ -101,6 +101,7 @@ def run_bids_app(args: argparse.Namespace) -> int:
         plugin_args=plugin_args,
         n_procs=args.n_cpus,
         mem_gb=args.mem_gb,
+        poll_interval=getattr(args, "poll_interval", None),
     )
     elapsed = time.perf_counter() - start
     print(

@@ -73,6 +73,12 @@ def _bids_app_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mem-gb", type=float, help="memory available to MultiProc")
     parser.add_argument(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help="how often running nodes / jobs are checked (default: 0.01 local, 2 on a cluster)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

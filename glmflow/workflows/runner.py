@@ -105,6 +105,7 @@ def run_participant_level(
     plugin_args: dict[str, Any] | None = None,
     n_procs: int | None = None,
     mem_gb: float | None = None,
+    poll_interval: float | None = None,
     derivatives: PathLike | None = None,
     missing_conditions: str = "error",
     **selection: Any,
@@ -119,9 +120,10 @@ def run_participant_level(
     work_dir
         Nipype working directory: the cache. Rerunning with the same one recomputes only
         what a change touched. Default: ``./work``.
-    plugin, plugin_args, n_procs, mem_gb
+    plugin, plugin_args, n_procs, mem_gb, poll_interval
         Execution (see :func:`glmflow.workflows.execution.run_workflow`); they never
-        invalidate the cache.
+        invalidate the cache. The poll interval defaults to 0.01 s for local plugins and
+        to Nipype's 2 s on a cluster.
     derivatives, missing_conditions, **selection
         As :func:`plan_participant_level` (participant_label, tasks, sessions, runs, space,
         desc, smoothing_fwhm, slice_time_ref).
@@ -151,7 +153,9 @@ def run_participant_level(
         n_procs=n_procs,
         mem_gb=mem_gb,
         # Nipype's default 2 s poll dominates a chain of small local nodes
-        poll_interval=LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None,
+        poll_interval=poll_interval
+        if poll_interval is not None
+        else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
     )
     fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"
     write_dataset_description(out, source_datasets=[bids_dir, fmriprep])

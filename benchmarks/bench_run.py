@@ -75,19 +75,20 @@ def _child_glmflow_files(args) -> dict:
     from glmflow.core.glm import fit_glm, load_fit, save_fit
 
     t1 = time.perf_counter()
-    out = Path(tempfile.mkdtemp(prefix="bench_run_"))
-    path = write_masked(read_masked_bold(args.bold, args.mask), out)
-    t2 = time.perf_counter()
-    design = pd.read_csv(args.design, sep="\t", index_col=0)
-    fit_file = save_fit(fit_glm(np.load(path, mmap_mode="r"), design), out / "fit.npz")
-    t3 = time.perf_counter()
-    fit = load_fit(fit_file)
-    for i, spec in enumerate(CONTRASTS):
-        result = compute_contrast(fit, spec)
-        for key in MAP_KEYS:
-            img = unmask(result[key].astype("float32"), args.mask)
-            save_nifti(img, out / f"con{i}_{key}.nii.gz")
-    t4 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_run_") as tmp:
+        out = Path(tmp)
+        path = write_masked(read_masked_bold(args.bold, args.mask), out)
+        t2 = time.perf_counter()
+        design = pd.read_csv(args.design, sep="\t", index_col=0)
+        fit_file = save_fit(fit_glm(np.load(path, mmap_mode="r"), design), out / "fit.npz")
+        t3 = time.perf_counter()
+        fit = load_fit(fit_file)
+        for i, spec in enumerate(CONTRASTS):
+            result = compute_contrast(fit, spec)
+            for key in MAP_KEYS:
+                img = unmask(result[key].astype("float32"), args.mask)
+                save_nifti(img, out / f"con{i}_{key}.nii.gz")
+        t4 = time.perf_counter()
     return {"import": t1 - t0, "read": t2 - t1, "fit": t3 - t2, "contrasts": t4 - t3}
 
 
@@ -239,8 +240,8 @@ def main() -> None:
     files = _dataset(args.data)
     shape = nib.load(files["bold"]).shape
     bold_gb = float(shape[0] * shape[1] * shape[2] * shape[3]) * 4 / 1024**3
-    work = Path(tempfile.mkdtemp(prefix="bench_run_"))
-    design = _write_design(files, shape[3], work)
+    work = tempfile.TemporaryDirectory(prefix="bench_run_")
+    design = _write_design(files, shape[3], Path(work.name))
     cases = [
         ("glmflow", "glmflow", None),
         ("glmflow + files", "glmflow-files", None),
@@ -306,6 +307,7 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     args.output.write_text(table)
+    work.cleanup()
 
 
 if __name__ == "__main__":

@@ -31,17 +31,9 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix
 
+from glmflow.core.model import HrfModel  # one list of HRF names for the spec and the design
 from glmflow.errors import ConfoundsError, DesignError, EventsError
 
-HrfModel = Literal[
-    "spm",
-    "spm + derivative",
-    "spm + derivative + dispersion",
-    "glover",
-    "glover + derivative",
-    "glover + derivative + dispersion",
-    "fir",
-]
 DriftModel = Literal["cosine", "polynomial", "none"]
 HRF_MODELS: tuple[str, ...] = get_args(HrfModel)
 DRIFT_MODELS: tuple[str, ...] = get_args(DriftModel)

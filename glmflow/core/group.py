@@ -205,57 +205,55 @@ def make_group_design(
     return check_design(columns.astype(float), source=source)
 
 
+def _participant_values(rows: pd.DataFrame, column: str, role: str, source: str) -> pd.Series:
+    """The values of a participants.tsv column for the selected subjects, none n/a."""
+    if column not in rows.columns:
+        raise GroupModelError(
+            f"{role} {column!r} is not a column of {source} "
+            f"(available: {', '.join(map(str, rows.columns))})"
+        )
+    values = rows[column]
+    if values.isna().any():
+        subject = values.index[values.isna()][0]
+        what = "group" if role == "Group column" else "value"
+        raise GroupModelError(
+            f"{role} {column!r} is n/a for subject {subject!r} in {source}; "
+            f"fill in the {what} or leave the subject out"
+        )
+    return values
+
+
+def _indicators(values: pd.Series, levels: list[str], prefix: str) -> pd.DataFrame:
+    """One 0/1 column per level, named ``<prefix>_<level>`` (usable in formulas)."""
+    return pd.DataFrame(
+        {_identifier(f"{prefix}_{level}"): (values == level).astype(float) for level in levels},
+        index=values.index,
+    )
+
+
 def _group_columns(rows: pd.DataFrame, group_column: str | None, source: str) -> pd.DataFrame:
     if group_column is None:
         raise GroupModelError(
             "A two-sample group design needs group_column, the column of "
             f"{source} holding each subject's group"
         )
-    if group_column not in rows.columns:
-        raise GroupModelError(
-            f"Group column {group_column!r} is not a column of {source} "
-            f"(available: {', '.join(map(str, rows.columns))})"
-        )
-    groups = rows[group_column]
-    if groups.isna().any():
-        subject = groups.index[groups.isna()][0]
-        raise GroupModelError(
-            f"Group column {group_column!r} is n/a for subject {subject!r} in {source}; "
-            "fill in the group or leave the subject out"
-        )
-    groups = groups.astype(str)
+    groups = _participant_values(rows, group_column, "Group column", source).astype(str)
     levels = sorted(groups.unique())
     if len(levels) < 2:
         raise GroupModelError(
             f"Group column {group_column!r} of {source} has a single value {levels[0]!r} for "
             "the selected subjects; a two-sample design needs two groups (or use one-sample)"
         )
-    return pd.DataFrame(
-        {
-            _identifier(f"{group_column}_{level}"): (groups == level).astype(float)
-            for level in levels
-        },
-        index=rows.index,
-    )
+    return _indicators(groups, levels, group_column)
 
 
 def _covariate_columns(rows: pd.DataFrame, name: str, source: str) -> pd.DataFrame:
-    if name not in rows.columns:
-        raise GroupModelError(
-            f"Covariate {name!r} is not a column of {source} "
-            f"(available: {', '.join(map(str, rows.columns))})"
-        )
-    values = rows[name]
-    if values.isna().any():
-        subject = values.index[values.isna()][0]
-        raise GroupModelError(
-            f"Covariate {name!r} is n/a for subject {subject!r} in {source}; "
-            "fill in the value or leave the subject out"
-        )
+    values = _participant_values(rows, name, "Covariate", source)
     numeric = pd.to_numeric(values, errors="coerce")
     if not numeric.isna().any():
         return pd.DataFrame({_identifier(name): numeric.astype(float)}, index=rows.index)
-    levels = sorted(values.astype(str).unique())
+    values = values.astype(str)
+    levels = sorted(values.unique())
     if len(levels) < 2:
         raise GroupModelError(
             f"Covariate {name!r} has the single value {levels[0]!r} for all selected "
@@ -263,13 +261,7 @@ def _covariate_columns(rows: pd.DataFrame, name: str, source: str) -> pd.DataFra
         )
     # Treatment coding against the first level keeps the design full rank next to an
     # intercept or a set of group indicators.
-    return pd.DataFrame(
-        {
-            _identifier(f"{name}_{level}"): (values.astype(str) == level).astype(float)
-            for level in levels[1:]
-        },
-        index=rows.index,
-    )
+    return _indicators(values, levels[1:], name)
 
 
 def _paired_design(ids: list[str], conditions: Sequence[str]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from glmflow.core.model import (
     EventsSpec,
     GlmSpec,
     GroupSpec,
+    InferenceSpec,
     ModelSpec,
     check_formula,
     check_repetition_time,
@@ -65,7 +66,28 @@ def _full_spec() -> ModelSpec:
             ContrastSpec(name="all", stat_type="F", weights=({"face": 1}, {"house": 1.5})),
         ),
         auto_contrasts=("pairwise", "conditions"),
-        group=GroupSpec(regressors=("age", "group")),
+        group=GroupSpec(
+            design="two-sample",
+            group_column="group",
+            covariates=("age", "sex"),
+            demean_covariates=False,
+            first_level_contrasts=("face-house",),
+            contrasts=(
+                ContrastSpec(name="patients", expressions=("group_patient - group_control",)),
+                ContrastSpec(name="age", weights=({"age": -1},)),
+            ),
+            smoothing_fwhm=4,
+            inference=InferenceSpec(
+                method="permutation",
+                alpha=0.01,
+                two_sided=False,
+                n_perm=500,
+                seed=3,
+                permutation_stat="size",
+                cluster_forming_p=0.001,
+                cluster_threshold=5,
+            ),
+        ),
     )
 
 
@@ -93,7 +115,16 @@ def test_defaults_are_the_documented_ones():
         "noise_model": "ar1", "signal_scaling": 0, "smoothing_fwhm": None,
         "slice_time_ref": None, "minimize_memory": True,
     }  # fmt: skip
-    assert spec.group.to_dict() == {"regressors": []}
+    assert spec.group.to_dict() == {
+        "design": "one-sample", "group_column": None, "conditions": [], "covariates": [],
+        "demean_covariates": True, "first_level_contrasts": [], "contrasts": [],
+        "method": "ols", "smoothing_fwhm": None,
+        "inference": {
+            "method": "fdr", "alpha": 0.05, "z_threshold": 3.09, "cluster_threshold": 0,
+            "two_sided": True, "n_perm": 10000, "seed": 0, "permutation_stat": "max_t",
+            "cluster_forming_p": None, "min_distance": 8.0,
+        },
+    }  # fmt: skip
 
 
 def test_normalisation():
@@ -226,8 +257,63 @@ BAD_MODELS = [
     (_model(glm__slice_time_ref=1.5),
      "'glm.slice_time_ref' must be a number between 0 and 1 or null; got 1.5 (in m.json)"),
     (_model(glm__smoothing_fwhm=-4), "'glm.smoothing_fwhm' must be a number >= 0 or null"),
-    (_model(group__regressors=["participant_id"]),
-     "'group.regressors' must be participants.tsv columns other than participant_id"),
+    (_model(group__regressors=["age"]),
+     "Unknown key 'regressors' in 'group'; Allowed: design, group_column, conditions, "
+     "covariates, demean_covariates, first_level_contrasts, contrasts, method, "
+     "smoothing_fwhm, inference (in m.json)"),
+    (_model(group__covariates=["participant_id"]),
+     "'group.covariates' must be participants.tsv columns other than participant_id; got "
+     '["participant_id"] (in m.json)'),
+    (_model(group__design="anova"),
+     """'group.design' must be one of "one-sample", "two-sample", "paired", "covariates"; """
+     'got "anova" (in m.json)'),
+    (_model(group__design="two-sample"),
+     "'group.group_column' must name the participants.tsv column of the groups with design "
+     '"two-sample" (in m.json)'),
+    (_model(group__group_column="group"),
+     """'group.group_column' is only used by design "two-sample", not "one-sample"; remove it"""),
+    (_model(group__design="two-sample", group__group_column="group", group__covariates=["group"]),
+     """'group.covariates' lists the group column "group"; remove it (in m.json)"""),
+    (_model(group__design="paired", group__conditions=["face"]),
+     """'group.conditions' must be the two first-level contrasts compared by design "paired"; """
+     'got ["face"] (in m.json)'),
+    (_model(group__design="paired", group__conditions=["face", "house"], group__covariates=["a"]),
+     """'group.covariates' cannot be used with design "paired": its subject columns absorb"""),
+    (_model(group__conditions=["face", "house"]),
+     """'group.conditions' is only used by design "paired", not "one-sample"; remove it"""),
+    (_model(group__design="covariates"),
+     """'group.covariates' must name at least one column with design "covariates" (in m.json)"""),
+    (_model(group__method="mixed"),
+     """'group.method' must be one of "ols", "fixed"; got "mixed" (in m.json)"""),
+    (_model(group__method="fixed", group__smoothing_fwhm=6),
+     """'group.smoothing_fwhm' cannot be used with method "fixed" (smoothing would change"""),
+    (_model(group__contrasts=[{"name": "x", "expressions": ["a"]}] * 2),
+     """Contrast name "x" is used twice; give each contrast a unique name (in m.json)"""),
+    (_model(group__contrasts=[{"name": "x", "weights": [{"a": "1"}]}]),
+     """'group.contrasts[0].weights' must be a number; got "1" (in m.json)"""),
+    (_model(group__inference={"alfa": 0.1}),
+     "Unknown key 'alfa' in 'group.inference'; did you mean 'alpha'? Allowed: method, alpha,"),
+    (_model(group__inference={"method": "holm"}),
+     """'group.inference.method' must be one of "none", "fpr", "fdr", "bonferroni", """
+     '"threshold", "permutation", "tdp"; got "holm" (in m.json)'),
+    (_model(group__inference={"alpha": 1}),
+     "'group.inference.alpha' must be a number between 0 and 1 (exclusive); got 1 (in m.json)"),
+    (_model(group__inference={"n_perm": 0}),
+     "'group.inference.n_perm' must be an integer >= 1; got 0 (in m.json)"),
+    (_model(group__inference={"cluster_threshold": -1}),
+     "'group.inference.cluster_threshold' must be an integer >= 0; got -1 (in m.json)"),
+    (_model(group__inference={"method": "tdp"}),
+     """'group.inference.two_sided' must be false with method "tdp" (it tests positive"""),
+    (_model(group__inference={"method": "permutation", "permutation_stat": "mass"}),
+     """'group.inference.cluster_forming_p' must be set for permutation_stat "mass" (the """),
+    (_model(group__method="fixed", group__inference={"method": "permutation"}),
+     """'group.inference.method' "permutation" permutes an OLS model; use method "ols" or"""),
+    (_model(
+        group__contrasts=[{"name": "x", "stat_type": "F", "expressions": ["a", "b"]}],
+        group__inference={"method": "permutation"},
+    ),
+     """'group.inference.method' "permutation" tests t contrasts, but contrast "x" is an F """
+     "test; use a parametric method or make it a t contrast (in m.json)"),
     (_model(name="faces model"),
      """'name' must be a BIDS label (letters and digits only); got "faces model" (in m.json)"""),
     (_model(excludes=["sub-01", "01"]),

@@ -52,7 +52,7 @@ def test_builder_output_loads_as_it_is(tmp_path):
     assert spec.confounds.columns == ()
     assert spec.confounds.optional_columns == GLMX_CONFOUND_PATTERNS
     assert spec.contrasts == () and spec.auto_contrasts == ("conditions",)
-    assert spec.group.regressors == ()
+    assert spec.group.covariates == ()
     assert spec.source == str(tmp_path / "task_information.json")
 
 
@@ -77,7 +77,7 @@ def test_packaged_example_loads():
         "rot_z",
     )
     assert [c.name for c in spec.contrasts] == ["face-house", "face-scrambled", "face-others"]
-    assert spec.group.regressors == ("age",)
+    assert spec.group.covariates == ("age",)
     names = [c.name for c in expand_contrasts(spec, ["face", "house", "scrambled"])]
     assert names == ["face", "house", "scrambled", "face-house", "face-scrambled", "face-others"]
 
@@ -120,7 +120,7 @@ KEYS = [
      lambda s: [(c.name, c.expressions) for c in s.contrasts],
      [("face-house", ("face - house",)), ("2*face-house-scrambled", ("2*face-house-scrambled",))]),
     ("design_contrasts", {}, lambda s: (s.contrasts, s.auto_contrasts), ((), ("conditions",))),
-    ("group_level_regressors", ["age", "sex"], lambda s: s.group.regressors, ("age", "sex")),
+    ("group_level_regressors", ["age", "sex"], lambda s: s.group.covariates, ("age", "sex")),
 ]  # fmt: skip
 
 

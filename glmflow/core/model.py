@@ -389,22 +389,6 @@ class GlmSpec(_Spec):
         _flag(self.minimize_memory, "minimize_memory")
 
 
-@dataclass(frozen=True)
-class GroupSpec(_Spec):
-    """Group level: ``regressors`` are participants.tsv columns added to the group design."""
-
-    regressors: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        _set(self, "regressors", _texts(self.regressors, "regressors"))
-        if "participant_id" in self.regressors:
-            raise _bad(
-                "regressors",
-                "participants.tsv columns other than participant_id",
-                list(self.regressors),
-            )
-
-
 # ---------------------------------------------------------------- contrasts
 _BACKTICKS = re.compile(r"`[^`]*`")
 
@@ -550,6 +534,209 @@ def default_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
         ContrastSpec(name=key, expressions=(f"{_term(a)}-{_term(b)}",))
         for key, (a, b) in pairs.items()
     )
+
+
+# ---------------------------------------------------------------- group level
+GroupDesign = Literal["one-sample", "two-sample", "paired", "covariates"]
+GroupMethod = Literal["ols", "fixed"]
+InferenceMethod = Literal["none", "fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp"]
+PermutationStat = Literal["max_t", "size", "mass", "tfce"]
+#: Group contrast whose outputs keep the first-level contrast's name (one-sample mean).
+MEAN_CONTRAST = "mean"
+
+
+@dataclass(frozen=True)
+class InferenceSpec(_Spec):
+    """How group maps are thresholded (``glmflow.core.inference.run_group_inference``).
+
+    ``method``: "fpr", "fdr", "bonferroni" (height control of the z map at ``alpha``),
+    "threshold" (``z_threshold``), "permutation" (FWE by sign-flipping / permutation with
+    ``n_perm`` and ``seed``; ``permutation_stat`` "max_t", "size", "mass" (these two need
+    ``cluster_forming_p``) or "tfce"), "tdp" (clusters above ``z_threshold`` with a positive
+    true-discovery proportion at ``alpha``) or "none". ``cluster_threshold`` is a minimum
+    cluster size in voxels; ``min_distance`` (mm) separates subpeaks in the cluster tables.
+    """
+
+    method: InferenceMethod = "fdr"
+    alpha: float = 0.05
+    z_threshold: float = 3.09
+    cluster_threshold: int = 0
+    two_sided: bool = True
+    n_perm: int = 10000
+    seed: int | None = 0
+    permutation_stat: PermutationStat = "max_t"
+    cluster_forming_p: float | None = None
+    min_distance: float = 8.0
+
+    def __post_init__(self) -> None:
+        _choice(self.method, "method", InferenceMethod)
+        alpha = self.alpha
+        if _number(alpha, "alpha", low=0, strict=True, high=1) == 1:
+            raise _bad("alpha", "a number between 0 and 1 (exclusive)", alpha)
+        _set(self, "alpha", float(alpha))
+        _set(self, "z_threshold", _number(self.z_threshold, "z_threshold", low=0))
+        _integer(self.cluster_threshold, "cluster_threshold", low=0)
+        _flag(self.two_sided, "two_sided")
+        _integer(self.n_perm, "n_perm", low=1)
+        if self.seed is not None:
+            _integer(self.seed, "seed", low=0)
+        _choice(self.permutation_stat, "permutation_stat", PermutationStat)
+        forming = self.cluster_forming_p
+        number = _number(forming, "cluster_forming_p", low=0, strict=True, high=1, optional=True)
+        if number == 1:
+            raise _bad("cluster_forming_p", "a p-value between 0 and 1 (exclusive)", forming)
+        _set(self, "cluster_forming_p", number)
+        distance = _number(self.min_distance, "min_distance", low=0, strict=True)
+        _set(self, "min_distance", distance)
+        if self.method == "tdp" and self.two_sided:
+            raise _FieldError(
+                "two_sided",
+                'must be false with method "tdp" (it tests positive clusters; add the '
+                "negated contrast for negative effects)",
+            )
+        needs_p = self.method == "permutation" and self.permutation_stat in ("size", "mass")
+        if needs_p and self.cluster_forming_p is None:
+            raise _FieldError(
+                "cluster_forming_p",
+                f'must be set for permutation_stat "{self.permutation_stat}" (the '
+                "cluster-forming p-value, e.g. 0.001)",
+            )
+
+
+@dataclass(frozen=True)
+class GroupSpec(_Spec):
+    """Group level (dataset level): which subject maps, which design, which contrasts.
+
+    ``design``: "one-sample" (an ``intercept``), "two-sample" (one indicator column
+    ``<group_column>_<level>`` per level of ``group_column``, no intercept), "paired" (the
+    two first-level contrasts in ``conditions``, a ``<c0>_minus_<c1>`` column plus one
+    column per subject) or "covariates" (an intercept plus at least one covariate).
+    ``covariates`` are participants.tsv columns (numeric as they are, text dummy coded),
+    demeaned when ``demean_covariates``. ``first_level_contrasts`` names the subject-level
+    contrasts modelled (empty: every one found). ``contrasts`` are over the design columns;
+    empty means the design's defaults (see ``glmflow.workflows.group_runner``).
+    ``method`` "ols" is nilearn's SecondLevelModel, "fixed" precision-weighted fixed
+    effects with the first-level variance maps.
+    """
+
+    design: GroupDesign = "one-sample"
+    group_column: str | None = None
+    conditions: tuple[str, ...] = ()
+    covariates: tuple[str, ...] = ()
+    demean_covariates: bool = True
+    first_level_contrasts: tuple[str, ...] = ()
+    contrasts: tuple[ContrastSpec, ...] = ()
+    method: GroupMethod = "ols"
+    smoothing_fwhm: float | None = None
+    inference: InferenceSpec = field(default_factory=InferenceSpec)
+
+    def __post_init__(self) -> None:
+        _choice(self.design, "design", GroupDesign)
+        _choice(self.method, "method", GroupMethod)
+        _set(self, "covariates", _texts(self.covariates, "covariates"))
+        _set(self, "conditions", _texts(self.conditions, "conditions"))
+        levels = _texts(self.first_level_contrasts, "first_level_contrasts")
+        _set(self, "first_level_contrasts", levels)
+        _flag(self.demean_covariates, "demean_covariates")
+        column = self.group_column
+        if column is not None:
+            _text(column, "group_column")
+        if "participant_id" in (*self.covariates, column):
+            raise _bad(
+                "covariates" if column != "participant_id" else "group_column",
+                "participants.tsv columns other than participant_id",
+                list(self.covariates) if column != "participant_id" else column,
+            )
+        if (self.design == "two-sample") != (column is not None):
+            raise _FieldError(
+                "group_column",
+                'must name the participants.tsv column of the groups with design "two-sample"'
+                if column is None
+                else f'is only used by design "two-sample", not "{self.design}"; remove it',
+            )
+        if column is not None and column in self.covariates:
+            raise _FieldError("covariates", f"lists the group column {_show(column)}; remove it")
+        if self.design == "paired":
+            if len(self.conditions) != 2:
+                raise _bad(
+                    "conditions",
+                    'the two first-level contrasts compared by design "paired"',
+                    list(self.conditions),
+                )
+            if self.covariates:
+                raise _FieldError(
+                    "covariates",
+                    'cannot be used with design "paired": its subject columns absorb every '
+                    "between-subject effect; remove them",
+                )
+            if self.first_level_contrasts:
+                raise _FieldError(
+                    "first_level_contrasts",
+                    'is not used by design "paired" (it models "conditions"); remove it',
+                )
+        elif self.conditions:
+            raise _FieldError(
+                "conditions", f'is only used by design "paired", not "{self.design}"; remove it'
+            )
+        if self.design == "covariates" and not self.covariates:
+            raise _FieldError(
+                "covariates", 'must name at least one column with design "covariates"'
+            )
+        contrasts = self.contrasts
+        if isinstance(contrasts, ContrastSpec) or not isinstance(contrasts, Sequence):
+            raise _bad("contrasts", "a list of contrasts", str(contrasts))
+        _set(self, "contrasts", tuple(contrasts))
+        _check_unique_names(self.contrasts)
+        fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
+        _set(self, "smoothing_fwhm", fwhm or None)
+        if not isinstance(self.inference, InferenceSpec):
+            raise _bad("inference", "an InferenceSpec", str(self.inference))
+        if self.method == "fixed" and self.smoothing_fwhm:
+            raise _FieldError(
+                "smoothing_fwhm",
+                'cannot be used with method "fixed" (smoothing would change the variance '
+                'maps); smooth at the first level or use method "ols"',
+            )
+        if self.inference.method == "permutation":
+            if self.method == "fixed":
+                raise _FieldError(
+                    "inference.method",
+                    '"permutation" permutes an OLS model; use method "ols" or a parametric '
+                    'inference method with method "fixed"',
+                )
+            f_tests = [c.name for c in self.contrasts if c.stat_type == "F"]
+            if f_tests:
+                raise _FieldError(
+                    "inference.method",
+                    f'"permutation" tests t contrasts, but contrast {_show(f_tests[0])} is an '
+                    "F test; use a parametric method or make it a t contrast",
+                )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, what: str | None = None) -> GroupSpec:
+        """Build from JSON: ``contrasts`` as contrast objects, ``inference`` as an object."""
+        _check_keys(data, [f.name for f in fields(cls)], what or "'GroupSpec'")
+        kwargs = dict(data)
+        if "inference" in kwargs:
+            try:
+                kwargs["inference"] = InferenceSpec.from_dict(
+                    kwargs["inference"], what="'group.inference'"
+                )
+            except _FieldError as err:
+                raise _FieldError(f"inference.{err.name}", err.message) from None
+        contrasts = kwargs.get("contrasts", [])
+        if not isinstance(contrasts, list):
+            raise _bad("contrasts", "a list of contrasts", contrasts)
+        items = []
+        for i, item in enumerate(contrasts):
+            try:
+                items.append(ContrastSpec.from_dict(item, what=f"group contrasts[{i}]"))
+            except _FieldError as err:
+                raise _FieldError(f"contrasts[{i}].{err.name}", err.message) from None
+        kwargs["contrasts"] = tuple(items)
+        return cls(**kwargs)
+
+    __hash__ = _Spec.__hash__
 
 
 # ---------------------------------------------------------------- the model

@@ -25,7 +25,10 @@ design_contrasts         "default": every pair of conditions once ("a-b", "a-c",
                          object {name: formula}; a list of formulas (named by the formula
                          without spaces); [] (the builder's value): none. Like glm-express,
                          every condition is also mapped against baseline (required key).
-group_level_regressors   participants.tsv columns for the group design.
+group_level_regressors   participants.tsv columns added to the group design as covariates
+                         (``GroupSpec.covariates``, demeaned) next to the group mean: a
+                         one-sample design with covariates (glm-express marks the key "in
+                         development" and never used it).
 =======================  ====================================================================
 
 Where the file is silent, glmflow follows glm-express 2.0.3's ``run_first_level_glm``
@@ -85,7 +88,7 @@ _KEY_OF = {
     "condition_column": "condition_identifier",
     "block_column": "block_identifier",
     "columns": "confound_regressors",
-    "regressors": "group_level_regressors",
+    "covariates": "group_level_regressors",
 }
 
 
@@ -162,7 +165,7 @@ def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
         glm=GlmSpec(noise_model="ar1", signal_scaling=0, smoothing_fwhm=GLMX_SMOOTHING_FWHM),
         contrasts=contrasts,
         auto_contrasts=auto,
-        group=GroupSpec(regressors=entry.get("group_level_regressors", ())),
+        group=GroupSpec(covariates=entry.get("group_level_regressors", ())),
     )
 
 

@@ -77,16 +77,30 @@ def _full_spec() -> ModelSpec:
                 ContrastSpec(name="age", weights=({"age": -1},)),
             ),
             smoothing_fwhm=4,
+            target_affine=(3, 0, 0, 0, 3, 0, 0, 0, 3),
+            target_shape=(20, 24, 20),
             inference=InferenceSpec(
-                method="permutation",
+                method="fdr",
                 alpha=0.01,
                 two_sided=False,
-                n_perm=500,
-                seed=3,
-                permutation_stat="size",
-                cluster_forming_p=0.001,
                 cluster_threshold=5,
             ),
+        ),
+    )
+
+
+def _permutation_group() -> GroupSpec:
+    return GroupSpec(
+        contrasts=(ContrastSpec(name="mean", expressions=("intercept",)),),
+        inference=InferenceSpec(
+            method="permutation",
+            alpha=0.01,
+            two_sided=False,
+            n_perm=500,
+            seed=3,
+            permutation_stat="size",
+            cluster_forming_p=0.001,
+            cluster_threshold=5,
         ),
     )
 
@@ -118,7 +132,7 @@ def test_defaults_are_the_documented_ones():
     assert spec.group.to_dict() == {
         "design": "one-sample", "group_column": None, "conditions": [], "covariates": [],
         "demean_covariates": True, "first_level_contrasts": [], "contrasts": [],
-        "method": "ols", "smoothing_fwhm": None,
+        "method": "ols", "smoothing_fwhm": None, "target_affine": None, "target_shape": None,
         "inference": {
             "method": "fdr", "alpha": 0.05, "z_threshold": 3.09, "cluster_threshold": 0,
             "two_sided": True, "n_perm": 10000, "seed": 0, "permutation_stat": "max_t",
@@ -135,6 +149,18 @@ def test_normalisation():
     assert spec.contrasts[1].weights == ({"face": 1.0}, {"house": 1.5})
     assert GlmSpec(signal_scaling=False).signal_scaling is None  # nilearn's spelling
     assert GlmSpec(signal_scaling=0.0).signal_scaling == 0
+    group = spec.group
+    assert group.target_affine == (3.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 3.0)
+    assert group.target_shape == (20, 24, 20) and group.smoothing_fwhm == 4.0
+    assert GroupSpec(smoothing_fwhm=0).smoothing_fwhm is None  # 0 means no smoothing
+
+
+def test_group_spec_json_round_trip():
+    for group in (_full_spec().group, _permutation_group()):
+        spec = ModelSpec(name="m", task="faces", group=group)
+        back = ModelSpec.from_json(spec.to_json(), source=spec.source)
+        assert back == spec and back.group.inference == group.inference
+        assert back.group.contrasts == group.contrasts
 
 
 def test_json_round_trip_is_exact_and_canonical():
@@ -260,7 +286,17 @@ BAD_MODELS = [
     (_model(group__regressors=["age"]),
      "Unknown key 'regressors' in 'group'; Allowed: design, group_column, conditions, "
      "covariates, demean_covariates, first_level_contrasts, contrasts, method, "
-     "smoothing_fwhm, inference (in m.json)"),
+     "smoothing_fwhm, target_affine, target_shape, inference (in m.json)"),
+    (_model(group__target_affine=[1, 2, 3]),
+     "'group.target_affine' must be 9 (3x3) or 16 (4x4) numbers in row order, or null; got "
+     "[1, 2, 3] (in m.json)"),
+    (_model(group__target_shape=[10, 10, 0], group__target_affine=[2, 0, 0, 0, 2, 0, 0, 0, 2]),
+     "'group.target_shape' must be an integer >= 1; got 0 (in m.json)"),
+    (_model(group__target_shape=[10, 10, 10]),
+     "'group.target_shape' needs target_affine; give both or neither (in m.json)"),
+    (_model(group__target_affine=[2, 0, 0, 0, 2, 0, 0, 0, 2],
+            group__inference={"method": "permutation"}),
+     """'group.target_affine' cannot be used with inference method "permutation" (nilearn"""),
     (_model(group__covariates=["participant_id"]),
      "'group.covariates' must be participants.tsv columns other than participant_id; got "
      '["participant_id"] (in m.json)'),

@@ -616,7 +616,9 @@ class GroupSpec(_Spec):
     contrasts modelled (empty: every one found). ``contrasts`` are over the design columns;
     empty means the design's defaults (see ``glmflow.workflows.group_runner``).
     ``method`` "ols" is nilearn's SecondLevelModel, "fixed" precision-weighted fixed
-    effects with the first-level variance maps.
+    effects with the first-level variance maps. ``smoothing_fwhm`` (mm) smooths the maps
+    before the fit; ``target_affine`` (9 or 16 numbers) and ``target_shape`` resample maps
+    that are on different grids.
     """
 
     design: GroupDesign = "one-sample"
@@ -628,6 +630,8 @@ class GroupSpec(_Spec):
     contrasts: tuple[ContrastSpec, ...] = ()
     method: GroupMethod = "ols"
     smoothing_fwhm: float | None = None
+    target_affine: tuple[float, ...] | None = None
+    target_shape: tuple[int, ...] | None = None
     inference: InferenceSpec = field(default_factory=InferenceSpec)
 
     def __post_init__(self) -> None:
@@ -689,6 +693,7 @@ class GroupSpec(_Spec):
         _check_unique_names(self.contrasts)
         fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
         _set(self, "smoothing_fwhm", fwhm or None)
+        self._check_grid()
         if not isinstance(self.inference, InferenceSpec):
             raise _bad("inference", "an InferenceSpec", str(self.inference))
         if self.method == "fixed" and self.smoothing_fwhm:
@@ -704,6 +709,12 @@ class GroupSpec(_Spec):
                     '"permutation" permutes an OLS model; use method "ols" or a parametric '
                     'inference method with method "fixed"',
                 )
+            if self.target_affine is not None:
+                raise _FieldError(
+                    "target_affine",
+                    'cannot be used with inference method "permutation" (nilearn permutes maps '
+                    "on one grid); resample the maps first or use a parametric method",
+                )
             f_tests = [c.name for c in self.contrasts if c.stat_type == "F"]
             if f_tests:
                 raise _FieldError(
@@ -711,6 +722,22 @@ class GroupSpec(_Spec):
                     f'"permutation" tests t contrasts, but contrast {_show(f_tests[0])} is an '
                     "F test; use a parametric method or make it a t contrast",
                 )
+
+    def _check_grid(self) -> None:
+        affine, shape = self.target_affine, self.target_shape
+        if affine is not None:
+            rule = "9 (3x3) or 16 (4x4) numbers in row order, or null"
+            if isinstance(affine, str) or not isinstance(affine, Sequence):
+                raise _bad("target_affine", rule, affine)
+            if len(affine) not in (9, 16):
+                raise _bad("target_affine", rule, list(affine))
+            _set(self, "target_affine", tuple(_number(v, "target_affine") for v in affine))
+        if shape is not None:
+            if isinstance(shape, str) or not isinstance(shape, Sequence) or len(shape) != 3:
+                raise _bad("target_shape", "three integers >= 1, or null", shape)
+            _set(self, "target_shape", tuple(_integer(v, "target_shape", low=1) for v in shape))
+            if affine is None:
+                raise _FieldError("target_shape", "needs target_affine; give both or neither")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, what: str | None = None) -> GroupSpec:

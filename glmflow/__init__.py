@@ -35,6 +35,9 @@ _LAZY = {
     "init_run_level_wf": "glmflow.workflows.run_level",
     "plan_participant_level": "glmflow.workflows.runner",
     "run_participant_level": "glmflow.workflows.runner",
+    "init_group_level_wf": "glmflow.workflows.group_level",
+    "plan_group_level": "glmflow.workflows.group_runner",
+    "run_group_level": "glmflow.workflows.group_runner",
     "run_workflow": "glmflow.workflows.execution",
 }
 

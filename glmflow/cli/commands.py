@@ -28,7 +28,7 @@ def run_make_dataset(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``glmflow demo OUT``: make the small dataset, then run the participant level on it."""
+    """``glmflow demo OUT``: make the small dataset, then run both levels on it."""
     from importlib.resources import files
 
     from glmflow.data import make_synthetic_dataset
@@ -62,25 +62,55 @@ def run_demo(args: argparse.Namespace) -> int:
         mem_gb=None,
         debug=args.debug,
         verbose=False,
+        **GROUP_ONLY,
     )
+    code = run_bids_app(options)
+    if code:
+        return code
+    # the group level of the same model: the group mean and the age effect of every contrast
+    options.analysis_level = "group"
     return run_bids_app(options)
 
 
-def run_bids_app(args: argparse.Namespace) -> int:
-    """``glmflow BIDS_DIR OUTPUT_DIR participant --model FILE ...``."""
-    from glmflow.workflows.runner import run_participant_level
+# options of one level only, with the value that means "not given"
+PARTICIPANT_ONLY = {
+    "derivatives": None, "session": None, "run": None, "desc": "preproc",
+    "slice_time_ref": None, "missing_conditions": "error",
+}  # fmt: skip
+GROUP_ONLY = {
+    "group_design": None, "group_mask": None, "inference": None, "alpha": None,
+    "permutations": None, "seed": None,
+}  # fmt: skip
 
-    if args.analysis_level != "participant":
-        raise GlmflowError(
-            f"analysis level '{args.analysis_level}' is not available yet in glmflow "
-            f"{_version()}; run 'participant' first"
-        )
+
+def run_bids_app(args: argparse.Namespace) -> int:
+    """``glmflow BIDS_DIR OUTPUT_DIR participant|group --model FILE ...``."""
+    other = GROUP_ONLY if args.analysis_level == "participant" else PARTICIPANT_ONLY
+    for key, unset in other.items():
+        if getattr(args, key, unset) != unset:
+            level = "group" if args.analysis_level == "participant" else "participant"
+            raise GlmflowError(
+                f"--{key.replace('_', '-')} is an option of the {level} level, not of "
+                f"'{args.analysis_level}'; remove it"
+            )
     _nipype_verbosity(getattr(args, "verbose", False))
     plugin_args = None
     if args.plugin_args:
         from glmflow.workflows.execution import parse_plugin_args
 
         plugin_args = parse_plugin_args(args.plugin_args)
+    execution = {
+        "work_dir": args.work_dir,
+        "plugin": args.plugin,
+        "plugin_args": plugin_args,
+        "n_procs": args.n_cpus,
+        "mem_gb": args.mem_gb,
+        "poll_interval": getattr(args, "poll_interval", None),
+    }
+    if args.analysis_level == "group":
+        return _run_group(args, execution)
+    from glmflow.workflows.runner import run_participant_level
+
     start = time.perf_counter()
     result = run_participant_level(
         bids_dir=args.bids_dir,
@@ -96,16 +126,43 @@ def run_bids_app(args: argparse.Namespace) -> int:
         smoothing_fwhm=args.smoothing_fwhm,
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
-        work_dir=args.work_dir,
-        plugin=args.plugin,
-        plugin_args=plugin_args,
-        n_procs=args.n_cpus,
-        mem_gb=args.mem_gb,
-        poll_interval=getattr(args, "poll_interval", None),
+        **execution,
     )
     elapsed = time.perf_counter() - start
     print(
         f"glmflow: {len(result.runs)} run(s) of {len(result.subjects)} subject(s) done in "
+        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}"
+    )
+    return 0
+
+
+def _run_group(args: argparse.Namespace, execution: dict) -> int:
+    """``glmflow BIDS_DIR OUTPUT_DIR group --model FILE ...``."""
+    from glmflow.workflows.group_runner import run_group_level
+
+    overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations}
+    inference = {key: value for key, value in overrides.items() if value is not None}
+    if args.seed is not None:
+        inference["seed"] = args.seed
+    start = time.perf_counter()
+    result = run_group_level(
+        bids_dir=args.bids_dir,
+        output_dir=args.output_dir,
+        model=args.model,
+        participant_label=args.participant_label,
+        tasks=args.task,
+        space=args.space,
+        design=args.group_design,
+        mask=args.group_mask,
+        smoothing_fwhm=args.smoothing_fwhm,
+        inference=inference,
+        **execution,
+    )
+    elapsed = time.perf_counter() - start
+    n_models = sum(len(plan.analyses) for plan in result.plans)
+    n_subjects = len({s for plan in result.plans for s in plan.subjects})
+    print(
+        f"glmflow: {n_models} group model(s) of {n_subjects} subject(s) done in "
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}"
     )
     return 0

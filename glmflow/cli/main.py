@@ -12,19 +12,23 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from glmflow import __version__
+from glmflow.core.model import InferenceMethod
 from glmflow.errors import GlmflowError
 
 SUBCOMMANDS = ("demo", "make-dataset")
 PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
+INFERENCE_METHODS = get_args(InferenceMethod)
 
 
 def _bids_app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glmflow",
         description=(
-            "Fit fMRI GLMs on a BIDS dataset preprocessed with fMRIPrep. "
+            "Fit fMRI GLMs on a BIDS dataset preprocessed with fMRIPrep: 'participant' fits "
+            "every run and subject, 'group' the group models of the subject maps. "
             "Other commands: 'glmflow demo OUT', 'glmflow make-dataset OUT'."
         ),
     )
@@ -46,7 +50,10 @@ def _bids_app_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space", default="MNI152NLin2009cAsym")
     parser.add_argument("--desc", default="preproc", help="desc- entity of the preprocessed BOLD")
     parser.add_argument(
-        "--smoothing-fwhm", type=float, metavar="MM", help="overrides the model's smoothing"
+        "--smoothing-fwhm",
+        type=float,
+        metavar="MM",
+        help="overrides the model's smoothing (of the BOLD, or of the maps with 'group')",
     )
     parser.add_argument(
         "--slice-time-ref",
@@ -61,6 +68,30 @@ def _bids_app_parser() -> argparse.ArgumentParser:
         help="a contrast naming a column absent from a run's design: error (default) or drop "
         "the missing terms with a warning recorded in the map's sidecar",
     )
+    group = parser.add_argument_group(
+        "group level", "options of 'group' (the model's 'group' section holds the rest)"
+    )
+    group.add_argument(
+        "--group-design",
+        type=Path,
+        metavar="TSV",
+        help="design TSV (participant_id column, numeric regressors) used instead of the "
+        "model's design; its contrasts come from the model's group.contrasts",
+    )
+    group.add_argument(
+        "--group-mask", type=Path, metavar="NIFTI", help="group mask (default: from the maps)"
+    )
+    group.add_argument(
+        "--inference",
+        choices=INFERENCE_METHODS,
+        help="thresholding: fpr, fdr, bonferroni (at --alpha), threshold (z), permutation "
+        "(FWE), tdp (cluster true-discovery proportion) or none; default: the model's",
+    )
+    group.add_argument("--alpha", type=float, help="p, q or FWE level of --inference")
+    group.add_argument(
+        "--permutations", type=int, metavar="N", help="number of permutations (permutation)"
+    )
+    group.add_argument("--seed", type=int, help="seed of the permutations")
     parser.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory (cache)")
     parser.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
     parser.add_argument(

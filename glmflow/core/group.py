@@ -10,7 +10,9 @@ the file, the field, the value and the fix.
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import keyword
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -334,11 +336,58 @@ def check_design(design: pd.DataFrame, *, source: str = "the design matrix") -> 
 
 
 def read_design(path: str | PathLike) -> pd.DataFrame:
-    """Read a design TSV: numeric regressor columns, plus an optional ``label`` column."""
+    """Read a design TSV: numeric regressor columns, plus an optional row-name column
+    (``label``, or ``participant_id`` as in participants.tsv)."""
     table = pd.read_csv(path, sep="\t", na_values=["n/a", ""], keep_default_na=False)
-    if "label" in table.columns:
-        table = table.set_index("label")
+    for name in ("label", "participant_id"):
+        if name in table.columns:
+            table = table.set_index(name)
+            table.index = table.index.astype(str).rename("label")
+            break
     return check_design(table, source=str(path))
+
+
+def default_group_contrasts(
+    design: pd.DataFrame,
+    *,
+    design_type: DesignName,
+    conditions: Sequence[str] = (),
+    group_column: str | None = None,
+) -> dict[str, str]:
+    """The contrasts of a design built by :func:`make_group_design` when the model gives none.
+
+    ``one-sample`` and ``covariates``: ``mean`` (the intercept) and one contrast per
+    covariate column, named after it (its slope, or a dummy-coded difference).
+    ``two-sample``: every difference of two groups, both ways (``"patient - control"`` and
+    ``"control - patient"``), and the covariate columns. ``paired``: ``"<c0> - <c1>"``.
+    Formulas are column names (``contrast_weights`` matches a whole name verbatim).
+    """
+    columns = [str(c) for c in design.columns]
+    if design_type == "paired":
+        return {f"{conditions[0]} - {conditions[1]}": columns[0]}
+    contrasts = {}
+    if design_type == "two-sample":
+        # make_group_design puts the group indicators first: they sum to one on every row
+        total = design.iloc[:, 0].copy()
+        n_groups = 1
+        while not np.allclose(total, 1.0) and n_groups < len(columns):
+            total += design.iloc[:, n_groups]
+            n_groups += 1
+        groups, prefix = columns[:n_groups], f"{_identifier(str(group_column))}_"
+        levels = [c.removeprefix(prefix) for c in groups]
+        for (a, col_a), (b, col_b) in itertools.permutations(zip(levels, groups, strict=True), 2):
+            contrasts[f"{a} - {b}"] = f"{_formula_name(col_a)} - {_formula_name(col_b)}"
+        covariates = columns[n_groups:]
+    else:
+        contrasts["mean"] = "intercept"
+        covariates = [c for c in columns if c != "intercept"]
+    contrasts.update({c: c for c in covariates})
+    return contrasts
+
+
+def _formula_name(column: str) -> str:
+    """A column name as a formula term (backticks unless it is an identifier)."""
+    return column if column.isidentifier() and not keyword.iskeyword(column) else f"`{column}`"
 
 
 # ---------------------------------------------------------------------------------------------

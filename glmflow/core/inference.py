@@ -9,9 +9,12 @@ clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -30,6 +33,13 @@ from glmflow.core.group import (
     check_group_inputs,
     contrast_weights,
     resolve_group_inputs,
+)
+from glmflow.core.outputs import (
+    atomic_copy,
+    atomic_write_json,
+    contrast_label,
+    derivative_path,
+    sidecar_path,
 )
 from glmflow.errors import GroupModelError
 
@@ -288,14 +298,17 @@ def cluster_table(
         raise GroupModelError(
             f"min_distance must be a positive distance in mm, got {min_distance}"
         )
-    table, label_maps = get_clusters_table(
-        stat_img,
-        stat_threshold=stat_threshold,
-        cluster_threshold=cluster_threshold,
-        two_sided=two_sided,
-        min_distance=min_distance,
-        return_label_maps=True,
-    )
+    with warnings.catch_warnings():
+        # nilearn warns per empty tail; an empty table already says there is no cluster
+        warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
+        table, label_maps = get_clusters_table(
+            stat_img,
+            stat_threshold=stat_threshold,
+            cluster_threshold=cluster_threshold,
+            two_sided=two_sided,
+            min_distance=min_distance,
+            return_label_maps=True,
+        )
     # Label maps are numbered in table order within each tail (positive tail first), so their
     # counts line up with the peak rows of the table.
     counts = [
@@ -439,3 +452,122 @@ def _permutation_result(
         two_sided=two_sided, min_distance=min_distance,
     )  # fmt: skip
     return InferenceResult(thresholded, -math.log10(alpha), table, logp_imgs=logp, t_img=maps["t"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+#: permutation_stat -> ``desc-`` label naming its familywise-error correction
+FWE_DESCS: dict[str, str] = {
+    "max_t": "maxtFWE",
+    "size": "sizeFWE",
+    "mass": "massFWE",
+    "tfce": "tfceFWE",
+}
+CLUSTER_COLUMNS: dict[str, str] = {
+    "Cluster ID": "cluster number; subpeaks get a letter (1a, 1b)",
+    "X": "x of the peak, mm (MNI for maps in an MNI space)",
+    "Y": "y of the peak, mm",
+    "Z": "z of the peak, mm",
+    "Peak Stat": "statistic at the peak",
+    SIZE_MM3: "cluster volume in mm3 (n/a on subpeak rows)",
+    SIZE_VOXELS: "cluster size in voxels (n/a on subpeak rows)",
+}
+
+
+def inference_desc(method: str, permutation_stat: str = "max_t") -> str:
+    """The ``desc-`` label of a thresholded map: the method, or the permutation FWE kind."""
+    return FWE_DESCS[permutation_stat] if method == "permutation" else method
+
+
+def group_map_path(
+    output_dir: str | os.PathLike,
+    entities: Mapping[str, Any],
+    *,
+    contrast: str,
+    stat: str,
+    desc: str | None = None,
+    suffix: str = "statmap",
+    extension: str = ".nii.gz",
+) -> Path:
+    """Dataset-level path ``<entities>_contrast-<label>_stat-<stat>[_desc-<desc>]_<suffix>``.
+
+    Entities and the contrast label follow :func:`glmflow.core.outputs.derivative_path`;
+    ``stat`` may be any label here (``logp``, ``tdp``) and ``desc`` names the correction.
+    """
+    base = derivative_path(output_dir, entities, contrast=contrast, stat="z", level="dataset")
+    stem = base.name.removesuffix("_stat-z_statmap.nii.gz")
+    parts = [stem, f"stat-{stat}", *([f"desc-{desc}"] if desc else []), suffix]
+    return base.with_name("_".join(parts) + extension)
+
+
+def write_inference_derivatives(
+    output_dir: str | os.PathLike,
+    *,
+    entities: Mapping[str, Any],
+    contrast: str,
+    method: str,
+    stat: str,
+    thresholded_file: str | os.PathLike,
+    clusters_file: str | os.PathLike,
+    threshold: float,
+    permutation_stat: str = "max_t",
+    logp_files: Mapping[str, str | os.PathLike] | None = None,
+    tdp_file: str | os.PathLike | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    link: bool = True,
+) -> list[Path]:
+    """Place the outputs of :func:`run_group_inference` under their BIDS names.
+
+    Writes ``..._stat-<z|t>_desc-<d>_statmap.nii.gz`` (the thresholded map; ``d`` from
+    :func:`inference_desc`), ``..._stat-<z|t>_desc-<d>_clusters.tsv``, for permutation one
+    ``..._stat-logp_desc-<maxtFWE|sizeFWE|massFWE|tfceFWE>_statmap.nii.gz`` per -log10 FWE
+    p map, for ``tdp`` ``..._stat-tdp_statmap.nii.gz``; each with a JSON sidecar holding
+    ``metadata``, the contrast and the threshold. Returns the paths (sidecars excluded).
+    """
+    metadata = dict(metadata or {})
+    info = dict(metadata.pop("Contrasts", {}).get(contrast, {}))
+    desc = inference_desc(method, permutation_stat)
+    common = {
+        **metadata,
+        "Level": "dataset",
+        "Contrast": {"Name": contrast, "Label": contrast_label(contrast), **info},
+    }
+    where = {"entities": entities, "contrast": contrast}
+    outputs: list[tuple[Path, str | os.PathLike, dict[str, Any]]] = [
+        (
+            group_map_path(output_dir, **where, stat=stat, desc=desc),
+            thresholded_file,
+            {"Statistic": stat, "Threshold": threshold, "Thresholded": True},
+        ),
+        (
+            group_map_path(output_dir, **where, stat=stat, desc=desc, suffix="clusters",
+                           extension=".tsv"),
+            clusters_file,
+            {"Statistic": stat, "Threshold": threshold, "Columns": CLUSTER_COLUMNS},
+        ),
+    ]  # fmt: skip
+    for key, path in (logp_files or {}).items():
+        kind = next(k for k, v in LOGP_MAPS.items() if v == key)
+        outputs.append(
+            (
+                group_map_path(output_dir, **where, stat="logp", desc=FWE_DESCS[kind]),
+                path,
+                {"Statistic": "-log10 p, familywise-error corrected by permutation"},
+            )
+        )
+    if tdp_file is not None:
+        outputs.append(
+            (
+                group_map_path(output_dir, **where, stat="tdp"),
+                tdp_file,
+                {"Statistic": "lower bound of the true-discovery proportion of each cluster"},
+            )
+        )
+    written = []
+    for dst, src, extra in outputs:
+        atomic_copy(src, dst, link=link)
+        atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
+                          {**common, **extra})  # fmt: skip
+        written.append(dst)
+    return written

@@ -1,4 +1,4 @@
-"""FitGroupModel and GroupInference: the group level as two Nipype nodes."""
+"""FitGroupModel, GroupInference and InferenceSink: the group level as Nipype nodes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ from glmflow.core.group import (
     parse_contrasts,
     read_design,
 )
-from glmflow.core.inference import INFERENCE_METHODS, PERMUTATION_STATS, run_group_inference
+from glmflow.core.inference import (
+    INFERENCE_METHODS,
+    LOGP_MAPS,
+    PERMUTATION_STATS,
+    run_group_inference,
+    write_inference_derivatives,
+)
 
 # glmflow output name -> nilearn output type
 _MAP_KEYS = {
@@ -265,4 +271,68 @@ class GroupInference(SimpleInterface):
             self._results["t_file"] = _save(result.t_img, cwd / "t.nii.gz")
         if result.tdp_img is not None:
             self._results["tdp_file"] = _save(result.tdp_img, cwd / "tdp.nii.gz")
+        return runtime
+
+
+class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(
+        mandatory=True, desc="JSON object of pybids entity names -> labels (task, space...)"
+    )
+    contrast_name = traits.Str(mandatory=True, desc="output contrast name (names the files)")
+    method = traits.Enum(*INFERENCE_METHODS, mandatory=True, desc="inference method used")
+    permutation_stat = traits.Enum(
+        *PERMUTATION_STATS, usedefault=True, desc="FWE map that decided significance"
+    )
+    thresholded_file = File(exists=True, mandatory=True, desc="GroupInference thresholded map")
+    threshold = traits.Float(mandatory=True, desc="voxel threshold applied")
+    clusters_file = File(exists=True, mandatory=True, desc="GroupInference clusters.tsv")
+    logp_max_t_file = File(exists=True, desc="-log10 max-t FWE p map (permutation)")
+    logp_max_size_file = File(exists=True, desc="-log10 cluster-size FWE p map")
+    logp_max_mass_file = File(exists=True, desc="-log10 cluster-mass FWE p map")
+    logp_max_tfce_file = File(exists=True, desc="-log10 TFCE FWE p map")
+    tdp_file = File(exists=True, desc="true-discovery proportion map (tdp)")
+    metadata = traits.Str(
+        "{}",
+        usedefault=True,
+        desc="JSON object written into every sidecar; 'Contrasts' (name -> info) is split",
+    )
+    hard_link = traits.Bool(
+        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
+    )
+
+
+class _InferenceSinkOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="files written (sidecars excluded)")
+
+
+class InferenceSink(SimpleInterface):
+    """Write GroupInference's outputs with glmflow.core.inference.write_inference_derivatives."""
+
+    input_spec = _InferenceSinkInputSpec
+    output_spec = _InferenceSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        logp = {
+            key: getattr(inputs, f"{key}_file")
+            for key in LOGP_MAPS.values()
+            if isdefined(getattr(inputs, f"{key}_file"))
+        }
+        written = write_inference_derivatives(
+            inputs.output_dir,
+            entities=json.loads(inputs.entities),
+            contrast=inputs.contrast_name,
+            method=inputs.method,
+            stat="t" if inputs.method == "permutation" else "z",
+            thresholded_file=inputs.thresholded_file,
+            clusters_file=inputs.clusters_file,
+            threshold=inputs.threshold,
+            permutation_stat=inputs.permutation_stat,
+            logp_files=logp,
+            tdp_file=_given(inputs.tdp_file),
+            metadata=json.loads(inputs.metadata),
+            link=inputs.hard_link,
+        )
+        self._results["out_files"] = [str(p) for p in written]
         return runtime

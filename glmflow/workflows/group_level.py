@@ -1,0 +1,215 @@
+"""Group level: one group model of subject maps, its contrasts, inference and outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from glmflow.core.model import GroupSpec
+from glmflow.core.outputs import contrast_label
+from glmflow.interfaces.group import FitGroupModel, GroupInference, InferenceSink
+from glmflow.interfaces.outputs import DerivativesSink
+from glmflow.workflows.run_level import MAP_OUTPUTS, set_options
+
+GROUP_INPUTS = ["effect_files", "variance_files", "dofs", "design_file", "mask_file"]
+GROUP_OUTPUTS = ["map_files", "inference_files", "mask_file"]
+
+
+def _pick(items, index):
+    """Connection function: one entry of a list output (Nipype runs it from its source)."""
+    return items[index]
+
+
+def init_group_level_wf(
+    *,
+    contrasts: Mapping[str, Any],
+    group: GroupSpec,
+    output_dir: str,
+    entities: Mapping[str, str],
+    metadata: Mapping[str, Any] | None = None,
+    contrast_source: str = "the model",
+    use_mask: bool = False,
+    mem_gb: float = 1.0,
+    n_jobs: int = 1,
+    name: str = "group_level_wf",
+) -> pe.Workflow:
+    """Fit one group model, threshold each contrast and write the maps as BIDS derivatives.
+
+    Nothing is run or read while building; every check happens before, in
+    :func:`glmflow.workflows.group_runner.plan_group_level`.
+
+    Parameters
+    ----------
+    contrasts
+        Output contrast name -> definition over the design columns (a formula, weights, or
+        the model-file object ``{"expressions" | "weights", "stat_type"}``), in order.
+    group
+        The model's group section: method, smoothing, grid and ``inference``.
+    output_dir
+        Root of the glmflow derivatives; maps go to its top (dataset level).
+    entities
+        pybids entity names -> labels shared by the subject maps (``task``, ``space``...).
+    metadata
+        Written into every sidecar; a ``"Contrasts"`` object (name -> info) is split per map.
+    contrast_source
+        The model file, named in contrast errors.
+    use_mask
+        Connect ``inputnode.mask_file`` (a user mask) to the fit and to permutations;
+        otherwise nilearn computes the mask from the maps.
+    mem_gb
+        Memory (GB) of the fit and permutation nodes, from the number and size of the maps.
+    n_jobs
+        nilearn's ``n_jobs`` in the fit and permutations (also their ``n_procs``; not hashed).
+    name
+        Workflow name.
+
+    Inputs
+    ------
+    effect_files, variance_files and dofs (method "fixed" only), design_file (TSV with a
+    ``label`` column), mask_file (with ``use_mask``)
+
+    Outputs
+    -------
+    map_files: the group maps written (effect, variance, t/F, p, z of every contrast);
+    inference_files: thresholded maps, cluster tables and -log10 p / TDP maps written;
+    mask_file: the mask of the analysed voxels
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=GROUP_INPUTS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=GROUP_OUTPUTS), name="outputnode")
+    options = set_options(
+        {
+            "smoothing_fwhm": group.smoothing_fwhm,
+            "target_affine": list(group.target_affine) if group.target_affine else None,
+            "target_shape": list(group.target_shape) if group.target_shape else None,
+        }
+    )
+    fit = pe.Node(
+        FitGroupModel(
+            contrasts=json.dumps(dict(contrasts)),
+            contrasts_source=contrast_source,
+            method=group.method,
+            n_jobs=n_jobs,
+            **options,
+        ),
+        name="fit_group_model",
+        mem_gb=mem_gb,
+        n_procs=n_jobs,
+    )
+    metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
+    entities_json = json.dumps(dict(entities), sort_keys=True)
+    sink = pe.Node(
+        DerivativesSink(
+            output_dir=output_dir, entities=entities_json, level="dataset", metadata=metadata_json
+        ),
+        name="ds_group",
+        run_without_submitting=True,
+    )
+    fields = ["contrast_names", "stat_types", "contrasts_json", *MAP_OUTPUTS]
+    # fmt: off
+    workflow.connect([
+        (inputnode, fit, [("effect_files", "effect_files"), ("design_file", "design_file")]),
+        (fit, sink, [(field, field) for field in fields]),
+        (fit, outputnode, [("mask_file", "mask_file")]),
+        (sink, outputnode, [("out_files", "map_files")]),
+    ])
+    # fmt: on
+    if group.method == "fixed":
+        workflow.connect(
+            [(inputnode, fit, [("variance_files", "variance_files"), ("dofs", "dofs")])]
+        )
+    if use_mask:
+        workflow.connect(inputnode, "mask_file", fit, "mask_file")
+    inference = group.inference
+    if inference.method == "none":
+        return workflow
+
+    merge = pe.Node(
+        niu.Merge(len(contrasts)), name="merge_inference_files", run_without_submitting=True
+    )
+    workflow.connect(merge, "out", outputnode, "inference_files")
+    for index, (contrast, definition) in enumerate(contrasts.items()):
+        label = contrast_label(contrast)
+        node = pe.Node(
+            GroupInference(**_inference_options(group, n_jobs)),
+            name=f"inference_{label}",
+            mem_gb=mem_gb,
+            n_procs=n_jobs if inference.method == "permutation" else 1,
+        )
+        write = pe.Node(
+            InferenceSink(
+                output_dir=output_dir,
+                entities=entities_json,
+                contrast_name=contrast,
+                method=inference.method,
+                permutation_stat=inference.permutation_stat,
+                metadata=metadata_json,
+            ),
+            name=f"ds_inference_{label}",
+            run_without_submitting=True,
+        )
+        if inference.method == "permutation":
+            node.inputs.contrast = json.dumps(definition)
+            # fmt: off
+            workflow.connect([
+                (inputnode, node, [("effect_files", "effect_files"),
+                                   ("design_file", "design_file")]),
+            ])
+            # fmt: on
+            if use_mask:  # as nilearn: the mask is the user's or learnt from the maps
+                workflow.connect(inputnode, "mask_file", node, "mask_file")
+        else:
+            # fmt: off
+            workflow.connect([
+                (fit, node, [(("z_files", _pick, index), "stat_file"),
+                             ("mask_file", "mask_file")]),
+            ])
+            # fmt: on
+        # fmt: off
+        workflow.connect([
+            (node, write, [(key, key) for key in _inference_outputs(group)]),
+            (write, merge, [("out_files", f"in{index + 1}")]),
+        ])
+        # fmt: on
+    return workflow
+
+
+def _inference_options(group: GroupSpec, n_jobs: int) -> dict[str, Any]:
+    inference = group.inference
+    options = {
+        "method": inference.method,
+        "alpha": inference.alpha,
+        "z_threshold": inference.z_threshold,
+        "cluster_threshold": inference.cluster_threshold,
+        "two_sided": inference.two_sided,
+        "min_distance": inference.min_distance,
+    }
+    if inference.method == "permutation":
+        options |= {
+            "n_perm": inference.n_perm,
+            "permutation_stat": inference.permutation_stat,
+            "n_jobs": n_jobs,
+            "cluster_forming_p": inference.cluster_forming_p,
+            "random_state": inference.seed,
+            "smoothing_fwhm": group.smoothing_fwhm,
+        }
+    return set_options(options)
+
+
+def _inference_outputs(group: GroupSpec) -> list[str]:
+    """GroupInference outputs that this inference produces (others stay unconnected)."""
+    inference = group.inference
+    keys = ["thresholded_file", "threshold", "clusters_file"]
+    if inference.method == "tdp":
+        keys.append("tdp_file")
+    if inference.method == "permutation":
+        keys.append("logp_max_t_file")
+        if inference.cluster_forming_p is not None:
+            keys += ["logp_max_size_file", "logp_max_mass_file"]
+        if inference.permutation_stat == "tfce":
+            keys.append("logp_max_tfce_file")
+    return keys

@@ -9,6 +9,7 @@ Values, voxel order and optional smoothing are those of nilearn's ``NiftiMasker`
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 from collections.abc import Iterator
@@ -57,7 +58,35 @@ def _load_image(path: str | os.PathLike, what: str) -> nib.spatialimages.Spatial
 
 
 def load_mask(mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Load a binary 3D mask the way nilearn does.
+    """Load a binary 3D mask the way nilearn does (cached: a node writes many maps).
+
+    Parameters
+    ----------
+    mask_file : path
+        3D NIfTI image; 0 is background, one other value (any) is the brain.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (x, y, z), read-only
+    affine : ndarray, shape (4, 4), read-only
+    """
+    try:
+        stat = os.stat(mask_file)
+    except OSError:
+        return _load_mask(mask_file)  # says which file is missing
+    return _load_mask_cached(os.fspath(mask_file), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_mask_cached(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    mask, affine = _load_mask(path)
+    mask.flags.writeable = False
+    affine.flags.writeable = False
+    return mask, affine
+
+
+def _load_mask(mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a binary 3D mask from disk (see :func:`load_mask`).
 
     Parameters
     ----------

@@ -8,9 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.bold import read_masked_maps, save_nifti, unmask
+import nibabel as nib
+import numpy as np
+
+from glmflow.core.bold import load_mask, save_nifti, unmask
 from glmflow.core.fixed_effects import compute_fixed_effects
-from glmflow.errors import ContrastError
+from glmflow.errors import ContrastError, DatasetError
 
 MAP_KEYS = ("effect", "variance", "stat", "p", "z")
 
@@ -19,8 +22,9 @@ def combine_runs(
     index_files: Sequence[str | os.PathLike],
     *,
     names: Sequence[str],
-    mask_file: str | os.PathLike,
+    mask_files: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    run_labels: Sequence[str] | None = None,
     precision_weighted: bool = True,
 ) -> dict[str, Any]:
     """Fixed-effects maps of each named t contrast across runs.
@@ -35,10 +39,13 @@ def combine_runs(
         Contrasts to combine, in output order. A run where a contrast was skipped (all its
         terms dropped with ``--missing-conditions drop``) does not enter its combination;
         the record says which runs did.
-    mask_file
-        The mask the maps were written with.
+    mask_files
+        Each run's brain mask (aligned with ``index_files``). The runs are combined where
+        every run has data: the intersection of their masks, written as ``mask.nii.gz``.
     out_dir
         Where the maps and ``contrasts.json`` (the subject-level index) are written.
+    run_labels
+        How the index records the runs (e.g. "run-1"); default: their position.
     precision_weighted
         Weight runs by their precision (default) or average them (nilearn's options).
 
@@ -46,10 +53,17 @@ def combine_runs(
     -------
     dict
         ``contrast_names``, ``stat_types`` and ``effect_files`` ... ``z_files`` (aligned
-        lists) and ``contrasts_json``.
+        lists), ``contrasts_json`` and ``mask_file``.
     """
     indices = [json.loads(Path(f).read_text()) for f in index_files]
+    if len(mask_files) != len(indices):
+        raise ContrastError(
+            f"combine_runs got {len(indices)} runs but {len(mask_files)} masks; give one "
+            "mask per run"
+        )
+    labels = list(run_labels or [f"run {i + 1}" for i in range(len(indices))])
     out_dir = Path(out_dir)
+    common, mask_file = _common_mask(mask_files, out_dir)
     lists: dict[str, list[str]] = {key: [] for key in MAP_KEYS}
     index: dict[str, Any] = {}
     for i, name in enumerate(names):
@@ -65,8 +79,8 @@ def combine_runs(
                 f"Contrast '{name}' is not a t contrast; fixed effects combine t contrasts"
             )
         result = compute_fixed_effects(
-            [read_masked_maps(r["effect"], mask_file) for r in records],
-            [read_masked_maps(r["variance"], mask_file) for r in records],
+            [_values(r["effect"], common) for r in records],
+            [_values(r["variance"], common) for r in records],
             dofs=[float(r["dof"]) for r in records],
             precision_weighted=precision_weighted,
         )
@@ -75,7 +89,8 @@ def combine_runs(
             "stat_type": "t",
             "skipped": False,
             "dof": float(result["dof"]),
-            "runs": [str(index_files[i]) for i in used],
+            "runs": [labels[i] for i in used],
+            "mask": f"intersection of the runs' brain masks ({int(common.sum())} voxels)",
             "dropped": sorted({d for r in records for d in r.get("dropped", [])}),
         }
         for key in MAP_KEYS:
@@ -91,4 +106,32 @@ def combine_runs(
         "stat_types": ["t"] * len(names),
         **{f"{key}_files": files for key, files in lists.items()},
         "contrasts_json": str(json_path),
+        "mask_file": str(mask_file),
     }
+
+
+def _common_mask(mask_files, out_dir: Path) -> tuple[np.ndarray, Path]:
+    """The voxels every run covers, saved next to the maps (their mask)."""
+    first, affine = load_mask(mask_files[0])
+    common = first.copy()
+    for path in mask_files[1:]:
+        mask, other = load_mask(path)
+        if mask.shape != first.shape or not np.allclose(other, affine, atol=1e-4):
+            raise DatasetError(
+                f"Runs cannot be combined voxel by voxel: {mask_files[0]} is {first.shape} "
+                f"and {path} is {mask.shape} (or their affines differ); resample them to one grid"
+            )
+        common &= mask
+    if not common.any():
+        raise DatasetError(
+            f"The runs' brain masks ({', '.join(map(str, mask_files))}) share no voxel"
+        )
+    path = out_dir / "mask.nii.gz"
+    save_nifti(nib.Nifti1Image(common.astype(np.uint8), affine), path)
+    return common, path
+
+
+def _values(map_file: str, mask: np.ndarray) -> np.ndarray:
+    """In-mask values of a run map written on the same grid (checked by the pre-flight)."""
+    data = np.asanyarray(nib.load(map_file).dataobj)
+    return (data[mask] if data.ndim == 3 else data[mask].T).astype(np.float64)

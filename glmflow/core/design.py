@@ -373,6 +373,32 @@ def _check_rank(design: pd.DataFrame, roles: dict, *, where: str) -> None:
     )
 
 
+def check_censored_rank(
+    design: pd.DataFrame,
+    roles: dict[str, str],
+    sample_mask: np.ndarray | None,
+    *,
+    source: str | Path = "",
+) -> None:
+    """Refuse a design that is rank deficient over the volumes the fit keeps.
+
+    Scrubbing or non-steady-state censoring can leave a regressor with no variance (all
+    its events fall in censored volumes), which the full-length check cannot see.
+    """
+    if sample_mask is None:
+        return
+    kept = design.iloc[np.asarray(sample_mask)]
+    n_censored = len(design) - len(kept)
+    empty = [c for c in kept.columns if not np.any(kept[c].to_numpy())]
+    if empty:
+        raise DesignError(
+            f"Design matrix in {source}: column(s) {', '.join(empty)} are all zero over the "
+            f"{len(kept)} volumes left after censoring {n_censored}; relax the scrubbing or "
+            "drop those regressors"
+        )
+    _check_rank(kept, roles, where=f" in {source} (after censoring {n_censored} volumes)")
+
+
 def build_design_matrix(
     events: pd.DataFrame | str | Path | None,
     *,

@@ -9,6 +9,7 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -22,7 +23,10 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
         desc="contrasts.json of each run (ComputeContrasts output)",
     )
     names = traits.List(traits.Str, mandatory=True, desc="t contrasts to combine, in order")
-    mask_file = File(exists=True, mandatory=True, desc="mask the run maps were written with")
+    mask_files = InputMultiObject(
+        File(exists=True), mandatory=True, desc="each run's brain mask, aligned with index_files"
+    )
+    run_labels = traits.List(traits.Str, desc="labels of the runs for the index (e.g. run-1)")
     precision_weighted = traits.Bool(
         True, usedefault=True, desc="weight runs by precision (else average them)"
     )
@@ -37,6 +41,7 @@ class _CombineRunsOutputSpec(TraitedSpec):
     p_files = OutputMultiObject(File(exists=True), desc="one-sided p-value maps")
     z_files = OutputMultiObject(File(exists=True), desc="z maps")
     contrasts_json = File(exists=True, desc="subject-level index: runs used, dof, dropped terms")
+    mask_file = File(exists=True, desc="intersection of the runs' masks: where maps have data")
 
 
 class CombineRuns(SimpleInterface):
@@ -50,8 +55,9 @@ class CombineRuns(SimpleInterface):
             combine_runs(
                 self.inputs.index_files,
                 names=self.inputs.names,
-                mask_file=self.inputs.mask_file,
+                mask_files=self.inputs.mask_files,
                 out_dir=runtime.cwd,
+                run_labels=self.inputs.run_labels if isdefined(self.inputs.run_labels) else None,
                 precision_weighted=self.inputs.precision_weighted,
             )
         )

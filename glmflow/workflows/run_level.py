@@ -43,6 +43,17 @@ RUN_OUTPUTS = [
 ]
 
 
+# Interpreter + numpy/pandas/nilearn: what even the lightest node needs (a cluster that
+# enforces requests kills a job asking Nipype's default 0.2 GB)
+LIGHT_MEM_GB = 0.5
+
+
+def map_mem_gb(mem_gb: float) -> float:
+    """Memory of the nodes that handle a run's maps (contrasts, combining): a share of the
+    fit's, which holds the whole masked time series."""
+    return max(LIGHT_MEM_GB, 0.6 * mem_gb)
+
+
 def contrasts_json(contrasts: Sequence[ContrastSpec]) -> str:
     """Contrasts as canonical JSON: the one model input of the contrast node."""
     return json.dumps([c.to_dict() for c in contrasts], sort_keys=True)
@@ -97,15 +108,23 @@ def init_run_level_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=RUN_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=RUN_OUTPUTS), name="outputnode")
 
-    parse_events = pe.Node(ParseEvents(**set_options(spec.events.to_dict())), name="parse_events")
+    parse_events = pe.Node(
+        ParseEvents(**set_options(spec.events.to_dict())),
+        name="parse_events",
+        mem_gb=LIGHT_MEM_GB,
+    )
     select_confounds = pe.Node(
-        SelectConfounds(**set_options(spec.confounds.to_dict())), name="select_confounds"
+        SelectConfounds(**set_options(spec.confounds.to_dict())),
+        name="select_confounds",
+        mem_gb=LIGHT_MEM_GB,
     )
     mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
     if spec.glm.smoothing_fwhm:
         mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
     build_design = pe.Node(
-        BuildDesignMatrix(**set_options(spec.design.to_dict())), name="build_design"
+        BuildDesignMatrix(**set_options(spec.design.to_dict())),
+        name="build_design",
+        mem_gb=LIGHT_MEM_GB,
     )
     fit = pe.Node(
         FitFirstLevel(
@@ -122,6 +141,7 @@ def init_run_level_wf(
             contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
         ),
         name="compute_contrasts",
+        mem_gb=map_mem_gb(mem_gb),
     )
 
     # fmt: off

@@ -14,9 +14,14 @@ from typing import Any
 from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.model import load_model
 from glmflow.core.outputs import check_output_dir, write_dataset_description
-from glmflow.core.preflight import cached_check_first_level, check_first_level
+from glmflow.core.preflight import (
+    cached_check_first_level,
+    check_first_level,
+    dataset_conditions,
+)
+from glmflow.errors import DatasetError
 from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
-from glmflow.workflows.execution import run_workflow
+from glmflow.workflows.execution import ExecutionError, run_workflow, validate_plugin_args
 
 LOGGER = logging.getLogger("glmflow")
 PathLike = str | os.PathLike
@@ -85,11 +90,19 @@ def plan_participant_level(
             spec_tr=spec.tr,
             model_file=spec.source,
         )
+        # automatic contrasts are named from the whole dataset, whatever the selection
+        conditions = dataset_conditions(bids_dir, spec) if spec.auto_contrasts else None
         if database_dir is None:
-            plan = check_first_level(found, spec, missing_conditions=missing_conditions)
+            plan = check_first_level(
+                found, spec, missing_conditions=missing_conditions, conditions=conditions
+            )
         else:
             plan = cached_check_first_level(
-                found, spec, missing_conditions=missing_conditions, cache_dir=database_dir
+                found,
+                spec,
+                missing_conditions=missing_conditions,
+                conditions=conditions,
+                cache_dir=database_dir,
             )
         analyses.append(TaskAnalysis(spec, tuple(found), plan.contrasts, plan.skipped))
     return analyses
@@ -130,6 +143,10 @@ def run_participant_level(
     """
     work_dir = Path(work_dir or Path.cwd() / "work").absolute()
     out = check_output_dir(Path(output_dir) / "glmflow", bids_dir, derivatives)
+    _check_work_dir(work_dir, bids_dir, derivatives)
+    validate_plugin_args(plugin, plugin_args)  # before minutes of checks, not after
+    if poll_interval is not None and not poll_interval > 0:
+        raise ExecutionError(f"poll_interval must be positive seconds. Got {poll_interval}")
     analyses = plan_participant_level(
         bids_dir=bids_dir,
         model=model,
@@ -142,24 +159,40 @@ def run_participant_level(
         analyses=analyses, output_dir=str(out), missing_conditions=missing_conditions
     )
     workflow.base_dir = str(work_dir)
+    fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"
+    write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
     # Nipype's MultiProc loop calls gc.collect() between jobs; the driver's long-lived
     # objects (pybids, the graph) made each call cost ~0.5 s. Freeze them out of the GC.
     gc.collect()
     gc.freeze()
-    execgraph = run_workflow(
-        workflow,
-        plugin=plugin,
-        plugin_args=plugin_args,
-        n_procs=n_procs,
-        mem_gb=mem_gb,
-        # Nipype's default 2 s poll dominates a chain of small local nodes
-        poll_interval=poll_interval
-        if poll_interval is not None
-        else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
-    )
-    fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"
-    write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
+    try:
+        execgraph = run_workflow(
+            workflow,
+            plugin=plugin,
+            plugin_args=plugin_args,
+            n_procs=n_procs,
+            mem_gb=mem_gb,
+            # Nipype's default 2 s poll dominates a chain of small local nodes
+            poll_interval=poll_interval
+            if poll_interval is not None
+            else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
+        )
+    finally:
+        gc.unfreeze()
     return ParticipantResult(out, tuple(analyses), tuple(_written_files(execgraph)))
+
+
+def _check_work_dir(work_dir: Path, bids_dir: PathLike, derivatives: PathLike | None) -> None:
+    """The cache never goes inside the inputs (the input dataset is never written to)."""
+    work = work_dir.resolve()
+    bids = Path(bids_dir).resolve()
+    fmriprep = Path(derivatives).resolve() if derivatives else bids / "derivatives" / "fmriprep"
+    inside = [folder for folder in (fmriprep, bids) if work == folder or folder in work.parents]
+    if inside and not (inside[0] == bids and bids / "derivatives" in work.parents):
+        raise DatasetError(
+            f"Work directory {work_dir} is inside the input dataset {inside[0]}; pass -w "
+            "(work_dir=) outside it (the default ./work is relative to the current folder)"
+        )
 
 
 def _written_files(execgraph) -> list[Path]:

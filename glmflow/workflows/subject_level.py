@@ -14,16 +14,23 @@ from glmflow.core.bold import estimate_mem_gb
 from glmflow.core.model import ContrastSpec, ModelSpec
 from glmflow.interfaces.combine import CombineRuns
 from glmflow.interfaces.outputs import DerivativesSink
-from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf
+from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf, map_mem_gb
 
 SINK_FIELDS = ["contrast_names", "stat_types", "contrasts_json", "design_files", *MAP_OUTPUTS]
 
 
 def run_wf_name(run: RunInputs) -> str:
-    """A Nipype-safe name for the workflow of one run, unique within its subject and task."""
-    keys = ("session", "acquisition", "reconstruction", "direction", "echo", "run")
-    parts = [f"{key[:3]}_{run.entities[key]}" for key in keys if run.entities.get(key)]
-    return "_".join(["run", *parts, "wf"])
+    """A Nipype-safe name for the workflow of one run: every entity but subject and task.
+
+    Two preprocessed versions of one run (e.g. res-1 and res-2) get different names, and
+    the pre-flight check refuses to combine runs on different grids.
+    """
+    parts = [
+        f"{key}_{value}"
+        for key, value in run.entities.items()
+        if key not in ("subject", "task", "space") and value
+    ]
+    return "_".join(["run", *parts, "wf"]) if parts else "run_wf"
 
 
 def init_subject_level_wf(
@@ -81,7 +88,7 @@ def init_subject_level_wf(
         run_wf = init_run_level_wf(
             spec=spec,
             contrasts=contrasts,
-            mem_gb=estimate_mem_gb(run.bold),
+            mem_gb=estimate_mem_gb(run.bold, minimize_memory=spec.glm.minimize_memory),
             missing_conditions=missing_conditions,
             name=run_wf_name(run),
         )
@@ -107,9 +114,18 @@ def init_subject_level_wf(
         ])
         # fmt: on
 
+    light_gb = map_mem_gb(estimate_mem_gb(runs[0].bold))
     names = [c.name for c in _subject_contrasts(runs, contrasts, skipped)]
     if names:
-        combine = pe.Node(CombineRuns(names=names, mask_file=runs[0].mask), name="combine_runs")
+        combine = pe.Node(
+            CombineRuns(
+                names=names,
+                mask_files=[run.mask for run in runs],
+                run_labels=[run_wf_name(run)[4:-3] for run in runs],
+            ),
+            name="combine_runs",
+            mem_gb=light_gb,
+        )
         sink = pe.Node(
             DerivativesSink(
                 output_dir=output_dir,

@@ -1,0 +1,207 @@
+"""Pre-flight checks, graph building over a grid of models, and CombineRuns as a node."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from nipype.pipeline import engine as pe
+from nipype.utils.filemanip import ensure_list
+
+from glmflow.core.bids import discover_runs
+from glmflow.core.model import ContrastSpec, DesignSpec, GlmSpec, ModelSpec, load_model
+from glmflow.core.preflight import cached_check_first_level, check_first_level, dataset_conditions
+from glmflow.data import make_synthetic_dataset
+from glmflow.errors import DatasetError, DesignError
+from glmflow.interfaces.combine import CombineRuns
+from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
+from glmflow.workflows.runner import run_participant_level
+
+MODELS = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("wf") / "bids", n_subjects=2, n_runs=2, n_sessions=2, n_volumes=60
+    )
+
+
+@pytest.fixture
+def dataset(pristine, tmp_path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "bids"))
+
+
+def _spec(**changes) -> ModelSpec:
+    spec = load_model(MODELS / "task_information.json", task="faces")
+    return dataclasses.replace(spec, **changes)
+
+
+# ------------------------------------------------------------------------- pre-flight
+def test_auto_contrasts_do_not_depend_on_the_selected_participants(pristine):
+    spec = _spec(auto_contrasts=("pairwise",), contrasts=())
+    conditions = dataset_conditions(pristine, spec)
+    names = set()
+    for label in ("01", "02"):
+        runs = discover_runs(pristine, participant_label=[label], tasks=["faces"])
+        plan = check_first_level(runs, spec, conditions=conditions)
+        names.add(tuple(c.name for c in plan.contrasts))
+    assert len(names) == 1
+    assert set(conditions) == {"face", "house", "scrambled"}
+
+
+def test_cached_plan_is_reused_and_invalidated_by_an_events_edit(dataset, tmp_path):
+    spec = _spec()
+    runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])
+    cache = tmp_path / "cache"
+    first = cached_check_first_level(runs, spec, cache_dir=cache)
+    assert len(list(cache.glob("preflight-*.json"))) == 1
+    again = cached_check_first_level(runs, spec, cache_dir=cache)
+    assert again.contrasts == first.contrasts and len(list(cache.glob("*.json"))) == 1
+    # an edit of one events file: checked again, and a broken file is found
+    events = Path(runs[0].events)
+    table = pd.read_csv(events, sep="\t")
+    table["onset"] = table["onset"].astype(object)
+    table.loc[0, "onset"] = "soon"
+    table.to_csv(events, sep="\t", index=False)
+    os.utime(events, ns=(1, 1))  # a different mtime even on coarse clocks
+    with pytest.raises(Exception, match="soon"):
+        cached_check_first_level(runs, spec, cache_dir=cache)
+
+
+def test_cached_plan_says_its_warnings_again(dataset, tmp_path):
+    spec = _spec(contrasts=(ContrastSpec(name="fh", expressions=("face - houses",)),))
+    runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])
+    with pytest.warns(UserWarning, match="houses not in the design"):
+        cached_check_first_level(runs, spec, missing_conditions="drop", cache_dir=tmp_path)
+    with pytest.warns(UserWarning, match="houses not in the design"):
+        cached_check_first_level(runs, spec, missing_conditions="drop", cache_dir=tmp_path)
+
+
+def test_censoring_that_empties_a_regressor_is_refused(dataset):
+    """FIR regressors live on few volumes: scrub exactly those and one column is empty."""
+    from glmflow.core.design import build_design_matrix
+    from glmflow.core.events import parse_events, read_events
+
+    run = discover_runs(dataset, tasks=["faces"], participant_label=["01"])[0]
+    spec = _spec()
+    spec = dataclasses.replace(
+        spec,
+        events=dataclasses.replace(spec.events, modulators=()),
+        design=DesignSpec(hrf_model="fir", fir_delays=(0, 1)),
+        confounds=dataclasses.replace(
+            spec.confounds, columns=(), strategy=("motion", "scrub"), scrub=0,
+            optional_columns=(),
+        ),
+    )  # fmt: skip
+    events = parse_events(read_events(run.events), **spec.events.to_dict())
+    design, _ = build_design_matrix(
+        events, n_volumes=run.n_volumes, tr=run.tr, slice_time_ref=run.slice_time_ref,
+        **spec.design.to_dict(),
+    )  # fmt: skip
+    hit = design["face_delay_0"].to_numpy() != 0
+    table = pd.read_csv(run.confounds, sep="\t")
+    table["framewise_displacement"] = np.where(hit, 5.0, 0.01)
+    table["std_dvars"] = 0.5
+    table.to_csv(run.confounds, sep="\t", index=False, na_rep="n/a")
+    with pytest.raises(DesignError, match=r"face_delay_0 are all zero over the \d+ volumes"):
+        check_first_level([run], spec)
+
+
+def test_work_dir_inside_the_dataset_is_refused(dataset):
+    with pytest.raises(DatasetError, match=r"^Work directory .* is inside the input dataset"):
+        run_participant_level(
+            bids_dir=dataset,
+            output_dir=dataset.parent / "out",
+            model=MODELS / "task_information.json",
+            work_dir=dataset / "work",
+        )
+
+
+# ------------------------------------------------------------------- graph building
+GRID = [
+    {},
+    {"glm": GlmSpec(noise_model="ols", smoothing_fwhm=None)},
+    {"glm": GlmSpec(minimize_memory=False)},
+    {"design": DesignSpec(hrf_model="spm + derivative + dispersion")},
+    {"design": DesignSpec(hrf_model="fir", fir_delays=(0, 1, 2))},
+    {"contrasts": (ContrastSpec(name="eoi", expressions=("face", "house"), stat_type="F"),)},
+]
+
+
+@pytest.mark.parametrize("changes", GRID, ids=lambda c: ",".join(c) or "packaged")
+def test_graph_builds_without_running_anything(pristine, tmp_path, changes):
+    spec = _spec(**changes)
+    runs = discover_runs(pristine, tasks=["faces"])
+    contrasts = spec.contrasts or (ContrastSpec(name="face", expressions=("face",)),)
+    analysis = TaskAnalysis(spec, tuple(runs), contrasts)
+    with pytest.warns(UserWarning) if any(c.stat_type == "F" for c in contrasts) else _no():
+        wf = init_glmflow_wf(analyses=[analysis], output_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    nodes = [n.fullname for n in wf._get_all_nodes()]
+    per_run = {"parse_events", "select_confounds", "mask_and_smooth", "build_design"}
+    per_run |= {"fit_first_level", "compute_contrasts"}
+    names = [n.split(".")[-1] for n in nodes]
+    for node in per_run:
+        assert names.count(node) == len(runs) == 8  # 2 subjects x 2 sessions x 2 runs
+    assert names.count("combine_runs") == (0 if contrasts[0].stat_type == "F" else 2)
+    fit = next(n for n in wf._get_all_nodes() if n.name == "fit_first_level")
+    assert fit.interface.inputs.noise_model == spec.glm.noise_model
+    assert fit.mem_gb >= 0.35 and all(n.mem_gb >= 0.2 for n in wf._get_all_nodes())
+    # runs of two sessions get distinct, readable node folders
+    run_wfs = {n.split(".")[0] for n in nodes if n.endswith(".fit_first_level")}
+    assert run_wfs == {f"run_session_0{s}_run_{r}_wf" for s in (1, 2) for r in (1, 2)}
+
+
+class _no:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ------------------------------------------------------------------ CombineRuns node
+def test_combine_runs_node_uses_the_voxels_every_run_covers(tmp_path):
+    from glmflow.core.bold import save_nifti
+
+    rng = np.random.default_rng(0)
+    shape, affine = (7, 8, 9), np.diag([3.0, 3.0, 3.0, 1.0])
+    masks, indices, effects, variances = [], [], [], []
+    for i in range(2):
+        mask = np.zeros(shape, np.uint8)
+        mask[1:6, 1 + i : 7, 2:8] = 1  # run 2 is shifted by one voxel
+        masks.append(save_nifti(nib.Nifti1Image(mask, affine), tmp_path / f"mask{i}.nii.gz"))
+        effect = np.where(mask, rng.normal(1, 0.1, shape), 0).astype(np.float32)
+        variance = np.where(mask, rng.uniform(0.5, 1.0, shape), 0).astype(np.float32)
+        effects.append(effect)
+        variances.append(variance)
+        e = save_nifti(nib.Nifti1Image(effect, affine), tmp_path / f"e{i}.nii.gz")
+        v = save_nifti(nib.Nifti1Image(variance, affine), tmp_path / f"v{i}.nii.gz")
+        index = tmp_path / f"index{i}.json"
+        record = {"skipped": False, "effect": str(e), "variance": str(v), "dof": 50.0}
+        index.write_text(json.dumps({"c": {**record, "stat_type": "t", "dropped": []}}))
+        indices.append(str(index))
+    node = pe.Node(
+        CombineRuns(index_files=indices, names=["c"], mask_files=[str(m) for m in masks],
+                    run_labels=["run-1", "run-2"]),
+        name="combine", base_dir=str(tmp_path / "work"),
+    )  # fmt: skip
+    result = node.run()
+    common = (nib.load(masks[0]).get_fdata() > 0) & (nib.load(masks[1]).get_fdata() > 0)
+    assert (nib.load(result.outputs.mask_file).get_fdata() > 0).sum() == common.sum()
+    (effect_file,) = ensure_list(result.outputs.effect_files)  # one contrast: one file
+    effect = nib.load(effect_file).get_fdata()
+    weights = [1 / v[common] for v in variances]
+    expected = sum(w * e[common] for w, e in zip(weights, effects, strict=True)) / sum(weights)
+    np.testing.assert_allclose(effect[common], expected, rtol=1e-5)
+    assert not effect[~common].any()  # no map where a run has no data
+    record = json.loads(Path(result.outputs.contrasts_json).read_text())["c"]
+    assert record["runs"] == ["run-1", "run-2"] and record["dof"] == 100.0

@@ -398,7 +398,7 @@ def run_group_inference(
         z = stat_img if isinstance(stat_img, nib.Nifti1Image) else nib.load(stat_img)
         thresholded = new_img_like(z, np.where(tdp.get_fdata() > 0, z.get_fdata(), 0.0))
         table = cluster_table(
-            thresholded, stat_threshold=z_threshold, two_sided=False, min_distance=min_distance
+            thresholded, stat_threshold=0.0, two_sided=False, min_distance=min_distance
         )
         return InferenceResult(thresholded, z_threshold, table, tdp_img=tdp)
     height_control = None if method == "threshold" else method
@@ -406,8 +406,11 @@ def run_group_inference(
         stat_img, mask=mask, alpha=alpha, height_control=height_control,
         threshold=z_threshold, cluster_threshold=cluster_threshold, two_sided=two_sided,
     )  # fmt: skip
+    # Every non-zero voxel of the thresholded map is significant; tabulating above `value`
+    # instead would drop the voxel an FDR threshold sits on (nilearn keeps z >= threshold,
+    # get_clusters_table z > threshold).
     table = cluster_table(
-        thresholded, stat_threshold=value, cluster_threshold=cluster_threshold,
+        thresholded, stat_threshold=0.0, cluster_threshold=cluster_threshold,
         two_sided=two_sided, min_distance=min_distance,
     )  # fmt: skip
     return InferenceResult(thresholded, value, table)

@@ -20,8 +20,11 @@ GROUP_OUTPUTS = ["map_files", "inference_files", "mask_file"]
 
 
 def _pick(items, index):
-    """Connection function: one entry of a list output (Nipype runs it from its source)."""
-    return items[index]
+    """Connection function: one entry of a list output (Nipype runs it from its source).
+
+    Nipype hands a one-element list output over as the element itself.
+    """
+    return items if isinstance(items, str) else items[index]
 
 
 def init_group_level_wf(

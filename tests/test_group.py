@@ -679,7 +679,7 @@ def test_maps_on_different_grids_need_target_affine(group_data, tmp_path):
     message = (
         f"Maps are on different grids: {effects[0]} has shape (9, 10, 11) and affine "
         f"{AFFINE.tolist()}, {effects[-1]} has shape (8, 10, 11) and affine {AFFINE.tolist()}; "
-        "resample them or set target_affine"
+        "resample them or set target_affine (in a model file: group.target_affine)"
     )
     with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
         fit_group_model(effects, design, contrasts={"m": "intercept"})

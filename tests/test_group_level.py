@@ -432,7 +432,7 @@ BAD_INPUTS = [
         [],
         r"Maps are on different grids: \S+sub-01_\S+_stat-effect_statmap\.nii\.gz has shape "
         r"\(20, 24, 20\) and affine .*, \S+sub-02_\S+ has shape \(17, 20, 17\) and affine .*; "
-        r"resample them or set target_affine \(group\.target_affine in the model\)$",
+        r"resample them or set target_affine \(in a model file: group\.target_affine\)$",
     ),
     (
         "no participant-level outputs",

@@ -580,7 +580,7 @@ def check_group_inputs(
                 f"Maps are on different grids: {ref_label} has shape {ref.shape[:3]} and "
                 f"affine {ref.affine.round(3).tolist()}, {label} has shape {img.shape[:3]} and "
                 f"affine {img.affine.round(3).tolist()}; resample them or set target_affine "
-                "(group.target_affine in the model)"
+                "(in a model file: group.target_affine)"
             )
 
 

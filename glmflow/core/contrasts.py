@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg as spl
-from nilearn.glm import Contrast, expression_to_contrast_vector
 
 from glmflow.core.glm import FirstLevelFit
 from glmflow.errors import ContrastError
@@ -184,6 +183,10 @@ def contrast_weights(
     for i, row in enumerate(expressions or weight_rows):
         if expressions:
             try:
+                from nilearn.glm import (
+                    expression_to_contrast_vector,
+                )  # here: nilearn.glm takes seconds to import
+
                 vector = expression_to_contrast_vector(row, extended)
             except ValueError as err:
                 first = str(err).splitlines()[0]
@@ -261,6 +264,8 @@ def compute_contrast(
     else:
         effect, variance = _f_effect(fit, weights)
         dim = weights.shape[0]
+    from nilearn.glm import Contrast  # here: nilearn.glm takes seconds to import
+
     con = Contrast(
         effect=effect, variance=variance, dim=dim, dof=fit.df_residuals, stat_type=stat_type
     )

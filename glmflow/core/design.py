@@ -29,7 +29,6 @@ from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
-from nilearn.glm.first_level import make_first_level_design_matrix
 
 from glmflow.core.model import HrfModel  # one list of HRF names for the spec and the design
 from glmflow.errors import ConfoundsError, DesignError, EventsError
@@ -501,6 +500,8 @@ def build_design_matrix(
     # it) and regularises singular designs with a warning (_check_rank refuses them instead)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
+        from nilearn.glm.first_level import make_first_level_design_matrix
+
         design = make_first_level_design_matrix(
             frame_times,
             table,

@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from nilearn.glm import Contrast
 
 from glmflow.errors import ContrastError
 
@@ -86,6 +85,8 @@ def compute_fixed_effects(
         fixed_variance = np.mean(variance, 0) / n_runs
         fixed_effect = np.mean(effect, 0)
     dof = float(np.sum(dofs))
+    from nilearn.glm import Contrast  # here: nilearn.glm takes seconds to import
+
     con = Contrast(
         effect=fixed_effect, variance=fixed_variance, dim=dim, dof=dof, stat_type=stat_type
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.model import load_model
@@ -25,7 +26,8 @@ from glmflow.workflows.execution import ExecutionError, run_workflow, validate_p
 
 LOGGER = logging.getLogger("glmflow")
 PathLike = str | os.PathLike
-LOCAL_POLL_SECONDS = 0.01
+# Nipype's loop sleeps this long between passes; a no-change rerun takes ~1,000 passes
+LOCAL_POLL_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -147,38 +149,33 @@ def run_participant_level(
     validate_plugin_args(plugin, plugin_args)  # before minutes of checks, not after
     if poll_interval is not None and not poll_interval > 0:
         raise ExecutionError(f"poll_interval must be positive seconds. Got {poll_interval}")
-    analyses = plan_participant_level(
-        bids_dir=bids_dir,
-        model=model,
-        derivatives=derivatives,
-        missing_conditions=missing_conditions,
-        database_dir=work_dir / "bids_db",
-        **selection,
-    )
+    # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy machine
+    with threadpool_limits(limits=1):
+        analyses = plan_participant_level(
+            bids_dir=bids_dir,
+            model=model,
+            derivatives=derivatives,
+            missing_conditions=missing_conditions,
+            database_dir=work_dir / "bids_db",
+            **selection,
+        )
     workflow = init_glmflow_wf(
         analyses=analyses, output_dir=str(out), missing_conditions=missing_conditions
     )
     workflow.base_dir = str(work_dir)
     fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"
     write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
-    # Nipype's MultiProc loop calls gc.collect() between jobs; the driver's long-lived
-    # objects (pybids, the graph) made each call cost ~0.5 s. Freeze them out of the GC.
-    gc.collect()
-    gc.freeze()
-    try:
-        execgraph = run_workflow(
-            workflow,
-            plugin=plugin,
-            plugin_args=plugin_args,
-            n_procs=n_procs,
-            mem_gb=mem_gb,
-            # Nipype's default 2 s poll dominates a chain of small local nodes
-            poll_interval=poll_interval
-            if poll_interval is not None
-            else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
-        )
-    finally:
-        gc.unfreeze()
+    execgraph = run_workflow(
+        workflow,
+        plugin=plugin,
+        plugin_args=plugin_args,
+        n_procs=n_procs,
+        mem_gb=mem_gb,
+        # Nipype's default 2 s poll dominates a chain of small local nodes
+        poll_interval=poll_interval
+        if poll_interval is not None
+        else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
+    )
     return ParticipantResult(out, tuple(analyses), tuple(_written_files(execgraph)))
 
 

@@ -207,6 +207,33 @@ def test_paired_design_compares_two_first_level_contrasts(study, tmp_path):
     assert sidecar["Contrast"]["dof"] == 7.0  # 16 maps, 9 columns
 
 
+def test_fixed_effects_weight_the_subjects_by_their_precision(study, tmp_path):
+    _group(
+        study, tmp_path, first_level_contrasts=["house"], method="fixed",
+        inference={"method": "none"},
+    )  # fmt: skip
+    effects = np.stack([nib.load(p).get_fdata() for p in _subject_maps(study, "house")])
+    variances = np.stack(
+        [nib.load(p.replace("_stat-effect_", "_stat-variance_")).get_fdata()
+         for p in _subject_maps(study, "house")]
+    )  # fmt: skip
+    inside = (variances > 0).all(0)  # every subject's brain
+    precision = 1 / variances[:, inside]
+    expected = (effects[:, inside] * precision).sum(0) / precision.sum(0)
+    np.testing.assert_allclose(_map(study, "house", "effect")[inside], expected, rtol=1e-4)
+    np.testing.assert_allclose(
+        _map(study, "house", "variance")[inside], 1 / precision.sum(0), rtol=1e-4
+    )
+    sidecar = json.loads(
+        (study["out"] / "glmflow" / f"{PREFIX}house_stat-z_statmap.json").read_text()
+    )
+    dofs = [
+        json.loads(Path(p.replace(".nii.gz", ".json")).read_text())["Contrast"]["dof"]
+        for p in _subject_maps(study, "house")
+    ]
+    assert sidecar["Contrast"]["dof"] == sum(dofs) > 8 * 40  # the subjects' dofs add up
+
+
 # ---------------------------------------------------------------------------------------------
 # nilearn parity
 

@@ -206,6 +206,9 @@ def cold(tmp_path_factory, tmp_path):
 def test_contrast_edit_reruns_only_contrast_nodes(cold):
     root, kwargs = cold
     contrasts = {"face-house": "face - house", "house-face": "house - face"}
+    out = root / "out" / "glmflow" / "sub-01" / "func"
+    kept = out / f"sub-01_task-faces_run-1_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.nii.gz"
+    inode = kept.stat().st_ino
     before = _results(root / "work")
     run_participant_level(**{**kwargs, "model": _model(root, design_contrasts=contrasts)})
     executed = _executed(before, _results(root / "work"))
@@ -215,9 +218,10 @@ def test_contrast_edit_reruns_only_contrast_nodes(cold):
         "merge_contrast_indices",
         "combine_runs",
     }
-    out = root / "out" / "glmflow" / "sub-01" / "func"
     name = f"sub-01_task-faces_{SPACE}_contrast-houseMinusFace_stat-z_statmap.nii.gz"
     assert (out / name).is_file()
+    # the unchanged contrast was not computed again: the same file, linked from the memo
+    assert kept.stat().st_ino == inode
 
 
 def test_confound_edit_keeps_the_masked_data(cold):

@@ -13,6 +13,7 @@ import numpy as np
 
 from glmflow.core.bold import load_mask, save_nifti, unmask
 from glmflow.core.fixed_effects import compute_fixed_effects
+from glmflow.core.memo import file_identity, memo_key, recall, remember
 from glmflow.errors import ContrastError, DatasetError
 
 MAP_KEYS = ("effect", "variance", "stat", "p", "z")
@@ -26,6 +27,7 @@ def combine_runs(
     out_dir: str | os.PathLike,
     run_labels: Sequence[str] | None = None,
     precision_weighted: bool = True,
+    memo_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Fixed-effects maps of each named t contrast across runs.
 
@@ -48,6 +50,8 @@ def combine_runs(
         How the index records the runs (e.g. "run-1"); default: their position.
     precision_weighted
         Weight runs by their precision (default) or average them (nilearn's options).
+    memo_dir
+        Where each contrast's combination is remembered (see :mod:`glmflow.core.memo`).
 
     Returns
     -------
@@ -67,8 +71,8 @@ def combine_runs(
     lists: dict[str, list[str]] = {key: [] for key in MAP_KEYS}
     index: dict[str, Any] = {}
     for i, name in enumerate(names):
-        used = [i for i, idx in enumerate(indices) if not idx.get(name, {}).get("skipped", True)]
-        records = [indices[i][name] for i in used]
+        used = [j for j, idx in enumerate(indices) if not idx.get(name, {}).get("skipped", True)]
+        records = [indices[j][name] for j in used]
         if not records:
             raise ContrastError(
                 f"Contrast '{name}' was computed in none of the runs "
@@ -78,26 +82,28 @@ def combine_runs(
             raise ContrastError(
                 f"Contrast '{name}' is not a t contrast; fixed effects combine t contrasts"
             )
-        result = compute_fixed_effects(
-            [_values(r["effect"], common) for r in records],
-            [_values(r["variance"], common) for r in records],
-            dofs=[float(r["dof"]) for r in records],
-            precision_weighted=precision_weighted,
+        key = memo_key(
+            "combine",
+            name,
+            [
+                [file_identity(r["effect"]), file_identity(r["variance"]), r["dof"]]
+                for r in records
+            ],
+            [file_identity(m) for m in mask_files],
+            precision_weighted,
+            [labels[j] for j in used],
         )
-        record: dict[str, Any] = {
-            "name": name,
-            "stat_type": "t",
-            "skipped": False,
-            "dof": float(result["dof"]),
-            "runs": [labels[i] for i in used],
-            "mask": f"intersection of the runs' brain masks ({int(common.sum())} voxels)",
-            "dropped": sorted({d for r in records for d in r.get("dropped", [])}),
-        }
-        for key in MAP_KEYS:
-            path = out_dir / f"subject_con{i:03d}_{key}.nii.gz"
-            save_nifti(unmask(result[key].astype("float32"), mask_file), path)
-            lists[key].append(str(path))
-            record[key] = str(path)
+        record = recall(memo_dir, key, out_dir, prefix=f"subject_con{i:03d}")
+        if record is None:
+            record, files = _combine(name, records, common, mask_file, precision_weighted)
+            record["runs"] = [labels[j] for j in used]
+            files = _write(files, mask_file, out_dir, f"subject_con{i:03d}")
+            remember(memo_dir, key, record, files)
+            record = {**record, "files": files}
+        files = record.pop("files")
+        for map_key in MAP_KEYS:
+            lists[map_key].append(str(files[map_key]))
+            record[map_key] = str(files[map_key])
         index[name] = record
     json_path = out_dir / "contrasts.json"
     json_path.write_text(json.dumps(index, indent=2))
@@ -108,6 +114,33 @@ def combine_runs(
         "contrasts_json": str(json_path),
         "mask_file": str(mask_file),
     }
+
+
+def _combine(name, records, common, mask_file, precision_weighted):
+    result = compute_fixed_effects(
+        [_values(r["effect"], common) for r in records],
+        [_values(r["variance"], common) for r in records],
+        dofs=[float(r["dof"]) for r in records],
+        precision_weighted=precision_weighted,
+    )
+    record: dict[str, Any] = {
+        "name": name,
+        "stat_type": "t",
+        "skipped": False,
+        "dof": float(result["dof"]),
+        "mask": f"intersection of the runs' brain masks ({int(common.sum())} voxels)",
+        "dropped": sorted({d for r in records for d in r.get("dropped", [])}),
+    }
+    return record, {key: result[key] for key in MAP_KEYS}
+
+
+def _write(maps, mask_file, out_dir: Path, prefix: str) -> dict[str, str]:
+    files = {}
+    for key, values in maps.items():
+        path = out_dir / f"{prefix}_{key}.nii.gz"
+        save_nifti(unmask(values.astype("float32"), mask_file), path)
+        files[key] = str(path)
+    return files
 
 
 def _common_mask(mask_files, out_dir: Path) -> tuple[np.ndarray, Path]:

@@ -27,6 +27,9 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
         File(exists=True), mandatory=True, desc="each run's brain mask, aligned with index_files"
     )
     run_labels = traits.List(traits.Str, desc="labels of the runs for the index (e.g. run-1)")
+    memo_dir = traits.Str(
+        nohash=True, desc="folder remembering each contrast's combination (glmflow.core.memo)"
+    )
     precision_weighted = traits.Bool(
         True, usedefault=True, desc="weight runs by precision (else average them)"
     )
@@ -59,6 +62,7 @@ class CombineRuns(SimpleInterface):
                 out_dir=runtime.cwd,
                 run_labels=self.inputs.run_labels if isdefined(self.inputs.run_labels) else None,
                 precision_weighted=self.inputs.precision_weighted,
+                memo_dir=self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None,
             )
         )
         return runtime

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import warnings
-from pathlib import Path
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -13,12 +10,11 @@ from nipype.interfaces.base import (
     OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
-from glmflow.core.bold import save_nifti, unmask
-from glmflow.core.contrasts import MAP_KEYS, compute_contrast
-from glmflow.core.glm import load_fit
+from glmflow.core.contrast_maps import compute_contrast_maps
 from glmflow.errors import ContrastError
 
 
@@ -36,6 +32,11 @@ class _ComputeContrastsInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="a contrast naming a column absent from this run's design: 'error' stops, "
         "'drop' drops those terms (skipping the contrast if nothing is left) and records it",
+    )
+    memo_dir = traits.Str(
+        nohash=True,
+        desc="folder remembering each contrast's maps: an edit recomputes only the contrasts "
+        "that changed (glmflow.core.memo)",
     )
 
 
@@ -55,10 +56,6 @@ class _ComputeContrastsOutputSpec(TraitedSpec):
     )
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "", name.title()) or "contrast"
-
-
 class ComputeContrasts(SimpleInterface):
     """Compute every contrast with glmflow.core.contrasts.compute_contrast."""
 
@@ -72,43 +69,15 @@ class ComputeContrasts(SimpleInterface):
             raise ContrastError(f"contrasts input is not valid JSON ({err})") from err
         if not isinstance(contrasts, list):
             raise ContrastError("contrasts input must be a JSON array of contrast objects")
-        fit = load_fit(self.inputs.fit_file)
-        cwd = Path(runtime.cwd)
-        lists = {key: [] for key in MAP_KEYS}
-        names, stat_types, index = [], [], {}
-        for i, spec in enumerate(contrasts):
-            if not isinstance(spec, dict):
-                raise ContrastError(
-                    f"contrasts input item {i} must be a JSON object with name, expressions or "
-                    f"weights, stat_type; got {spec!r}"
-                )
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = compute_contrast(fit, spec, missing=self.inputs.missing_conditions)
-            for warning in caught:  # re-issue so they reach the log as well as the JSON
-                warnings.warn(str(warning.message), warning.category, stacklevel=1)
-            name = str(spec.get("name", f"contrast{i}"))
-            if result is None:
-                index[name] = {
-                    "skipped": True,
-                    "reason": "; ".join(str(w.message) for w in caught),
-                }
-                continue
-            record = {**result.info(), "skipped": False}
-            for key in MAP_KEYS:
-                path = cwd / f"con{i:03d}_{_slug(name)}_{key}.nii.gz"
-                save_nifti(unmask(result[key].astype("float32"), self.inputs.mask_file), path)
-                lists[key].append(str(path))
-                record[key] = str(path)
-            index[name] = record
-            names.append(name)
-            stat_types.append(result.stat_type)
-        json_path = cwd / "contrasts.json"
-        json_path.write_text(json.dumps(index, indent=2))
-        for key in MAP_KEYS:
-            self._results[f"{key}_files"] = lists[key]
-        self._results["contrast_names"] = names
-        self._results["stat_types"] = stat_types
-        self._results["dof"] = fit.df_residuals
-        self._results["contrasts_json"] = str(json_path)
+        memo = self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None
+        self._results.update(
+            compute_contrast_maps(
+                self.inputs.fit_file,
+                self.inputs.mask_file,
+                contrasts,
+                out_dir=runtime.cwd,
+                missing=self.inputs.missing_conditions,
+                memo_dir=memo,
+            )
+        )
         return runtime

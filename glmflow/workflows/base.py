@@ -31,6 +31,7 @@ def init_glmflow_wf(
     analyses: Sequence[TaskAnalysis],
     output_dir: str,
     missing_conditions: str = "error",
+    memo_dir: str | None = None,
     name: str = "glmflow_wf",
 ) -> pe.Workflow:
     """Build the participant-level graph: one subject-level workflow per subject and task.
@@ -43,6 +44,9 @@ def init_glmflow_wf(
         Root of the glmflow derivatives (``OUTPUT_DIR/glmflow``).
     missing_conditions
         ``"error"`` or ``"drop"``.
+    memo_dir
+        Folder remembering each contrast's maps, so a contrast edit recomputes only the
+        contrasts that changed (e.g. inside the work directory); None: no memo.
     name
         Workflow name (also the top folder in the working directory).
 
@@ -64,6 +68,7 @@ def init_glmflow_wf(
                 output_dir=output_dir,
                 skipped=analysis.skipped,
                 missing_conditions=missing_conditions,
+                memo_dir=memo_dir,
                 name=f"sub_{subject}_task_{analysis.spec.task}_wf",
             )
             workflow.add_nodes([subject_wf])

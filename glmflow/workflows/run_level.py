@@ -70,6 +70,7 @@ def init_run_level_wf(
     contrasts: Sequence[ContrastSpec],
     mem_gb: float,
     missing_conditions: str = "error",
+    memo_dir: str | None = None,
     name: str = "run_level_wf",
 ) -> pe.Workflow:
     """Fit the first-level GLM of one run and compute its contrasts.
@@ -89,6 +90,9 @@ def init_run_level_wf(
     missing_conditions
         ``"error"`` or ``"drop"``: what to do with a contrast naming a column absent from
         this run's design.
+    memo_dir
+        Folder where each contrast's maps are remembered, so that a contrast edit
+        recomputes only the contrasts that changed (not part of any hash).
     name
         Workflow name.
 
@@ -143,6 +147,8 @@ def init_run_level_wf(
         name="compute_contrasts",
         mem_gb=map_mem_gb(mem_gb),
     )
+    if memo_dir:
+        compute_contrasts.inputs.memo_dir = memo_dir
 
     # fmt: off
     workflow.connect([

@@ -160,7 +160,10 @@ def run_participant_level(
             **selection,
         )
     workflow = init_glmflow_wf(
-        analyses=analyses, output_dir=str(out), missing_conditions=missing_conditions
+        analyses=analyses,
+        output_dir=str(out),
+        missing_conditions=missing_conditions,
+        memo_dir=str(work_dir / "contrast_memo"),
     )
     workflow.base_dir = str(work_dir)
     fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"

@@ -41,6 +41,7 @@ def init_subject_level_wf(
     output_dir: str,
     skipped: dict[str, set[str]] | None = None,
     missing_conditions: str = "error",
+    memo_dir: str | None = None,
     name: str = "subject_level_wf",
 ) -> pe.Workflow:
     """Model every run of one subject and task, then combine runs per contrast.
@@ -64,6 +65,8 @@ def init_subject_level_wf(
         (only with ``missing_conditions="drop"``).
     missing_conditions
         ``"error"`` or ``"drop"``.
+    memo_dir
+        Folder remembering each contrast's maps (see :func:`init_run_level_wf`).
     name
         Workflow name.
 
@@ -90,6 +93,7 @@ def init_subject_level_wf(
             contrasts=contrasts,
             mem_gb=estimate_mem_gb(run.bold, minimize_memory=spec.glm.minimize_memory),
             missing_conditions=missing_conditions,
+            memo_dir=memo_dir,
             name=run_wf_name(run),
         )
         for field in ("bold", "mask", "events", "confounds"):
@@ -122,6 +126,7 @@ def init_subject_level_wf(
                 names=names,
                 mask_files=[run.mask for run in runs],
                 run_labels=[run_wf_name(run)[4:-3] for run in runs],
+                **({"memo_dir": memo_dir} if memo_dir else {}),
             ),
             name="combine_runs",
             mem_gb=light_gb,

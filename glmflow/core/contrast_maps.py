@@ -1,0 +1,109 @@
+"""All contrasts of one run's fit as NIfTI maps, remembered per contrast."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from glmflow.core.bold import save_nifti, unmask
+from glmflow.core.contrasts import MAP_KEYS, compute_contrast
+from glmflow.core.glm import load_fit
+from glmflow.core.memo import file_identity, memo_key, recall, remember
+from glmflow.errors import ContrastError
+
+
+def compute_contrast_maps(
+    fit_file: str | os.PathLike,
+    mask_file: str | os.PathLike,
+    contrasts: Sequence[Mapping[str, Any]],
+    *,
+    out_dir: str | os.PathLike,
+    missing: str = "error",
+    memo_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Compute every contrast and write its effect, variance, stat, p and z maps.
+
+    Parameters
+    ----------
+    fit_file, mask_file
+        ``FitFirstLevel``'s fit and the mask its data were read with.
+    contrasts
+        Contrast objects ``{name, expressions | weights, stat_type}``, in output order.
+    out_dir
+        Where the maps and ``contrasts.json`` go.
+    missing
+        ``"error"`` or ``"drop"`` (see :func:`glmflow.core.contrasts.compute_contrast`).
+    memo_dir
+        Where each contrast's maps are remembered (see :mod:`glmflow.core.memo`): the same
+        contrast of the same fit is linked back, not computed again. None: no memo.
+
+    Returns
+    -------
+    dict
+        ``contrast_names``, ``stat_types``, ``effect_files`` ... ``z_files`` (aligned lists
+        of the computed contrasts), ``dof`` and ``contrasts_json`` (the index: name ->
+        record with the map paths, weights, dropped terms, dof, or ``skipped`` and why).
+    """
+    out_dir = Path(out_dir)
+    fit_id, mask_id = file_identity(fit_file), file_identity(mask_file)
+    lists: dict[str, list[str]] = {key: [] for key in MAP_KEYS}
+    names, stat_types, index = [], [], {}
+    fit = None
+    dof = None
+    for i, spec in enumerate(contrasts):
+        if not isinstance(spec, Mapping):
+            raise ContrastError(
+                f"contrasts item {i} must be an object with name, expressions or weights, "
+                f"stat_type; got {spec!r}"
+            )
+        name = str(spec.get("name", f"contrast{i}"))
+        key = memo_key("contrast", fit_id, mask_id, dict(spec), missing)
+        record = recall(memo_dir, key, out_dir, prefix=f"con{i:03d}")
+        if record is None:
+            fit = fit if fit is not None else load_fit(fit_file)
+            record, files = _compute(fit, spec, missing, mask_file, out_dir, i)
+            remember(memo_dir, key, record, files)
+            record = {**record, "files": {k: str(v) for k, v in files.items()}}
+        files = record.pop("files")
+        dof = record.get("dof", dof)
+        if record.get("skipped"):
+            index[name] = record
+            continue
+        record.update(files)
+        for key_ in MAP_KEYS:
+            lists[key_].append(files[key_])
+        index[name] = record
+        names.append(name)
+        stat_types.append(record["stat_type"])
+    if dof is None:
+        dof = float((fit if fit is not None else load_fit(fit_file)).df_residuals)
+    json_path = out_dir / "contrasts.json"
+    json_path.write_text(json.dumps(index, indent=2))
+    return {
+        "contrast_names": names,
+        "stat_types": stat_types,
+        **{f"{key}_files": files for key, files in lists.items()},
+        "dof": float(dof),
+        "contrasts_json": str(json_path),
+    }
+
+
+def _compute(fit, spec, missing, mask_file, out_dir: Path, i: int):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compute_contrast(fit, spec, missing=missing)
+    for warning in caught:  # said again so they reach the log as well as the index
+        warnings.warn(str(warning.message), warning.category, stacklevel=3)
+    if result is None:
+        reason = "; ".join(str(w.message) for w in caught)
+        return {"skipped": True, "reason": reason, "dof": float(fit.df_residuals)}, {}
+    files = {}
+    for key in MAP_KEYS:
+        path = out_dir / f"con{i:03d}_{key}.nii.gz"
+        save_nifti(unmask(result[key].astype("float32"), mask_file), path)
+        files[key] = path
+    return {**result.info(), "skipped": False}, files

@@ -1,0 +1,92 @@
+"""Per-contrast memo: a contrast edit recomputes only the contrasts that changed.
+
+Nipype caches a node as a whole: editing one contrast reruns the node that computes all
+of them. The contrast and combining steps keep each contrast's maps in a memo folder, under
+a key made of the exact inputs (the fit file's identity, the contrast's definition), and
+hard-link them back when the same contrast of the same fit is asked for again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def file_identity(path: str | os.PathLike) -> list[int]:
+    """What changes when a file is rewritten: inode, size and modification time."""
+    stat = os.stat(path)
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def memo_key(*parts: Any) -> str:
+    """A stable key for JSON-able parts."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def recall(
+    memo_dir: str | os.PathLike | None, key: str, out_dir: str | os.PathLike, prefix: str
+) -> dict[str, Any] | None:
+    """The memo's record for ``key`` with its files linked into ``out_dir``, or None.
+
+    File entries of the record (``{"files": {name: file}}``) are replaced by the paths in
+    ``out_dir`` (named ``<prefix>_<name>``).
+    """
+    if memo_dir is None:
+        return None
+    entry = Path(memo_dir) / key
+    try:
+        record = json.loads((entry / "record.json").read_text())
+    except (OSError, ValueError):
+        return None
+    files = {}
+    for name, stored in record.get("files", {}).items():
+        dst = Path(out_dir) / f"{prefix}_{stored}"
+        if dst.exists():
+            dst.unlink()
+        try:
+            _link(entry / stored, dst)
+        except OSError:
+            return None  # an incomplete entry: compute again
+        files[name] = str(dst)
+    return {**record, "files": files}
+
+
+def remember(
+    memo_dir: str | os.PathLike | None,
+    key: str,
+    record: Mapping[str, Any],
+    files: Mapping[str, str | os.PathLike],
+) -> None:
+    """Store ``record`` and ``files`` under ``key`` (atomically: a whole entry or none)."""
+    if memo_dir is None:
+        return
+    root = Path(memo_dir)
+    entry = root / key
+    if entry.exists():
+        return
+    tmp = root / f".{key}.{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True)
+    stored = {}
+    for name, path in files.items():
+        target = f"{name}{''.join(Path(path).suffixes)}"
+        _link(Path(path), tmp / target)
+        stored[name] = target
+    (tmp / "record.json").write_text(json.dumps({**record, "files": stored}))
+    try:
+        tmp.rename(entry)
+    except OSError:  # another process stored the same entry first
+        shutil.rmtree(tmp, ignore_errors=True)

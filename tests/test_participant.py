@@ -243,3 +243,32 @@ def test_design_tsv_holds_the_model_columns(first_run):
     for column in ("face", "house", "scrambled", "face_x_rt", "trans_x", "constant"):
         assert column in design.columns
     assert len(design) == 100
+
+
+def test_model_maps_are_written_when_memory_is_not_minimized(tmp_path):
+    from glmflow.core.model import load_model
+
+    dataset = make_synthetic_dataset(tmp_path / "bids", n_subjects=1, n_runs=1, n_volumes=60)
+    spec = load_model(MODEL / "faces_model.json")
+    data = json.loads(spec.to_json())
+    data["glm"]["minimize_memory"] = False
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="F contrast"):
+        run_participant_level(
+            bids_dir=dataset, output_dir=tmp_path / "out", model=model, work_dir=tmp_path / "w"
+        )
+    func = tmp_path / "out" / "glmflow" / "sub-01" / "func"
+    stem = f"sub-01_task-faces_run-1_{SPACE}"
+    r_square = _load(func / f"{stem}_stat-rSquare_statmap.nii.gz")
+    residuals = nib.load(func / f"{stem}_desc-residuals_bold.nii.gz")
+    predicted = nib.load(func / f"{stem}_desc-predicted_bold.nii.gz")
+    confounds = pd.read_csv(
+        next((dataset / "derivatives/fmriprep").rglob("*desc-confounds_timeseries.tsv")), sep="\t"
+    )
+    censored = confounds.filter(like="non_steady_state_outlier").shape[1]
+    # the model censors non-steady-state volumes: residuals exist for the kept ones only
+    assert censored > 0
+    assert residuals.shape[-1] == predicted.shape[-1] == 60 - censored
+    mask = r_square != 0
+    assert mask.sum() > 100 and 0 < r_square[mask].mean() < 1

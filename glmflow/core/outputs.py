@@ -172,6 +172,21 @@ def design_path(
     return _place(output_dir, entities, level, fields, f"matrix{extension}")
 
 
+# FitFirstLevel's optional model maps (minimize_memory off) -> name tail
+MODEL_MAPS = {
+    "r_square": "stat-rSquare_statmap.nii.gz",
+    "residuals": "desc-residuals_bold.nii.gz",
+    "predicted": "desc-predicted_bold.nii.gz",
+}
+
+
+def model_map_path(output_dir: str | os.PathLike, entities: Mapping[str, Any], kind: str) -> Path:
+    """Path of a run's r-square, residuals or predicted image (see :data:`MODEL_MAPS`)."""
+    if kind not in MODEL_MAPS:
+        raise ValueError(f"'kind' must be one of {', '.join(MODEL_MAPS)}. Got {kind!r} instead")
+    return _place(output_dir, entities, "run", _fields(entities, "run"), MODEL_MAPS[kind])
+
+
 def sidecar_path(map_path: str | os.PathLike) -> Path:
     """Return the JSON sidecar path of a ``.nii.gz`` / ``.nii`` map."""
     path = Path(map_path)
@@ -336,6 +351,7 @@ def write_derivatives(
     maps: Sequence[tuple[str | os.PathLike, str, str]],
     metadata: Mapping[str, Any] | None = None,
     design_files: Sequence[str | os.PathLike] = (),
+    model_maps: Mapping[str, str | os.PathLike] | None = None,
     link: bool = True,
 ) -> list[Path]:
     """Copy maps and design files to their BIDS paths and write one sidecar per map.
@@ -355,6 +371,8 @@ def write_derivatives(
         sidecar gets its own contrast's entry under ``"Contrast"``.
     design_files : sequence of path
         ``.tsv`` design matrix and/or ``.svg`` plot.
+    model_maps : mapping, optional
+        Run level only: ``{"r_square" | "residuals" | "predicted": file}``.
 
     Returns
     -------
@@ -373,6 +391,8 @@ def write_derivatives(
     for src in design_files:
         dst = design_path(root, entities, level=level, extension=Path(src).suffix)
         _plan(plan, dst, (src, None, None))
+    for kind, src in (model_maps or {}).items():
+        _plan(plan, model_map_path(root, entities, kind), (src, None, None))
     for dst, (src, name, stat) in plan.items():
         atomic_copy(src, dst, link=link)
         if name is not None:

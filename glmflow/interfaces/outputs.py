@@ -56,6 +56,9 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     design_files = InputMultiObject(
         File(exists=True), desc="design matrix .tsv and/or its .svg plot"
     )
+    r_square_file = File(exists=True, desc="run-level r-square map (FitFirstLevel)")
+    residuals_file = File(exists=True, desc="run-level residuals (FitFirstLevel)")
+    predicted_file = File(exists=True, desc="run-level predicted time series (FitFirstLevel)")
     metadata = traits.Str(
         "{}",
         usedefault=True,
@@ -120,6 +123,11 @@ class DerivativesSink(SimpleInterface):
             maps=maps,
             metadata=metadata,
             design_files=inputs.design_files if isdefined(inputs.design_files) else (),
+            model_maps={
+                kind: getattr(inputs, f"{kind}_file")
+                for kind in ("r_square", "residuals", "predicted")
+                if isdefined(getattr(inputs, f"{kind}_file"))
+            },
             link=inputs.hard_link,
         )
         self._results["out_files"] = [str(p) for p in written]

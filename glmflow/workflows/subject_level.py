@@ -16,6 +16,7 @@ from glmflow.interfaces.combine import CombineRuns
 from glmflow.interfaces.outputs import DerivativesSink
 from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf, map_mem_gb
 
+MODEL_MAP_KINDS = ("r_square", "residuals", "predicted")
 SINK_FIELDS = ["contrast_names", "stat_types", "contrasts_json", "design_files", *MAP_OUTPUTS]
 
 
@@ -117,6 +118,10 @@ def init_subject_level_wf(
             (run_wf, sink, [(f"outputnode.{field}", field) for field in SINK_FIELDS]),
         ])
         # fmt: on
+        if not spec.glm.minimize_memory:  # the fit's model maps go out with the run
+            workflow.connect(
+                [(run_wf, sink, [(f"outputnode.{k}_file", f"{k}_file") for k in MODEL_MAP_KINDS])]
+            )
 
     light_gb = map_mem_gb(estimate_mem_gb(runs[0].bold))
     names = [c.name for c in _subject_contrasts(runs, contrasts, skipped)]

@@ -151,13 +151,25 @@ def test_one_sample_finds_the_group_effect_where_the_truth_is(study, tmp_path):
 
 
 def test_one_sample_effect_equals_the_true_group_mean(study, tmp_path):
-    result = _group(study, tmp_path, first_level_contrasts=["face"], inference={"method": "none"})
+    result = _group(
+        study, tmp_path, first_level_contrasts=["face"], minimize_memory=False,
+        inference={"method": "none"},
+    )  # fmt: skip
     _, effects = _truth_effects(study)
     means = _region_means(study, _map(study, "face", "effect"))
     assert means["group"] == pytest.approx(effects.mean(), abs=0.1)
     assert means["face"] == pytest.approx(2.0, abs=0.1)  # same 2.0 in every subject
     assert abs(means["null"]) < 0.15
     assert not [p for p in result.files if "_desc-" in p.name and "design" not in p.name]
+    # minimize_memory off: residuals = maps - group mean, r-squared of an intercept-only model
+    top = study["out"] / "glmflow"
+    residuals = nib.load(top / f"{PREFIX}face_stat-residuals_statmap.nii.gz")
+    maps = np.stack([nib.load(p).get_fdata() for p in _subject_maps(study)], axis=-1)
+    inside = _map(study, "face", "t") != 0
+    expected = maps - maps.mean(-1, keepdims=True)
+    assert residuals.shape == (20, 24, 20, 8)
+    np.testing.assert_allclose(residuals.get_fdata()[inside], expected[inside], atol=1e-4)
+    assert np.abs(_map(study, "face", "rsquared")[inside]).max() < 1e-6
 
 
 def test_two_sample_difference_and_age_effect_have_the_right_sign_and_place(study, tmp_path):

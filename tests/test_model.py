@@ -79,6 +79,7 @@ def _full_spec() -> ModelSpec:
             smoothing_fwhm=4,
             target_affine=(3, 0, 0, 0, 3, 0, 0, 0, 3),
             target_shape=(20, 24, 20),
+            minimize_memory=False,
             inference=InferenceSpec(
                 method="fdr",
                 alpha=0.01,
@@ -133,6 +134,7 @@ def test_defaults_are_the_documented_ones():
         "design": "one-sample", "group_column": None, "conditions": [], "covariates": [],
         "demean_covariates": True, "first_level_contrasts": [], "contrasts": [],
         "method": "ols", "smoothing_fwhm": None, "target_affine": None, "target_shape": None,
+        "minimize_memory": True,
         "inference": {
             "method": "fdr", "alpha": 0.05, "z_threshold": 3.09, "cluster_threshold": 0,
             "two_sided": True, "n_perm": 10000, "seed": 0, "permutation_stat": "max_t",
@@ -286,7 +288,9 @@ BAD_MODELS = [
     (_model(group__regressors=["age"]),
      "Unknown key 'regressors' in 'group'; Allowed: design, group_column, conditions, "
      "covariates, demean_covariates, first_level_contrasts, contrasts, method, "
-     "smoothing_fwhm, target_affine, target_shape, inference (in m.json)"),
+     "smoothing_fwhm, target_affine, target_shape, minimize_memory, inference (in m.json)"),
+    (_model(group__method="fixed", group__minimize_memory=False),
+     """'group.minimize_memory' must be true with method "fixed" (residual, predicted and"""),
     (_model(group__target_affine=[1, 2, 3]),
      "'group.target_affine' must be 9 (3x3) or 16 (4x4) numbers in row order, or null; got "
      "[1, 2, 3] (in m.json)"),

@@ -574,3 +574,37 @@ def write_inference_derivatives(
                           {**common, **extra})  # fmt: skip
         written.append(dst)
     return written
+
+
+#: FitGroupModel model map -> ``stat-`` label and sidecar description
+MODEL_MAPS: dict[str, tuple[str, str]] = {
+    "residuals": ("residuals", "residuals of the group model, one volume per input map"),
+    "predicted": ("predicted", "fitted values of the group model, one volume per input map"),
+    "r_square": ("rsquared", "coefficient of determination of the group model"),
+}
+
+
+def write_model_maps(
+    output_dir: str | os.PathLike,
+    *,
+    entities: Mapping[str, Any],
+    contrast: str,
+    maps: Mapping[str, str | os.PathLike],
+    metadata: Mapping[str, Any] | None = None,
+    link: bool = True,
+) -> list[Path]:
+    """Place a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
+
+    ``maps`` keys are :data:`MODEL_MAPS` keys; ``contrast`` names the modelled first-level
+    contrast: ``..._contrast-<label>_stat-<residuals|predicted|rsquared>_statmap.nii.gz``.
+    """
+    metadata = {k: v for k, v in (metadata or {}).items() if k != "Contrasts"}
+    written = []
+    for key, src in maps.items():
+        stat, description = MODEL_MAPS[key]
+        dst = group_map_path(output_dir, entities, contrast=contrast, stat=stat)
+        atomic_copy(src, dst, link=link)
+        sidecar = {**metadata, "Level": "dataset", "Statistic": description}
+        atomic_write_json(sidecar_path(dst), sidecar | {"ModelledContrast": contrast})
+        written.append(dst)
+    return written

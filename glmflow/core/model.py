@@ -618,7 +618,8 @@ class GroupSpec(_Spec):
     ``method`` "ols" is nilearn's SecondLevelModel, "fixed" precision-weighted fixed
     effects with the first-level variance maps. ``smoothing_fwhm`` (mm) smooths the maps
     before the fit; ``target_affine`` (9 or 16 numbers) and ``target_shape`` resample maps
-    that are on different grids.
+    that are on different grids; ``minimize_memory`` false also writes the residuals,
+    predicted and r-squared maps of each fit.
     """
 
     design: GroupDesign = "one-sample"
@@ -632,6 +633,7 @@ class GroupSpec(_Spec):
     smoothing_fwhm: float | None = None
     target_affine: tuple[float, ...] | None = None
     target_shape: tuple[int, ...] | None = None
+    minimize_memory: bool = True
     inference: InferenceSpec = field(default_factory=InferenceSpec)
 
     def __post_init__(self) -> None:
@@ -694,6 +696,13 @@ class GroupSpec(_Spec):
         fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
         _set(self, "smoothing_fwhm", fwhm or None)
         self._check_grid()
+        _flag(self.minimize_memory, "minimize_memory")
+        if self.method == "fixed" and not self.minimize_memory:
+            raise _FieldError(
+                "minimize_memory",
+                'must be true with method "fixed" (residual, predicted and r-squared maps '
+                'come from the OLS fit of method "ols")',
+            )
         if not isinstance(self.inference, InferenceSpec):
             raise _bad("inference", "an InferenceSpec", str(self.inference))
         if self.method == "fixed" and self.smoothing_fwhm:

@@ -1,4 +1,4 @@
-"""FitGroupModel, GroupInference and InferenceSink: the group level as Nipype nodes."""
+"""FitGroupModel, GroupInference and their sinks: the group level as Nipype nodes."""
 
 from __future__ import annotations
 
@@ -29,9 +29,11 @@ from glmflow.core.group import (
 from glmflow.core.inference import (
     INFERENCE_METHODS,
     LOGP_MAPS,
+    MODEL_MAPS,
     PERMUTATION_STATS,
     run_group_inference,
     write_inference_derivatives,
+    write_model_maps,
 )
 
 # glmflow output name -> nilearn output type
@@ -331,6 +333,39 @@ class InferenceSink(SimpleInterface):
             permutation_stat=inputs.permutation_stat,
             logp_files=logp,
             tdp_file=_given(inputs.tdp_file),
+            metadata=json.loads(inputs.metadata),
+            link=inputs.hard_link,
+        )
+        self._results["out_files"] = [str(p) for p in written]
+        return runtime
+
+
+class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(mandatory=True, desc="JSON object of pybids entity names -> labels")
+    contrast_name = traits.Str(mandatory=True, desc="the modelled first-level contrast")
+    residuals_file = File(exists=True, mandatory=True, desc="FitGroupModel residuals (4D)")
+    predicted_file = File(exists=True, mandatory=True, desc="FitGroupModel predicted (4D)")
+    r_square_file = File(exists=True, mandatory=True, desc="FitGroupModel r-squared map")
+    metadata = traits.Str("{}", usedefault=True, desc="JSON object written into every sidecar")
+    hard_link = traits.Bool(
+        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
+    )
+
+
+class ModelMapsSink(SimpleInterface):
+    """Write a group fit's model maps with glmflow.core.inference.write_model_maps."""
+
+    input_spec = _ModelMapsSinkInputSpec
+    output_spec = _InferenceSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        written = write_model_maps(
+            inputs.output_dir,
+            entities=json.loads(inputs.entities),
+            contrast=inputs.contrast_name,
+            maps={key: getattr(inputs, f"{key}_file") for key in MODEL_MAPS},
             metadata=json.loads(inputs.metadata),
             link=inputs.hard_link,
         )

@@ -11,7 +11,12 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.model import GroupSpec
 from glmflow.core.outputs import contrast_label
-from glmflow.interfaces.group import FitGroupModel, GroupInference, InferenceSink
+from glmflow.interfaces.group import (
+    FitGroupModel,
+    GroupInference,
+    InferenceSink,
+    ModelMapsSink,
+)
 from glmflow.interfaces.outputs import DerivativesSink
 from glmflow.workflows.run_level import MAP_OUTPUTS, set_options
 
@@ -35,6 +40,7 @@ def init_group_level_wf(
     entities: Mapping[str, str],
     metadata: Mapping[str, Any] | None = None,
     contrast_source: str = "the model",
+    modelled: str = "group",
     use_mask: bool = False,
     mem_gb: float = 1.0,
     n_jobs: int = 1,
@@ -60,6 +66,9 @@ def init_group_level_wf(
         Written into every sidecar; a ``"Contrasts"`` object (name -> info) is split per map.
     contrast_source
         The model file, named in contrast errors.
+    modelled
+        Name of what is modelled (the first-level contrast): names the residual, predicted
+        and r-squared maps written when ``group.minimize_memory`` is off.
     use_mask
         Connect ``inputnode.mask_file`` (a user mask) to the fit and to permutations;
         otherwise nilearn computes the mask from the maps.
@@ -77,7 +86,8 @@ def init_group_level_wf(
 
     Outputs
     -------
-    map_files: the group maps written (effect, variance, t/F, p, z of every contrast);
+    map_files: the group maps written (effect, variance, t/F, p, z of every contrast; the
+    model maps are written by ``ds_model_maps`` when ``group.minimize_memory`` is off);
     inference_files: thresholded maps, cluster tables and -log10 p / TDP maps written;
     mask_file: the mask of the analysed voxels
     """
@@ -127,6 +137,20 @@ def init_group_level_wf(
         )
     if use_mask:
         workflow.connect(inputnode, "mask_file", fit, "mask_file")
+    if not group.minimize_memory:
+        fit.inputs.minimize_memory = False
+        model_maps = pe.Node(
+            ModelMapsSink(
+                output_dir=output_dir,
+                entities=entities_json,
+                contrast_name=modelled,
+                metadata=metadata_json,
+            ),
+            name="ds_model_maps",
+            run_without_submitting=True,
+        )
+        keys = ["residuals_file", "predicted_file", "r_square_file"]
+        workflow.connect([(fit, model_maps, [(key, key) for key in keys])])
     inference = group.inference
     if inference.method == "none":
         return workflow

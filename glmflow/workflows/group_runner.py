@@ -503,6 +503,7 @@ def init_group_wf(
                 entities=plan.entities,
                 metadata=metadata,
                 contrast_source=plan.spec.source,
+                modelled=" vs ".join(analysis.first_level),
                 use_mask=mask is not None,
                 mem_gb=_mem_gb(analysis.maps),
                 n_jobs=n_jobs,

@@ -24,6 +24,7 @@ import nibabel as nib
 import pandas as pd
 
 from glmflow.core.group import (
+    check_design,
     check_group_inputs,
     contrast_weights,
     default_group_contrasts,
@@ -387,7 +388,8 @@ def _generic_design(design_file, subjects: list[str], participant_label) -> tupl
     design.index = pd.Index(rows, name="label")
     design = design.loc[chosen]
     design.index = pd.Index([f"sub-{s}" for s in chosen], name="label")
-    return design, chosen
+    # a subset of the rows may lose rank or degrees of freedom
+    return check_design(design, source=str(design_file)), chosen
 
 
 def _group_contrasts(spec: ModelSpec, design: pd.DataFrame, design_file) -> dict[str, Any]:

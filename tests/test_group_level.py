@@ -209,9 +209,10 @@ def test_paired_design_compares_two_first_level_contrasts(study, tmp_path):
          for f, h in zip(_subject_maps(study, "face"), _subject_maps(study, "house"), strict=True)]
     )  # fmt: skip
     inside = _map(study, "faceMinusHouse", "t") != 0
+    differences = differences[:, inside]
     t = differences.mean(0) / (differences.std(0, ddof=1) / np.sqrt(8))
-    np.testing.assert_allclose(effect[inside], differences.mean(0)[inside], atol=1e-5)
-    np.testing.assert_allclose(_map(study, "faceMinusHouse", "t")[inside], t[inside], rtol=1e-4)
+    np.testing.assert_allclose(effect[inside], differences.mean(0), atol=1e-5)
+    np.testing.assert_allclose(_map(study, "faceMinusHouse", "t")[inside], t, rtol=1e-4)
     sidecar = json.loads(
         (study["out"] / "glmflow" / f"{PREFIX}faceMinusHouse_stat-t_statmap.json").read_text()
     )

@@ -169,7 +169,7 @@ def test_one_sample_effect_equals_the_true_group_mean(study, tmp_path):
     expected = maps - maps.mean(-1, keepdims=True)
     assert residuals.shape == (20, 24, 20, 8)
     np.testing.assert_allclose(residuals.get_fdata()[inside], expected[inside], atol=1e-4)
-    assert np.abs(_map(study, "face", "rsquared")[inside]).max() < 1e-6
+    assert np.abs(_map(study, "face", "rSquare")[inside]).max() < 1e-6
 
 
 def test_two_sample_difference_and_age_effect_have_the_right_sign_and_place(study, tmp_path):

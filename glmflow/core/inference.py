@@ -580,7 +580,7 @@ def write_inference_derivatives(
 MODEL_MAPS: dict[str, tuple[str, str]] = {
     "residuals": ("residuals", "residuals of the group model, one volume per input map"),
     "predicted": ("predicted", "fitted values of the group model, one volume per input map"),
-    "r_square": ("rsquared", "coefficient of determination of the group model"),
+    "r_square": ("rSquare", "coefficient of determination of the group model"),
 }
 
 
@@ -596,7 +596,8 @@ def write_model_maps(
     """Place a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
 
     ``maps`` keys are :data:`MODEL_MAPS` keys; ``contrast`` names the modelled first-level
-    contrast: ``..._contrast-<label>_stat-<residuals|predicted|rsquared>_statmap.nii.gz``.
+    contrast: ``..._contrast-<label>_stat-<residuals|predicted|rSquare>_statmap.nii.gz``
+    (``rSquare`` as at the run level).
     """
     metadata = {k: v for k, v in (metadata or {}).items() if k != "Contrasts"}
     written = []

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
@@ -182,11 +183,18 @@ def _configure_logging() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as users read them: one line, no source code (``--debug`` keeps Python's)."""
+    return f"glmflow: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``glmflow`` console script."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if not debug:
+        warnings.formatwarning = _one_line_warning
     _configure_logging()
     try:
         return _run(argv)

@@ -128,15 +128,23 @@ def threshold_map(
         raise GroupModelError(
             f"cluster_threshold must be a number of voxels >= 0, got {cluster_threshold}"
         )
-    img, value = threshold_stats_img(
-        stat_img,
-        mask_img=mask,
-        alpha=alpha,
-        threshold=threshold,
-        height_control=height_control,
-        cluster_threshold=cluster_threshold,
-        two_sided=two_sided,
-    )
+    with warnings.catch_warnings():
+        # nilearn's way of saying that nothing survives (a threshold of inf): said below
+        warnings.filterwarnings("ignore", message="The given float value must not exceed")
+        img, value = threshold_stats_img(
+            stat_img,
+            mask_img=mask,
+            alpha=alpha,
+            threshold=threshold,
+            height_control=height_control,
+            cluster_threshold=cluster_threshold,
+            two_sided=two_sided,
+        )
+    if not np.isfinite(value):
+        warnings.warn(
+            f"No voxel survives {height_control} at alpha={alpha}: the thresholded map is empty",
+            stacklevel=2,
+        )
     return img, float(value)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,17 +169,21 @@ def run_participant_level(
     workflow.base_dir = str(work_dir)
     fmriprep = Path(derivatives) if derivatives else Path(bids_dir) / "derivatives" / "fmriprep"
     write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
-    execgraph = run_workflow(
-        workflow,
-        plugin=plugin,
-        plugin_args=plugin_args,
-        n_procs=n_procs,
-        mem_gb=mem_gb,
-        # Nipype's default 2 s poll dominates a chain of small local nodes
-        poll_interval=poll_interval
-        if poll_interval is not None
-        else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
-    )
+    with warnings.catch_warnings():
+        # the nodes repeat the pre-flight's steps and would say its warnings again (local
+        # workers inherit this filter; cluster jobs write theirs to the job logs)
+        warnings.simplefilter("ignore", UserWarning)
+        execgraph = run_workflow(
+            workflow,
+            plugin=plugin,
+            plugin_args=plugin_args,
+            n_procs=n_procs,
+            mem_gb=mem_gb,
+            # Nipype's default 2 s poll dominates a chain of small local nodes
+            poll_interval=poll_interval
+            if poll_interval is not None
+            else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
+        )
     return ParticipantResult(out, tuple(analyses), tuple(_written_files(execgraph)))
 
 

@@ -52,6 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
         run=None,
         space="MNI152NLin2009cAsym",
         desc="preproc",
+        res=None,
         smoothing_fwhm=None,
         slice_time_ref=None,
         missing_conditions="error",
@@ -74,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 # options of one level only, with the value that means "not given"
 PARTICIPANT_ONLY = {
-    "derivatives": None, "session": None, "run": None, "desc": "preproc",
+    "derivatives": None, "session": None, "run": None, "desc": "preproc", "res": None,
     "slice_time_ref": None, "missing_conditions": "error",
 }  # fmt: skip
 GROUP_ONLY = {
@@ -123,6 +124,7 @@ def run_bids_app(args: argparse.Namespace) -> int:
         runs=args.run,
         space=args.space,
         desc=args.desc,
+        res=getattr(args, "res", None),
         smoothing_fwhm=args.smoothing_fwhm,
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,

@@ -51,6 +51,9 @@ def _bids_app_parser() -> argparse.ArgumentParser:
     parser.add_argument("--space", default="MNI152NLin2009cAsym")
     parser.add_argument("--desc", default="preproc", help="desc- entity of the preprocessed BOLD")
     parser.add_argument(
+        "--res", help="res- entity, when fMRIPrep wrote the space at several resolutions"
+    )
+    parser.add_argument(
         "--smoothing-fwhm",
         type=float,
         metavar="MM",

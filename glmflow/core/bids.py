@@ -108,6 +108,7 @@ def discover_runs(
     derivatives: str | os.PathLike | None = None,
     space: str = DEFAULT_SPACE,
     desc: str = "preproc",
+    res: str | None = None,
     tasks: Sequence[str] | None = None,
     sessions: Sequence[str] | None = None,
     runs: Sequence[str | int] | None = None,
@@ -128,6 +129,9 @@ def discover_runs(
         fMRIPrep output folder; default ``<bids_dir>/derivatives/fmriprep``.
     space, desc : str
         Entities of the preprocessed BOLD to use.
+    res : str, optional
+        The ``res-`` entity to use when fMRIPrep wrote the space at several resolutions
+        (several and none chosen is an error naming them).
     tasks, sessions, runs, participant_label : sequences, optional
         Keep only these (``None`` keeps all). Subject labels may carry the ``sub-`` prefix.
     excludes : iterable of str
@@ -163,6 +167,7 @@ def discover_runs(
         runs=_as_list(runs),
         space=space,
         desc=desc,
+        res=res,
         deriv_dir=deriv_dir,
     )
     bolds = _apply_excludes(bolds, _as_list(excludes) or [], deriv_dir)
@@ -242,7 +247,7 @@ def discover_runs(
     )
 
 
-def _select_bolds(all_bolds, *, tasks, subjects, sessions, runs, space, desc, deriv_dir):
+def _select_bolds(all_bolds, *, tasks, subjects, sessions, runs, space, desc, res, deriv_dir):
     """Apply the filters, checking each asked-for label exists (listing those that do)."""
     tasks = _check_labels("Task", "--task", tasks, _values(all_bolds, "task"), deriv_dir)
     subjects = _check_labels(
@@ -282,6 +287,20 @@ def _select_bolds(all_bolds, *, tasks, subjects, sessions, runs, space, desc, de
             f"{' for task ' + ', '.join(tasks) if tasks else ''} in {deriv_dir} (spaces "
             f"available: {_join(_values(selected, 'space'))}; desc available: "
             f"{_join(_values(selected, 'desc'))}); pass one of them with --space / --desc"
+        )
+    resolutions = _values(bolds, "res")
+    if res is not None:
+        res = _strip(str(res), "res-")
+        if res not in resolutions:
+            raise DatasetError(
+                f"No BOLD with space '{space}' at res-{res} in {deriv_dir} (resolutions: "
+                f"{_join(resolutions) or 'none given in the file names'}); fix --res"
+            )
+        bolds = [f for f in bolds if str(f.entities.get("res")) == res]
+    elif len(resolutions) > 1:
+        raise DatasetError(
+            f"fMRIPrep wrote space '{space}' at several resolutions in {deriv_dir} "
+            f"(res-{', res-'.join(resolutions)}); choose one with --res"
         )
     return bolds
 

@@ -59,6 +59,7 @@ def plan_participant_level(
     runs: Sequence[str] | None = None,
     space: str = "MNI152NLin2009cAsym",
     desc: str = "preproc",
+    res: str | None = None,
     smoothing_fwhm: float | None = None,
     slice_time_ref: float | None = None,
     missing_conditions: str = "error",
@@ -81,6 +82,7 @@ def plan_participant_level(
             derivatives=derivatives,
             space=space,
             desc=desc,
+            res=res,
             tasks=[spec.task],
             sessions=sessions,
             runs=runs,
@@ -142,7 +144,7 @@ def run_participant_level(
         to Nipype's 2 s on a cluster.
     derivatives, missing_conditions, **selection
         As :func:`plan_participant_level` (participant_label, tasks, sessions, runs, space,
-        desc, smoothing_fwhm, slice_time_ref).
+        desc, res, smoothing_fwhm, slice_time_ref).
     """
     work_dir = Path(work_dir or Path.cwd() / "work").absolute()
     out = check_output_dir(Path(output_dir) / "glmflow", bids_dir, derivatives)

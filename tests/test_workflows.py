@@ -205,3 +205,38 @@ def test_combine_runs_node_uses_the_voxels_every_run_covers(tmp_path):
     assert not effect[~common].any()  # no map where a run has no data
     record = json.loads(Path(result.outputs.contrasts_json).read_text())["c"]
     assert record["runs"] == ["run-1", "run-2"] and record["dof"] == 100.0
+
+
+def test_one_run_subject_maps_are_the_run_maps(tmp_path):
+    """Fixed effects of one run equal that run: linked, not recomputed (same numbers)."""
+    from glmflow.core.bold import save_nifti
+    from glmflow.core.combine import combine_runs
+    from glmflow.core.fixed_effects import compute_fixed_effects
+
+    shape, affine = (7, 8, 9), np.eye(4)
+    mask = np.zeros(shape, np.uint8)
+    mask[1:6, 2:7, 2:8] = 1
+    mask_file = save_nifti(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+    rng = np.random.default_rng(1)
+    inside = mask > 0
+    effect = np.where(inside, rng.normal(1, 0.2, shape), 0).astype(np.float32)
+    variance = np.where(inside, rng.uniform(0.2, 0.4, shape), 0).astype(np.float32)
+    result = compute_fixed_effects([effect[inside]], [variance[inside]], dofs=[80.0])
+    files = {}
+    for key in ("effect", "variance", "stat", "p", "z"):
+        values = np.zeros(shape, np.float32)
+        values[inside] = {"effect": effect[inside], "variance": variance[inside]}.get(
+            key, result[key]
+        )
+        files[key] = str(save_nifti(nib.Nifti1Image(values, affine), tmp_path / f"{key}.nii.gz"))
+    index = tmp_path / "contrasts.json"
+    index.write_text(json.dumps({"c": {"skipped": False, "dof": 80.0, "stat_type": "t", **files}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    combined = combine_runs([index], names=["c"], mask_files=[mask_file], out_dir=out)
+    (z_file,) = combined["z_files"]
+    assert os.path.samefile(z_file, files["z"])  # linked
+    np.testing.assert_allclose(
+        nib.load(z_file).get_fdata()[inside], result["z"].astype(np.float32), rtol=1e-6
+    )
+    assert json.loads(Path(combined["contrasts_json"]).read_text())["c"]["dof"] == 80.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,12 @@ def combine_runs(
             [labels[j] for j in used],
         )
         record = recall(memo_dir, key, out_dir, prefix=f"subject_con{i:03d}")
-        if record is None:
+        if record is None and len(records) == 1 and len(mask_files) == 1:
+            # fixed effects of one run are that run's maps: link them, compute nothing
+            record = {**_single_run(name, records[0]), "runs": [labels[used[0]]]}
+            files = _link_run_maps(records[0], out_dir, f"subject_con{i:03d}")
+            record = {**record, "files": files}
+        elif record is None:
             record, files = _combine(name, records, common, mask_file, precision_weighted)
             record["runs"] = [labels[j] for j in used]
             files = _write(files, mask_file, out_dir, f"subject_con{i:03d}")
@@ -132,6 +138,30 @@ def _combine(name, records, common, mask_file, precision_weighted):
         "dropped": sorted({d for r in records for d in r.get("dropped", [])}),
     }
     return record, {key: result[key] for key in MAP_KEYS}
+
+
+def _single_run(name: str, run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "stat_type": "t",
+        "skipped": False,
+        "dof": float(run["dof"]),
+        "mask": "the run's brain mask (one run: its own maps)",
+        "dropped": sorted(run.get("dropped", [])),
+    }
+
+
+def _link_run_maps(run: dict[str, Any], out_dir: Path, prefix: str) -> dict[str, str]:
+    files = {}
+    for key in MAP_KEYS:
+        dst = out_dir / f"{prefix}_{key}.nii.gz"
+        dst.unlink(missing_ok=True)
+        try:
+            os.link(run[key], dst)
+        except OSError:
+            shutil.copy2(run[key], dst)
+        files[key] = str(dst)
+    return files
 
 
 def _write(maps, mask_file, out_dir: Path, prefix: str) -> dict[str, str]:

@@ -712,6 +712,13 @@ class GroupSpec(_Spec):
                 'maps); smooth at the first level or use method "ols"',
             )
         if self.inference.method == "permutation":
+            if self.design == "paired":
+                raise _FieldError(
+                    "inference.method",
+                    '"permutation" of a paired design would shuffle maps across subjects '
+                    "(not exchangeable); use a parametric method, or a one-sample design on "
+                    "the subjects' difference contrast (e.g. face-house) with permutation",
+                )
             if self.method == "fixed":
                 raise _FieldError(
                     "inference.method",

@@ -161,8 +161,12 @@ def init_group_level_wf(
     workflow.connect(merge, "out", outputnode, "inference_files")
     for index, (contrast, definition) in enumerate(contrasts.items()):
         label = contrast_label(contrast)
+        options = _inference_options(group, n_jobs)
+        if _is_f_test(definition):
+            # an F map has one tail: its z is very negative where F is ~0 (no effect at all)
+            options["two_sided"] = False
         node = pe.Node(
-            GroupInference(**_inference_options(group, n_jobs)),
+            GroupInference(**options),
             name=f"inference_{label}",
             mem_gb=mem_gb,
             n_procs=n_jobs if inference.method == "permutation" else 1,
@@ -203,6 +207,14 @@ def init_group_level_wf(
         ])
         # fmt: on
     return workflow
+
+
+def _is_f_test(definition: Any) -> bool:
+    """A group contrast tested with F: the model-file object says so, or a weight matrix."""
+    if isinstance(definition, dict):
+        return definition.get("stat_type") == "F"
+    rows = definition if isinstance(definition, list | tuple) else [definition]
+    return len(rows) > 1 and all(isinstance(r, list | tuple | str) for r in rows)
 
 
 def _inference_options(group: GroupSpec, n_jobs: int) -> dict[str, Any]:

@@ -239,6 +239,8 @@ def _override(
     if smoothing_fwhm is not None:
         data["smoothing_fwhm"] = smoothing_fwhm
     data["inference"] = {**data["inference"], **(inference or {})}
+    if (inference or {}).get("method") == "tdp" and "two_sided" not in (inference or {}):
+        data["inference"]["two_sided"] = False  # tdp tests positive clusters only
     try:
         group = type(spec.group).from_dict(data, what="'group'")
     except ModelSpecError as err:

@@ -48,3 +48,18 @@ def test_tdp_from_the_command_line_tests_positive_clusters():
     # an explicit choice still wins (and is refused for tdp, with the reason)
     with pytest.raises(ModelSpecError, match='must be false with method "tdp"'):
         _override(dataclasses.replace(spec), None, {"method": "tdp", "two_sided": True})
+
+
+def test_permutation_options_without_permutation_are_refused(tmp_path, capsys):
+    from glmflow.cli.main import main
+
+    code = main(
+        [str(tmp_path / "bids"), str(tmp_path / "out"), "group", "--model",
+         str(MODELS / "faces_model.json"), "--inference", "fdr", "--permutations", "100"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        "glmflow: error: --permutations and --seed set a permutation test, but --inference "
+        "is 'fdr'; use --inference permutation or leave them out"
+    )

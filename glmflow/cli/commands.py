@@ -142,6 +142,13 @@ def _run_group(args: argparse.Namespace, execution: dict) -> int:
     """``glmflow BIDS_DIR OUTPUT_DIR group --model FILE ...``."""
     from glmflow.workflows.group_runner import run_group_level
 
+    if (args.permutations is not None or args.seed is not None) and (
+        args.inference not in (None, "permutation")
+    ):
+        raise GlmflowError(
+            f"--permutations and --seed set a permutation test, but --inference is "
+            f"'{args.inference}'; use --inference permutation or leave them out"
+        )
     overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations}
     inference = {key: value for key, value in overrides.items() if value is not None}
     if args.seed is not None:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,12 @@ def find_subject_maps(
                 f"Subject map {path} has no JSON sidecar {sidecar.name}; rerun the "
                 "participant level to write it"
             )
-        meta = json.loads(sidecar.read_text())
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as err:
+            raise GroupModelError(
+                f"Sidecar {sidecar} cannot be read ({err}); rerun the participant level"
+            ) from None
         if meta.get("Level") != "subject":
             continue
         subject, label = entities.pop("subject"), entities.pop("contrast")
@@ -385,8 +391,13 @@ def _generic_design(design_file, subjects: list[str], participant_label) -> tupl
         )
     chosen = [s for s in subjects if s in rows]
     left_out = [s for s in subjects if s not in rows]
-    if left_out:
-        LOGGER.info("not in design %s, not modelled: sub-%s", design_file, ", sub-".join(left_out))
+    if left_out and not participant_label:
+        warnings.warn(
+            f"Subject(s) sub-{', sub-'.join(left_out)} have maps but no row in design "
+            f"{design_file}: not modelled (select subjects with --participant-label to "
+            "silence this)",
+            stacklevel=2,
+        )
     design.index = pd.Index(rows, name="label")
     design = design.loc[chosen]
     design.index = pd.Index([f"sub-{s}" for s in chosen], name="label")

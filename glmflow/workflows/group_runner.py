@@ -44,12 +44,11 @@ from glmflow.core.outputs import (
     write_derivatives,
 )
 from glmflow.errors import GroupModelError, ModelSpecError
-from glmflow.workflows.execution import run_workflow
 from glmflow.workflows.group_level import init_group_level_wf
+from glmflow.workflows.runner import execute, validate_work_dir
 
 LOGGER = logging.getLogger("glmflow")
 PathLike = str | os.PathLike
-LOCAL_POLL_SECONDS = 0.01
 _KEY_TO_ENTITY = {key: name for name, key in ENTITY_KEYS.items()}
 _EFFECT_SUFFIX = re.compile(r"_stat-effect_statmap\.nii(?:\.gz)?$")
 _PAIR = re.compile(r"^([a-z]+)-([A-Za-z0-9]+)$")
@@ -574,6 +573,7 @@ def run_group_level(
     """
     work_dir = Path(work_dir or Path.cwd() / "work").absolute()
     out = check_output_dir(Path(output_dir) / "glmflow", bids_dir)
+    validate_work_dir(work_dir, bids_dir, None)
     plans = plan_group_level(bids_dir=bids_dir, output_dir=output_dir, model=model, **selection)
     inputs_dir = work_dir / "group_designs"
     design_files = {plan.spec.task: str(_write_design(plan, inputs_dir)) for plan in plans}
@@ -583,15 +583,13 @@ def run_group_level(
         mask=None if mask is None else str(mask), n_jobs=n_jobs,
     )  # fmt: skip
     workflow.base_dir = str(work_dir)
-    execgraph = run_workflow(
+    written = execute(
         workflow,
         plugin=plugin,
         plugin_args=plugin_args,
         n_procs=n_procs,
         mem_gb=mem_gb,
-        poll_interval=poll_interval
-        if poll_interval is not None
-        else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
+        poll_interval=poll_interval,
     )
     files = []
     for plan in plans:
@@ -605,18 +603,7 @@ def run_group_level(
         )
     if not (out / "dataset_description.json").is_file():
         write_dataset_description(out, source_datasets=[bids_dir])
-    return GroupResult(out, tuple(plans), tuple(_written_files(execgraph) + files))
-
-
-def _written_files(execgraph) -> list[Path]:
-    """Files the sinks of this run wrote (from their results; the folder is never listed)."""
-    files = []
-    for node in execgraph.nodes():
-        if node.name.startswith("ds_"):
-            outputs = node.result.outputs
-            if outputs is not None and outputs.out_files:
-                files += [Path(f) for f in outputs.out_files]
-    return files
+    return GroupResult(out, tuple(plans), tuple(written + files))
 
 
 __all__ = [

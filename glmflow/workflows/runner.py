@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nipype.utils.filemanip import ensure_list
 from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids import RunInputs, discover_runs
@@ -148,7 +149,7 @@ def run_participant_level(
     """
     work_dir = Path(work_dir or Path.cwd() / "work").absolute()
     out = check_output_dir(Path(output_dir) / "glmflow", bids_dir, derivatives)
-    _check_work_dir(work_dir, bids_dir, derivatives)
+    validate_work_dir(work_dir, bids_dir, derivatives)
     validate_plugin_args(plugin, plugin_args)  # before minutes of checks, not after
     if poll_interval is not None and not poll_interval > 0:
         raise ExecutionError(f"poll_interval must be positive seconds. Got {poll_interval}")
@@ -175,21 +176,18 @@ def run_participant_level(
         # the nodes repeat the pre-flight's steps and would say its warnings again (local
         # workers inherit this filter; cluster jobs write theirs to the job logs)
         warnings.simplefilter("ignore", UserWarning)
-        execgraph = run_workflow(
+        files = execute(
             workflow,
             plugin=plugin,
             plugin_args=plugin_args,
             n_procs=n_procs,
             mem_gb=mem_gb,
-            # Nipype's default 2 s poll dominates a chain of small local nodes
-            poll_interval=poll_interval
-            if poll_interval is not None
-            else (LOCAL_POLL_SECONDS if plugin in ("Linear", "MultiProc") else None),
+            poll_interval=poll_interval,
         )
-    return ParticipantResult(out, tuple(analyses), tuple(_written_files(execgraph)))
+    return ParticipantResult(out, tuple(analyses), tuple(files))
 
 
-def _check_work_dir(work_dir: Path, bids_dir: PathLike, derivatives: PathLike | None) -> None:
+def validate_work_dir(work_dir: Path, bids_dir: PathLike, derivatives: PathLike | None) -> None:
     """The cache never goes inside the inputs (the input dataset is never written to)."""
     work = work_dir.resolve()
     bids = Path(bids_dir).resolve()
@@ -202,14 +200,37 @@ def _check_work_dir(work_dir: Path, bids_dir: PathLike, derivatives: PathLike | 
         )
 
 
-def _written_files(execgraph) -> list[Path]:
-    """Files the sinks of this run wrote (from their results; the folder is never listed)."""
+def execute(
+    workflow,
+    *,
+    plugin: str = "MultiProc",
+    plugin_args: dict[str, Any] | None = None,
+    n_procs: int | None = None,
+    mem_gb: float | None = None,
+    poll_interval: float | None = None,
+) -> list[Path]:
+    """Run a glmflow graph (see :func:`run_workflow`); return the files its sinks wrote.
+
+    The sinks' results say what they wrote: the output folder is never listed or indexed.
+    """
+    local = plugin in ("Linear", "MultiProc")
+    execgraph = run_workflow(
+        workflow,
+        plugin=plugin,
+        plugin_args=plugin_args,
+        n_procs=n_procs,
+        mem_gb=mem_gb,
+        # Nipype's default 2 s poll dominates a chain of small local nodes
+        poll_interval=poll_interval
+        if poll_interval is not None
+        else (LOCAL_POLL_SECONDS if local else None),
+    )
     files = []
     for node in execgraph.nodes():
         if node.name.startswith("ds_"):
             outputs = node.result.outputs
             if outputs is not None and outputs.out_files:
-                files += [Path(f) for f in outputs.out_files]
+                files += [Path(f) for f in ensure_list(outputs.out_files)]
     return files
 
 

@@ -24,6 +24,7 @@ from nilearn.image import resample_img
 from glmflow.cli.main import main
 from glmflow.core.model import GroupSpec, load_model
 from glmflow.data import load_truth, make_synthetic_dataset
+from glmflow.errors import ModelSpecError
 from glmflow.workflows.group_level import init_group_level_wf
 from glmflow.workflows.group_runner import plan_group_level, run_group_level
 from glmflow.workflows.runner import run_participant_level
@@ -543,3 +544,21 @@ def test_bad_group_input_is_one_line_and_writes_nothing(
     assert re.search(message, lines[0].removeprefix("glmflow: error: ")), lines[0]
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert after == {**before, model: after[model]}  # nothing written, nothing changed
+
+
+def test_output_types_choose_the_maps_written(study, tmp_path):
+    out = _copy_outputs(study, tmp_path)
+    model = _model(
+        study, tmp_path / "model.json", first_level_contrasts=["face"],
+        output_types=["z_score", "effect_size"], inference={"method": "none"},
+    )  # fmt: skip
+    result = run_group_level(
+        bids_dir=study["bids"], output_dir=out, model=model, work_dir=tmp_path / "work",
+    )  # fmt: skip
+    maps = sorted(p.name for p in result.files if p.name.endswith("_statmap.nii.gz"))
+    assert maps == [
+        f"{PREFIX}face_stat-effect_statmap.nii.gz",
+        f"{PREFIX}face_stat-z_statmap.nii.gz",
+    ]
+    with pytest.raises(ModelSpecError, match="output_types"):
+        GroupSpec(output_types=("zscore",))

@@ -134,7 +134,7 @@ def test_defaults_are_the_documented_ones():
         "design": "one-sample", "group_column": None, "conditions": [], "covariates": [],
         "demean_covariates": True, "first_level_contrasts": [], "contrasts": [],
         "method": "ols", "smoothing_fwhm": None, "target_affine": None, "target_shape": None,
-        "minimize_memory": True,
+        "minimize_memory": True, "output_types": ["all"],
         "inference": {
             "method": "fdr", "alpha": 0.05, "z_threshold": 3.09, "cluster_threshold": 0,
             "two_sided": True, "n_perm": 10000, "seed": 0, "permutation_stat": "max_t",
@@ -288,7 +288,8 @@ BAD_MODELS = [
     (_model(group__regressors=["age"]),
      "Unknown key 'regressors' in 'group'; Allowed: design, group_column, conditions, "
      "covariates, demean_covariates, first_level_contrasts, contrasts, method, "
-     "smoothing_fwhm, target_affine, target_shape, minimize_memory, inference (in m.json)"),
+     "smoothing_fwhm, target_affine, target_shape, minimize_memory, output_types, inference "
+     "(in m.json)"),
     (_model(group__method="fixed", group__minimize_memory=False),
      """'group.minimize_memory' must be true with method "fixed" (residual, predicted and"""),
     (_model(group__target_affine=[1, 2, 3]),

@@ -539,6 +539,8 @@ def default_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
 # ---------------------------------------------------------------- group level
 GroupDesign = Literal["one-sample", "two-sample", "paired", "covariates"]
 GroupMethod = Literal["ols", "fixed"]
+# nilearn SecondLevelModel.compute_contrast's output types: which group maps are written
+GroupOutputType = Literal["z_score", "stat", "p_value", "effect_size", "effect_variance", "all"]
 InferenceMethod = Literal["none", "fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp"]
 PermutationStat = Literal["max_t", "size", "mass", "tfce"]
 #: Group contrast whose outputs keep the first-level contrast's name (one-sample mean).
@@ -618,7 +620,9 @@ class GroupSpec(_Spec):
     ``method`` "ols" is nilearn's SecondLevelModel, "fixed" precision-weighted fixed
     effects with the first-level variance maps. ``smoothing_fwhm`` (mm) smooths the maps
     before the fit; ``target_affine`` (9 or 16 numbers) and ``target_shape`` resample maps
-    that are on different grids; ``minimize_memory`` false also writes the residuals,
+    that are on different grids; ``output_types`` chooses the maps written per contrast
+    (nilearn's output types: z_score, stat, p_value, effect_size, effect_variance, or all);
+    ``minimize_memory`` false also writes the residuals,
     predicted and r-squared maps of each fit.
     """
 
@@ -634,6 +638,7 @@ class GroupSpec(_Spec):
     target_affine: tuple[float, ...] | None = None
     target_shape: tuple[int, ...] | None = None
     minimize_memory: bool = True
+    output_types: tuple[GroupOutputType, ...] = ("all",)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
 
     def __post_init__(self) -> None:
@@ -697,6 +702,12 @@ class GroupSpec(_Spec):
         _set(self, "smoothing_fwhm", fwhm or None)
         self._check_grid()
         _flag(self.minimize_memory, "minimize_memory")
+        outputs = _texts(self.output_types, "output_types")
+        if not outputs:
+            raise _bad("output_types", "at least one output type", list(outputs))
+        for item in outputs:
+            _choice(item, "output_types", GroupOutputType)
+        _set(self, "output_types", outputs)
         if self.method == "fixed" and not self.minimize_memory:
             raise _FieldError(
                 "minimize_memory",

@@ -122,7 +122,7 @@ def init_group_level_wf(
         name="ds_group",
         run_without_submitting=True,
     )
-    fields = ["contrast_names", "stat_types", "contrasts_json", *MAP_OUTPUTS]
+    fields = ["contrast_names", "stat_types", "contrasts_json", *_map_fields(group)]
     # fmt: off
     workflow.connect([
         (inputnode, fit, [("effect_files", "effect_files"), ("design_file", "design_file")]),
@@ -207,6 +207,23 @@ def init_group_level_wf(
         ])
         # fmt: on
     return workflow
+
+
+# nilearn's output types -> the fit's map outputs
+_OUTPUT_TYPES = {
+    "effect_size": "effect_files",
+    "effect_variance": "variance_files",
+    "stat": "stat_files",
+    "p_value": "p_files",
+    "z_score": "z_files",
+}
+
+
+def _map_fields(group: GroupSpec) -> list[str]:
+    """The group maps written: every one, or the model's ``output_types``."""
+    if "all" in group.output_types:
+        return list(MAP_OUTPUTS)
+    return [_OUTPUT_TYPES[kind] for kind in _OUTPUT_TYPES if kind in group.output_types]
 
 
 def _is_f_test(definition: Any) -> bool:

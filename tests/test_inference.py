@@ -257,3 +257,22 @@ def test_run_group_inference_errors(maps, z_img, kwargs, message):
         kwargs.update(effect_files=maps["images"], design=maps["design"])
     with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
         run_group_inference(**kwargs)
+
+
+def test_permutation_cluster_extent_applies_to_the_map_as_to_the_table(maps):
+    common = dict(
+        effect_files=maps["images"], design=maps["design"], contrast="a + b", n_perm=50,
+        random_state=0,
+    )  # fmt: skip
+    plain = run_group_inference("permutation", **common)
+    sizes = plain.clusters["Cluster Size (voxels)"].dropna()
+    assert len(set(sizes)) > 1  # clusters of different sizes: the extent removes some
+    k = int(sizes.max())  # keep only the largest cluster(s)
+    extent = run_group_inference("permutation", cluster_threshold=k, **common)
+    kept = _data(extent.thresholded_img) != 0
+    assert (
+        kept.sum()
+        == extent.clusters["Cluster Size (voxels)"].sum()
+        == int(sizes[sizes >= k].sum())
+    )
+    assert kept.sum() < (_data(plain.thresholded_img) != 0).sum()

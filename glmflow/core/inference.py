@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm import cluster_level_inference, threshold_stats_img
 from nilearn.glm.second_level import non_parametric_inference
-from nilearn.image import mean_img, new_img_like
+from nilearn.image import mean_img, new_img_like, threshold_img
 from nilearn.maskers import NiftiMasker
 from nilearn.mass_univariate import permuted_ols
 from nilearn.reporting import get_clusters_table
@@ -457,6 +457,13 @@ def _permutation_result(
     )  # fmt: skip
     logp = {key: img for key, img in maps.items() if key.startswith("logp_")}
     thresholded = fwe_threshold(maps["t"], logp[LOGP_MAPS[permutation_stat]], alpha=alpha)
+    if cluster_threshold:
+        # the same extent rule for the map as for its table (nilearn's threshold_img keeps
+        # clusters of at least cluster_threshold voxels, either sign)
+        thresholded = threshold_img(
+            thresholded, threshold=1e-12, cluster_threshold=cluster_threshold,
+            two_sided=True, copy_header=True,
+        )  # fmt: skip
     # The map is already thresholded: every non-zero voxel is significant.
     table = cluster_table(
         thresholded, stat_threshold=0.0, cluster_threshold=cluster_threshold,

@@ -86,18 +86,7 @@ def _load_mask_cached(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, 
 
 
 def _load_mask(mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a binary 3D mask from disk (see :func:`load_mask`).
-
-    Parameters
-    ----------
-    mask_file : path
-        3D NIfTI image; 0 is background, one other value (any) is the brain.
-
-    Returns
-    -------
-    mask : ndarray of bool, shape (x, y, z)
-    affine : ndarray, shape (4, 4)
-    """
+    """Read and check a binary 3D mask from disk (:func:`load_mask` caches it)."""
     img = _load_image(mask_file, "Mask")
     data = np.asanyarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:

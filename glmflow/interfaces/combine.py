@@ -6,14 +6,13 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
-    OutputMultiObject,
     SimpleInterface,
-    TraitedSpec,
     isdefined,
     traits,
 )
 
 from glmflow.core.combine import combine_runs
+from glmflow.interfaces.maps import MapListsOutputSpec
 
 
 class _CombineRunsInputSpec(BaseInterfaceInputSpec):
@@ -35,14 +34,7 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     )
 
 
-class _CombineRunsOutputSpec(TraitedSpec):
-    contrast_names = traits.List(traits.Str, desc="combined contrasts, in order")
-    stat_types = traits.List(traits.Str, desc="'t' per contrast")
-    effect_files = OutputMultiObject(File(exists=True), desc="fixed-effects effect maps")
-    variance_files = OutputMultiObject(File(exists=True), desc="fixed-effects variance maps")
-    stat_files = OutputMultiObject(File(exists=True), desc="fixed-effects t maps")
-    p_files = OutputMultiObject(File(exists=True), desc="one-sided p-value maps")
-    z_files = OutputMultiObject(File(exists=True), desc="z maps")
+class _CombineRunsOutputSpec(MapListsOutputSpec):
     contrasts_json = File(exists=True, desc="subject-level index: runs used, dof, dropped terms")
     mask_file = File(exists=True, desc="intersection of the runs' masks: where maps have data")
 

@@ -7,15 +7,14 @@ import json
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    OutputMultiObject,
     SimpleInterface,
-    TraitedSpec,
     isdefined,
     traits,
 )
 
 from glmflow.core.contrast_maps import compute_contrast_maps
 from glmflow.errors import ContrastError
+from glmflow.interfaces.maps import MapListsOutputSpec
 
 
 class _ComputeContrastsInputSpec(BaseInterfaceInputSpec):
@@ -40,14 +39,7 @@ class _ComputeContrastsInputSpec(BaseInterfaceInputSpec):
     )
 
 
-class _ComputeContrastsOutputSpec(TraitedSpec):
-    contrast_names = traits.List(traits.Str, desc="computed contrasts, in the order given")
-    stat_types = traits.List(traits.Str, desc="'t' or 'F' per computed contrast")
-    effect_files = OutputMultiObject(File(exists=True), desc="effect maps (4D for F)")
-    variance_files = OutputMultiObject(File(exists=True), desc="variance maps")
-    stat_files = OutputMultiObject(File(exists=True), desc="t or F maps")
-    p_files = OutputMultiObject(File(exists=True), desc="one-sided p-value maps")
-    z_files = OutputMultiObject(File(exists=True), desc="z maps")
+class _ComputeContrastsOutputSpec(MapListsOutputSpec):
     dof = traits.Float(desc="residual degrees of freedom of the fit")
     contrasts_json = File(
         exists=True,

@@ -35,6 +35,7 @@ from glmflow.core.inference import (
     write_inference_derivatives,
     write_model_maps,
 )
+from glmflow.interfaces.maps import MapListsOutputSpec
 
 # glmflow output name -> nilearn output type
 _MAP_KEYS = {
@@ -100,14 +101,7 @@ class _FitGroupModelInputSpec(BaseInterfaceInputSpec):
     n_jobs = traits.Int(1, usedefault=True, nohash=True, desc="parallel jobs (nilearn)")
 
 
-class _FitGroupModelOutputSpec(TraitedSpec):
-    contrast_names = traits.List(traits.Str, desc="contrasts, in the order given")
-    stat_types = traits.List(traits.Str, desc="'t' or 'F' per contrast")
-    effect_files = OutputMultiObject(File(exists=True), desc="effect maps (4D for F)")
-    variance_files = OutputMultiObject(File(exists=True), desc="variance maps")
-    stat_files = OutputMultiObject(File(exists=True), desc="t or F maps")
-    p_files = OutputMultiObject(File(exists=True), desc="one-sided p-value maps")
-    z_files = OutputMultiObject(File(exists=True), desc="z maps")
+class _FitGroupModelOutputSpec(MapListsOutputSpec):
     mask_file = File(exists=True, desc="mask of the analysed voxels")
     residuals_file = File(desc="4D residuals, one volume per map (minimize_memory off)")
     predicted_file = File(desc="4D predicted maps (minimize_memory off)")

@@ -22,6 +22,7 @@ from glmflow.core.model import (
     GroupSpec,
     InferenceSpec,
     ModelSpec,
+    SubjectSpec,
     check_formula,
     check_repetition_time,
     condition_contrasts,
@@ -32,7 +33,7 @@ from glmflow.core.model import (
 from glmflow.errors import DatasetError, ModelSpecError
 
 MODELS = Path(glmflow.__file__).parent / "data" / "models"
-SUBSPECS = [EventsSpec, ConfoundsSpec, DesignSpec, GlmSpec, GroupSpec]
+SUBSPECS = [EventsSpec, ConfoundsSpec, DesignSpec, GlmSpec, SubjectSpec, GroupSpec]
 
 
 def _full_spec() -> ModelSpec:
@@ -66,6 +67,7 @@ def _full_spec() -> ModelSpec:
             ContrastSpec(name="all", stat_type="F", weights=({"face": 1}, {"house": 1.5})),
         ),
         auto_contrasts=("pairwise", "conditions"),
+        subject=SubjectSpec(run_combination="precision"),
         group=GroupSpec(
             design="two-sample",
             group_column="group",
@@ -130,6 +132,7 @@ def test_defaults_are_the_documented_ones():
         "noise_model": "ar1", "signal_scaling": 0, "smoothing_fwhm": None,
         "slice_time_ref": None, "minimize_memory": True,
     }  # fmt: skip
+    assert spec.subject.to_dict() == {"run_combination": "equal"}  # nilearn's multi-run fit
     assert spec.group.to_dict() == {
         "design": "one-sample", "group_column": None, "conditions": [], "covariates": [],
         "demean_covariates": True, "first_level_contrasts": [], "contrasts": [],
@@ -155,6 +158,18 @@ def test_normalisation():
     assert group.target_affine == (3.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 3.0)
     assert group.target_shape == (20, 24, 20) and group.smoothing_fwhm == 4.0
     assert GroupSpec(smoothing_fwhm=0).smoothing_fwhm is None  # 0 means no smoothing
+
+
+def test_subject_spec_round_trip_and_validation():
+    spec = _full_spec()
+    data = json.loads(spec.to_json())
+    assert data["subject"] == {"run_combination": "precision"}
+    assert ModelSpec.from_json(spec.to_json()).subject.run_combination == "precision"
+    assert SubjectSpec.from_dict({}) == SubjectSpec(run_combination="equal")
+    with pytest.raises(ModelSpecError, match=re.escape(
+        """'run_combination' must be one of "equal", "precision"; got "mean\""""
+    )):  # fmt: skip
+        SubjectSpec(run_combination="mean")
 
 
 def test_group_spec_json_round_trip():
@@ -285,6 +300,13 @@ BAD_MODELS = [
     (_model(glm__slice_time_ref=1.5),
      "'glm.slice_time_ref' must be a number between 0 and 1 or null; got 1.5 (in m.json)"),
     (_model(glm__smoothing_fwhm=-4), "'glm.smoothing_fwhm' must be a number >= 0 or null"),
+    (_model(subject__run_combination="weighted"),
+     """'subject.run_combination' must be one of "equal", "precision"; got "weighted" """
+     "(in m.json)"),
+    (_model(subject__combination="equal"),
+     "Unknown key 'combination' in 'subject'; did you mean 'run_combination'? Allowed: "
+     "run_combination (in m.json)"),
+    (_model(subject="equal"), """'subject' must be a JSON object; got "equal" (in m.json)"""),
     (_model(group__regressors=["age"]),
      "Unknown key 'regressors' in 'group'; Allowed: design, group_column, conditions, "
      "covariates, demean_covariates, first_level_contrasts, contrasts, method, "

@@ -94,6 +94,7 @@ def test_glm_express_defaults_where_the_file_is_silent(tmp_path):
     assert spec.glm.slice_time_ref is None  # from the data (glm-express used 0)
     assert spec.events.demean_modulators is True
     assert spec.confounds.strategy == ()
+    assert spec.subject.run_combination == "equal"  # the file has no say: glmflow's default
 
 
 # ---------------------------------------------------------------- every key honoured

@@ -8,8 +8,8 @@ sub-spec validates itself when built and round-trips through ``to_dict()`` / ``f
 
 Mapping onto BIDS Stats Models (planned): a run node's model X becomes ``events`` + ``design``
 + ``confounds``, its contrasts ``ContrastSpec`` (ConditionList/Weights -> ``weights`` rows,
-Test "t"/"F" -> ``stat_type``), the subject node is the fixed-effects combination of runs, and
-the dataset node becomes ``group``.
+Test "t"/"F" -> ``stat_type``), the subject node is ``subject`` (how the runs are combined:
+fixed effects, equal or precision weights), and the dataset node becomes ``group``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ NoiseModel = Literal["ar1", "ols"]
 StatType = Literal["t", "F"]
 AutoContrast = Literal["conditions", "pairwise"]
 MissingBlockColumn = Literal["error", "warn"]
+RunCombination = Literal["equal", "precision"]
 
 _LABEL = re.compile(r"[A-Za-z0-9]+")
 
@@ -536,6 +537,21 @@ def default_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
     )
 
 
+@dataclass(frozen=True)
+class SubjectSpec(_Spec):
+    """Subject level: how the runs of one subject are combined.
+
+    ``run_combination`` "equal" is nilearn's multi-run ``FirstLevelModel`` (runs weighted
+    equally: ``compute_fixed_effects(..., precision_weighted=False)``); "precision" is
+    precision-weighted fixed effects (each run weighted by its inverse variance).
+    """
+
+    run_combination: RunCombination = "equal"
+
+    def __post_init__(self) -> None:
+        _choice(self.run_combination, "run_combination", RunCombination)
+
+
 # ---------------------------------------------------------------- group level
 GroupDesign = Literal["one-sample", "two-sample", "paired", "covariates"]
 GroupMethod = Literal["ols", "fixed"]
@@ -799,6 +815,7 @@ _SECTIONS = {
     "confounds": ConfoundsSpec,
     "design": DesignSpec,
     "glm": GlmSpec,
+    "subject": SubjectSpec,
     "group": GroupSpec,
 }
 
@@ -826,6 +843,7 @@ class ModelSpec:
     glm: GlmSpec = field(default_factory=GlmSpec)
     contrasts: tuple[ContrastSpec, ...] = ()
     auto_contrasts: tuple[AutoContrast, ...] = ()
+    subject: SubjectSpec = field(default_factory=SubjectSpec)
     group: GroupSpec = field(default_factory=GroupSpec)
 
     def __post_init__(self) -> None:

@@ -166,7 +166,7 @@ def _write_design(files: dict[str, Path], n_volumes: int, out: Path) -> Path:
         add_reg_names=MOTION,
     )
     path = out / "design.tsv"
-    design.rename_axis("frame_times").to_csv(path, sep="\t", float_format="%.17g")
+    design.to_csv(path, sep="\t", float_format="%.17g", index=False)
     return path
 
 

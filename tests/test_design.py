@@ -214,16 +214,21 @@ def test_write_then_read_is_exact_and_plots(tmp_path):
     design, roles = _build(hrf_model="spm + derivative")
     # Values that only survive shortest-round-trip formatting (17 significant digits).
     design["trans_x"] = np.random.default_rng(2).standard_normal(N_VOLUMES) * 1e-7 + 1 / 3
-    design_tsv, roles_json, plot = write_design(design, roles, tmp_path / "out")
+    design_tsv, sidecar, plot = write_design(design, roles, tmp_path / "out")
     assert design_tsv.read_text().splitlines()[0].split("\t")[:3] == [
-        "frame_times",
         "face",
         "face_derivative",
+        "face_x_rt",
     ]
-    read, read_roles = read_design(design_tsv, roles_json)
+    read, read_roles = read_design(design_tsv, sidecar)
     pd.testing.assert_frame_equal(read, design, check_exact=True)
-    assert read_roles == roles == json.loads(roles_json.read_text())
+    content = json.loads(sidecar.read_text())
+    assert read_roles == roles == content["Roles"]
+    assert content["FrameTimes"] == (np.arange(N_VOLUMES) * TR).tolist()
     assert plot.name == "design.svg" and plot.read_text().lstrip().startswith("<?xml")
+    # What a user loads with pandas alone is the design, column for column
+    plain = pd.read_csv(design_tsv, sep="\t")
+    pd.testing.assert_frame_equal(plain, design.reset_index(drop=True), check_exact=True)
 
 
 def test_write_without_plot(tmp_path):
@@ -232,16 +237,27 @@ def test_write_without_plot(tmp_path):
     assert not (tmp_path / "design.svg").exists()
 
 
-def test_read_design_refuses_foreign_or_mismatched_files(tmp_path):
+def test_read_design_refuses_frame_times_columns_or_mismatched_files(tmp_path):
     design, roles = _build()
-    design_tsv, roles_json, _ = write_design(design, roles, tmp_path, plot=False)
-    foreign = tmp_path / "nilearn.tsv"
-    design.to_csv(foreign, sep="\t", index=False)
-    with pytest.raises(DesignError, match=r"^First column of .*nilearn\.tsv is 'face', expec"):
-        read_design(foreign)
-    roles_json.write_text(json.dumps({"face": "condition"}))
-    with pytest.raises(DesignError, match=r"^Columns of .*roles\.json \(face\) do not match"):
-        read_design(design_tsv, roles_json)
+    design_tsv, sidecar, _ = write_design(design, roles, tmp_path, plot=False)
+    old = tmp_path / "old.tsv"
+    design.to_csv(old, sep="\t", index=True)  # frame times as a column: a regressor to nilearn
+    with pytest.raises(
+        DesignError,
+        match=rf"^Design file {re.escape(str(old))} has a 'frame_times' column, which a fit "
+        "would take for a regressor; frame times belong in its sidecar: write it with "
+        "write_design$",
+    ):
+        read_design(old)
+    content = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**content, "FrameTimes": [0.0, 2.0]}))
+    with pytest.raises(
+        DesignError, match=r"^.*design\.json has 2 FrameTimes for the 40 rows of .*design\.tsv;"
+    ):
+        read_design(design_tsv, sidecar)
+    sidecar.write_text(json.dumps({**content, "Roles": {"face": "condition"}}))
+    with pytest.raises(DesignError, match=r"^Columns of .*design\.json \(face\) do not match"):
+        read_design(design_tsv, sidecar)
 
 
 def _replace(frame: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
@@ -506,7 +522,7 @@ def test_interface_runs_as_a_node(tmp_path):
         base_dir=tmp_path,
     )
     outputs = node.run().outputs
-    design, roles = read_design(outputs.design_file, outputs.roles_file)
+    design, roles = read_design(outputs.design_file, outputs.sidecar_file)
     expected, expected_roles = build_design_matrix(
         EVENTS,
         n_volumes=N_VOLUMES,

@@ -18,7 +18,8 @@ from nilearn.glm.first_level import FirstLevelModel, make_first_level_design_mat
 from nilearn.masking import apply_mask
 
 from glmflow.core.bold import read_masked_bold
-from glmflow.core.glm import fit_glm, load_fit, read_design_table, read_sample_mask, save_fit
+from glmflow.core.design import read_design
+from glmflow.core.glm import fit_glm, load_fit, read_sample_mask, save_fit
 from glmflow.errors import ConfoundsError, DesignError, ModelSpecError
 
 SHAPE = (7, 8, 9)
@@ -211,12 +212,11 @@ def test_save_load_round_trip(run, tmp_path):
         assert getattr(loaded, key) == getattr(fit, key)
 
 
-def test_read_design_table_round_trips_floats(tmp_path):
+def test_read_design_round_trips_floats(tmp_path):
     design = make_design()
-    design.index.name = "frame_times"
     path = tmp_path / "design.tsv"
-    design.to_csv(path, sep="\t", float_format="%.17g")
-    read = read_design_table(path)
+    design.to_csv(path, sep="\t", float_format="%.17g", index=False)
+    read, _ = read_design(path)
     np.testing.assert_array_equal(read.to_numpy(), design.to_numpy())
     assert list(read.columns) == list(design.columns)
 
@@ -306,7 +306,7 @@ def test_fit_first_level_node(run, tmp_path):
 
     bold, mask_file, design = run
     design_file = tmp_path / "design.tsv"
-    design.rename_axis("frame_times").to_csv(design_file, sep="\t", float_format="%.17g")
+    design.to_csv(design_file, sep="\t", float_format="%.17g", index=False)
     sample_mask_file = tmp_path / "sample_mask.json"
     sample_mask_file.write_text(
         json.dumps({"sample_mask": SAMPLE_MASK.tolist(), "n_volumes": N_VOLUMES})

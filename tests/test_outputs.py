@@ -184,7 +184,8 @@ def test_derivative_path_errors(tmp_path, entities, kwargs, error, message):
 
 
 def test_design_path_rejects_other_extensions(tmp_path):
-    with pytest.raises(ValueError, match=r"^'extension' must be '.tsv' or '.svg'. Got '.png'"):
+    message = r"^'extension' must be '.tsv', '.json' or '.svg'. Got '.png'"
+    with pytest.raises(ValueError, match=message):
         design_path(tmp_path, RUN, level="run", extension=".png")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmflow.core.design import read_design
 from glmflow.data import make_synthetic_dataset
 from glmflow.workflows.runner import run_participant_level
 
@@ -86,7 +85,8 @@ def test_run_maps_equal_nilearn_first_level_model(first_run, dataset):
     root, _, result = first_run
     run = next(r for r in result.runs if r.subject == "01" and r.run == "1")
     out = root / "out" / "glmflow" / "sub-01" / "func"
-    design, _ = read_design(out / "sub-01_task-faces_run-1_desc-design_matrix.tsv")
+    # The TSV as pandas reads it, handed to nilearn as it is: every column is a regressor.
+    design = pd.read_csv(out / "sub-01_task-faces_run-1_desc-design_matrix.tsv", sep="\t")
     model = FirstLevelModel(
         t_r=run.tr,
         slice_time_ref=run.slice_time_ref,
@@ -235,14 +235,20 @@ def test_confound_edit_keeps_the_masked_data(cold):
 
 
 def test_design_tsv_holds_the_model_columns(first_run):
-    root, _, _ = first_run
-    design = pd.read_csv(
-        root / "out/glmflow/sub-01/func/sub-01_task-faces_run-1_desc-design_matrix.tsv", sep="\t"
-    )
-    assert design.columns[0] == "frame_times"
+    root, _, result = first_run
+    stem = root / "out/glmflow/sub-01/func/sub-01_task-faces_run-1_desc-design_matrix"
+    design = pd.read_csv(f"{stem}.tsv", sep="\t")
+    assert "frame_times" not in design.columns
     for column in ("face", "house", "scrambled", "face_x_rt", "trans_x", "constant"):
         assert column in design.columns
     assert len(design) == 100
+    # frame times live in the sidecar: (i + slice_time_ref) * tr
+    sidecar = json.loads(Path(f"{stem}.json").read_text())
+    run = next(r for r in result.runs if r.subject == "01" and r.run == "1")
+    expected = (np.arange(100) + run.slice_time_ref) * run.tr
+    np.testing.assert_allclose(sidecar["FrameTimes"], expected, rtol=0, atol=1e-12)
+    assert list(sidecar["Roles"]) == list(design.columns)
+    assert sidecar["Roles"]["face"] == "condition" and sidecar["Roles"]["trans_x"] == "confound"
 
 
 def test_model_maps_are_written_when_memory_is_not_minimized(tmp_path):

@@ -6,12 +6,12 @@ duplicated regressors, rank deficiency, more columns than volumes) and a file fo
 
 File format (``write_design`` / ``read_design``)
 ------------------------------------------------
-- ``design.tsv``: tab-separated, header row; the first column ``frame_times`` holds the
-  acquisition time (s) of each volume, then one column per regressor in design order.
-  Floats are written at shortest round-trip precision, so ``read_design(write_design(x))``
-  returns ``x`` exactly. Load it with ``pandas.read_csv(path, sep="\\t",
-  index_col="frame_times")`` to get the DataFrame nilearn's ``FirstLevelModel`` expects.
-- ``roles.json``: ``{column: role}`` in design order, role in :data:`ROLES`.
+- ``design.tsv``: tab-separated, header row, one column per regressor in design order and
+  nothing else, so ``pandas.read_csv(path, sep="\\t")`` is the DataFrame nilearn's
+  ``FirstLevelModel.fit(design_matrices=...)`` expects. Floats are written at shortest
+  round-trip precision, so ``read_design(write_design(x))`` returns ``x`` exactly.
+- ``design.json``: its sidecar, ``{"FrameTimes": [s, ...], "Roles": {column: role}}``, the
+  acquisition time of each volume and the role (in :data:`ROLES`) of each column.
 - ``design.svg``: nilearn's ``plot_design_matrix`` picture.
 """
 
@@ -550,7 +550,7 @@ def _read_confounds(path: str | Path) -> pd.DataFrame:
 def write_design(
     design: pd.DataFrame, roles: dict[str, str], out_dir: str | Path, *, plot: bool = True
 ) -> tuple[Path, Path, Path | None]:
-    """Write ``design.tsv``, ``roles.json`` and ``design.svg`` into ``out_dir``.
+    """Write ``design.tsv``, its sidecar ``design.json`` and ``design.svg`` into ``out_dir``.
 
     Returns the three paths (the plot path is None when ``plot`` is False).
     """
@@ -562,32 +562,57 @@ def write_design(
     out_dir.mkdir(parents=True, exist_ok=True)
     design_tsv = out_dir / "design.tsv"
     # pandas writes float64 at shortest round-trip precision (repr): exact when read back.
-    design.rename_axis(INDEX_NAME).to_csv(design_tsv, sep="\t", index=True)
-    roles_json = out_dir / "roles.json"
-    roles_json.write_text(json.dumps(roles, indent=2) + "\n")
+    design.to_csv(design_tsv, sep="\t", index=False)
+    sidecar = out_dir / "design.json"
+    content = {"FrameTimes": [float(t) for t in design.index], "Roles": roles}
+    sidecar.write_text(json.dumps(content, indent=2) + "\n")
     plot_path = plot_design(design, out_dir / "design.svg") if plot else None
-    return design_tsv, roles_json, plot_path
+    return design_tsv, sidecar, plot_path
 
 
 def read_design(
-    design_tsv: str | Path, roles_json: str | Path | None = None
+    design_tsv: str | Path, sidecar: str | Path | None = None
 ) -> tuple[pd.DataFrame, dict[str, str] | None]:
-    """Read what :func:`write_design` wrote; the inverse is exact to the last bit."""
-    design = pd.read_csv(design_tsv, sep="\t", **_ROUND_TRIP)
-    if design.columns[0] != INDEX_NAME:
+    """Read what :func:`write_design` wrote; the inverse is exact to the last bit.
+
+    Without ``sidecar`` the design has a default index and the roles are None.
+    """
+    try:
+        design = pd.read_csv(design_tsv, sep="\t", **_ROUND_TRIP)
+    except FileNotFoundError as err:
+        raise DesignError(f"Design file {design_tsv} does not exist; check the path") from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DesignError(f"Design file {design_tsv} is not a readable TSV ({err})") from err
+    if INDEX_NAME in design.columns:
         raise DesignError(
-            f"First column of {design_tsv} is '{design.columns[0]}', expected '{INDEX_NAME}'; "
-            "write design files with write_design"
+            f"Design file {design_tsv} has a '{INDEX_NAME}' column, which a fit would take "
+            "for a regressor; frame times belong in its sidecar: write it with write_design"
         )
-    design = design.set_index(INDEX_NAME)
-    if roles_json is None:
+    bad = [c for c in design.columns if not pd.api.types.is_numeric_dtype(design[c])]
+    if bad:
+        raise DesignError(
+            f"Design file {design_tsv} has non-numeric column(s) {', '.join(map(str, bad))}; "
+            "every column must be a number per volume"
+        )
+    if sidecar is None:
         return design, None
-    roles = json.loads(Path(roles_json).read_text())
+    return _with_sidecar(design, design_tsv, sidecar)
+
+
+def _with_sidecar(design: pd.DataFrame, design_tsv, sidecar) -> tuple[pd.DataFrame, dict]:
+    content = json.loads(Path(sidecar).read_text())
+    frame_times, roles = content["FrameTimes"], content["Roles"]
     if list(roles) != list(design.columns):
         raise DesignError(
-            f"Columns of {roles_json} ({', '.join(roles)}) do not match those of {design_tsv} "
+            f"Columns of {sidecar} ({', '.join(roles)}) do not match those of {design_tsv} "
             f"({', '.join(design.columns)}); keep the two files of one write_design together"
         )
+    if len(frame_times) != len(design):
+        raise DesignError(
+            f"{sidecar} has {len(frame_times)} FrameTimes for the {len(design)} rows of "
+            f"{design_tsv}; keep the two files of one write_design together"
+        )
+    design.index = pd.Index(np.asarray(frame_times, dtype=float), name=INDEX_NAME)
     return design, roles
 
 

@@ -38,7 +38,6 @@ __all__ = [
     "FirstLevelFit",
     "fit_glm",
     "load_fit",
-    "read_design_table",
     "read_sample_mask",
     "save_fit",
 ]
@@ -47,8 +46,6 @@ NOISE_MODELS = ("ar1", "ols")
 # float64 elements per voxel chunk (~8 MB): small enough to stay in cache-friendly sizes and
 # keep peak memory flat, large enough for efficient matrix products
 _CHUNK_ELEMENTS = 1 << 20
-# exact float parsing: the default from pandas 3 on (where the option is deprecated)
-_ROUND_TRIP = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 @dataclass
@@ -140,23 +137,6 @@ def load_fit(path: str | os.PathLike) -> FirstLevelFit:
             n_timepoints=int(meta["n_timepoints"]),
             source=meta["source"],
         )
-
-
-def read_design_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a design.tsv: first column frame times (the index), then one column per regressor."""
-    try:
-        design = pd.read_csv(path, sep="\t", index_col=0, **_ROUND_TRIP)
-    except FileNotFoundError as err:
-        raise DesignError(f"Design file {path} does not exist; check the path") from err
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DesignError(f"Design file {path} is not a readable TSV ({err})") from err
-    bad = [c for c in design.columns if not pd.api.types.is_numeric_dtype(design[c])]
-    if bad:
-        raise DesignError(
-            f"Design file {path} has non-numeric column(s) {', '.join(map(str, bad))}; "
-            "every column after the frame times must be a number per volume"
-        )
-    return design
 
 
 def read_sample_mask(path: str | os.PathLike, n_volumes: int) -> np.ndarray | None:

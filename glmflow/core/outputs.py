@@ -4,7 +4,7 @@ File names (``[...]`` optional, entities in BIDS order, pybids entity names as i
 
     sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_acq-...][_run-<r>][_space-<sp>]
         _contrast-<label>_stat-<effect|variance|t|F|p|z>_statmap.nii.gz   (+ .json sidecar)
-    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_run-<r>]_desc-design_matrix.tsv|.svg
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_run-<r>]_desc-design_matrix.tsv|.json|.svg
 
 The level decides which entities are kept: ``run`` keeps all; ``session`` drops ``run``
 (runs of a session combined); ``subject`` drops ``run`` and ``session``; ``dataset`` also
@@ -164,9 +164,11 @@ def design_path(
     level: str,
     extension: str = ".tsv",
 ) -> Path:
-    """Return the path of a design matrix (``.tsv``) or its plot (``.svg``)."""
-    if extension not in (".tsv", ".svg"):
-        raise ValueError(f"'extension' must be '.tsv' or '.svg'. Got {extension!r} instead")
+    """Return the path of a design matrix (``.tsv``), its sidecar (``.json``) or its plot."""
+    if extension not in (".tsv", ".json", ".svg"):
+        raise ValueError(
+            f"'extension' must be '.tsv', '.json' or '.svg'. Got {extension!r} instead"
+        )
     fields = [f for f in _fields(entities, level) if f[0] not in (ENTITY_KEYS[g] for g in _GRID)]
     fields.append(("desc", "design"))
     return _place(output_dir, entities, level, fields, f"matrix{extension}")
@@ -370,7 +372,7 @@ def write_derivatives(
         ``Expressions``, ``StatType``, ``DroppedConditions``) is not copied whole: each map's
         sidecar gets its own contrast's entry under ``"Contrast"``.
     design_files : sequence of path
-        ``.tsv`` design matrix and/or ``.svg`` plot.
+        ``.tsv`` design matrix, its ``.json`` sidecar and/or ``.svg`` plot.
     model_maps : mapping, optional
         Run level only: ``{"r_square" | "residuals" | "predicted": file}``.
 

@@ -51,10 +51,10 @@ class _BuildDesignMatrixInputSpec(BaseInterfaceInputSpec):
 
 
 class _BuildDesignMatrixOutputSpec(TraitedSpec):
-    design_file = File(
-        exists=True, desc="design.tsv: column frame_times (s), then one column per regressor"
+    design_file = File(exists=True, desc="design.tsv: one column per regressor, design order")
+    sidecar_file = File(
+        exists=True, desc='design.json: {"FrameTimes": [s, ...], "Roles": {column: role}}'
     )
-    roles_file = File(exists=True, desc="roles.json: {column: role} in design order")
     plot_file = File(desc="design.svg: picture of the design (undefined when plot is False)")
 
 
@@ -82,11 +82,9 @@ class BuildDesignMatrix(SimpleInterface):
             min_onset=inputs.min_onset,
             oversampling=inputs.oversampling,
         )
-        design_tsv, roles_json, plot_path = write_design(
-            design, roles, runtime.cwd, plot=inputs.plot
-        )
+        design_tsv, sidecar, plot_path = write_design(design, roles, runtime.cwd, plot=inputs.plot)
         self._results["design_file"] = str(design_tsv)
-        self._results["roles_file"] = str(roles_json)
+        self._results["sidecar_file"] = str(sidecar)
         if plot_path is not None:
             self._results["plot_file"] = str(plot_path)
         return runtime

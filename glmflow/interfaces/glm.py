@@ -15,13 +15,8 @@ from nipype.interfaces.base import (
 )
 
 from glmflow.core.bold import save_nifti, unmask
-from glmflow.core.glm import (
-    NOISE_MODELS,
-    fit_glm,
-    read_design_table,
-    read_sample_mask,
-    save_fit,
-)
+from glmflow.core.design import read_design
+from glmflow.core.glm import NOISE_MODELS, fit_glm, read_sample_mask, save_fit
 
 
 class _FitFirstLevelInputSpec(BaseInterfaceInputSpec):
@@ -31,7 +26,7 @@ class _FitFirstLevelInputSpec(BaseInterfaceInputSpec):
     design_file = File(
         exists=True,
         mandatory=True,
-        desc="design.tsv: first column frame times (index), then one column per regressor",
+        desc="design.tsv: one column per regressor (write_design)",
     )
     sample_mask_file = File(
         exists=True,
@@ -77,7 +72,7 @@ class FitFirstLevel(SimpleInterface):
             sample_mask = read_sample_mask(inputs.sample_mask_file, data.shape[0])
         fit = fit_glm(
             data,
-            read_design_table(inputs.design_file),
+            read_design(inputs.design_file)[0],
             sample_mask=sample_mask,
             noise_model=inputs.noise_model,
             signal_scaling=inputs.signal_scaling,

@@ -32,7 +32,7 @@ RUN_OUTPUTS = [
     *MAP_OUTPUTS,
     "design_files",
     "design_file",
-    "roles_file",
+    "sidecar_file",
     "plot_file",
     "fit_file",
     "contrasts_json",
@@ -103,10 +103,10 @@ def init_run_level_wf(
     Outputs
     -------
     contrast_names, stat_types, effect_files, variance_files, stat_files, p_files, z_files
-    (aligned lists, one entry per computed contrast), design_files ([design.tsv, plot]),
-    design_file, roles_file, plot_file, fit_file, contrasts_json (index of the contrast
-    maps), mask_file, residuals_file, predicted_file, r_square_file (the last three only
-    when ``spec.glm.minimize_memory`` is off)
+    (aligned lists, one entry per computed contrast), design_files ([design.tsv,
+    design.json, plot]), design_file, sidecar_file, plot_file, fit_file, contrasts_json
+    (index of the contrast maps), mask_file, residuals_file, predicted_file, r_square_file
+    (the last three only when ``spec.glm.minimize_memory`` is off)
     """
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=RUN_INPUTS), name="inputnode")
@@ -139,7 +139,7 @@ def init_run_level_wf(
         name="fit_first_level",
         mem_gb=mem_gb,
     )
-    design_files = pe.Node(niu.Merge(2), name="design_files", run_without_submitting=True)
+    design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
     compute_contrasts = pe.Node(
         ComputeContrasts(
             contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
@@ -169,11 +169,12 @@ def init_run_level_wf(
         (fit, compute_contrasts, [("fit_file", "fit_file")]),
         (mask_and_smooth, compute_contrasts, [("mask_file", "mask_file")]),
         (build_design, outputnode, [("design_file", "design_file"),
-                                    ("roles_file", "roles_file"),
+                                    ("sidecar_file", "roles_file"),
                                     ("plot_file", "plot_file")]),
         (fit, outputnode, [("fit_file", "fit_file")]),
         (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),
-        (build_design, design_files, [("design_file", "in1"), ("plot_file", "in2")]),
+        (build_design, design_files, [("design_file", "in1"), ("sidecar_file", "in2"),
+                                      ("plot_file", "in3")]),
         (design_files, outputnode, [("out", "design_files")]),
         (compute_contrasts, outputnode, [
             ("contrasts_json", "contrasts_json"),

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from glmflow.core.group_plan import override_group
 from glmflow.core.model import GroupSpec, InferenceSpec, load_model
 from glmflow.errors import ModelSpecError
 from glmflow.workflows.group_level import _is_f_test
-from glmflow.workflows.group_runner import _override
 
 MODELS = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
 
@@ -43,11 +43,11 @@ def test_paired_designs_are_not_permuted_across_subjects():
 def test_tdp_from_the_command_line_tests_positive_clusters():
     spec = load_model(MODELS / "faces_model.json")
     assert spec.group.inference.two_sided  # the model's default
-    spec = _override(spec, None, {"method": "tdp"})
+    spec = override_group(spec, None, {"method": "tdp"})
     assert spec.group.inference.method == "tdp" and spec.group.inference.two_sided is False
     # an explicit choice still wins (and is refused for tdp, with the reason)
     with pytest.raises(ModelSpecError, match='must be false with method "tdp"'):
-        _override(dataclasses.replace(spec), None, {"method": "tdp", "two_sided": True})
+        override_group(dataclasses.replace(spec), None, {"method": "tdp", "two_sided": True})
 
 
 def test_permutation_options_without_permutation_are_refused(tmp_path, capsys):

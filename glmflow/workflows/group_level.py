@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from glmflow.core.group_plan import GroupPlan
 from glmflow.core.model import GroupSpec
 from glmflow.core.outputs import contrast_label
 from glmflow.interfaces.group import (
@@ -22,6 +23,7 @@ from glmflow.workflows.run_level import MAP_OUTPUTS, set_options
 
 GROUP_INPUTS = ["effect_files", "variance_files", "dofs", "design_file", "mask_file"]
 GROUP_OUTPUTS = ["map_files", "inference_files", "mask_file"]
+DATASET_OUTPUTS = ["map_files", "inference_files"]
 
 
 def _pick(items, index):
@@ -49,7 +51,7 @@ def init_group_level_wf(
     """Fit one group model, threshold each contrast and write the maps as BIDS derivatives.
 
     Nothing is run or read while building; every check happens before, in
-    :func:`glmflow.workflows.group_runner.plan_group_level`.
+    :func:`glmflow.core.group_plan.plan_task_group`.
 
     Parameters
     ----------
@@ -269,3 +271,88 @@ def _inference_outputs(group: GroupSpec) -> list[str]:
         if inference.permutation_stat == "tfce":
             keys.append("logp_max_tfce_file")
     return keys
+
+
+def init_group_wf(
+    *,
+    plans: Sequence[GroupPlan],
+    output_dir: str,
+    design_files: Mapping[str, str],
+    use_mask: bool = False,
+    n_jobs: int = 1,
+    name: str = "glmflow_group_wf",
+) -> pe.Workflow:
+    """The group-level graph: one :func:`init_group_level_wf` per analysis of every plan.
+
+    Nothing is run or read while building (the plans were checked in core).
+
+    Parameters
+    ----------
+    plans
+        :class:`glmflow.core.group_plan.GroupPlan` of each task: maps, design, contrasts.
+    output_dir
+        Root of the glmflow derivatives; group maps go to its top.
+    design_files
+        Task -> the design TSV its fits read (:func:`~glmflow.core.group_plan.write_design_tsv`).
+    use_mask
+        Connect ``inputnode.mask_file`` (a user mask) to every fit and permutation.
+    n_jobs
+        nilearn's ``n_jobs`` inside one fit or permutation node (never hashed).
+    name
+        Workflow name.
+
+    Inputs
+    ------
+    mask_file (with ``use_mask``)
+
+    Outputs
+    -------
+    map_files, inference_files: every group map, table and thresholded map written
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["mask_file"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=DATASET_OUTPUTS), name="outputnode")
+    pairs = [(plan, analysis) for plan in plans for analysis in plan.analyses]
+    merges = {
+        key: pe.Node(
+            niu.Merge(len(pairs), ravel_inputs=True),
+            name=f"merge_{key}",
+            run_without_submitting=True,
+        )
+        for key in DATASET_OUTPUTS
+    }
+    for index, (plan, analysis) in enumerate(pairs, start=1):
+        design_file = design_files[plan.spec.task]
+        wf = _analysis_wf(plan, analysis, design_file, output_dir, use_mask, n_jobs)
+        if use_mask:
+            workflow.connect(inputnode, "mask_file", wf, "inputnode.mask_file")
+        for key, merge in merges.items():
+            workflow.connect(wf, f"outputnode.{key}", merge, f"in{index}")
+    for key, merge in merges.items():
+        workflow.connect(merge, "out", outputnode, key)
+    return workflow
+
+
+def _analysis_wf(plan: GroupPlan, analysis, design_file, output_dir, use_mask, n_jobs):
+    """One :func:`init_group_level_wf` with the analysis' maps set on its inputnode."""
+    group = plan.spec.group
+    wf = init_group_level_wf(
+        contrasts=analysis.contrasts,
+        group=group,
+        output_dir=output_dir,
+        entities=plan.entities,
+        metadata=plan.metadata(analysis),
+        contrast_source=plan.spec.source,
+        modelled=" vs ".join(analysis.first_level),
+        use_mask=use_mask,
+        mem_gb=analysis.mem_gb,
+        n_jobs=n_jobs,
+        name=f"task_{plan.spec.task}_{analysis.name}_wf",
+    )
+    inputs = wf.get_node("inputnode").inputs
+    inputs.effect_files = [str(m.effect) for m in analysis.maps]
+    inputs.design_file = design_file
+    if group.method == "fixed":
+        inputs.variance_files = [str(m.variance) for m in analysis.maps]
+        inputs.dofs = [float(m.dof or 100.0) for m in analysis.maps]
+    return wf

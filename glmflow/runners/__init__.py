@@ -1,0 +1,1 @@
+"""What the CLI and the Python API call: plan (core), build (workflows), execute."""

@@ -1,0 +1,172 @@
+"""Plan, build and run the group level: what the CLI and the Python API call.
+
+The group level reads the subject-level maps that the participant level wrote in
+``OUTPUT_DIR/glmflow/sub-*/func`` (found by their BIDS entities, see
+:mod:`glmflow.core.subject_maps`) and ``participants.tsv`` of the raw dataset, checks
+everything (:mod:`glmflow.core.group_plan`), then fits one group model per first-level
+contrast (one in all for a paired design) and writes dataset-level maps at the top of
+``OUTPUT_DIR/glmflow``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glmflow.core.group_plan import GroupPlan, override_group, plan_task_group, write_design_tsv
+from glmflow.core.model import load_model
+from glmflow.core.outputs import check_output_dir, write_dataset_description, write_derivatives
+from glmflow.errors import GroupModelError
+from glmflow.workflows.group_level import init_group_wf
+from glmflow.workflows.runner import execute, validate_work_dir
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What a group-level run produced."""
+
+    output_dir: Path
+    plans: tuple[GroupPlan, ...] = field(repr=False)
+    files: tuple[Path, ...] = ()
+
+
+def plan_group_level(
+    *,
+    bids_dir: PathLike,
+    output_dir: PathLike,
+    model: PathLike,
+    participant_label: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    space: str | None = "MNI152NLin2009cAsym",
+    design: PathLike | None = None,
+    mask: PathLike | None = None,
+    smoothing_fwhm: float | None = None,
+    inference: Mapping[str, Any] | None = None,
+) -> list[GroupPlan]:
+    """Load the model, find the subject maps and check the group design and contrasts.
+
+    Only TSV, JSON sidecars and NIfTI headers are read, and nothing is written: every
+    mistake raises a :class:`glmflow.GlmflowError` here, before the graph exists.
+
+    Parameters
+    ----------
+    bids_dir
+        The raw dataset (its ``participants.tsv`` holds groups and covariates).
+    output_dir
+        The participant level's output folder (maps in ``output_dir/glmflow``).
+    model
+        Model file; its ``group`` section (glm-express: ``group_level_regressors``).
+    participant_label, tasks, space
+        Selection, as for the participant level.
+    design
+        A design TSV (one row per subject, a ``participant_id`` or ``label`` column, numeric
+        regressors) used instead of the model's design: a generic design.
+    mask
+        Group mask (default: nilearn's, computed from the maps).
+    smoothing_fwhm
+        Overrides ``group.smoothing_fwhm`` (0: none).
+    inference
+        Overrides of ``group.inference`` keys, e.g. ``{"method": "permutation",
+        "n_perm": 1000, "seed": 1}``.
+    """
+    specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
+    if mask is not None and not Path(mask).is_file():
+        raise GroupModelError(f"Group mask {mask} does not exist; check the path")
+    return [
+        plan_task_group(
+            override_group(spec, smoothing_fwhm, inference),
+            glmflow_dir=Path(output_dir) / "glmflow",
+            bids_dir=bids_dir,
+            space=space,
+            participant_label=participant_label,
+            design_file=design,
+        )
+        for spec in specs
+    ]
+
+
+def run_group_level(
+    *,
+    bids_dir: PathLike,
+    output_dir: PathLike,
+    model: PathLike,
+    work_dir: PathLike | None = None,
+    plugin: str = "MultiProc",
+    plugin_args: dict[str, Any] | None = None,
+    n_procs: int | None = None,
+    mem_gb: float | None = None,
+    poll_interval: float | None = None,
+    n_jobs: int = 1,
+    **selection: Any,
+) -> GroupResult:
+    """Fit the group models of the participant level's subject maps; write BIDS maps.
+
+    Parameters
+    ----------
+    bids_dir, output_dir, model
+        The raw dataset (``participants.tsv``), the participant level's output folder
+        (maps are read from and written to ``output_dir/glmflow``) and the model file.
+    work_dir
+        Nipype working directory (the cache); default ``./work``.
+    plugin, plugin_args, n_procs, mem_gb, poll_interval
+        Execution, as :func:`glmflow.run_participant_level`.
+    n_jobs
+        Processes nilearn uses inside one fit or permutation node (never hashed).
+    **selection
+        As :func:`plan_group_level` (participant_label, tasks, space, design, mask,
+        smoothing_fwhm, inference).
+
+    Returns
+    -------
+    GroupResult
+        ``files``: the dataset-level maps, tables and designs written.
+    """
+    work_dir = Path(work_dir or Path.cwd() / "work").absolute()
+    out = check_output_dir(Path(output_dir) / "glmflow", bids_dir)
+    validate_work_dir(work_dir, bids_dir, None)
+    plans = plan_group_level(bids_dir=bids_dir, output_dir=output_dir, model=model, **selection)
+    inputs_dir = work_dir / "group_designs"
+    design_files = {plan.spec.task: str(write_design_tsv(plan, inputs_dir)) for plan in plans}
+    mask = selection.get("mask")
+    workflow = init_group_wf(
+        plans=plans, output_dir=str(out), design_files=design_files,
+        use_mask=mask is not None, n_jobs=n_jobs,
+    )  # fmt: skip
+    if mask is not None:
+        workflow.inputs.inputnode.mask_file = str(Path(mask).absolute())
+    workflow.base_dir = str(work_dir)
+    written = execute(
+        workflow,
+        plugin=plugin,
+        plugin_args=plugin_args,
+        n_procs=n_procs,
+        mem_gb=mem_gb,
+        poll_interval=poll_interval,
+    )
+    files = _publish_designs(out, plans, design_files, bids_dir)
+    return GroupResult(out, tuple(plans), tuple(written + files))
+
+
+def _publish_designs(out: Path, plans, design_files, bids_dir) -> list[Path]:
+    """Each task's design TSV at the top of the output, and the dataset description."""
+    files = []
+    for plan in plans:
+        files += write_derivatives(
+            out,
+            entities=plan.entities,
+            level="dataset",
+            maps=[],
+            design_files=[design_files[plan.spec.task]],
+            link=False,
+        )
+    if not (out / "dataset_description.json").is_file():
+        write_dataset_description(out, source_datasets=[bids_dir])
+    return files
+
+
+__all__ = ["GroupResult", "plan_group_level", "run_group_level"]

@@ -142,7 +142,7 @@ def test_contrast_with_nothing_left_is_skipped(run):
         ),
         (
             {"name": "x", "expressions": ["face -"]},
-            r"Contrast 'x': The expression \(face -\) is not valid",
+            r'Contrast \'x\': Formula "face -" does not parse \(invalid syntax\)',
         ),
         (
             {"name": "x", "weights": [{"face": 1, "houses": -1}]},

@@ -300,8 +300,9 @@ CONTRAST_ERRORS = [
     ([0, 0, 0], "Contrast 'c' in model.json has only zero weights; give a non-null contrast"),
     (
         "age -",
-        "Contrast 'c' in model.json has the formula 'age -', which is not arithmetic on "
-        "column names (e.g. 'patients - controls')",
+        "Contrast 'c' in model.json: Formula \"age -\" does not parse (invalid syntax); write "
+        'e.g. "face - 0.5*house - 0.5*scrambled" and quote names that are not identifiers in '
+        "backticks (`1back` - `0back`)",
     ),
     (
         ["age", 1],
@@ -325,7 +326,7 @@ CONTRAST_ERRORS = [
     (
         {"expressions": ["age", "group_patient"]},
         "Contrast 'c' in model.json is a t contrast with 2 rows; give one row or set "
-        "stat_type to 'F'",
+        '"stat_type": "F"',
     ),
     (
         {"expressions": ["age"], "stat_type": "z"},

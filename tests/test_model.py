@@ -397,7 +397,7 @@ BAD_MODELS = [
     (_model(contrasts=[{"name": "x"}]),
      """Contrast "x" must give either 'expressions' or 'weights' (not both) (in m.json)"""),
     (_model(contrasts=[{"name": "x", "expressions": ["a", "b"]}]),
-     """Contrast "x" is a t contrast with 2 rows; give one row or set "stat_type": "F\""""),
+     """Contrast 'x' is a t contrast with 2 rows; give one row or set "stat_type": "F\""""),
     (_model(contrasts=[{"name": "x", "weights": [{"a": 0}]}]),
      """'contrasts[0].weights' must be rows with at least one non-zero weight; got {"a": 0}"""),
     (_model(contrasts=[{"name": "x", "weights": [{"a": "1"}]}]),

@@ -1,8 +1,9 @@
-"""t and F contrasts of a first-level fit, with nilearn's formulas.
+"""t and F contrasts of a first-level fit.
 
-Formulas are turned into weights by nilearn's public ``expression_to_contrast_vector``;
-effect, variance and dof follow ``nilearn.glm.contrasts.compute_contrast`` per noise group and
-the statistics come from nilearn's public ``Contrast`` class, so maps equal those of
+Formulas are turned into weights by :mod:`glmflow.core.formula` (the weights of nilearn's
+``expression_to_contrast_vector``, read without evaluating anything); effect, variance and
+dof follow ``nilearn.glm.contrasts.compute_contrast`` per noise group and the statistics come
+from nilearn's public ``Contrast`` class, so maps equal those of
 ``FirstLevelModel.compute_contrast`` for the same fit. For an F contrast the effect is one map
 per row, ``sqrtm(inv(C cov C')) @ C @ theta`` (whitened so that the F statistic is the mean of
 their squares over the dispersion), and the variance is the dispersion, as nilearn returns them.
@@ -10,8 +11,6 @@ their squares over the dispersion), and the variance is the dispersion, as nilea
 
 from __future__ import annotations
 
-import ast
-import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg as spl
 
+from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_weights
 from glmflow.core.glm import FirstLevelFit
 from glmflow.errors import ContrastError
 
 __all__ = ["MAP_KEYS", "ContrastResult", "compute_contrast", "contrast_weights"]
 
 MAP_KEYS = ("effect", "variance", "stat", "p", "z")
-_BACKTICKS = re.compile(r"`([^`]*)`")
-_OPERATORS = set("+-*/()")
 
 
 @dataclass(frozen=True)
@@ -91,29 +89,6 @@ def _get(contrast: Any, key: str, default: Any = None) -> Any:
     return getattr(contrast, key, default)
 
 
-def _formula_names(formula: str, columns: Sequence[str]) -> list[str]:
-    """Design column names a formula refers to (as nilearn/pandas would read them)."""
-    if formula in columns:
-        return [formula]  # nilearn's verbatim match comes first
-    text = formula.strip()
-    if not (_OPERATORS & set(text)):
-        # nilearn matches an operator-free formula verbatim against the columns
-        return [formula] if formula.strip("`") == formula else [text.strip("`")]
-    quoted: dict[str, str] = {}
-
-    def _placeholder(match: re.Match) -> str:
-        key = f"__glmflow_q{len(quoted)}__"
-        quoted[key] = match.group(1)
-        return key
-
-    try:
-        tree = ast.parse(_BACKTICKS.sub(_placeholder, text), mode="eval")
-    except SyntaxError:
-        return []  # nilearn reports the syntax error itself
-    names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name)]
-    return list(dict.fromkeys(quoted.get(n, n) for n in names))
-
-
 def _missing_message(name: str, missing: Sequence[str], columns: Sequence[str], source) -> str:
     shown = ", ".join(f"'{m}'" for m in missing)
     what = "which is not a column" if len(missing) == 1 else "which are not columns"
@@ -122,6 +97,22 @@ def _missing_message(name: str, missing: Sequence[str], columns: Sequence[str], 
         f"(columns: {', '.join(columns)}); fix the contrast or run with "
         "--missing-conditions drop"
     )
+
+
+def _row_weights(
+    name: str, row: str | Mapping[str, float], columns: list[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One row (a formula or {column: weight}) over ``columns``; absent names get no weight."""
+    try:
+        if isinstance(row, str):
+            return formula_weights(row, columns)
+        weights = {str(c): float(w) for c, w in row.items()}
+        check_finite(weights, f"Contrast {name!r}: 'weights'")
+    except FormulaError as err:
+        message = f"Contrast {name!r}: {err}" if isinstance(row, str) else str(err)
+        raise ContrastError(message) from None
+    vector = np.array([weights.get(c, 0.0) for c in columns])
+    return vector, tuple(c for c in weights if c not in columns)
 
 
 def contrast_weights(
@@ -160,47 +151,20 @@ def contrast_weights(
         raise ContrastError(f"Contrast '{name}': stat_type must be 't' or 'F', got {stat_type!r}")
     if bool(expressions) == bool(weight_rows):
         raise ContrastError(f"Contrast '{name}' must give either 'expressions' or 'weights'")
-    if stat_type == "t" and len(expressions) + len(weight_rows) != 1:
-        raise ContrastError(
-            f"Contrast '{name}' is a t contrast with {len(expressions) + len(weight_rows)} "
-            'rows; give one row or set "stat_type": "F"'
-        )
+    check_rows(name, stat_type, len(expressions) + len(weight_rows), error=ContrastError)
     columns = [str(c) for c in column_names]
-    present = set(columns)
-    if expressions:
-        row_names = [_formula_names(e, columns) for e in expressions]
-    else:
-        row_names = [[str(c) for c in row] for row in weight_rows]
-    missing_names = list(
-        dict.fromkeys(n for names in row_names for n in names if n not in present)
-    )
+    vectors, row_missing = [], []
+    for row in expressions or weight_rows:
+        vector, absent = _row_weights(name, row, columns)
+        vectors.append(vector)
+        row_missing.append(absent)
+    missing_names = list(dict.fromkeys(n for absent in row_missing for n in absent))
     if missing_names and missing == "error":
         raise ContrastError(_missing_message(name, missing_names, columns, source))
-
-    # absent names become extra zero-valued columns: linearity makes their terms vanish
-    extended = columns + missing_names
     rows = []
-    for i, row in enumerate(expressions or weight_rows):
-        if expressions:
-            try:
-                from nilearn.glm import (
-                    expression_to_contrast_vector,
-                )  # here: nilearn.glm takes seconds to import
-
-                vector = expression_to_contrast_vector(row, extended)
-            except ValueError as err:
-                first = str(err).splitlines()[0]
-                raise ContrastError(
-                    f"Contrast '{name}': {first} (design columns of {source or 'this run'}: "
-                    f"{', '.join(columns)})"
-                ) from None
-        else:
-            vector = np.zeros(len(extended))
-            for column, weight in row.items():
-                vector[extended.index(str(column))] = float(weight)
-        vector = np.asarray(vector, dtype=np.float64)[: len(columns)]
+    for i, vector in enumerate(vectors):
         if not np.any(vector):
-            if missing_names and any(n in missing_names for n in row_names[i]):
+            if row_missing[i]:
                 continue  # everything this row named was dropped
             raise ContrastError(
                 f"Contrast '{name}' row {i + 1} has zero weight on every column of the design "

@@ -9,10 +9,8 @@ the file, the field, the value and the fix.
 
 from __future__ import annotations
 
-import ast
 import itertools
 import json
-import keyword
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,11 +22,12 @@ from typing import Any, Literal
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.glm import Contrast, compute_contrast, expression_to_contrast_vector
+from nilearn.glm import Contrast, compute_contrast
 from nilearn.glm.second_level import SecondLevelModel, make_second_level_design_matrix
 from nilearn.image import index_img, resample_img
 from nilearn.maskers import NiftiMasker
 
+from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_weights, term
 from glmflow.errors import GroupModelError
 
 DesignName = Literal["one-sample", "two-sample", "paired", "covariates"]
@@ -376,18 +375,13 @@ def default_group_contrasts(
         groups, prefix = columns[:n_groups], f"{_identifier(str(group_column))}_"
         levels = [c.removeprefix(prefix) for c in groups]
         for (a, col_a), (b, col_b) in itertools.permutations(zip(levels, groups, strict=True), 2):
-            contrasts[f"{a} - {b}"] = f"{_formula_name(col_a)} - {_formula_name(col_b)}"
+            contrasts[f"{a} - {b}"] = f"{term(col_a)} - {term(col_b)}"
         covariates = columns[n_groups:]
     else:
         contrasts["mean"] = "intercept"
         covariates = [c for c in columns if c != "intercept"]
     contrasts.update({c: c for c in covariates})
     return contrasts
-
-
-def _formula_name(column: str) -> str:
-    """A column name as a formula term (backticks unless it is an identifier)."""
-    return column if column.isidentifier() and not keyword.iskeyword(column) else f"`{column}`"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -436,6 +430,13 @@ def contrast_weights(
                 f"design has {len(columns)} columns ({', '.join(columns)}); give one weight per "
                 "column"
             )
+        for row in np.atleast_2d(weights):
+            try:
+                check_finite(
+                    dict(zip(columns, row, strict=True)), f"Contrast {name!r} in {source}"
+                )
+            except FormulaError as err:
+                raise GroupModelError(str(err)) from None
     if not np.any(weights):
         raise GroupModelError(
             f"Contrast {name!r} in {source} has only zero weights; give a non-null contrast"
@@ -467,41 +468,21 @@ def _spec_weights(
     weights = np.atleast_2d(contrast_weights(rows, columns, name=name, source=source))
     if stat_type == "F":
         return weights
-    if len(weights) != 1:
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} is a t contrast with {len(weights)} rows; give one "
-            "row or set stat_type to 'F'"
-        )
+    check_rows(name, stat_type, len(weights), where=source, error=GroupModelError)
     return weights[0]
 
 
-_BACKTICKED = re.compile(r"`([^`]*)`")
-
-
 def _formula_weights(formula: str, columns: list[str], name: str, source: str) -> np.ndarray:
-    if formula in columns:
-        return expression_to_contrast_vector(formula, columns)
-    quoted = _BACKTICKED.findall(formula)
     try:
-        tree = ast.parse(_BACKTICKED.sub("_quoted_", formula), mode="eval")
-    except SyntaxError:
-        tree = None
-    if tree is not None:
-        names = [n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id != "_quoted_"]
-        unknown = [n for n in quoted + names if n not in columns]
-        if unknown:
-            raise GroupModelError(
-                f"Contrast {name!r} in {source} uses unknown column {unknown[0]!r} "
-                f"(available: {', '.join(columns)})"
-            )
-        try:
-            return expression_to_contrast_vector(formula, columns)
-        except ValueError:
-            pass
-    raise GroupModelError(
-        f"Contrast {name!r} in {source} has the formula {formula!r}, which is not "
-        "arithmetic on column names (e.g. 'patients - controls')"
-    )
+        weights, unknown = formula_weights(formula, columns)
+    except FormulaError as err:
+        raise GroupModelError(f"Contrast {name!r} in {source}: {err}") from None
+    if unknown:
+        raise GroupModelError(
+            f"Contrast {name!r} in {source} uses unknown column {unknown[0]!r} "
+            f"(available: {', '.join(columns)})"
+        )
+    return weights
 
 
 def parse_contrasts(text: str, *, source: str = "the contrasts") -> dict[str, ContrastDef]:

@@ -14,10 +14,8 @@ fixed effects, equal or precision weights), and the dataset node becomes ``group
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
-import keyword
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_terms, term
 from glmflow.errors import DatasetError, ModelSpecError
 
 SCHEMA_VERSION = 1
@@ -391,66 +390,16 @@ class GlmSpec(_Spec):
 
 
 # ---------------------------------------------------------------- contrasts
-_BACKTICKS = re.compile(r"`[^`]*`")
-
-
 def check_formula(formula: str) -> None:
-    """Raise ModelSpecError unless ``formula`` is a linear combination of design columns.
+    """Raise ModelSpecError unless ``formula`` is a weighted sum of design columns.
 
-    A light syntactic check (column names are checked later against each design): numbers,
-    names, ``+ - * /`` and parentheses, as nilearn's ``expression_to_contrast_vector``
-    evaluates them, and never a product of two columns (nilearn silently returns zeros).
-    A formula without operator characters is one column name, matched verbatim by nilearn;
-    other names that are not Python identifiers must be quoted in backticks.
+    The rules are :func:`glmflow.core.formula.formula_terms`'s (column names are checked
+    later against each design).
     """
-    if not isinstance(formula, str) or not formula.strip():
-        raise ModelSpecError(f"Formula {_show(formula)} must be a non-empty string")
-    text = formula.strip()
-    if not any(c in text for c in "+-*/()<>=!&|%^~,[]{}@:;"):
-        try:
-            float(text)
-        except ValueError:
-            return
-        raise ModelSpecError(f"Formula {_show(formula)} names no design column")
-    quoted = _BACKTICKS.sub(lambda m: f"__q{m.start()}__", text)
-    if "`" in quoted:
-        raise ModelSpecError(f"Formula {_show(formula)} has an unmatched backtick")
     try:
-        tree = ast.parse(quoted, mode="eval")
-    except SyntaxError as err:
-        at = f" at character {err.offset}" if quoted == text and err.offset else ""
-        raise ModelSpecError(
-            f"Formula {_show(formula)} does not parse ({err.msg}{at}); write e.g. "
-            '"face - 0.5*house - 0.5*scrambled" and quote names that are not identifiers '
-            "in backticks (`1back` - `0back`)"
-        ) from None
-    if not _linear(tree.body, formula):
-        raise ModelSpecError(f"Formula {_show(formula)} names no design column")
-
-
-def _linear(node: ast.AST, formula: str) -> bool:
-    """Check ``node`` is linear in the names; return whether it contains a name."""
-    if isinstance(node, ast.Name):
-        return True
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return False
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd | ast.USub):
-        return _linear(node.operand, formula)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div):
-        left, right = _linear(node.left, formula), _linear(node.right, formula)
-        if isinstance(node.op, ast.Mult) and left and right:
-            raise ModelSpecError(
-                f"Formula {_show(formula)} multiplies two columns; a contrast is a weighted "
-                "sum such as 2*face - house"
-            )
-        if isinstance(node.op, ast.Div) and right:
-            raise ModelSpecError(f"Formula {_show(formula)} divides by a column")
-        return left or right
-    kind = type(getattr(node, "op", node)).__name__  # e.g. Pow, Call, Compare
-    raise ModelSpecError(
-        f"Formula {_show(formula)} uses unsupported syntax ({kind}); "
-        "use numbers, column names, + - * / and parentheses"
-    )
+        formula_terms(formula)
+    except FormulaError as err:
+        raise ModelSpecError(str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -482,29 +431,24 @@ class ContrastSpec(_Spec):
             raise ModelSpecError(
                 f"Contrast {_show(name)} must give either 'expressions' or 'weights' (not both)"
             )
-        if self.stat_type == "t" and rows != 1:
-            raise ModelSpecError(
-                f"Contrast {_show(name)} is a t contrast with {rows} rows; give one row or "
-                'set "stat_type": "F"'
-            )
+        check_rows(name, self.stat_type, rows, error=ModelSpecError)
 
     def _row(self, row: Any) -> FrozenMap:
         if not isinstance(row, Mapping) or not row:
             raise _bad("weights", "a list of non-empty {column: weight} rows", row)
         for column, weight in row.items():
             _text(column, "weights")
+            if isinstance(weight, float) and not math.isfinite(weight):
+                try:
+                    check_finite(row, f"Contrast {_show(self.name)}: 'weights'")
+                except FormulaError as err:
+                    raise ModelSpecError(str(err)) from None
             _number(weight, "weights")
         if not any(row.values()):
             raise _bad("weights", "rows with at least one non-zero weight", row)
         return FrozenMap({c: float(w) for c, w in row.items()})
 
     __hash__ = _Spec.__hash__
-
-
-def _term(condition: str) -> str:
-    """A condition as a formula term (backticks unless it is a plain identifier)."""
-    plain = condition.isidentifier() and not keyword.iskeyword(condition)
-    return condition if plain else f"`{condition}`"
 
 
 def _unique(conditions: Sequence[str]) -> list[str]:
@@ -515,7 +459,7 @@ def _unique(conditions: Sequence[str]) -> list[str]:
 
 def condition_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
     """One "condition vs. baseline" t contrast per condition, named after the condition."""
-    return tuple(ContrastSpec(name=c, expressions=(_term(c),)) for c in _unique(conditions))
+    return tuple(ContrastSpec(name=c, expressions=(term(c),)) for c in _unique(conditions))
 
 
 def default_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
@@ -532,7 +476,7 @@ def default_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
             if outer != inner and f"{inner}-{outer}" not in pairs:
                 pairs[f"{outer}-{inner}"] = (outer, inner)
     return tuple(
-        ContrastSpec(name=key, expressions=(f"{_term(a)}-{_term(b)}",))
+        ContrastSpec(name=key, expressions=(f"{term(a)}-{term(b)}",))
         for key, (a, b) in pairs.items()
     )
 

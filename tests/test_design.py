@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -20,7 +21,8 @@ from glmflow.core.design import (
     read_design,
     write_design,
 )
-from glmflow.errors import ConfoundsError, DesignError, EventsError
+from glmflow.core.model import DesignSpec
+from glmflow.errors import ConfoundsError, DesignError, EventsError, ModelSpecError
 from glmflow.interfaces.design import BuildDesignMatrix
 
 TR = 2.0
@@ -46,9 +48,21 @@ def _confounds() -> pd.DataFrame:
     return pd.DataFrame(rng.standard_normal((N_VOLUMES, 2)), columns=["trans_x", "rot_z"])
 
 
+SPEC_FIELDS = {f.name for f in dataclasses.fields(DesignSpec)}
+
+
+def _spec(**options) -> DesignSpec:
+    """DesignSpec from keyword options; drift_model "none" (the tables' key) is None."""
+    if options.get("drift_model") == "none":
+        options["drift_model"] = None
+    return DesignSpec(**options)
+
+
 def _build(events=None, **kwargs):
+    spec = _spec(**{k: kwargs.pop(k) for k in list(kwargs) if k in SPEC_FIELDS})
     options = {"n_volumes": N_VOLUMES, "tr": TR, "confounds": _confounds(), "source": SOURCE}
-    return build_design_matrix(_events() if events is None else events, **(options | kwargs))
+    events = _events() if events is None else events
+    return build_design_matrix(events, design=spec, **(options | kwargs))
 
 
 # Event regressor suffixes nilearn appends for each HRF model, and the role of each.
@@ -136,7 +150,9 @@ def test_design_is_bit_identical_to_first_level_model_design():
     model = FirstLevelModel(t_r=TR, slice_time_ref=0.5, hrf_model="spm", mask_img=mask)
     reference = model.fit(img, events=events).design_matrices_[0]
 
-    design, _ = build_design_matrix(events, n_volumes=N_VOLUMES, tr=TR, slice_time_ref=0.5)
+    design, _ = build_design_matrix(
+        events, design=DesignSpec(hrf_model="spm"), n_volumes=N_VOLUMES, tr=TR, slice_time_ref=0.5
+    )
     pd.testing.assert_frame_equal(design, reference, check_names=False, check_exact=True)
 
 
@@ -160,7 +176,7 @@ def test_modulator_is_the_condition_response_weighted_by_its_modulation():
 
 def test_slice_time_ref_samples_the_response_later():
     event = pd.DataFrame({"onset": [10.0], "duration": [1.0], "trial_type": ["probe"]})
-    options = {"n_volumes": 30, "tr": 1.0, "drift_model": "none"}
+    options = {"n_volumes": 30, "tr": 1.0, "design": DesignSpec(drift_model=None)}
     early, _ = build_design_matrix(event, slice_time_ref=0.0, **options)
     late, _ = build_design_matrix(event, slice_time_ref=0.5, **options)
     shifted, _ = build_design_matrix(event.assign(onset=9.5), slice_time_ref=0.0, **options)
@@ -177,7 +193,7 @@ def test_slice_time_ref_samples_the_response_later():
 
 def test_design_without_events_keeps_confounds_drifts_and_constant():
     design, roles = build_design_matrix(
-        None, n_volumes=N_VOLUMES, tr=TR, confounds=_confounds(), drift_model=None
+        None, _confounds(), DesignSpec(drift_model=None), n_volumes=N_VOLUMES, tr=TR
     )
     assert roles == {"trans_x": "confound", "rot_z": "confound", "constant": "constant"}
     assert_allclose(design["trans_x"], _confounds()["trans_x"], rtol=0, atol=0)
@@ -298,44 +314,11 @@ BAD_INPUTS = [
         P("slice_time_ref") + "must be a fraction of the TR in [0, 1]; got 1.5",
     ),
     (
-        {"hrf_model": "canonical"},
-        DesignError,
-        P("hrf_model")
-        + "must be one of spm, spm + derivative, spm + derivative + dispersion, glover, "
-        "glover + derivative, glover + derivative + dispersion, fir; got 'canonical'",
-    ),
-    (
-        {"drift_model": "linear"},
-        DesignError,
-        P("drift_model") + "must be one of cosine, polynomial, none; got 'linear'",
-    ),
-    (
         {"high_pass": 0.3},
         DesignError,
         P("high_pass")
         + "must be in [0, 0.25) Hz, below the Nyquist frequency of TR 2 s; got 0.3: "
         "give a cut-off in Hz, e.g. 1/128 s = 0.0078 Hz",
-    ),
-    (
-        {"drift_model": "polynomial", "drift_order": -1},
-        DesignError,
-        P("drift_order") + "must be a non-negative integer; got -1",
-    ),
-    ({"oversampling": 0}, DesignError, P("oversampling") + "must be a positive integer; got 0"),
-    (
-        {"fir_delays": [0, 1]},
-        DesignError,
-        P("fir_delays") + "is only used with hrf_model 'fir', not 'spm'; got [0, 1]",
-    ),
-    (
-        {"hrf_model": "fir"},
-        DesignError,
-        P("fir_delays") + "is needed with hrf_model 'fir'; got []: give volumes, e.g. [0, 1, 2]",
-    ),
-    (
-        {"hrf_model": "fir", "fir_delays": [0, 0]},
-        DesignError,
-        P("fir_delays") + "must be distinct non-negative integers (volumes); got [0, 0]",
     ),
     (
         {"events": EVENTS.drop(columns="trial_type")},
@@ -483,6 +466,42 @@ def test_bad_inputs_raise_one_line_errors(change, error, message):
         _build(events=change.pop("events", None), **change)
 
 
+# Options that do not depend on the data are refused once, when the DesignSpec is made
+# (before, build_design_matrix checked them again with its own wording).
+SPEC_BAD_INPUTS = [
+    (
+        {"hrf_model": "canonical"},
+        '\'hrf_model\' must be one of "spm", "spm + derivative", "spm + derivative + '
+        'dispersion", "glover", "glover + derivative", "glover + derivative + dispersion", '
+        '"fir"; got "canonical"',
+    ),
+    (
+        {"drift_model": "linear"},
+        '\'drift_model\' must be one of "cosine", "polynomial"; got "linear"',
+    ),
+    (
+        {"drift_model": "polynomial", "drift_order": -1},
+        "'drift_order' must be an integer >= 0; got -1",
+    ),
+    ({"oversampling": 0}, "'oversampling' must be an integer >= 1; got 0"),
+    (
+        {"fir_delays": [0, 1]},
+        '\'fir_delays\' is only used with hrf_model "fir", not "spm"; got [0, 1]',
+    ),
+    ({"hrf_model": "fir"}, "'fir_delays' must list the delays (in scans) for hrf_model \"fir\""),
+    (
+        {"hrf_model": "fir", "fir_delays": [0, 0]},
+        "'fir_delays' must be distinct integers; got [0, 0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), SPEC_BAD_INPUTS)
+def test_bad_design_options_are_refused_by_the_spec(change, message):
+    with pytest.raises(ModelSpecError, match=f"^{re.escape(message)}$"):
+        _build(**change)
+
+
 @pytest.mark.parametrize(
     ("house_onsets", "message"),
     [
@@ -525,11 +544,10 @@ def test_interface_runs_as_a_node(tmp_path):
     design, roles = read_design(outputs.design_file, outputs.sidecar_file)
     expected, expected_roles = build_design_matrix(
         EVENTS,
+        CONFOUNDS,
+        DesignSpec(hrf_model="glover + derivative", drift_model=None),
         n_volumes=N_VOLUMES,
         tr=TR,
-        confounds=CONFOUNDS,
-        hrf_model="glover + derivative",
-        drift_model="none",
     )
     pd.testing.assert_frame_equal(design, expected, check_exact=True)
     assert roles == expected_roles

@@ -21,6 +21,7 @@ import pytest
 import scipy.io
 
 from glmflow.core.design import build_design_matrix
+from glmflow.core.model import DesignSpec
 
 pytestmark = pytest.mark.realdata
 
@@ -51,11 +52,10 @@ def _trial_type_with_onsets(events: pd.DataFrame, onsets) -> str:
 def _spm_design(spm, events, slice_time_ref):
     design, roles = build_design_matrix(
         events,
+        design=DesignSpec(hrf_model="spm", high_pass=1 / float(spm.xX.K.HParam)),
         n_volumes=int(spm.nscan),
         tr=float(spm.xY.RT),
         slice_time_ref=slice_time_ref,
-        hrf_model="spm",
-        high_pass=1 / float(spm.xX.K.HParam),
     )
     return design, roles
 

@@ -103,8 +103,8 @@ def test_censoring_that_empties_a_regressor_is_refused(dataset):
     )  # fmt: skip
     events = parse_events(read_events(run.events), **spec.events.to_dict())
     design, _ = build_design_matrix(
-        events, n_volumes=run.n_volumes, tr=run.tr, slice_time_ref=run.slice_time_ref,
-        **spec.design.to_dict(),
+        events, None, spec.design, n_volumes=run.n_volumes, tr=run.tr,
+        slice_time_ref=run.slice_time_ref,
     )  # fmt: skip
     hit = design["face_delay_0"].to_numpy() != 0
     table = pd.read_csv(run.confounds, sep="\t")

@@ -358,6 +358,10 @@ class DesignSpec(_Spec):
             raise _bad("fir_delays", "distinct integers", list(delays))
         if self.hrf_model == "fir" and not self.fir_delays:
             raise _FieldError("fir_delays", 'must list the delays (in scans) for hrf_model "fir"')
+        if self.hrf_model != "fir" and self.fir_delays:
+            delays, hrf = _show(list(self.fir_delays)), _show(self.hrf_model)
+            rule = f'is only used with hrf_model "fir", not {hrf}; got {delays}'
+            raise _FieldError("fir_delays", rule)
         _set(self, "min_onset", _number(self.min_onset, "min_onset"))
         _integer(self.oversampling, "oversampling", low=1)
 

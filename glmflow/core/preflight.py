@@ -124,12 +124,12 @@ def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan
             warnings.simplefilter("ignore")
             design, roles = build_design_matrix(
                 events,
+                confounds,
+                spec.design,
                 n_volumes=run.n_volumes,
                 tr=run.tr,
                 slice_time_ref=run.slice_time_ref,
-                confounds=confounds,
                 source=run.events,
-                **spec.design.to_dict(),
             )
         kept = run.n_volumes if sample_mask is None else len(sample_mask)
         if kept <= design.shape[1]:

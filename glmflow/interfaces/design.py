@@ -13,6 +13,7 @@ from nipype.interfaces.base import (
 )
 
 from glmflow.core.design import DRIFT_MODELS, HRF_MODELS, build_design_matrix, write_design
+from glmflow.core.model import DesignSpec
 
 
 class _BuildDesignMatrixInputSpec(BaseInterfaceInputSpec):
@@ -36,7 +37,7 @@ class _BuildDesignMatrixInputSpec(BaseInterfaceInputSpec):
     )
     hrf_model = traits.Enum(*HRF_MODELS, usedefault=True, desc="haemodynamic response model")
     drift_model = traits.Enum(
-        *DRIFT_MODELS, None, usedefault=True, desc="drift model ('none' or None: constant only)"
+        *DRIFT_MODELS, None, usedefault=True, desc="drift model (None: constant only)"
     )
     high_pass = traits.Float(0.01, usedefault=True, desc="cosine drift cut-off frequency (Hz)")
     drift_order = traits.Int(1, usedefault=True, desc="order of the polynomial drift")
@@ -68,19 +69,22 @@ class BuildDesignMatrix(SimpleInterface):
         inputs = self.inputs
         events = inputs.events_file if isdefined(inputs.events_file) else None
         confounds = inputs.confounds_file if isdefined(inputs.confounds_file) else None
-        design, roles = build_design_matrix(
-            events,
-            n_volumes=inputs.n_volumes,
-            tr=inputs.tr,
-            slice_time_ref=inputs.slice_time_ref,
-            confounds=confounds,
+        spec = DesignSpec(  # validated here, once, as everywhere else
             hrf_model=inputs.hrf_model,
             drift_model=inputs.drift_model,
             high_pass=inputs.high_pass,
             drift_order=inputs.drift_order,
-            fir_delays=list(inputs.fir_delays) if isdefined(inputs.fir_delays) else [],
+            fir_delays=tuple(inputs.fir_delays) if isdefined(inputs.fir_delays) else (),
             min_onset=inputs.min_onset,
             oversampling=inputs.oversampling,
+        )
+        design, roles = build_design_matrix(
+            events,
+            confounds,
+            spec,
+            n_volumes=inputs.n_volumes,
+            tr=inputs.tr,
+            slice_time_ref=inputs.slice_time_ref,
         )
         design_tsv, sidecar, plot_path = write_design(design, roles, runtime.cwd, plot=inputs.plot)
         self._results["design_file"] = str(design_tsv)

@@ -1,0 +1,191 @@
+"""``build_design_matrix``: one run's design from nilearn's builder, its roles and its checks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from glmflow.core.design.checks import (
+    INDEX_NAME,
+    _check_names,
+    _check_rank,
+    _check_timing,
+    _check_zero_columns,
+    _event_columns,
+    _is_real,
+    _prepare_confounds,
+    _prepare_events,
+    _read_confounds,
+    _read_tsv,
+    _where,
+)
+from glmflow.core.model import DesignSpec
+from glmflow.errors import DesignError
+
+
+def build_design_matrix(
+    events: pd.DataFrame | str | Path | None,
+    confounds: pd.DataFrame | str | Path | None = None,
+    design: DesignSpec | None = None,
+    *,
+    n_volumes: int,
+    tr: float,
+    slice_time_ref: float = 0.0,
+    source: str | Path = "",
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Build and check the first-level design matrix of one run.
+
+    Parameters
+    ----------
+    events : DataFrame, path of a TSV, or None
+        Tidy events (``parse_events`` output): onset, duration, trial_type, optional
+        modulation and role (condition | modulator | block; default condition).
+        None for a design without task regressors (resting state, confounds only).
+    confounds : DataFrame, path of a TSV, or None
+        One row per volume, numeric, no n/a (``select_confounds`` output).
+    design : DesignSpec, optional
+        The options of nilearn's ``make_first_level_design_matrix`` (default
+        ``DesignSpec()``), valid since construction; only what depends on the data
+        (below) is checked here.
+    n_volumes, tr : int, float
+        Number of volumes and repetition time (s).
+    slice_time_ref : float
+        Fraction of the TR at which the model is sampled; frame times are
+        ``(arange(n_volumes) + slice_time_ref) * tr`` computed exactly as nilearn's
+        ``FirstLevelModel`` does (SPM's microtime onset ``fmri_t0 / fmri_t``).
+    source : str or Path
+        File named in error messages (defaults to the events / confounds paths).
+
+    Returns
+    -------
+    design : DataFrame
+        Index: frame times (s); columns named as nilearn names them.
+    roles : dict
+        ``{column: role}`` in column order, role in ``ROLES``.
+
+    Raises
+    ------
+    DesignError, EventsError, ConfoundsError
+        One line naming the file, the parameter or column, the value and the fix.
+    """
+    spec = DesignSpec() if design is None else design
+    if not isinstance(spec, DesignSpec):
+        raise TypeError(f"design must be a DesignSpec, got {type(spec).__name__}")
+    events_src = events if isinstance(events, (str, Path)) else source
+    confounds_src = confounds if isinstance(confounds, (str, Path)) else source
+    run_src = source or events_src or confounds_src
+    _check_run(n_volumes, tr, slice_time_ref, spec, source=run_src)
+    table, event_columns = None, []
+    if events is not None:
+        raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
+        table, role_of = _prepare_events(raw, where=_where(events_src))
+        timing = {"min_onset": spec.min_onset, "n_volumes": n_volumes, "tr": tr}
+        table = _check_timing(
+            table, role_of, first_frame=slice_time_ref * tr, where=_where(events_src), **timing
+        )
+        event_columns = _event_columns(role_of, spec.hrf_model, spec.fir_delays)
+    add_regs = _confounds_table(confounds, n_volumes, where=_where(confounds_src))
+    confound_names = [] if add_regs is None else list(add_regs.columns)
+    where = _where(run_src)
+    _check_names(event_columns, confound_names, where)
+
+    # Same arithmetic as nilearn's FirstLevelModel, so designs agree bit for bit.
+    frame_times = np.linspace(
+        slice_time_ref * tr, (n_volumes - 1 + slice_time_ref) * tr, n_volumes
+    )
+    matrix = _nilearn_design(frame_times, table, add_regs, spec)
+    roles = _roles(list(matrix.columns), event_columns, confound_names)
+    _check_size(matrix, roles, n_volumes, where)
+    # Events in the last TR start after the last sample: no volume sees their response.
+    window = f"{frame_times[0] + spec.min_onset:g} to {frame_times[-1]:g} s"
+    _check_zero_columns(matrix, roles, event_columns, table, where=where, window=window)
+    _check_rank(matrix, roles, where=where)
+    matrix.index.name = INDEX_NAME
+    return matrix, roles
+
+
+def _check_run(
+    n_volumes: int, tr: float, slice_time_ref: float, spec: DesignSpec, *, source: str | Path
+) -> None:
+    """Check what comes from the data (length, TR, sampling time, cut-off below Nyquist)."""
+    where = f" for {source}" if str(source) else ""
+
+    def fail(name: str, rule: str, value: object, fix: str = "") -> None:
+        # where is " for <file>" so the message reads "parameter 'tr' for <file> must ..."
+        message = f"Design parameter '{name}'{where} {rule}; got {value!r}"
+        raise DesignError(f"{message}: {fix}" if fix else message)
+
+    if isinstance(n_volumes, bool) or not isinstance(n_volumes, (int, np.integer)):
+        fail("n_volumes", "must be an integer number of volumes", n_volumes)
+    if n_volumes < 2:
+        fail("n_volumes", "must be at least 2", n_volumes)
+    if not _is_real(tr) or not np.isfinite(tr) or tr <= 0:
+        fail("tr", "must be a positive repetition time in seconds", tr)
+    if not _is_real(slice_time_ref) or not 0 <= slice_time_ref <= 1:
+        fail("slice_time_ref", "must be a fraction of the TR in [0, 1]", slice_time_ref)
+    nyquist = 1 / (2 * tr)
+    if spec.drift_model == "cosine" and spec.high_pass >= nyquist:
+        fail(
+            "high_pass",
+            f"must be in [0, {nyquist:g}) Hz, below the Nyquist frequency of TR {tr:g} s",
+            spec.high_pass,
+            "give a cut-off in Hz, e.g. 1/128 s = 0.0078 Hz",
+        )
+
+
+def _confounds_table(confounds, n_volumes: int, *, where: str) -> pd.DataFrame | None:
+    if confounds is None:
+        return None
+    raw = _read_confounds(confounds) if isinstance(confounds, (str, Path)) else confounds
+    if not raw.shape[1]:
+        return None
+    return _prepare_confounds(raw, n_volumes=n_volumes, where=where)
+
+
+def _nilearn_design(frame_times, table, add_regs, spec: DesignSpec) -> pd.DataFrame:
+    # nilearn prints a note on stdout whenever a 'modulation' column is given (we always mean
+    # it) and regularises singular designs with a warning (_check_rank refuses them instead)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
+        from nilearn.glm.first_level import make_first_level_design_matrix
+
+        return make_first_level_design_matrix(
+            frame_times,
+            table,
+            hrf_model=spec.hrf_model,
+            drift_model=spec.drift_model,
+            high_pass=spec.high_pass,
+            drift_order=spec.drift_order,
+            fir_delays=list(spec.fir_delays) or None,
+            add_regs=add_regs,
+            min_onset=spec.min_onset,
+            oversampling=spec.oversampling,
+        )
+
+
+def _roles(columns: list[str], event_columns: list, confound_names: list[str]) -> dict:
+    event_roles = {column: role for column, _, role in event_columns}
+    roles = {c: event_roles.get(c, "") for c in columns}
+    roles.update({c: "confound" for c in confound_names})
+    roles.update({c: "drift" for c in columns if re.fullmatch(r"drift_\d+", c) and not roles[c]})
+    roles["constant"] = "constant"
+    if "" in roles.values():  # a nilearn naming change would land here, not in user data
+        raise RuntimeError(f"Unexpected design columns from nilearn: {columns}")
+    return roles
+
+
+def _check_size(matrix: pd.DataFrame, roles: dict, n_volumes: int, where: str) -> None:
+    if matrix.shape[1] >= n_volumes:
+        counts = pd.Series(roles).value_counts(sort=False)
+        detail = ", ".join(f"{n} {role}" for role, n in counts.items())
+        raise DesignError(
+            f"Design{where} has {matrix.shape[1]} columns ({detail}) for {n_volumes} volumes: "
+            "a GLM needs more volumes than columns; lower high_pass, or use fewer confounds "
+            "or FIR delays"
+        )

@@ -13,11 +13,10 @@ import nibabel as nib
 import numpy as np
 
 from glmflow.core.bold import load_mask, save_nifti, unmask
+from glmflow.core.contrasts import MAP_KEYS
 from glmflow.core.fixed_effects import compute_fixed_effects
 from glmflow.core.memo import file_identity, memo_key, recall, remember
 from glmflow.errors import ContrastError, DatasetError
-
-MAP_KEYS = ("effect", "variance", "stat", "p", "z")
 
 
 def combine_runs(

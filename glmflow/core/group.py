@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import nibabel as nib
 import numpy as np
@@ -28,13 +28,13 @@ from nilearn.image import index_img, resample_img
 from nilearn.maskers import NiftiMasker
 
 from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_weights, term
+from glmflow.core.model import GroupDesign, GroupMethod, GroupOutputType
 from glmflow.errors import GroupModelError
 
-DesignName = Literal["one-sample", "two-sample", "paired", "covariates"]
-Method = Literal["ols", "fixed"]
-DESIGNS: tuple[str, ...] = ("one-sample", "two-sample", "paired", "covariates")
-METHODS: tuple[str, ...] = ("ols", "fixed")
-OUTPUT_TYPES: tuple[str, ...] = ("z_score", "stat", "p_value", "effect_size", "effect_variance")
+DESIGNS: tuple[str, ...] = get_args(GroupDesign)
+METHODS: tuple[str, ...] = get_args(GroupMethod)
+#: the maps of one fit (the spec's output types less "all")
+OUTPUT_TYPES: tuple[str, ...] = tuple(t for t in get_args(GroupOutputType) if t != "all")
 #: A contrast: a formula ("patients - controls"), a weight vector (t test), a list of formulas
 #: or a weight matrix (F test), or a model-file object {"expressions" | "weights", "stat_type"}.
 ContrastDef = str | Sequence[str] | Sequence[float] | Sequence[Sequence[float]] | Mapping[str, Any]
@@ -101,7 +101,7 @@ def make_group_design(
     participants: pd.DataFrame,
     *,
     subjects: Sequence[str],
-    design: DesignName = "one-sample",
+    design: GroupDesign = "one-sample",
     group_column: str | None = None,
     conditions: Sequence[str] = (),
     covariates: Sequence[str] = (),
@@ -349,7 +349,7 @@ def read_design(path: str | PathLike) -> pd.DataFrame:
 def default_group_contrasts(
     design: pd.DataFrame,
     *,
-    design_type: DesignName,
+    design_type: GroupDesign,
     conditions: Sequence[str] = (),
     group_column: str | None = None,
 ) -> dict[str, str]:
@@ -709,7 +709,7 @@ def fit_group_model(
     confounds: pd.DataFrame | None = None,
     first_level_contrast: str | None = None,
     variance_files: Sequence[ImageLike] | None = None,
-    method: Method = "ols",
+    method: GroupMethod = "ols",
     mask: ImageLike | None = None,
     target_affine: np.ndarray | Sequence[float] | None = None,
     target_shape: Sequence[int] | None = None,

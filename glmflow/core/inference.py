@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import nibabel as nib
 import numpy as np
@@ -34,6 +34,7 @@ from glmflow.core.group import (
     contrast_weights,
     resolve_group_inputs,
 )
+from glmflow.core.model import InferenceMethod, PermutationStat
 from glmflow.core.outputs import (
     atomic_copy,
     atomic_write_json,
@@ -44,11 +45,8 @@ from glmflow.core.outputs import (
 from glmflow.errors import GroupModelError
 
 HeightControl = Literal["fpr", "fdr", "bonferroni"]
-InferenceMethod = Literal["fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp"]
-PermutationStat = Literal["max_t", "size", "mass", "tfce"]
-INFERENCE_METHODS: tuple[str, ...] = (
-    "fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp",
-)  # fmt: skip
+# the spec's methods less "none" (no inference: run_group_inference is not called)
+INFERENCE_METHODS: tuple[str, ...] = tuple(m for m in get_args(InferenceMethod) if m != "none")
 #: permutation_stat -> the nilearn map of its -log10 FWE p-values
 LOGP_MAPS: dict[str, str] = {
     "max_t": "logp_max_t",
@@ -56,7 +54,7 @@ LOGP_MAPS: dict[str, str] = {
     "mass": "logp_max_mass",
     "tfce": "logp_max_tfce",
 }
-PERMUTATION_STATS: tuple[str, ...] = tuple(LOGP_MAPS)
+PERMUTATION_STATS: tuple[str, ...] = get_args(PermutationStat)
 SIZE_MM3 = "Cluster Size (mm3)"
 SIZE_VOXELS = "Cluster Size (voxels)"
 
@@ -592,7 +590,7 @@ def write_inference_derivatives(
 
 
 #: FitGroupModel model map -> ``stat-`` label and sidecar description
-MODEL_MAPS: dict[str, tuple[str, str]] = {
+GROUP_MODEL_MAPS: dict[str, tuple[str, str]] = {
     "residuals": ("residuals", "residuals of the group model, one volume per input map"),
     "predicted": ("predicted", "fitted values of the group model, one volume per input map"),
     "r_square": ("rSquare", "coefficient of determination of the group model"),
@@ -610,14 +608,14 @@ def write_model_maps(
 ) -> list[Path]:
     """Place a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
 
-    ``maps`` keys are :data:`MODEL_MAPS` keys; ``contrast`` names the modelled first-level
+    ``maps`` keys are :data:`GROUP_MODEL_MAPS` keys; ``contrast`` names the modelled first-level
     contrast: ``..._contrast-<label>_stat-<residuals|predicted|rSquare>_statmap.nii.gz``
     (``rSquare`` as at the run level).
     """
     metadata = {k: v for k, v in (metadata or {}).items() if k != "Contrasts"}
     written = []
     for key, src in maps.items():
-        stat, description = MODEL_MAPS[key]
+        stat, description = GROUP_MODEL_MAPS[key]
         dst = group_map_path(output_dir, entities, contrast=contrast, stat=stat)
         atomic_copy(src, dst, link=link)
         sidecar = {**metadata, "Level": "dataset", "Statistic": description}

@@ -175,7 +175,7 @@ def design_path(
 
 
 # FitFirstLevel's optional model maps (minimize_memory off) -> name tail
-MODEL_MAPS = {
+RUN_MODEL_MAPS = {
     "r_square": "stat-rSquare_statmap.nii.gz",
     "residuals": "desc-residuals_bold.nii.gz",
     "predicted": "desc-predicted_bold.nii.gz",
@@ -183,10 +183,12 @@ MODEL_MAPS = {
 
 
 def model_map_path(output_dir: str | os.PathLike, entities: Mapping[str, Any], kind: str) -> Path:
-    """Path of a run's r-square, residuals or predicted image (see :data:`MODEL_MAPS`)."""
-    if kind not in MODEL_MAPS:
-        raise ValueError(f"'kind' must be one of {', '.join(MODEL_MAPS)}. Got {kind!r} instead")
-    return _place(output_dir, entities, "run", _fields(entities, "run"), MODEL_MAPS[kind])
+    """Path of a run's r-square, residuals or predicted image (see :data:`RUN_MODEL_MAPS`)."""
+    if kind not in RUN_MODEL_MAPS:
+        raise ValueError(
+            f"'kind' must be one of {', '.join(RUN_MODEL_MAPS)}. Got {kind!r} instead"
+        )
+    return _place(output_dir, entities, "run", _fields(entities, "run"), RUN_MODEL_MAPS[kind])
 
 
 def sidecar_path(map_path: str | os.PathLike) -> Path:

@@ -27,9 +27,9 @@ from glmflow.core.group import (
     read_design,
 )
 from glmflow.core.inference import (
+    GROUP_MODEL_MAPS,
     INFERENCE_METHODS,
     LOGP_MAPS,
-    MODEL_MAPS,
     PERMUTATION_STATS,
     run_group_inference,
     write_inference_derivatives,
@@ -359,7 +359,7 @@ class ModelMapsSink(SimpleInterface):
             inputs.output_dir,
             entities=json.loads(inputs.entities),
             contrast=inputs.contrast_name,
-            maps={key: getattr(inputs, f"{key}_file") for key in MODEL_MAPS},
+            maps={key: getattr(inputs, f"{key}_file") for key in GROUP_MODEL_MAPS},
             metadata=json.loads(inputs.metadata),
             link=inputs.hard_link,
         )

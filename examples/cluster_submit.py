@@ -25,8 +25,8 @@ from pathlib import Path
 
 from glmflow.data import make_synthetic_dataset
 from glmflow.errors import GlmflowError
-from glmflow.workflows.execution import BATCH_PLUGINS, parse_plugin_args
-from glmflow.workflows.runner import run_participant_level
+from glmflow.execution import BATCH_PLUGINS, parse_plugin_args
+from glmflow.runners.participant import run_participant_level
 
 
 def main(argv: list[str] | None = None) -> int:

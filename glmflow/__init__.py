@@ -33,12 +33,13 @@ _LAZY = {
     "init_glmflow_wf": "glmflow.workflows.base",
     "init_subject_level_wf": "glmflow.workflows.subject_level",
     "init_run_level_wf": "glmflow.workflows.run_level",
-    "plan_participant_level": "glmflow.workflows.runner",
-    "run_participant_level": "glmflow.workflows.runner",
+    "plan_participant_level": "glmflow.runners.participant",
+    "run_participant_level": "glmflow.runners.participant",
     "init_group_level_wf": "glmflow.workflows.group_level",
     "plan_group_level": "glmflow.workflows.group_runner",
     "run_group_level": "glmflow.workflows.group_runner",
-    "run_workflow": "glmflow.workflows.execution",
+    "run_workflow": "glmflow.execution",
+    "ExecutionOptions": "glmflow.execution",
 }
 
 __all__ = [

@@ -21,13 +21,8 @@ from nipype import Node, Workflow
 from nipype.interfaces.utility import Function
 from test_execution import build_workflow, check_failure, outputs, runs_of
 
-from glmflow.workflows.execution import (
-    BATCH_PLUGINS,
-    ExecutionError,
-    _cancel,
-    _queued_jobs,
-    run_workflow,
-)
+from glmflow.execution import BATCH_PLUGINS, ExecutionError, run_workflow
+from glmflow.execution.scheduler import cancel_jobs, queued_jobs
 
 pytestmark = pytest.mark.cluster
 
@@ -81,7 +76,7 @@ def work_dir(tmp_path):
     for scheduler in ("SLURM", "SGE"):
         if shutil.which(CHECK[scheduler][0]):
             for workflow_dir in work.glob("*"):
-                _cancel(scheduler, _queued_jobs(scheduler, workflow_dir / "batch"))
+                cancel_jobs(scheduler, queued_jobs(scheduler, workflow_dir / "batch"))
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +147,7 @@ def test_cluster_matches_multiproc_and_requests_resources(
     scripts = sorted((work_dir / "toy_wf" / "batch").glob("batchscript_*.sh"))
     assert len(scripts) == 3
     assert all("\nexport NIPYPE_NO_ET=1\n" in path.read_text() for path in scripts)
-    assert _queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
+    assert queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
 
 
 @pytest.mark.parametrize("plugin", BATCH_PLUGINS)
@@ -171,7 +166,7 @@ def test_failed_node_on_cluster(plugin, tmp_path, work_dir):
     # SGE's -hold_jid also releases the dependents of a failed job: they fail in turn
     assert (more is not None) == (plugin == "SGEGraph")
     assert runs_of(runs) == ["simulate"]
-    assert _queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
+    assert queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
 
 
 @pytest.mark.parametrize(
@@ -245,7 +240,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_cluster import build_chain
-from glmflow.workflows.execution import run_workflow
+from glmflow.execution import run_workflow
 run_workflow(build_chain(Path({runs!r}), {n}, {delay}), plugin={plugin!r}, work_dir={work!r},
              poll_interval={poll})
 """
@@ -318,7 +313,7 @@ def _participant(dataset: Path, root: Path, plugin: str) -> dict[str, object]:
     """Run glmflow's participant level with ``plugin``; return its maps' data and designs."""
     import nibabel as nib
 
-    from glmflow.workflows.runner import run_participant_level
+    from glmflow import run_participant_level
 
     model = Path(__file__).parents[1] / "glmflow/data/models/task_information.json"
     result = run_participant_level(

@@ -18,10 +18,11 @@ from nipype import Node, Workflow
 from nipype.interfaces.utility import Function
 
 from glmflow.errors import GlmflowError
-from glmflow.workflows.execution import (
+from glmflow.execution import (
     PLUGINS,
     ExecutionError,
-    _plugin_args,
+    ExecutionOptions,
+    nipype_plugin_args,
     parse_plugin_args,
     run_workflow,
     scheduler_args,
@@ -248,7 +249,7 @@ def test_scheduler_args_errors(plugin, mem_gb, n_procs, message):
 
 def test_plugin_args_defaults(tmp_path):
     """Jobs get NIPYPE_NO_ET from the template, also below a template of the user's."""
-    args = _plugin_args("SLURMGraph", {}, None, None)
+    args = nipype_plugin_args(ExecutionOptions(plugin="SLURMGraph"))
     assert args == {
         "template": "#!/bin/bash\nexport NIPYPE_NO_ET=1\n",
         "sbatch_args": "",
@@ -256,10 +257,13 @@ def test_plugin_args_defaults(tmp_path):
     }
     template = tmp_path / "job.sh"
     template.write_text("#!/bin/bash\n#$ -l h_rt=1:00:00\n")
-    args = _plugin_args("SGE", {"template": str(template)}, 8, None)
+    args = nipype_plugin_args(
+        ExecutionOptions(plugin="SGE", plugin_args={"template": str(template)}, n_procs=8)
+    )
     assert args["template"] == "#!/bin/bash\n#$ -l h_rt=1:00:00\nexport NIPYPE_NO_ET=1\n"
     assert args["max_jobs"] == 8
-    assert _plugin_args("MultiProc", {"n_procs": 4}, 2, 3.5) == {"n_procs": 2, "memory_gb": 3.5}
+    options = ExecutionOptions(plugin_args={"n_procs": 4}, n_procs=2, mem_gb=3.5)
+    assert nipype_plugin_args(options) == {"n_procs": 2, "memory_gb": 3.5}
 
 
 # ---------------------------------------------------------------------- run_workflow errors

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from glmflow.data import make_synthetic_dataset
-from glmflow.workflows.runner import run_participant_level
+from glmflow.runners.participant import run_participant_level
 
 pytestmark = pytest.mark.slow
 

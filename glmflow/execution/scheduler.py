@@ -1,0 +1,229 @@
+"""Talking to SLURM and SGE: resource requests, checks before submission, the job queue."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from glmflow.execution.plugins import (
+    BATCH_PLUGINS,
+    DEFAULT_PARALLEL_ENV,
+    ExecutionError,
+    scheduler_of,
+    submit_args_key,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+# commands a plugin cannot work without (submit, then watch the queue)
+_COMMANDS = {"SLURM": ("sbatch", "squeue"), "SGE": ("qsub", "qstat")}
+_FIX = {
+    "SLURM": "run glmflow on a SLURM login node (or `module load slurm`)",
+    "SGE": "run glmflow on an SGE submit host (or `module load sge`)",
+}
+
+
+def user() -> str:
+    """The user name the batch plugins name jobs after (Nipype reads LOGNAME)."""
+    return os.environ.get("LOGNAME") or getpass.getuser()
+
+
+def scheduler_args(
+    plugin: str, mem_gb: float, n_procs: int, *, parallel_env: str | None = DEFAULT_PARALLEL_ENV
+) -> str:
+    """The scheduler request of a node that needs ``mem_gb`` GB and ``n_procs`` CPUs.
+
+    SLURM: ``--mem=<MB>M --cpus-per-task=N``. SGE: ``-l mem_free=<MB>M`` (the request for
+    free memory that SGE schedules against; not ``h_vmem``, a hard limit on *virtual* memory
+    that kills Python processes whose virtual size far exceeds what they use) and, for N > 1,
+    ``-pe <parallel_env> N``, which needs a parallel environment; with ``parallel_env=None``
+    no CPUs are requested (the caller warns).
+
+    >>> scheduler_args("SLURM", 1.5, 2)
+    '--mem=1536M --cpus-per-task=2'
+    >>> scheduler_args("SGEGraph", 1.5, 2)
+    '-l mem_free=1536M -pe smp 2'
+    """
+    if plugin not in BATCH_PLUGINS:
+        raise ExecutionError(
+            f"Plugin {plugin!r} submits no batch jobs (batch plugins: {', '.join(BATCH_PLUGINS)})"
+        )
+    if not mem_gb > 0:
+        raise ExecutionError(f"A node's mem_gb must be positive, got {mem_gb!r}")
+    if isinstance(n_procs, bool) or not isinstance(n_procs, int) or n_procs < 1:
+        raise ExecutionError(f"A node's n_procs must be an integer >= 1, got {n_procs!r}")
+    mem_mb = math.ceil(mem_gb * 1024)
+    if scheduler_of(plugin) == "SLURM":
+        return f"--mem={mem_mb}M --cpus-per-task={n_procs}"
+    args = f"-l mem_free={mem_mb}M"
+    if n_procs > 1 and parallel_env:
+        args += f" -pe {parallel_env} {n_procs}"
+    return args
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def _message(proc: subprocess.CompletedProcess) -> str:
+    """The scheduler's own words on one line."""
+    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines()]
+    return (
+        "; ".join(ln for ln in lines if ln and ln != "Exiting.") or f"exit code {proc.returncode}"
+    )
+
+
+def check_commands(plugin: str) -> None:
+    """The scheduler's submit and queue commands are on PATH."""
+    scheduler = scheduler_of(plugin)
+    for command in _COMMANDS[scheduler]:
+        if shutil.which(command) is None:
+            raise ExecutionError(
+                f"Plugin {plugin!r} needs the {scheduler} command {command!r}, which is not on "
+                f"PATH; {_FIX[scheduler]}, or use --plugin MultiProc"
+            )
+
+
+def _parallel_envs() -> set[str] | None:
+    """SGE's parallel environments, or None when qconf cannot tell."""
+    if shutil.which("qconf") is None:
+        return None
+    proc = _run(["qconf", "-spl"])
+    return set(proc.stdout.split()) if proc.returncode == 0 else None
+
+
+def iter_nodes(workflow):
+    """(full name, node) of every node, nested workflows included."""
+    for name in workflow.list_node_names():
+        yield f"{workflow.name}.{name}", workflow.get_node(name)
+
+
+def _sge_parallel_env(workflow, args: dict[str, Any]) -> str | None:
+    """The parallel environment wide nodes request their CPUs in, or None (with a warning)."""
+    pe = args.pop("parallel_env", DEFAULT_PARALLEL_ENV)
+    wide = sorted(name for name, node in iter_nodes(workflow) if node.n_procs > 1)
+    known = _parallel_envs() if wide else set()
+    if wide and (known is None or pe not in known):
+        have = "unknown (no qconf)" if known is None else ", ".join(sorted(known)) or "none"
+        warnings.warn(
+            f"SGE parallel environment {pe!r} not found (available: {have}): nodes "
+            f"{', '.join(wide)} request 1 slot instead of n_procs; set plugin_args "
+            """{"parallel_env": "<name>"} to request their CPUs""",
+            stacklevel=4,
+        )
+        return None
+    return pe
+
+
+def request_resources(workflow, plugin: str, args: dict[str, Any]) -> dict[str, list[str]]:
+    """Put each node's request into its plugin_args; return {request: [node names]}."""
+    key = submit_args_key(plugin)
+    pe = _sge_parallel_env(workflow, args) if scheduler_of(plugin) == "SGE" else None
+    requests: dict[str, list[str]] = {}
+    for name, node in iter_nodes(workflow):
+        request = scheduler_args(plugin, node.mem_gb, node.n_procs, parallel_env=pe)
+        requests.setdefault(request, []).append(name)
+        node_args = dict(node.plugin_args or {})
+        # ours first so that a node's own arguments win; the leading space matters to the
+        # Graph plugins, which concatenate global and node arguments as they are
+        node_args[key] = f" {request} {node_args.get(key, '')}".rstrip()
+        node.plugin_args = node_args
+    return requests
+
+
+def check_requests(plugin: str, requests: dict[str, list[str]], args: dict[str, Any]) -> None:
+    """Ask the scheduler whether it accepts each distinct request before anything runs."""
+    for request, names in requests.items():
+        if scheduler_of(plugin) == "SLURM":
+            cmd = ["sbatch", "--test-only", *shlex.split(args.get("sbatch_args", ""))]
+            cmd += [*request.split(), "--wrap", "true"]
+            proc = _run(cmd)
+        else:
+            # qsub -w v ignores load values (mem_free), so submit a held job and delete it
+            cmd = ["qsub", "-h", "-b", "y", "-o", os.devnull, "-e", os.devnull]
+            cmd += ["-N", "glmflow_check", *shlex.split(args.get("qsub_args", ""))]
+            proc = _run([*cmd, *request.split(), "true"])
+            if proc.returncode == 0 and proc.stdout.split()[:2] == ["Your", "job"]:
+                _run(["qdel", proc.stdout.split()[2]])
+        if proc.returncode != 0:
+            shown = ", ".join(names[:3]) + (
+                f" and {len(names) - 3} more" if len(names) > 3 else ""
+            )
+            raise ExecutionError(
+                f"{scheduler_of(plugin)} rejected the request '{request}' of node(s) {shown}: "
+                f"{_message(proc)}; lower the nodes' mem_gb / n_procs or choose a partition / "
+                "queue that has them in plugin_args"
+            )
+
+
+def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
+    """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir."""
+    prefix = f"{batch_dir}{os.sep}"
+    jobs = {}
+    if scheduler_of(plugin) == "SLURM":
+        out = _run(["squeue", "-h", "-u", user(), "-o", "%i|%r|%o"]).stdout
+        for line in out.splitlines():
+            job, reason, command = line.split("|", 2)
+            if command.startswith(prefix):
+                jobs[job] = reason
+        return jobs
+    # qstat lists job-ID prior name user state ...; only qstat -j tells the script
+    states = {}
+    for line in _run(["qstat", "-u", user()]).stdout.splitlines()[2:]:
+        fields = line.split()
+        states[fields[0]] = fields[4]
+    if states:
+        job = None
+        for line in _run(["qstat", "-j", ",".join(states)]).stdout.splitlines():
+            field, _, value = line.partition(":")
+            if field == "job_number":
+                job = value.strip()
+            elif field == "script_file" and value.strip().startswith(prefix):
+                jobs[job] = states.get(job, "")
+    return jobs
+
+
+def _never_runs(plugin: str, why: str) -> bool:
+    if scheduler_of(plugin) == "SLURM":
+        return why == "DependencyNeverSatisfied"
+    return "E" in why
+
+
+def cancel_jobs(plugin: str, jobs) -> None:
+    """scancel / qdel the given job ids."""
+    if jobs:
+        _run(["scancel" if scheduler_of(plugin) == "SLURM" else "qdel", *jobs])
+
+
+def wait_for_jobs(plugin: str, batch_dir: Path, poll: float, why: str) -> None:
+    """Wait until no job of this work directory is queued or running."""
+    said = False
+    while jobs := queued_jobs(plugin, batch_dir):
+        # jobs that can never run: SLURM keeps the dependents of a failed job pending unless
+        # the site sets kill_invalid_depend; SGE keeps jobs in error state (Eqw)
+        cancel_jobs(plugin, [j for j, why in jobs.items() if _never_runs(plugin, why)])
+        if not said:
+            LOGGER.info("waiting for %d %s job(s) %s", len(jobs), plugin, why)
+            said = True
+        time.sleep(poll)
+
+
+def submission_error(exc: Exception, plugin: str) -> ExecutionError | None:
+    """Nipype's "Could not submit ... task for node X" as one line with the scheduler's words."""
+    text = str(exc)
+    if not text.startswith("Could not submit"):
+        return None
+    head, _, rest = text.partition("\n")
+    node = head.rsplit(" ", 1)[-1]
+    err = rest.split("Standard error:", 1)[-1].split("Return code:", 1)[0]
+    words = "; ".join(ln.strip() for ln in err.splitlines() if ln.strip() and ln != "Exiting.")
+    return ExecutionError(f"{scheduler_of(plugin)} rejected the job of node '{node}': {words}")

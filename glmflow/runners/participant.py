@@ -1,0 +1,181 @@
+"""Check, build and run the participant level: what the CLI and the Python API call."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from glmflow.core.bids import RunInputs, discover_runs
+from glmflow.core.model import load_model
+from glmflow.core.outputs import check_output_dir, write_dataset_description
+from glmflow.core.preflight import (
+    cached_check_first_level,
+    check_first_level,
+    dataset_conditions,
+)
+from glmflow.execution import (
+    ExecutionOptions,
+    absolute_path,
+    execute,
+    hold_folder,
+    validate_work_dir,
+)
+from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
+
+LOGGER = logging.getLogger("glmflow")
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class ParticipantResult:
+    """What a participant-level run produced (``work_dir``: the cache it used)."""
+
+    output_dir: Path
+    analyses: tuple[TaskAnalysis, ...]
+    files: tuple[Path, ...]
+    work_dir: Path | None = None
+
+    @property
+    def runs(self) -> list[RunInputs]:
+        return [run for analysis in self.analyses for run in analysis.runs]
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({run.subject for run in self.runs})
+
+
+def plan_participant_level(
+    *,
+    bids_dir: PathLike,
+    model: PathLike,
+    derivatives: PathLike | None = None,
+    participant_label: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    sessions: Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
+    space: str = "MNI152NLin2009cAsym",
+    desc: str = "preproc",
+    res: str | None = None,
+    smoothing_fwhm: float | None = None,
+    slice_time_ref: float | None = None,
+    missing_conditions: str = "error",
+    database_dir: PathLike | None = None,
+) -> list[TaskAnalysis]:
+    """Load the model, find the runs and check every run's design and contrasts.
+
+    Nothing is computed on images (only headers and masks are read) and nothing is
+    written but the pybids index in ``database_dir``. Every user mistake raises a
+    :class:`glmflow.GlmflowError` here, before the graph exists.
+    """
+    specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
+    analyses = []
+    for spec in specs:
+        if smoothing_fwhm is not None:
+            glm = dataclasses.replace(spec.glm, smoothing_fwhm=smoothing_fwhm or None)
+            spec = dataclasses.replace(spec, glm=glm)
+        found = discover_runs(
+            bids_dir,
+            derivatives=derivatives,
+            space=space,
+            desc=desc,
+            res=res,
+            tasks=[spec.task],
+            sessions=sessions,
+            runs=runs,
+            participant_label=participant_label,
+            excludes=spec.excludes,
+            database_dir=database_dir,
+            slice_time_ref=slice_time_ref
+            if slice_time_ref is not None
+            else spec.glm.slice_time_ref,
+            spec_tr=spec.tr,
+            model_file=spec.source,
+        )
+        # automatic contrasts are named from the whole dataset, whatever the selection
+        conditions = dataset_conditions(bids_dir, spec) if spec.auto_contrasts else None
+        check = dict(missing_conditions=missing_conditions, conditions=conditions)
+        if database_dir is None:
+            plan = check_first_level(found, spec, **check)
+        else:
+            plan = cached_check_first_level(found, spec, **check, cache_dir=database_dir)
+        analyses.append(TaskAnalysis(spec, tuple(found), plan.contrasts, plan.skipped))
+    return analyses
+
+
+def run_participant_level(
+    *,
+    bids_dir: PathLike,
+    output_dir: PathLike,
+    model: PathLike,
+    execution: ExecutionOptions | None = None,
+    derivatives: PathLike | None = None,
+    missing_conditions: str = "error",
+    **keywords: Any,
+) -> ParticipantResult:
+    """Fit the first-level models of a BIDS / fMRIPrep dataset and write BIDS derivatives.
+
+    Parameters
+    ----------
+    bids_dir, output_dir, model
+        The raw dataset, the output folder (maps go to ``output_dir/glmflow``) and the
+        model file (glm-express ``task_information.json`` or a glmflow model). Relative
+        paths are taken from the current folder, here, once.
+    execution
+        How to run (:class:`glmflow.execution.ExecutionOptions`); or its settings one by
+        one: ``work_dir`` (the cache, default ``./work``; a rerun with the same one
+        recomputes only what a change touched), ``plugin``, ``plugin_args``, ``n_procs``,
+        ``mem_gb``, ``poll_interval``, ``verbose``, which override the object's. None of
+        them invalidates the cache.
+    derivatives, missing_conditions, **keywords
+        As :func:`plan_participant_level` (participant_label, tasks, sessions, runs, space,
+        desc, res, smoothing_fwhm, slice_time_ref).
+
+    Raises
+    ------
+    glmflow.execution.FolderInUseError
+        Another run holds the work or output folder (one line naming it).
+    """
+    options, selection = ExecutionOptions.split(keywords, execution)
+    options = options.with_work_dir(Path.cwd() / "work")
+    work_dir = options.work_dir
+    bids_dir, output_dir, model = map(absolute_path, (bids_dir, output_dir, model))
+    derivatives = None if derivatives is None else absolute_path(derivatives)
+    out = check_output_dir(output_dir / "glmflow", bids_dir, derivatives)
+    validate_work_dir(work_dir, bids_dir, derivatives, out)
+    with hold_folder(work_dir, "work"):
+        # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy
+        # machine
+        with threadpool_limits(limits=1):
+            analyses = plan_participant_level(
+                bids_dir=bids_dir,
+                model=model,
+                derivatives=derivatives,
+                missing_conditions=missing_conditions,
+                database_dir=work_dir / "bids_db",
+                **selection,
+            )
+        workflow = init_glmflow_wf(
+            analyses=analyses,
+            output_dir=str(out),
+            missing_conditions=missing_conditions,
+            memo_dir=str(work_dir / "contrast_memo"),
+        )
+        fmriprep = derivatives or bids_dir / "derivatives" / "fmriprep"
+        with hold_folder(out, "output"), warnings.catch_warnings():
+            write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
+            # the nodes repeat the pre-flight's steps and would say its warnings again (local
+            # workers inherit this filter; cluster jobs write theirs to the job logs)
+            warnings.simplefilter("ignore", UserWarning)
+            files = execute(workflow, options)
+    return ParticipantResult(out, tuple(analyses), tuple(files), work_dir)
+
+
+__all__ = ["ParticipantResult", "plan_participant_level", "run_participant_level"]

@@ -191,7 +191,7 @@ def test_combine_runs_node_uses_the_voxels_every_run_covers(tmp_path):
         indices.append(str(index))
     node = pe.Node(
         CombineRuns(index_files=indices, names=["c"], mask_files=[str(m) for m in masks],
-                    run_labels=["run-1", "run-2"]),
+                    run_labels=["run-1", "run-2"], run_combination="precision"),
         name="combine", base_dir=str(tmp_path / "work"),
     )  # fmt: skip
     result = node.run()
@@ -208,7 +208,7 @@ def test_combine_runs_node_uses_the_voxels_every_run_covers(tmp_path):
 
 
 def test_one_run_subject_maps_are_the_run_maps(tmp_path):
-    """Fixed effects of one run equal that run: linked, not recomputed (same numbers)."""
+    """Fixed effects of one run equal that run: copied, not recomputed (same numbers)."""
     from glmflow.core.bold import save_nifti
     from glmflow.core.combine import combine_runs
     from glmflow.core.fixed_effects import compute_fixed_effects
@@ -221,7 +221,9 @@ def test_one_run_subject_maps_are_the_run_maps(tmp_path):
     inside = mask > 0
     effect = np.where(inside, rng.normal(1, 0.2, shape), 0).astype(np.float32)
     variance = np.where(inside, rng.uniform(0.2, 0.4, shape), 0).astype(np.float32)
-    result = compute_fixed_effects([effect[inside]], [variance[inside]], dofs=[80.0])
+    result = compute_fixed_effects(
+        [effect[inside]], [variance[inside]], dofs=[80.0], precision_weighted=False
+    )
     files = {}
     for key in ("effect", "variance", "stat", "p", "z"):
         values = np.zeros(shape, np.float32)
@@ -235,7 +237,8 @@ def test_one_run_subject_maps_are_the_run_maps(tmp_path):
     out.mkdir()
     combined = combine_runs([index], names=["c"], mask_files=[mask_file], out_dir=out)
     (z_file,) = combined["z_files"]
-    assert os.path.samefile(z_file, files["z"])  # linked
+    assert not os.path.samefile(z_file, files["z"])  # a copy: never the run's own file
+    assert Path(z_file).read_bytes() == Path(files["z"]).read_bytes()
     np.testing.assert_allclose(
         nib.load(z_file).get_fdata()[inside], result["z"].astype(np.float32), rtol=1e-6
     )

@@ -1,4 +1,11 @@
-"""Subject level: combine each contrast across the runs of a subject by fixed effects."""
+"""Subject level: combine each contrast across the runs of a subject by fixed effects.
+
+The rule is the model's ``subject.run_combination`` (see :data:`RUN_COMBINATION_RULES`):
+"equal" is what nilearn's ``FirstLevelModel`` fitted on several runs computes (the default,
+so that glm-express files and glmflow models give glm-express's subject maps), "precision"
+weights each run by its inverse variance (nilearn's
+``compute_fixed_effects(..., precision_weighted=True)``, FitLins' fixed-effects meta model).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +21,9 @@ import numpy as np
 
 from glmflow.core.bold import load_mask, save_nifti, unmask
 from glmflow.core.contrasts import MAP_KEYS
-from glmflow.core.fixed_effects import compute_fixed_effects
+from glmflow.core.fixed_effects import RUN_COMBINATION_RULES, compute_fixed_effects
 from glmflow.core.memo import file_identity, memo_key, recall, remember
+from glmflow.core.model import RunCombination
 from glmflow.errors import ContrastError, DatasetError
 
 
@@ -26,7 +34,7 @@ def combine_runs(
     mask_files: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     run_labels: Sequence[str] | None = None,
-    precision_weighted: bool = True,
+    run_combination: RunCombination = "equal",
     memo_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Fixed-effects maps of each named t contrast across runs.
@@ -39,8 +47,8 @@ def combine_runs(
         and ``dof``.
     names
         Contrasts to combine, in output order. A run where a contrast was skipped (all its
-        terms dropped with ``--missing-conditions drop``) does not enter its combination;
-        the record says which runs did.
+        terms dropped with ``--missing-conditions drop``) does not enter its combination,
+        as nilearn leaves out a run whose contrast is null; the record says which runs did.
     mask_files
         Each run's brain mask (aligned with ``index_files``). The runs are combined where
         every run has data: the intersection of their masks, written as ``mask.nii.gz``.
@@ -48,8 +56,9 @@ def combine_runs(
         Where the maps and ``contrasts.json`` (the subject-level index) are written.
     run_labels
         How the index records the runs (e.g. "run-1"); default: their position.
-    precision_weighted
-        Weight runs by their precision (default) or average them (nilearn's options).
+    run_combination
+        "equal" (nilearn's multi-run ``FirstLevelModel``) or "precision" (inverse-variance
+        weights); see :data:`glmflow.core.fixed_effects.RUN_COMBINATION_RULES`.
     memo_dir
         Where each contrast's combination is remembered (see :mod:`glmflow.core.memo`).
 
@@ -68,105 +77,105 @@ def combine_runs(
     labels = list(run_labels or [f"run {i + 1}" for i in range(len(indices))])
     out_dir = Path(out_dir)
     common, mask_file = _common_mask(mask_files, out_dir)
-    lists: dict[str, list[str]] = {key: [] for key in MAP_KEYS}
+    masks = _MaskInfo(common, mask_file, [file_identity(m) for m in mask_files])
     index: dict[str, Any] = {}
     for i, name in enumerate(names):
         used = [j for j, idx in enumerate(indices) if not idx.get(name, {}).get("skipped", True)]
         records = [indices[j][name] for j in used]
-        if not records:
-            raise ContrastError(
-                f"Contrast '{name}' was computed in none of the runs "
-                f"({', '.join(map(str, index_files))})"
-            )
-        if any(r.get("stat_type", "t") != "t" for r in records):
-            raise ContrastError(
-                f"Contrast '{name}' is not a t contrast; fixed effects combine t contrasts"
-            )
-        key = memo_key(
-            "combine",
-            name,
-            [
-                [file_identity(r["effect"]), file_identity(r["variance"]), r["dof"]]
-                for r in records
-            ],
-            [file_identity(m) for m in mask_files],
-            precision_weighted,
-            [labels[j] for j in used],
-        )
-        record = recall(memo_dir, key, out_dir, prefix=f"subject_con{i:03d}")
-        if record is None and len(records) == 1 and len(mask_files) == 1:
-            # fixed effects of one run are that run's maps: link them, compute nothing
-            record = {**_single_run(name, records[0]), "runs": [labels[used[0]]]}
-            files = _link_run_maps(records[0], out_dir, f"subject_con{i:03d}")
-            record = {**record, "files": files}
-        elif record is None:
-            record, files = _combine(name, records, common, mask_file, precision_weighted)
-            record["runs"] = [labels[j] for j in used]
-            files = _write(files, mask_file, out_dir, f"subject_con{i:03d}")
-            remember(memo_dir, key, record, files)
-            record = {**record, "files": files}
+        _check_records(name, records, index_files)
+        record = _combined(
+            name, records, [labels[j] for j in used], masks, run_combination,
+            out_dir / f"subject_con{i:03d}", memo_dir,
+        )  # fmt: skip
         files = record.pop("files")
-        for map_key in MAP_KEYS:
-            lists[map_key].append(str(files[map_key]))
-            record[map_key] = str(files[map_key])
-        index[name] = record
+        index[name] = {**record, **files}
     json_path = out_dir / "contrasts.json"
     json_path.write_text(json.dumps(index, indent=2))
     return {
         "contrast_names": list(names),
         "stat_types": ["t"] * len(names),
-        **{f"{key}_files": files for key, files in lists.items()},
+        **{f"{key}_files": [index[n][key] for n in names] for key in MAP_KEYS},
         "contrasts_json": str(json_path),
         "mask_file": str(mask_file),
     }
 
 
-def _combine(name, records, common, mask_file, precision_weighted):
-    result = compute_fixed_effects(
-        [_values(r["effect"], common) for r in records],
-        [_values(r["variance"], common) for r in records],
-        dofs=[float(r["dof"]) for r in records],
-        precision_weighted=precision_weighted,
+class _MaskInfo:
+    """The runs' common mask, its file and the identity of every run's mask (memo key)."""
+
+    def __init__(self, common: np.ndarray, path: Path, identities: list) -> None:
+        self.common, self.path, self.identities = common, path, identities
+
+
+def _check_records(name: str, records: list[dict], index_files) -> None:
+    if not records:
+        raise ContrastError(
+            f"Contrast '{name}' was computed in none of the runs "
+            f"({', '.join(map(str, index_files))})"
+        )
+    if any(r.get("stat_type", "t") != "t" for r in records):
+        raise ContrastError(
+            f"Contrast '{name}' is not a t contrast; fixed effects combine t contrasts"
+        )
+
+
+def _combined(name, records, runs, masks: _MaskInfo, rule, prefix: Path, memo_dir) -> dict:
+    """One contrast's subject-level record with its ``files``: remembered, copied or computed."""
+    key = memo_key(
+        "combine",
+        name,
+        [[file_identity(r["effect"]), file_identity(r["variance"]), r["dof"]] for r in records],
+        masks.identities,
+        rule,
+        runs,
     )
-    record: dict[str, Any] = {
+    record = recall(memo_dir, key, prefix.parent, prefix=prefix.name)
+    if record is not None:
+        return record
+    base = {
         "name": name,
         "stat_type": "t",
         "skipped": False,
-        "dof": float(result["dof"]),
-        "mask": f"intersection of the runs' brain masks ({int(common.sum())} voxels)",
+        "runs": runs,
+        "run_combination": rule,
+        "run_combination_rule": RUN_COMBINATION_RULES[rule],
         "dropped": sorted({d for r in records for d in r.get("dropped", [])}),
     }
-    return record, {key: result[key] for key in MAP_KEYS}
-
-
-def _single_run(name: str, run: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "stat_type": "t",
-        "skipped": False,
-        "dof": float(run["dof"]),
-        "mask": "the run's brain mask (one run: its own maps)",
-        "dropped": sorted(run.get("dropped", [])),
+    if len(records) == 1 and len(masks.identities) == 1:
+        # fixed effects of one run are that run's maps (with either rule): nothing computed
+        mask = "the run's brain mask (one run: its own maps)"
+        files = _copy_run_maps(records[0], prefix)
+        return {**base, "dof": float(records[0]["dof"]), "mask": mask, "files": files}
+    result = compute_fixed_effects(
+        [_values(r["effect"], masks.common) for r in records],
+        [_values(r["variance"], masks.common) for r in records],
+        dofs=[float(r["dof"]) for r in records],
+        precision_weighted=rule == "precision",
+    )
+    record = {
+        **base,
+        "dof": float(result["dof"]),
+        "mask": f"intersection of the runs' brain masks ({int(masks.common.sum())} voxels)",
     }
+    files = _write({key: result[key] for key in MAP_KEYS}, masks.path, prefix)
+    remember(memo_dir, key, record, files)
+    return {**record, "files": files}
 
 
-def _link_run_maps(run: dict[str, Any], out_dir: Path, prefix: str) -> dict[str, str]:
+def _copy_run_maps(run: dict[str, Any], prefix: Path) -> dict[str, str]:
+    """Copies, not links: the subject's maps never share storage with the run's."""
     files = {}
     for key in MAP_KEYS:
-        dst = out_dir / f"{prefix}_{key}.nii.gz"
-        dst.unlink(missing_ok=True)
-        try:
-            os.link(run[key], dst)
-        except OSError:
-            shutil.copy2(run[key], dst)
+        dst = prefix.with_name(f"{prefix.name}_{key}.nii.gz")
+        shutil.copyfile(run[key], dst)
         files[key] = str(dst)
     return files
 
 
-def _write(maps, mask_file, out_dir: Path, prefix: str) -> dict[str, str]:
+def _write(maps, mask_file, prefix: Path) -> dict[str, str]:
     files = {}
     for key, values in maps.items():
-        path = out_dir / f"{prefix}_{key}.nii.gz"
+        path = prefix.with_name(f"{prefix.name}_{key}.nii.gz")
         save_nifti(unmask(values.astype("float32"), mask_file), path)
         files[key] = str(path)
     return files

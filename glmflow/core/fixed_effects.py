@@ -1,9 +1,17 @@
 """Fixed effects across runs on masked arrays (nilearn's ``compute_fixed_effects``).
 
-Precision weighted (default): ``variance = 1 / sum(1 / v_i)``,
-``effect = variance * sum(e_i / v_i)``; unweighted: ``effect = mean(e_i)``,
-``variance = mean(v_i) / n_runs`` (what ``FirstLevelModel`` does with several runs).
-Variances are floored at 1e-16 and the dof is the sum of the runs' dofs, as in nilearn.
+Precision weighted: ``variance = 1 / sum(1 / v_i)``, ``effect = variance * sum(e_i / v_i)``;
+unweighted: ``effect = mean(e_i)``, ``variance = sum(v_i) / n_runs**2`` (what nilearn's
+``FirstLevelModel`` fitted on several runs computes: ``compute_fixed_effect_contrast`` adds
+the runs' contrasts and scales by ``1 / n``). Variances are floored at 1e-16 and the dof is
+the sum of the runs' dofs, as in nilearn.
+
+Why not call nilearn's function: it takes images, fits a ``NiftiMasker`` on every call and
+returns no p map; the subject level holds the runs' common-mask arrays and writes p too.
+Measured (2 runs, 243,675 voxels on the 2-mm grid, 2 shared cores): the combination itself
+takes 0.19-0.27 s on arrays against nilearn's 0.45 s from files; with the reading of the 4
+maps both take about 1 s, so the gain is small and the reason is the array interface.
+``tests/test_fixed_effects.py`` pins every map to the installed nilearn (rtol 1e-10).
 """
 
 from __future__ import annotations
@@ -15,7 +23,17 @@ import numpy as np
 
 from glmflow.errors import ContrastError
 
-__all__ = ["DEFAULT_DOF", "compute_fixed_effects"]
+__all__ = ["DEFAULT_DOF", "RUN_COMBINATION_RULES", "compute_fixed_effects"]
+
+#: The subject level's ``run_combination`` choices as recorded in every subject map's sidecar.
+RUN_COMBINATION_RULES = {
+    "equal": "runs weighted equally, as nilearn's FirstLevelModel fitted on several runs: "
+    "effect = mean of the runs' effects, variance = sum of their variances / n_runs^2, "
+    "dof = sum of their dofs",
+    "precision": "runs weighted by their precision (nilearn's compute_fixed_effects with "
+    "precision_weighted=True): variance = 1 / sum(1 / variance_i), "
+    "effect = variance * sum(effect_i / variance_i), dof = sum of their dofs",
+}
 
 # nilearn's assumption when no dof is given
 DEFAULT_DOF = 100.0
@@ -27,7 +45,7 @@ def compute_fixed_effects(
     variances: Sequence[np.ndarray] | np.ndarray,
     *,
     dofs: Sequence[float] | None = None,
-    precision_weighted: bool = True,
+    precision_weighted: bool,
 ) -> dict[str, np.ndarray | float]:
     """Combine per-run contrast estimates.
 
@@ -38,6 +56,8 @@ def compute_fixed_effects(
     dofs : sequence of float, optional
         Residual dof of each run; nilearn's 100 per run when omitted.
     precision_weighted : bool
+        Inverse-variance weights (True) or equal weights (False); no default, so every
+        caller says which rule it means.
 
     Returns
     -------

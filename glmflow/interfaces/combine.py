@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -12,6 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from glmflow.core.combine import combine_runs
+from glmflow.core.model import RunCombination
 from glmflow.interfaces.maps import MapListsOutputSpec
 
 
@@ -29,8 +32,11 @@ class _CombineRunsInputSpec(BaseInterfaceInputSpec):
     memo_dir = traits.Str(
         nohash=True, desc="folder remembering each contrast's combination (glmflow.core.memo)"
     )
-    precision_weighted = traits.Bool(
-        True, usedefault=True, desc="weight runs by precision (else average them)"
+    run_combination = traits.Enum(
+        *get_args(RunCombination),
+        usedefault=True,
+        desc="'equal' (nilearn's multi-run FirstLevelModel) or 'precision' (inverse-variance "
+        "weights): the model's subject.run_combination",
     )
 
 
@@ -53,7 +59,7 @@ class CombineRuns(SimpleInterface):
                 mask_files=self.inputs.mask_files,
                 out_dir=runtime.cwd,
                 run_labels=self.inputs.run_labels if isdefined(self.inputs.run_labels) else None,
-                precision_weighted=self.inputs.precision_weighted,
+                run_combination=self.inputs.run_combination,
                 memo_dir=self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None,
             )
         )

@@ -131,6 +131,7 @@ def init_subject_level_wf(
                 names=names,
                 mask_files=[run.mask for run in runs],
                 run_labels=[run_wf_name(run)[4:-3] for run in runs],
+                run_combination=spec.subject.run_combination,
                 **({"memo_dir": memo_dir} if memo_dir else {}),
             ),
             name="combine_runs",

@@ -18,7 +18,7 @@ import pytest
 
 from glmflow.core.design import read_design
 from glmflow.data import make_synthetic_dataset
-from glmflow.workflows.runner import run_participant_level
+from glmflow.runners.participant import run_participant_level
 
 pytestmark = pytest.mark.slow
 

@@ -276,3 +276,16 @@ def test_permutation_cluster_extent_applies_to_the_map_as_to_the_table(maps):
         == int(sizes[sizes >= k].sum())
     )
     assert kept.sum() < (_data(plain.thresholded_img) != 0).sum()
+
+
+def test_nothing_surviving_is_said_once_and_names_the_contrast():
+    z_img = nib.Nifti1Image(np.random.default_rng(3).normal(0, 0.3, SHAPE), AFFINE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_group_inference("fdr", stat_img=z_img, contrast_name="face age")
+    messages = [str(w.message) for w in caught if "survives" in str(w.message)]
+    assert messages == [
+        "No voxel survives fdr at alpha=0.05 in contrast 'face age': the thresholded map "
+        "is empty"
+    ]
+    assert not _data(result.thresholded_img).any()

@@ -12,7 +12,8 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.group import fit_group_model
 from glmflow.core.inference import permutation_inference
-from glmflow.interfaces.group import FitGroupModel, GroupInference
+from glmflow.interfaces.group_fit import FitGroupModel
+from glmflow.interfaces.group_inference import GroupInference
 
 SHAPE = (7, 8, 9)
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])

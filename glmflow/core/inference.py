@@ -1,7 +1,7 @@
 """Group-level inference: thin typed wrappers around nilearn's public functions.
 
 Parametric height control (:func:`nilearn.glm.threshold_stats_img`), permutation FWE
-(:func:`nilearn.glm.second_level.non_parametric_inference`), true-discovery proportion of
+(:mod:`glmflow.core.permutation`), true-discovery proportion of
 clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
 (:func:`nilearn.reporting.get_clusters_table`, plus a cluster size in voxels).
 """
@@ -9,39 +9,21 @@ clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 from nilearn.glm import cluster_level_inference, threshold_stats_img
-from nilearn.glm.second_level import non_parametric_inference
-from nilearn.image import mean_img, new_img_like, threshold_img
-from nilearn.maskers import NiftiMasker
-from nilearn.mass_univariate import permuted_ols
+from nilearn.image import new_img_like, threshold_img
 from nilearn.reporting import get_clusters_table
 
-from glmflow.core.group import (
-    ContrastDef,
-    ImageLike,
-    check_design,
-    check_group_inputs,
-    contrast_weights,
-    resolve_group_inputs,
-)
+from glmflow.core.group import ContrastDef, ImageLike
 from glmflow.core.model import InferenceMethod, PermutationStat
-from glmflow.core.outputs import (
-    atomic_copy,
-    atomic_write_json,
-    contrast_label,
-    derivative_path,
-    sidecar_path,
-)
+from glmflow.core.permutation import permutation_inference
 from glmflow.errors import GroupModelError
 
 HeightControl = Literal["fpr", "fdr", "bonferroni"]
@@ -102,12 +84,14 @@ def threshold_map(
     threshold: float | None = None,
     cluster_threshold: int = 0,
     two_sided: bool = True,
+    contrast_name: str | None = None,
 ) -> tuple[nib.Nifti1Image, float]:
     """Threshold a z map with nilearn's :func:`~nilearn.glm.threshold_stats_img`.
 
     ``height_control`` None applies the explicit z ``threshold``; otherwise ``alpha`` is the
     false-positive rate, false-discovery rate or Bonferroni-corrected level.
-    Returns the thresholded map and the z threshold used.
+    Returns the thresholded map and the z threshold used; a map where nothing survives
+    warns once, naming ``contrast_name`` when given.
     """
     if height_control not in (None, "fpr", "fdr", "bonferroni"):
         raise GroupModelError(
@@ -139,124 +123,13 @@ def threshold_map(
             two_sided=two_sided,
         )
     if not np.isfinite(value):
+        where = "" if contrast_name is None else f" in contrast '{contrast_name}'"
         warnings.warn(
-            f"No voxel survives {height_control} at alpha={alpha}: the thresholded map is empty",
+            f"No voxel survives {height_control} at alpha={alpha}{where}: the thresholded "
+            "map is empty",
             stacklevel=2,
         )
     return img, float(value)
-
-
-def permutation_inference(
-    effect_files: Sequence[ImageLike] | pd.DataFrame,
-    design: pd.DataFrame | None = None,
-    *,
-    contrast: ContrastDef,
-    confounds: pd.DataFrame | None = None,
-    first_level_contrast: str | None = None,
-    mask: ImageLike | None = None,
-    smoothing_fwhm: float | None = None,
-    n_perm: int = 10000,
-    two_sided: bool = False,
-    cluster_forming_p: float | None = None,
-    tfce: bool = False,
-    model_intercept: bool = True,
-    random_state: int | None = None,
-    n_jobs: int = 1,
-    design_source: str = "the design matrix",
-    contrast_source: str = "the contrasts",
-) -> dict[str, nib.Nifti1Image]:
-    """Permutation inference with nilearn's ``non_parametric_inference``.
-
-    Parameters
-    ----------
-    effect_files, design, confounds, first_level_contrast
-        As in :func:`glmflow.core.group.fit_group_model`.
-    contrast : str or sequence of float
-        One t contrast (formula or weights); F contrasts are not permutable here.
-    cluster_forming_p : float, optional
-        Cluster-forming threshold as a one-sided p-value; adds cluster-size and cluster-mass
-        FWE maps (``size``, ``logp_max_size``, ``mass``, ``logp_max_mass``).
-    tfce : bool
-        Add TFCE maps (``tfce``, ``logp_max_tfce``).
-    mask, smoothing_fwhm, n_perm, model_intercept, random_state, n_jobs
-        As in nilearn; ``two_sided`` is nilearn's ``two_sided_test``.
-
-    Returns
-    -------
-    dict
-        Always ``t`` and ``logp_max_t`` (-log10 voxel-level max-t FWE p-values), plus the
-        cluster and TFCE maps asked for.
-    """
-    files, design = resolve_group_inputs(
-        effect_files, design, confounds, first_level_contrast, design_source
-    )
-    design = check_design(design, source=design_source)
-    weights = contrast_weights(
-        contrast, design.columns, name="permutation", source=contrast_source
-    )
-    if weights.ndim != 1:
-        raise GroupModelError(
-            f"Permutation inference tests one t contrast, got {len(weights)} rows (an F test) "
-            f"from {contrast_source}; give a single formula or weight vector"
-        )
-    if n_perm < 1:
-        raise GroupModelError(f"n_perm must be a positive number of permutations, got {n_perm}")
-    if cluster_forming_p is not None and not 0 < cluster_forming_p < 1:
-        raise GroupModelError(
-            f"cluster_forming_p must be a p-value between 0 and 1, got {cluster_forming_p}"
-        )
-    check_group_inputs(files)
-    # Paths go to nilearn as they are: it reads every map once here, and holding them
-    # in memory as well would double the peak memory for large groups.
-    out = non_parametric_inference(
-        files,
-        design_matrix=design.reset_index(drop=True),
-        second_level_contrast=weights,
-        mask=mask,
-        smoothing_fwhm=smoothing_fwhm,
-        model_intercept=model_intercept,
-        n_perm=n_perm,
-        two_sided_test=two_sided,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        threshold=cluster_forming_p,
-        tfce=tfce,
-    )
-    if isinstance(out, dict):
-        return dict(out)
-    return {
-        "t": _original_t(files, design, weights, mask, smoothing_fwhm, model_intercept),
-        "logp_max_t": out,
-    }
-
-
-def _original_t(
-    maps: list[ImageLike],
-    design: pd.DataFrame,
-    weights: np.ndarray,
-    mask: ImageLike | None,
-    smoothing_fwhm: float | None,
-    model_intercept: bool,
-) -> nib.Nifti1Image:
-    """The t map of the unpermuted data, as non_parametric_inference computes it.
-
-    nilearn returns it only with cluster or TFCE inference; this repeats its masking and
-    design split (tested variate = design @ weights, confounds = columns of zero weight) and
-    runs permuted_ols without permutations, so the map is the one nilearn would return.
-    """
-    masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm, standardize=None)
-    # nilearn learns a mask from the mean map when none is given (one more read of the maps)
-    masker.fit(mean_img(maps) if mask is None else None)
-    x = design.to_numpy()
-    confounds = x[:, weights == 0] if np.any(weights == 0) else None
-    result = permuted_ols(
-        x @ weights,
-        masker.transform(maps),
-        confounding_vars=confounds,
-        model_intercept=model_intercept,
-        n_perm=0,
-    )
-    return masker.inverse_transform(np.ravel(result["t"]))
 
 
 def fwe_threshold(
@@ -356,6 +229,7 @@ def run_group_inference(
     n_jobs: int = 1,
     design_source: str = "the design matrix",
     contrast_source: str = "the contrasts",
+    contrast_name: str | None = None,
 ) -> InferenceResult:
     """Threshold a group result and tabulate its clusters.
 
@@ -371,6 +245,8 @@ def run_group_inference(
         Minimum cluster size in voxels (parametric methods and the cluster table).
     permutation_stat : {"max_t", "size", "mass", "tfce"}
         Which FWE map decides significance; ``size`` and ``mass`` need ``cluster_forming_p``.
+    contrast_name : str, optional
+        The contrast the map belongs to, named when nothing survives.
     Other parameters
         See :func:`threshold_map`, :func:`permutation_inference`, :func:`cluster_table`.
 
@@ -411,6 +287,7 @@ def run_group_inference(
     thresholded, value = threshold_map(
         stat_img, mask=mask, alpha=alpha, height_control=height_control,
         threshold=z_threshold, cluster_threshold=cluster_threshold, two_sided=two_sided,
+        contrast_name=contrast_name,
     )  # fmt: skip
     # Every non-zero voxel of the thresholded map is significant; tabulating above `value`
     # instead would drop the voxel an FDR threshold sits on (nilearn keeps z >= threshold,
@@ -468,157 +345,3 @@ def _permutation_result(
         two_sided=two_sided, min_distance=min_distance,
     )  # fmt: skip
     return InferenceResult(thresholded, -math.log10(alpha), table, logp_imgs=logp, t_img=maps["t"])
-
-
-# ---------------------------------------------------------------------------------------------
-# Outputs
-
-#: permutation_stat -> ``desc-`` label naming its familywise-error correction
-FWE_DESCS: dict[str, str] = {
-    "max_t": "maxtFWE",
-    "size": "sizeFWE",
-    "mass": "massFWE",
-    "tfce": "tfceFWE",
-}
-CLUSTER_COLUMNS: dict[str, str] = {
-    "Cluster ID": "cluster number; subpeaks get a letter (1a, 1b)",
-    "X": "x of the peak, mm (MNI for maps in an MNI space)",
-    "Y": "y of the peak, mm",
-    "Z": "z of the peak, mm",
-    "Peak Stat": "statistic at the peak",
-    SIZE_MM3: "cluster volume in mm3 (n/a on subpeak rows)",
-    SIZE_VOXELS: "cluster size in voxels (n/a on subpeak rows)",
-}
-
-
-def inference_desc(method: str, permutation_stat: str = "max_t") -> str:
-    """The ``desc-`` label of a thresholded map: the method, or the permutation FWE kind."""
-    return FWE_DESCS[permutation_stat] if method == "permutation" else method
-
-
-def group_map_path(
-    output_dir: str | os.PathLike,
-    entities: Mapping[str, Any],
-    *,
-    contrast: str,
-    stat: str,
-    desc: str | None = None,
-    suffix: str = "statmap",
-    extension: str = ".nii.gz",
-) -> Path:
-    """Dataset-level path ``<entities>_contrast-<label>_stat-<stat>[_desc-<desc>]_<suffix>``.
-
-    Entities and the contrast label follow :func:`glmflow.core.outputs.derivative_path`;
-    ``stat`` may be any label here (``logp``, ``tdp``) and ``desc`` names the correction.
-    """
-    base = derivative_path(output_dir, entities, contrast=contrast, stat="z", level="dataset")
-    stem = base.name.removesuffix("_stat-z_statmap.nii.gz")
-    parts = [stem, f"stat-{stat}", *([f"desc-{desc}"] if desc else []), suffix]
-    return base.with_name("_".join(parts) + extension)
-
-
-def write_inference_derivatives(
-    output_dir: str | os.PathLike,
-    *,
-    entities: Mapping[str, Any],
-    contrast: str,
-    method: str,
-    stat: str,
-    thresholded_file: str | os.PathLike,
-    clusters_file: str | os.PathLike,
-    threshold: float,
-    permutation_stat: str = "max_t",
-    logp_files: Mapping[str, str | os.PathLike] | None = None,
-    tdp_file: str | os.PathLike | None = None,
-    metadata: Mapping[str, Any] | None = None,
-    link: bool = True,
-) -> list[Path]:
-    """Place the outputs of :func:`run_group_inference` under their BIDS names.
-
-    Writes ``..._stat-<z|t>_desc-<d>_statmap.nii.gz`` (the thresholded map; ``d`` from
-    :func:`inference_desc`), ``..._stat-<z|t>_desc-<d>_clusters.tsv``, for permutation one
-    ``..._stat-logp_desc-<maxtFWE|sizeFWE|massFWE|tfceFWE>_statmap.nii.gz`` per -log10 FWE
-    p map, for ``tdp`` ``..._stat-tdp_statmap.nii.gz``; each with a JSON sidecar holding
-    ``metadata``, the contrast and the threshold. Returns the paths (sidecars excluded).
-    """
-    metadata = dict(metadata or {})
-    info = dict(metadata.pop("Contrasts", {}).get(contrast, {}))
-    desc = inference_desc(method, permutation_stat)
-    common = {
-        **metadata,
-        "Level": "dataset",
-        "Contrast": {"Name": contrast, "Label": contrast_label(contrast), **info},
-    }
-    where = {"entities": entities, "contrast": contrast}
-    outputs: list[tuple[Path, str | os.PathLike, dict[str, Any]]] = [
-        (
-            group_map_path(output_dir, **where, stat=stat, desc=desc),
-            thresholded_file,
-            {"Statistic": stat, "Threshold": threshold, "Thresholded": True},
-        ),
-        (
-            group_map_path(output_dir, **where, stat=stat, desc=desc, suffix="clusters",
-                           extension=".tsv"),
-            clusters_file,
-            {"Statistic": stat, "Threshold": threshold, "Columns": CLUSTER_COLUMNS},
-        ),
-    ]  # fmt: skip
-    for key, path in (logp_files or {}).items():
-        kind = next(k for k, v in LOGP_MAPS.items() if v == key)
-        outputs.append(
-            (
-                group_map_path(output_dir, **where, stat="logp", desc=FWE_DESCS[kind]),
-                path,
-                {"Statistic": "-log10 p, familywise-error corrected by permutation"},
-            )
-        )
-    if tdp_file is not None:
-        outputs.append(
-            (
-                group_map_path(output_dir, **where, stat="tdp"),
-                tdp_file,
-                {"Statistic": "lower bound of the true-discovery proportion of each cluster"},
-            )
-        )
-    written = []
-    for dst, src, extra in outputs:
-        atomic_copy(src, dst, link=link)
-        atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
-                          {**common, **extra})  # fmt: skip
-        written.append(dst)
-    return written
-
-
-#: FitGroupModel model map -> ``stat-`` label and sidecar description
-GROUP_MODEL_MAPS: dict[str, tuple[str, str]] = {
-    "residuals": ("residuals", "residuals of the group model, one volume per input map"),
-    "predicted": ("predicted", "fitted values of the group model, one volume per input map"),
-    "r_square": ("rSquare", "coefficient of determination of the group model"),
-}
-
-
-def write_model_maps(
-    output_dir: str | os.PathLike,
-    *,
-    entities: Mapping[str, Any],
-    contrast: str,
-    maps: Mapping[str, str | os.PathLike],
-    metadata: Mapping[str, Any] | None = None,
-    link: bool = True,
-) -> list[Path]:
-    """Place a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
-
-    ``maps`` keys are :data:`GROUP_MODEL_MAPS` keys; ``contrast`` names the modelled first-level
-    contrast: ``..._contrast-<label>_stat-<residuals|predicted|rSquare>_statmap.nii.gz``
-    (``rSquare`` as at the run level).
-    """
-    metadata = {k: v for k, v in (metadata or {}).items() if k != "Contrasts"}
-    written = []
-    for key, src in maps.items():
-        stat, description = GROUP_MODEL_MAPS[key]
-        dst = group_map_path(output_dir, entities, contrast=contrast, stat=stat)
-        atomic_copy(src, dst, link=link)
-        sidecar = {**metadata, "Level": "dataset", "Statistic": description}
-        atomic_write_json(sidecar_path(dst), sidecar | {"ModelledContrast": contrast})
-        written.append(dst)
-    return written

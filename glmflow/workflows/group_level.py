@@ -12,12 +12,10 @@ from nipype.pipeline import engine as pe
 from glmflow.core.group_plan import GroupPlan
 from glmflow.core.model import GroupSpec
 from glmflow.core.outputs import contrast_label
-from glmflow.interfaces.group import (
-    FitGroupModel,
-    GroupInference,
-    InferenceSink,
-    ModelMapsSink,
-)
+from glmflow.interfaces.group_fit import FitGroupModel
+from glmflow.interfaces.group_inference import GroupInference
+from glmflow.interfaces.inference_sink import InferenceSink
+from glmflow.interfaces.model_maps_sink import ModelMapsSink
 from glmflow.interfaces.outputs import DerivativesSink
 from glmflow.workflows.run_level import MAP_OUTPUTS, set_options
 
@@ -168,7 +166,7 @@ def init_group_level_wf(
             # an F map has one tail: its z is very negative where F is ~0 (no effect at all)
             options["two_sided"] = False
         node = pe.Node(
-            GroupInference(**options),
+            GroupInference(contrast_name=contrast, **options),
             name=f"inference_{label}",
             mem_gb=mem_gb,
             n_procs=n_jobs if inference.method == "permutation" else 1,

@@ -1,0 +1,140 @@
+"""Permutation inference of one group t contrast, with nilearn's public functions.
+
+:func:`permutation_inference` runs :func:`nilearn.glm.second_level.non_parametric_inference`
+and adds the unpermuted t map nilearn returns only with cluster or TFCE inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn.glm.second_level import non_parametric_inference
+from nilearn.image import mean_img
+from nilearn.maskers import NiftiMasker
+from nilearn.mass_univariate import permuted_ols
+
+from glmflow.core.group import (
+    ContrastDef,
+    ImageLike,
+    check_design,
+    check_group_inputs,
+    contrast_weights,
+    resolve_group_inputs,
+)
+from glmflow.errors import GroupModelError
+
+
+def permutation_inference(
+    effect_files: Sequence[ImageLike] | pd.DataFrame,
+    design: pd.DataFrame | None = None,
+    *,
+    contrast: ContrastDef,
+    confounds: pd.DataFrame | None = None,
+    first_level_contrast: str | None = None,
+    mask: ImageLike | None = None,
+    smoothing_fwhm: float | None = None,
+    n_perm: int = 10000,
+    two_sided: bool = False,
+    cluster_forming_p: float | None = None,
+    tfce: bool = False,
+    model_intercept: bool = True,
+    random_state: int | None = None,
+    n_jobs: int = 1,
+    design_source: str = "the design matrix",
+    contrast_source: str = "the contrasts",
+) -> dict[str, nib.Nifti1Image]:
+    """Permutation inference with nilearn's ``non_parametric_inference``.
+
+    Parameters
+    ----------
+    effect_files, design, confounds, first_level_contrast
+        As in :func:`glmflow.core.group.fit_group_model`.
+    contrast : str or sequence of float
+        One t contrast (formula or weights); F contrasts are not permutable here.
+    cluster_forming_p : float, optional
+        Cluster-forming threshold as a one-sided p-value; adds cluster-size and cluster-mass
+        FWE maps (``size``, ``logp_max_size``, ``mass``, ``logp_max_mass``).
+    tfce : bool
+        Add TFCE maps (``tfce``, ``logp_max_tfce``).
+    mask, smoothing_fwhm, n_perm, model_intercept, random_state, n_jobs
+        As in nilearn; ``two_sided`` is nilearn's ``two_sided_test``.
+
+    Returns
+    -------
+    dict
+        Always ``t`` and ``logp_max_t`` (-log10 voxel-level max-t FWE p-values), plus the
+        cluster and TFCE maps asked for.
+    """
+    files, design = resolve_group_inputs(
+        effect_files, design, confounds, first_level_contrast, design_source
+    )
+    design = check_design(design, source=design_source)
+    weights = contrast_weights(
+        contrast, design.columns, name="permutation", source=contrast_source
+    )
+    if weights.ndim != 1:
+        raise GroupModelError(
+            f"Permutation inference tests one t contrast, got {len(weights)} rows (an F test) "
+            f"from {contrast_source}; give a single formula or weight vector"
+        )
+    if n_perm < 1:
+        raise GroupModelError(f"n_perm must be a positive number of permutations, got {n_perm}")
+    if cluster_forming_p is not None and not 0 < cluster_forming_p < 1:
+        raise GroupModelError(
+            f"cluster_forming_p must be a p-value between 0 and 1, got {cluster_forming_p}"
+        )
+    check_group_inputs(files)
+    # Paths go to nilearn as they are: it reads every map once here, and holding them
+    # in memory as well would double the peak memory for large groups.
+    out = non_parametric_inference(
+        files,
+        design_matrix=design.reset_index(drop=True),
+        second_level_contrast=weights,
+        mask=mask,
+        smoothing_fwhm=smoothing_fwhm,
+        model_intercept=model_intercept,
+        n_perm=n_perm,
+        two_sided_test=two_sided,
+        random_state=random_state,
+        n_jobs=n_jobs,
+        threshold=cluster_forming_p,
+        tfce=tfce,
+    )
+    if isinstance(out, dict):
+        return dict(out)
+    return {
+        "t": _original_t(files, design, weights, mask, smoothing_fwhm, model_intercept),
+        "logp_max_t": out,
+    }
+
+
+def _original_t(
+    maps: list[ImageLike],
+    design: pd.DataFrame,
+    weights: np.ndarray,
+    mask: ImageLike | None,
+    smoothing_fwhm: float | None,
+    model_intercept: bool,
+) -> nib.Nifti1Image:
+    """The t map of the unpermuted data, as non_parametric_inference computes it.
+
+    nilearn returns it only with cluster or TFCE inference; this repeats its masking and
+    design split (tested variate = design @ weights, confounds = columns of zero weight) and
+    runs permuted_ols without permutations, so the map is the one nilearn would return.
+    """
+    masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm, standardize=None)
+    # nilearn learns a mask from the mean map when none is given (one more read of the maps)
+    masker.fit(mean_img(maps) if mask is None else None)
+    x = design.to_numpy()
+    confounds = x[:, weights == 0] if np.any(weights == 0) else None
+    result = permuted_ols(
+        x @ weights,
+        masker.transform(maps),
+        confounding_vars=confounds,
+        model_intercept=model_intercept,
+        n_perm=0,
+    )
+    return masker.inverse_transform(np.ravel(result["t"]))

@@ -1,0 +1,82 @@
+"""InferenceSink: GroupInference's outputs placed under their BIDS names."""
+
+from __future__ import annotations
+
+import json
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from glmflow.core.group_outputs import write_inference_derivatives
+from glmflow.core.inference import INFERENCE_METHODS, LOGP_MAPS, PERMUTATION_STATS
+
+
+class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(
+        mandatory=True, desc="JSON object of pybids entity names -> labels (task, space...)"
+    )
+    contrast_name = traits.Str(mandatory=True, desc="output contrast name (names the files)")
+    method = traits.Enum(*INFERENCE_METHODS, mandatory=True, desc="inference method used")
+    permutation_stat = traits.Enum(
+        *PERMUTATION_STATS, usedefault=True, desc="FWE map that decided significance"
+    )
+    thresholded_file = File(exists=True, mandatory=True, desc="GroupInference thresholded map")
+    threshold = traits.Float(mandatory=True, desc="voxel threshold applied")
+    clusters_file = File(exists=True, mandatory=True, desc="GroupInference clusters.tsv")
+    logp_max_t_file = File(exists=True, desc="-log10 max-t FWE p map (permutation)")
+    logp_max_size_file = File(exists=True, desc="-log10 cluster-size FWE p map")
+    logp_max_mass_file = File(exists=True, desc="-log10 cluster-mass FWE p map")
+    logp_max_tfce_file = File(exists=True, desc="-log10 TFCE FWE p map")
+    tdp_file = File(exists=True, desc="true-discovery proportion map (tdp)")
+    metadata = traits.Str(
+        "{}",
+        usedefault=True,
+        desc="JSON object written into every sidecar; 'Contrasts' (name -> info) is split",
+    )
+    hard_link = traits.Bool(
+        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
+    )
+
+
+class _InferenceSinkOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="files written (sidecars excluded)")
+
+
+class InferenceSink(SimpleInterface):
+    """Place GroupInference's outputs (glmflow.core.group_outputs.write_inference_derivatives)."""
+
+    input_spec = _InferenceSinkInputSpec
+    output_spec = _InferenceSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        logp = {
+            key: getattr(inputs, f"{key}_file")
+            for key in LOGP_MAPS.values()
+            if isdefined(getattr(inputs, f"{key}_file"))
+        }
+        written = write_inference_derivatives(
+            inputs.output_dir,
+            entities=json.loads(inputs.entities),
+            contrast=inputs.contrast_name,
+            method=inputs.method,
+            stat="t" if inputs.method == "permutation" else "z",
+            thresholded_file=inputs.thresholded_file,
+            clusters_file=inputs.clusters_file,
+            threshold=inputs.threshold,
+            permutation_stat=inputs.permutation_stat,
+            logp_files=logp,
+            tdp_file=inputs.tdp_file if isdefined(inputs.tdp_file) else None,
+            metadata=json.loads(inputs.metadata),
+            link=inputs.hard_link,
+        )
+        self._results["out_files"] = [str(p) for p in written]
+        return runtime

@@ -1,0 +1,53 @@
+"""ModelMapsSink: a group fit's residual, predicted and r-squared maps under BIDS names."""
+
+from __future__ import annotations
+
+import json
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from glmflow.core.group_outputs import GROUP_MODEL_MAPS, write_model_maps
+
+
+class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(mandatory=True, desc="JSON object of pybids entity names -> labels")
+    contrast_name = traits.Str(mandatory=True, desc="the modelled first-level contrast")
+    residuals_file = File(exists=True, mandatory=True, desc="FitGroupModel residuals (4D)")
+    predicted_file = File(exists=True, mandatory=True, desc="FitGroupModel predicted (4D)")
+    r_square_file = File(exists=True, mandatory=True, desc="FitGroupModel r-squared map")
+    metadata = traits.Str("{}", usedefault=True, desc="JSON object written into every sidecar")
+    hard_link = traits.Bool(
+        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
+    )
+
+
+class _ModelMapsSinkOutputSpec(TraitedSpec):
+    out_files = OutputMultiObject(File(exists=True), desc="files written (sidecars excluded)")
+
+
+class ModelMapsSink(SimpleInterface):
+    """Write a group fit's model maps with glmflow.core.group_outputs.write_model_maps."""
+
+    input_spec = _ModelMapsSinkInputSpec
+    output_spec = _ModelMapsSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        written = write_model_maps(
+            inputs.output_dir,
+            entities=json.loads(inputs.entities),
+            contrast=inputs.contrast_name,
+            maps={key: getattr(inputs, f"{key}_file") for key in GROUP_MODEL_MAPS},
+            metadata=json.loads(inputs.metadata),
+            link=inputs.hard_link,
+        )
+        self._results["out_files"] = [str(p) for p in written]
+        return runtime

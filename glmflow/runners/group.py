@@ -20,8 +20,8 @@ from glmflow.core.group_plan import GroupPlan, override_group, plan_task_group, 
 from glmflow.core.model import load_model
 from glmflow.core.outputs import check_output_dir, write_dataset_description, write_derivatives
 from glmflow.errors import GroupModelError
+from glmflow.execution import ExecutionOptions, execute, hold_folder, validate_work_dir
 from glmflow.workflows.group_level import init_group_wf
-from glmflow.workflows.runner import execute, validate_work_dir
 
 PathLike = str | os.PathLike
 
@@ -95,14 +95,9 @@ def run_group_level(
     bids_dir: PathLike,
     output_dir: PathLike,
     model: PathLike,
-    work_dir: PathLike | None = None,
-    plugin: str = "MultiProc",
-    plugin_args: dict[str, Any] | None = None,
-    n_procs: int | None = None,
-    mem_gb: float | None = None,
-    poll_interval: float | None = None,
+    execution: ExecutionOptions | None = None,
     n_jobs: int = 1,
-    **selection: Any,
+    **keywords: Any,
 ) -> GroupResult:
     """Fit the group models of the participant level's subject maps; write BIDS maps.
 
@@ -111,44 +106,45 @@ def run_group_level(
     bids_dir, output_dir, model
         The raw dataset (``participants.tsv``), the participant level's output folder
         (maps are read from and written to ``output_dir/glmflow``) and the model file.
-    work_dir
-        Nipype working directory (the cache); default ``./work``.
-    plugin, plugin_args, n_procs, mem_gb, poll_interval
-        Execution, as :func:`glmflow.run_participant_level`.
+    execution
+        How to run (:class:`glmflow.execution.ExecutionOptions`), or its settings one by
+        one (``work_dir``, default ``./work``, ``plugin``, ``plugin_args``, ``n_procs``,
+        ``mem_gb``, ``poll_interval``, ``verbose``), as
+        :func:`glmflow.runners.participant.run_participant_level`.
     n_jobs
         Processes nilearn uses inside one fit or permutation node (never hashed).
-    **selection
-        As :func:`plan_group_level` (participant_label, tasks, space, design, mask,
-        smoothing_fwhm, inference).
+    **keywords
+        The execution settings above, and the selection of :func:`plan_group_level`
+        (participant_label, tasks, space, design, mask, smoothing_fwhm, inference).
 
     Returns
     -------
     GroupResult
         ``files``: the dataset-level maps, tables and designs written.
     """
-    work_dir = Path(work_dir or Path.cwd() / "work").absolute()
+    options, selection = ExecutionOptions.split(keywords, execution)
+    options = options.with_work_dir(Path.cwd() / "work")
+    work_dir = Path(options.work_dir)
     out = check_output_dir(Path(output_dir) / "glmflow", bids_dir)
-    validate_work_dir(work_dir, bids_dir, None)
-    plans = plan_group_level(bids_dir=bids_dir, output_dir=output_dir, model=model, **selection)
-    inputs_dir = work_dir / "group_designs"
-    design_files = {plan.spec.task: str(write_design_tsv(plan, inputs_dir)) for plan in plans}
-    mask = selection.get("mask")
-    workflow = init_group_wf(
-        plans=plans, output_dir=str(out), design_files=design_files,
-        use_mask=mask is not None, n_jobs=n_jobs,
-    )  # fmt: skip
-    if mask is not None:
-        workflow.inputs.inputnode.mask_file = str(Path(mask).absolute())
-    workflow.base_dir = str(work_dir)
-    written = execute(
-        workflow,
-        plugin=plugin,
-        plugin_args=plugin_args,
-        n_procs=n_procs,
-        mem_gb=mem_gb,
-        poll_interval=poll_interval,
-    )
-    files = _publish_designs(out, plans, design_files, bids_dir)
+    validate_work_dir(work_dir, bids_dir, None, out)
+    with hold_folder(work_dir, "work"):
+        plans = plan_group_level(
+            bids_dir=bids_dir, output_dir=output_dir, model=model, **selection
+        )
+        design_files = {
+            plan.spec.task: str(write_design_tsv(plan, work_dir / "group_designs"))
+            for plan in plans
+        }
+        mask = selection.get("mask")
+        workflow = init_group_wf(
+            plans=plans, output_dir=str(out), design_files=design_files,
+            use_mask=mask is not None, n_jobs=n_jobs,
+        )  # fmt: skip
+        if mask is not None:
+            workflow.inputs.inputnode.mask_file = str(Path(mask).absolute())
+        with hold_folder(out, "output"):
+            written = execute(workflow, options)
+            files = _publish_designs(out, plans, design_files, bids_dir)
     return GroupResult(out, tuple(plans), tuple(written + files))
 
 

@@ -125,6 +125,42 @@ def test_fit_matches_nilearn(run, noise_model, sample_mask, fwhm):
 
 
 @pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_fit_equals_nilearn_run_glm(run, noise_model):
+    """Pinned to the installed nilearn's public run_glm (the function fit_glm re-implements).
+
+    Same unscaled Y and design to both. Tolerances: theta and dispersion rtol 1e-10 (same
+    float64 arithmetic, other operation order), AR(1) coefficients identical after the
+    quantisation to 1/bins, t rtol 1e-9.
+    """
+    from nilearn.glm.contrasts import compute_contrast as nilearn_contrast
+    from nilearn.glm.first_level import run_glm
+
+    from glmflow.core.contrasts import compute_contrast
+
+    bold, mask_file, design = run
+    data = read_masked_bold(bold, mask_file)
+    labels, results = run_glm(data, design.to_numpy(), noise_model=noise_model)
+    fit = fit_glm(data, design, noise_model=noise_model, signal_scaling=False)
+
+    theta = np.empty_like(fit.theta)
+    dispersion = np.empty_like(fit.dispersion)
+    for label, result in results.items():
+        theta[:, labels == label] = result.theta
+        dispersion[labels == label] = result.dispersion
+    np.testing.assert_allclose(fit.theta, theta, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fit.dispersion, dispersion, rtol=1e-10)
+    np.testing.assert_array_equal(fit.rho[fit.labels], labels.astype(float))
+    assert (fit.rho.size > 5) == (noise_model == "ar1")  # the noise spans several AR groups
+
+    weights = (design.columns == "face").astype(float) - (design.columns == "house")
+    theirs = nilearn_contrast(labels, results, weights, stat_type="t")
+    ours = compute_contrast(fit, {"name": "fh", "expressions": ["face - house"]})
+    np.testing.assert_allclose(ours["stat"], theirs.stat(), rtol=1e-9)
+    np.testing.assert_allclose(ours["effect"], np.ravel(theirs.effect), rtol=1e-9, atol=1e-10)
+    assert fit.df_residuals == next(iter(results.values())).df_residuals
+
+
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
 def test_residuals_predicted_r_square_match_nilearn(run, noise_model):
     bold, mask_file, design = run
     reference = nilearn_run(

@@ -44,61 +44,36 @@ def build_design_matrix(
     Parameters
     ----------
     events : DataFrame, path of a TSV, or None
-        Tidy events (``parse_events`` output): onset, duration, trial_type, optional
-        modulation and role (condition | modulator | block; default condition).
-        None for a design without task regressors (resting state, confounds only).
+        Tidy events (``parse_events`` output: onset, duration, trial_type, optional
+        modulation and role); None for a design without task regressors.
     confounds : DataFrame, path of a TSV, or None
         One row per volume, numeric, no n/a (``select_confounds`` output).
     design : DesignSpec, optional
-        The options of nilearn's ``make_first_level_design_matrix`` (default
-        ``DesignSpec()``), valid since construction; only what depends on the data
-        (below) is checked here.
-    n_volumes, tr : int, float
-        Number of volumes and repetition time (s).
-    slice_time_ref : float
-        Fraction of the TR at which the model is sampled; frame times are
-        ``(arange(n_volumes) + slice_time_ref) * tr`` computed exactly as nilearn's
-        ``FirstLevelModel`` does (SPM's microtime onset ``fmri_t0 / fmri_t``).
+        nilearn's design options (default ``DesignSpec()``), valid since construction:
+        only what depends on the data is checked here.
+    n_volumes, tr, slice_time_ref : int, float, float
+        The run: frame times are ``(arange(n_volumes) + slice_time_ref) * tr``, computed
+        as nilearn's ``FirstLevelModel`` computes them.
     source : str or Path
         File named in error messages (defaults to the events / confounds paths).
 
-    Returns
-    -------
-    design : DataFrame
-        Index: frame times (s); columns named as nilearn names them.
-    roles : dict
-        ``{column: role}`` in column order, role in ``ROLES``.
-
-    Raises
-    ------
-    DesignError, EventsError, ConfoundsError
-        One line naming the file, the parameter or column, the value and the fix.
+    Returns ``(design, roles)``: the DataFrame indexed by frame times (s), columns named as
+    nilearn names them, and ``{column: role}`` in column order (role in ``ROLES``).
+    Raises DesignError, EventsError or ConfoundsError: one line naming the file, the
+    parameter or column, the value and the fix.
     """
     spec = DesignSpec() if design is None else design
-    if not isinstance(spec, DesignSpec):
-        raise TypeError(f"design must be a DesignSpec, got {type(spec).__name__}")
     events_src = events if isinstance(events, (str, Path)) else source
     confounds_src = confounds if isinstance(confounds, (str, Path)) else source
     run_src = source or events_src or confounds_src
     _check_run(n_volumes, tr, slice_time_ref, spec, source=run_src)
-    table, event_columns = None, []
-    if events is not None:
-        raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
-        table, role_of = _prepare_events(raw, where=_where(events_src))
-        timing = {"min_onset": spec.min_onset, "n_volumes": n_volumes, "tr": tr}
-        table = _check_timing(
-            table, role_of, first_frame=slice_time_ref * tr, where=_where(events_src), **timing
-        )
-        event_columns = _event_columns(role_of, spec.hrf_model, spec.fir_delays)
+    timing = {"n_volumes": n_volumes, "tr": tr, "first_frame": slice_time_ref * tr}
+    table, event_columns = _events_table(events, spec, where=_where(events_src), **timing)
     add_regs = _confounds_table(confounds, n_volumes, where=_where(confounds_src))
     confound_names = [] if add_regs is None else list(add_regs.columns)
     where = _where(run_src)
     _check_names(event_columns, confound_names, where)
-
-    # Same arithmetic as nilearn's FirstLevelModel, so designs agree bit for bit.
-    frame_times = np.linspace(
-        slice_time_ref * tr, (n_volumes - 1 + slice_time_ref) * tr, n_volumes
-    )
+    frame_times = _frame_times(n_volumes, tr, slice_time_ref)
     matrix = _nilearn_design(frame_times, table, add_regs, spec)
     roles = _roles(list(matrix.columns), event_columns, confound_names)
     _check_size(matrix, roles, n_volumes, where)
@@ -114,6 +89,8 @@ def _check_run(
     n_volumes: int, tr: float, slice_time_ref: float, spec: DesignSpec, *, source: str | Path
 ) -> None:
     """Check what comes from the data (length, TR, sampling time, cut-off below Nyquist)."""
+    if not isinstance(spec, DesignSpec):
+        raise TypeError(f"design must be a DesignSpec, got {type(spec).__name__}")
     where = f" for {source}" if str(source) else ""
 
     def fail(name: str, rule: str, value: object, fix: str = "") -> None:
@@ -137,6 +114,21 @@ def _check_run(
             spec.high_pass,
             "give a cut-off in Hz, e.g. 1/128 s = 0.0078 Hz",
         )
+
+
+def _frame_times(n_volumes: int, tr: float, slice_time_ref: float) -> np.ndarray:
+    # Same arithmetic as nilearn's FirstLevelModel, so designs agree bit for bit.
+    return np.linspace(slice_time_ref * tr, (n_volumes - 1 + slice_time_ref) * tr, n_volumes)
+
+
+def _events_table(events, spec: DesignSpec, *, where: str, **timing) -> tuple:
+    """nilearn's events table (events outside the run left out) and the event columns."""
+    if events is None:
+        return None, []
+    raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
+    table, role_of = _prepare_events(raw, where=where)
+    table = _check_timing(table, role_of, min_onset=spec.min_onset, where=where, **timing)
+    return table, _event_columns(role_of, spec.hrf_model, spec.fir_delays)
 
 
 def _confounds_table(confounds, n_volumes: int, *, where: str) -> pd.DataFrame | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import warnings
 
 import nibabel as nib
@@ -11,7 +12,10 @@ import pytest
 from nilearn.maskers import NiftiMasker
 
 from glmflow.core.bold import (
+    ExcludedVoxelsWarning,
+    check_gzip_size,
     estimate_mem_gb,
+    read_bold,
     read_masked_bold,
     read_masked_maps,
     save_nifti,
@@ -76,18 +80,129 @@ def test_smoothing_equals_nilearn_masker(tmp_path, mask_file, dtype, slope, ext)
     np.testing.assert_array_equal(ours, expected.astype(np.float32))
 
 
-def test_smoothing_zeroes_non_finite_values_like_nilearn(tmp_path, mask_file):
+def test_non_finite_values_outside_the_mask_are_zeroed_like_nilearn(tmp_path, mask_file):
     data = np.random.default_rng(2).random((*SHAPE, 4)).astype(np.float32)
-    data[(*np.argwhere(nib.load(mask_file).get_fdata() > 0)[-1], 1)] = np.nan
-    data[0, 0, 0, 2] = np.inf
+    outside = np.argwhere(nib.load(mask_file).get_fdata() == 0)
+    data[(*outside[0], 1)] = np.nan
+    data[(*outside[-1], 2)] = np.inf
     bold = tmp_path / "nan.nii.gz"
     nib.save(nib.Nifti1Image(data, AFFINE), bold)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = NiftiMasker(str(mask_file), smoothing_fwhm=4.0).fit().transform(str(bold))
     np.testing.assert_array_equal(read_masked_bold(bold, mask_file, smoothing_fwhm=4.0), expected)
-    with pytest.raises(DatasetError, match=r"nan.nii.gz has non-finite values \(NaN/inf\) in"):
-        read_masked_bold(bold, mask_file)
+
+
+def _bad_voxel_bold(tmp_path, mask_file, spike=np.nan, constant=0.0, name="bad.nii.gz"):
+    """A run with one mask voxel NaN in one volume and one mask voxel constant (0)."""
+    data = (np.random.default_rng(3).random((*SHAPE, 5)) * 100 + 50).astype(np.float32)
+    inside = np.argwhere(nib.load(mask_file).get_fdata() > 0)
+    data[(*inside[40], 2)] = spike
+    data[tuple(inside[100])] = constant
+    return _save(tmp_path / name, data), data, inside
+
+
+def test_isolated_bad_voxels_are_left_out_with_a_warning(tmp_path, mask_file):
+    bold, data, inside = _bad_voxel_bold(tmp_path, mask_file)
+    mask = nib.load(mask_file).get_fdata() > 0
+    n_mask = int(mask.sum())
+    message = (
+        f"BOLD {bold}: 2 of the {n_mask} voxels of mask {mask_file} have no usable signal (1 "
+        "with NaN/inf values, 1 constant over time); they are left out of this run's analysis "
+        "(its maps are 0 there) and not smoothed into their neighbours"
+    )
+    with pytest.warns(ExcludedVoxelsWarning) as caught:
+        result = read_bold(bold, mask_file)
+    assert [str(w.message) for w in caught] == [message]
+    kept = mask.copy()
+    kept[tuple(inside[40])] = kept[tuple(inside[100])] = False
+    np.testing.assert_array_equal(result.mask, kept)
+    np.testing.assert_array_equal(result.data, data[kept].T)
+    assert result.record() == {
+        "MaskVoxels": n_mask,
+        "ExcludedVoxels": 2,
+        "ExcludedNonFiniteVoxels": 1,
+        "ExcludedConstantVoxels": 1,
+    }
+
+
+def test_bad_voxels_are_never_smoothed_into_their_neighbours(tmp_path, mask_file):
+    from nilearn.image import smooth_img
+
+    bold, data, inside = _bad_voxel_bold(tmp_path, mask_file)
+    other, _, _ = _bad_voxel_bold(tmp_path, mask_file, np.inf, 1e6, name="other.nii.gz")
+    with pytest.warns(ExcludedVoxelsWarning):
+        result = read_bold(bold, mask_file, smoothing_fwhm=6.0)
+    with pytest.warns(ExcludedVoxelsWarning):
+        # the bad voxels' values (NaN or inf, 0 or 1e6) change nothing in the others
+        np.testing.assert_array_equal(
+            read_bold(other, mask_file, smoothing_fwhm=6.0).data, result.data
+        )
+    # the expected values: a normalised convolution with nilearn's kernel
+    valid = np.ones(SHAPE, np.float32)
+    valid[tuple(inside[40])] = valid[tuple(inside[100])] = 0
+    zeroed = np.where(valid[..., None] > 0, data, 0).astype(np.float32)
+    numerator = smooth_img(nib.Nifti1Image(zeroed, AFFINE), 6.0).get_fdata(dtype=np.float32)
+    weights = smooth_img(nib.Nifti1Image(valid, AFFINE), 6.0).get_fdata(dtype=np.float32)
+    expected = (numerator[result.mask] / weights[result.mask][:, None]).T
+    np.testing.assert_allclose(result.data, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("fill", "counts"),
+    [
+        (np.nan, "{n} with NaN/inf values, 0 constant over time"),
+        (0.0, "0 with NaN/inf values, {n} constant over time"),
+    ],
+    ids=["all-NaN", "all-zero"],
+)
+@pytest.mark.parametrize("fwhm", [None, 5.0])
+def test_a_bold_without_signal_is_an_error(tmp_path, mask_file, fill, counts, fwhm):
+    bold = _save(tmp_path / "empty_bold.nii.gz", np.full((*SHAPE, 5), fill, np.float32))
+    n = int((nib.load(mask_file).get_fdata() > 0).sum())
+    message = (
+        f"BOLD {bold}: {n} of the {n} voxels of mask {mask_file} have no usable signal "
+        f"({counts.format(n=n)}), more than 10% of the mask; check that its preprocessing "
+        "succeeded (an empty or failed run) and that the mask is this run's"
+    )
+    with pytest.raises(DatasetError) as caught:
+        read_bold(bold, mask_file, smoothing_fwhm=fwhm)
+    assert str(caught.value) == message
+
+
+def test_just_over_a_tenth_of_the_mask_bad_is_an_error(tmp_path, mask_file):
+    data = np.random.default_rng(4).random((*SHAPE, 5)).astype(np.float32) + 1
+    inside = np.argwhere(nib.load(mask_file).get_fdata() > 0)
+    n = len(inside)
+    limit = int(0.1 * n)
+    for voxel in inside[:limit]:
+        data[(*voxel, 0)] = np.inf
+    ok = _save(tmp_path / "ok.nii.gz", data)
+    with pytest.warns(ExcludedVoxelsWarning, match=f"{limit} of the {n} voxels"):
+        assert read_bold(ok, mask_file).data.shape == (5, n - limit)
+    data[(*inside[limit], 0)] = np.nan
+    bad = _save(tmp_path / "bad.nii.gz", data)
+    with pytest.raises(DatasetError, match=rf"{limit + 1} of the {n} voxels .* more than 10%"):
+        read_bold(bad, mask_file)
+
+
+def test_masked_values_equal_nilearn_apply_mask(tmp_path, mask_file):
+    """The reader re-implements nilearn's masking: pinned to the installed nilearn."""
+    from nilearn.masking import apply_mask
+
+    for dtype, slope, ext in FORMATS:
+        bold = _write_bold(tmp_path / f"bold_{dtype.strip('<>')}_{slope}{ext}", dtype, slope)
+        expected = apply_mask(str(bold), str(mask_file))  # float64 for float64 data
+        np.testing.assert_array_equal(
+            read_masked_bold(bold, mask_file), expected.astype(np.float32)
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            masker = NiftiMasker(str(mask_file), smoothing_fwhm=5.0).fit()
+            expected = masker.transform(str(bold))
+        np.testing.assert_array_equal(
+            read_masked_bold(bold, mask_file, smoothing_fwhm=5.0), expected.astype(np.float32)
+        )
 
 
 def test_zero_fwhm_means_no_smoothing(tmp_path, mask_file):
@@ -136,6 +251,50 @@ def test_bad_masks_and_images(tmp_path, mask_file):
         read_masked_bold(bold, mask_file, smoothing_fwhm=-2)
 
 
+def test_gzip_trailer_finds_a_truncated_file_in_one_seek(tmp_path, mask_file):
+    bold = _write_bold(tmp_path / "bold.nii.gz", "float32")
+    check_gzip_size(nib.load(bold))  # a whole file passes
+    expected = 352 + 7 * 8 * 9 * 6 * 4
+    short = tmp_path / "short.nii.gz"
+    short.write_bytes(gzip.compress(gzip.decompress(bold.read_bytes())[:-500]))
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(bold.read_bytes()[:-3000])
+    plain = _write_bold(tmp_path / "plain.nii", "float32")
+    (tmp_path / "plain_cut.nii").write_bytes(plain.read_bytes()[:-10])
+    with pytest.raises(DatasetError) as caught:
+        check_gzip_size(nib.load(short))
+    assert str(caught.value) == (
+        f"BOLD {short} is truncated or corrupt: its gzip trailer says {expected - 500} bytes "
+        f"uncompressed but its header implies {expected} (shape (7, 8, 9, 6), float32); "
+        "re-create or copy the file again"
+    )
+    with pytest.raises(DatasetError, match=r"cut.nii.gz is truncated or corrupt: its gzip"):
+        check_gzip_size(nib.load(cut))
+    with pytest.raises(DatasetError) as caught:
+        check_gzip_size(nib.load(tmp_path / "plain_cut.nii"))
+    assert str(caught.value) == (
+        f"BOLD {tmp_path / 'plain_cut.nii'} is truncated: {expected - 10} bytes on disk but "
+        f"its header implies {expected} (shape (7, 8, 9, 6), float32); re-create or copy the "
+        "file again"
+    )
+
+
+def test_a_corrupt_gzip_stream_is_one_line_naming_the_file(tmp_path, mask_file):
+    bold = _write_bold(tmp_path / "bold.nii.gz", "float32", n_volumes=20)
+    raw = bytearray(bold.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 8] = b"\xff" * 8  # the trailer (size) stays intact
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(bytes(raw))
+    check_gzip_size(nib.load(corrupt))  # the cheap check cannot see it
+    with pytest.raises(DatasetError) as caught:
+        read_bold(corrupt, mask_file)
+    assert re.fullmatch(
+        rf"BOLD {re.escape(str(corrupt))} cannot be read at volume \d+ of 20 \(\w+: .+\): "
+        "the file is corrupt or truncated; re-create it or copy it again",
+        str(caught.value),
+    ), caught.value
+
+
 def test_unmask_write_and_read_maps(tmp_path, mask_file):
     bold = _write_bold(tmp_path / "bold.nii.gz", "float32")
     data = read_masked_bold(bold, mask_file)
@@ -168,6 +327,8 @@ def test_estimate_mem_gb_reads_header_only(tmp_path):
 
 
 def test_mask_and_smooth_node(tmp_path, mask_file):
+    import json
+
     from nipype.pipeline import engine as pe
 
     from glmflow.interfaces.bold import MaskAndSmooth
@@ -183,3 +344,23 @@ def test_mask_and_smooth_node(tmp_path, mask_file):
         np.load(out.data_file), read_masked_bold(bold, mask_file, smoothing_fwhm=5.0)
     )
     assert out.mask_file == str(mask_file)
+    n_mask = int((nib.load(mask_file).get_fdata() > 0).sum())
+    assert json.loads(open(out.record_file).read()) == {
+        "ExcludedConstantVoxels": 0,
+        "ExcludedNonFiniteVoxels": 0,
+        "ExcludedVoxels": 0,
+        "MaskVoxels": n_mask,
+    }
+    # bad voxels: the node hands on the mask without them, and says how many it left out
+    bad, _, _ = _bad_voxel_bold(tmp_path, mask_file)
+    node = pe.Node(
+        MaskAndSmooth(bold_file=str(bad), mask_file=str(mask_file)),
+        name="mask_bad",
+        base_dir=str(tmp_path),
+    )
+    with pytest.warns(ExcludedVoxelsWarning):
+        out = node.run().outputs
+    kept = nib.load(out.mask_file).get_fdata() > 0
+    assert out.mask_file != str(mask_file) and kept.sum() == n_mask - 2
+    assert np.load(out.data_file).shape == (5, n_mask - 2)
+    assert json.loads(open(out.record_file).read())["ExcludedVoxels"] == 2

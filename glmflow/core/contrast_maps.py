@@ -24,6 +24,7 @@ def compute_contrast_maps(
     out_dir: str | os.PathLike,
     missing: str = "error",
     memo_dir: str | os.PathLike | None = None,
+    run_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute every contrast and write its effect, variance, stat, p and z maps.
 
@@ -40,6 +41,9 @@ def compute_contrast_maps(
     memo_dir
         Where each contrast's maps are remembered (see :mod:`glmflow.core.memo`): the same
         contrast of the same fit is linked back, not computed again. None: no memo.
+    run_record
+        Facts about the run added to every contrast's record, so the sidecars say them
+        (``MaskedBold.record()``: the voxels left out of the mask).
 
     Returns
     -------
@@ -69,6 +73,7 @@ def compute_contrast_maps(
             remember(memo_dir, key, record, files)
             record = {**record, "files": {k: str(v) for k, v in files.items()}}
         files = record.pop("files")
+        record.update(run_record or {})
         dof = record.get("dof", dof)
         if record.get("skipped"):
             index[name] = record

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -11,7 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.bold import read_masked_bold, write_masked
+from glmflow.core.bold import read_bold, save_nifti, write_masked
 
 
 class _MaskAndSmoothInputSpec(BaseInterfaceInputSpec):
@@ -27,18 +30,34 @@ class _MaskAndSmoothOutputSpec(TraitedSpec):
     data_file = File(
         exists=True, desc="bold_masked.npy: float32 array (n_volumes, n_voxels), mask C order"
     )
-    mask_file = File(exists=True, desc="the mask the data were read with (passed through)")
+    mask_file = File(
+        exists=True,
+        desc="the mask the data were read with: the given one, or mask.nii.gz without the "
+        "voxels left out (NaN/inf or constant over time)",
+    )
+    record_file = File(
+        exists=True,
+        desc="bold_record.json: {MaskVoxels, ExcludedVoxels, ExcludedNonFiniteVoxels, "
+        "ExcludedConstantVoxels}, for the run's sidecars",
+    )
 
 
 class MaskAndSmooth(SimpleInterface):
-    """Stream a BOLD run through glmflow.core.bold.read_masked_bold into runtime.cwd."""
+    """Stream a BOLD run through glmflow.core.bold.read_bold into runtime.cwd."""
 
     input_spec = _MaskAndSmoothInputSpec
     output_spec = _MaskAndSmoothOutputSpec
 
     def _run_interface(self, runtime):
         fwhm = self.inputs.smoothing_fwhm if isdefined(self.inputs.smoothing_fwhm) else None
-        data = read_masked_bold(self.inputs.bold_file, self.inputs.mask_file, smoothing_fwhm=fwhm)
-        self._results["data_file"] = str(write_masked(data, runtime.cwd))
-        self._results["mask_file"] = self.inputs.mask_file
+        bold = read_bold(self.inputs.bold_file, self.inputs.mask_file, smoothing_fwhm=fwhm)
+        cwd = Path(runtime.cwd)
+        self._results["data_file"] = str(write_masked(bold.data, cwd))
+        mask_file = self.inputs.mask_file
+        if bold.n_excluded:
+            mask_file = str(save_nifti(bold.mask_image(), cwd / "mask.nii.gz"))
+        self._results["mask_file"] = mask_file
+        record = cwd / "bold_record.json"
+        record.write_text(json.dumps(bold.record(), sort_keys=True))
+        self._results["record_file"] = str(record)
         return runtime

@@ -32,6 +32,11 @@ class _ComputeContrastsInputSpec(BaseInterfaceInputSpec):
         desc="a contrast naming a column absent from this run's design: 'error' stops, "
         "'drop' drops those terms (skipping the contrast if nothing is left) and records it",
     )
+    run_record_file = File(
+        exists=True,
+        desc="JSON object added to every contrast's record (MaskAndSmooth's bold_record.json: "
+        "the voxels left out of the mask), for the sidecars",
+    )
     memo_dir = traits.Str(
         nohash=True,
         desc="folder remembering each contrast's maps: an edit recomputes only the contrasts "
@@ -62,6 +67,10 @@ class ComputeContrasts(SimpleInterface):
         if not isinstance(contrasts, list):
             raise ContrastError("contrasts input must be a JSON array of contrast objects")
         memo = self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None
+        run_record = None
+        if isdefined(self.inputs.run_record_file):
+            with open(self.inputs.run_record_file) as f:
+                run_record = json.load(f)
         self._results.update(
             compute_contrast_maps(
                 self.inputs.fit_file,
@@ -70,6 +79,7 @@ class ComputeContrasts(SimpleInterface):
                 out_dir=runtime.cwd,
                 missing=self.inputs.missing_conditions,
                 memo_dir=memo,
+                run_record=run_record,
             )
         )
         return runtime

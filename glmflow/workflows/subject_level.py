@@ -88,6 +88,8 @@ def init_subject_level_wf(
     merge_index = pe.Node(
         niu.Merge(len(runs)), name="merge_contrast_indices", run_without_submitting=True
     )
+    # each run's maps are on the mask its data were read with (bad voxels left out)
+    merge_masks = pe.Node(niu.Merge(len(runs)), name="merge_masks", run_without_submitting=True)
     for i, run in enumerate(runs, start=1):
         run_wf = init_run_level_wf(
             spec=spec,
@@ -115,6 +117,7 @@ def init_subject_level_wf(
         # fmt: off
         workflow.connect([
             (run_wf, merge_index, [("outputnode.contrasts_json", f"in{i}")]),
+            (run_wf, merge_masks, [("outputnode.mask_file", f"in{i}")]),
             (run_wf, sink, [(f"outputnode.{field}", field) for field in SINK_FIELDS]),
         ])
         # fmt: on
@@ -129,7 +132,6 @@ def init_subject_level_wf(
         combine = pe.Node(
             CombineRuns(
                 names=names,
-                mask_files=[run.mask for run in runs],
                 run_labels=[run_wf_name(run)[4:-3] for run in runs],
                 run_combination=spec.subject.run_combination,
                 **({"memo_dir": memo_dir} if memo_dir else {}),
@@ -150,6 +152,7 @@ def init_subject_level_wf(
         # fmt: off
         workflow.connect([
             (merge_index, combine, [("out", "index_files")]),
+            (merge_masks, combine, [("out", "mask_files")]),
             (combine, sink, [(field, field) for field in SINK_FIELDS if field != "design_files"]),
             (sink, outputnode, [("out_files", "subject_files")]),
         ])

@@ -1,0 +1,136 @@
+"""Bad first-level data through the whole command: one clear line, or a recorded exclusion.
+
+Each case edits a copy of a small synthetic dataset (two runs of one subject), runs the
+participant level and asserts the exit code and the exact line, as tests/test_cli.py does for
+the mistakes found before compute. Cases found only while reading the data (an all-NaN BOLD)
+end with one line naming the input file too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from glmflow.cli.main import main
+from glmflow.core.bold import ExcludedVoxelsWarning
+from glmflow.data import make_synthetic_dataset
+
+MODEL = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
+FUNC = "sub-01/func/sub-01_task-faces_run-1"
+PREP = f"derivatives/fmriprep/{FUNC}"
+SPACE = "space-MNI152NLin2009cAsym"
+BOLD = f"{PREP}_{SPACE}_desc-preproc_bold"
+MASK = f"{PREP}_{SPACE}_desc-brain_mask.nii.gz"
+CONFOUNDS = f"{PREP}_desc-confounds_timeseries.tsv"
+EVENTS = f"{FUNC}_events.tsv"
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return make_synthetic_dataset(
+        tmp_path_factory.mktemp("bad") / "bids", n_subjects=1, n_runs=2, n_volumes=60
+    )
+
+
+@pytest.fixture
+def dataset(pristine, tmp_path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "bids"))
+
+
+def _model(tmp_path: Path, **changes) -> Path:
+    data = json.loads((MODEL / "task_information.json").read_text())
+    data["faces"].update(changes)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _run(dataset: Path, tmp_path: Path, *extra: str, **changes) -> int:
+    return main(
+        [str(dataset), str(tmp_path / "out"), "participant", "--model",
+         str(_model(tmp_path, **changes)), "-w", str(tmp_path / "work"), "--plugin", "Linear",
+         *extra]
+    )  # fmt: skip
+
+
+def _fill_bold(value):
+    def edit(path: Path) -> None:
+        img = nib.load(path)
+        data = np.full(img.shape, value, np.float32)
+        nib.Nifti1Image(data, img.affine, img.header).to_filename(path)
+
+    return edit
+
+
+def _mask_voxel_count(dataset: Path) -> int:
+    return int((nib.load(dataset / MASK).get_fdata() > 0).sum())
+
+
+def _error_line(capsys, *, before_compute: bool = True) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("glmflow: error:")]
+    assert len(lines) == 1, err
+    if before_compute:  # a node's failure is also in Nipype's own log (the runner's part)
+        assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("fill", "counts"),
+    [(np.nan, "{n} with NaN/inf values, 0 constant over time"),
+     (0.0, "0 with NaN/inf values, {n} constant over time")],
+    ids=["all-NaN BOLD", "all-zero BOLD"],
+)  # fmt: skip
+def test_a_bold_without_signal_fails_naming_the_file(dataset, tmp_path, capsys, fill, counts):
+    _fill_bold(fill)(dataset / f"{BOLD}.nii.gz")
+    n = _mask_voxel_count(dataset)
+    assert _run(dataset, tmp_path) == 2
+    line = _error_line(capsys, before_compute=False)
+    expected = (
+        f"BOLD {dataset / BOLD}.nii.gz: {n} of the {n} voxels of mask {dataset / MASK} have "
+        f"no usable signal ({counts.format(n=n)}), more than 10% of the mask; check that its "
+        "preprocessing succeeded (an empty or failed run) and that the mask is this run's"
+    )
+    assert expected in line, line
+    # no map of the bad run, and no subject map folding it in (the other run's maps are
+    # H5's staging: a failed level publishes nothing)
+    written = [p.name for p in (tmp_path / "out").rglob("*stat-z_statmap.nii.gz")]
+    assert not [name for name in written if "run-2" not in name], written
+
+
+def test_isolated_bad_voxels_are_left_out_and_recorded(dataset, tmp_path, capsys):
+    path = dataset / f"{BOLD}.nii.gz"
+    img = nib.load(path)
+    data = img.get_fdata(dtype=np.float32)
+    mask = nib.load(dataset / MASK).get_fdata() > 0
+    inside = np.argwhere(mask)
+    nan_voxel, zero_voxel = tuple(inside[len(inside) // 2]), tuple(inside[len(inside) // 3])
+    data[(*nan_voxel, 7)] = np.nan
+    data[zero_voxel] = 0.0
+    nib.Nifti1Image(data, img.affine, img.header).to_filename(path)
+    with pytest.warns(ExcludedVoxelsWarning) as caught:
+        assert _run(dataset, tmp_path) == 0
+    assert [str(w.message) for w in caught if w.category is ExcludedVoxelsWarning] == [
+        f"BOLD {path}: 2 of the {int(mask.sum())} voxels of mask {dataset / MASK} have no "
+        "usable signal (1 with NaN/inf values, 1 constant over time); they are left out of "
+        "this run's analysis (its maps are 0 there) and not smoothed into their neighbours"
+    ]
+    func = tmp_path / "out" / "glmflow" / "sub-01" / "func"
+    run_z = func / f"sub-01_task-faces_run-1_{SPACE}_contrast-face_stat-z_statmap"
+    record = json.loads(run_z.with_suffix(".json").read_text())
+    text = json.dumps(record)
+    assert '"ExcludedVoxels": 2' in text and '"ExcludedNonFiniteVoxels": 1' in text
+    z = nib.load(f"{run_z}.nii.gz").get_fdata()
+    assert np.isfinite(z).all() and z[nan_voxel] == 0 and z[zero_voxel] == 0
+    assert np.count_nonzero(z[mask]) == mask.sum() - 2
+    # the subject level combines the runs where every run has data
+    subject_z = nib.load(
+        func / f"sub-01_task-faces_{SPACE}_contrast-face_stat-z_statmap.nii.gz"
+    ).get_fdata()
+    assert np.isfinite(subject_z).all() and subject_z[nan_voxel] == subject_z[zero_voxel] == 0
+    assert np.count_nonzero(subject_z[mask]) == mask.sum() - 2

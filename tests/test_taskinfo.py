@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 import glmflow
-from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts, load_model
-from glmflow.core.taskinfo import GLMX_CONFOUND_PATTERNS, load_task_information
+from glmflow.core.model import (
+    GLMX_CONFOUND_PATTERNS,
+    ContrastSpec,
+    ModelSpec,
+    expand_contrasts,
+    load_model,
+    load_task_information,
+)
 from glmflow.errors import ModelSpecError
 
 MODELS = Path(glmflow.__file__).parent / "data" / "models"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -53,39 +54,28 @@ def compute_contrast_maps(
         record with the map paths, weights, dropped terms, dof, or ``skipped`` and why).
     """
     out_dir = Path(out_dir)
-    fit_id, mask_id = file_identity(fit_file), file_identity(mask_file)
+    ids = (file_identity(fit_file), file_identity(mask_file))
+    load = functools.cache(lambda: load_fit(fit_file))  # only when a contrast is computed
     lists: dict[str, list[str]] = {key: [] for key in MAP_KEYS}
     names, stat_types, index = [], [], {}
-    fit = None
     dof = None
     for i, spec in enumerate(contrasts):
-        if not isinstance(spec, Mapping):
-            raise ContrastError(
-                f"contrasts item {i} must be an object with name, expressions or weights, "
-                f"stat_type; got {spec!r}"
-            )
-        name = str(spec.get("name", f"contrast{i}"))
-        key = memo_key("contrast", fit_id, mask_id, dict(spec), missing)
-        record = recall(memo_dir, key, out_dir, prefix=f"con{i:03d}")
-        if record is None:
-            fit = fit if fit is not None else load_fit(fit_file)
-            record, files = _compute(fit, spec, missing, mask_file, out_dir, i)
-            remember(memo_dir, key, record, files)
-            record = {**record, "files": {k: str(v) for k, v in files.items()}}
+        name, record = _recall_or_compute(
+            i, spec, load, ids, missing, mask_file, out_dir, memo_dir
+        )
         files = record.pop("files")
         record.update(run_record or {})
         dof = record.get("dof", dof)
+        index[name] = record
         if record.get("skipped"):
-            index[name] = record
             continue
         record.update(files)
-        for key_ in MAP_KEYS:
-            lists[key_].append(files[key_])
-        index[name] = record
+        for key in MAP_KEYS:
+            lists[key].append(files[key])
         names.append(name)
         stat_types.append(record["stat_type"])
     if dof is None:
-        dof = float((fit if fit is not None else load_fit(fit_file)).df_residuals)
+        dof = float(load().df_residuals)
     json_path = out_dir / "contrasts.json"
     json_path.write_text(json.dumps(index, indent=2))
     return {
@@ -95,6 +85,25 @@ def compute_contrast_maps(
         "dof": float(dof),
         "contrasts_json": str(json_path),
     }
+
+
+def _recall_or_compute(
+    i: int, spec: Any, load, ids: tuple, missing: str, mask_file, out_dir: Path, memo_dir
+) -> tuple[str, dict[str, Any]]:
+    """One contrast's record (with its ``files``), from the memo or computed and remembered."""
+    if not isinstance(spec, Mapping):
+        raise ContrastError(
+            f"contrasts item {i} must be an object with name, expressions or weights, "
+            f"stat_type; got {spec!r}"
+        )
+    name = str(spec.get("name", f"contrast{i}"))
+    key = memo_key("contrast", *ids, dict(spec), missing)
+    record = recall(memo_dir, key, out_dir, prefix=f"con{i:03d}")
+    if record is None:
+        record, files = _compute(load(), spec, missing, mask_file, out_dir, i)
+        remember(memo_dir, key, record, files)
+        record = {**record, "files": {k: str(v) for k, v in files.items()}}
+    return name, record
 
 
 def _compute(fit, spec, missing, mask_file, out_dir: Path, i: int):

@@ -115,6 +115,20 @@ def _row_weights(
     return vector, tuple(c for c in weights if c not in columns)
 
 
+def _rows(contrast: Mapping[str, Any] | Any) -> tuple[str, str, tuple]:
+    """Name, stat type and rows (formulas or {column: weight}) of a contrast, checked."""
+    name = str(_get(contrast, "name", "<unnamed>"))
+    expressions = tuple(_get(contrast, "expressions", ()) or ())
+    weight_rows = tuple(_get(contrast, "weights", ()) or ())
+    stat_type = _get(contrast, "stat_type", "t")
+    if stat_type not in ("t", "F"):
+        raise ContrastError(f"Contrast '{name}': stat_type must be 't' or 'F', got {stat_type!r}")
+    if bool(expressions) == bool(weight_rows):
+        raise ContrastError(f"Contrast '{name}' must give either 'expressions' or 'weights'")
+    check_rows(name, stat_type, len(expressions) + len(weight_rows), error=ContrastError)
+    return name, stat_type, expressions or weight_rows
+
+
 def contrast_weights(
     contrast: Mapping[str, Any] | Any,
     column_names: Sequence[str],
@@ -143,18 +157,10 @@ def contrast_weights(
     """
     if missing not in ("error", "drop"):
         raise ContrastError(f"missing must be 'error' or 'drop', got {missing!r}")
-    name = str(_get(contrast, "name", "<unnamed>"))
-    expressions = tuple(_get(contrast, "expressions", ()) or ())
-    weight_rows = tuple(_get(contrast, "weights", ()) or ())
-    stat_type = _get(contrast, "stat_type", "t")
-    if stat_type not in ("t", "F"):
-        raise ContrastError(f"Contrast '{name}': stat_type must be 't' or 'F', got {stat_type!r}")
-    if bool(expressions) == bool(weight_rows):
-        raise ContrastError(f"Contrast '{name}' must give either 'expressions' or 'weights'")
-    check_rows(name, stat_type, len(expressions) + len(weight_rows), error=ContrastError)
+    name, stat_type, given = _rows(contrast)
     columns = [str(c) for c in column_names]
     vectors, row_missing = [], []
-    for row in expressions or weight_rows:
+    for row in given:
         vector, absent = _row_weights(name, row, columns)
         vectors.append(vector)
         row_missing.append(absent)
@@ -206,21 +212,8 @@ def compute_contrast(
     weights, dropped = contrast_weights(
         contrast, fit.column_names, missing=missing, source=fit.source
     )
-    where = fit.source or "this run"
-    if dropped and weights.shape[0] == 0:
-        warnings.warn(
-            f"Contrast '{name}' skipped for {where}: none of its terms is in the design "
-            f"(dropped {', '.join(dropped)})",
-            UserWarning,
-            stacklevel=2,
-        )
+    if dropped and not _warn_dropped(name, dropped, weights.shape[0], fit.source):
         return None
-    if dropped:
-        warnings.warn(
-            f"Contrast '{name}': dropped {', '.join(dropped)} (not in the design of {where})",
-            UserWarning,
-            stacklevel=2,
-        )
     stat_type = _get(contrast, "stat_type", "t")
     if stat_type == "t":
         effect, variance = _t_effect(fit, weights[0])
@@ -247,6 +240,25 @@ def compute_contrast(
         p=con.p_value_,
         z=z,
     )
+
+
+def _warn_dropped(name: str, dropped: tuple[str, ...], n_rows: int, source: str) -> bool:
+    """Warn about dropped terms; return whether anything of the contrast is left."""
+    where = source or "this run"
+    if n_rows == 0:
+        warnings.warn(
+            f"Contrast '{name}' skipped for {where}: none of its terms is in the design "
+            f"(dropped {', '.join(dropped)})",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+    warnings.warn(
+        f"Contrast '{name}': dropped {', '.join(dropped)} (not in the design of {where})",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 def _t_effect(fit: FirstLevelFit, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,11 @@
-"""Load glm-express 2.0.3 ``task_information.json`` files into a :class:`ModelSpec`.
+"""The glm-express compiler: a ``task_information.json`` entry translated into a ModelSpec.
 
-The file is a JSON object keyed by task name; each task is an object with these keys
-(glm-express's README glossary; 2.0.3's builder writes all but ``modulators``):
+This module's only job is translating one file format into :class:`ModelSpec` (reading the
+file is :func:`glmflow.core.model.files.load_task_information`'s); a BIDS Stats Models
+compiler will sit beside it.
+
+glm-express 2.0.3's file is a JSON object keyed by task name; each task is an object with
+these keys (glm-express's README glossary; 2.0.3's builder writes all but ``modulators``):
 
 =======================  ====================================================================
 key                      glmflow meaning
@@ -47,22 +51,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.model import (
-    ConfoundsSpec,
-    ContrastSpec,
-    DesignSpec,
-    EventsSpec,
-    GlmSpec,
-    GroupSpec,
-    ModelSpec,
-    _bad,
-    _check_keys,
-    _FieldError,
-    _text,
-    _texts,
-    locate,
-    read_json,
-)
+from glmflow.core.model.contrast_specs import ContrastSpec
+from glmflow.core.model.group_specs import GroupSpec
+from glmflow.core.model.spec import ModelSpec
+from glmflow.core.model.stages import ConfoundsSpec, DesignSpec, EventsSpec, GlmSpec
+from glmflow.core.model.validation import _bad, _check_keys, _FieldError, _text, _texts, locate
 from glmflow.errors import ModelSpecError
 
 KEYS = (
@@ -90,15 +83,6 @@ _KEY_OF = {
     "columns": "confound_regressors",
     "covariates": "group_level_regressors",
 }
-
-
-def load_task_information(path: str | Path, task: str) -> ModelSpec:
-    """Read ``task`` from a glm-express ``task_information.json`` (see the module docstring).
-
-    Everything is validated before any compute; errors are one line naming the file, the
-    task, the key, the value and the fix.
-    """
-    return task_information_to_spec(read_json(path), path, task)
 
 
 def task_information_to_spec(data: Any, path: str | Path, task: str | None) -> ModelSpec:

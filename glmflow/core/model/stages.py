@@ -1,0 +1,240 @@
+"""First-level stage specs (events, confounds, design, GLM) and the subject level's.
+
+One frozen dataclass per pipeline stage, so a workflow node receives exactly the part it
+depends on (``spec.events.to_dict()`` ...) and Nipype's cache reruns only what an edit
+touched. Every rule a stage function would otherwise check on its options lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from glmflow.core.model.validation import (
+    FrozenMap,
+    _bad,
+    _choice,
+    _FieldError,
+    _flag,
+    _integer,
+    _number,
+    _set,
+    _show,
+    _Spec,
+    _text,
+    _texts,
+)
+
+ConfoundStrategy = Literal[
+    "motion", "wm_csf", "compcor", "global_signal", "scrub", "non_steady_state", "high_pass"
+]
+ConfoundModel = Literal["basic", "power2", "derivatives", "full"]
+CompcorType = Literal[
+    "anat_combined",
+    "anat_separated",
+    "temporal",
+    "temporal_anat_combined",
+    "temporal_anat_separated",
+]
+HrfModel = Literal[
+    "spm",
+    "spm + derivative",
+    "spm + derivative + dispersion",
+    "glover",
+    "glover + derivative",
+    "glover + derivative + dispersion",
+    "fir",
+]
+DriftModel = Literal["cosine", "polynomial"]
+NoiseModel = Literal["ar1", "ols"]
+MissingBlockColumn = Literal["error", "warn"]
+RunCombination = Literal["equal", "precision"]
+IncompleteEvents = Literal["error", "drop"]
+MissingConditions = Literal["error", "ignore"]
+
+
+@dataclass(frozen=True)
+class EventsSpec(_Spec):
+    """How events.tsv rows become conditions (see ``glmflow.core.events.parse_events``).
+
+    Order of operations: drop ``drop_conditions``, apply ``rename_conditions``, merge the block
+    column (trial type becomes ``f"{block}_{condition}"``, glm-express 2.0.3's convention),
+    then add one ``{condition}_x_{modulator}`` regressor per condition x modulator (demeaned
+    when ``demean_modulators``). When ``block_column`` is absent from an events file,
+    ``missing_block_column="warn"`` warns and models no blocks, ``"error"`` refuses.
+    ``incomplete_events`` ("error" or "drop", with a warning) handles events without onset,
+    duration or condition; ``missing_conditions`` ("error" or "ignore") handles names in
+    ``drop_conditions`` / ``rename_conditions`` that a run's events do not contain.
+    """
+
+    condition_column: str = "trial_type"
+    drop_conditions: tuple[str, ...] = ()
+    rename_conditions: Mapping[str, str] = field(default_factory=FrozenMap)
+    modulators: tuple[str, ...] = ()
+    demean_modulators: bool = True
+    block_column: str | None = None
+    missing_block_column: MissingBlockColumn = "error"
+    incomplete_events: IncompleteEvents = "error"
+    missing_conditions: MissingConditions = "error"
+
+    def __post_init__(self) -> None:
+        column = _text(self.condition_column, "condition_column")
+        if column in ("onset", "duration"):
+            raise _bad("condition_column", "a column other than onset and duration", column)
+        _set(self, "drop_conditions", _texts(self.drop_conditions, "drop_conditions"))
+        rename = self.rename_conditions
+        if not isinstance(rename, Mapping):
+            raise _bad("rename_conditions", "an object mapping old to new names", rename)
+        for old, new in rename.items():
+            _text(old, "rename_conditions")
+            _text(new, "rename_conditions")
+            if old in self.drop_conditions:
+                raise _FieldError("rename_conditions", f"renames {_show(old)}, which is dropped")
+        _set(self, "rename_conditions", FrozenMap(rename))
+        block = self.block_column
+        if block is not None and (_text(block, "block_column") in ("onset", "duration", column)):
+            raise _bad(
+                "block_column",
+                "a column other than onset, duration and the condition column, or null",
+                block,
+            )
+        _set(self, "modulators", _texts(self.modulators, "modulators"))
+        for mod in self.modulators:
+            if mod in ("onset", "duration", column, block):
+                raise _bad(
+                    "modulators",
+                    "numeric event columns other than onset, duration, "
+                    "the condition and block columns",
+                    list(self.modulators),
+                )
+        _flag(self.demean_modulators, "demean_modulators")
+        _choice(self.missing_block_column, "missing_block_column", MissingBlockColumn)
+        _choice(self.incomplete_events, "incomplete_events", IncompleteEvents)
+        _choice(self.missing_conditions, "missing_conditions", MissingConditions)
+
+    __hash__ = _Spec.__hash__
+
+
+@dataclass(frozen=True)
+class ConfoundsSpec(_Spec):
+    """Confound regressors: explicit ``columns`` (names or fnmatch wildcards) plus nilearn
+    ``load_confounds`` strategies with its options (same names and defaults).
+
+    ``optional_columns`` are wildcards that may match nothing in a run (with a warning):
+    glm-express adds its compcor and outlier columns only where fMRIPrep wrote them.
+    """
+
+    columns: tuple[str, ...] = ()
+    optional_columns: tuple[str, ...] = ()
+    strategy: tuple[ConfoundStrategy, ...] = ()
+    motion: ConfoundModel = "full"
+    wm_csf: ConfoundModel = "basic"
+    global_signal: ConfoundModel = "basic"
+    compcor: CompcorType = "anat_combined"
+    n_compcor: Literal["all"] | int = "all"
+    fd_threshold: float = 0.5
+    std_dvars_threshold: float = 1.5
+    scrub: int = 5
+    demean: bool = True
+
+    def __post_init__(self) -> None:
+        _set(self, "columns", _texts(self.columns, "columns"))
+        _set(self, "optional_columns", _texts(self.optional_columns, "optional_columns"))
+        strategy = _texts(self.strategy, "strategy")
+        for item in strategy:
+            _choice(item, "strategy", ConfoundStrategy)
+        if "compcor" in strategy and "high_pass" not in strategy:
+            # nilearn's rule: fMRIPrep's CompCor components assume the cosine high-pass
+            raise _FieldError("strategy", 'contains "compcor", which needs "high_pass" too')
+        _set(self, "strategy", strategy)
+        for name in ("motion", "wm_csf", "global_signal"):
+            _choice(getattr(self, name), name, ConfoundModel)
+        _choice(self.compcor, "compcor", CompcorType)
+        if self.n_compcor != "all":
+            _integer(self.n_compcor, "n_compcor", low=1)
+        _set(self, "fd_threshold", _number(self.fd_threshold, "fd_threshold", low=0, strict=True))
+        _set(
+            self,
+            "std_dvars_threshold",
+            _number(self.std_dvars_threshold, "std_dvars_threshold", low=0, strict=True),
+        )
+        _integer(self.scrub, "scrub", low=0)
+        _flag(self.demean, "demean")
+
+
+@dataclass(frozen=True)
+class DesignSpec(_Spec):
+    """Design matrix options of nilearn's ``make_first_level_design_matrix`` (high_pass in
+    Hz; ``drift_model=None`` adds no drift; ``fir_delays`` in scans, required for "fir")."""
+
+    hrf_model: HrfModel = "spm"
+    drift_model: DriftModel | None = "cosine"
+    high_pass: float = 0.01
+    drift_order: int = 1
+    fir_delays: tuple[int, ...] = ()
+    min_onset: float = -24.0
+    oversampling: int = 50
+
+    def __post_init__(self) -> None:
+        _choice(self.hrf_model, "hrf_model", HrfModel)
+        if self.drift_model is not None:
+            _choice(self.drift_model, "drift_model", DriftModel)
+        _set(self, "high_pass", _number(self.high_pass, "high_pass", low=0, strict=True))
+        _integer(self.drift_order, "drift_order", low=0)
+        delays = self.fir_delays
+        if isinstance(delays, str) or not isinstance(delays, Sequence):
+            raise _bad("fir_delays", "a list of integers >= 0", delays)
+        _set(self, "fir_delays", tuple(_integer(d, "fir_delays", low=0) for d in delays))
+        if len(set(self.fir_delays)) != len(self.fir_delays):
+            raise _bad("fir_delays", "distinct integers", list(delays))
+        if self.hrf_model == "fir" and not self.fir_delays:
+            raise _FieldError("fir_delays", 'must list the delays (in scans) for hrf_model "fir"')
+        if self.hrf_model != "fir" and self.fir_delays:
+            delays, hrf = _show(list(self.fir_delays)), _show(self.hrf_model)
+            rule = f'is only used with hrf_model "fir", not {hrf}; got {delays}'
+            raise _FieldError("fir_delays", rule)
+        _set(self, "min_onset", _number(self.min_onset, "min_onset"))
+        _integer(self.oversampling, "oversampling", low=1)
+
+
+@dataclass(frozen=True)
+class GlmSpec(_Spec):
+    """First-level fit options (nilearn FirstLevelModel names). ``signal_scaling``: 0 (percent
+    signal change of each voxel's mean) or None (nilearn's False: no scaling; JSON false is
+    read as null; nilearn's 1 and (0, 1) are not supported by glmflow's engine);
+    ``slice_time_ref`` None means "from the data" (fMRIPrep's StartTime / TR, else 0)."""
+
+    noise_model: NoiseModel = "ar1"
+    signal_scaling: Literal[0] | None = 0
+    smoothing_fwhm: float | None = None
+    slice_time_ref: float | None = None
+    minimize_memory: bool = True
+
+    def __post_init__(self) -> None:
+        _choice(self.noise_model, "noise_model", NoiseModel)
+        # None, not False, means "no scaling": False == 0 in Python would make the two equal
+        scaling = None if self.signal_scaling is False else self.signal_scaling
+        if scaling is not None and (scaling != 0 or not isinstance(scaling, int | float)):
+            raise _bad("signal_scaling", "0 (percent signal change) or null (none)", scaling)
+        _set(self, "signal_scaling", None if scaling is None else 0)
+        fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
+        _set(self, "smoothing_fwhm", fwhm)
+        ref = _number(self.slice_time_ref, "slice_time_ref", low=0, high=1, optional=True)
+        _set(self, "slice_time_ref", ref)
+        _flag(self.minimize_memory, "minimize_memory")
+
+
+@dataclass(frozen=True)
+class SubjectSpec(_Spec):
+    """Subject level: how the runs of one subject are combined.
+
+    ``run_combination`` "equal" is nilearn's multi-run ``FirstLevelModel`` (runs weighted
+    equally: ``compute_fixed_effects(..., precision_weighted=False)``); "precision" is
+    precision-weighted fixed effects (each run weighted by its inverse variance).
+    """
+
+    run_combination: RunCombination = "equal"
+
+    def __post_init__(self) -> None:
+        _choice(self.run_combination, "run_combination", RunCombination)

@@ -281,7 +281,7 @@ BAD_MODELS = [
     (_model(confounds__strategy=["compcor"]),
      """'confounds.strategy' contains "compcor", which needs "high_pass" too (in m.json)"""),
     (_model(confounds__strategy=["aroma"]),
-     """'confounds.strategy' must be one of "motion", "wm_csf", "compcor", "global_signal", """
+     """'confounds.strategy' must be one of "motion", "wm_csf", "global_signal", "compcor", """
      '"scrub", "non_steady_state", "high_pass"; got "aroma" (in m.json)'),
     (_model(confounds__motion="all"), "'confounds.motion' must be one of \"basic\""),
     (_model(confounds__n_compcor=0), "'confounds.n_compcor' must be an integer >= 1; got 0"),

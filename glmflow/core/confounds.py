@@ -31,31 +31,16 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from glmflow.core.model import CompcorType, ConfoundModel, ConfoundStrategy
 from glmflow.errors import ConfoundsError
 
 #: nilearn load_confounds strategies glmflow supports (ica_aroma and tedana need other
 #: inputs than a confounds file).
-STRATEGIES = (
-    "motion",
-    "wm_csf",
-    "global_signal",
-    "compcor",
-    "scrub",
-    "non_steady_state",
-    "high_pass",
-)
-Level = Literal["basic", "power2", "derivatives", "full"]
-CompCor = Literal[
-    "anat_combined",
-    "anat_separated",
-    "temporal",
-    "temporal_anat_combined",
-    "temporal_anat_separated",
-]
+STRATEGIES: tuple[str, ...] = get_args(ConfoundStrategy)
 #: Expansion levels of the motion, wm_csf and global_signal strategies.
-LEVELS: tuple[str, ...] = get_args(Level)
+LEVELS: tuple[str, ...] = get_args(ConfoundModel)
 #: Variants of the compcor strategy.
-COMPCOR: tuple[str, ...] = get_args(CompCor)
+COMPCOR: tuple[str, ...] = get_args(CompcorType)
 #: fMRIPrep writes spike columns only when there are outliers, so wildcards for them may
 #: match nothing in a clean run.
 OPTIONAL_PREFIXES = ("motion_outlier", "non_steady_state_outlier")
@@ -67,10 +52,10 @@ def select_confounds(
     columns: Iterable[str] = (),
     optional_columns: Iterable[str] = (),
     strategy: Iterable[str] = (),
-    motion: Level = "full",
-    wm_csf: Level = "basic",
-    global_signal: Level = "basic",
-    compcor: CompCor = "anat_combined",
+    motion: ConfoundModel = "full",
+    wm_csf: ConfoundModel = "basic",
+    global_signal: ConfoundModel = "basic",
+    compcor: CompcorType = "anat_combined",
     n_compcor: int | Literal["all"] = "all",
     fd_threshold: float = 0.5,
     std_dvars_threshold: float = 1.5,

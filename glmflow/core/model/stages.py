@@ -27,7 +27,7 @@ from glmflow.core.model.validation import (
 )
 
 ConfoundStrategy = Literal[
-    "motion", "wm_csf", "compcor", "global_signal", "scrub", "non_steady_state", "high_pass"
+    "motion", "wm_csf", "global_signal", "compcor", "scrub", "non_steady_state", "high_pass"
 ]
 ConfoundModel = Literal["basic", "power2", "derivatives", "full"]
 CompcorType = Literal[

@@ -218,3 +218,90 @@ def test_make_dataset_command(tmp_path, capsys):
     assert (tmp_path / "ds" / "participants.tsv").is_file()
     assert main(["make-dataset", str(tmp_path / "ds")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- execution options
+# (command-line arguments, exact message): refused before anything is read or written
+BAD_EXECUTION = [
+    (["--n-cpus", "0"], "n_procs (--n-cpus) must be an integer >= 1. Got 0 instead."),
+    (["--n-cpus", "-3"], "n_procs (--n-cpus) must be an integer >= 1. Got -3 instead."),
+    (
+        ["--mem-gb", "0.001"],
+        "mem_gb (--mem-gb) must be at least 0.2 GB, the memory Nipype reserves for one node. "
+        "Got 0.001 instead.",
+    ),
+    (
+        ["--mem-gb", "-4"],
+        "mem_gb (--mem-gb) must be at least 0.2 GB, the memory Nipype reserves for one node. "
+        "Got -4.0 instead.",
+    ),
+    (
+        ["--poll-interval", "0"],
+        "poll_interval (--poll-interval) must be positive seconds. Got 0.0 instead.",
+    ),
+    (
+        ["--plugin", "SLURM", "--mem-gb", "8"],
+        "mem_gb=8.0 sets MultiProc's memory budget and means nothing to plugin 'SLURM' (batch "
+        "jobs request each node's own mem_gb); leave it out",
+    ),
+]
+
+
+@pytest.mark.parametrize(("level", "args", "message"), [
+    (level, *case) for level in ("participant", "group") for case in BAD_EXECUTION
+])  # fmt: skip
+def test_bad_execution_option_is_one_line(dataset, tmp_path, capsys, level, args, message):
+    out, work = tmp_path / "out", tmp_path / "work"
+    code = main(
+        [str(dataset), str(out), level, "--model", str(MODEL / "task_information.json"),
+         "-w", str(work), *args]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [f"glmflow: error: {message}"]
+    assert not out.exists() and not work.exists()
+
+
+@pytest.mark.parametrize("level", ["participant", "group"])
+def test_work_folder_inside_the_output_dataset_is_refused(dataset, tmp_path, capsys, level):
+    out = tmp_path / "out"
+    work = out / "glmflow" / "work"
+    code = main(
+        [str(dataset), str(out), level, "--model", str(MODEL / "task_information.json"),
+         "-w", str(work)]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"glmflow: error: Work directory {work} is inside the output dataset {out / 'glmflow'}; "
+        f"pass -w (work_dir=) outside it, e.g. {tmp_path / 'work'}"
+    ]
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------- relative paths
+def _glmflow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NIPYPE_NO_ET": "1"}
+    cmd = [sys.executable, "-m", "glmflow.cli.main", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_both_levels_with_relative_paths_from_another_folder(tmp_path):
+    """``cd elsewhere && glmflow ../ds out participant ... && glmflow ../ds out group ...``."""
+    make_synthetic_dataset(tmp_path / "ds", n_subjects=3, n_runs=1, n_volumes=60)
+    shutil.copy(MODEL / "task_information.json", tmp_path / "model.json")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    common = ["--model", "../model.json", "-w", "work", "--n-cpus", "2"]
+    participant = _glmflow("../ds", "out", "participant", *common, cwd=elsewhere)
+    assert participant.returncode == 0, participant.stderr[-2000:]
+    out, work = elsewhere / "out" / "glmflow", elsewhere / "work"
+    assert participant.stdout.rstrip().endswith(f"file(s) in {out}; cache in {work}")
+    group = _glmflow("../ds", "out", "group", *common, cwd=elsewhere)
+    assert group.returncode == 0, group.stderr[-2000:]
+    assert "Traceback" not in group.stderr
+    summary = (
+        r"^glmflow: 6 group model\(s\) of 3 subject\(s\) done in [\d.]+ s; \d+ file\(s\) "
+        rf"in {re.escape(str(out))}; cache in {re.escape(str(work))}$"
+    )
+    assert re.search(summary, group.stdout.strip()), group.stdout
+    z = out / "task-faces_space-MNI152NLin2009cAsym_contrast-face_stat-z_statmap.nii.gz"
+    assert np.isfinite(nib.load(z).get_fdata()).any()

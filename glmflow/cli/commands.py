@@ -84,8 +84,11 @@ GROUP_ONLY = {
 }  # fmt: skip
 
 
-def run_bids_app(args: argparse.Namespace) -> int:
-    """``glmflow BIDS_DIR OUTPUT_DIR participant|group --model FILE ...``."""
+# the path options, made absolute once, here, whichever folder the nodes run in
+PATH_OPTIONS = ("bids_dir", "output_dir", "model", "derivatives", "group_design", "group_mask")
+
+
+def _check_level_options(args: argparse.Namespace) -> None:
     other = GROUP_ONLY if args.analysis_level == "participant" else PARTICIPANT_ONLY
     for key, unset in other.items():
         if getattr(args, key, unset) != unset:
@@ -94,23 +97,33 @@ def run_bids_app(args: argparse.Namespace) -> int:
                 f"--{key.replace('_', '-')} is an option of the {level} level, not of "
                 f"'{args.analysis_level}'; remove it"
             )
-    _nipype_verbosity(getattr(args, "verbose", False))
-    plugin_args = None
-    if args.plugin_args:
-        from glmflow.workflows.execution import parse_plugin_args
 
-        plugin_args = parse_plugin_args(args.plugin_args)
-    execution = {
-        "work_dir": args.work_dir,
-        "plugin": args.plugin,
-        "plugin_args": plugin_args,
-        "n_procs": args.n_cpus,
-        "mem_gb": args.mem_gb,
-        "poll_interval": getattr(args, "poll_interval", None),
-    }
+
+def _execution_options(args: argparse.Namespace):
+    """The execution options of the command line, checked (one line on a bad value)."""
+    from glmflow.execution import ExecutionOptions, parse_plugin_args
+
+    return ExecutionOptions(
+        work_dir=args.work_dir,
+        plugin=args.plugin,
+        plugin_args=parse_plugin_args(args.plugin_args),
+        n_procs=args.n_cpus,
+        mem_gb=args.mem_gb,
+        poll_interval=getattr(args, "poll_interval", None),
+        verbose=getattr(args, "verbose", False),
+    ).with_default_work_dir()
+
+
+def run_bids_app(args: argparse.Namespace) -> int:
+    """``glmflow BIDS_DIR OUTPUT_DIR participant|group --model FILE ...``."""
+    from glmflow.runners.entry import absolute_paths
+
+    _check_level_options(args)
+    options = _execution_options(args)
+    args = argparse.Namespace(**absolute_paths(vars(args), PATH_OPTIONS))
     if args.analysis_level == "group":
-        return _run_group(args, execution)
-    from glmflow.workflows.runner import run_participant_level
+        return _run_group(args, options)
+    from glmflow.runners.participant import run_participant_level
 
     start = time.perf_counter()
     result = run_participant_level(
@@ -128,19 +141,20 @@ def run_bids_app(args: argparse.Namespace) -> int:
         smoothing_fwhm=args.smoothing_fwhm,
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
-        **execution,
+        execution=options,
     )
     elapsed = time.perf_counter() - start
     print(
         f"glmflow: {len(result.runs)} run(s) of {len(result.subjects)} subject(s) done in "
-        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}"
+        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
+        f"cache in {options.work_dir}"
     )
     return 0
 
 
-def _run_group(args: argparse.Namespace, execution: dict) -> int:
+def _run_group(args: argparse.Namespace, options) -> int:
     """``glmflow BIDS_DIR OUTPUT_DIR group --model FILE ...``."""
-    from glmflow.workflows.group_runner import run_group_level
+    from glmflow.runners.group import run_group_level
 
     if (args.permutations is not None or args.seed is not None) and (
         args.inference not in (None, "permutation")
@@ -165,28 +179,14 @@ def _run_group(args: argparse.Namespace, execution: dict) -> int:
         mask=args.group_mask,
         smoothing_fwhm=args.smoothing_fwhm,
         inference=inference,
-        **execution,
+        execution=options,
     )
     elapsed = time.perf_counter() - start
     n_models = sum(len(plan.analyses) for plan in result.plans)
     n_subjects = len({s for plan in result.plans for s in plan.subjects})
     print(
         f"glmflow: {n_models} group model(s) of {n_subjects} subject(s) done in "
-        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}"
+        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
+        f"cache in {options.work_dir}"
     )
     return 0
-
-
-def _nipype_verbosity(verbose: bool) -> None:
-    """Nipype logs every node at INFO; the CLI shows only its warnings unless --verbose."""
-    from nipype import config
-    from nipype import logging as nipype_logging
-
-    config.set("logging", "workflow_level", "INFO" if verbose else "WARNING")
-    nipype_logging.update_logging(config)
-
-
-def _version() -> str:
-    from glmflow import __version__
-
-    return __version__

@@ -18,9 +18,10 @@ from typing import get_args
 from glmflow import __version__
 from glmflow.core.model import InferenceMethod
 from glmflow.errors import GlmflowError
+from glmflow.execution.options import MIN_MEM_GB
+from glmflow.execution.plugins import PLUGINS
 
 SUBCOMMANDS = ("demo", "make-dataset")
-PLUGINS = ("Linear", "MultiProc", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
 INFERENCE_METHODS = get_args(InferenceMethod)
 
 
@@ -33,6 +34,16 @@ def _bids_app_parser() -> argparse.ArgumentParser:
             "Other commands: 'glmflow demo OUT', 'glmflow make-dataset OUT'."
         ),
     )
+    _add_inputs(parser)
+    _add_group_options(parser)
+    _add_execution_options(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"glmflow {__version__}")
+    return parser
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """The BIDS App's positional arguments, the model and the selection of the data."""
     parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset")
     parser.add_argument("output_dir", type=Path, help="where glmflow/ derivatives are written")
     parser.add_argument("analysis_level", choices=["participant", "group"])
@@ -72,6 +83,9 @@ def _bids_app_parser() -> argparse.ArgumentParser:
         help="a contrast naming a column absent from a run's design: error (default) or drop "
         "the missing terms with a warning recorded in the map's sidecar",
     )
+
+
+def _add_group_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "group level", "options of 'group' (the model's 'group' section holds the rest)"
     )
@@ -96,29 +110,37 @@ def _bids_app_parser() -> argparse.ArgumentParser:
         "--permutations", type=int, metavar="N", help="number of permutations (permutation)"
     )
     group.add_argument("--seed", type=int, help="seed of the permutations")
-    parser.add_argument("-w", "--work-dir", type=Path, help="Nipype working directory (cache)")
-    parser.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
-    parser.add_argument(
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """The settings of :class:`glmflow.execution.ExecutionOptions` (checked there)."""
+    execution = parser.add_argument_group(
+        "execution", "where the cache lives and what runs the graph (never invalidates it)"
+    )
+    execution.add_argument(
+        "-w", "--work-dir", type=Path, help="Nipype working directory, the cache (default: ./work)"
+    )
+    execution.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
+    execution.add_argument(
         "--plugin-args", help="JSON (or a JSON file) of scheduler arguments for the plugin"
     )
-    parser.add_argument(
+    execution.add_argument(
         "--n-cpus",
         type=int,
         help="MultiProc: processes (default: all); SLURM / SGE: jobs queued at once",
     )
-    parser.add_argument("--mem-gb", type=float, help="memory available to MultiProc")
-    parser.add_argument(
+    execution.add_argument(
+        "--mem-gb", type=float, help=f"memory available to MultiProc (at least {MIN_MEM_GB})"
+    )
+    execution.add_argument(
         "--poll-interval",
         type=float,
         metavar="SECONDS",
-        help="how often running nodes / jobs are checked (default: 0.01 local, 2 on a cluster)",
+        help="how often running nodes / jobs are checked (default: 0.002 local, 2 on a cluster)",
     )
-    parser.add_argument(
+    execution.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--version", action="version", version=f"glmflow {__version__}")
-    return parser
 
 
 def _demo_parser() -> argparse.ArgumentParser:

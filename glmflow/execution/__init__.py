@@ -15,8 +15,19 @@ from glmflow.execution.plugins import (
     parse_plugin_args,
     validate_plugin_args,
 )
-from glmflow.execution.run import LOCAL_POLL_SECONDS, execute, run_workflow
 from glmflow.execution.scheduler import scheduler_args
+
+# these import Nipype (~1 s): loaded on first use, so that the CLI's parser starts at once
+_LAZY = {"LOCAL_POLL_SECONDS", "execute", "run_workflow"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from glmflow.execution import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'glmflow.execution' has no attribute {name!r}")
+
 
 __all__ = [
     "BATCH_PLUGINS",

@@ -171,8 +171,11 @@ def _release(path: Path, me: _Holder) -> None:
 
 
 @contextlib.contextmanager
-def hold_folder(folder: str | os.PathLike, kind: str) -> Iterator[Path]:
-    """Hold ``folder`` (made if needed) for this run; ``kind`` is "work" or "output".
+def hold_folder(folder: str | os.PathLike, kind: str, *, create: bool = True) -> Iterator[Path]:
+    """Hold ``folder`` for this run; ``kind`` is "work" or "output".
+
+    The folder is made if needed; with ``create=False`` a missing folder is not made and
+    not held (a run that only reads it fails on its own, with its own message).
 
     Raises
     ------
@@ -180,6 +183,9 @@ def hold_folder(folder: str | os.PathLike, kind: str) -> Iterator[Path]:
         Another live run holds it: one line naming its pid, host, start and command.
     """
     folder = Path(folder)
+    if not create and not folder.is_dir():
+        yield folder
+        return
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     me = _acquire(path, kind, folder)

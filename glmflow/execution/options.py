@@ -14,6 +14,8 @@ from glmflow.execution.plugins import PLUGINS, ExecutionError, validate_plugin_a
 
 # Nipype reserves 0.2 GB for a node that says nothing: a smaller budget can run no node
 MIN_MEM_GB = 0.2
+# the level runners' cache when none is given, in the current folder
+DEFAULT_WORK_DIR = "work"
 
 
 def absolute_path(path: str | os.PathLike) -> Path:
@@ -127,9 +129,14 @@ class ExecutionOptions:
         rest = {key: value for key, value in keywords.items() if key not in settings}
         return cls.from_settings(options, **settings), rest
 
-    def with_work_dir(self, default: str | os.PathLike) -> ExecutionOptions:
-        """These options, with ``default`` as the work folder when none was given."""
-        return self if self.work_dir is not None else dataclasses.replace(self, work_dir=default)
+    def with_default_work_dir(self) -> ExecutionOptions:
+        """These options, with ``./work`` (of the current folder) when no work folder was given.
+
+        The level runners' default; :func:`glmflow.run_workflow` uses the workflow's base_dir.
+        """
+        if self.work_dir is not None:
+            return self
+        return dataclasses.replace(self, work_dir=Path.cwd() / DEFAULT_WORK_DIR)
 
 
 __all__ = ["MIN_MEM_GB", "PLUGINS", "ExecutionOptions", "absolute_path"]

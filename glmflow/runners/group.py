@@ -18,9 +18,10 @@ from typing import Any
 
 from glmflow.core.group_plan import GroupPlan, override_group, plan_task_group, write_design_tsv
 from glmflow.core.model import load_model
-from glmflow.core.outputs import check_output_dir, write_dataset_description, write_derivatives
+from glmflow.core.outputs import write_dataset_description, write_derivatives
 from glmflow.errors import GroupModelError
-from glmflow.execution import ExecutionOptions, execute, hold_folder, validate_work_dir
+from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
+from glmflow.runners.entry import LevelEntry, absolute_paths, enter_level
 from glmflow.workflows.group_level import init_group_wf
 
 PathLike = str | os.PathLike
@@ -110,7 +111,8 @@ def run_group_level(
         How to run (:class:`glmflow.execution.ExecutionOptions`), or its settings one by
         one (``work_dir``, default ``./work``, ``plugin``, ``plugin_args``, ``n_procs``,
         ``mem_gb``, ``poll_interval``, ``verbose``), as
-        :func:`glmflow.runners.participant.run_participant_level`.
+        :func:`glmflow.runners.participant.run_participant_level`. Relative paths are
+        taken from the current folder, here, once.
     n_jobs
         Processes nilearn uses inside one fit or permutation node (never hashed).
     **keywords
@@ -122,30 +124,35 @@ def run_group_level(
     GroupResult
         ``files``: the dataset-level maps, tables and designs written.
     """
-    options, selection = ExecutionOptions.split(keywords, execution)
-    options = options.with_work_dir(Path.cwd() / "work")
-    work_dir = Path(options.work_dir)
-    out = check_output_dir(Path(output_dir) / "glmflow", bids_dir)
-    validate_work_dir(work_dir, bids_dir, None, out)
-    with hold_folder(work_dir, "work"):
-        plans = plan_group_level(
-            bids_dir=bids_dir, output_dir=output_dir, model=model, **selection
-        )
-        design_files = {
-            plan.spec.task: str(write_design_tsv(plan, work_dir / "group_designs"))
-            for plan in plans
-        }
-        mask = selection.get("mask")
-        workflow = init_group_wf(
-            plans=plans, output_dir=str(out), design_files=design_files,
-            use_mask=mask is not None, n_jobs=n_jobs,
-        )  # fmt: skip
-        if mask is not None:
-            workflow.inputs.inputnode.mask_file = str(Path(mask).absolute())
-        with hold_folder(out, "output"):
-            written = execute(workflow, options)
-            files = _publish_designs(out, plans, design_files, bids_dir)
-    return GroupResult(out, tuple(plans), tuple(written + files))
+    entry, selection = enter_level(
+        bids_dir=bids_dir, output_dir=output_dir, derivatives=None, execution=execution,
+        keywords=keywords,
+    )  # fmt: skip
+    selection = absolute_paths(selection, ("design", "mask"))
+    bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
+    # the output dataset is read (subject maps) as well as written: held from the start
+    with hold_folder(work_dir, "work"), hold_folder(out, "output", create=False):
+        return _run_group(entry, absolute_path(model), n_jobs, selection)
+
+
+def _run_group(entry: LevelEntry, model: Path, n_jobs: int, selection) -> GroupResult:
+    bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
+    plans = plan_group_level(
+        bids_dir=bids_dir, output_dir=entry.output_dir, model=model, **selection
+    )
+    inputs_dir = work_dir / "group_designs"
+    design_files = {plan.spec.task: str(write_design_tsv(plan, inputs_dir)) for plan in plans}
+    mask = selection.get("mask")
+    workflow = init_group_wf(
+        plans=plans, output_dir=str(out), design_files=design_files,
+        use_mask=mask is not None, n_jobs=n_jobs,
+    )  # fmt: skip
+    if mask is not None:
+        workflow.inputs.inputnode.mask_file = str(mask)
+    written = execute(workflow, entry.options)
+    files = _publish_designs(out, plans, design_files, bids_dir)
+    # a design the sinks also listed is counted once
+    return GroupResult(out, tuple(plans), tuple(dict.fromkeys(written + files)))
 
 
 def _publish_designs(out: Path, plans, design_files, bids_dir) -> list[Path]:

@@ -15,19 +15,14 @@ from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.model import load_model
-from glmflow.core.outputs import check_output_dir, write_dataset_description
+from glmflow.core.outputs import write_dataset_description
 from glmflow.core.preflight import (
     cached_check_first_level,
     check_first_level,
     dataset_conditions,
 )
-from glmflow.execution import (
-    ExecutionOptions,
-    absolute_path,
-    execute,
-    hold_folder,
-    validate_work_dir,
-)
+from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
+from glmflow.runners.entry import enter_level
 from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
 
 LOGGER = logging.getLogger("glmflow")
@@ -143,20 +138,23 @@ def run_participant_level(
     glmflow.execution.FolderInUseError
         Another run holds the work or output folder (one line naming it).
     """
-    options, selection = ExecutionOptions.split(keywords, execution)
-    options = options.with_work_dir(Path.cwd() / "work")
-    work_dir = options.work_dir
-    bids_dir, output_dir, model = map(absolute_path, (bids_dir, output_dir, model))
-    derivatives = None if derivatives is None else absolute_path(derivatives)
-    out = check_output_dir(output_dir / "glmflow", bids_dir, derivatives)
-    validate_work_dir(work_dir, bids_dir, derivatives, out)
+    entry, selection = enter_level(
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        derivatives=derivatives,
+        execution=execution,
+        keywords=keywords,
+    )
+    bids_dir, derivatives, work_dir, out = (
+        entry.bids_dir, entry.derivatives, entry.work_dir, entry.out
+    )  # fmt: skip
     with hold_folder(work_dir, "work"):
         # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy
         # machine
         with threadpool_limits(limits=1):
             analyses = plan_participant_level(
                 bids_dir=bids_dir,
-                model=model,
+                model=absolute_path(model),
                 derivatives=derivatives,
                 missing_conditions=missing_conditions,
                 database_dir=work_dir / "bids_db",
@@ -174,7 +172,7 @@ def run_participant_level(
             # the nodes repeat the pre-flight's steps and would say its warnings again (local
             # workers inherit this filter; cluster jobs write theirs to the job logs)
             warnings.simplefilter("ignore", UserWarning)
-            files = execute(workflow, options)
+            files = execute(workflow, entry.options)
     return ParticipantResult(out, tuple(analyses), tuple(files), work_dir)
 
 

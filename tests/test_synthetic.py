@@ -15,7 +15,7 @@ from nilearn.glm.first_level import make_first_level_design_matrix
 from nilearn.interfaces.fmriprep import load_confounds
 
 from glmflow.data import PRESETS, load_truth, make_synthetic_dataset
-from glmflow.data import _simulation as sim
+from glmflow.data import _anatomy as anatomy
 from glmflow.errors import DatasetError, GlmflowError
 
 SPACE = "space-MNI152NLin2009cAsym"
@@ -456,13 +456,13 @@ def test_shape_and_tr_overrides(tmp_path):
 def test_realistic_preset_geometry():
     preset = PRESETS["realistic"]
     assert preset["shape"] == (97, 115, 97) and preset["n_volumes"] >= 200
-    affine = sim.mni_like_affine(preset["shape"], preset["voxel_size"])
+    affine = anatomy.mni_like_affine(preset["shape"], preset["voxel_size"])
     mni_2mm = [[2, 0, 0, -96], [0, 2, 0, -132], [0, 0, 2, -78], [0, 0, 0, 1]]
     np.testing.assert_array_equal(affine, mni_2mm)
-    anat = sim.make_anatomy(preset["shape"], preset["voxel_size"], np.random.default_rng(0))
-    brain = sim.subject_brain(anat, np.random.default_rng(0))
+    anat = anatomy.make_anatomy(preset["shape"], preset["voxel_size"], np.random.default_rng(0))
+    brain = anatomy.subject_brain(anat, np.random.default_rng(0))
     assert 0.20 <= brain.mean() <= 0.25
-    assert sim.layout_problem(preset["shape"]) is None
+    assert anatomy.layout_problem(preset["shape"]) is None
     sizes = {name: int(np.prod([s.stop - s.start for s in b])) for name, b in anat.regions.items()}
     assert min(sizes.values()) > 100
 

@@ -212,6 +212,62 @@ def _compcor(
     return components, meta
 
 
+_README = (
+    "Synthetic faces-task fMRI dataset written by glmflow.data.make_synthetic_dataset.\n\n"
+    "The raw sub-*/func/*_bold.nii.gz images are header-correct placeholders filled with\n"
+    "zeros: analyses read derivatives/fmriprep (simulated preprocessed BOLD, brain masks,\n"
+    "confounds). The ground truth (effects, regions, all generation parameters) is in\n"
+    "derivatives/truth/truth.json with per-subject effect maps and region masks.\n"
+)
+_PARTICIPANTS_JSON = {
+    "participant_id": {"Description": "Participant label"},
+    "group": {
+        "Description": "Diagnostic group (balanced)",
+        "Levels": {"control": "healthy control", "patient": "patient"},
+    },
+    "age": {"Description": "Age at scan", "Units": "year"},
+    "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
+}
+_EVENTS_JSON = {
+    "trial_type": {
+        "Description": "Stimulus category",
+        "Levels": {
+            "face": "photograph of a face",
+            "house": "photograph of a house",
+            "scrambled": "phase-scrambled image",
+            "fixation": "fixation cross between blocks",
+        },
+    },
+    "rt": {"Description": "Reaction time (n/a for fixation)", "Units": "s"},
+    "block_type": {
+        "Description": "Attentional load of the block (n/a for fixation)",
+        "Levels": {"high": "high load", "low": "low load"},
+    },
+}
+_FMRIPREP_DESCRIPTION = {
+    "Name": "fMRIPrep - fMRI PREProcessing workflow",
+    "BIDSVersion": BIDS_VERSION,
+    "DatasetType": "derivative",
+    "GeneratedBy": [
+        {
+            "Name": "fMRIPrep",
+            "Version": FMRIPREP_VERSION,
+            "CodeURL": f"https://github.com/nipreps/fmriprep/archive/{FMRIPREP_VERSION}.tar.gz",
+        },
+        {
+            "Name": "glmflow.data.make_synthetic_dataset",
+            "Description": "simulated stand-in for fMRIPrep outputs",
+        },
+    ],
+}
+_TRUTH_DESCRIPTION = {
+    "Name": "Ground truth of the glmflow synthetic dataset",
+    "BIDSVersion": BIDS_VERSION,
+    "DatasetType": "derivative",
+    "GeneratedBy": [{"Name": "glmflow.data.make_synthetic_dataset"}],
+}
+
+
 def write_dataset_metadata(root: Path, preset: str, seed: int, participants: pd.DataFrame) -> None:
     """Dataset-level files: descriptions, README, participants, task sidecars."""
     write_json(
@@ -224,76 +280,15 @@ def write_dataset_metadata(root: Path, preset: str, seed: int, participants: pd.
             "Authors": ["glmflow.data.make_synthetic_dataset"],
         },
     )
-    (root / "README").write_text(
-        "Synthetic faces-task fMRI dataset written by glmflow.data.make_synthetic_dataset.\n\n"
-        "The raw sub-*/func/*_bold.nii.gz images are header-correct placeholders filled with\n"
-        "zeros: analyses read derivatives/fmriprep (simulated preprocessed BOLD, brain masks,\n"
-        "confounds). The ground truth (effects, regions, all generation parameters) is in\n"
-        "derivatives/truth/truth.json with per-subject effect maps and region masks.\n"
-    )
+    (root / "README").write_text(_README)
     write_tsv(root / "participants.tsv", participants)
-    write_json(
-        root / "participants.json",
-        {
-            "participant_id": {"Description": "Participant label"},
-            "group": {
-                "Description": "Diagnostic group (balanced)",
-                "Levels": {"control": "healthy control", "patient": "patient"},
-            },
-            "age": {"Description": "Age at scan", "Units": "year"},
-            "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
-        },
-    )
+    write_json(root / "participants.json", _PARTICIPANTS_JSON)
     write_json(
         root / f"task-{TASK}_bold.json",
         {"TaskName": TASK, "TaskDescription": "Event-related face / house / scrambled viewing"},
     )
-    write_json(
-        root / f"task-{TASK}_events.json",
-        {
-            "trial_type": {
-                "Description": "Stimulus category",
-                "Levels": {
-                    "face": "photograph of a face",
-                    "house": "photograph of a house",
-                    "scrambled": "phase-scrambled image",
-                    "fixation": "fixation cross between blocks",
-                },
-            },
-            "rt": {"Description": "Reaction time (n/a for fixation)", "Units": "s"},
-            "block_type": {
-                "Description": "Attentional load of the block (n/a for fixation)",
-                "Levels": {"high": "high load", "low": "low load"},
-            },
-        },
-    )
+    write_json(root / f"task-{TASK}_events.json", _EVENTS_JSON)
     fmriprep = root / "derivatives" / "fmriprep"
     fmriprep.mkdir(parents=True)
-    write_json(
-        fmriprep / "dataset_description.json",
-        {
-            "Name": "fMRIPrep - fMRI PREProcessing workflow",
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "derivative",
-            "GeneratedBy": [
-                {
-                    "Name": "fMRIPrep",
-                    "Version": FMRIPREP_VERSION,
-                    "CodeURL": f"https://github.com/nipreps/fmriprep/archive/{FMRIPREP_VERSION}.tar.gz",
-                },
-                {
-                    "Name": "glmflow.data.make_synthetic_dataset",
-                    "Description": "simulated stand-in for fMRIPrep outputs",
-                },
-            ],
-        },
-    )
-    write_json(
-        root / "derivatives" / "truth" / "dataset_description.json",
-        {
-            "Name": "Ground truth of the glmflow synthetic dataset",
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "glmflow.data.make_synthetic_dataset"}],
-        },
-    )
+    write_json(fmriprep / "dataset_description.json", _FMRIPREP_DESCRIPTION)
+    write_json(root / "derivatives" / "truth" / "dataset_description.json", _TRUTH_DESCRIPTION)

@@ -1,4 +1,4 @@
-"""Generative model of the synthetic dataset: anatomy, events, regressors and BOLD signal.
+"""Generative model of the synthetic dataset: events, regressors, motion and BOLD signal.
 
 Everything here is deterministic given a :class:`numpy.random.Generator`; the constants are
 the ground truth and are copied verbatim into ``derivatives/truth/truth.json``.
@@ -22,24 +22,12 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import compute_regressor
 
+from glmflow.data._anatomy import Anatomy
+
 CONDITIONS = ("face", "house", "scrambled")
 #: Generative regressors: the three conditions, face trials modulated by mean-centred RT,
 #: and every stimulus trial of a "high" block (the block effect).
 REGRESSORS = (*CONDITIONS, "rt", "highblock")
-CENTER_MM = (0.0, -18.0, 18.0)  # MNI position of the box centre (middle of the brain)
-SEMI_AXES = (0.37, 0.40, 0.355)  # brain ellipsoid semi-axes as fractions of the box: ~22 %
-BRAIN_JITTER = 0.03  # per-subject relative change of the semi-axes
-REGION_HALF_WIDTH = 0.1  # region box half-width as a fraction of the semi-axis (>= 1 voxel)
-#: Region centres in ellipsoid coordinates (x right, y anterior, z superior; 1 = brain edge).
-REGION_CENTERS = {
-    "face": (0.55, -0.2, -0.3),
-    "house": (-0.55, -0.2, -0.3),
-    "both": (0.0, -0.55, 0.3),
-    "rt": (0.55, 0.2, 0.3),
-    "block": (-0.55, 0.2, 0.3),
-    "group": (0.0, 0.5, -0.3),
-    "null": (0.0, 0.15, 0.45),
-}
 #: True betas (percent signal change per unit regressor; rt: per second of RT).
 #: The face beta of the "group" region is subject-specific (see GROUP_EFFECT).
 REGION_BETAS = {
@@ -59,9 +47,6 @@ GROUP_EFFECT = {
     "age_slope_per_year": -0.03,
     "between_subject_sd": 0.2,
 }
-CSF_CENTER, CSF_RADII = (0.0, 0.0, 0.0), (0.25, 0.3, 0.2)  # "ventricles", ellipsoid coords
-WM_SHELL = (0.3, 0.5)  # "white matter": ellipsoid radius range, minus regions and CSF
-TISSUE_GAIN = {"csf": 1.3, "wm": 0.85}  # baseline contrast relative to grey matter
 NOISE = {"sd_psc": 0.5, "edge_gain": 0.5, "ar_phi": 0.3}  # sd = sd_psc*(1+edge_gain*rho^2)
 NSS_BOOST = (0.3, 0.1)  # extra fraction of baseline in the leading non-steady-state frames
 DRIFT_MAX_PSC = 2.0  # linear and half-cosine drift amplitudes ~ U(-max, max) per run
@@ -79,118 +64,6 @@ PHYSIO_SD_PSC = {"csf": 1.0, "wm": 0.4, "other": 0.1}  # two shared physiologica
 STIM_DURATION = 1.0
 TRIALS_PER_BLOCK = 9
 END_MARGIN = 12.0  # seconds left after the last trial onset so its response is sampled
-
-
-@dataclass(frozen=True)
-class Anatomy:
-    """Template geometry shared by all subjects (voxel arrays have the box shape)."""
-
-    shape: tuple[int, int, int]
-    affine: np.ndarray
-    coords: np.ndarray  # (3, *shape) ellipsoid coordinates of every voxel (brain: norm < 1)
-    regions: dict[str, tuple[slice, slice, slice]]
-    csf: np.ndarray
-    wm: np.ndarray
-    baseline: np.ndarray  # template baseline before the subject scale (tissue contrast)
-
-
-def mni_like_affine(shape: tuple[int, int, int], voxel_size: float) -> np.ndarray:
-    """Affine with the box centred at :data:`CENTER_MM` and MNI (0, 0, 0) on a voxel centre.
-
-    For (97, 115, 97) at 2 mm this is exactly the MNI152NLin2009cAsym res-2 affine.
-    """
-    half = voxel_size * (np.asarray(shape) - 1) / 2
-    origin = voxel_size * np.round((np.asarray(CENTER_MM) - half) / voxel_size)
-    affine = np.diag([voxel_size] * 3 + [1.0])
-    affine[:3, 3] = origin
-    return affine
-
-
-def region_boxes(shape: tuple[int, int, int]) -> dict[str, tuple[slice, slice, slice]]:
-    """Voxel boxes of the truth regions for a box shape."""
-    centre = (np.asarray(shape) - 1) / 2
-    semi = np.asarray(SEMI_AXES) * shape
-    half = np.maximum(1, np.round(REGION_HALF_WIDTH * semi)).astype(int)
-    boxes = {}
-    for name, pos in REGION_CENTERS.items():
-        mid = np.round(centre + np.asarray(pos) * semi).astype(int)
-        boxes[name] = tuple(
-            slice(int(m - h), int(m + h + 1)) for m, h in zip(mid, half, strict=True)
-        )
-    return boxes
-
-
-def layout_problem(shape: tuple[int, int, int]) -> str | None:
-    """Say why the truth regions do not fit apart inside the brain of ``shape``, or None."""
-    boxes = region_boxes(shape)
-    coords = _ellipsoid_coords(shape)
-    rho = np.sqrt((coords**2).sum(0))
-    csf = _csf_mask(coords)
-    taken = np.zeros(shape, dtype=int)
-    for name, box in boxes.items():
-        if any(s.start < 0 or s.stop > n for s, n in zip(box, shape, strict=True)):
-            return f"region '{name}' falls outside the box"
-        # margin for the per-subject shrink of the brain
-        if rho[box].max() >= 0.95 or csf[box].any():
-            return f"region '{name}' reaches the brain edge or the ventricles"
-        # a one-voxel gap keeps the regions apart
-        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        if taken[grown].any():
-            return f"region '{name}' touches another region"
-        taken[box] = 1
-    return None
-
-
-def _ellipsoid_coords(shape: tuple[int, int, int]) -> np.ndarray:
-    centre = (np.asarray(shape) - 1) / 2
-    semi = np.asarray(SEMI_AXES) * shape
-    grid = np.indices(shape, dtype=float)
-    return (grid - centre[:, None, None, None]) / semi[:, None, None, None]
-
-
-def _csf_mask(coords: np.ndarray) -> np.ndarray:
-    rel = (coords - np.asarray(CSF_CENTER)[:, None, None, None]) / np.asarray(CSF_RADII)[
-        :, None, None, None
-    ]
-    return (rel**2).sum(0) < 1
-
-
-def make_anatomy(
-    shape: tuple[int, int, int], voxel_size: float, rng: np.random.Generator
-) -> Anatomy:
-    """Build the template brain, tissue masks, regions and the smooth baseline."""
-    coords = _ellipsoid_coords(shape)
-    rho = np.sqrt((coords**2).sum(0))
-    regions = region_boxes(shape)
-    region_any = np.zeros(shape, dtype=bool)
-    for box in regions.values():
-        region_any[box] = True
-    csf = _csf_mask(coords) & ~region_any
-    wm = (rho >= WM_SHELL[0]) & (rho < WM_SHELL[1]) & ~csf & ~region_any
-    # smooth intensity inhomogeneity: three random plane waves of about one cycle per brain
-    field = np.zeros(shape)
-    for _ in range(3):
-        freq = rng.uniform(-1.0, 1.0, size=3)
-        field += np.cos(np.pi * np.tensordot(freq, coords, axes=1) + rng.uniform(0, 2 * np.pi))
-    baseline = 1 + 0.1 * field / 3
-    baseline[csf] *= TISSUE_GAIN["csf"]
-    baseline[wm] *= TISSUE_GAIN["wm"]
-    return Anatomy(
-        shape=tuple(shape),
-        affine=mni_like_affine(shape, voxel_size),
-        coords=coords,
-        regions=regions,
-        csf=csf,
-        wm=wm,
-        baseline=baseline,
-    )
-
-
-def subject_brain(anat: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """Boolean brain mask: the template ellipsoid with jittered semi-axes."""
-    scale = 1 + rng.uniform(-BRAIN_JITTER, BRAIN_JITTER, size=3)
-    rho = np.sqrt(((anat.coords / scale[:, None, None, None]) ** 2).sum(0))
-    return rho < 1
 
 
 def make_events(rng: np.random.Generator, n_volumes: int, tr: float) -> pd.DataFrame:
@@ -366,17 +239,9 @@ def simulate_run(
     drift = run.drift[0] * (tau - 0.5) + run.drift[1] * np.cos(np.pi * tau)
     motion = (run.motion - run.motion.mean(0)) @ np.array(list(MOTION_PSC.values()))
     phi = NOISE["ar_phi"]
-
-    csf, wm = vox.masks["csf"], vox.masks["wm"]
-    means = {"gs": slice(None), "csf": csf, "wm": wm, "comb": csf | wm}
-    means["tcc"] = vox.masks["tcompcor"]
-    keep = {k: _subsample(np.flatnonzero(v)) for k, v in vox.masks.items()}
-    keep["combined"] = np.union1d(keep["csf"], keep["wm"])
-    series = {k: np.empty((n, v.size), np.float32) for k, v in keep.items()}
-    stats = {k: np.full(n, np.nan) for k in (*means, "dvars")}
+    recorder = _Recorder(vox.masks, n)
     volume = np.zeros(brain.size, np.float32)
     noise = rng.standard_normal(vox.index.size) * vox.sd
-    previous = None
     for t in range(n):
         if t:
             innovation = rng.standard_normal(vox.index.size)
@@ -389,27 +254,47 @@ def simulate_run(
         y32 = y.astype(np.float32)
         volume[vox.index] = y32
         sink(volume)
-        for key, where in means.items():
-            stats[key][t] = y32[where].mean(dtype=np.float64)
-        for key, where in keep.items():
-            series[key][t] = y32[where]
+        recorder.add(t, y32)
+    return recorder.stats(np.median(vox.base), run.n_nss)
+
+
+class _Recorder:
+    """Per-frame means, CompCor mask series and DVARS of the frames written so far."""
+
+    def __init__(self, masks: dict[str, np.ndarray], n: int) -> None:
+        csf, wm = masks["csf"], masks["wm"]
+        self.means = {"gs": slice(None), "csf": csf, "wm": wm, "comb": csf | wm}
+        self.means["tcc"] = masks["tcompcor"]
+        self.keep = {k: _subsample(np.flatnonzero(v)) for k, v in masks.items()}
+        self.keep["combined"] = np.union1d(self.keep["csf"], self.keep["wm"])
+        self.series = {k: np.empty((n, v.size), np.float32) for k, v in self.keep.items()}
+        self.values = {k: np.full(n, np.nan) for k in (*self.means, "dvars")}
+        self.previous: np.ndarray | None = None
+
+    def add(self, t: int, y32: np.ndarray) -> None:
+        for key, where in self.means.items():
+            self.values[key][t] = y32[where].mean(dtype=np.float64)
+        for key, where in self.keep.items():
+            self.series[key][t] = y32[where]
         current = y32.astype(np.float64)
-        if previous is not None:
-            stats["dvars"][t] = np.sqrt(np.mean((current - previous) ** 2))
-        previous = current
-    # Nipype (fMRIPrep) scales DVARS to a median brain intensity of 1000; its AR(1)-based
-    # standardisation is replaced by the run's median over steady-state frames (robust, ~1)
-    dvars = stats["dvars"] * 1000 / np.median(vox.base)
-    return RunStats(
-        global_signal=stats["gs"],
-        csf=stats["csf"],
-        white_matter=stats["wm"],
-        csf_wm=stats["comb"],
-        tcompcor=stats["tcc"],
-        dvars=dvars,
-        std_dvars=dvars / np.median(dvars[run.n_nss + 1 :]),
-        series=series,
-    )
+        if self.previous is not None:
+            self.values["dvars"][t] = np.sqrt(np.mean((current - self.previous) ** 2))
+        self.previous = current
+
+    def stats(self, median_base: float, n_nss: int) -> RunStats:
+        # Nipype (fMRIPrep) scales DVARS to a median brain intensity of 1000; its AR(1)-based
+        # standardisation is replaced by the run's median over steady-state frames (robust, ~1)
+        dvars = self.values["dvars"] * 1000 / median_base
+        return RunStats(
+            global_signal=self.values["gs"],
+            csf=self.values["csf"],
+            white_matter=self.values["wm"],
+            csf_wm=self.values["comb"],
+            tcompcor=self.values["tcc"],
+            dvars=dvars,
+            std_dvars=dvars / np.median(dvars[n_nss + 1 :]),
+            series=self.series,
+        )
 
 
 def _subsample(positions: np.ndarray, limit: int = 4000) -> np.ndarray:

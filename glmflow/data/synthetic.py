@@ -11,7 +11,6 @@ is described in :mod:`glmflow.data._simulation` and, in full, in ``truth.json``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from glmflow import __version__
+from glmflow.data import _anatomy as anatomy
 from glmflow.data import _simulation as sim
 from glmflow.data._files import (
     TASK,
@@ -33,11 +32,18 @@ from glmflow.data._files import (
     write_nifti,
     write_tsv,
 )
+from glmflow.data._truth import (
+    TRUTH_DIR,
+    effect_maps,
+    truth_header,
+    write_effect_maps,
+    write_region_masks,
+)
+from glmflow.data._truth import group_effects as _group_effects
 from glmflow.errors import DatasetError
 
 SPACE = "MNI152NLin2009cAsym"
 N_NON_STEADY_STATE = 2
-TRUTH_DIR = Path("derivatives", "truth")
 MIN_RUN_SECONDS = 60.0
 
 PRESETS = MappingProxyType(
@@ -127,15 +133,15 @@ def make_synthetic_dataset(
 
 
 def _write_dataset(root: Path, params: _Params) -> None:
-    anat = sim.make_anatomy(params.shape, params.voxel_size, _rng(params.seed, 0))
+    anat = anatomy.make_anatomy(params.shape, params.voxel_size, _rng(params.seed, 0))
     participants = _make_participants(params.n_subjects, _rng(params.seed, 1))
     group_effects = _group_effects(participants, _rng(params.seed, 2))
-    truth = _truth_header(params, anat)
+    truth = truth_header(asdict(params), anat, space=SPACE, n_non_steady_state=N_NON_STEADY_STATE)
     truth["group_effect"]["mean_age"] = float(participants["age"].mean())
     # written first so an interrupted run is still recognised (and replaced) by overwrite=True
     write_json(root / TRUTH_DIR / "truth.json", truth | {"complete": False})
     write_dataset_metadata(root, params.preset, params.seed, participants)
-    _write_region_masks(root, anat)
+    write_region_masks(root, anat)
     for i, row in enumerate(participants.itertuples()):
         rng = _rng(params.seed, 3, i)
         subject = {
@@ -146,9 +152,9 @@ def _write_dataset(root: Path, params: _Params) -> None:
             "group_region_face_effect": group_effects[i][0],
             "between_subject_noise": group_effects[i][1],
         }
-        brain = sim.subject_brain(anat, rng)
-        betas = _effect_maps(anat, group_effects[i][0])
-        subject["effect_maps"] = _write_effect_maps(root, row.participant_id, betas, anat)
+        brain = anatomy.subject_brain(anat, rng)
+        betas = effect_maps(anat, group_effects[i][0])
+        subject["effect_maps"] = write_effect_maps(root, row.participant_id, betas, anat)
         subject["runs"] = {}
         for ses in range(1, params.n_sessions + 1):
             for run in range(1, params.n_runs + 1):
@@ -158,27 +164,6 @@ def _write_dataset(root: Path, params: _Params) -> None:
                 subject["runs"][key] = info
         truth["subjects"][row.participant_id] = subject
     write_json(root / TRUTH_DIR / "truth.json", truth | {"complete": True})
-
-
-def load_truth(dataset_dir: str | Path) -> dict:
-    """Read ``derivatives/truth/truth.json`` of a synthetic dataset.
-
-    Paths inside (masks, effect maps, events) are relative to ``derivatives/truth`` or,
-    for run files, to the dataset root.
-    """
-    path = Path(dataset_dir) / TRUTH_DIR / "truth.json"
-    if not path.is_file():
-        raise DatasetError(
-            f"No ground truth at {path}: {dataset_dir} is not a dataset written by "
-            "glmflow.data.make_synthetic_dataset"
-        )
-    truth = json.loads(path.read_text())
-    if not truth.get("complete"):
-        raise DatasetError(
-            f"Ground truth {path} is incomplete: the dataset generation was interrupted; "
-            "generate it again with overwrite=True"
-        )
-    return truth
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
@@ -212,7 +197,7 @@ def _resolve_params(preset, n_subjects, n_runs, n_sessions, n_volumes, shape, tr
     ):
         raise DatasetError(f"'shape' must be three positive integers. Got {shape!r} instead.")
     shape = tuple(int(s) for s in shape)
-    problem = sim.layout_problem(shape)
+    problem = anatomy.layout_problem(shape)
     if problem:
         raise DatasetError(
             f"'shape' {shape} is too small for the truth regions ({problem}); "
@@ -265,115 +250,6 @@ def _make_participants(n: int, rng: np.random.Generator) -> pd.DataFrame:
             "sex": rng.permutation(np.resize(["F", "M"], n)).tolist(),
         }
     )
-
-
-def _group_effects(
-    participants: pd.DataFrame, rng: np.random.Generator
-) -> list[tuple[float, float]]:
-    """Face effect of each subject in the group region, and its between-subject noise."""
-    g = sim.GROUP_EFFECT
-    coding = np.where(participants["group"] == "patient", 0.5, -0.5)
-    age = participants["age"].to_numpy()
-    noise = rng.normal(0.0, g["between_subject_sd"], len(participants))
-    effects = (
-        g["mean"]
-        + g["patient_minus_control"] * coding
-        + g["age_slope_per_year"] * (age - age.mean())
-        + noise
-    )
-    return [(float(e), float(z)) for e, z in zip(effects, noise, strict=True)]
-
-
-def _effect_maps(anat: sim.Anatomy, group_face: float) -> np.ndarray:
-    betas = np.zeros((len(sim.REGRESSORS), *anat.shape), np.float32)
-    for region, box in anat.regions.items():
-        values = dict(sim.REGION_BETAS[region])
-        if region == "group":
-            values["face"] = group_face
-        for name, beta in values.items():
-            betas[(sim.REGRESSORS.index(name), *box)] = beta
-    return betas
-
-
-def _truth_header(params: _Params, anat: sim.Anatomy) -> dict:
-    regions = {}
-    for name, box in anat.regions.items():
-        betas = dict(sim.REGION_BETAS[name])
-        if name == "group":
-            betas["face"] = "subject-specific: subjects.<sub>.group_region_face_effect"
-        regions[name] = {
-            "bbox": [[s.start, s.stop] for s in box],
-            "n_voxels": int(np.prod([s.stop - s.start for s in box])),
-            "mask": f"desc-{name}_mask.nii.gz",
-            "betas": betas,
-        }
-    return {
-        "generator": "glmflow.data.make_synthetic_dataset",
-        "glmflow_version": __version__,
-        "parameters": asdict(params),
-        "task": TASK,
-        "space": SPACE,
-        "affine": anat.affine.tolist(),
-        "conditions": list(sim.CONDITIONS),
-        "other_trial_types": ["fixation"],
-        "regressors": {
-            **{c: f"'{c}' trials (duration from events.tsv)" for c in sim.CONDITIONS},
-            "rt": "'face' trials with amplitude rt - mean(rt of the run's face trials)",
-            "highblock": "face, house and scrambled trials with block_type 'high'",
-        },
-        "units": "percent of the voxel's baseline (rt: percent per second)",
-        "hrf_model": "spm",
-        "tr": params.tr,
-        "start_time": 0.5 * params.tr,
-        "slice_time_ref": 0.5,
-        "frame_times": "(i + start_time / tr) * tr, i = 0 .. n_volumes - 1",
-        "signal_model": (
-            "y = B * (1 + (sum_k beta_k x_k + drift + motion + physio + noise) / 100) "
-            "+ B * nss_boost; 0 outside the subject's brain mask"
-        ),
-        "regions": regions,
-        "bbox_convention": "voxel index [start, stop) per axis",
-        "group_effect": {
-            **sim.GROUP_EFFECT,
-            "region": "group",
-            "regressor": "face",
-            "group_coding": {"patient": 0.5, "control": -0.5},
-            "age_centering": "sample mean age",
-        },
-        "noise": {
-            **sim.NOISE,
-            "model": "AR(1); marginal sd = sd_psc * (1 + edge_gain * rho^2), rho = "
-            "ellipsoid radius (0 centre, 1 brain edge)",
-        },
-        "n_non_steady_state": N_NON_STEADY_STATE,
-        "nss_boost": list(sim.NSS_BOOST),
-        "drift": {
-            "max_psc": sim.DRIFT_MAX_PSC,
-            "model": "(1 + 0.5 * x_ellipsoid) * (a_lin * (tau - 0.5) + a_cos * cos(pi * tau)), "
-            "tau = i / (n_volumes - 1); per-run [a_lin, a_cos] in subjects.<sub>.runs",
-        },
-        "motion_psc": dict(sim.MOTION_PSC),
-        "motion_model": "sum_k motion_psc[k] * (param_k - mean over the run)",
-        "physio_sd_psc": dict(sim.PHYSIO_SD_PSC),
-        "baseline": "100 * baseline_scale * (1 + 0.1 * smooth field) * tissue gain "
-        f"{sim.TISSUE_GAIN}",
-        "subjects": {},
-    }
-
-
-def _write_region_masks(root: Path, anat: sim.Anatomy) -> None:
-    for name, box in anat.regions.items():
-        mask = np.zeros(anat.shape, np.uint8)
-        mask[box] = 1
-        write_image(root / TRUTH_DIR / f"desc-{name}_mask.nii.gz", mask, anat.affine)
-
-
-def _write_effect_maps(root: Path, sub: str, betas: np.ndarray, anat: sim.Anatomy) -> dict:
-    maps = {}
-    for k, name in enumerate(sim.REGRESSORS):
-        maps[name] = f"{sub}_desc-{name}_effect.nii.gz"
-        write_image(root / TRUTH_DIR / maps[name], betas[k], anat.affine)
-    return maps
 
 
 def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tuple[str, dict]:
@@ -435,7 +311,7 @@ def _write_run(root, params, anat, sub, ses, run, brain, betas, subject) -> tupl
     }
 
 
-def _write_raw_bold(path: Path, anat: sim.Anatomy, n: int, tr: float) -> None:
+def _write_raw_bold(path: Path, anat: anatomy.Anatomy, n: int, tr: float) -> None:
     """Zero-filled raw BOLD with the right header (glmflow reads only the derivatives)."""
     n_slices = anat.shape[2]
     write_json(

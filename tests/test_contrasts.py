@@ -1,4 +1,4 @@
-"""Contrasts against nilearn's FirstLevelModel.compute_contrast, missing terms, errors, node.
+"""Contrasts against nilearn (FirstLevelModel.compute_contrast and nilearn.glm.compute_contrast).
 
 Tolerances (much tighter than the 1e-3 z / 1e-4 rtol the project asks for, since we follow
 nilearn's arithmetic): |dz| < 1e-6, effect / variance / stat rtol 1e-8.
@@ -73,6 +73,34 @@ def test_contrasts_match_nilearn(run, noise_model, sample_mask, fwhm):
     _assert_same_maps(f_ours, f_ref, mask_file)
     assert f_ours["effect"].shape == (2, fit.n_voxels)
     assert t_ours.dof == f_ours.dof == fit.df_residuals
+
+
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+def test_contrasts_match_nilearn_compute_contrast(noise_model):
+    # the public function this module re-implements, on the same data and design
+    from nilearn.glm import compute_contrast as nilearn_contrast
+    from nilearn.glm.first_level import run_glm
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.standard_normal((80, 3)), np.ones(80)])
+    noise = rng.standard_normal((80, 300))
+    noise[1:] += 0.4 * noise[:-1]
+    Y = X @ rng.uniform(-1, 2, (4, 300)) + noise
+    names = ["face", "house", "motion", "constant"]
+    fit = fit_glm(Y, X, column_names=names, noise_model=noise_model, signal_scaling=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels, results = run_glm(Y, X, noise_model=noise_model)
+    for spec, matrix, stat_type in [
+        ({"name": "t", "expressions": ["face - house"]}, [1, -1, 0, 0], "t"),
+        ({"name": "F", "expressions": ["face", "house"], "stat_type": "F"}, np.eye(4)[:2], "F"),
+    ]:
+        ours = compute_contrast(fit, spec)
+        theirs = nilearn_contrast(labels, results, np.asarray(matrix, float), stat_type)
+        assert np.abs(ours["z"] - theirs.z_score()).max() < 1e-6
+        for key, value in [("stat", theirs.stat()), ("p", theirs.p_value()),
+                           ("effect", theirs.effect), ("variance", theirs.variance)]:  # fmt: skip
+            np.testing.assert_allclose(ours[key], np.squeeze(value), rtol=1e-8, atol=1e-12)
 
 
 def test_weights_rows_equal_expressions(run):

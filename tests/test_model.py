@@ -417,6 +417,64 @@ def test_bad_model_is_refused_with_one_line(data, message):
     assert "\n" not in str(info.value)
 
 
+# Validate once: every option rule the stage functions used to re-check on their keyword
+# arguments (design._validate_parameters, events._check_options, confounds._check_options,
+# glm's option check) is the spec's, so a stage given a sub-spec checks only the data.
+STAGE_OPTION_RULES = [
+    (EventsSpec, "condition_column", ""),
+    (EventsSpec, "rename_conditions", {"a": ""}),
+    (EventsSpec, "rename_conditions", {"": "a"}),
+    (EventsSpec, "demean_modulators", "yes"),
+    (EventsSpec, "block_column", ""),
+    (EventsSpec, "block_column", "trial_type"),  # the condition column
+    (EventsSpec, "missing_block_column", "ignore"),
+    (EventsSpec, "incomplete_events", "skip"),
+    (EventsSpec, "missing_conditions", "drop"),
+    (EventsSpec, "drop_conditions", [""]),
+    (EventsSpec, "modulators", [" "]),
+    (ConfoundsSpec, "strategy", ["aroma"]),
+    (ConfoundsSpec, "strategy", ["compcor"]),  # needs high_pass
+    (ConfoundsSpec, "motion", "all"),
+    (ConfoundsSpec, "wm_csf", "none"),
+    (ConfoundsSpec, "global_signal", 2),
+    (ConfoundsSpec, "compcor", "anat"),
+    (ConfoundsSpec, "n_compcor", 0),
+    (ConfoundsSpec, "n_compcor", 2.5),
+    (ConfoundsSpec, "fd_threshold", 0),
+    (ConfoundsSpec, "std_dvars_threshold", -1.5),
+    (ConfoundsSpec, "scrub", -1),
+    (ConfoundsSpec, "demean", 1),
+    (ConfoundsSpec, "columns", [""]),
+    (ConfoundsSpec, "optional_columns", [""]),
+    (DesignSpec, "hrf_model", "canonical"),
+    (DesignSpec, "drift_model", "linear"),
+    (DesignSpec, "high_pass", -0.01),
+    (DesignSpec, "drift_order", -1),
+    (DesignSpec, "drift_order", True),
+    (DesignSpec, "oversampling", 0),
+    (DesignSpec, "min_onset", float("inf")),
+    (DesignSpec, "fir_delays", [1, 2]),  # only with hrf_model "fir"
+    (DesignSpec, "fir_delays", [-1]),
+    (GlmSpec, "noise_model", "ar2"),
+    (GlmSpec, "signal_scaling", 1),
+    (GlmSpec, "slice_time_ref", 1.5),
+    (GlmSpec, "slice_time_ref", -0.1),
+    (GlmSpec, "smoothing_fwhm", -1),
+]
+
+
+@pytest.mark.parametrize(("cls", "name", "value"), STAGE_OPTION_RULES)
+def test_the_spec_holds_every_stage_option_rule(cls, name, value):
+    with pytest.raises(ModelSpecError, match=f"^'{name}' "):
+        cls(**{name: value})
+
+
+def test_fir_rules_are_the_spec_s():
+    for delays in ([], [1, 1], [0.5]):
+        with pytest.raises(ModelSpecError, match="^'fir_delays' "):
+            DesignSpec(hrf_model="fir", fir_delays=delays)
+
+
 BAD_JSON = [
     (
         '{"name": "a",\n "task": }',

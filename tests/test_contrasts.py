@@ -158,8 +158,14 @@ def test_contrast_with_nothing_left_is_skipped(run):
             {"name": "x", "expressions": ["face", "house"], "stat_type": "t"},
             r"Contrast 'x' is a t contrast with 2 rows; give one row or set \"stat_type\": \"F\"",
         ),
-        ({"name": "x", "expressions": ["face"], "stat_type": "z"}, r"stat_type must be 't' or"),
-        ({"name": "x"}, r"Contrast 'x' must give either 'expressions' or 'weights'"),
+        (
+            {"name": "x", "expressions": ["face"], "stat_type": "z"},
+            r"^Contrast 'x' has stat_type 'z'; use 't' or 'F'$",
+        ),
+        (
+            {"name": "x"},
+            r"^Contrast 'x' must give either 'expressions' or 'weights' \(not both\)$",
+        ),
         (
             {"name": "x", "expressions": ["face - face"]},
             r"Contrast 'x' row 1 has zero weight on every column of the design of d.tsv",

@@ -334,7 +334,7 @@ CONTRAST_ERRORS = [
     ),
     (
         {"stat_type": "t"},
-        "Contrast 'c' in model.json has neither expressions nor weights; give one",
+        "Contrast 'c' in model.json must give either 'expressions' or 'weights' (not both)",
     ),
 ]
 

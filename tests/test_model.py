@@ -395,7 +395,7 @@ BAD_MODELS = [
     (_model(contrasts=[{"name": "x", "expressions": ["face*house"]}]),
      """Contrast "x": Formula "face*house" multiplies two columns"""),
     (_model(contrasts=[{"name": "x"}]),
-     """Contrast "x" must give either 'expressions' or 'weights' (not both) (in m.json)"""),
+     """Contrast 'x' must give either 'expressions' or 'weights' (not both) (in m.json)"""),
     (_model(contrasts=[{"name": "x", "expressions": ["a", "b"]}]),
      """Contrast 'x' is a t contrast with 2 rows; give one row or set "stat_type": "F\""""),
     (_model(contrasts=[{"name": "x", "weights": [{"a": 0}]}]),

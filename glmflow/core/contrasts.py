@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.linalg as spl
 
-from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_weights
+from glmflow.core.formula import FormulaError, check_contrast, check_finite, formula_weights
 from glmflow.core.glm import FirstLevelFit
 from glmflow.errors import ContrastError
 
@@ -131,11 +131,7 @@ def _rows(contrast: Mapping[str, Any] | Any) -> tuple[str, str, tuple]:
     expressions = tuple(_get(contrast, "expressions", ()) or ())
     weight_rows = tuple(_get(contrast, "weights", ()) or ())
     stat_type = _get(contrast, "stat_type", "t")
-    if stat_type not in ("t", "F"):
-        raise ContrastError(f"Contrast '{name}': stat_type must be 't' or 'F', got {stat_type!r}")
-    if bool(expressions) == bool(weight_rows):
-        raise ContrastError(f"Contrast '{name}' must give either 'expressions' or 'weights'")
-    check_rows(name, stat_type, len(expressions) + len(weight_rows), error=ContrastError)
+    check_contrast(name, stat_type, len(expressions), len(weight_rows), error=ContrastError)
     return name, stat_type, expressions or weight_rows
 
 

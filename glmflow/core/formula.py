@@ -23,6 +23,7 @@ import keyword
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from glmflow.errors import GlmflowError
 
 __all__ = [
     "FormulaError",
+    "StatType",
+    "check_contrast",
     "check_finite",
     "check_rows",
     "formula_terms",
@@ -37,6 +40,7 @@ __all__ = [
     "term",
 ]
 
+StatType = Literal["t", "F"]
 _BACKTICKS = re.compile(r"`([^`]*)`")
 _OPERATOR_CHARS = frozenset("+-*/()<>=!&|%^~,[]{}@:;")
 _EXAMPLE = (
@@ -73,6 +77,27 @@ def check_rows(
             f"Contrast {name!r}{at} is a t contrast with {n_rows} rows; give one row or set "
             '"stat_type": "F"'
         )
+
+
+def check_contrast(
+    name: str,
+    stat_type: object,
+    n_expressions: int,
+    n_weights: int,
+    *,
+    where: str = "",
+    error: type[Exception],
+) -> None:
+    """The shape rules of every contrast: a stat type "t" or "F", either formulas or weight
+    rows (not both), and :func:`check_rows`. Raises ``error`` (the caller's error type)."""
+    at = f" in {where}" if where else ""
+    if stat_type not in get_args(StatType):
+        raise error(f"Contrast {name!r}{at} has stat_type {stat_type!r}; use 't' or 'F'")
+    if bool(n_expressions) == bool(n_weights):
+        raise error(
+            f"Contrast {name!r}{at} must give either 'expressions' or 'weights' (not both)"
+        )
+    check_rows(name, stat_type, n_expressions + n_weights, where=where, error=error)
 
 
 def check_finite(weights: Mapping[str, float], what: str) -> None:

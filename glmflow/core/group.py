@@ -27,7 +27,13 @@ from nilearn.glm.second_level import SecondLevelModel, make_second_level_design_
 from nilearn.image import index_img, resample_img
 from nilearn.maskers import NiftiMasker
 
-from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_weights, term
+from glmflow.core.formula import (
+    FormulaError,
+    check_contrast,
+    check_finite,
+    formula_weights,
+    term,
+)
 from glmflow.core.model import GroupDesign, GroupMethod, GroupOutputType
 from glmflow.errors import GroupModelError
 
@@ -448,12 +454,11 @@ def _spec_weights(
     spec: Mapping[str, Any], columns: list[str], name: str, source: str
 ) -> np.ndarray:
     stat_type = spec.get("stat_type", "t")
-    if stat_type not in ("t", "F"):
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} has stat_type {stat_type!r}; use 't' or 'F'"
-        )
-    rows: list = list(spec.get("expressions") or [])
-    for row in spec.get("weights") or []:
+    expressions, weight_rows = list(spec.get("expressions") or []), spec.get("weights") or []
+    n_given = (len(expressions), len(weight_rows))
+    check_contrast(name, stat_type, *n_given, where=source, error=GroupModelError)
+    rows: list = expressions
+    for row in weight_rows:
         unknown = [c for c in row if c not in columns]
         if unknown:
             raise GroupModelError(
@@ -461,15 +466,8 @@ def _spec_weights(
                 f"(available: {', '.join(columns)})"
             )
         rows.append([float(row.get(c, 0.0)) for c in columns])
-    if not rows:
-        raise GroupModelError(
-            f"Contrast {name!r} in {source} has neither expressions nor weights; give one"
-        )
     weights = np.atleast_2d(contrast_weights(rows, columns, name=name, source=source))
-    if stat_type == "F":
-        return weights
-    check_rows(name, stat_type, len(weights), where=source, error=GroupModelError)
-    return weights[0]
+    return weights if stat_type == "F" else weights[0]
 
 
 def _formula_weights(formula: str, columns: list[str], name: str, source: str) -> np.ndarray:

@@ -12,7 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from glmflow.core.formula import FormulaError, check_finite, check_rows, formula_terms, term
+from glmflow.core.formula import (
+    FormulaError,
+    StatType,
+    check_contrast,
+    check_finite,
+    formula_terms,
+    term,
+)
 from glmflow.core.model.validation import (
     FrozenMap,
     _bad,
@@ -26,7 +33,6 @@ from glmflow.core.model.validation import (
 )
 from glmflow.errors import ModelSpecError
 
-StatType = Literal["t", "F"]
 AutoContrast = Literal["conditions", "pairwise"]
 
 
@@ -66,12 +72,8 @@ class ContrastSpec(_Spec):
         if isinstance(self.weights, str | Mapping) or not isinstance(self.weights, Sequence):
             raise _bad("weights", "a list of {column: weight} rows", self.weights)
         _set(self, "weights", tuple(self._row(row) for row in self.weights))
-        rows = len(self.expressions) + len(self.weights)
-        if bool(self.expressions) == bool(self.weights):
-            raise ModelSpecError(
-                f"Contrast {_show(name)} must give either 'expressions' or 'weights' (not both)"
-            )
-        check_rows(name, self.stat_type, rows, error=ModelSpecError)
+        n_expressions, n_weights = len(self.expressions), len(self.weights)
+        check_contrast(name, self.stat_type, n_expressions, n_weights, error=ModelSpecError)
 
     def _row(self, row: Any) -> FrozenMap:
         if not isinstance(row, Mapping) or not row:

@@ -101,7 +101,7 @@ class GroupSpec(_Spec):
     ``covariates`` are participants.tsv columns (numeric as they are, text dummy coded),
     demeaned when ``demean_covariates``. ``first_level_contrasts`` names the subject-level
     contrasts modelled (empty: every one found). ``contrasts`` are over the design columns;
-    empty means the design's defaults (see ``glmflow.workflows.group_runner``).
+    empty means the design's defaults (``glmflow.core.group.default_group_contrasts``).
     ``method`` "ols" is nilearn's SecondLevelModel, "fixed" precision-weighted fixed
     effects with the first-level variance maps. ``smoothing_fwhm`` (mm) smooths the maps
     before the fit; ``target_affine`` (9 or 16 numbers) and ``target_shape`` resample maps

@@ -150,7 +150,7 @@ def main() -> None:
         _glmflow(bids, root / "out1", root / "work1", model, "--participant-label", "01",
                  "--run", "1", "--plugin", "Linear", "--smoothing-fwhm", "0")
     )  # fmt: skip
-    design = root / "out1/glmflow/sub-01/func/sub-01_task-faces_run-1_desc-design_matrix.tsv"
+    design = root / "out1/glmflow/sub-01/func/sub-01_task-faces_run-1_design.tsv"
     formulas = [f for f in MODEL["faces"]["design_contrasts"].values()]
     formulas += ["face", "house", "scrambled"]  # glm-express's condition maps
     nilearn_s, nilearn_rss = _timed(

@@ -132,7 +132,7 @@ def test_one_sample_finds_the_group_effect_where_the_truth_is(study, tmp_path):
         assert (top / f"{PREFIX}face_stat-{stat}_statmap.json").is_file()
     assert f"{PREFIX}face_stat-z_desc-fdr_statmap.nii.gz" in names
     assert f"{PREFIX}face_stat-z_desc-fdr_clusters.tsv" in names
-    assert "task-faces_desc-design_matrix.tsv" in names
+    assert "task-faces_design.tsv" in names
     significant = _map(study, "face", "z", "fdr") != 0
     masks = study["masks"]
     assert significant[masks["group"]].sum() >= 20  # of 27 voxels
@@ -257,9 +257,7 @@ def test_group_z_maps_equal_nilearn_second_level_model(study, tmp_path):
         study, tmp_path, design="two-sample", group_column="group", covariates=["age"],
         first_level_contrasts=["face"], inference={"method": "none"},
     )  # fmt: skip
-    design = pd.read_csv(
-        study["out"] / "glmflow" / "task-faces_desc-design_matrix.tsv", sep="\t", index_col=0
-    )
+    design = pd.read_csv(study["out"] / "glmflow" / "task-faces_design.tsv", sep="\t", index_col=0)
     assert list(design.columns) == ["group_control", "group_patient", "age"]
     assert design["age"].mean() == pytest.approx(0.0, abs=1e-9)  # demeaned by default
     model = SecondLevelModel().fit(_subject_maps(study), design_matrix=design)
@@ -375,7 +373,7 @@ def test_cli_group_with_a_generic_design_file(study, tmp_path, capsys):
         [f"{PREFIX}houseAge_stat-{s}_statmap.{e}" for s in MAP_STATS for e in ("json", "nii.gz")]
         + [f"{PREFIX}houseAge_stat-z_desc-bonferroni_statmap.{e}" for e in ("json", "nii.gz")]
         + [f"{PREFIX}houseAge_stat-z_desc-bonferroni_clusters.{e}" for e in ("json", "tsv")]
-        + ["task-faces_desc-design_matrix.tsv"]
+        + ["task-faces_design.tsv"]
     )
     fit = tmp_path / "work/glmflow_group_wf/task_faces_house_wf/fit_group_model"
     stamp = (fit / "result_fit_group_model.pklz").stat().st_mtime_ns

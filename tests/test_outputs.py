@@ -148,10 +148,10 @@ def test_stat_labels_and_design_paths(tmp_path):
     ]
     assert derivative_path(tmp_path, RUN, contrast="a", stat="t", level="run", extension=".nii")
     assert design_path(tmp_path, RUN_SES, level="run") == (
-        tmp_path / "sub-01/ses-2/func/sub-01_ses-2_task-faces_run-01_desc-design_matrix.tsv"
+        tmp_path / "sub-01/ses-2/func/sub-01_ses-2_task-faces_run-01_design.tsv"
     )
     assert design_path(tmp_path, RUN, level="subject", extension=".svg") == (
-        tmp_path / "sub-01/func/sub-01_task-faces_desc-design_matrix.svg"
+        tmp_path / "sub-01/func/sub-01_task-faces_design.svg"
     )
     map_path = tmp_path / "a_stat-z_statmap.nii.gz"
     assert sidecar_path(map_path) == tmp_path / "a_stat-z_statmap.json"
@@ -265,20 +265,37 @@ def _umask() -> int:
     return mask
 
 
-def test_atomic_copy_links_or_copies(tmp_path):
+def test_atomic_copy_is_a_private_copy_with_the_source_time(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"abc")
-    linked = atomic_copy(src, tmp_path / "o" / "linked.bin")
-    copied = atomic_copy(src, tmp_path / "o" / "copied.bin", link=False)
-    assert linked.stat().st_ino == src.stat().st_ino
+    copied = atomic_copy(src, tmp_path / "o" / "copied.bin")
     assert copied.stat().st_ino != src.stat().st_ino and copied.read_bytes() == b"abc"
+    assert copied.stat().st_mtime_ns == src.stat().st_mtime_ns  # publish's up-to-date test
+    copied.write_bytes(b"edited")
+    assert src.read_bytes() == b"abc"  # an edit of the output leaves the source intact
     other = tmp_path / "other.bin"
     other.write_bytes(b"xyz")
     atomic_copy(other, copied)  # overwrite an existing output
     assert copied.read_bytes() == b"xyz"
     with pytest.raises(FileNotFoundError):
         atomic_copy(tmp_path / "missing", tmp_path / "o" / "m.bin")
-    assert sorted(os.listdir(tmp_path / "o")) == ["copied.bin", "linked.bin"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["copied.bin"]
+
+
+def test_publish_copies_what_is_missing_or_edited_and_nothing_else(tmp_path):
+    from glmflow.core.publish import publish, write_manifest
+
+    sources = [_map(tmp_path / "work" / f"{i}.nii.gz", i) for i in range(3)]
+    pairs = [(src, tmp_path / "out" / "func" / f"map{i}.nii.gz") for i, src in enumerate(sources)]
+    manifest = write_manifest(tmp_path / "work" / "manifest.json", pairs)
+    assert publish([manifest]) == [dst for _, dst in pairs]
+    assert publish([manifest]) == []  # up to date: nothing rewritten
+    edited = pairs[1][1]
+    nib.save(nib.Nifti1Image(np.full((7, 8, 9), 9.0, np.float32), np.eye(4)), edited)
+    assert publish([manifest]) == [edited]
+    assert np.asarray(nib.load(edited).dataobj).max() == 1.0  # the cached value again
+    assert np.asarray(nib.load(sources[1]).dataobj).max() == 1.0  # the cache never changed
+    assert not list((tmp_path / "out").rglob(".*"))
 
 
 def _map(path: Path, value: float) -> Path:
@@ -310,7 +327,7 @@ def test_write_derivatives(tmp_path):
     assert written == [
         out / f"{stem}_stat-z_statmap.nii.gz",
         out / f"{stem}_stat-t_statmap.nii",
-        out / "sub-01/func/sub-01_task-faces_run-1_desc-design_matrix.tsv",
+        out / "sub-01/func/sub-01_task-faces_run-1_design.tsv",
     ]
     assert np.asarray(nib.load(written[1]).dataobj).max() == 2.0
     assert json.loads((out / f"{stem}_stat-z_statmap.json").read_text()) == {
@@ -374,6 +391,8 @@ def test_derivatives_sink_node_runs_once(tmp_path):
         node = pe.Node(DerivativesSink(**inputs), name="sink", base_dir=str(tmp_path / "wd"))
         return node.run().outputs
 
+    from glmflow.core.publish import publish
+
     outputs = run()
     stem = f"{out}/sub-01/func/sub-01_task-faces_run-1_space-{SPACE}_contrast-"
     assert outputs.out_files[:2] == [
@@ -383,17 +402,21 @@ def test_derivatives_sink_node_runs_once(tmp_path):
     assert [Path(f).name.split("_stat-")[1] for f in outputs.out_files] == [
         f"{s}_statmap.nii.gz" for s in ("effect", "effect", "variance", "variance", "t", "F")
     ] + [f"{s}_statmap.nii.gz" for s in ("p", "p", "z", "z")]
-    sidecar = json.loads(Path(outputs.sidecar_files[5]).read_text())
+    sidecar = json.loads((tmp_path / "wd/sink" / Path(outputs.sidecar_files[5]).name).read_text())
     assert sidecar == {
         "Model": {"Name": "m"},
         "Level": "run",
         "Statistic": "F",
         "Contrast": {"Name": "all", "Label": "all", "stat_type": "F", "dropped": [], "dof": 50.0},
     }
+    assert not out.exists()  # staged: nothing is written until the level is published
+    assert len(publish([outputs.manifest_file])) == 2 * len(outputs.out_files)  # + sidecars
     upstream_z = Path(inputs["z_files"][1])
-    assert Path(outputs.out_files[-1]).stat().st_ino == upstream_z.stat().st_ino  # hard link
+    assert Path(outputs.out_files[-1]).stat().st_ino != upstream_z.stat().st_ino  # a copy
+    assert Path(outputs.out_files[-1]).read_bytes() == upstream_z.read_bytes()
     before = [os.stat(f).st_ino for f in outputs.sidecar_files]
     run()  # nothing changed: cached, so no file is rewritten
+    assert publish([outputs.manifest_file]) == []
     assert [os.stat(f).st_ino for f in outputs.sidecar_files] == before
     assert not list(out.rglob(".*.tmp"))
 

@@ -62,8 +62,8 @@ def test_outputs_are_bids_derivatives(first_run):
                 name = f"sub-01_task-faces{run}_{SPACE}_contrast-{label}_stat-{stat}_statmap"
                 assert (func / f"{name}.nii.gz").is_file(), name
                 assert (func / f"{name}.json").is_file(), name
-    assert (func / "sub-01_task-faces_run-1_desc-design_matrix.tsv").is_file()
-    assert (func / "sub-01_task-faces_run-1_desc-design_matrix.svg").is_file()
+    assert (func / "sub-01_task-faces_run-1_design.tsv").is_file()
+    assert (func / "sub-01_task-faces_run-1_design.svg").is_file()
     sidecar = json.loads(
         (
             func / f"sub-01_task-faces_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.json"
@@ -86,7 +86,7 @@ def test_run_maps_equal_nilearn_first_level_model(first_run, dataset):
     run = next(r for r in result.runs if r.subject == "01" and r.run == "1")
     out = root / "out" / "glmflow" / "sub-01" / "func"
     # The TSV as pandas reads it, handed to nilearn as it is: every column is a regressor.
-    design = pd.read_csv(out / "sub-01_task-faces_run-1_desc-design_matrix.tsv", sep="\t")
+    design = pd.read_csv(out / "sub-01_task-faces_run-1_design.tsv", sep="\t")
     model = FirstLevelModel(
         t_r=run.tr,
         slice_time_ref=run.slice_time_ref,
@@ -237,7 +237,7 @@ def test_confound_edit_keeps_the_masked_data(cold):
 
 def test_design_tsv_holds_the_model_columns(first_run):
     root, _, result = first_run
-    stem = root / "out/glmflow/sub-01/func/sub-01_task-faces_run-1_desc-design_matrix"
+    stem = root / "out/glmflow/sub-01/func/sub-01_task-faces_run-1_design"
     design = pd.read_csv(f"{stem}.tsv", sep="\t")
     assert "frame_times" not in design.columns
     for column in ("face", "house", "scrambled", "face_x_rt", "trans_x", "constant"):

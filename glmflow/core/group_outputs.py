@@ -269,7 +269,7 @@ def write_inference_derivatives(
         )
     written = []
     for dst, src, extra in outputs:
-        atomic_copy(src, dst, link=link)
+        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
         atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
                           {**common, **extra})  # fmt: skip
         written.append(dst)
@@ -304,7 +304,7 @@ def write_model_maps(
     for key, src in maps.items():
         stat, description = GROUP_MODEL_MAPS[key]
         dst = group_map_path(output_dir, entities, contrast=contrast, stat=stat)
-        atomic_copy(src, dst, link=link)
+        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
         sidecar = {**metadata, "Level": "dataset", "Statistic": description}
         atomic_write_json(sidecar_path(dst), sidecar | {"ModelledContrast": contrast})
         written.append(dst)

@@ -4,7 +4,7 @@ File names (``[...]`` optional, entities in BIDS order, pybids entity names as i
 
     sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_acq-...][_run-<r>][_space-<sp>]
         _contrast-<label>_stat-<effect|variance|t|F|p|z>_statmap.nii.gz   (+ .json sidecar)
-    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_run-<r>]_desc-design_matrix.tsv|.json|.svg
+    sub-<s>/[ses-<x>/]func/sub-<s>[_ses-<x>]_task-<t>[_run-<r>]_design.tsv|.json|.svg
 
 The level decides which entities are kept: ``run`` keeps all; ``session`` drops ``run``
 (runs of a session combined); ``subject`` drops ``run`` and ``session``; ``dataset`` also
@@ -12,27 +12,32 @@ drops ``subject`` and writes at the top of the output folder. Design matrices do
 on the voxel grid, so their names carry no ``space``/``res``/``den``.
 
 Names are built here rather than with pybids' ``build_path`` because importing pybids costs
-about half a second in every sink node. Writes are atomic: a temporary file in the target
-folder, then ``os.replace``; a crash never leaves a half-written output under its final name.
+about half a second in every sink node. Outputs are private copies, written atomically and,
+in a graph, only once the level has succeeded (:mod:`glmflow.core.publish`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import unicodedata
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from glmflow.core.publish import (  # noqa: F401  (re-exported: where importers look)
+    atomic_copy,
+    atomic_write_json,
+    atomic_write_text,
+    write_dataset_description,
+    write_manifest,
+)
 from glmflow.errors import ContrastError, DatasetError
 
 STATS = ("effect", "variance", "t", "F", "p", "z")
 LEVELS = ("run", "session", "subject", "dataset")
-BIDS_VERSION = "1.9.0"
+#: Longest contrast label: 255-byte file names leave this much beside the entities.
+MAX_LABEL = 120
 
 # pybids entity name -> file-name key, in the order of the BIDS entity table.
 ENTITY_KEYS = {
@@ -118,14 +123,22 @@ def contrast_label(name: str) -> str:
 def contrast_labels(names: Sequence[str], *, source: str | os.PathLike | None = None) -> dict:
     """Map each contrast name to its label; two names with one label is an error.
 
-    ``source`` (the model file) is named in the error message.
+    A label longer than :data:`MAX_LABEL` is an error too: file names are limited to 255
+    bytes and the entities and ``_stat-variance_statmap.nii.gz`` need the rest. ``source``
+    (the model file) is named in the error messages.
     """
     labels: dict[str, str] = {}
     seen: dict[str, str] = {}
+    where = f" in {source}" if source else ""
     for name in names:
         label = contrast_label(name)
+        if len(label) > MAX_LABEL:
+            raise ContrastError(
+                f"Contrast {name[:40]!r}... gives a file label of {len(label)} characters"
+                f"{where}; output file names are limited to 255 bytes, so a label may have "
+                f"at most {MAX_LABEL}: give the contrast a shorter name"
+            )
         if label in seen and seen[label] != name:
-            where = f" in {source}" if source else ""
             raise ContrastError(
                 f"Contrasts {seen[label]!r} and {name!r} both give the file label "
                 f"'{label}'{where}; rename one of them"
@@ -164,14 +177,17 @@ def design_path(
     level: str,
     extension: str = ".tsv",
 ) -> Path:
-    """Return the path of a design matrix (``.tsv``), its sidecar (``.json``) or its plot."""
+    """Return the path of a design matrix (``.tsv``), its sidecar (``.json``) or its plot.
+
+    Named ``<entities>_design.<ext>`` as BIDS Stats Models tools (FitLins, nilearn's
+    ``save_glm_to_bids``) name them; run and group level alike.
+    """
     if extension not in (".tsv", ".json", ".svg"):
         raise ValueError(
             f"'extension' must be '.tsv', '.json' or '.svg'. Got {extension!r} instead"
         )
     fields = [f for f in _fields(entities, level) if f[0] not in (ENTITY_KEYS[g] for g in _GRID)]
-    fields.append(("desc", "design"))
-    return _place(output_dir, entities, level, fields, f"matrix{extension}")
+    return _place(output_dir, entities, level, fields, f"design{extension}")
 
 
 # FitFirstLevel's optional model maps (minimize_memory off) -> name tail
@@ -230,7 +246,13 @@ def _place(output_dir, entities, level, fields, tail) -> Path:
         if level in ("run", "session") and entities.get("session") is not None:
             folder = folder / f"ses-{entities['session']}"
         folder = folder / "func"
-    return folder / "_".join([*(f"{k}-{v}" for k, v in fields), tail])
+    name = "_".join([*(f"{k}-{v}" for k, v in fields), tail])
+    if len(name.encode()) > 255:  # long entity labels on top of a long contrast label
+        raise DatasetError(
+            f"Output file name {name[:60]}... has {len(name.encode())} bytes; file systems "
+            "allow 255: shorten the contrast name or the entity labels"
+        )
+    return folder / name
 
 
 def check_output_dir(
@@ -260,94 +282,7 @@ def check_output_dir(
     return out
 
 
-def write_dataset_description(
-    output_dir: str | os.PathLike,
-    *,
-    source_datasets: Sequence[str | os.PathLike | Mapping[str, Any]],
-    name: str = "glmflow GLM outputs",
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``dataset_description.json`` for the derivatives (only if it changed).
-
-    ``source_datasets`` are folders (recorded as ``file://`` URLs) or BIDS
-    ``SourceDatasets`` objects (``{"URL": ..., "DOI": ..., "Version": ...}``).
-    """
-    from glmflow import __version__
-
-    description = {
-        "Name": name,
-        "BIDSVersion": BIDS_VERSION,
-        "DatasetType": "derivative",
-        "GeneratedBy": [
-            {
-                "Name": "glmflow",
-                "Version": __version__,
-                "CodeURL": "https://pypi.org/project/glmflow/",
-            }
-        ],
-        "SourceDatasets": [
-            dict(s) if isinstance(s, Mapping) else {"URL": Path(s).resolve().as_uri()}
-            for s in source_datasets
-        ],
-        **(extra or {}),
-    }
-    path = Path(output_dir) / "dataset_description.json"
-    text = json.dumps(description, indent=2) + "\n"
-    if not (path.is_file() and path.read_text() == text):
-        atomic_write_text(path, text)
-    return path
-
-
-def _temp_name(path: Path) -> Path:
-    # Dot-prefixed so that BIDS tools and pybids ignore a leftover from a killed process.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented, key-sorted JSON, atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike, *, link: bool = True) -> Path:
-    """Place ``src`` at ``dst`` atomically: hard link when possible, else copy.
-
-    A hard link costs nothing and shares the bytes with Nipype's cache; Nipype empties a node
-    folder before re-running it, so a later run never changes an existing output in place.
-    Linking fails across file systems (or where links are not allowed): then copy.
-    """
-    src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(dst)
-    try:
-        try:
-            if not link:
-                raise OSError("copy requested")
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
-
-
-def write_derivatives(
+def plan_derivatives(
     output_dir: str | os.PathLike,
     *,
     entities: Mapping[str, Any],
@@ -356,14 +291,13 @@ def write_derivatives(
     metadata: Mapping[str, Any] | None = None,
     design_files: Sequence[str | os.PathLike] = (),
     model_maps: Mapping[str, str | os.PathLike] | None = None,
-    link: bool = True,
-) -> list[Path]:
-    """Copy maps and design files to their BIDS paths and write one sidecar per map.
+) -> dict[Path, tuple[Path, dict | None]]:
+    """Where each map and design file goes, and each map's sidecar; nothing is written.
 
     Parameters
     ----------
     output_dir : path
-        Root of the derivatives dataset; nothing is written outside it.
+        Root of the derivatives dataset; nothing is placed outside it.
     entities : mapping
         pybids entity names -> labels of the inputs (e.g. ``RunInputs.entities``).
     level : {"run", "session", "subject", "dataset"}
@@ -380,34 +314,66 @@ def write_derivatives(
 
     Returns
     -------
-    list of Path
-        The map paths, in the order of ``maps``, then the design files.
+    dict
+        Destination -> (source, sidecar of a map or None): the maps in the order of
+        ``maps``, then the design files and model maps.
     """
     metadata = dict(metadata or {})
     contrasts = metadata.pop("Contrasts", {}) or {}
     labels = contrast_labels(list(dict.fromkeys(name for _, name, _ in maps)))
     root = Path(output_dir).resolve()
-    plan: dict[Path, tuple] = {}  # destination -> (source, contrast name or None, stat)
+    plan: dict[Path, tuple[Path, dict | None]] = {}
     for src, name, stat in maps:
         ext = ".nii" if str(src).endswith(".nii") else ".nii.gz"
         dst = derivative_path(root, entities, contrast=name, stat=stat, level=level, extension=ext)
-        _plan(plan, dst, (src, name, stat))
+        sidecar = {
+            **metadata,
+            "Level": level,
+            "Statistic": stat,
+            "Contrast": {"Name": name, "Label": labels[name], **contrasts.get(name, {})},
+        }
+        _plan(plan, dst, (Path(src), sidecar))
     for src in design_files:
         dst = design_path(root, entities, level=level, extension=Path(src).suffix)
-        _plan(plan, dst, (src, None, None))
+        _plan(plan, dst, (Path(src), None))
     for kind, src in (model_maps or {}).items():
-        _plan(plan, model_map_path(root, entities, kind), (src, None, None))
-    for dst, (src, name, stat) in plan.items():
-        atomic_copy(src, dst, link=link)
-        if name is not None:
-            sidecar = {
-                **metadata,
-                "Level": level,
-                "Statistic": stat,
-                "Contrast": {"Name": name, "Label": labels[name], **contrasts.get(name, {})},
-            }
+        _plan(plan, model_map_path(root, entities, kind), (Path(src), None))
+    return plan
+
+
+def write_derivatives(output_dir: str | os.PathLike, **plan: Any) -> list[Path]:
+    """Copy maps and design files to their BIDS paths and write one sidecar per map, now.
+
+    Takes :func:`plan_derivatives`' arguments and returns the destinations in its order.
+    For graphs, :func:`stage_derivatives` + :func:`glmflow.core.publish.publish` write
+    nothing until the level has succeeded.
+    """
+    planned = plan_derivatives(output_dir, **plan)
+    for dst, (src, sidecar) in planned.items():
+        atomic_copy(src, dst)
+        if sidecar is not None:
             atomic_write_json(sidecar_path(dst), sidecar)
-    return list(plan)
+    return list(planned)
+
+
+def stage_derivatives(
+    output_dir: str | os.PathLike, *, stage_dir: str | os.PathLike, **plan: Any
+) -> tuple[list[Path], list[Path], Path]:
+    """Plan the outputs, write the sidecars into ``stage_dir`` and a manifest for publish.
+
+    Takes :func:`plan_derivatives`' arguments. Returns the destinations (in its order), the
+    staged sidecars and the manifest file (``stage_dir/manifest.json``) that
+    :func:`glmflow.core.publish.publish` copies from once the level has succeeded.
+    """
+    planned = plan_derivatives(output_dir, **plan)
+    stage = Path(stage_dir)
+    pairs, staged = [], []
+    for dst, (src, sidecar) in planned.items():
+        pairs.append((src, dst))
+        if sidecar is not None:
+            staged.append(atomic_write_json(stage / sidecar_path(dst).name, sidecar))
+            pairs.append((staged[-1], sidecar_path(dst)))
+    return list(planned), staged, write_manifest(stage / "manifest.json", pairs)
 
 
 def _plan(plan: dict[Path, tuple], dst: Path, item: tuple) -> None:

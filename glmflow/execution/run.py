@@ -18,9 +18,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nipype.interfaces.base import Undefined, isdefined
 from nipype.pipeline.plugins import MultiProcPlugin
 from nipype.utils.filemanip import ensure_list
 
+from glmflow.core.publish import publish
 from glmflow.execution import scheduler
 from glmflow.execution.options import ExecutionOptions
 from glmflow.execution.plugins import (
@@ -252,11 +254,15 @@ def execute(workflow, options: ExecutionOptions | None = None, /, **settings: An
         options = ExecutionOptions.from_settings(options, poll_interval=LOCAL_POLL_SECONDS)
     execgraph = run_workflow(workflow, options)
     listed: dict[Path, None] = {}
+    manifests = []  # sinks that stage their outputs: published now that the graph succeeded
     for node in execgraph.nodes():
         if node.name.startswith("ds_"):
             outputs = node.result.outputs
             if outputs is not None and outputs.out_files:
                 listed.update(dict.fromkeys(Path(f) for f in ensure_list(outputs.out_files)))
+            if outputs is not None and isdefined(getattr(outputs, "manifest_file", Undefined)):
+                manifests.append(outputs.manifest_file)
+    publish(manifests)
     files = [path for path in listed if path.is_file()]
     if len(files) < len(listed):
         gone = next(path for path in listed if not path.is_file())

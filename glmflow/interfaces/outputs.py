@@ -15,7 +15,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.outputs import LEVELS, sidecar_path, write_derivatives
+from glmflow.core.outputs import LEVELS, sidecar_path, stage_derivatives
 
 # ComputeContrasts / FixedEffects output name -> BIDS stat label ("stat" is t or F).
 _MAP_INPUTS = {
@@ -65,25 +65,30 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
         desc="JSON object written into every sidecar (model name, source file, spec, inputs); "
         "a 'Contrasts' object (name -> info) is split per contrast",
     )
-    hard_link = traits.Bool(
-        True,
-        usedefault=True,
-        nohash=True,
-        desc="hard-link from the working directory when possible (same bytes as a copy)",
-    )
 
 
 class _DerivativesSinkOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(File(exists=True), desc="maps then design files written")
-    sidecar_files = OutputMultiObject(File(exists=True), desc="JSON sidecar of each map")
+    out_files = OutputMultiObject(
+        File(), desc="where the maps then the design files go (published after the level)"
+    )
+    sidecar_files = OutputMultiObject(File(), desc="where the JSON sidecar of each map goes")
+    staged_sidecars = OutputMultiObject(
+        File(exists=True), desc="the sidecars as staged in the node folder (published later)"
+    )
+    manifest_file = File(
+        exists=True,
+        desc="manifest.json: [source, destination] pairs that glmflow.core.publish.publish "
+        "copies into the output folder once the whole level has succeeded",
+    )
 
 
 class DerivativesSink(SimpleInterface):
     """Write maps, sidecars and design files with glmflow.core.outputs.write_derivatives.
 
     Connect ComputeContrasts' ``contrast_names``, ``stat_types``, ``*_files`` and
-    ``contrasts_json`` straight in. Only the given files are touched: the output folder is
-    never listed or indexed, so the node costs a few links and small JSON writes.
+    ``contrasts_json`` straight in. The node writes nothing into the output folder: it writes
+    the sidecars and a manifest into its own folder, and the runner publishes every sink's
+    manifest once the level has succeeded (a failed level leaves the output folder as it was).
     """
 
     input_spec = _DerivativesSinkInputSpec
@@ -116,8 +121,9 @@ class DerivativesSink(SimpleInterface):
                     "of one node (ComputeContrasts) so they stay aligned"
                 )
             maps += list(zip(files, names, stats, strict=True))
-        written = write_derivatives(
+        written, staged, manifest = stage_derivatives(
             inputs.output_dir,
+            stage_dir=runtime.cwd,
             entities=json.loads(inputs.entities),
             level=inputs.level,
             maps=maps,
@@ -128,8 +134,9 @@ class DerivativesSink(SimpleInterface):
                 for kind in ("r_square", "residuals", "predicted")
                 if isdefined(getattr(inputs, f"{kind}_file"))
             },
-            link=inputs.hard_link,
         )
         self._results["out_files"] = [str(p) for p in written]
         self._results["sidecar_files"] = [str(sidecar_path(p)) for p in written[: len(maps)]]
+        self._results["staged_sidecars"] = [str(p) for p in staged]
+        self._results["manifest_file"] = str(manifest)
         return runtime

@@ -165,7 +165,6 @@ def _publish_designs(out: Path, plans, design_files, bids_dir) -> list[Path]:
             level="dataset",
             maps=[],
             design_files=[design_files[plan.spec.task]],
-            link=False,
         )
     if not (out / "dataset_description.json").is_file():
         write_dataset_description(out, source_datasets=[bids_dir])

@@ -168,11 +168,11 @@ def run_participant_level(
         )
         fmriprep = derivatives or bids_dir / "derivatives" / "fmriprep"
         with hold_folder(out, "output"), warnings.catch_warnings():
-            write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
             # the nodes repeat the pre-flight's steps and would say its warnings again (local
             # workers inherit this filter; cluster jobs write theirs to the job logs)
             warnings.simplefilter("ignore", UserWarning)
-            files = execute(workflow, entry.options)
+            files = execute(workflow, entry.options)  # publishes the outputs once all succeeded
+            write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
     return ParticipantResult(out, tuple(analyses), tuple(files), work_dir)
 
 

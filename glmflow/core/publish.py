@@ -1,0 +1,160 @@
+"""Atomic writes, and publishing a level's outputs once the level has succeeded.
+
+Outputs never share storage with the cache: a user edits a written map in place (an
+ordinary ``nib.save`` over it), and a hard link would carry the edit into Nipype's cache and
+the contrast memo, which hand it on to the next run. So every output is a private copy: a
+reflink where the file system offers one (copy-on-write: no bytes copied, and an edit still
+changes only the output), else a byte copy.
+
+A level does not write into the output folder while it computes: its sinks list what goes
+where (a *manifest*: source file in the work folder -> destination) and :func:`publish`
+copies the files once the whole graph has succeeded. A failed level leaves the output
+folder as it was. Publishing copies only what changed: a destination whose size and
+modification time equal its source's (the copy takes the source's time) is left alone, so
+a rerun rewrites an output the user edited and nothing else.
+
+Writes are atomic: a temporary file in the target folder, then ``os.replace``; a crash never
+leaves a half-written output under its final name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_copy",
+    "atomic_write_json",
+    "atomic_write_text",
+    "publish",
+    "write_dataset_description",
+    "write_manifest",
+]
+
+BIDS_VERSION = "1.9.0"
+
+_FICLONE = 0x40049409  # linux/fs.h: reflink the whole file (btrfs, XFS, bcachefs...)
+
+
+def _temp_name(path: Path) -> Path:
+    # Dot-prefixed so that BIDS tools and pybids ignore a leftover from a killed process;
+    # the name is cut so that a long final name (up to 255 bytes) still gets a temp file.
+    return path.with_name(f".{path.name[:200]}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as indented, key-sorted JSON, atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Place a private copy of ``src`` at ``dst`` atomically (reflink if possible, else copy).
+
+    Never a hard link: ``dst`` shares no storage with ``src``, so editing one leaves the
+    other intact. ``dst`` gets ``src``'s modification time (see :func:`publish`).
+    """
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(dst)
+    try:
+        with open(src, "rb") as fin:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as fout:
+                try:
+                    fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+                except OSError:  # no reflink here (ext4, tmpfs, NFS, another device)
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+        stat = src.stat()
+        os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def write_manifest(path: str | os.PathLike, pairs: Iterable[tuple[Path, Path]]) -> Path:
+    """Record ``(source, destination)`` pairs for :func:`publish` (a JSON list of pairs)."""
+    return atomic_write_json(path, [[str(src), str(dst)] for src, dst in pairs])
+
+
+def publish(manifest_files: Sequence[str | os.PathLike]) -> list[Path]:
+    """Copy every listed source to its destination unless the destination is up to date.
+
+    Up to date: same size and modification time as the source (:func:`atomic_copy` gives
+    the copy the source's time, and an edit in place changes it). Returns the
+    destinations that were (re)written.
+    """
+    written = []
+    for manifest in manifest_files:
+        for src, dst in json.loads(Path(manifest).read_text()):
+            if not _up_to_date(Path(src), Path(dst)):
+                written.append(atomic_copy(src, dst))
+    return written
+
+
+def _up_to_date(src: Path, dst: Path) -> bool:
+    try:
+        theirs, ours = src.stat(), dst.stat()
+    except FileNotFoundError:
+        return False
+    return theirs.st_size == ours.st_size and theirs.st_mtime_ns == ours.st_mtime_ns
+
+
+def write_dataset_description(
+    output_dir: str | os.PathLike,
+    *,
+    source_datasets: Sequence[str | os.PathLike | Mapping[str, Any]],
+    name: str = "glmflow GLM outputs",
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``dataset_description.json`` for the derivatives (only if it changed).
+
+    ``source_datasets`` are folders (recorded as ``file://`` URLs) or BIDS
+    ``SourceDatasets`` objects (``{"URL": ..., "DOI": ..., "Version": ...}``).
+    """
+    from glmflow import __version__
+
+    description = {
+        "Name": name,
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [
+            {
+                "Name": "glmflow",
+                "Version": __version__,
+                "CodeURL": "https://pypi.org/project/glmflow/",
+            }
+        ],
+        "SourceDatasets": [
+            dict(s) if isinstance(s, Mapping) else {"URL": Path(s).resolve().as_uri()}
+            for s in source_datasets
+        ],
+        **(extra or {}),
+    }
+    path = Path(output_dir) / "dataset_description.json"
+    text = json.dumps(description, indent=2) + "\n"
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write_text(path, text)
+    return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -12,8 +14,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.design import DRIFT_MODELS, HRF_MODELS, build_design_matrix, write_design
+from glmflow.core.design import DRIFT_MODELS, HRF_MODELS, build_design_files
 from glmflow.core.model import DesignSpec
+
+_SPEC_FIELDS = [field.name for field in dataclasses.fields(DesignSpec)]
 
 
 class _BuildDesignMatrixInputSpec(BaseInterfaceInputSpec):
@@ -60,7 +64,7 @@ class _BuildDesignMatrixOutputSpec(TraitedSpec):
 
 
 class BuildDesignMatrix(SimpleInterface):
-    """Build one run's design matrix with glmflow.core.design.build_design_matrix."""
+    """Build and write one run's design with glmflow.core.design.build_design_files."""
 
     input_spec = _BuildDesignMatrixInputSpec
     output_spec = _BuildDesignMatrixOutputSpec
@@ -69,26 +73,14 @@ class BuildDesignMatrix(SimpleInterface):
         inputs = self.inputs
         events = inputs.events_file if isdefined(inputs.events_file) else None
         confounds = inputs.confounds_file if isdefined(inputs.confounds_file) else None
-        spec = DesignSpec(  # validated here, once, as everywhere else
-            hrf_model=inputs.hrf_model,
-            drift_model=inputs.drift_model,
-            high_pass=inputs.high_pass,
-            drift_order=inputs.drift_order,
-            fir_delays=tuple(inputs.fir_delays) if isdefined(inputs.fir_delays) else (),
-            min_onset=inputs.min_onset,
-            oversampling=inputs.oversampling,
+        # the spec's fields are this interface's traits; the spec validates them, once
+        options = {name: getattr(inputs, name) for name in _SPEC_FIELDS}
+        delays = options["fir_delays"]  # nipype turns an empty list into Undefined
+        options["fir_delays"] = tuple(delays) if isdefined(delays) else ()
+        spec = DesignSpec(**options)
+        run = {name: getattr(inputs, name) for name in ("n_volumes", "tr", "slice_time_ref")}
+        files = build_design_files(
+            events, confounds, spec, out_dir=runtime.cwd, plot=inputs.plot, **run
         )
-        design, roles = build_design_matrix(
-            events,
-            confounds,
-            spec,
-            n_volumes=inputs.n_volumes,
-            tr=inputs.tr,
-            slice_time_ref=inputs.slice_time_ref,
-        )
-        design_tsv, sidecar, plot_path = write_design(design, roles, runtime.cwd, plot=inputs.plot)
-        self._results["design_file"] = str(design_tsv)
-        self._results["sidecar_file"] = str(sidecar)
-        if plot_path is not None:
-            self._results["plot_file"] = str(plot_path)
+        self._results.update(files)
         return runtime

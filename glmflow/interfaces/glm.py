@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -14,9 +11,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.bold import save_nifti, unmask
-from glmflow.core.design import read_design
-from glmflow.core.glm import NOISE_MODELS, fit_glm, read_sample_mask, save_fit
+from glmflow.core.glm import NOISE_MODELS, fit_run_files
 
 
 class _FitFirstLevelInputSpec(BaseInterfaceInputSpec):
@@ -58,32 +53,25 @@ class _FitFirstLevelOutputSpec(TraitedSpec):
 
 
 class FitFirstLevel(SimpleInterface):
-    """Fit with glmflow.core.glm.fit_glm (nilearn FirstLevelModel's method)."""
+    """Fit with glmflow.core.glm.fit_run_files (fit_glm: nilearn FirstLevelModel's method)."""
 
     input_spec = _FitFirstLevelInputSpec
     output_spec = _FitFirstLevelOutputSpec
 
     def _run_interface(self, runtime):
         inputs = self.inputs
-        # memory-mapped: the fit reads voxel chunks, so the array need not be resident
-        data = np.load(inputs.data_file, mmap_mode="r")
-        sample_mask = None
-        if isdefined(inputs.sample_mask_file):
-            sample_mask = read_sample_mask(inputs.sample_mask_file, data.shape[0])
-        fit = fit_glm(
-            data,
-            read_design(inputs.design_file)[0],
-            sample_mask=sample_mask,
-            noise_model=inputs.noise_model,
-            signal_scaling=inputs.signal_scaling,
-            minimize_memory=inputs.minimize_memory,
-            source=inputs.design_file,
+        self._results.update(
+            fit_run_files(
+                inputs.data_file,
+                inputs.design_file,
+                mask_file=inputs.mask_file,
+                out_dir=runtime.cwd,
+                sample_mask_file=(
+                    inputs.sample_mask_file if isdefined(inputs.sample_mask_file) else None
+                ),
+                noise_model=inputs.noise_model,
+                signal_scaling=inputs.signal_scaling,
+                minimize_memory=inputs.minimize_memory,
+            )
         )
-        cwd = Path(runtime.cwd)
-        self._results["fit_file"] = str(save_fit(fit, cwd / "fit.npz"))
-        self._results["dof"] = fit.df_residuals
-        if not inputs.minimize_memory:
-            for key in ("residuals", "predicted", "r_square"):
-                img = unmask(getattr(fit, key), inputs.mask_file)
-                self._results[f"{key}_file"] = str(save_nifti(img, cwd / f"{key}.nii.gz"))
         return runtime

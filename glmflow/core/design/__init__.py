@@ -18,7 +18,7 @@ from typing import get_args
 
 from glmflow.core.design.build import build_design_matrix
 from glmflow.core.design.checks import EVENT_ROLES, INDEX_NAME, ROLES, check_censored_rank
-from glmflow.core.design.files import plot_design, read_design, write_design
+from glmflow.core.design.files import build_design_files, plot_design, read_design, write_design
 from glmflow.core.model import DriftModel, HrfModel
 
 HRF_MODELS: tuple[str, ...] = get_args(HrfModel)
@@ -30,6 +30,7 @@ __all__ = [
     "HRF_MODELS",
     "INDEX_NAME",
     "ROLES",
+    "build_design_files",
     "build_design_matrix",
     "check_censored_rank",
     "plot_design",

@@ -13,15 +13,40 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from glmflow.core.design.build import build_design_matrix
 from glmflow.core.design.checks import INDEX_NAME
+from glmflow.core.model import DesignSpec
 from glmflow.errors import DesignError
 
 # pandas >= 3 parses floats exactly by default and deprecates asking for it.
 _ROUND_TRIP = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def build_design_files(
+    events: str | Path | None,
+    confounds: str | Path | None,
+    design: DesignSpec,
+    *,
+    out_dir: str | Path,
+    plot: bool = True,
+    **run: Any,
+) -> dict[str, str]:
+    """:func:`build_design_matrix` then :func:`write_design` (``BuildDesignMatrix``'s work).
+
+    ``run`` holds ``n_volumes``, ``tr`` and ``slice_time_ref``. Returns ``design_file``,
+    ``sidecar_file`` and, when ``plot`` is True, ``plot_file``.
+    """
+    matrix, roles = build_design_matrix(events, confounds, design, **run)
+    design_tsv, sidecar, plot_path = write_design(matrix, roles, out_dir, plot=plot)
+    files = {"design_file": str(design_tsv), "sidecar_file": str(sidecar)}
+    if plot_path is not None:
+        files["plot_file"] = str(plot_path)
+    return files
 
 
 def write_design(

@@ -27,10 +27,12 @@ Voxels are processed in chunks so float64 temporaries stay small whatever the ru
 
 Modules: :mod:`~glmflow.core.glm.engine` (``fit_glm``), :mod:`~glmflow.core.glm.inputs`
 (design array, sample mask and option checks), :mod:`~glmflow.core.glm.results`
-(``FirstLevelFit`` and its ``.npz`` file).
+(``FirstLevelFit`` and its ``.npz`` file), :mod:`~glmflow.core.glm.files` (one run's fit
+from the files the graph passes, for ``FitFirstLevel``).
 """
 
 from glmflow.core.glm.engine import fit_glm
+from glmflow.core.glm.files import fit_run_files
 from glmflow.core.glm.inputs import NOISE_MODELS, read_sample_mask
 from glmflow.core.glm.results import FirstLevelFit, load_fit, save_fit
 
@@ -38,6 +40,7 @@ __all__ = [
     "NOISE_MODELS",
     "FirstLevelFit",
     "fit_glm",
+    "fit_run_files",
     "load_fit",
     "read_sample_mask",
     "save_fit",

@@ -5,7 +5,7 @@
 nilearn's "paired two-sample" example as a model file: the two first-level contrasts named
 in "conditions" are stacked; the design has a face_minus_house column and one column per
 subject. (Pairs of sessions work the same from Python: make_group_design(...,
-design="paired", conditions=("ses-pre", "ses-post")) and fit_group_model.)
+group=GroupSpec(design="paired", conditions=("ses-pre", "ses-post"))) and fit_group_model.)
 """
 
 from group_common import first_level, group_map, group_model, region_mean, root_dir

@@ -13,23 +13,23 @@ from group_common import first_level, root_dir, subject_maps
 
 from glmflow.core.group import fit_group_model, load_participants, make_group_design
 from glmflow.core.inference import run_group_inference
+from glmflow.core.model import GroupSpec, InferenceSpec
 
 root = root_dir()
 bids, out = first_level(root)
 participants = load_participants(bids / "participants.tsv")
 images = subject_maps(out, "face")
-design = make_group_design(
-    participants, subjects=participants["participant_id"], design="covariates",
-    covariates=["age", "sex"],
+# the model file's group section, as an object: valid when made
+group = GroupSpec(
+    design="covariates", covariates=("age", "sex"), smoothing_fwhm=8,
+    target_affine=np.diag([6.0, 6.0, 6.0]).ravel().tolist(),
 )  # fmt: skip
-fit = fit_group_model(
-    images, design, contrasts={"age": "age", "sex": "sex_M"}, smoothing_fwhm=8,
-    target_affine=np.diag([6.0, 6.0, 6.0]),
-)  # fmt: skip
+design = make_group_design(participants, subjects=participants["participant_id"], group=group)
+fit = fit_group_model(images, design, contrasts={"age": "age", "sex": "sex_M"}, group=group)
 print(design.round(2).to_string())
 for name in fit.maps:
     result = run_group_inference(
-        "fpr", stat_img=fit.maps[name]["z_score"], mask=fit.mask_img, alpha=0.001,
-        two_sided=True,
+        InferenceSpec(method="fpr", alpha=0.001, two_sided=True),
+        stat_img=fit.maps[name]["z_score"], mask=fit.mask_img,
     )  # fmt: skip
     print(f"{name}: {len(result.clusters)} cluster rows at |z| > {result.threshold:.2f}")

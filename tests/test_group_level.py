@@ -9,9 +9,11 @@ same betas in every subject; the "null" region has none.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -345,6 +347,26 @@ def test_plan_checks_without_writing(study, tmp_path):
     assert sorted(study["out"].rglob("*")) == before
 
 
+def test_group_mask_on_another_grid_warns_and_names_the_target_grid(study, tmp_path):
+    reference = nib.load(_subject_maps(study)[0])
+    mask = tmp_path / "mask.nii.gz"
+    affine = np.diag([5.0, 5.0, 5.0, 1.0])
+    affine[:3, 3] = reference.affine[:3, 3]
+    nib.Nifti1Image(np.ones((10, 12, 10), "uint8"), affine).to_filename(mask)
+    model = _model(study, tmp_path / "m.json", first_level_contrasts=["face"])
+    message = (
+        f"Group mask {mask} is on another grid than the subject maps (shape "
+        f"{reference.shape}, affine {reference.affine.round(3).tolist()}): every map is "
+        f"resampled to the mask's grid, shape (10, 12, 10) and affine "
+        f"{affine.round(3).tolist()}; resample the mask to the maps "
+        "(nilearn.image.resample_to_img) to fit on their grid"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan_group_level(bids_dir=study["bids"], output_dir=study["out"], model=model, mask=mask)
+    assert [str(w.message) for w in caught if "Group mask" in str(w.message)] == [message]
+
+
 def test_cli_group_with_a_generic_design_file(study, tmp_path, capsys):
     participants = pd.read_csv(study["bids"] / "participants.tsv", sep="\t")
     design = pd.DataFrame(
@@ -417,6 +439,19 @@ def _no_outputs(out: Path) -> None:
     shutil.rmtree(out / "glmflow")
 
 
+def _sub02_face(out: Path) -> Path:
+    return out / "glmflow" / "sub-02" / "func" / f"sub-02_{PREFIX}face_stat-effect_statmap.nii.gz"
+
+
+def _truncated_map(out: Path) -> None:
+    path = _sub02_face(out)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _unreadable_header(out: Path) -> None:
+    _sub02_face(out).write_bytes(gzip.compress(b"not a NIfTI header" * 40))
+
+
 # (case, participants.tsv edit, output edit, group section, extra argv, message regex)
 BAD_INPUTS = [
     (
@@ -472,6 +507,25 @@ BAD_INPUTS = [
         r"Maps are on different grids: \S+sub-01_\S+_stat-effect_statmap\.nii\.gz has shape "
         r"\(20, 24, 20\) and affine .*, \S+sub-02_\S+ has shape \(17, 20, 17\) and affine .*; "
         r"resample them or set target_affine \(in a model file: group\.target_affine\)$",
+    ),
+    (
+        "truncated subject map (issue 14)",
+        None,
+        _truncated_map,
+        {"first_level_contrasts": ["face"]},
+        [],
+        r"Map \S+/sub-02/func/sub-02_\S+face_stat-effect_statmap\.nii\.gz is truncated or "
+        r"corrupt \(its header needs 38752 bytes of image data\); rerun the participant level "
+        r"to write it again$",
+    ),
+    (
+        "unreadable subject map header (issue 14)",
+        None,
+        _unreadable_header,
+        {"first_level_contrasts": ["face"]},
+        [],
+        r"Map \S+/sub-02/func/sub-02_\S+face_stat-effect_statmap\.nii\.gz cannot be read "
+        r"\(.+\); rerun the participant level to write it again$",
     ),
     (
         "no participant-level outputs",

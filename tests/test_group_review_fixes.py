@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from glmflow.core.group_plan import override_group
+from glmflow.core.group.plan import override_group
 from glmflow.core.model import GroupSpec, InferenceSpec, load_model
 from glmflow.errors import ModelSpecError
 from glmflow.workflows.group_level import _is_f_test

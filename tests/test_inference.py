@@ -22,7 +22,24 @@ from glmflow.core.inference import (
     threshold_map,
     true_discovery_proportion,
 )
-from glmflow.errors import GroupModelError
+from glmflow.core.model import InferenceSpec
+from glmflow.errors import GroupModelError, ModelSpecError
+
+_SPEC_FIELDS = (
+    "alpha", "z_threshold", "cluster_threshold", "two_sided", "min_distance", "n_perm",
+    "permutation_stat", "cluster_forming_p", "seed",
+)  # fmt: skip
+
+
+def _infer(method: str, **kwargs):
+    """run_group_inference with the InferenceSpec fields given as keywords (one-sided and
+    unseeded unless said, as the function's old keyword defaults were)."""
+    if "random_state" in kwargs:
+        kwargs["seed"] = kwargs.pop("random_state")
+    fields = {"two_sided": False, "seed": None}
+    fields |= {key: kwargs.pop(key) for key in _SPEC_FIELDS if key in kwargs}
+    return run_group_inference(InferenceSpec(method=method, **fields), **kwargs)
+
 
 SHAPE = (7, 8, 9)
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -170,13 +187,13 @@ def test_true_discovery_proportion_equals_nilearn(z_img):
 
 
 def test_run_group_inference_parametric_and_tdp(z_img):
-    result = run_group_inference("fpr", stat_img=z_img, alpha=0.001, two_sided=True)
+    result = _infer("fpr", stat_img=z_img, alpha=0.001, two_sided=True)
     assert result.threshold == pytest.approx(norm.isf(0.0005))
     assert result.clusters["Cluster Size (voxels)"].dropna().tolist() == [8, 1, 8]
-    explicit = run_group_inference("threshold", stat_img=z_img, z_threshold=4.2)
+    explicit = _infer("threshold", stat_img=z_img, z_threshold=4.2)
     assert explicit.threshold == 4.2
     assert explicit.clusters["Peak Stat"].tolist() == [6.0]
-    tdp = run_group_inference("tdp", stat_img=z_img, z_threshold=3.1)
+    tdp = _infer("tdp", stat_img=z_img, z_threshold=3.1)
     assert tdp.tdp_img is not None
     kept = _data(tdp.thresholded_img) != 0
     np.testing.assert_array_equal(kept, _data(tdp.tdp_img) > 0)
@@ -191,7 +208,7 @@ def test_run_group_inference_parametric_and_tdp(z_img):
     ],
 )
 def test_run_group_inference_permutation(maps, stat, cluster_forming_p, logp_keys):
-    result = run_group_inference(
+    result = _infer(
         "permutation",
         effect_files=maps["images"],
         design=maps["design"],
@@ -218,34 +235,43 @@ def _outside() -> np.ndarray:
 
 
 ERRORS = [
-    (dict(method="spm"), "Unknown inference method 'spm' (allowed: fpr, fdr, bonferroni, "
-     "threshold, permutation, tdp)"),
-    (dict(method="fdr", alpha=1.5), "alpha must be between 0 and 1, got 1.5; e.g. 0.05"),
     (dict(method="fdr"), "Inference method 'fdr' needs a z map (stat_img)"),
-    (dict(method="threshold", z_threshold=-1.0, stat="z"), "An explicit z threshold is needed "
-     "without height control, got -1.0; give a non-negative value such as 3.09"),
-    (dict(method="tdp", two_sided=True, stat="z"), "Inference method 'tdp' tests positive "
-     "clusters only; set two_sided=False (test the negated contrast for negative effects)"),
-    (dict(method="fpr", cluster_threshold=-2, stat="z"),
-     "cluster_threshold must be a number of voxels >= 0, got -2"),
-    (dict(method="fpr", min_distance=0.0, stat="z"),
-     "min_distance must be a positive distance in mm, got 0.0"),
     (dict(method="permutation"), "Inference method 'permutation' needs the effect maps, their "
      "design and a contrast"),
     (dict(method="permutation", contrast=["a", "b"], maps=True), "Permutation inference tests "
      "one t contrast, got 2 rows (an F test) from the contrasts; give a single formula or "
      "weight vector"),
-    (dict(method="permutation", contrast="a", n_perm=0, maps=True),
-     "n_perm must be a positive number of permutations, got 0"),
-    (dict(method="permutation", contrast="a", permutation_stat="mass", maps=True),
-     "permutation_stat='mass' needs cluster_forming_p, the cluster-forming p-value (e.g. 0.001)"),
-    (dict(method="permutation", contrast="a", permutation_stat="cluster", maps=True),
-     "Unknown permutation_stat 'cluster' (allowed: max_t, size, mass, tfce)"),
     (dict(method="permutation", contrast="c", maps=True), "Contrast 'permutation' in the "
      "contrasts uses unknown column 'c' (available: a, b, age)"),
-    (dict(method="permutation", contrast="a", cluster_forming_p=2.0, maps=True),
-     "cluster_forming_p must be a p-value between 0 and 1, got 2.0"),
 ]  # fmt: skip
+
+
+# Rules of the inference section: the spec refuses them when it is made (they used to be
+# checked again, with other words, in core/inference.py).
+SPEC_RULES = [
+    (dict(method="spm"), '\'method\' must be one of "none", "fpr", "fdr", "bonferroni", '
+     '"threshold", "permutation", "tdp"; got "spm"'),
+    (dict(method="fdr", alpha=1.5), "'alpha' must be a number between 0 and 1; got 1.5"),
+    (dict(method="threshold", z_threshold=-1.0), "'z_threshold' must be a number >= 0; got -1.0"),
+    (dict(method="tdp", two_sided=True), '\'two_sided\' must be false with method "tdp" (it '
+     "tests positive clusters; add the negated contrast for negative effects)"),
+    (dict(method="fpr", cluster_threshold=-2),
+     "'cluster_threshold' must be an integer >= 0; got -2"),
+    (dict(method="fpr", min_distance=0.0), "'min_distance' must be a number > 0; got 0.0"),
+    (dict(method="permutation", n_perm=0), "'n_perm' must be an integer >= 1; got 0"),
+    (dict(method="permutation", permutation_stat="mass"), "'cluster_forming_p' must be set for "
+     'permutation_stat "mass" (the cluster-forming p-value, e.g. 0.001)'),
+    (dict(method="permutation", permutation_stat="cluster"), '\'permutation_stat\' must be one '
+     'of "max_t", "size", "mass", "tfce"; got "cluster"'),
+    (dict(method="permutation", cluster_forming_p=2.0), "'cluster_forming_p' must be a number "
+     "between 0 and 1 or null; got 2.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "message"), SPEC_RULES)
+def test_inference_rules_live_in_the_spec(fields, message):
+    with pytest.raises(ModelSpecError, match=f"^{re.escape(message)}$"):
+        InferenceSpec(**fields)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), ERRORS)
@@ -256,7 +282,7 @@ def test_run_group_inference_errors(maps, z_img, kwargs, message):
     if kwargs.pop("maps", False):
         kwargs.update(effect_files=maps["images"], design=maps["design"])
     with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
-        run_group_inference(**kwargs)
+        _infer(**kwargs)
 
 
 def test_permutation_cluster_extent_applies_to_the_map_as_to_the_table(maps):
@@ -264,11 +290,11 @@ def test_permutation_cluster_extent_applies_to_the_map_as_to_the_table(maps):
         effect_files=maps["images"], design=maps["design"], contrast="a + b", n_perm=50,
         random_state=0,
     )  # fmt: skip
-    plain = run_group_inference("permutation", **common)
+    plain = _infer("permutation", **common)
     sizes = plain.clusters["Cluster Size (voxels)"].dropna()
     assert len(set(sizes)) > 1  # clusters of different sizes: the extent removes some
     k = int(sizes.max())  # keep only the largest cluster(s)
-    extent = run_group_inference("permutation", cluster_threshold=k, **common)
+    extent = _infer("permutation", cluster_threshold=k, **common)
     kept = _data(extent.thresholded_img) != 0
     assert (
         kept.sum()
@@ -282,7 +308,7 @@ def test_nothing_surviving_is_said_once_and_names_the_contrast():
     z_img = nib.Nifti1Image(np.random.default_rng(3).normal(0, 0.3, SHAPE), AFFINE)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = run_group_inference("fdr", stat_img=z_img, contrast_name="face age")
+        result = _infer("fdr", stat_img=z_img, contrast_name="face age")
     messages = [str(w.message) for w in caught if "survives" in str(w.message)]
     assert messages == [
         "No voxel survives fdr at alpha=0.05 in contrast 'face age': the thresholded map "

@@ -22,7 +22,7 @@ from nilearn.image import new_img_like, threshold_img
 from nilearn.reporting import get_clusters_table
 
 from glmflow.core.group import ContrastDef, ImageLike
-from glmflow.core.model import InferenceMethod, PermutationStat
+from glmflow.core.model import InferenceMethod, InferenceSpec, PermutationStat
 from glmflow.core.permutation import permutation_inference
 from glmflow.errors import GroupModelError
 
@@ -70,11 +70,6 @@ class InferenceResult:
     t_img: nib.Nifti1Image | None = None
 
 
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise GroupModelError(f"alpha must be between 0 and 1, got {alpha}; e.g. 0.05")
-
-
 def threshold_map(
     stat_img: ImageLike,
     *,
@@ -93,23 +88,10 @@ def threshold_map(
     Returns the thresholded map and the z threshold used; a map where nothing survives
     warns once, naming ``contrast_name`` when given.
     """
-    if height_control not in (None, "fpr", "fdr", "bonferroni"):
-        raise GroupModelError(
-            f"Unknown height_control {height_control!r} (allowed: fpr, fdr, bonferroni, None)"
-        )
-    if height_control is None:
-        if threshold is None or threshold < 0:
-            raise GroupModelError(
-                f"An explicit z threshold is needed without height control, got {threshold}; "
-                "give a non-negative value such as 3.09"
-            )
-    else:
-        _check_alpha(alpha)
+    if height_control is None and threshold is None:
+        raise GroupModelError("An explicit z threshold is needed without height control")
+    if height_control is not None:
         threshold = None  # nilearn derives it from alpha
-    if cluster_threshold < 0:
-        raise GroupModelError(
-            f"cluster_threshold must be a number of voxels >= 0, got {cluster_threshold}"
-        )
     with warnings.catch_warnings():
         # nilearn's way of saying that nothing survives (a threshold of inf): said below
         warnings.filterwarnings("ignore", message="The given float value must not exceed")
@@ -136,7 +118,6 @@ def fwe_threshold(
     stat_img: nib.Nifti1Image, logp_img: nib.Nifti1Image, *, alpha: float = 0.05
 ) -> nib.Nifti1Image:
     """Keep ``stat_img`` where the -log10 corrected p-value map says p < ``alpha``."""
-    _check_alpha(alpha)
     significant = np.asanyarray(logp_img.dataobj) > -math.log10(alpha)
     return new_img_like(stat_img, np.where(significant, stat_img.get_fdata(), 0.0))
 
@@ -153,9 +134,6 @@ def true_discovery_proportion(
     nilearn's :func:`~nilearn.glm.cluster_level_inference` (Rosenblatt et al. 2018) on a z map;
     positive clusters only.
     """
-    _check_alpha(alpha)
-    if threshold < 0:
-        raise GroupModelError(f"The cluster-forming z threshold must be >= 0, got {threshold}")
     return cluster_level_inference(stat_img, mask_img=mask, threshold=threshold, alpha=alpha)
 
 
@@ -173,10 +151,6 @@ def cluster_table(
     in MNI space), ``Peak Stat``, ``Cluster Size (mm3)`` (nilearn's, truncated to an integer)
     and ``Cluster Size (voxels)``. Subpeak rows (IDs like ``1a``) have no sizes (NA).
     """
-    if min_distance <= 0:
-        raise GroupModelError(
-            f"min_distance must be a positive distance in mm, got {min_distance}"
-        )
     with warnings.catch_warnings():
         # nilearn warns per empty tail; an empty table already says there is no cluster
         warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
@@ -209,23 +183,14 @@ def cluster_table(
 
 
 def run_group_inference(
-    method: InferenceMethod,
+    spec: InferenceSpec,
     *,
     stat_img: ImageLike | None = None,
     effect_files: Sequence[ImageLike] | None = None,
     design: pd.DataFrame | None = None,
     contrast: ContrastDef | None = None,
     mask: ImageLike | None = None,
-    alpha: float = 0.05,
-    z_threshold: float = 3.09,
-    cluster_threshold: int = 0,
-    two_sided: bool = False,
-    min_distance: float = 8.0,
-    n_perm: int = 10000,
-    permutation_stat: PermutationStat = "max_t",
-    cluster_forming_p: float | None = None,
     smoothing_fwhm: float | None = None,
-    random_state: int | None = None,
     n_jobs: int = 1,
     design_source: str = "the design matrix",
     contrast_source: str = "the contrasts",
@@ -235,113 +200,99 @@ def run_group_inference(
 
     Parameters
     ----------
-    method : {"fpr", "fdr", "bonferroni", "threshold", "permutation", "tdp"}
-        ``fpr``/``fdr``/``bonferroni``: height control of ``stat_img`` (a z map) at ``alpha``.
-        ``threshold``: explicit ``z_threshold``. ``permutation``: FWE by permutation of
-        ``effect_files`` with ``design`` and ``contrast``, keeping the t map where the
-        ``permutation_stat`` FWE p-value < ``alpha``. ``tdp``: clusters of ``stat_img`` above
-        ``z_threshold`` with a positive true-discovery proportion at ``alpha``.
-    cluster_threshold : int
-        Minimum cluster size in voxels (parametric methods and the cluster table).
-    permutation_stat : {"max_t", "size", "mass", "tfce"}
-        Which FWE map decides significance; ``size`` and ``mass`` need ``cluster_forming_p``.
-    contrast_name : str, optional
-        The contrast the map belongs to, named when nothing survives.
-    Other parameters
-        See :func:`threshold_map`, :func:`permutation_inference`, :func:`cluster_table`.
+    spec : InferenceSpec
+        The inference, valid by construction (:class:`glmflow.core.model.InferenceSpec`).
+        ``method`` "fpr"/"fdr"/"bonferroni": height control of ``stat_img`` (a z map) at
+        ``alpha``; "threshold": explicit ``z_threshold``; "permutation": FWE by permutation
+        of ``effect_files`` with ``design`` and ``contrast`` (``n_perm``, ``seed``), keeping
+        the t map where the ``permutation_stat`` FWE p-value < ``alpha``; "tdp": clusters of
+        ``stat_img`` above ``z_threshold`` with a positive true-discovery proportion at
+        ``alpha``. ``cluster_threshold`` (voxels) and ``min_distance`` (mm) shape the map and
+        the cluster table.
+    stat_img, effect_files, design, contrast, mask, smoothing_fwhm, n_jobs
+        The data: a z map, or the maps, design and t contrast that are permuted (smoothed
+        first, with nilearn's ``n_jobs``).
+    design_source, contrast_source, contrast_name : str
+        Files the design and contrast came from (for errors); the contrast named when
+        nothing survives.
 
     Returns
     -------
     InferenceResult
     """
-    if method not in INFERENCE_METHODS:
-        raise GroupModelError(
-            f"Unknown inference method {method!r} (allowed: {', '.join(INFERENCE_METHODS)})"
-        )
-    _check_alpha(alpha)
+    method = spec.method
+    if method == "none":
+        raise GroupModelError("Inference method 'none' thresholds nothing; choose a method")
     if method == "permutation":
         return _permutation_result(
-            effect_files, design, contrast, mask=mask, alpha=alpha, two_sided=two_sided,
-            n_perm=n_perm, permutation_stat=permutation_stat,
-            cluster_forming_p=cluster_forming_p, smoothing_fwhm=smoothing_fwhm,
-            random_state=random_state, n_jobs=n_jobs, min_distance=min_distance,
-            cluster_threshold=cluster_threshold, design_source=design_source,
-            contrast_source=contrast_source,
+            spec, effect_files, design, contrast, mask=mask, smoothing_fwhm=smoothing_fwhm,
+            n_jobs=n_jobs, design_source=design_source, contrast_source=contrast_source,
         )  # fmt: skip
     if stat_img is None:
         raise GroupModelError(f"Inference method {method!r} needs a z map (stat_img)")
     if method == "tdp":
-        if two_sided:
-            raise GroupModelError(
-                "Inference method 'tdp' tests positive clusters only; set two_sided=False "
-                "(test the negated contrast for negative effects)"
-            )
-        tdp = true_discovery_proportion(stat_img, mask=mask, threshold=z_threshold, alpha=alpha)
-        z = stat_img if isinstance(stat_img, nib.Nifti1Image) else nib.load(stat_img)
-        thresholded = new_img_like(z, np.where(tdp.get_fdata() > 0, z.get_fdata(), 0.0))
-        table = cluster_table(
-            thresholded, stat_threshold=0.0, two_sided=False, min_distance=min_distance
-        )
-        return InferenceResult(thresholded, z_threshold, table, tdp_img=tdp)
-    height_control = None if method == "threshold" else method
+        return _tdp_result(spec, stat_img, mask)
     thresholded, value = threshold_map(
-        stat_img, mask=mask, alpha=alpha, height_control=height_control,
-        threshold=z_threshold, cluster_threshold=cluster_threshold, two_sided=two_sided,
-        contrast_name=contrast_name,
+        stat_img, mask=mask, alpha=spec.alpha,
+        height_control=None if method == "threshold" else method,
+        threshold=spec.z_threshold, cluster_threshold=spec.cluster_threshold,
+        two_sided=spec.two_sided, contrast_name=contrast_name,
     )  # fmt: skip
-    # Every non-zero voxel of the thresholded map is significant; tabulating above `value`
-    # instead would drop the voxel an FDR threshold sits on (nilearn keeps z >= threshold,
-    # get_clusters_table z > threshold).
+    return _tabulated(spec, thresholded, value)
+
+
+def _tabulated(spec: InferenceSpec, thresholded, threshold: float, **maps) -> InferenceResult:
+    """The result with the cluster table of its thresholded map.
+
+    Every non-zero voxel of the thresholded map is significant; tabulating above the
+    threshold instead would drop the voxel an FDR threshold sits on (nilearn keeps z >=
+    threshold, get_clusters_table z > threshold).
+    """
     table = cluster_table(
-        thresholded, stat_threshold=0.0, cluster_threshold=cluster_threshold,
-        two_sided=two_sided, min_distance=min_distance,
+        thresholded, stat_threshold=0.0, cluster_threshold=spec.cluster_threshold,
+        two_sided=spec.two_sided, min_distance=spec.min_distance,
     )  # fmt: skip
-    return InferenceResult(thresholded, value, table)
+    return InferenceResult(thresholded, threshold, table, **maps)
+
+
+def _tdp_result(spec: InferenceSpec, stat_img: ImageLike, mask: ImageLike | None):
+    """Clusters above ``z_threshold`` with a positive true-discovery proportion."""
+    tdp = true_discovery_proportion(
+        stat_img, mask=mask, threshold=spec.z_threshold, alpha=spec.alpha
+    )
+    z = stat_img if isinstance(stat_img, nib.Nifti1Image) else nib.load(stat_img)
+    thresholded = new_img_like(z, np.where(tdp.get_fdata() > 0, z.get_fdata(), 0.0))
+    table = cluster_table(
+        thresholded, stat_threshold=0.0, two_sided=False, min_distance=spec.min_distance
+    )
+    return InferenceResult(thresholded, spec.z_threshold, table, tdp_img=tdp)
 
 
 def _permutation_result(
+    spec: InferenceSpec,
     effect_files: Sequence[ImageLike] | None,
     design: pd.DataFrame | None,
     contrast: ContrastDef | None,
-    *,
-    alpha: float,
-    two_sided: bool,
-    permutation_stat: str,
-    cluster_forming_p: float | None,
-    min_distance: float,
-    cluster_threshold: int,
     **options,
 ) -> InferenceResult:
     if effect_files is None or design is None or contrast is None:
         raise GroupModelError(
             "Inference method 'permutation' needs the effect maps, their design and a contrast"
         )
-    if permutation_stat not in PERMUTATION_STATS:
-        raise GroupModelError(
-            f"Unknown permutation_stat {permutation_stat!r} "
-            f"(allowed: {', '.join(PERMUTATION_STATS)})"
-        )
-    if permutation_stat in ("size", "mass") and cluster_forming_p is None:
-        raise GroupModelError(
-            f"permutation_stat={permutation_stat!r} needs cluster_forming_p, the "
-            "cluster-forming p-value (e.g. 0.001)"
-        )
+    stat = spec.permutation_stat
     maps = permutation_inference(
-        effect_files, design, contrast=contrast, two_sided=two_sided,
-        cluster_forming_p=cluster_forming_p, tfce=permutation_stat == "tfce", **options,
+        effect_files, design, contrast=contrast, two_sided=spec.two_sided,
+        cluster_forming_p=spec.cluster_forming_p, tfce=stat == "tfce", n_perm=spec.n_perm,
+        random_state=spec.seed, **options,
     )  # fmt: skip
     logp = {key: img for key, img in maps.items() if key.startswith("logp_")}
-    thresholded = fwe_threshold(maps["t"], logp[LOGP_MAPS[permutation_stat]], alpha=alpha)
-    if cluster_threshold:
+    thresholded = fwe_threshold(maps["t"], logp[LOGP_MAPS[stat]], alpha=spec.alpha)
+    if spec.cluster_threshold:
         # the same extent rule for the map as for its table (nilearn's threshold_img keeps
         # clusters of at least cluster_threshold voxels, either sign)
         thresholded = threshold_img(
-            thresholded, threshold=1e-12, cluster_threshold=cluster_threshold,
+            thresholded, threshold=1e-12, cluster_threshold=spec.cluster_threshold,
             two_sided=True, copy_header=True,
         )  # fmt: skip
-    # The map is already thresholded: every non-zero voxel is significant.
-    table = cluster_table(
-        thresholded, stat_threshold=0.0, cluster_threshold=cluster_threshold,
-        two_sided=two_sided, min_distance=min_distance,
-    )  # fmt: skip
-    return InferenceResult(thresholded, -math.log10(alpha), table, logp_imgs=logp, t_img=maps["t"])
+    threshold = -math.log10(spec.alpha)
+    return _tabulated(spec, thresholded, threshold, logp_imgs=logp, t_img=maps["t"])

@@ -16,24 +16,17 @@ from nilearn.image import mean_img
 from nilearn.maskers import NiftiMasker
 from nilearn.mass_univariate import permuted_ols
 
-from glmflow.core.group import (
-    ContrastDef,
-    ImageLike,
-    check_design,
-    check_group_inputs,
-    contrast_weights,
-    resolve_group_inputs,
-)
+from glmflow.core.group.contrasts import ContrastDef, contrast_weights
+from glmflow.core.group.design import check_design
+from glmflow.core.group.inputs import ImageLike, check_design_rows, check_group_inputs
 from glmflow.errors import GroupModelError
 
 
 def permutation_inference(
-    effect_files: Sequence[ImageLike] | pd.DataFrame,
+    effect_files: Sequence[ImageLike],
     design: pd.DataFrame | None = None,
     *,
     contrast: ContrastDef,
-    confounds: pd.DataFrame | None = None,
-    first_level_contrast: str | None = None,
     mask: ImageLike | None = None,
     smoothing_fwhm: float | None = None,
     n_perm: int = 10000,
@@ -50,42 +43,24 @@ def permutation_inference(
 
     Parameters
     ----------
-    effect_files, design, confounds, first_level_contrast
-        As in :func:`glmflow.core.group.fit_group_model`.
-    contrast : str or sequence of float
-        One t contrast (formula or weights); F contrasts are not permutable here.
-    cluster_forming_p : float, optional
-        Cluster-forming threshold as a one-sided p-value; adds cluster-size and cluster-mass
-        FWE maps (``size``, ``logp_max_size``, ``mass``, ``logp_max_mass``).
-    tfce : bool
-        Add TFCE maps (``tfce``, ``logp_max_tfce``).
+    effect_files, design
+        As in :func:`glmflow.core.group.fit_group_model`; ``contrast`` one t contrast
+        (formula or weights; F contrasts are not permutable).
+    cluster_forming_p, tfce
+        A one-sided cluster-forming p-value adds cluster-size and cluster-mass FWE maps
+        (``size``, ``logp_max_size``, ``mass``, ``logp_max_mass``); ``tfce`` TFCE maps.
     mask, smoothing_fwhm, n_perm, model_intercept, random_state, n_jobs
-        As in nilearn; ``two_sided`` is nilearn's ``two_sided_test``.
+        As in nilearn; ``two_sided`` is nilearn's ``two_sided_test``. The values come from a
+        valid :class:`glmflow.core.model.InferenceSpec` (its rules are not checked again).
 
     Returns
     -------
     dict
-        Always ``t`` and ``logp_max_t`` (-log10 voxel-level max-t FWE p-values), plus the
-        cluster and TFCE maps asked for.
+        ``t`` and ``logp_max_t`` (-log10 voxel-level max-t FWE p), plus the maps asked for.
     """
-    files, design = resolve_group_inputs(
-        effect_files, design, confounds, first_level_contrast, design_source
-    )
+    files = check_design_rows(effect_files, design, design_source)
     design = check_design(design, source=design_source)
-    weights = contrast_weights(
-        contrast, design.columns, name="permutation", source=contrast_source
-    )
-    if weights.ndim != 1:
-        raise GroupModelError(
-            f"Permutation inference tests one t contrast, got {len(weights)} rows (an F test) "
-            f"from {contrast_source}; give a single formula or weight vector"
-        )
-    if n_perm < 1:
-        raise GroupModelError(f"n_perm must be a positive number of permutations, got {n_perm}")
-    if cluster_forming_p is not None and not 0 < cluster_forming_p < 1:
-        raise GroupModelError(
-            f"cluster_forming_p must be a p-value between 0 and 1, got {cluster_forming_p}"
-        )
+    weights = _t_weights(contrast, design, contrast_source)
     check_group_inputs(files)
     # Paths go to nilearn as they are: it reads every map once here, and holding them
     # in memory as well would double the peak memory for large groups.
@@ -94,21 +69,27 @@ def permutation_inference(
         design_matrix=design.reset_index(drop=True),
         second_level_contrast=weights,
         mask=mask,
-        smoothing_fwhm=smoothing_fwhm,
-        model_intercept=model_intercept,
-        n_perm=n_perm,
-        two_sided_test=two_sided,
-        random_state=random_state,
-        n_jobs=n_jobs,
-        threshold=cluster_forming_p,
-        tfce=tfce,
-    )
+        smoothing_fwhm=smoothing_fwhm, model_intercept=model_intercept, n_perm=n_perm,
+        two_sided_test=two_sided, random_state=random_state, n_jobs=n_jobs,
+        threshold=cluster_forming_p, tfce=tfce,
+    )  # fmt: skip
     if isinstance(out, dict):
         return dict(out)
     return {
         "t": _original_t(files, design, weights, mask, smoothing_fwhm, model_intercept),
         "logp_max_t": out,
     }
+
+
+def _t_weights(contrast: ContrastDef, design: pd.DataFrame, source: str) -> np.ndarray:
+    """The weights of the one t contrast that is permuted."""
+    weights = contrast_weights(contrast, design.columns, name="permutation", source=source)
+    if weights.ndim != 1:
+        raise GroupModelError(
+            f"Permutation inference tests one t contrast, got {len(weights)} rows (an F test) "
+            f"from {source}; give a single formula or weight vector"
+        )
+    return weights
 
 
 def _original_t(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -11,8 +13,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.group import METHODS
-from glmflow.core.group_outputs import fit_group_model_files
+from glmflow.core.group.outputs import fit_group_model_files
+from glmflow.core.model import GroupMethod
 from glmflow.interfaces.maps import MapListsOutputSpec
 
 
@@ -43,7 +45,7 @@ class _FitGroupModelInputSpec(BaseInterfaceInputSpec):
         "the contrasts", usedefault=True, nohash=True, desc="file named in contrast errors"
     )
     method = traits.Enum(
-        *METHODS,
+        *get_args(GroupMethod),
         usedefault=True,
         desc="'ols': nilearn SecondLevelModel; 'fixed': precision-weighted fixed effects",
     )
@@ -73,7 +75,7 @@ class _FitGroupModelOutputSpec(MapListsOutputSpec):
 
 
 class FitGroupModel(SimpleInterface):
-    """Fit a group model and write its maps (glmflow.core.group_outputs.fit_group_model_files)."""
+    """Fit a group model and write its maps (glmflow.core.group.outputs.fit_group_model_files)."""
 
     input_spec = _FitGroupModelInputSpec
     output_spec = _FitGroupModelOutputSpec
@@ -87,13 +89,15 @@ class FitGroupModel(SimpleInterface):
                 contrasts=inputs.contrasts,
                 contrasts_source=inputs.contrasts_source,
                 out_dir=runtime.cwd,
+                fit_options={
+                    "method": inputs.method,
+                    "smoothing_fwhm": _given(inputs.smoothing_fwhm),
+                    "target_affine": _given(inputs.target_affine),
+                    "target_shape": _given(inputs.target_shape),
+                    "minimize_memory": inputs.minimize_memory,
+                },
                 variance_files=_given(inputs.variance_files),
-                method=inputs.method,
                 mask=_given(inputs.mask_file),
-                target_affine=_given(inputs.target_affine),
-                target_shape=_given(inputs.target_shape),
-                smoothing_fwhm=_given(inputs.smoothing_fwhm),
-                minimize_memory=inputs.minimize_memory,
                 dofs=_given(inputs.dofs),
                 n_jobs=inputs.n_jobs,
             )

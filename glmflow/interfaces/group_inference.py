@@ -12,7 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.group_outputs import group_inference_files
+from glmflow.core.group.outputs import group_inference_files
 from glmflow.core.inference import INFERENCE_METHODS, PERMUTATION_STATS
 
 
@@ -80,32 +80,35 @@ class _GroupInferenceOutputSpec(TraitedSpec):
 
 
 class GroupInference(SimpleInterface):
-    """Threshold a group result; glmflow.core.group_outputs.group_inference_files writes it."""
+    """Threshold a group result; glmflow.core.group.outputs.group_inference_files writes it."""
 
     input_spec = _GroupInferenceInputSpec
     output_spec = _GroupInferenceOutputSpec
 
     def _run_interface(self, runtime):
         inputs = self.inputs
+        spec = {
+            "method": inputs.method,
+            "alpha": inputs.alpha,
+            "z_threshold": inputs.z_threshold,
+            "cluster_threshold": inputs.cluster_threshold,
+            "two_sided": inputs.two_sided,
+            "min_distance": inputs.min_distance,
+            "n_perm": inputs.n_perm,
+            "permutation_stat": inputs.permutation_stat,
+            "cluster_forming_p": _given(inputs.cluster_forming_p),
+            "seed": _given(inputs.random_state),
+        }
         self._results.update(
             group_inference_files(
-                inputs.method,
+                spec,
                 design_file=_given(inputs.design_file),
                 contrast=_given(inputs.contrast),
                 out_dir=runtime.cwd,
                 stat_img=_given(inputs.stat_file),
                 effect_files=_given(inputs.effect_files),
                 mask=_given(inputs.mask_file),
-                alpha=inputs.alpha,
-                z_threshold=inputs.z_threshold,
-                cluster_threshold=inputs.cluster_threshold,
-                two_sided=inputs.two_sided,
-                min_distance=inputs.min_distance,
-                n_perm=inputs.n_perm,
-                permutation_stat=inputs.permutation_stat,
-                cluster_forming_p=_given(inputs.cluster_forming_p),
                 smoothing_fwhm=_given(inputs.smoothing_fwhm),
-                random_state=_given(inputs.random_state),
                 n_jobs=inputs.n_jobs,
                 contrast_name=_given(inputs.contrast_name),
             )

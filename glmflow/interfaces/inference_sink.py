@@ -14,7 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.group_outputs import write_inference_derivatives
+from glmflow.core.group.outputs import write_inference_derivatives
 from glmflow.core.inference import INFERENCE_METHODS, LOGP_MAPS, PERMUTATION_STATS
 
 
@@ -51,7 +51,7 @@ class _InferenceSinkOutputSpec(TraitedSpec):
 
 
 class InferenceSink(SimpleInterface):
-    """Place GroupInference's outputs (glmflow.core.group_outputs.write_inference_derivatives)."""
+    """Place GroupInference's outputs (glmflow.core.group.outputs.write_inference_derivatives)."""
 
     input_spec = _InferenceSinkInputSpec
     output_spec = _InferenceSinkOutputSpec

@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.group_outputs import GROUP_MODEL_MAPS, write_model_maps
+from glmflow.core.group.outputs import GROUP_MODEL_MAPS, write_model_maps
 
 
 class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
@@ -34,7 +34,7 @@ class _ModelMapsSinkOutputSpec(TraitedSpec):
 
 
 class ModelMapsSink(SimpleInterface):
-    """Write a group fit's model maps with glmflow.core.group_outputs.write_model_maps."""
+    """Write a group fit's model maps with glmflow.core.group.outputs.write_model_maps."""
 
     input_spec = _ModelMapsSinkInputSpec
     output_spec = _ModelMapsSinkOutputSpec

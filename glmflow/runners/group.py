@@ -2,8 +2,8 @@
 
 The group level reads the subject-level maps that the participant level wrote in
 ``OUTPUT_DIR/glmflow/sub-*/func`` (found by their BIDS entities, see
-:mod:`glmflow.core.subject_maps`) and ``participants.tsv`` of the raw dataset, checks
-everything (:mod:`glmflow.core.group_plan`), then fits one group model per first-level
+:mod:`glmflow.core.group.subject_maps`) and ``participants.tsv`` of the raw dataset, checks
+everything (:mod:`glmflow.core.group.plan`), then fits one group model per first-level
 contrast (one in all for a paired design) and writes dataset-level maps at the top of
 ``OUTPUT_DIR/glmflow``.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.group_plan import GroupPlan, override_group, plan_task_group, write_design_tsv
+from glmflow.core.group.plan import GroupPlan, override_group, plan_task_group, write_design_tsv
 from glmflow.core.model import load_model
 from glmflow.core.outputs import write_dataset_description, write_derivatives
 from glmflow.errors import GroupModelError
@@ -86,6 +86,7 @@ def plan_group_level(
             space=space,
             participant_label=participant_label,
             design_file=design,
+            mask=mask,
         )
         for spec in specs
     ]

@@ -9,7 +9,7 @@ from typing import Any
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from glmflow.core.group_plan import GroupPlan
+from glmflow.core.group.plan import GroupPlan
 from glmflow.core.model import GroupSpec
 from glmflow.core.outputs import contrast_label
 from glmflow.interfaces.group_fit import FitGroupModel
@@ -49,7 +49,7 @@ def init_group_level_wf(
     """Fit one group model, threshold each contrast and write the maps as BIDS derivatives.
 
     Nothing is run or read while building; every check happens before, in
-    :func:`glmflow.core.group_plan.plan_task_group`.
+    :func:`glmflow.core.group.plan.plan_task_group`.
 
     Parameters
     ----------
@@ -94,6 +94,46 @@ def init_group_level_wf(
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=GROUP_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=GROUP_OUTPUTS), name="outputnode")
+    fit = _fit_node(group, contrasts, contrast_source, mem_gb, n_jobs)
+    sinks = {
+        "output_dir": output_dir,
+        "entities": json.dumps(dict(entities), sort_keys=True),
+        "metadata": json.dumps(dict(metadata or {}), sort_keys=True),
+    }
+    sink = pe.Node(
+        DerivativesSink(level="dataset", **sinks), name="ds_group", run_without_submitting=True
+    )
+    inputs = ["effect_files", "design_file"]
+    inputs += ["variance_files", "dofs"] if group.method == "fixed" else []
+    inputs += ["mask_file"] if use_mask else []
+    fields = ["contrast_names", "stat_types", "contrasts_json", *_map_fields(group)]
+    # fmt: off
+    connections = [
+        (inputnode, fit, [(key, key) for key in inputs]),
+        (fit, sink, [(key, key) for key in fields]),
+        (fit, outputnode, [("mask_file", "mask_file")]),
+        (sink, outputnode, [("out_files", "map_files")]),
+    ]
+    # fmt: on
+    if not group.minimize_memory:
+        model_maps = pe.Node(
+            ModelMapsSink(contrast_name=modelled, **sinks),
+            name="ds_model_maps",
+            run_without_submitting=True,
+        )
+        keys = ["residuals_file", "predicted_file", "r_square_file"]
+        connections.append((fit, model_maps, [(key, key) for key in keys]))
+    if group.inference.method != "none":
+        nodes = (inputnode, fit, outputnode)
+        connections += _inference_connections(
+            nodes, contrasts, group, sinks, use_mask, mem_gb, n_jobs
+        )
+    workflow.connect(connections)
+    return workflow
+
+
+def _fit_node(group: GroupSpec, contrasts, contrast_source: str, mem_gb: float, n_jobs: int):
+    """The FitGroupModel node of ``group``'s fit options (unset options stay undefined)."""
     options = set_options(
         {
             "smoothing_fwhm": group.smoothing_fwhm,
@@ -113,52 +153,20 @@ def init_group_level_wf(
         mem_gb=mem_gb,
         n_procs=n_jobs,
     )
-    metadata_json = json.dumps(dict(metadata or {}), sort_keys=True)
-    entities_json = json.dumps(dict(entities), sort_keys=True)
-    sink = pe.Node(
-        DerivativesSink(
-            output_dir=output_dir, entities=entities_json, level="dataset", metadata=metadata_json
-        ),
-        name="ds_group",
-        run_without_submitting=True,
-    )
-    fields = ["contrast_names", "stat_types", "contrasts_json", *_map_fields(group)]
-    # fmt: off
-    workflow.connect([
-        (inputnode, fit, [("effect_files", "effect_files"), ("design_file", "design_file")]),
-        (fit, sink, [(field, field) for field in fields]),
-        (fit, outputnode, [("mask_file", "mask_file")]),
-        (sink, outputnode, [("out_files", "map_files")]),
-    ])
-    # fmt: on
-    if group.method == "fixed":
-        workflow.connect(
-            [(inputnode, fit, [("variance_files", "variance_files"), ("dofs", "dofs")])]
-        )
-    if use_mask:
-        workflow.connect(inputnode, "mask_file", fit, "mask_file")
     if not group.minimize_memory:
         fit.inputs.minimize_memory = False
-        model_maps = pe.Node(
-            ModelMapsSink(
-                output_dir=output_dir,
-                entities=entities_json,
-                contrast_name=modelled,
-                metadata=metadata_json,
-            ),
-            name="ds_model_maps",
-            run_without_submitting=True,
-        )
-        keys = ["residuals_file", "predicted_file", "r_square_file"]
-        workflow.connect([(fit, model_maps, [(key, key) for key in keys])])
-    inference = group.inference
-    if inference.method == "none":
-        return workflow
+    return fit
 
+
+def _inference_connections(nodes, contrasts, group, sinks, use_mask, mem_gb, n_jobs) -> list:
+    """One GroupInference and one InferenceSink per contrast, and how they connect."""
+    inputnode, fit, outputnode = nodes
+    inference = group.inference
+    permutation = inference.method == "permutation"
     merge = pe.Node(
         niu.Merge(len(contrasts)), name="merge_inference_files", run_without_submitting=True
     )
-    workflow.connect(merge, "out", outputnode, "inference_files")
+    connections = [(merge, outputnode, [("out", "inference_files")])]
     for index, (contrast, definition) in enumerate(contrasts.items()):
         label = contrast_label(contrast)
         options = _inference_options(group, n_jobs)
@@ -169,44 +177,31 @@ def init_group_level_wf(
             GroupInference(contrast_name=contrast, **options),
             name=f"inference_{label}",
             mem_gb=mem_gb,
-            n_procs=n_jobs if inference.method == "permutation" else 1,
+            n_procs=n_jobs if permutation else 1,
         )
         write = pe.Node(
             InferenceSink(
-                output_dir=output_dir,
-                entities=entities_json,
                 contrast_name=contrast,
                 method=inference.method,
                 permutation_stat=inference.permutation_stat,
-                metadata=metadata_json,
+                **sinks,
             ),
             name=f"ds_inference_{label}",
             run_without_submitting=True,
         )
-        if inference.method == "permutation":
+        if permutation:
             node.inputs.contrast = json.dumps(definition)
-            # fmt: off
-            workflow.connect([
-                (inputnode, node, [("effect_files", "effect_files"),
-                                   ("design_file", "design_file")]),
-            ])
-            # fmt: on
-            if use_mask:  # as nilearn: the mask is the user's or learnt from the maps
-                workflow.connect(inputnode, "mask_file", node, "mask_file")
+            # as nilearn: the mask is the user's or learnt from the maps
+            keys = ["effect_files", "design_file"] + (["mask_file"] if use_mask else [])
+            connections.append((inputnode, node, [(key, key) for key in keys]))
         else:
-            # fmt: off
-            workflow.connect([
-                (fit, node, [(("z_files", _pick, index), "stat_file"),
-                             ("mask_file", "mask_file")]),
-            ])
-            # fmt: on
-        # fmt: off
-        workflow.connect([
+            stat = [(("z_files", _pick, index), "stat_file"), ("mask_file", "mask_file")]
+            connections.append((fit, node, stat))
+        connections += [
             (node, write, [(key, key) for key in _inference_outputs(group)]),
             (write, merge, [("out_files", f"in{index + 1}")]),
-        ])
-        # fmt: on
-    return workflow
+        ]
+    return connections
 
 
 # nilearn's output types -> the fit's map outputs
@@ -287,11 +282,11 @@ def init_group_wf(
     Parameters
     ----------
     plans
-        :class:`glmflow.core.group_plan.GroupPlan` of each task: maps, design, contrasts.
+        :class:`glmflow.core.group.plan.GroupPlan` of each task: maps, design, contrasts.
     output_dir
         Root of the glmflow derivatives; group maps go to its top.
     design_files
-        Task -> the design TSV its fits read (:func:`~glmflow.core.group_plan.write_design_tsv`).
+        Task -> the design TSV its fits read (:func:`~glmflow.core.group.plan.write_design_tsv`).
     use_mask
         Connect ``inputnode.mask_file`` (a user mask) to every fit and permutation.
     n_jobs

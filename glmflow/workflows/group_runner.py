@@ -1,12 +1,12 @@
 """Old home of the group runner, kept so that existing imports keep working.
 
-The plan is data made in :mod:`glmflow.core.group_plan`, the graph is built by
+The plan is data made in :mod:`glmflow.core.group.plan`, the graph is built by
 :func:`glmflow.workflows.group_level.init_group_wf` and the glue lives in
 :mod:`glmflow.runners.group`.
 """
 
-from glmflow.core.group_plan import GroupAnalysis, GroupPlan, output_contrast_name
-from glmflow.core.subject_maps import SubjectMap, find_subject_maps
+from glmflow.core.group.plan import GroupAnalysis, GroupPlan, output_contrast_name
+from glmflow.core.group.subject_maps import SubjectMap, find_subject_maps
 from glmflow.runners.group import GroupResult, plan_group_level, run_group_level
 from glmflow.workflows.group_level import init_group_wf
 

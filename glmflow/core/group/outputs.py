@@ -21,13 +21,9 @@ import numpy as np
 
 from glmflow.core.bold import save_nifti
 from glmflow.core.contrasts import MAP_KEYS
-from glmflow.core.group import (
-    GroupFit,
-    fit_group_model,
-    parse_contrast,
-    parse_contrasts,
-    read_design,
-)
+from glmflow.core.group.contrasts import parse_contrast, parse_contrasts
+from glmflow.core.group.design import read_design
+from glmflow.core.group.fit import GroupFit, fit_group_model
 from glmflow.core.inference import (
     LOGP_MAPS,
     SIZE_MM3,
@@ -35,6 +31,7 @@ from glmflow.core.inference import (
     InferenceResult,
     run_group_inference,
 )
+from glmflow.core.model import GroupSpec, InferenceSpec
 from glmflow.core.outputs import (
     atomic_copy,
     atomic_write_json,
@@ -101,21 +98,27 @@ def fit_group_model_files(
     contrasts: str,
     contrasts_source: str,
     out_dir: str | os.PathLike,
-    **options: Any,
+    fit_options: Mapping[str, Any],
+    **keywords: Any,
 ) -> dict[str, Any]:
-    """:func:`~glmflow.core.group.fit_group_model` on files; maps written by
+    """:func:`~glmflow.core.group.fit.fit_group_model` on files; maps written by
     :func:`write_group_fit`.
 
     ``contrasts`` is the JSON text :func:`~glmflow.core.group.parse_contrasts` reads;
-    ``options`` are fit_group_model's keywords (method, mask, dofs ...).
+    ``fit_options`` are :class:`~glmflow.core.model.GroupSpec` fields (method,
+    smoothing_fwhm, target_affine, target_shape, minimize_memory),
+    validated by the spec; ``keywords`` are fit_group_model's (variance_files, mask, dofs,
+    n_jobs).
     """
+    group = GroupSpec(**fit_options)
     fit = fit_group_model(
         list(effect_files),
         read_design(design_file),
         contrasts=parse_contrasts(contrasts, source=contrasts_source),
+        group=group,
         design_source=design_file,
         contrast_source=contrasts_source,
-        **options,
+        **keywords,
     )
     return write_group_fit(fit, out_dir)
 
@@ -140,22 +143,28 @@ def write_inference_result(result: InferenceResult, out_dir: str | os.PathLike) 
 
 
 def group_inference_files(
-    method: str,
+    inference: Mapping[str, Any],
     *,
     design_file: str | None,
     contrast: str | None,
     out_dir: str | os.PathLike,
-    **options: Any,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """:func:`~glmflow.core.inference.run_group_inference` with the design and contrast read
-    from files / text; outputs written by :func:`write_inference_result`."""
+    from files / text; outputs written by :func:`write_inference_result`.
+
+    ``inference`` holds :class:`~glmflow.core.model.InferenceSpec` fields, validated by
+    the spec; ``keywords`` are run_group_inference's data (stat_img,
+    effect_files, mask, smoothing_fwhm, n_jobs, contrast_name).
+    """
+    spec = InferenceSpec(**inference)
     result = run_group_inference(
-        method,
+        spec,
         design=None if design_file is None else read_design(design_file),
         contrast=None if contrast is None else parse_contrast(contrast),
         design_source=design_file or "the design matrix",
         contrast_source="the contrast input",
-        **options,
+        **keywords,
     )
     return write_inference_result(result, out_dir)
 
@@ -250,7 +259,20 @@ def write_inference_derivatives(
             {"Statistic": stat, "Threshold": threshold, "Columns": CLUSTER_COLUMNS},
         ),
     ]  # fmt: skip
-    for key, path in (logp_files or {}).items():
+    outputs += _fwe_outputs(output_dir, where, logp_files or {}, tdp_file)
+    written = []
+    for dst, src, extra in outputs:
+        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
+        atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
+                          {**common, **extra})  # fmt: skip
+        written.append(dst)
+    return written
+
+
+def _fwe_outputs(output_dir, where: dict, logp_files: Mapping, tdp_file) -> list[tuple]:
+    """(path, source, sidecar extras) of the -log10 FWE p maps and the TDP map."""
+    outputs = []
+    for key, path in logp_files.items():
         kind = next(k for k, v in LOGP_MAPS.items() if v == key)
         outputs.append(
             (
@@ -267,13 +289,7 @@ def write_inference_derivatives(
                 {"Statistic": "lower bound of the true-discovery proportion of each cluster"},
             )
         )
-    written = []
-    for dst, src, extra in outputs:
-        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
-        atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
-                          {**common, **extra})  # fmt: skip
-        written.append(dst)
-    return written
+    return outputs
 
 
 #: FitGroupModel model map -> ``stat-`` label and sidecar description

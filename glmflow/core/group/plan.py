@@ -1,7 +1,7 @@
 """The group-level plan: which subject maps, which design, which contrasts, which dofs.
 
 :func:`plan_task_group` turns a model's group section and the subject maps the participant
-level wrote (:mod:`glmflow.core.subject_maps`) into a :class:`GroupPlan`: data, checked,
+level wrote (:mod:`glmflow.core.group.subject_maps`) into a :class:`GroupPlan`: data, checked,
 ready for :func:`glmflow.workflows.group_level.init_group_wf` to wire. Only TSV, JSON
 sidecars and NIfTI headers are read; every mistake raises a one-line
 :class:`~glmflow.errors.GroupModelError` before any compute.
@@ -22,18 +22,18 @@ from typing import Any
 import nibabel as nib
 import pandas as pd
 
-from glmflow.core.group import (
+from glmflow.core.group.contrasts import contrast_weights
+from glmflow.core.group.design import (
     check_design,
-    check_group_inputs,
-    contrast_weights,
     default_group_contrasts,
     load_participants,
     make_group_design,
     read_design,
 )
+from glmflow.core.group.inputs import check_group_inputs, check_group_mask
+from glmflow.core.group.subject_maps import SubjectMap, find_subject_maps
 from glmflow.core.model import MEAN_CONTRAST, ModelSpec, locate
 from glmflow.core.outputs import atomic_write_text, contrast_label, contrast_labels
-from glmflow.core.subject_maps import SubjectMap, find_subject_maps
 from glmflow.errors import GroupModelError, ModelSpecError
 
 LOGGER = logging.getLogger("glmflow")
@@ -118,8 +118,10 @@ def plan_task_group(
     space: str | None,
     participant_label: Sequence[str] | None = None,
     design_file: PathLike | None = None,
+    mask: PathLike | None = None,
 ) -> GroupPlan:
-    """Find the subject maps of ``spec.task`` and check its group design and contrasts."""
+    """Find the subject maps of ``spec.task`` and check its group design, contrasts, maps
+    and ``mask`` (a mask on another grid than the maps warns)."""
     glmflow_dir = Path(glmflow_dir)
     maps = find_subject_maps(glmflow_dir, task=spec.task, space=space)
     if not maps:
@@ -136,16 +138,8 @@ def plan_task_group(
     levels = _select_first_level(spec, maps, subjects, glmflow_dir)
     if design_file is None:
         participants, source = _participants(bids_dir, subjects, spec)
-        design = make_group_design(
-            participants,
-            subjects=[f"sub-{s}" for s in subjects],
-            design=group.design,
-            group_column=group.group_column,
-            conditions=group.conditions,
-            covariates=group.covariates,
-            demean_covariates=group.demean_covariates,
-            source=source,
-        )
+        subject_ids = [f"sub-{s}" for s in subjects]
+        design = make_group_design(participants, subjects=subject_ids, group=group, source=source)
     group_contrasts = _group_contrasts(spec, design, design_file)
     for name, definition in group_contrasts.items():
         contrast_weights(definition, design.columns, name=name, source=spec.source)
@@ -160,6 +154,8 @@ def plan_task_group(
             variance_files=variances,
             target_affine=group.target_affine,
         )
+    if mask is not None and group.target_affine is None:
+        check_group_mask(mask, analyses[0].maps[0].effect)
     contrast_labels([n for a in analyses for n in a.contrasts], source=spec.source)
     entities = _shared_entities([m for a in analyses for m in a.maps])
     return GroupPlan(spec, design, source, entities, tuple(analyses))

@@ -16,7 +16,7 @@ from glmflow.core.events import (
     read_parsed_events,
     write_parsed_events,
 )
-from glmflow.errors import EventsError
+from glmflow.errors import EventsError, ModelSpecError
 
 NAME = "sub-01_task-x_events.tsv"
 
@@ -377,10 +377,6 @@ BAD_OPTIONS = [
         "rt, gap, block); fix the name in the model file",
     ),
     (
-        {"condition_column": ""},
-        "Option condition_column for run.tsv must be a non-empty string; got ''",
-    ),
-    (
         {"modulators": ["speed"]},
         "Events file run.tsv has no modulator column 'speed' (available: onset, duration, "
         "trial_type, rt, gap, block); fix the name in the model file",
@@ -403,48 +399,13 @@ BAD_OPTIONS = [
         "Option rename_conditions names unknown condition(s) 'A' (available: a, b) in run.tsv",
     ),
     (
-        {"drop_conditions": ["a"], "rename_conditions": {"a": "x"}},
-        "Condition(s) 'a' are both dropped and renamed for run.tsv; remove them from "
-        "drop_conditions or from rename_conditions",
-    ),
-    (
         {"drop_conditions": ["a", "b"]},
         "drop_conditions removes every event of run.tsv (dropped: a, b); keep at least one "
         "condition",
     ),
     (
-        {"drop_conditions": [""]},
-        "Option drop_conditions for run.tsv must list non-empty strings; got ''",
-    ),
-    (
-        {"rename_conditions": {"a": ""}},
-        "Option rename_conditions for run.tsv must map non-empty strings to non-empty "
-        "strings; got 'a': ''",
-    ),
-    (
-        {"demean_modulators": "yes"},
-        "Option demean_modulators for run.tsv must be true or false; got 'yes'",
-    ),
-    (
-        {"block_column": "trial_type"},
-        "Option block_column for run.tsv is the condition column 'trial_type'; use a "
-        "different column or no blocks",
-    ),
-    (
-        {"missing_block_column": "ignore"},
-        "Option missing_block_column for run.tsv must be one of 'warn', 'error'; got 'ignore'",
-    ),
-    (
-        {"missing_conditions": "warn"},
-        "Option missing_conditions for run.tsv must be one of 'error', 'ignore'; got 'warn'",
-    ),
-    (
         {"drop_conditions": ["a", "b"], "missing_conditions": "ignore"},
         "drop_conditions removes every event of run.tsv (dropped: a, b)",
-    ),
-    (
-        {"incomplete_events": "skip"},
-        "Option incomplete_events for run.tsv must be one of 'error', 'drop'; got 'skip'",
     ),
 ]
 
@@ -453,6 +414,43 @@ BAD_OPTIONS = [
 def test_parse_events_refuses_bad_options(options, message):
     with pytest.raises(EventsError, match=re.escape(message)):
         parse_events(_base(), source="run.tsv", **options)
+
+
+# Options themselves are the spec's to check (EventsSpec validates at construction, one
+# rule in one place); parse_events builds its spec from them and never checks them again.
+BAD_SPEC_OPTIONS = [
+    ({"condition_column": ""}, "'condition_column' must be a non-empty string; got \"\""),
+    (
+        {"drop_conditions": ["a"], "rename_conditions": {"a": "x"}},
+        "'rename_conditions' renames \"a\", which is dropped",
+    ),
+    ({"drop_conditions": [""]}, "'drop_conditions' must be a non-empty string; got \"\""),
+    ({"rename_conditions": {"a": ""}}, "'rename_conditions' must be a non-empty string; got \"\""),
+    ({"demean_modulators": "yes"}, "'demean_modulators' must be true or false; got \"yes\""),
+    (
+        {"block_column": "trial_type"},
+        "'block_column' must be a column other than onset, duration and the condition column, or null; got \"trial_type\"",
+    ),
+    (
+        {"missing_block_column": "ignore"},
+        '\'missing_block_column\' must be one of "error", "warn"; got "ignore"',
+    ),
+    (
+        {"missing_conditions": "warn"},
+        '\'missing_conditions\' must be one of "error", "ignore"; got "warn"',
+    ),
+    (
+        {"incomplete_events": "skip"},
+        '\'incomplete_events\' must be one of "error", "drop"; got "skip"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_SPEC_OPTIONS)
+def test_parse_events_options_are_checked_by_the_spec(options, message):
+    with pytest.raises(ModelSpecError) as caught:
+        parse_events(_base(), source="run.tsv", **options)
+    assert str(caught.value) == message
 
 
 def test_parse_events_refuses_condition_named_like_a_modulator():
@@ -507,3 +505,26 @@ def test_read_parsed_events_refuses_other_tables(tmp_path):
         ),
     ):
         read_parsed_events(path)
+
+
+def test_events_after_the_end_of_the_scan_are_left_out_with_their_lines():
+    events = _events(
+        onset=[0.0, 10.0, 200.0, 5000.0, 20.0],
+        duration=[1.0] * 5,
+        trial_type=["a", "b", "late", "a", "a"],
+    )
+    with pytest.warns(UserWarning) as caught:
+        tidy = parse_events(events, source="run.tsv", scan_end=200.0)
+    assert [str(w.message) for w in caught] == [
+        "run.tsv: 2 event(s) start at or after the end of the scan (200 s = volumes x TR) "
+        "on line(s) 4, 5; they are left out"
+    ]
+    # 'late' has no event left: the contrasts' missing-condition rule takes it from here
+    assert tidy["trial_type"].tolist() == ["a", "b", "a"]
+    assert tidy["onset"].tolist() == [0.0, 10.0, 20.0]
+    with pytest.raises(EventsError) as error:
+        parse_events(events, source="run.tsv", scan_end=0.0)
+    assert str(error.value) == (
+        "Every event of run.tsv starts at or after the end of the scan (0 s = volumes x TR); "
+        "check that the onsets are in seconds and that the events file belongs to this run"
+    )

@@ -55,6 +55,8 @@ class _ParseEventsInputSpec(BaseInterfaceInputSpec):
         desc="drop_conditions/rename_conditions naming a condition absent from this run: "
         "fail (catches typos) or ignore (defaults such as glm-express's 'fixation')",
     )
+    n_volumes = traits.Int(desc="volumes of the run; with tr, events after the scan warn")
+    tr = traits.Float(desc="repetition time (s); with n_volumes, the end of the scan")
 
 
 class _ParseEventsOutputSpec(TraitedSpec):
@@ -74,20 +76,29 @@ class ParseEvents(SimpleInterface):
     def _run_interface(self, runtime):
         inputs = self.inputs
         source = inputs.events_file
+        options = {
+            name: getattr(inputs, name)
+            for name in (
+                "condition_column",
+                "drop_conditions",
+                "rename_conditions",
+                "modulators",
+                "demean_modulators",
+                "block_column",
+                "missing_block_column",
+                "incomplete_events",
+                "missing_conditions",
+            )
+            if isdefined(getattr(inputs, name))
+        }
+        scan_end = None
+        if isdefined(inputs.n_volumes) and isdefined(inputs.tr):
+            scan_end = inputs.n_volumes * inputs.tr
         events = parse_events(
             read_events(source, condition_column=inputs.condition_column),
-            condition_column=inputs.condition_column,
-            drop_conditions=inputs.drop_conditions if isdefined(inputs.drop_conditions) else (),
-            rename_conditions=(
-                inputs.rename_conditions if isdefined(inputs.rename_conditions) else None
-            ),
-            modulators=inputs.modulators if isdefined(inputs.modulators) else (),
-            demean_modulators=inputs.demean_modulators,
-            block_column=inputs.block_column if isdefined(inputs.block_column) else None,
-            missing_block_column=inputs.missing_block_column,
-            incomplete_events=inputs.incomplete_events,
-            missing_conditions=inputs.missing_conditions,
             source=Path(source).name,
+            scan_end=scan_end,
+            **options,
         )
         self._results["events_file"] = str(
             write_parsed_events(events, Path(runtime.cwd) / "events.tsv")

@@ -152,7 +152,9 @@ def init_run_level_wf(
 
     # fmt: off
     workflow.connect([
-        (inputnode, parse_events, [("events_file", "events_file")]),
+        (inputnode, parse_events, [("events_file", "events_file"),
+                                   ("n_volumes", "n_volumes"),
+                                   ("tr", "tr")]),
         (inputnode, select_confounds, [("confounds_file", "confounds_file"),
                                        ("bold_file", "bold_file")]),
         (inputnode, mask_and_smooth, [("bold_file", "bold_file"),

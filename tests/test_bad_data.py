@@ -9,11 +9,13 @@ end with one line naming the input file too.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from glmflow.cli.main import main
@@ -134,3 +136,131 @@ def test_isolated_bad_voxels_are_left_out_and_recorded(dataset, tmp_path, capsys
     ).get_fdata()
     assert np.isfinite(subject_z).all() and subject_z[nan_voxel] == subject_z[zero_voxel] == 0
     assert np.count_nonzero(subject_z[mask]) == mask.sum() - 2
+
+
+def _truncate_gzip(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-2000])
+
+
+def _mask_on_another_grid(path: Path) -> None:
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)[:-1]  # one slice fewer along x
+    nib.Nifti1Image(data, img.affine, img.header).to_filename(path)
+
+
+def _rename_condition(path: Path) -> None:
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table["trial_type"] = table["trial_type"].replace({"face": "Face"})
+    table.to_csv(path, sep="\t", index=False)
+
+
+def _late_condition(path: Path) -> None:
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    late = table["trial_type"] == "house"
+    table.loc[late, "onset"] = [str(5000 + i) for i in range(late.sum())]
+    table.to_csv(path, sep="\t", index=False)
+
+
+def _inf_confound(path: Path) -> None:
+    table = pd.read_csv(path, sep="\t")
+    table.loc[9, "trans_y"] = np.inf
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+def _zero_confound(path: Path) -> None:
+    table = pd.read_csv(path, sep="\t")
+    table["rot_z"] = 0.0
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+
+
+# found before compute: (case, file edited, edit, exact line after "glmflow: error: ")
+BEFORE_COMPUTE = [
+    (
+        "truncated .nii.gz BOLD",
+        f"{BOLD}.nii.gz",
+        _truncate_gzip,
+        "BOLD {d}/" + BOLD + ".nii.gz is truncated or corrupt: its gzip trailer says \\d+ "
+        r"bytes uncompressed but its header implies \d+ \(shape \(\d+, \d+, \d+, 60\), "
+        r"float32\); re-create or copy the file again",
+    ),
+    (
+        "mask on another grid than its single run",
+        MASK,
+        _mask_on_another_grid,
+        "Mask {d}/" + MASK + r" \(shape \(\d+, \d+, \d+\), voxels [\dx.]+ mm\) is not on the "
+        "grid of BOLD {d}/" + BOLD + r".nii.gz \(shape \(\d+, \d+, \d+\), voxels [\dx.]+ "
+        r"mm\): shapes differ; use a mask in the same space and resolution as the BOLD",
+    ),
+    (
+        "condition renamed in one run",
+        EVENTS,
+        _rename_condition,
+        "Condition 'Face' is in the events of {d}/" + EVENTS + " but not in those of 1 of "
+        "the 2 runs modelled \\(e.g. {d}/sub-01/func/sub-01_task-faces_run-2_events.tsv, "
+        "which has 'face'\\); the automatic contrasts need every condition in every run: "
+        "rename it in the events files \\(or with rename_conditions in the model\\), or run "
+        "with --missing-conditions drop",
+    ),
+    (
+        "a condition whose events all start after the scan",
+        EVENTS,
+        _late_condition,
+        "Condition 'house' is in the events of {d}/sub-01/func/sub-01_task-faces_run-2_"
+        "events.tsv but not in those of 1 of the 2 runs modelled \\(e.g. {d}/"
+        + EVENTS
+        + "\\); the automatic contrasts need every condition",
+    ),
+    (
+        "non-finite confound",
+        CONFOUNDS,
+        _inf_confound,
+        "Confound column 'trans_y' of {d}/" + CONFOUNDS + " has a non-finite value inf on "
+        "line 11; confounds must be finite numbers \\(or n/a in the first row\\): fix the "
+        "file or leave the column out",
+    ),
+    (
+        "all-zero confound column",
+        CONFOUNDS,
+        _zero_confound,
+        "Confound column 'rot_z' of {d}/" + CONFOUNDS + " is 0 in every volume; it would "
+        "be an empty regressor: leave it out of the model's confounds or fix the file",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("relative", "edit", "message"),
+    [case[1:] for case in BEFORE_COMPUTE],
+    ids=[case[0] for case in BEFORE_COMPUTE],
+)
+def test_found_before_compute(dataset, tmp_path, capsys, relative, edit, message):
+    edit(dataset / relative)
+    assert _run(dataset, tmp_path) == 2
+    line = _error_line(capsys)
+    pattern = "glmflow: error: " + message.replace("{d}", re.escape(str(dataset)))
+    assert re.fullmatch(pattern, line) or re.match(pattern, line), line
+    assert not list((tmp_path / "out").rglob("*.nii.gz"))
+
+
+def test_events_after_the_scan_warn_with_their_lines(dataset, tmp_path):
+    path = dataset / EVENTS
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    table.loc[2, "onset"] = "5000"
+    table.to_csv(path, sep="\t", index=False)
+    with pytest.warns(UserWarning) as caught:
+        assert _run(dataset, tmp_path) == 0
+    messages = [str(w.message) for w in caught]
+    assert (
+        f"{path}: 1 event(s) start at or after the end of the scan (120 s = volumes x TR) on "
+        "line(s) 4; they are left out"
+    ) in messages, messages
+
+
+def test_preflight_warnings_say_each_problem_once_with_a_count(dataset, tmp_path):
+    with pytest.warns(UserWarning) as caught:
+        assert _run(dataset, tmp_path) == 0
+    spikes = [str(w.message) for w in caught if "spike regressor" in str(w.message)]
+    assert spikes == [
+        f"2 runs (e.g. {dataset / CONFOUNDS}): spike regressor(s) motion_outlier00 (same "
+        "volume as non_steady_state_outlier01) left out: one regressor per censored volume"
+    ]

@@ -17,7 +17,7 @@ from glmflow.core.confounds import (
     select_confounds,
     write_confounds,
 )
-from glmflow.errors import ConfoundsError
+from glmflow.errors import ConfoundsError, ModelSpecError
 
 N = 12
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
@@ -213,45 +213,6 @@ BAD_OPTIONS = [
         {"columns": ["a_comp_cor_*"]},
         "Confound wildcard 'a_comp_cor_*' matches no column of {path} (",
     ),
-    ({"columns": [""]}, "Option columns for {path} must list non-empty strings; got ''"),
-    (
-        {"strategy": ["aroma"]},
-        "Option strategy for {path} must be one of 'motion', 'wm_csf', 'global_signal', "
-        "'compcor', 'scrub', 'non_steady_state', 'high_pass'; got 'aroma'",
-    ),
-    (
-        {"strategy": ["compcor"]},
-        "Strategy 'compcor' needs 'high_pass' too for {path} (fMRIPrep computes CompCor on "
-        "high-pass filtered data); add 'high_pass' to the strategy",
-    ),
-    (
-        {"motion": "all"},
-        "Option motion for {path} must be one of 'basic', 'power2', 'derivatives', 'full'; "
-        "got 'all'",
-    ),
-    (
-        {"compcor": "anat"},
-        "Option compcor for {path} must be one of 'anat_combined', 'anat_separated', "
-        "'temporal', 'temporal_anat_combined', 'temporal_anat_separated'; got 'anat'",
-    ),
-    (
-        {"n_compcor": 0},
-        "Option n_compcor for {path} must be a positive integer or 'all'; got 0",
-    ),
-    (
-        {"fd_threshold": -1},
-        "Option fd_threshold for {path} must be a positive number; got -1",
-    ),
-    (
-        {"std_dvars_threshold": "1.5"},
-        "Option std_dvars_threshold for {path} must be a positive number; got '1.5'",
-    ),
-    (
-        {"scrub": 2.5},
-        "Option scrub for {path} must be an integer >= 0 (minimum segment length in "
-        "volumes); got 2.5",
-    ),
-    ({"demean": "yes"}, "Option demean for {path} must be true or false; got 'yes'"),
     (
         {"strategy": ["compcor", "high_pass"]},
         "nilearn load_confounds cannot apply strategy ['compcor', 'high_pass'] to {path}: "
@@ -264,6 +225,40 @@ BAD_OPTIONS = [
 def test_select_confounds_refuses_bad_options(confounds_file, options, message):
     with pytest.raises(ConfoundsError, match=re.escape(message.format(path=confounds_file))):
         select_confounds(confounds_file, **options)
+
+
+# Options themselves are the spec's to check (ConfoundsSpec validates at construction, one
+# rule in one place); select_confounds builds its spec from them and never checks them again.
+BAD_SPEC_OPTIONS = [
+    ({"columns": [""]}, "'columns' must be a non-empty string; got \"\""),
+    (
+        {"strategy": ["aroma"]},
+        '\'strategy\' must be one of "motion", "wm_csf", "global_signal", "compcor", '
+        '"scrub", "non_steady_state", "high_pass"; got "aroma"',
+    ),
+    ({"strategy": ["compcor"]}, '\'strategy\' contains "compcor", which needs "high_pass" too'),
+    (
+        {"motion": "all"},
+        '\'motion\' must be one of "basic", "power2", "derivatives", "full"; got "all"',
+    ),
+    (
+        {"compcor": "anat"},
+        '\'compcor\' must be one of "anat_combined", "anat_separated", "temporal", '
+        '"temporal_anat_combined", "temporal_anat_separated"; got "anat"',
+    ),
+    ({"n_compcor": 0}, "'n_compcor' must be an integer >= 1; got 0"),
+    ({"fd_threshold": -1}, "'fd_threshold' must be a number > 0; got -1"),
+    ({"std_dvars_threshold": "1.5"}, "'std_dvars_threshold' must be a number > 0; got \"1.5\""),
+    ({"scrub": 2.5}, "'scrub' must be an integer >= 0; got 2.5"),
+    ({"demean": "yes"}, "'demean' must be true or false; got \"yes\""),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_SPEC_OPTIONS)
+def test_select_confounds_options_are_checked_by_the_spec(confounds_file, options, message):
+    with pytest.raises(ModelSpecError) as caught:
+        select_confounds(confounds_file, **options)
+    assert str(caught.value) == message
 
 
 BAD_FILES = [
@@ -439,3 +434,22 @@ def test_optional_columns_may_match_nothing_with_a_warning(confounds_file):
     assert list(selected.columns) == ["trans_x", "rot_x"]
     with pytest.raises(ConfoundsError, match="wildcard 'w_comp_cor_\\*' matches no column"):
         select_confounds(confounds_file, columns=["w_comp_cor_*"])
+
+
+def test_non_finite_and_all_zero_columns_are_named_in_the_confounds_file(tmp_path):
+    table = pd.DataFrame({"trans_x": np.linspace(0, 1, 6), "rot_z": np.zeros(6)})
+    table.loc[3, "trans_x"] = -np.inf
+    path = tmp_path / "sub-01_task-x_desc-confounds_timeseries.tsv"
+    table.to_csv(path, sep="\t", index=False)
+    with pytest.raises(ConfoundsError) as caught:
+        select_confounds(path, columns=["trans_x"])
+    assert str(caught.value) == (
+        f"Confound column 'trans_x' of {path} has a non-finite value -inf on line 5; confounds "
+        "must be finite numbers (or n/a in the first row): fix the file or leave the column out"
+    )
+    with pytest.raises(ConfoundsError) as caught:
+        select_confounds(path, columns=["rot_*"])
+    assert str(caught.value) == (
+        f"Confound column 'rot_z' of {path} is 0 in every volume; it would be an empty "
+        "regressor: leave it out of the model's confounds or fix the file"
+    )

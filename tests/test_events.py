@@ -429,7 +429,8 @@ BAD_SPEC_OPTIONS = [
     ({"demean_modulators": "yes"}, "'demean_modulators' must be true or false; got \"yes\""),
     (
         {"block_column": "trial_type"},
-        "'block_column' must be a column other than onset, duration and the condition column, or null; got \"trial_type\"",
+        "'block_column' must be a column other than onset, duration and the condition column, "
+        'or null; got "trial_type"',
     ),
     (
         {"missing_block_column": "ignore"},

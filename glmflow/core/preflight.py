@@ -7,7 +7,7 @@ a crash half-way through a cluster job, and nothing is written to the output fol
 
 from __future__ import annotations
 
-import hashlib
+import difflib
 import json
 import os
 import warnings
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from glmflow.core.bids import RunInputs
-from glmflow.core.bold import load_mask
 from glmflow.core.confounds import select_confounds
 from glmflow.core.contrasts import contrast_weights
 from glmflow.core.design import build_design_matrix, check_censored_rank
 from glmflow.core.events import parse_events, read_events
+from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
+from glmflow.core.memo import file_identity, memo_key
 from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts
 from glmflow.core.outputs import contrast_labels
 from glmflow.errors import DatasetError, DesignError, GlmflowError
@@ -56,7 +57,7 @@ def dataset_conditions(bids_dir: str | os.PathLike, spec: ModelSpec) -> tuple[st
                 warnings.simplefilter("ignore")
                 events = parse_events(
                     read_events(path, condition_column=spec.events.condition_column),
-                    **spec.events.to_dict(),
+                    spec.events,
                     source=str(path),
                 )
         except GlmflowError:
@@ -91,14 +92,15 @@ def check_first_level(
     -------
     FirstLevelPlan
         The conditions, the expanded contrasts and what ``missing_conditions="drop"``
-        removed; every warning raised on the way is kept in ``warnings``.
+        removed; every warning raised on the way is kept in ``warnings``, one per distinct
+        problem (:func:`group_warnings`).
     """
     if not runs:
         raise DatasetError(f"No run of task '{spec.task}' to model; check --task and the data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan = _check(runs, spec, missing_conditions, conditions)
-    messages = tuple(dict.fromkeys(str(w.message) for w in caught))
+    messages = group_warnings([str(w.message) for w in caught], runs)
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=2)
     return replace(plan, warnings=messages)
@@ -106,43 +108,18 @@ def check_first_level(
 
 def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan:
     found: dict[str, None] = {}
+    conditions_of: dict[str, set[str]] = {}
     columns: dict[str, tuple[str, ...]] = {}
     grids: dict[tuple[str, str | None], tuple[str, tuple, bytes]] = {}
     for run in runs:
-        events = parse_events(
-            read_events(run.events, condition_column=spec.events.condition_column),
-            **spec.events.to_dict(),
-            source=run.events,
-        )
-        for name in events.loc[events["role"] == "condition", "trial_type"]:
-            found.setdefault(str(name), None)
-        confounds, sample_mask = select_confounds(
-            run.confounds, bold_file=run.bold, **spec.confounds.to_dict()
-        )
-        with warnings.catch_warnings():
-            # nilearn's notes on singular designs: _check_rank below says it in one line
-            warnings.simplefilter("ignore")
-            design, roles = build_design_matrix(
-                events,
-                confounds,
-                spec.design,
-                n_volumes=run.n_volumes,
-                tr=run.tr,
-                slice_time_ref=run.slice_time_ref,
-                source=run.events,
-            )
-        kept = run.n_volumes if sample_mask is None else len(sample_mask)
-        if kept <= design.shape[1]:
-            raise DesignError(
-                f"{run.bold}: {kept} volumes are left after censoring for {design.shape[1]} "
-                "design columns; select fewer confounds or relax scrubbing"
-            )
-        check_censored_rank(design, roles, sample_mask, source=run.events)
-        mask, affine = load_mask(run.mask)  # refuses an empty or unreadable mask
-        _check_same_grid(grids, run, mask.shape, affine)
-        columns[run.bold] = tuple(str(c) for c in design.columns)
-
-    contrasts = expand_contrasts(spec, list(dataset_conditions or found))
+        _check_images(run, grids)
+        conditions, columns[run.bold] = _check_run(run, spec)
+        found.update(dict.fromkeys(conditions))
+        conditions_of[run.bold] = set(conditions)
+    wanted = list(dataset_conditions or found)
+    if spec.auto_contrasts and missing_conditions == "error":
+        _check_conditions_everywhere(wanted, conditions_of, runs)
+    contrasts = expand_contrasts(spec, wanted)
     if not contrasts:
         raise DatasetError(
             f"Model {spec.source} defines no contrast for task '{spec.task}'; add "
@@ -166,6 +143,101 @@ def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan
             if weights.shape[0] == 0:
                 skipped.setdefault(bold, set()).add(contrast.name)
     return FirstLevelPlan(tuple(found), contrasts, columns, dropped, skipped)
+
+
+def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, ...]]:
+    """Events, confounds and design of one run: its conditions and design columns."""
+    events = parse_events(
+        read_events(run.events, condition_column=spec.events.condition_column),
+        spec.events,
+        source=run.events,
+        scan_end=run.n_volumes * run.tr,
+    )
+    conditions = [str(n) for n in events.loc[events["role"] == "condition", "trial_type"]]
+    confounds, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
+    with warnings.catch_warnings():
+        # nilearn's notes on singular designs: _check_rank below says it in one line
+        warnings.simplefilter("ignore")
+        design, roles = build_design_matrix(
+            events,
+            confounds,
+            spec.design,
+            n_volumes=run.n_volumes,
+            tr=run.tr,
+            slice_time_ref=run.slice_time_ref,
+            source=run.events,
+        )
+    kept = run.n_volumes if sample_mask is None else len(sample_mask)
+    if kept <= design.shape[1]:
+        raise DesignError(
+            f"{run.bold}: {kept} volumes are left after censoring for {design.shape[1]} "
+            "design columns; select fewer confounds or relax scrubbing"
+        )
+    check_censored_rank(design, roles, sample_mask, source=run.events)
+    return list(dict.fromkeys(conditions)), tuple(str(c) for c in design.columns)
+
+
+def _check_images(run: RunInputs, grids: dict) -> None:
+    """What the headers tell before any voxel is read: readable, one grid, not truncated."""
+    bold = load_image(run.bold, "BOLD")
+    mask, affine = load_mask(run.mask)  # refuses an empty, unreadable or non-binary mask
+    check_same_grid(bold.shape, bold.affine, mask, affine, run.bold, run.mask)
+    check_gzip_size(bold)
+    _check_same_grid(grids, run, mask.shape, affine)
+
+
+def _check_conditions_everywhere(
+    conditions: Sequence[str], conditions_of: dict[str, set[str]], runs: Sequence[RunInputs]
+) -> None:
+    """Automatic contrasts (one per condition) need every condition in every run: name the
+    condition that is missing where, not an automatic contrast the user never wrote."""
+    events_of = {run.bold: run.events for run in runs}
+    for condition in conditions:
+        lacking = [bold for bold, found in conditions_of.items() if condition not in found]
+        if not lacking:
+            continue
+        having = [bold for bold, found in conditions_of.items() if condition in found]
+        where = (
+            f"is in the events of {events_of[having[0]]}"
+            if having
+            else "is in the dataset's events (automatic contrasts are named from every subject's)"
+        )
+        close = _close_match(condition, conditions_of[lacking[0]])
+        raise DatasetError(
+            f"Condition '{condition}' {where} but not in those of {len(lacking)} of the "
+            f"{len(conditions_of)} runs modelled (e.g. {events_of[lacking[0]]}{close}); "
+            "the automatic contrasts need every condition in every run: rename it in the "
+            "events files (or with rename_conditions in the model), or run with "
+            "--missing-conditions drop"
+        )
+
+
+def _close_match(name: str, available: set[str]) -> str:
+    by_case = {a.lower(): a for a in available}
+    close = by_case.get(name.lower()) or next(
+        iter(difflib.get_close_matches(name, sorted(available), n=1, cutoff=0.75)), None
+    )
+    return f", which has '{close}'" if close else ""
+
+
+def group_warnings(messages: Sequence[str], runs: Sequence[RunInputs]) -> tuple[str, ...]:
+    """One line per distinct problem: the same warning about several runs' files is said
+    once, with the count and the first file ("4 runs (e.g. ...): ...")."""
+    files = {f for run in runs for f in (run.events, run.confounds, run.bold, run.mask)}
+    files |= {os.path.basename(f) for f in files}
+    by_length = sorted(files, key=len, reverse=True)
+    groups: dict[str, list[str | None]] = {}
+    for message in dict.fromkeys(messages):
+        named = next((f for f in by_length if f in message), None)
+        template = message.replace(named, "\0") if named else message
+        groups.setdefault(template, []).append(named)
+    out = []
+    for template, named in groups.items():
+        if len(named) == 1:
+            out.append(template.replace("\0", named[0]) if named[0] else template)
+        else:
+            out.append(template.replace("\0", f"{len(named)} runs (e.g. {named[0]})", 1))
+    return tuple(out)
 
 
 def _check_same_grid(grids: dict, run: RunInputs, shape: tuple, affine) -> None:
@@ -223,26 +295,20 @@ def _plan_key(
     files = []
     for run in runs:
         for name in (run.bold, run.mask, run.events, run.confounds):
-            stat = os.stat(name)
-            files.append((name, stat.st_size, stat.st_mtime_ns))
+            files.append([name, *file_identity(name)])
         sidecar = Path(run.confounds).with_suffix(".json")
         if sidecar.is_file():
-            stat = sidecar.stat()
-            files.append((str(sidecar), stat.st_size, stat.st_mtime_ns))
-    payload = json.dumps(
-        [
-            __version__,
-            nilearn_version,
-            spec.to_json(),
-            missing_conditions,
-            list(conditions or ()),
-            [r.to_dict() for r in runs],
-            files,
-        ],
-        sort_keys=True,
-        default=str,
+            files.append([str(sidecar), *file_identity(sidecar)])
+    return memo_key(
+        "preflight",
+        __version__,
+        nilearn_version,
+        spec.to_json(),
+        missing_conditions,
+        list(conditions or ()),
+        [r.to_dict() for r in runs],
+        files,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
 def _plan_to_json(plan: FirstLevelPlan) -> str:

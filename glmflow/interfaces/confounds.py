@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -18,6 +20,7 @@ from glmflow.core.confounds import (
     select_confounds,
     write_confounds,
 )
+from glmflow.core.model import ConfoundsSpec
 
 
 def _level(name: str):
@@ -88,23 +91,15 @@ class SelectConfounds(SimpleInterface):
 
     def _run_interface(self, runtime):
         inputs = self.inputs
+        options = {
+            name: getattr(inputs, name)
+            for name in (f.name for f in fields(ConfoundsSpec))
+            if isdefined(getattr(inputs, name))
+        }
         confounds, sample_mask = select_confounds(
             inputs.confounds_file,
-            columns=inputs.columns if isdefined(inputs.columns) else (),
-            optional_columns=(
-                inputs.optional_columns if isdefined(inputs.optional_columns) else ()
-            ),
-            strategy=inputs.strategy if isdefined(inputs.strategy) else (),
-            motion=inputs.motion,
-            wm_csf=inputs.wm_csf,
-            global_signal=inputs.global_signal,
-            compcor=inputs.compcor,
-            n_compcor=inputs.n_compcor,
-            fd_threshold=inputs.fd_threshold,
-            std_dvars_threshold=inputs.std_dvars_threshold,
-            scrub=inputs.scrub,
-            demean=inputs.demean,
             bold_file=inputs.bold_file if isdefined(inputs.bold_file) else None,
+            **options,
         )
         tsv, mask_json = write_confounds(confounds, sample_mask, runtime.cwd)
         self._results["confounds_file"] = str(tsv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -14,6 +15,7 @@ from nipype.interfaces.base import (
 )
 
 from glmflow.core.events import parse_events, read_events, write_parsed_events
+from glmflow.core.model import EventsSpec
 
 
 class _ParseEventsInputSpec(BaseInterfaceInputSpec):
@@ -78,17 +80,7 @@ class ParseEvents(SimpleInterface):
         source = inputs.events_file
         options = {
             name: getattr(inputs, name)
-            for name in (
-                "condition_column",
-                "drop_conditions",
-                "rename_conditions",
-                "modulators",
-                "demean_modulators",
-                "block_column",
-                "missing_block_column",
-                "incomplete_events",
-                "missing_conditions",
-            )
+            for name in (f.name for f in fields(EventsSpec))
             if isdefined(getattr(inputs, name))
         }
         scan_end = None

@@ -264,13 +264,14 @@ DESIGN = pd.DataFrame({"a": np.arange(10.0), "constant": 1.0})
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
+        # noise_model and signal_scaling: the spec's rule and wording (GlmSpec)
         (
             dict(noise_model="ar2"),
             ModelSpecError,
-            r"noise_model must be one of ar1, ols, got 'ar2'",
+            r"'noise_model' must be one of \"ar1\", \"ols\"; got \"ar2\"",
         ),
-        (dict(signal_scaling=1), ModelSpecError, r"signal_scaling must be 0 .* got 1"),
-        (dict(signal_scaling=True), ModelSpecError, r"signal_scaling must be 0 .* got True"),
+        (dict(signal_scaling=1), ModelSpecError, r"'signal_scaling' must be 0 .*; got 1"),
+        (dict(signal_scaling=True), ModelSpecError, r"'signal_scaling' must be 0 .*; got true"),
         (dict(bins=0), ModelSpecError, r"bins must be a positive integer, got 0"),
         (
             dict(design=DESIGN.iloc[:8]),

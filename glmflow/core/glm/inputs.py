@@ -10,27 +10,22 @@ from typing import get_args
 import numpy as np
 import pandas as pd
 
-from glmflow.core.model import NoiseModel
+from glmflow.core.model import GlmSpec, NoiseModel
 from glmflow.errors import ConfoundsError, DesignError, ModelSpecError
 
 NOISE_MODELS: tuple[str, ...] = get_args(NoiseModel)
 
 
 def check_options(noise_model: str, signal_scaling, bins: int) -> bool:
-    """Refuse options nilearn would refuse; return whether to scale to percent signal change."""
-    if noise_model not in NOISE_MODELS:
-        raise ModelSpecError(
-            f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {noise_model!r}"
-        )
-    scale = signal_scaling == 0 and not isinstance(signal_scaling, bool)
-    if not (signal_scaling is None or signal_scaling is False or scale):
-        raise ModelSpecError(
-            "signal_scaling must be 0 (percent signal change of each voxel's mean over time) "
-            f"or False (no scaling), got {signal_scaling!r}"
-        )
+    """Refuse bad options with the spec's rule; return whether to scale to percent signal change.
+
+    ``noise_model`` and ``signal_scaling`` are checked by :class:`GlmSpec` (their one home);
+    ``bins`` is an engine knob the spec does not expose.
+    """
+    spec = GlmSpec(noise_model=noise_model, signal_scaling=signal_scaling)
     if not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ModelSpecError(f"bins must be a positive integer, got {bins!r}")
-    return bool(scale)
+    return spec.signal_scaling == 0
 
 
 def kept_rows(sample_mask, n_volumes: int) -> np.ndarray | None:

@@ -172,7 +172,7 @@ def init_run_level_wf(
         (mask_and_smooth, compute_contrasts, [("mask_file", "mask_file"),
                                               ("record_file", "run_record_file")]),
         (build_design, outputnode, [("design_file", "design_file"),
-                                    ("sidecar_file", "roles_file"),
+                                    ("sidecar_file", "sidecar_file"),
                                     ("plot_file", "plot_file")]),
         (fit, outputnode, [("fit_file", "fit_file")]),
         (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,8 @@ from glmflow.execution import (
     PLUGINS,
     ExecutionError,
     ExecutionOptions,
+    FolderInUseError,
+    hold_folder,
     nipype_plugin_args,
     parse_plugin_args,
     run_workflow,
@@ -432,3 +437,140 @@ def test_failed_node_names_node_and_crash_file(tmp_path):
     assert check_failure(info.value, tmp_path)[2] is None
     # the dependent contrast never ran
     assert runs_of(tmp_path / "runs") == ["simulate"]
+
+
+# ------------------------------------------------------------------------------- options
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_procs": 0}, "n_procs (--n-cpus) must be an integer >= 1. Got 0 instead."),
+        ({"n_procs": -1}, "n_procs (--n-cpus) must be an integer >= 1. Got -1 instead."),
+        ({"n_procs": 2.5}, "n_procs (--n-cpus) must be an integer >= 1. Got 2.5 instead."),
+        ({"n_procs": True}, "n_procs (--n-cpus) must be an integer >= 1. Got True instead."),
+        (
+            {"mem_gb": 0.001},
+            "mem_gb (--mem-gb) must be at least 0.2 GB, the memory Nipype reserves for one "
+            "node. Got 0.001 instead.",
+        ),
+        (
+            {"mem_gb": "4"},
+            "mem_gb (--mem-gb) must be at least 0.2 GB, the memory Nipype reserves for one "
+            "node. Got '4' instead.",
+        ),
+        (
+            {"poll_interval": -1},
+            "poll_interval (--poll-interval) must be positive seconds. Got -1 instead.",
+        ),
+        (
+            {"poll_interval": float("inf")},
+            "poll_interval (--poll-interval) must be positive seconds. Got inf instead.",
+        ),
+        ({"plugin": "Condor"}, "Unknown plugin 'Condor'; choose one of Linear, MultiProc, "),
+    ],
+)
+def test_execution_options_are_checked_when_made(settings, message):
+    with pytest.raises(ExecutionError) as info:
+        ExecutionOptions(**settings)
+    assert str(info.value).startswith(message)
+
+
+def test_execution_options_settings_override_the_object(tmp_path, monkeypatch):
+    base = ExecutionOptions(plugin="Linear", work_dir="rel")
+    monkeypatch.chdir(tmp_path)
+    assert ExecutionOptions().with_default_work_dir().work_dir == tmp_path / "work"
+    options, rest = ExecutionOptions.split({"plugin": "MultiProc", "n_procs": 2, "tasks": ["a"]})
+    assert (options.plugin, options.n_procs, rest) == ("MultiProc", 2, {"tasks": ["a"]})
+    assert ExecutionOptions.from_settings(base, poll_interval=1.0).plugin == "Linear"
+    assert base.work_dir.is_absolute() and base.work_dir.name == "rel"
+    with pytest.raises(TypeError, match="^unknown execution setting"):
+        ExecutionOptions.from_settings(base, plugn="Linear")
+
+
+QUIET_DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_execution import build_workflow
+from glmflow import run_workflow
+run_workflow(build_workflow(Path({runs!r})), plugin="Linear", work_dir={work!r}, verbose={verbose})
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_nipype_info_log_stays_off_stdout_unless_asked(tmp_path, verbose):
+    """From Python (a fresh interpreter: Nipype's handler holds the stdout of its import)."""
+    code = QUIET_DRIVER.format(
+        tests=str(Path(__file__).parent), runs=str(tmp_path / "runs"), work=str(tmp_path),
+        verbose=verbose,
+    )  # fmt: skip
+    env = {**os.environ, "NIPYPE_NO_ET": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("[Node] Finished" in proc.stdout) is verbose, proc.stdout[:500]
+    assert runs_of(tmp_path / "runs") == ["contrast", "fit", "simulate"]
+
+
+# --------------------------------------------------------------------------- folder locks
+def _lock(folder: Path, **holder) -> Path:
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": "2026-12-01 09:00:00 UTC",
+              "started": None, "command": "glmflow ds out participant"}  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".glmflow.lock").write_text(json.dumps({**record, **holder}))
+    return folder / ".glmflow.lock"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_held_folder_is_refused_with_its_holder(tmp_path):
+    with hold_folder(tmp_path / "work", "work"):
+        lock = json.loads((tmp_path / "work" / ".glmflow.lock").read_text())
+        assert (lock["pid"], lock["host"]) == (os.getpid(), socket.gethostname())
+        with pytest.raises(FolderInUseError) as info:
+            with hold_folder(tmp_path / "work", "work"):
+                pass
+    expected = (
+        rf"^Work folder {re.escape(str(tmp_path / 'work'))} is in use by another glmflow run: "
+        rf"pid {os.getpid()} on {re.escape(socket.gethostname())} since "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+ \(.+\); wait for it to finish or pass another -w "
+        r"\(work_dir=\)$"
+    )
+    assert re.match(expected, str(info.value)), str(info.value)
+    assert list((tmp_path / "work").iterdir()) == []  # released: nothing left
+
+
+def test_a_lock_of_another_host_names_the_file_to_delete(tmp_path):
+    lock = _lock(tmp_path / "out", host="node07", pid=4242)
+    with pytest.raises(FolderInUseError) as info:
+        with hold_folder(tmp_path / "out", "output"):
+            pass
+    assert str(info.value) == (
+        f"Output folder {tmp_path / 'out'} is in use by another glmflow run: pid 4242 on node07 "
+        "since 2026-12-01 09:00:00 UTC (glmflow ds out participant); wait for it to finish or "
+        f"choose another output folder (if that run is gone, delete {lock})"
+    )
+
+
+@pytest.mark.parametrize("holder", ["dead pid", "reused pid"])
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, holder):
+    changes = {"pid": _dead_pid()} if holder == "dead pid" else {"started": "1"}
+    _lock(tmp_path / "work", **changes)
+    warning = (
+        rf"^Work folder {re.escape(str(tmp_path / 'work'))}: taking over the lock of a glmflow "
+        r"run that ended without releasing it \(pid \d+ on .+\)$"
+    )
+    with pytest.warns(UserWarning, match=warning), hold_folder(tmp_path / "work", "work"):
+        lock = json.loads((tmp_path / "work" / ".glmflow.lock").read_text())
+        assert lock["pid"] == os.getpid()
+    assert not (tmp_path / "work" / ".glmflow.lock").exists()
+
+
+def test_a_missing_folder_held_without_create_is_not_made(tmp_path):
+    with hold_folder(tmp_path / "absent", "output", create=False):
+        pass
+    assert not (tmp_path / "absent").exists()

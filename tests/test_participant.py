@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +23,9 @@ pytestmark = pytest.mark.slow
 
 MODEL = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
 SPACE = "space-MNI152NLin2009cAsym"
+# files of 2 subjects x 2 runs: 6 contrasts x 5 stats at 2 runs + 1 subject level, each
+# with a JSON sidecar, and the design's .tsv, .svg and .json of each run
+COUNTED = 2 * (2 + 1) * 6 * 5 * 2 + 2 * 2 * 3
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +288,112 @@ def test_model_maps_are_written_when_memory_is_not_minimized(tmp_path):
     assert residuals.shape[-1] == predicted.shape[-1] == 60 - censored
     mask = r_square != 0
     assert mask.sum() > 100 and 0 < r_square[mask].mean() < 1
+
+
+def test_the_files_counted_are_the_files_on_disk(first_run):
+    root, _, result = first_run
+    out = root / "out" / "glmflow"
+    on_disk = {p for p in out.rglob("*") if p.is_file()} - {out / "dataset_description.json"}
+    assert len(result.files) == len(set(result.files)) == len(on_disk) == COUNTED
+    assert set(result.files) == on_disk
+    assert result.work_dir == root / "work"
+
+
+# ------------------------------------------------------------------ concurrent and killed runs
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "glmflow.cli.main", *args]
+
+
+def _maps(out: Path) -> dict[str, bytes]:
+    """Every map's data and every table of an output dataset, by relative path."""
+    found = {}
+    for path in sorted(out.rglob("*")):
+        if path.name.endswith(".nii.gz"):
+            found[str(path.relative_to(out))] = nib.load(path).get_fdata().tobytes()
+        elif path.suffix == ".tsv":
+            found[str(path.relative_to(out))] = path.read_bytes()
+    return found
+
+
+@pytest.fixture(scope="module")
+def single(dataset, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """One clean run's maps, the reference of the concurrent and killed runs."""
+    root = tmp_path_factory.mktemp("single")
+    model = _model(root)
+    run_participant_level(
+        bids_dir=dataset, output_dir=root / "out", model=model, work_dir=root / "work"
+    )
+    return model, _maps(root / "out" / "glmflow")
+
+
+ENV = {**os.environ, "NIPYPE_NO_ET": "1"}
+IN_USE = (
+    r"^glmflow: error: (Work|Output) folder (\S+) is in use by another glmflow run: pid \d+ on "
+    r"\S+ since [\d-]+ [\d:]+ \w+ \(.+\); wait for it to finish or (pass another -w "
+    r"\(work_dir=\)|choose another output folder)$"
+)
+
+
+@pytest.mark.parametrize("shared", ["work and output", "output"])
+def test_two_runs_at_once_on_the_same_folders(dataset, single, tmp_path, shared):
+    """Started together: one refuses with one line naming the holder, or waits its turn."""
+    model, reference = single
+    out = tmp_path / "out"
+    works = (
+        [tmp_path / "work"] * 2
+        if shared == "work and output"
+        else [tmp_path / "w1", tmp_path / "w2"]
+    )
+    procs = [
+        subprocess.Popen(
+            _cli(str(dataset), str(out), "participant", "--model", str(model), "-w", str(work)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )  # fmt: skip
+        for work in works
+    ]
+    results = [proc.communicate(timeout=300) for proc in procs]
+    codes = sorted(proc.returncode for proc in procs)
+    assert codes in ([0, 0], [0, 2]), results
+    for proc, (_, stderr) in zip(procs, results, strict=True):
+        if proc.returncode == 2:
+            errors = [line for line in stderr.splitlines() if line.startswith("glmflow: error")]
+            assert len(errors) == 1 and "Traceback" not in stderr, stderr
+            match = re.match(IN_USE, errors[0])
+            assert match, errors[0]
+            folder = Path(match[2])
+            assert folder == (works[0] if match[1] == "Work" else out / "glmflow")
+    assert _maps(out / "glmflow") == reference
+    assert not list(out.rglob(".glmflow.lock")) and not list(tmp_path.glob("w*/.glmflow.lock"))
+
+
+def test_rerun_after_kill_9_takes_the_lock_over_and_gives_the_same_maps(dataset, single, tmp_path):
+    model, reference = single
+    out, work = tmp_path / "out", tmp_path / "work"
+    cmd = _cli(str(dataset), str(out), "participant", "--model", str(model), "-w", str(work))
+    driver = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(work.glob("glmflow_wf/*/*/*/result_*.pklz")):
+            assert driver.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no node finished within 120 s"
+            time.sleep(0.02)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    assert (work / ".glmflow.lock").is_file()  # left behind by the killed run
+    rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    taken = [line for line in rerun.stderr.splitlines() if "taking over the lock" in line]
+    folders = [f"Work folder {work}", f"Output folder {out / 'glmflow'}"]
+    assert [line.split(": taking")[0] for line in taken] == [
+        f"glmflow: warning: {f}" for f in folders
+    ]
+    assert all(f"(pid {driver.pid} on " in line for line in taken), rerun.stderr
+    assert all(f"(glmflow {dataset} {out} participant" in line for line in taken), taken
+    assert _maps(out / "glmflow") == reference
+    assert (
+        not (work / ".glmflow.lock").exists() and not (out / "glmflow" / ".glmflow.lock").exists()
+    )

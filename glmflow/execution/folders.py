@@ -79,10 +79,14 @@ class _Holder:
 
     @classmethod
     def me(cls) -> _Holder:
-        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
+        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+        # `python -m glmflow.cli.main` is the glmflow command too
+        program = "glmflow" if program in ("main.py", "__main__.py") else program
+        command = " ".join([program, *sys.argv[1:]])
+        command = command if len(command) <= 160 else f"{command[:157]}..."
         return cls(
             os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            _started(os.getpid()), command[:200],
+            _started(os.getpid()), command,
         )  # fmt: skip
 
     def alive(self) -> bool | None:

@@ -22,6 +22,7 @@ from nipype.interfaces.base import Undefined, isdefined
 from nipype.pipeline.plugins import MultiProcPlugin
 from nipype.utils.filemanip import ensure_list
 
+from glmflow.core.outputs import sidecar_path
 from glmflow.core.publish import publish
 from glmflow.execution import scheduler
 from glmflow.execution.options import ExecutionOptions
@@ -245,8 +246,9 @@ def run_workflow(workflow, options: ExecutionOptions | None = None, /, **setting
 def execute(workflow, options: ExecutionOptions | None = None, /, **settings: Any) -> list[Path]:
     """Run a glmflow graph (see :func:`run_workflow`); return the files its sinks wrote.
 
-    The sinks' results say what they wrote (the output folder is never listed or indexed);
-    each file is counted once, and only if it is on disk (a warning names any that is not).
+    The sinks' (``ds_*`` nodes') results say what they wrote (the output folder is never
+    listed or indexed), and each map or table its JSON sidecar; each file is counted once,
+    and only if it is on disk (a warning names any that is not).
     """
     options = ExecutionOptions.from_settings(options, **settings)
     if options.poll_interval is None and options.plugin in LOCAL_PLUGINS:
@@ -271,4 +273,6 @@ def execute(workflow, options: ExecutionOptions | None = None, /, **settings: An
             f"(first: {gone}) and are not counted",
             stacklevel=2,
         )
-    return files
+    # each map's or table's JSON sidecar, where it has one, is a file written too
+    sidecars = {sidecar_path(path): None for path in files}
+    return files + [path for path in sidecars if path not in listed and path.is_file()]

@@ -541,7 +541,7 @@ def test_a_held_folder_is_refused_with_its_holder(tmp_path):
         r"\(work_dir=\)$"
     )
     assert re.match(expected, str(info.value)), str(info.value)
-    assert list((tmp_path / "work").iterdir()) == []  # released: nothing left
+    assert not (tmp_path / "work").exists()  # released, and the folder it made removed
 
 
 def test_a_lock_of_another_host_names_the_file_to_delete(tmp_path):
@@ -574,3 +574,13 @@ def test_a_missing_folder_held_without_create_is_not_made(tmp_path):
     with hold_folder(tmp_path / "absent", "output", create=False):
         pass
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_folder_made_for_a_run_that_wrote_nothing_is_removed(tmp_path):
+    with pytest.raises(RuntimeError), hold_folder(tmp_path / "out" / "glmflow", "output"):
+        assert (tmp_path / "out" / "glmflow" / ".glmflow.lock").is_file()
+        raise RuntimeError("the level failed")
+    assert list(tmp_path.iterdir()) == []
+    with hold_folder(tmp_path / "out" / "glmflow", "output") as out:
+        (out / "map.nii.gz").write_bytes(b"")
+    assert [p.name for p in (tmp_path / "out" / "glmflow").iterdir()] == ["map.nii.gz"]

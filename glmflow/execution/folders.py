@@ -178,8 +178,9 @@ def _release(path: Path, me: _Holder) -> None:
 def hold_folder(folder: str | os.PathLike, kind: str, *, create: bool = True) -> Iterator[Path]:
     """Hold ``folder`` for this run; ``kind`` is "work" or "output".
 
-    The folder is made if needed; with ``create=False`` a missing folder is not made and
-    not held (a run that only reads it fails on its own, with its own message).
+    The folder is made if needed (and removed again if the run left it empty); with
+    ``create=False`` a missing folder is not made and not held (a run that only reads it
+    fails on its own, with its own message).
 
     Raises
     ------
@@ -190,6 +191,7 @@ def hold_folder(folder: str | os.PathLike, kind: str, *, create: bool = True) ->
     if not create and not folder.is_dir():
         yield folder
         return
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     me = _acquire(path, kind, folder)
@@ -197,3 +199,7 @@ def hold_folder(folder: str | os.PathLike, kind: str, *, create: bool = True) ->
         yield folder
     finally:
         _release(path, me)
+        # a run that wrote nothing leaves no folder behind either
+        for parent in made:
+            with contextlib.suppress(OSError):
+                parent.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -116,3 +117,39 @@ def test_group_inference_node_permutation(inputs, tmp_path):
     # n_jobs is out of the hash: changing it reuses the cached result
     node.inputs.n_jobs = 2
     assert node.is_cached()[1]
+
+
+def test_inference_sink_stages_until_the_level_has_succeeded(inputs, tmp_path):
+    from glmflow.core.publish import publish
+    from glmflow.interfaces.inference_sink import InferenceSink
+
+    z_file = tmp_path / "z.nii.gz"
+    fit = fit_group_model(inputs["effects"], inputs["design"], contrasts={"mean": "intercept"})
+    nib.save(fit.maps["mean"]["z_score"], z_file)
+    inference = pe.Node(
+        GroupInference(method="fdr", stat_file=str(z_file), alpha=0.05),
+        name="inference",
+        base_dir=tmp_path,
+    ).run()
+    out = tmp_path / "derivatives"
+    sink = pe.Node(
+        InferenceSink(
+            output_dir=str(out), entities='{"task": "faces"}', contrast_name="mean",
+            method="fdr", thresholded_file=inference.outputs.thresholded_file,
+            threshold=inference.outputs.threshold,
+            clusters_file=inference.outputs.clusters_file,
+        ),
+        name="ds_inference",
+        base_dir=tmp_path,
+    ).run()  # fmt: skip
+    names = [Path(p).name for p in sink.outputs.out_files]
+    assert names == [
+        "task-faces_contrast-mean_stat-z_desc-fdr_statmap.nii.gz",
+        "task-faces_contrast-mean_stat-z_desc-fdr_clusters.tsv",
+    ]
+    assert not out.exists()  # nothing in the output folder before the level succeeded
+    published = publish([sink.outputs.manifest_file])
+    assert sorted(p.name for p in published) == sorted(
+        [*names, *(n.replace(".nii.gz", ".json").replace(".tsv", ".json") for n in names)]
+    )
+    assert all(Path(p).is_file() for p in sink.outputs.out_files)

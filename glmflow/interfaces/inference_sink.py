@@ -14,7 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.group.outputs import write_inference_derivatives
+from glmflow.core.group.outputs import stage_inference_derivatives
 from glmflow.core.inference import INFERENCE_METHODS, LOGP_MAPS, PERMUTATION_STATS
 
 
@@ -41,20 +41,27 @@ class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
         usedefault=True,
         desc="JSON object written into every sidecar; 'Contrasts' (name -> info) is split",
     )
-    hard_link = traits.Bool(
-        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
+
+
+class StagedSinkOutputSpec(TraitedSpec):
+    """What a group sink stages: its destinations, staged sidecars and manifest."""
+
+    out_files = OutputMultiObject(
+        File(), desc="files written once the level has succeeded (sidecars excluded)"
+    )
+    staged_sidecars = OutputMultiObject(
+        File(exists=True), desc="sidecars staged in the node folder until published"
+    )
+    manifest_file = File(
+        exists=True, desc="manifest.json: [source, destination] pairs published on success"
     )
 
 
-class _InferenceSinkOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(File(exists=True), desc="files written (sidecars excluded)")
-
-
 class InferenceSink(SimpleInterface):
-    """Place GroupInference's outputs (glmflow.core.group.outputs.write_inference_derivatives)."""
+    """Stage GroupInference's outputs (glmflow.core.group.outputs.stage_inference_derivatives)."""
 
     input_spec = _InferenceSinkInputSpec
-    output_spec = _InferenceSinkOutputSpec
+    output_spec = StagedSinkOutputSpec
 
     def _run_interface(self, runtime):
         inputs = self.inputs
@@ -63,8 +70,9 @@ class InferenceSink(SimpleInterface):
             for key in LOGP_MAPS.values()
             if isdefined(getattr(inputs, f"{key}_file"))
         }
-        written = write_inference_derivatives(
+        written, staged, manifest = stage_inference_derivatives(
             inputs.output_dir,
+            stage_dir=runtime.cwd,
             entities=json.loads(inputs.entities),
             contrast=inputs.contrast_name,
             method=inputs.method,
@@ -76,7 +84,8 @@ class InferenceSink(SimpleInterface):
             logp_files=logp,
             tdp_file=inputs.tdp_file if isdefined(inputs.tdp_file) else None,
             metadata=json.loads(inputs.metadata),
-            link=inputs.hard_link,
         )
         self._results["out_files"] = [str(p) for p in written]
+        self._results["staged_sidecars"] = [str(p) for p in staged]
+        self._results["manifest_file"] = str(manifest)
         return runtime

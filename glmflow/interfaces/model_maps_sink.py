@@ -7,13 +7,12 @@ import json
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
-    OutputMultiObject,
     SimpleInterface,
-    TraitedSpec,
     traits,
 )
 
-from glmflow.core.group.outputs import GROUP_MODEL_MAPS, write_model_maps
+from glmflow.core.group.outputs import GROUP_MODEL_MAPS, stage_model_maps
+from glmflow.interfaces.inference_sink import StagedSinkOutputSpec
 
 
 class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
@@ -24,30 +23,25 @@ class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
     predicted_file = File(exists=True, mandatory=True, desc="FitGroupModel predicted (4D)")
     r_square_file = File(exists=True, mandatory=True, desc="FitGroupModel r-squared map")
     metadata = traits.Str("{}", usedefault=True, desc="JSON object written into every sidecar")
-    hard_link = traits.Bool(
-        True, usedefault=True, nohash=True, desc="hard-link from the working directory"
-    )
-
-
-class _ModelMapsSinkOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(File(exists=True), desc="files written (sidecars excluded)")
 
 
 class ModelMapsSink(SimpleInterface):
-    """Write a group fit's model maps with glmflow.core.group.outputs.write_model_maps."""
+    """Stage a group fit's model maps with glmflow.core.group.outputs.stage_model_maps."""
 
     input_spec = _ModelMapsSinkInputSpec
-    output_spec = _ModelMapsSinkOutputSpec
+    output_spec = StagedSinkOutputSpec
 
     def _run_interface(self, runtime):
         inputs = self.inputs
-        written = write_model_maps(
+        written, staged, manifest = stage_model_maps(
             inputs.output_dir,
+            stage_dir=runtime.cwd,
             entities=json.loads(inputs.entities),
             contrast=inputs.contrast_name,
             maps={key: getattr(inputs, f"{key}_file") for key in GROUP_MODEL_MAPS},
             metadata=json.loads(inputs.metadata),
-            link=inputs.hard_link,
         )
         self._results["out_files"] = [str(p) for p in written]
+        self._results["staged_sidecars"] = [str(p) for p in staged]
+        self._results["manifest_file"] = str(manifest)
         return runtime

@@ -2,9 +2,10 @@
 
 :func:`fit_group_model_files` and :func:`group_inference_files` run one core step and write
 its images into a working folder (what ``FitGroupModel`` and ``GroupInference`` call);
-:func:`write_inference_derivatives` and :func:`write_model_maps` place them under their BIDS
-names with sidecars (what the sinks call). Images are written with
-:func:`glmflow.core.bold.save_nifti`, as at the first level.
+:func:`stage_inference_derivatives` and :func:`stage_model_maps` plan them under their BIDS
+names with sidecars and a manifest that is published once the level has succeeded (what the
+sinks call). Images are written with :func:`glmflow.core.bold.save_nifti`, as at the first
+level.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from glmflow.core.inference import (
 )
 from glmflow.core.model import GroupSpec, InferenceSpec
 from glmflow.core.outputs import (
-    atomic_copy,
     atomic_write_json,
     contrast_label,
     derivative_path,
     sidecar_path,
 )
+from glmflow.core.publish import write_manifest
 
 #: glmflow map name (:data:`glmflow.core.contrasts.MAP_KEYS`) -> nilearn output type
 NILEARN_OUTPUT_TYPES = dict(
@@ -213,9 +214,10 @@ def group_map_path(
     return base.with_name("_".join(parts) + extension)
 
 
-def write_inference_derivatives(
+def stage_inference_derivatives(
     output_dir: str | os.PathLike,
     *,
+    stage_dir: str | os.PathLike,
     entities: Mapping[str, Any],
     contrast: str,
     method: str,
@@ -227,15 +229,17 @@ def write_inference_derivatives(
     logp_files: Mapping[str, str | os.PathLike] | None = None,
     tdp_file: str | os.PathLike | None = None,
     metadata: Mapping[str, Any] | None = None,
-    link: bool = True,
-) -> list[Path]:
-    """Place the outputs of :func:`run_group_inference` under their BIDS names.
+) -> tuple[list[Path], list[Path], Path]:
+    """Plan the outputs of :func:`run_group_inference` under their BIDS names.
 
     Writes ``..._stat-<z|t>_desc-<d>_statmap.nii.gz`` (the thresholded map; ``d`` from
     :func:`inference_desc`), ``..._stat-<z|t>_desc-<d>_clusters.tsv``, for permutation one
     ``..._stat-logp_desc-<maxtFWE|sizeFWE|massFWE|tfceFWE>_statmap.nii.gz`` per -log10 FWE
     p map, for ``tdp`` ``..._stat-tdp_statmap.nii.gz``; each with a JSON sidecar holding
-    ``metadata``, the contrast and the threshold. Returns the paths (sidecars excluded).
+    ``metadata``, the contrast and the threshold, once the level has succeeded: the
+    sidecars are written into ``stage_dir`` with a manifest for
+    :func:`glmflow.core.publish.publish`. Returns the destinations (sidecars excluded), the
+    staged sidecars and the manifest.
     """
     metadata = dict(metadata or {})
     info = dict(metadata.pop("Contrasts", {}).get(contrast, {}))
@@ -260,13 +264,23 @@ def write_inference_derivatives(
         ),
     ]  # fmt: skip
     outputs += _fwe_outputs(output_dir, where, logp_files or {}, tdp_file)
-    written = []
-    for dst, src, extra in outputs:
-        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
-        atomic_write_json(sidecar_path(dst) if dst.suffix != ".tsv" else dst.with_suffix(".json"),
-                          {**common, **extra})  # fmt: skip
-        written.append(dst)
-    return written
+    staged = [
+        (dst, src, dst.with_suffix(".json") if dst.suffix == ".tsv" else sidecar_path(dst),
+         {**common, **extra})
+        for dst, src, extra in outputs
+    ]  # fmt: skip
+    return [dst for dst, *_ in staged], *_stage(stage_dir, staged)
+
+
+def _stage(stage_dir: str | os.PathLike, outputs: Sequence[tuple]) -> tuple[list, Path]:
+    """Write each (destination, source, sidecar destination, sidecar) sidecar into
+    ``stage_dir`` and the manifest that publishes them with their sources; return the
+    staged sidecars (a node must list them, or Nipype deletes them) and the manifest."""
+    stage, pairs, staged = Path(stage_dir), [], []
+    for dst, src, sidecar_dst, sidecar in outputs:
+        staged.append(atomic_write_json(stage / sidecar_dst.name, sidecar))
+        pairs += [(Path(src), dst), (staged[-1], sidecar_dst)]
+    return staged, write_manifest(stage / "manifest.json", pairs)
 
 
 def _fwe_outputs(output_dir, where: dict, logp_files: Mapping, tdp_file) -> list[tuple]:
@@ -300,28 +314,26 @@ GROUP_MODEL_MAPS: dict[str, tuple[str, str]] = {
 }
 
 
-def write_model_maps(
+def stage_model_maps(
     output_dir: str | os.PathLike,
     *,
+    stage_dir: str | os.PathLike,
     entities: Mapping[str, Any],
     contrast: str,
     maps: Mapping[str, str | os.PathLike],
     metadata: Mapping[str, Any] | None = None,
-    link: bool = True,
-) -> list[Path]:
-    """Place a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
+) -> tuple[list[Path], list[Path], Path]:
+    """Plan a group fit's residual, predicted and r-squared maps (``minimize_memory`` off).
 
     ``maps`` keys are :data:`GROUP_MODEL_MAPS` keys; ``contrast`` names the modelled first-level
     contrast: ``..._contrast-<label>_stat-<residuals|predicted|rSquare>_statmap.nii.gz``
-    (``rSquare`` as at the run level).
+    (``rSquare`` as at the run level). Staged as :func:`stage_inference_derivatives` does.
     """
     metadata = {k: v for k, v in (metadata or {}).items() if k != "Contrasts"}
-    written = []
+    staged = []
     for key, src in maps.items():
         stat, description = GROUP_MODEL_MAPS[key]
         dst = group_map_path(output_dir, entities, contrast=contrast, stat=stat)
-        atomic_copy(src, dst)  # a private copy (issue 14.2): `link` no longer used
         sidecar = {**metadata, "Level": "dataset", "Statistic": description}
-        atomic_write_json(sidecar_path(dst), sidecar | {"ModelledContrast": contrast})
-        written.append(dst)
-    return written
+        staged.append((dst, src, sidecar_path(dst), sidecar | {"ModelledContrast": contrast}))
+    return [dst for dst, *_ in staged], *_stage(stage_dir, staged)

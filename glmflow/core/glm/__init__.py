@@ -1,9 +1,10 @@
 """First-level GLM fit: the method of nilearn's ``FirstLevelModel`` / ``run_glm``, vectorised.
 
 Why not call nilearn's public ``nilearn.glm.first_level.run_glm``: on a realistic masked run
-(240 volumes x 100,000 voxels, 20 columns, AR(1), one BLAS thread) ``fit_glm`` takes
-0.39 s and run_glm 2.27 s, 5.7x faster (minimum of 5, nilearn 0.14.1, 2 shared cores;
-``benchmarks/bench_glm.py``). run_glm quantises the AR coefficients in a Python
+(240 volumes x 238,023 voxels, the realistic preset's 2-mm brain, 20 columns, AR(1), one
+BLAS thread) ``fit_glm`` takes 1.17 s and run_glm 11.84 s, 10.1x faster (5.7x at 100,000
+voxels; minimum of 3, nilearn 0.14.1, 2 shared cores; ``benchmarks/bench_glm.py``,
+``RESULTS-glm.md``). run_glm quantises the AR coefficients in a Python
 loop over voxels, labels voxels with strings and selects each group with a string
 comparison over all voxels, and keeps the OLS and whitened residuals of every voxel;
 here labels are integers, voxels are sorted by group once per cache-sized chunk, and

@@ -175,8 +175,9 @@ def test_missing_conditions_drop_records_the_dropped_terms(dataset, tmp_path):
         "contrast-facesMinusHouses_stat-z_statmap.json"
     )
     contrast = json.loads(sidecar.read_text())["Contrast"]
-    assert contrast["dropped"] == ["houses"]
-    assert contrast["weights"] == [{"face": 1.0}]
+    assert contrast["DroppedConditions"] == ["houses"]
+    assert contrast["Weights"] == [{"face": 1.0}]
+    assert not [key for key in contrast if not key[0].isupper()]  # one spelling: CamelCase
 
 
 def test_debug_shows_the_traceback(dataset, tmp_path):

@@ -141,7 +141,7 @@ def test_one_sample_finds_the_group_effect_where_the_truth_is(study, tmp_path):
     assert significant[masks["null"]].sum() == 0
     sidecar = json.loads((top / f"{PREFIX}face_stat-z_statmap.json").read_text())
     assert sidecar["Level"] == "dataset" and sidecar["Statistic"] == "z"
-    assert sidecar["Contrast"]["Name"] == "face" and sidecar["Contrast"]["dof"] == 7.0
+    assert sidecar["Contrast"]["Name"] == "face" and sidecar["Contrast"]["DegreesOfFreedom"] == 7.0
     assert sidecar["Contrast"]["GroupContrast"] == "mean"
     assert sidecar["Design"]["Rows"] == [f"sub-{i:02d}" for i in range(1, 9)]
     clusters = pd.read_csv(top / f"{PREFIX}face_stat-z_desc-fdr_clusters.tsv", sep="\t")
@@ -220,7 +220,7 @@ def test_paired_design_compares_two_first_level_contrasts(study, tmp_path):
         (study["out"] / "glmflow" / f"{PREFIX}faceMinusHouse_stat-t_statmap.json").read_text()
     )
     assert sidecar["Contrast"]["FirstLevelContrasts"] == ["face", "house"]
-    assert sidecar["Contrast"]["dof"] == 7.0  # 16 maps, 9 columns
+    assert sidecar["Contrast"]["DegreesOfFreedom"] == 7.0  # 16 maps, 9 columns
 
 
 def test_fixed_effects_weight_the_subjects_by_their_precision(study, tmp_path):
@@ -244,10 +244,12 @@ def test_fixed_effects_weight_the_subjects_by_their_precision(study, tmp_path):
         (study["out"] / "glmflow" / f"{PREFIX}house_stat-z_statmap.json").read_text()
     )
     dofs = [
-        json.loads(Path(p.replace(".nii.gz", ".json")).read_text())["Contrast"]["dof"]
+        json.loads(Path(p.replace(".nii.gz", ".json")).read_text())["Contrast"]["DegreesOfFreedom"]
         for p in _subject_maps(study, "house")
     ]
-    assert sidecar["Contrast"]["dof"] == sum(dofs) > 8 * 40  # the subjects' dofs add up
+    assert (
+        sidecar["Contrast"]["DegreesOfFreedom"] == sum(dofs) > 8 * 40
+    )  # the subjects' dofs add up
 
 
 # ---------------------------------------------------------------------------------------------

@@ -407,7 +407,13 @@ def test_derivatives_sink_node_runs_once(tmp_path):
         "Model": {"Name": "m"},
         "Level": "run",
         "Statistic": "F",
-        "Contrast": {"Name": "all", "Label": "all", "stat_type": "F", "dropped": [], "dof": 50.0},
+        "Contrast": {
+            "Name": "all",
+            "Label": "all",
+            "StatType": "F",
+            "DroppedConditions": [],
+            "DegreesOfFreedom": 50.0,
+        },
     }
     assert not out.exists()  # staged: nothing is written until the level is published
     assert len(publish([outputs.manifest_file])) == 2 * len(outputs.out_files)  # + sidecars
@@ -440,3 +446,53 @@ def test_derivatives_sink_rejects_misaligned_lists(tmp_path):
     with pytest.raises(NodeExecutionError, match=re.escape(msg)):
         node.run()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "spelled"),
+    [
+        ("stat_type", "StatType"),
+        ("run_combination_rule", "RunCombinationRule"),
+        ("dof", "DegreesOfFreedom"),
+        ("dropped", "DroppedConditions"),
+        ("weights", "Weights"),
+        ("StatType", "StatType"),
+        ("FirstLevelContrasts", "FirstLevelContrasts"),
+    ],
+)
+def test_sidecar_keys_have_one_spelling(key, spelled):
+    from glmflow.core.outputs import sidecar_key
+
+    assert sidecar_key(key) == spelled
+
+
+def test_sidecar_contrast_merges_the_model_and_the_record_in_one_spelling():
+    from glmflow.core.outputs import sidecar_contrast
+
+    model = {"Expressions": ["face - house"], "StatType": "t"}
+    record = {"name": "face>house", "stat_type": "t", "dof": 73.0, "dropped": []}
+    assert sidecar_contrast("face>house", model, record) == {
+        "Name": "face>house",
+        "Label": "faceGtHouse",
+        "Expressions": ["face - house"],
+        "StatType": "t",
+        "DegreesOfFreedom": 73.0,
+        "DroppedConditions": [],
+    }
+
+
+def test_sidecars_list_only_the_settings_of_applied_confound_strategies():
+    from glmflow.core.model import ConfoundsSpec
+    from glmflow.core.outputs import applied_confounds
+
+    columns = ConfoundsSpec(columns=("trans_x",)).to_dict()
+    assert sorted(applied_confounds(columns)) == [
+        "columns",
+        "demean",
+        "optional_columns",
+        "strategy",
+    ]
+    chosen = ConfoundsSpec(strategy=("motion", "scrub")).to_dict()
+    assert sorted(set(chosen) - set(applied_confounds(chosen))) == [
+        "compcor", "global_signal", "n_compcor", "wm_csf"
+    ]  # fmt: skip

@@ -134,7 +134,9 @@ def test_subject_maps_are_equal_weight_fixed_effects(first_run):
     ]
     variances = [str(e).replace("stat-effect", "stat-variance") for e in effects]
     dofs = [
-        json.loads(Path(str(e).replace(".nii.gz", ".json")).read_text())["Contrast"]["dof"]
+        json.loads(Path(str(e).replace(".nii.gz", ".json")).read_text())["Contrast"][
+            "DegreesOfFreedom"
+        ]
         for e in effects
     ]
     _, _, _, z = compute_fixed_effects(

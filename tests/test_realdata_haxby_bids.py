@@ -140,7 +140,7 @@ def test_subject_maps_equal_nilearn_fixed_effects_on_real_data(haxby_run):
             out
             / f"sub-1_task-objects_run-{run}_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.json"
         )
-        dofs.append(json.loads(sidecar.read_text())["Contrast"]["dof"])
+        dofs.append(json.loads(sidecar.read_text())["Contrast"]["DegreesOfFreedom"])
     _, _, _, z = compute_fixed_effects(
         [r["effect_size"] for r in runs],
         [r["effect_variance"] for r in runs],

@@ -117,8 +117,12 @@ def test_subject_maps_equal_one_nilearn_model_of_all_runs(
         sidecar = json.loads(
             (func / f"sub-01_task-faces_{SPACE}_contrast-{label}_stat-z_statmap.json").read_text()
         )
-        assert sidecar["Contrast"]["run_combination"] == "equal"
-        assert sidecar["Contrast"]["run_combination_rule"].startswith("runs weighted equally")
+        assert sidecar["Contrast"]["RunCombination"] == "equal"
+        assert sorted(sidecar["Contrast"]) == sorted(
+            ["Name", "Label", "Expressions", "StatType", "DegreesOfFreedom", "Mask",
+             "DroppedConditions", "Runs", "RunCombination", "RunCombinationRule"]
+        )  # fmt: skip
+        assert sidecar["Contrast"]["RunCombinationRule"].startswith("runs weighted equally")
 
 
 def test_precision_option_equals_nilearn_precision_weighted_fixed_effects(dataset, tmp_path):
@@ -134,7 +138,9 @@ def test_precision_option_equals_nilearn_precision_weighted_fixed_effects(datase
     ]
     variances = [str(e).replace("stat-effect", "stat-variance") for e in effects]
     dofs = [
-        json.loads(Path(str(e).replace(".nii.gz", ".json")).read_text())["Contrast"]["dof"]
+        json.loads(Path(str(e).replace(".nii.gz", ".json")).read_text())["Contrast"][
+            "DegreesOfFreedom"
+        ]
         for e in effects
     ]
     theirs = compute_fixed_effects(
@@ -150,7 +156,7 @@ def test_precision_option_equals_nilearn_precision_weighted_fixed_effects(datase
     )
     assert np.abs(ours["z"][mask] - equal_z.get_fdata()[mask]).max() > 0.5
     sidecar = json.loads((func / f"sub-01_task-faces_{stem}_stat-z_statmap.json").read_text())
-    assert sidecar["Contrast"]["run_combination"] == "precision"
+    assert sidecar["Contrast"]["RunCombination"] == "precision"
 
 
 def test_changing_the_rule_reruns_only_the_combination(dataset, tmp_path):
@@ -163,4 +169,4 @@ def test_changing_the_rule_reruns_only_the_combination(dataset, tmp_path):
     executed = {Path(p).parent.name for p, t in results().items() if before.get(p) != t}
     assert {n for n in executed if not n.startswith("ds_")} == {"combine_runs"}
     sidecar = func / f"sub-01_task-faces_{SPACE}_contrast-face_stat-z_statmap.json"
-    assert json.loads(sidecar.read_text())["Contrast"]["run_combination"] == "equal"
+    assert json.loads(sidecar.read_text())["Contrast"]["RunCombination"] == "equal"

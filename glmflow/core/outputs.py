@@ -148,6 +148,48 @@ def contrast_labels(names: Sequence[str], *, source: str | os.PathLike | None = 
     return labels
 
 
+# Record keys whose BIDS spelling is not their CamelCase (see sidecar_key).
+_SIDECAR_NAMES = {"dof": "DegreesOfFreedom", "dropped": "DroppedConditions"}
+# nilearn load_confounds' settings of each strategy: a sidecar lists only the applied ones.
+_STRATEGY_SETTINGS = {
+    "motion": ("motion",),
+    "wm_csf": ("wm_csf",),
+    "global_signal": ("global_signal",),
+    "compcor": ("compcor", "n_compcor"),
+    "scrub": ("fd_threshold", "std_dvars_threshold", "scrub"),
+}
+
+
+def sidecar_key(key: str) -> str:
+    """One spelling per sidecar key, BIDS CamelCase: ``stat_type`` -> ``StatType``,
+    ``run_combination`` -> ``RunCombination``, ``dof`` -> ``DegreesOfFreedom``,
+    ``dropped`` -> ``DroppedConditions``; a CamelCase key stays as it is."""
+    if key in _SIDECAR_NAMES:
+        return _SIDECAR_NAMES[key]
+    return "".join(word[:1].upper() + word[1:] for word in key.split("_"))
+
+
+def sidecar_contrast(name: str, *infos: Mapping[str, Any]) -> dict[str, Any]:
+    """A sidecar's ``Contrast`` entry: name, file label, then each info's keys in BIDS
+    spelling (a later info wins; e.g. a node's record over the model's definition)."""
+    entry: dict[str, Any] = {"Name": name, "Label": contrast_label(name)}
+    for info in infos:
+        entry.update({sidecar_key(k): v for k, v in info.items()})
+    return entry
+
+
+def applied_confounds(confounds: Mapping[str, Any]) -> dict[str, Any]:
+    """A confounds spec (``ConfoundsSpec.to_dict()``) without the settings of strategies
+    that are not applied (a glm-express model, which names columns, lists none of them)."""
+    unused = {
+        setting
+        for strategy, settings in _STRATEGY_SETTINGS.items()
+        if strategy not in confounds.get("strategy", ())
+        for setting in settings
+    }
+    return {k: v for k, v in confounds.items() if k not in unused}
+
+
 def derivative_path(
     output_dir: str | os.PathLike,
     entities: Mapping[str, Any],
@@ -320,7 +362,7 @@ def plan_derivatives(
     """
     metadata = dict(metadata or {})
     contrasts = metadata.pop("Contrasts", {}) or {}
-    labels = contrast_labels(list(dict.fromkeys(name for _, name, _ in maps)))
+    contrast_labels(list(dict.fromkeys(name for _, name, _ in maps)))  # refuses label clashes
     root = Path(output_dir).resolve()
     plan: dict[Path, tuple[Path, dict | None]] = {}
     for src, name, stat in maps:
@@ -330,7 +372,7 @@ def plan_derivatives(
             **metadata,
             "Level": level,
             "Statistic": stat,
-            "Contrast": {"Name": name, "Label": labels[name], **contrasts.get(name, {})},
+            "Contrast": sidecar_contrast(name, contrasts.get(name, {})),
         }
         _plan(plan, dst, (Path(src), sidecar))
     for src in design_files:

@@ -12,6 +12,7 @@ from nipype.pipeline import engine as pe
 from glmflow.core.bids import RunInputs
 from glmflow.core.bold import estimate_mem_gb
 from glmflow.core.model import ContrastSpec, ModelSpec
+from glmflow.core.outputs import applied_confounds
 from glmflow.interfaces.combine import CombineRuns
 from glmflow.interfaces.outputs import DerivativesSink
 from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf, map_mem_gb
@@ -194,9 +195,10 @@ def _subject_entities(runs: Sequence[RunInputs]) -> dict[str, str]:
 
 
 def _model_metadata(spec: ModelSpec, contrasts: Sequence[ContrastSpec]) -> dict:
+    model = json.loads(spec.to_json())
     return {
         "Model": {"Name": spec.name, "Task": spec.task, "Source": spec.source},
-        "ModelSpec": json.loads(spec.to_json()),
+        "ModelSpec": {**model, "confounds": applied_confounds(model["confounds"])},
         "Contrasts": {
             c.name: {"Expressions": list(c.expressions), "StatType": c.stat_type}
             for c in contrasts

@@ -35,8 +35,8 @@ from glmflow.core.inference import (
 from glmflow.core.model import GroupSpec, InferenceSpec
 from glmflow.core.outputs import (
     atomic_write_json,
-    contrast_label,
     derivative_path,
+    sidecar_contrast,
     sidecar_path,
 )
 from glmflow.core.publish import write_manifest
@@ -247,7 +247,7 @@ def stage_inference_derivatives(
     common = {
         **metadata,
         "Level": "dataset",
-        "Contrast": {"Name": contrast, "Label": contrast_label(contrast), **info},
+        "Contrast": sidecar_contrast(contrast, info),
     }
     where = {"entities": entities, "contrast": contrast}
     outputs: list[tuple[Path, str | os.PathLike, dict[str, Any]]] = [

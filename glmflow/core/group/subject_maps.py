@@ -116,6 +116,6 @@ def _subject_map(path: Path, entities: dict[str, str]) -> SubjectMap | None:
         label=label,
         effect=path,
         variance=path.with_name(path.name.replace("_stat-effect_", "_stat-variance_")),
-        dof=contrast.get("dof"),
+        dof=contrast.get("DegreesOfFreedom"),
         entities=tuple(sorted(entities.items())),
     )

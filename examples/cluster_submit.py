@@ -23,10 +23,10 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+from glmflow import ExecutionOptions, run_participant_level
 from glmflow.data import make_synthetic_dataset
 from glmflow.errors import GlmflowError
 from glmflow.execution import BATCH_PLUGINS, parse_plugin_args
-from glmflow.runners.participant import run_participant_level
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,19 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     if not bids_dir.exists():
         make_synthetic_dataset(bids_dir, preset="small")
     try:
+        # checked here, before any job is submitted (a bad --plugin-args is one line)
+        options = ExecutionOptions(
+            work_dir=out_dir / "work",
+            plugin=args.plugin,
+            plugin_args=parse_plugin_args(args.plugin_args),
+        )
         result = run_participant_level(
             bids_dir=bids_dir,
             output_dir=out_dir / "derivatives",
             model=files("glmflow.data") / "models" / "task_information.json",
-            work_dir=out_dir / "work",
-            plugin=args.plugin,
-            plugin_args=parse_plugin_args(args.plugin_args),
+            execution=options,
         )
     except GlmflowError as exc:
         # one line: the node and its crash file, or what the scheduler refused
         print(f"glmflow: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(result.files)} file(s) in {result.output_dir}")
+    print(f"{len(result.files)} file(s) in {result.output_dir}; cache in {result.work_dir}")
     return 0
 
 

@@ -36,8 +36,8 @@ _LAZY = {
     "plan_participant_level": "glmflow.runners.participant",
     "run_participant_level": "glmflow.runners.participant",
     "init_group_level_wf": "glmflow.workflows.group_level",
-    "plan_group_level": "glmflow.workflows.group_runner",
-    "run_group_level": "glmflow.workflows.group_runner",
+    "plan_group_level": "glmflow.runners.group",
+    "run_group_level": "glmflow.runners.group",
     "run_workflow": "glmflow.execution",
     "ExecutionOptions": "glmflow.execution",
 }

@@ -28,8 +28,8 @@ from glmflow.core.model import GroupSpec, load_model
 from glmflow.data import load_truth, make_synthetic_dataset
 from glmflow.errors import ModelSpecError
 from glmflow.runners.group import plan_group_level, run_group_level
+from glmflow.runners.participant import run_participant_level
 from glmflow.workflows.group_level import init_group_level_wf
-from glmflow.workflows.runner import run_participant_level
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ ALLOWED = {
     "runners": {"core", "interfaces", "workflows", "execution"},
     "cli": {"core", "data", "interfaces", "workflows", "execution", "runners"},
 }
-# Old import paths kept as thin re-exports until the group runner has moved into runners/
-TRANSITIONAL = {"workflows/execution.py", "workflows/runner.py", "workflows/group_runner.py"}
+# the group runner's old import path: a thin re-export of runners/group.py
+TRANSITIONAL = {"workflows/group_runner.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmflow.workflows.runner import run_participant_level
+from glmflow.runners.participant import run_participant_level
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 RUNS = (1, 2, 3)

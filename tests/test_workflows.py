@@ -21,8 +21,8 @@ from glmflow.core.preflight import cached_check_first_level, check_first_level, 
 from glmflow.data import make_synthetic_dataset
 from glmflow.errors import DatasetError, DesignError
 from glmflow.interfaces.combine import CombineRuns
+from glmflow.runners.participant import run_participant_level
 from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
-from glmflow.workflows.runner import run_participant_level
 
 MODELS = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
 

@@ -22,7 +22,7 @@ from glmflow.core.preflight import (
     dataset_conditions,
 )
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
-from glmflow.runners.entry import enter_level
+from glmflow.runners.entry import LevelEntry, enter_level
 from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
 
 LOGGER = logging.getLogger("glmflow")
@@ -145,34 +145,40 @@ def run_participant_level(
         execution=execution,
         keywords=keywords,
     )
+    with hold_folder(entry.work_dir, "work"):
+        return _run(entry, absolute_path(model), missing_conditions, selection)
+
+
+def _run(
+    entry: LevelEntry, model: Path, missing_conditions: str, selection: dict[str, Any]
+) -> ParticipantResult:
+    """Plan, build and run, in the held work folder; hold the output folder to write it."""
     bids_dir, derivatives, work_dir, out = (
         entry.bids_dir, entry.derivatives, entry.work_dir, entry.out
     )  # fmt: skip
-    with hold_folder(work_dir, "work"):
-        # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy
-        # machine
-        with threadpool_limits(limits=1):
-            analyses = plan_participant_level(
-                bids_dir=bids_dir,
-                model=absolute_path(model),
-                derivatives=derivatives,
-                missing_conditions=missing_conditions,
-                database_dir=work_dir / "bids_db",
-                **selection,
-            )
-        workflow = init_glmflow_wf(
-            analyses=analyses,
-            output_dir=str(out),
+    # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy machine
+    with threadpool_limits(limits=1):
+        analyses = plan_participant_level(
+            bids_dir=bids_dir,
+            model=model,
+            derivatives=derivatives,
             missing_conditions=missing_conditions,
-            memo_dir=str(work_dir / "contrast_memo"),
+            database_dir=work_dir / "bids_db",
+            **selection,
         )
-        fmriprep = derivatives or bids_dir / "derivatives" / "fmriprep"
-        with hold_folder(out, "output"), warnings.catch_warnings():
-            # the nodes repeat the pre-flight's steps and would say its warnings again (local
-            # workers inherit this filter; cluster jobs write theirs to the job logs)
-            warnings.simplefilter("ignore", UserWarning)
-            files = execute(workflow, entry.options)  # publishes the outputs once all succeeded
-            write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
+    workflow = init_glmflow_wf(
+        analyses=analyses,
+        output_dir=str(out),
+        missing_conditions=missing_conditions,
+        memo_dir=str(work_dir / "contrast_memo"),
+    )
+    fmriprep = derivatives or bids_dir / "derivatives" / "fmriprep"
+    with hold_folder(out, "output"), warnings.catch_warnings():
+        # the nodes repeat the pre-flight's steps and would say its warnings again (local
+        # workers inherit this filter; cluster jobs write theirs to the job logs)
+        warnings.simplefilter("ignore", UserWarning)
+        files = execute(workflow, entry.options)  # publishes the outputs once all succeeded
+        write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
     return ParticipantResult(out, tuple(analyses), tuple(files), work_dir)
 
 

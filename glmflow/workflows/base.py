@@ -39,7 +39,8 @@ def init_glmflow_wf(
     Parameters
     ----------
     analyses
-        One :class:`TaskAnalysis` per task (see :func:`glmflow.workflows.runner.plan`).
+        One :class:`TaskAnalysis` per task (see
+        :func:`glmflow.runners.participant.plan_participant_level`).
     output_dir
         Root of the glmflow derivatives (``OUTPUT_DIR/glmflow``).
     missing_conditions

@@ -22,8 +22,8 @@ ALLOWED = {
     "runners": {"core", "interfaces", "workflows", "execution"},
     "cli": {"core", "data", "interfaces", "workflows", "execution", "runners"},
 }
-# the group runner's old import path: a thin re-export of runners/group.py
-TRANSITIONAL = {"workflows/group_runner.py"}
+# old import paths kept as thin re-exports (none left: workflows/ holds only factories)
+TRANSITIONAL: set[str] = set()
 
 
 def _imports(path: Path) -> set[str]:

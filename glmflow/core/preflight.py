@@ -156,7 +156,7 @@ def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, .
     conditions = [str(n) for n in events.loc[events["role"] == "condition", "trial_type"]]
     confounds, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
     with warnings.catch_warnings():
-        # nilearn's notes on singular designs: _check_rank below says it in one line
+        # nilearn's notes on singular designs: check_rank below says it in one line
         warnings.simplefilter("ignore")
         design, roles = build_design_matrix(
             events,

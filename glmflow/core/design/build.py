@@ -13,17 +13,17 @@ import pandas as pd
 
 from glmflow.core.design.checks import (
     INDEX_NAME,
-    _check_names,
-    _check_rank,
-    _check_timing,
-    _check_zero_columns,
-    _event_columns,
-    _is_real,
-    _prepare_confounds,
-    _prepare_events,
-    _read_confounds,
-    _read_tsv,
-    _where,
+    check_names,
+    check_rank,
+    check_timing,
+    check_zero_columns,
+    event_regressors,
+    in_source,
+    is_real,
+    prepare_confounds,
+    prepare_events,
+    read_confounds,
+    read_tsv,
 )
 from glmflow.core.model import DesignSpec
 from glmflow.errors import DesignError
@@ -68,19 +68,19 @@ def build_design_matrix(
     run_src = source or events_src or confounds_src
     _check_run(n_volumes, tr, slice_time_ref, spec, source=run_src)
     timing = {"n_volumes": n_volumes, "tr": tr, "first_frame": slice_time_ref * tr}
-    table, event_columns = _events_table(events, spec, where=_where(events_src), **timing)
-    add_regs = _confounds_table(confounds, n_volumes, where=_where(confounds_src))
+    table, event_columns = _events_table(events, spec, where=in_source(events_src), **timing)
+    add_regs = _confounds_table(confounds, n_volumes, where=in_source(confounds_src))
     confound_names = [] if add_regs is None else list(add_regs.columns)
-    where = _where(run_src)
-    _check_names(event_columns, confound_names, where)
+    where = in_source(run_src)
+    check_names(event_columns, confound_names, where)
     frame_times = _frame_times(n_volumes, tr, slice_time_ref)
     matrix = _nilearn_design(frame_times, table, add_regs, spec)
     roles = _roles(list(matrix.columns), event_columns, confound_names)
     _check_size(matrix, roles, n_volumes, where)
     # Events in the last TR start after the last sample: no volume sees their response.
     window = f"{frame_times[0] + spec.min_onset:g} to {frame_times[-1]:g} s"
-    _check_zero_columns(matrix, roles, event_columns, table, where=where, window=window)
-    _check_rank(matrix, roles, where=where)
+    check_zero_columns(matrix, roles, event_columns, table, where=where, window=window)
+    check_rank(matrix, roles, where=where)
     matrix.index.name = INDEX_NAME
     return matrix, roles
 
@@ -102,9 +102,9 @@ def _check_run(
         fail("n_volumes", "must be an integer number of volumes", n_volumes)
     if n_volumes < 2:
         fail("n_volumes", "must be at least 2", n_volumes)
-    if not _is_real(tr) or not np.isfinite(tr) or tr <= 0:
+    if not is_real(tr) or not np.isfinite(tr) or tr <= 0:
         fail("tr", "must be a positive repetition time in seconds", tr)
-    if not _is_real(slice_time_ref) or not 0 <= slice_time_ref <= 1:
+    if not is_real(slice_time_ref) or not 0 <= slice_time_ref <= 1:
         fail("slice_time_ref", "must be a fraction of the TR in [0, 1]", slice_time_ref)
     nyquist = 1 / (2 * tr)
     if spec.drift_model == "cosine" and spec.high_pass >= nyquist:
@@ -125,24 +125,24 @@ def _events_table(events, spec: DesignSpec, *, where: str, **timing) -> tuple:
     """nilearn's events table (events outside the run left out) and the event columns."""
     if events is None:
         return None, []
-    raw = _read_tsv(events) if isinstance(events, (str, Path)) else events
-    table, role_of = _prepare_events(raw, where=where)
-    table = _check_timing(table, role_of, min_onset=spec.min_onset, where=where, **timing)
-    return table, _event_columns(role_of, spec.hrf_model, spec.fir_delays)
+    raw = read_tsv(events) if isinstance(events, (str, Path)) else events
+    table, role_of = prepare_events(raw, where=where)
+    table = check_timing(table, role_of, min_onset=spec.min_onset, where=where, **timing)
+    return table, event_regressors(role_of, spec.hrf_model, spec.fir_delays)
 
 
 def _confounds_table(confounds, n_volumes: int, *, where: str) -> pd.DataFrame | None:
     if confounds is None:
         return None
-    raw = _read_confounds(confounds) if isinstance(confounds, (str, Path)) else confounds
+    raw = read_confounds(confounds) if isinstance(confounds, (str, Path)) else confounds
     if not raw.shape[1]:
         return None
-    return _prepare_confounds(raw, n_volumes=n_volumes, where=where)
+    return prepare_confounds(raw, n_volumes=n_volumes, where=where)
 
 
 def _nilearn_design(frame_times, table, add_regs, spec: DesignSpec) -> pd.DataFrame:
     # nilearn prints a note on stdout whenever a 'modulation' column is given (we always mean
-    # it) and regularises singular designs with a warning (_check_rank refuses them instead)
+    # it) and regularises singular designs with a warning (check_rank refuses them instead)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
         from nilearn.glm.first_level import make_first_level_design_matrix

@@ -32,24 +32,25 @@ _RANK_RTOL = 1e-10
 _NULL_WEIGHT = 1e-3
 
 
-def _where(source: str | Path) -> str:
+def in_source(source: str | Path) -> str:
+    """The ' in <source>' of a message, or '' without a source."""
     return f" in {source}" if str(source) else ""
 
 
-def _is_real(value: object) -> bool:
+def is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _read_tsv(path: str | Path) -> pd.DataFrame:
+def read_tsv(path: str | Path) -> pd.DataFrame:
     # keep_default_na=False: a trial type spelled "NA" or "null" is a name, not missing.
     return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["n/a"], dtype=str)
 
 
-def _read_confounds(path: str | Path) -> pd.DataFrame:
+def read_confounds(path: str | Path) -> pd.DataFrame:
     # An empty confounds file stands for "no confounds selected".
     if not Path(path).read_text().strip():
         return pd.DataFrame()
-    return _read_tsv(path)
+    return read_tsv(path)
 
 
 def _show(value: object) -> str:
@@ -69,7 +70,7 @@ def _numeric(table: pd.DataFrame, column: str, *, kind: str, where: str, fix: st
     return values
 
 
-def _prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, dict]:
+def prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, dict]:
     """Validate the tidy events table; return nilearn's columns and {trial_type: role}."""
     missing = [c for c in ("onset", "duration", "trial_type") if c not in events.columns]
     if missing:
@@ -119,7 +120,7 @@ def _prepare_events(events: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, 
     return table, role_of
 
 
-def _event_columns(
+def event_regressors(
     role_of: dict[str, str], hrf_model: str, fir_delays: Sequence[int]
 ) -> list[tuple[str, str, str]]:
     """(column, trial_type, role) of each event regressor nilearn will create."""
@@ -159,7 +160,7 @@ def _empty_regressor(trial_type: str, role: str, rows: pd.DataFrame, where: str,
     return DesignError(f"Regressor '{trial_type}' ({role}){where} is all zero: {cause}")
 
 
-def _check_timing(
+def check_timing(
     events: pd.DataFrame,
     role_of: dict[str, str],
     *,
@@ -202,7 +203,7 @@ def _check_timing(
     return events[~early]
 
 
-def _prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -> pd.DataFrame:
+def prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -> pd.DataFrame:
     if len(confounds) != n_volumes:
         raise ConfoundsError(
             f"Confounds table{where} has {len(confounds)} rows but the run has {n_volumes} "
@@ -222,7 +223,7 @@ def _prepare_confounds(confounds: pd.DataFrame, *, n_volumes: int, where: str) -
     )
 
 
-def _check_names(event_columns: list, confound_names: list[str], where: str) -> None:
+def check_names(event_columns: list, confound_names: list[str], where: str) -> None:
     made_by: dict[str, str] = {}
     for column, trial_type, _ in event_columns:
         if column in made_by:
@@ -245,7 +246,7 @@ def _check_names(event_columns: list, confound_names: list[str], where: str) -> 
             )
 
 
-def _check_zero_columns(
+def check_zero_columns(
     design: pd.DataFrame,
     roles: dict,
     event_columns: list,
@@ -270,7 +271,7 @@ def _check_zero_columns(
             )
 
 
-def _check_rank(design: pd.DataFrame, roles: dict, *, where: str) -> None:
+def check_rank(design: pd.DataFrame, roles: dict, *, where: str) -> None:
     x = design.to_numpy()
     x = x / np.linalg.norm(x, axis=0)  # scale-free: rank is about directions only
     # Singular values alone first: the vectors cost 5-500x more (multi-threaded BLAS on a
@@ -316,4 +317,4 @@ def check_censored_rank(
             f"{len(kept)} volumes left after censoring {n_censored}; relax the scrubbing or "
             "drop those regressors"
         )
-    _check_rank(kept, roles, where=f" in {source} (after censoring {n_censored} volumes)")
+    check_rank(kept, roles, where=f" in {source} (after censoring {n_censored} volumes)")

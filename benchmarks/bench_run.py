@@ -54,7 +54,7 @@ def _child_glmflow(args) -> dict:
     t1 = time.perf_counter()
     data = read_masked_bold(args.bold, args.mask, smoothing_fwhm=args.fwhm)
     t2 = time.perf_counter()
-    design = pd.read_csv(args.design, sep="\t", index_col=0)
+    design = pd.read_csv(args.design, sep="\t")
     fit = fit_glm(data, design, noise_model="ar1")
     del data
     t3 = time.perf_counter()
@@ -79,7 +79,7 @@ def _child_glmflow_files(args) -> dict:
         out = Path(tmp)
         path = write_masked(read_masked_bold(args.bold, args.mask), out)
         t2 = time.perf_counter()
-        design = pd.read_csv(args.design, sep="\t", index_col=0)
+        design = pd.read_csv(args.design, sep="\t")
         fit_file = save_fit(fit_glm(np.load(path, mmap_mode="r"), design), out / "fit.npz")
         t3 = time.perf_counter()
         fit = load_fit(fit_file)
@@ -101,7 +101,7 @@ def _child_nilearn(args) -> dict:
     from nilearn.glm.first_level import FirstLevelModel
 
     t1 = time.perf_counter()
-    design = pd.read_csv(args.design, sep="\t", index_col=0)
+    design = pd.read_csv(args.design, sep="\t")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = FirstLevelModel(mask_img=args.mask, noise_model="ar1", smoothing_fwhm=args.fwhm)

@@ -82,7 +82,7 @@ import sys, json
 import pandas as pd
 from nilearn.glm.first_level import FirstLevelModel
 bold, mask, design, contrasts = sys.argv[1:5]
-design = pd.read_csv(design, sep="\\t", index_col=0)
+design = pd.read_csv(design, sep="\\t")  # the design TSV is the design, as it is
 model = FirstLevelModel(mask_img=mask, noise_model="ar1", signal_scaling=0, smoothing_fwhm=None)
 model.fit(bold, design_matrices=[design])
 for formula in json.loads(contrasts):

@@ -201,6 +201,9 @@ BAD = [
     ({"design_contrasts": {"x": "face -- * house"}},
      """Contrast "x": Formula "face -- * house" does not parse (invalid syntax at character"""),
     ({"design_contrasts": {"x": "face * house"}}, 'Formula "face * house" multiplies two'),
+    ({"design_contrasts": {"x": "face/0"}},  # issue 14: inf weights gave all-NaN maps
+     """Contrast "x": Formula "face/0" gives column "face" the non-finite weight inf; contrast """
+     "weights must be finite numbers (task 'faces' in "),
     ({"design_contrasts": {" x": "face"}},
      "'design_contrasts. x' (name) must be printable, without surrounding spaces"),
     ({"group_level_regressors": ["age", "age"]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
 
@@ -644,3 +645,28 @@ def test_maps_on_different_grids_need_target_affine(group_data, tmp_path):
         target_shape=SHAPE,
     )
     assert fit.maps["m"]["z_score"].shape == SHAPE
+
+
+def test_map_headers_find_truncated_files_without_false_alarms(group_data, tmp_path):
+    from glmflow.core.group.inputs import check_group_mask, read_map_header
+
+    img = nib.load(group_data["effects"][0])
+    nii = tmp_path / "sub-01_stat-effect_statmap.nii"
+    nib.save(img, nii)
+    nii.write_bytes(nii.read_bytes()[:-8])
+    message = (
+        f"Map {nii} is truncated or corrupt (its header needs 8272 bytes of image data); "
+        "rerun the participant level to write it again"
+    )
+    with pytest.raises(GroupModelError, match=f"^{re.escape(message)}$"):
+        read_map_header(nii)
+    # a complete file written as two gzip members: the trailer holds the last member's size
+    whole = Path(group_data["effects"][1])
+    raw = gzip.decompress(whole.read_bytes())
+    members = tmp_path / "sub-02_stat-effect_statmap.nii.gz"
+    members.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    assert read_map_header(members).shape == SHAPE
+    mask = tmp_path / "mask.nii.gz"
+    mask.write_bytes(whole.read_bytes()[:200])
+    with pytest.raises(GroupModelError, match=f"^Group mask {re.escape(str(mask))} "):
+        check_group_mask(mask, whole)

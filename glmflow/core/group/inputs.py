@@ -117,12 +117,16 @@ def check_group_inputs(
             )
 
 
-def check_group_mask(mask: str | PathLike, reference: str | PathLike) -> None:
-    """A group mask must be readable; on another grid than the maps it warns, naming the
-    grid every map will be resampled to (nilearn fits on the mask's grid)."""
+def check_group_mask(
+    mask: str | PathLike, reference: str | PathLike, *, resampled: bool = False
+) -> None:
+    """A group mask must be readable; on another grid than the maps (and unless the maps are
+    ``resampled`` to a target grid) it warns, naming the grid every map will be resampled
+    to (nilearn fits on the mask's grid)."""
     img = read_map_header(mask, "Group mask")
     ref = nib.load(reference)
-    if img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-4):
+    same = img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-4)
+    if same or resampled:
         return
     warnings.warn(
         f"Group mask {mask} is on another grid than the subject maps (shape "

@@ -154,8 +154,9 @@ def plan_task_group(
             variance_files=variances,
             target_affine=group.target_affine,
         )
-    if mask is not None and group.target_affine is None:
-        check_group_mask(mask, analyses[0].maps[0].effect)
+    if mask is not None:
+        resampled = group.target_affine is not None
+        check_group_mask(mask, analyses[0].maps[0].effect, resampled=resampled)
     contrast_labels([n for a in analyses for n in a.contrasts], source=spec.source)
     entities = _shared_entities([m for a in analyses for m in a.maps])
     return GroupPlan(spec, design, source, entities, tuple(analyses))

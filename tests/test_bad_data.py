@@ -264,3 +264,23 @@ def test_preflight_warnings_say_each_problem_once_with_a_count(dataset, tmp_path
         f"2 runs (e.g. {dataset / CONFOUNDS}): spike regressor(s) motion_outlier00 (same "
         "volume as non_steady_state_outlier01) left out: one regressor per censored volume"
     ]
+
+
+def test_a_model_task_the_dataset_lacks_names_the_model_not_the_option(dataset, tmp_path, capsys):
+    data = json.loads((MODEL / "task_information.json").read_text())
+    model = tmp_path / "motor.json"
+    model.write_text(json.dumps({"motor": data["faces"]}))
+    out = tmp_path / "out"
+    argv = [str(dataset), str(out), "participant", "--model", str(model), "-w",
+            str(tmp_path / "work")]  # fmt: skip
+    assert main(argv) == 2
+    assert _error_line(capsys) == (
+        f"glmflow: error: Task 'motor' of model {model} has no BOLD in "
+        f"{dataset}/derivatives/fmriprep (tasks present: faces); fix the task in the model "
+        "file (in a file of several tasks, choose one with --task)"
+    )
+    assert main([*argv, "--task", "motor"]) == 2  # asked for: the option is to blame
+    assert _error_line(capsys) == (
+        f"glmflow: error: Task 'motor' not found in {dataset}/derivatives/fmriprep "
+        "(available: faces); fix --task"
+    )

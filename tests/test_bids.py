@@ -266,6 +266,10 @@ def _ambiguous_mask(root):
     _nifti(root / f"{P}_desc-brain_mask.nii", SHAPE, dtype=np.uint8)
 
 
+def _bad_sidecar(root):
+    (root / f"{P}_desc-preproc_bold.json").write_text("{bad json")
+
+
 def _no_description(root):
     (root / "derivatives/fmriprep/dataset_description.json").unlink()
 
@@ -362,6 +366,20 @@ def _no_description(root):
         ),
         (
             None,
+            {"tasks": ["house"], "task_given": False, "model_file": "models/m.json"},
+            "Task 'house' of model models/m.json has no BOLD in {root}/derivatives/fmriprep "
+            "(tasks present: faces); fix the task in the model file (in a file of several "
+            "tasks, choose one with --task)",
+        ),
+        (
+            _bad_sidecar,
+            {},
+            "Sidecar {root}/{P}_desc-preproc_bold.json is not valid JSON (Expecting property "
+            "name enclosed in double quotes: line 1 column 2 (char 1)); fix the file (pybids "
+            "cannot index the dataset)",
+        ),
+        (
+            None,
             {"participant_label": ["sub-05"]},
             "Participant label '05' not found in {root}/derivatives/fmriprep (available: 01, "
             "02); fix --participant-label",
@@ -409,6 +427,8 @@ def _no_description(root):
         "unknown-space",
         "unknown-desc",
         "unknown-task",
+        "model-task-absent",
+        "invalid-sidecar-json",
         "unknown-participant",
         "unknown-session",
         "unknown-run",
@@ -492,3 +512,36 @@ def test_synthetic_dataset(tmp_path):
     ]
     assert {(r.tr, r.slice_time_ref, r.n_volumes) for r in runs} == {(2.0, 0.5, 30)}
     assert all(Path(p).is_file() for r in runs for p in (r.bold, r.mask, r.events, r.confounds))
+
+
+def test_unreadable_bold_header_is_one_line(ds):
+    bold = ds / f"{P}_desc-preproc_bold.nii.gz"
+    bold.write_bytes(b"not a nifti file at all")
+    with pytest.raises(DatasetError, match=rf"^BOLD {re.escape(str(bold))} is not a NIfTI image "):
+        discover_runs(ds)
+
+
+def _discover(args):
+    root, db = args
+    return [r.to_dict() for r in discover_runs(root, database_dir=db)]
+
+
+def test_two_runs_indexing_at_once_never_read_a_half_built_index(ds, tmp_path):
+    """The stored index appears whole (built aside, then renamed) or not at all."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    db = tmp_path / "db"
+    discover_runs(ds, database_dir=db)
+    make_dataset(ds, subjects=("03",), runs=("1",))  # the stored index is stale now
+    expected = [r.to_dict() for r in discover_runs(ds)]
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_discover, [(ds, db)] * 4))
+    assert all(r == expected for r in results)
+    (index,) = db.iterdir()  # one complete index, nothing half-built left beside it
+    # pybids keeps the derivatives' index in a folder named after them
+    assert sorted(p.name for p in index.iterdir()) == [
+        "fmriprep",
+        "glmflow_fingerprint.txt",
+        "layout_index.sqlite",
+    ]
+    assert (index / "glmflow_fingerprint.txt").read_text() == dataset_fingerprint(ds, _prep(ds))

@@ -20,12 +20,21 @@ from typing import Any
 
 def file_identity(path: str | os.PathLike) -> list[int]:
     """What changes when a file is rewritten: inode, size and modification time."""
-    stat = os.stat(path)
+    return stat_identity(os.stat(path))
+
+
+def stat_identity(stat: os.stat_result) -> list[int]:
+    """:func:`file_identity` of a stat already made (a directory walk has them)."""
     return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 def memo_key(*parts: Any) -> str:
-    """A stable key for JSON-able parts."""
+    """A stable key for JSON-able parts: the one key scheme of glmflow's own caches.
+
+    The contrast and combining memo, the pre-flight plan and the stored pybids index are
+    all keyed by it, over the inputs' values and their files' :func:`file_identity`
+    (Nipype's node cache keeps its own hashing).
+    """
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

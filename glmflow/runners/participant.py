@@ -83,6 +83,7 @@ def plan_participant_level(
             desc=desc,
             res=res,
             tasks=[spec.task],
+            task_given=bool(tasks),  # else the task is the model's: a missing one blames it
             sessions=sessions,
             runs=runs,
             participant_label=participant_label,

@@ -254,6 +254,10 @@ def test_bad_masks_and_images(tmp_path, mask_file):
 def test_gzip_trailer_finds_a_truncated_file_in_one_seek(tmp_path, mask_file):
     bold = _write_bold(tmp_path / "bold.nii.gz", "float32")
     check_gzip_size(nib.load(bold))  # a whole file passes
+    members = tmp_path / "members.nii.gz"  # two gzip members: the trailer is the last one's
+    raw = gzip.decompress(bold.read_bytes())
+    members.write_bytes(gzip.compress(raw[:5000]) + gzip.compress(raw[5000:]))
+    check_gzip_size(nib.load(members))
     expected = 352 + 7 * 8 * 9 * 6 * 4
     short = tmp_path / "short.nii.gz"
     short.write_bytes(gzip.compress(gzip.decompress(bold.read_bytes())[:-500]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from glmflow.errors import DatasetError
 
@@ -236,7 +236,9 @@ def check_gzip_size(img: nib.spatialimages.SpatialImage, what: str = "BOLD") -> 
 
     The last 4 bytes of a gzip file hold the uncompressed size modulo 2**32 (RFC 1952
     ISIZE): one seek finds a file cut short, where reading it to the end would take seconds
-    to minutes, after other nodes have run. Plain ``.nii`` files are checked by size.
+    to minutes, after other nodes have run (the trailer holds the last member's size only:
+    a mismatch is confirmed by inflating the file, so a complete multi-member gzip passes).
+    Plain ``.nii`` files are checked by size.
     ``img`` is the image as ``nib.load`` returns it (only its header was read).
     """
     offset = getattr(img.dataobj, "offset", None)
@@ -251,7 +253,7 @@ def check_gzip_size(img: nib.spatialimages.SpatialImage, what: str = "BOLD") -> 
         if gzipped and size >= 18:  # 10-byte header + 8-byte trailer
             fh.seek(-4, os.SEEK_END)
             (isize,) = struct.unpack("<I", fh.read(4))
-    if gzipped and (size < 18 or isize != expected % 2**32):
+    if gzipped and (size < 18 or isize != expected % 2**32) and not _inflates_to(path, expected):
         got = "no complete gzip trailer" if size < 18 else f"{isize} bytes uncompressed"
         raise DatasetError(
             f"{what} {path} is truncated or corrupt: its gzip trailer says {got} but its "
@@ -263,3 +265,15 @@ def check_gzip_size(img: nib.spatialimages.SpatialImage, what: str = "BOLD") -> 
             f"{what} {path} is truncated: {size} bytes on disk but its header implies "
             f"{expected} (shape {shape}, {dtype}); re-create or copy the file again"
         )
+
+
+def _inflates_to(path: str | os.PathLike, expected: int) -> bool:
+    """Whether the whole gzip stream inflates (CRC checked) to at least ``expected`` bytes."""
+    size = 0
+    try:
+        with igzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                size += len(chunk)
+    except (OSError, EOFError, ValueError, isal_zlib.error):
+        return False
+    return size >= expected

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import get_args
 
 from glmflow import __version__
+from glmflow.core.formula import MissingTerms
 from glmflow.core.model import InferenceMethod
 from glmflow.errors import GlmflowError
 from glmflow.execution.options import MIN_MEM_GB
@@ -78,7 +79,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--missing-conditions",
-        choices=["error", "drop"],
+        choices=get_args(MissingTerms),
         default="error",
         help="a contrast naming a column absent from a run's design: error (default) or drop "
         "the missing terms with a warning recorded in the map's sidecar",

@@ -24,16 +24,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import scipy.linalg as spl
 
-from glmflow.core.formula import FormulaError, check_contrast, check_finite, formula_weights
+from glmflow.core.formula import (
+    FormulaError,
+    MissingTerms,
+    check_contrast,
+    check_finite,
+    formula_weights,
+)
 from glmflow.core.glm import FirstLevelFit
 from glmflow.errors import ContrastError
 
-__all__ = ["MAP_KEYS", "ContrastResult", "compute_contrast", "contrast_weights"]
+__all__ = ["MAP_KEYS", "ContrastResult", "MissingTerms", "compute_contrast", "contrast_weights"]
 
 MAP_KEYS = ("effect", "variance", "stat", "p", "z")
 
@@ -139,7 +145,7 @@ def contrast_weights(
     contrast: Mapping[str, Any] | Any,
     column_names: Sequence[str],
     *,
-    missing: Literal["error", "drop"] = "error",
+    missing: MissingTerms = "error",
     source: str = "",
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Weights of a contrast spec for a design's columns.
@@ -161,7 +167,7 @@ def contrast_weights(
     weights : ndarray, shape (n_rows, n_columns); zero rows when everything was dropped.
     dropped : tuple of str
     """
-    if missing not in ("error", "drop"):
+    if missing not in get_args(MissingTerms):
         raise ContrastError(f"missing must be 'error' or 'drop', got {missing!r}")
     name, stat_type, given = _rows(contrast)
     columns = [str(c) for c in column_names]
@@ -195,7 +201,7 @@ def compute_contrast(
     fit: FirstLevelFit,
     contrast: Mapping[str, Any] | Any,
     *,
-    missing: Literal["error", "drop"] = "error",
+    missing: MissingTerms = "error",
 ) -> ContrastResult | None:
     """Compute a t or F contrast of one run's fit.
 

@@ -31,6 +31,7 @@ from glmflow.errors import GlmflowError
 
 __all__ = [
     "FormulaError",
+    "MissingTerms",
     "StatType",
     "check_contrast",
     "check_finite",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 StatType = Literal["t", "F"]
+#: What a contrast does with a term absent from a design (``--missing-conditions``).
+MissingTerms = Literal["error", "drop"]
 _BACKTICKS = re.compile(r"`([^`]*)`")
 _OPERATOR_CHARS = frozenset("+-*/()<>=!&|%^~,[]{}@:;")
 _EXAMPLE = (

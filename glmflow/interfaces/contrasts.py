@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -13,6 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from glmflow.core.contrast_maps import compute_contrast_maps
+from glmflow.core.formula import MissingTerms
 from glmflow.errors import ContrastError
 from glmflow.interfaces.maps import MapListsOutputSpec
 
@@ -26,8 +28,7 @@ class _ComputeContrastsInputSpec(BaseInterfaceInputSpec):
         "hashed by value so editing a contrast reruns only this node",
     )
     missing_conditions = traits.Enum(
-        "error",
-        "drop",
+        *get_args(MissingTerms),
         usedefault=True,
         desc="a contrast naming a column absent from this run's design: 'error' stops, "
         "'drop' drops those terms (skipping the contrast if nothing is left) and records it",

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from glmflow.core.bold import large_empty
 from glmflow.core.glm.inputs import check_options, design_array, kept_rows, residual_dof
 from glmflow.core.glm.results import FirstLevelFit
+from glmflow.core.model import NoiseModel
 from glmflow.errors import DesignError
 
 # float64 elements per voxel chunk (~8 MB): small enough to stay in cache-friendly sizes and
@@ -87,7 +88,7 @@ def fit_glm(
     design: pd.DataFrame | np.ndarray,
     *,
     sample_mask: Sequence[int] | np.ndarray | None = None,
-    noise_model: Literal["ar1", "ols"] = "ar1",
+    noise_model: NoiseModel = "ar1",
     signal_scaling: Literal[0, False] | None = 0,
     bins: int = 100,
     minimize_memory: bool = True,

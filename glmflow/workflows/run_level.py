@@ -112,43 +112,13 @@ def init_run_level_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=RUN_INPUTS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=RUN_OUTPUTS), name="outputnode")
 
-    parse_events = pe.Node(
-        ParseEvents(**set_options(spec.events.to_dict())),
-        name="parse_events",
-        mem_gb=LIGHT_MEM_GB,
+    nodes = _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir)
+    parse_events, select_confounds, mask_and_smooth = (
+        nodes[k] for k in ("parse_events", "select_confounds", "mask_and_smooth")
     )
-    select_confounds = pe.Node(
-        SelectConfounds(**set_options(spec.confounds.to_dict())),
-        name="select_confounds",
-        mem_gb=LIGHT_MEM_GB,
+    build_design, fit, design_files, compute_contrasts = (
+        nodes[k] for k in ("build_design", "fit_first_level", "design_files", "compute_contrasts")
     )
-    mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
-    if spec.glm.smoothing_fwhm:
-        mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
-    build_design = pe.Node(
-        BuildDesignMatrix(**set_options(spec.design.to_dict())),
-        name="build_design",
-        mem_gb=LIGHT_MEM_GB,
-    )
-    fit = pe.Node(
-        FitFirstLevel(
-            noise_model=spec.glm.noise_model,
-            signal_scaling=False if spec.glm.signal_scaling is None else 0,
-            minimize_memory=spec.glm.minimize_memory,
-        ),
-        name="fit_first_level",
-        mem_gb=mem_gb,
-    )
-    design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
-    compute_contrasts = pe.Node(
-        ComputeContrasts(
-            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
-        ),
-        name="compute_contrasts",
-        mem_gb=map_mem_gb(mem_gb),
-    )
-    if memo_dir:
-        compute_contrasts.inputs.memo_dir = memo_dir
 
     # fmt: off
     workflow.connect([
@@ -196,3 +166,46 @@ def init_run_level_wf(
         workflow.connect(fit, "predicted_file", outputnode, "predicted_file")
         workflow.connect(fit, "r_square_file", outputnode, "r_square_file")
     return workflow
+
+
+def _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir) -> dict[str, pe.Node]:
+    """The run's nodes, each given only the part of the spec it depends on."""
+    parse_events = pe.Node(
+        ParseEvents(**set_options(spec.events.to_dict())),
+        name="parse_events",
+        mem_gb=LIGHT_MEM_GB,
+    )
+    select_confounds = pe.Node(
+        SelectConfounds(**set_options(spec.confounds.to_dict())),
+        name="select_confounds",
+        mem_gb=LIGHT_MEM_GB,
+    )
+    mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
+    if spec.glm.smoothing_fwhm:
+        mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
+    build_design = pe.Node(
+        BuildDesignMatrix(**set_options(spec.design.to_dict())),
+        name="build_design",
+        mem_gb=LIGHT_MEM_GB,
+    )
+    fit = pe.Node(
+        FitFirstLevel(
+            noise_model=spec.glm.noise_model,
+            signal_scaling=False if spec.glm.signal_scaling is None else 0,
+            minimize_memory=spec.glm.minimize_memory,
+        ),
+        name="fit_first_level",
+        mem_gb=mem_gb,
+    )
+    design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
+    compute_contrasts = pe.Node(
+        ComputeContrasts(
+            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
+        ),
+        name="compute_contrasts",
+        mem_gb=map_mem_gb(mem_gb),
+    )
+    if memo_dir:
+        compute_contrasts.inputs.memo_dir = memo_dir
+    nodes = [parse_events, select_confounds, mask_and_smooth, build_design, fit]
+    return {node.name: node for node in [*nodes, design_files, compute_contrasts]}

@@ -120,18 +120,22 @@ def discover_runs(
     files = {name: by_subject(get_files(layout, **f)) for name, f in _COMPANIONS.items()}
     model = {"spec_tr": spec_tr, "model_file": model_file, "slice_time_ref": slice_time_ref}
     found = [_run_inputs(bold, layout, files, bids_dir, deriv_dir, **model) for bold in bolds]
-    missing = [run.bold for run, has_start in found if not has_start]
-    if slice_time_ref is None and missing:
+    if slice_time_ref is None:
+        _warn_no_start_time([run.bold for run, has_start in found if not has_start])
+    return sorted((run for run, _ in found), key=_order)
+
+
+def _warn_no_start_time(bolds: list[str]) -> None:
+    if bolds:
         # nilearn's first_level_from_bids warns the same way before assuming 0.0.
         warnings.warn(
             f"'slice_time_ref' not provided and StartTime missing from the sidecar of "
-            f"{len(missing)} BOLD run(s) (e.g. {missing[0]}); assuming 0.0 "
+            f"{len(bolds)} BOLD run(s) (e.g. {bolds[0]}); assuming 0.0 "
             "(the start of each TR) as nilearn does. Set slice_time_ref in the model if "
             "the data were slice-time corrected to another reference.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return sorted((run for run, _ in found), key=_order)
 
 
 def _order(r: RunInputs):

@@ -81,18 +81,7 @@ def select_confounds(
         check_volumes(path, len(raw), Path(bold_file))
     explicit = _explicit_columns(spec, raw, path)
     _check_values(raw, explicit, path)
-    selected = pd.DataFrame(index=pd.RangeIndex(len(raw)))
-    sample_mask = None
-    if spec.strategy:
-        nilearn = {name: getattr(spec, name) for name in _NILEARN_OPTIONS}
-        selected, sample_mask = load_strategies(path, spec.strategy, len(raw), **nilearn)
-        _check_values(raw, [c for c in selected.columns if c in raw.columns], path)
-        if sample_mask is not None and sample_mask.size == 0:
-            raise ConfoundsError(
-                f"Scrubbing censors every volume of {path} (fd_threshold={spec.fd_threshold}, "
-                f"std_dvars_threshold={spec.std_dvars_threshold}); raise the thresholds or "
-                "drop 'scrub' from the strategy"
-            )
+    selected, sample_mask = _strategies(spec, raw, path)
     extra = [c for c in explicit if c not in selected.columns]
     if extra:
         chosen = _drop_repeated_spikes(_fill_first_row(raw.loc[:, extra], path), path)
@@ -103,6 +92,22 @@ def select_confounds(
             chosen = chosen - kept.mean(axis=0)
         selected = pd.concat([selected.reset_index(drop=True), chosen], axis=1)
     return selected.astype("float64"), sample_mask
+
+
+def _strategies(spec: ConfoundsSpec, raw: pd.DataFrame, path: Path):
+    """nilearn's strategies (none: an empty table) and their sample mask."""
+    if not spec.strategy:
+        return pd.DataFrame(index=pd.RangeIndex(len(raw))), None
+    nilearn = {name: getattr(spec, name) for name in _NILEARN_OPTIONS}
+    selected, sample_mask = load_strategies(path, spec.strategy, len(raw), **nilearn)
+    _check_values(raw, [c for c in selected.columns if c in raw.columns], path)
+    if sample_mask is not None and sample_mask.size == 0:
+        raise ConfoundsError(
+            f"Scrubbing censors every volume of {path} (fd_threshold={spec.fd_threshold}, "
+            f"std_dvars_threshold={spec.std_dvars_threshold}); raise the thresholds or "
+            "drop 'scrub' from the strategy"
+        )
+    return selected, sample_mask
 
 
 def _explicit_columns(spec: ConfoundsSpec, raw: pd.DataFrame, path: Path) -> list[str]:

@@ -72,12 +72,17 @@ def parse_events(
         work = _drop_after_scan(work, scan_end, source)
     if spec.block_column is not None:
         work = _merge_blocks(work, events, spec.block_column, spec.missing_block_column, source)
+    return _tidy(work, events, spec, source)
+
+
+def _tidy(work: pd.DataFrame, events: pd.DataFrame, spec: EventsSpec, source: str):
+    """Condition rows, then modulator rows; checked, sorted by onset."""
     if "modulation" in events.columns and "modulation" not in spec.modulators:
         warnings.warn(
             f"{source}: the 'modulation' column is not used to scale condition regressors; "
             "list it in modulators to model it as a parametric modulator",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     parts = [work.assign(modulation=1.0, role="condition")]
     parts += _modulator_rows(work, events, spec.modulators, spec.demean_modulators, source)

@@ -461,7 +461,7 @@ def test_derivatives_sink_rejects_misaligned_lists(tmp_path):
     ],
 )
 def test_sidecar_keys_have_one_spelling(key, spelled):
-    from glmflow.core.outputs import sidecar_key
+    from glmflow.core.sidecars import sidecar_key
 
     assert sidecar_key(key) == spelled
 
@@ -483,7 +483,7 @@ def test_sidecar_contrast_merges_the_model_and_the_record_in_one_spelling():
 
 def test_sidecars_list_only_the_settings_of_applied_confound_strategies():
     from glmflow.core.model import ConfoundsSpec
-    from glmflow.core.outputs import applied_confounds
+    from glmflow.core.sidecars import applied_confounds
 
     columns = ConfoundsSpec(columns=("trans_x",)).to_dict()
     assert sorted(applied_confounds(columns)) == [

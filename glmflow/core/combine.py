@@ -78,17 +78,11 @@ def combine_runs(
     out_dir = Path(out_dir)
     common, mask_file = _common_mask(mask_files, out_dir)
     masks = _MaskInfo(common, mask_file, [file_identity(m) for m in mask_files])
-    index: dict[str, Any] = {}
-    for i, name in enumerate(names):
-        used = [j for j, idx in enumerate(indices) if not idx.get(name, {}).get("skipped", True)]
-        records = [indices[j][name] for j in used]
-        _check_records(name, records, index_files)
-        record = _combined(
-            name, records, [labels[j] for j in used], masks, run_combination,
-            out_dir / f"subject_con{i:03d}", memo_dir,
-        )  # fmt: skip
-        files = record.pop("files")
-        index[name] = {**record, **files}
+    index = {
+        name: _contrast_entry(name, indices, index_files, labels, masks, run_combination,
+                              out_dir / f"subject_con{i:03d}", memo_dir)
+        for i, name in enumerate(names)
+    }  # fmt: skip
     json_path = out_dir / "contrasts.json"
     json_path.write_text(json.dumps(index, indent=2))
     return {
@@ -105,6 +99,16 @@ class _MaskInfo:
 
     def __init__(self, common: np.ndarray, path: Path, identities: list) -> None:
         self.common, self.path, self.identities = common, path, identities
+
+
+def _contrast_entry(name, indices, index_files, labels, masks, rule, prefix, memo_dir) -> dict:
+    """The subject-level index record of one contrast, map paths included."""
+    used = [j for j, idx in enumerate(indices) if not idx.get(name, {}).get("skipped", True)]
+    records = [indices[j][name] for j in used]
+    _check_records(name, records, index_files)
+    record = _combined(name, records, [labels[j] for j in used], masks, rule, prefix, memo_dir)
+    files = record.pop("files")
+    return {**record, **files}
 
 
 def _check_records(name: str, records: list[dict], index_files) -> None:

@@ -67,25 +67,8 @@ def compute_fixed_effects(
     effects = [np.asarray(e, dtype=np.float64) for e in effects]
     variances = [np.asarray(v, dtype=np.float64) for v in variances]
     n_runs = len(effects)
-    if n_runs == 0:
-        raise ContrastError("Fixed effects need at least one run; got no effect map")
-    if len(variances) != n_runs:
-        raise ContrastError(
-            f"Fixed effects got {n_runs} effect maps but {len(variances)} variance maps; "
-            "give one variance map per effect map"
-        )
-    if dofs is None:
-        dofs = [DEFAULT_DOF] * n_runs
-    if len(dofs) != n_runs:
-        raise ContrastError(
-            f"Fixed effects got {len(dofs)} dofs for {n_runs} runs; give one dof per run"
-        )
-    shapes = {e.shape for e in effects}
-    if len(shapes) != 1 or {v.shape for v in variances} != {effects[0].shape[-1:]}:
-        raise ContrastError(
-            "Fixed effects need maps of the same contrast on the same mask: effect shapes "
-            f"{sorted(shapes)}, variance shapes {sorted({v.shape for v in variances})}"
-        )
+    dofs = [DEFAULT_DOF] * n_runs if dofs is None else dofs
+    _check_inputs(effects, variances, dofs)
     effect = np.stack(effects)
     variance = np.maximum(np.stack(variances), _TINY)
     dim = effect.shape[1] if effect.ndim == 3 else 1
@@ -119,3 +102,24 @@ def compute_fixed_effects(
         "p": con.p_value_,
         "dof": dof,
     }
+
+
+def _check_inputs(effects: list[np.ndarray], variances: list[np.ndarray], dofs) -> None:
+    n_runs = len(effects)
+    if n_runs == 0:
+        raise ContrastError("Fixed effects need at least one run; got no effect map")
+    if len(variances) != n_runs:
+        raise ContrastError(
+            f"Fixed effects got {n_runs} effect maps but {len(variances)} variance maps; "
+            "give one variance map per effect map"
+        )
+    if len(dofs) != n_runs:
+        raise ContrastError(
+            f"Fixed effects got {len(dofs)} dofs for {n_runs} runs; give one dof per run"
+        )
+    shapes = {e.shape for e in effects}
+    if len(shapes) != 1 or {v.shape for v in variances} != {effects[0].shape[-1:]}:
+        raise ContrastError(
+            "Fixed effects need maps of the same contrast on the same mask: effect shapes "
+            f"{sorted(shapes)}, variance shapes {sorted({v.shape for v in variances})}"
+        )

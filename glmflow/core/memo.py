@@ -4,6 +4,9 @@ Nipype caches a node as a whole: editing one contrast reruns the node that compu
 of them. The contrast and combining steps keep each contrast's maps in a memo folder, under
 a key made of the exact inputs (the fit file's identity, the contrast's definition), and
 hard-link them back when the same contrast of the same fit is asked for again.
+
+The links stay inside the work folder (memo entry <-> node folder): outputs are copies made
+by :mod:`glmflow.core.publish`, so a user who edits an output never reaches a memo entry.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from glmflow.core.publish import (  # noqa: F401  (re-exported: where importers 
     write_dataset_description,
     write_manifest,
 )
+from glmflow.core.sidecars import sidecar_key, sidecar_path
 from glmflow.errors import ContrastError, DatasetError
 
 STATS = ("effect", "variance", "t", "F", "p", "z")
@@ -148,27 +149,6 @@ def contrast_labels(names: Sequence[str], *, source: str | os.PathLike | None = 
     return labels
 
 
-# Record keys whose BIDS spelling is not their CamelCase (see sidecar_key).
-_SIDECAR_NAMES = {"dof": "DegreesOfFreedom", "dropped": "DroppedConditions"}
-# nilearn load_confounds' settings of each strategy: a sidecar lists only the applied ones.
-_STRATEGY_SETTINGS = {
-    "motion": ("motion",),
-    "wm_csf": ("wm_csf",),
-    "global_signal": ("global_signal",),
-    "compcor": ("compcor", "n_compcor"),
-    "scrub": ("fd_threshold", "std_dvars_threshold", "scrub"),
-}
-
-
-def sidecar_key(key: str) -> str:
-    """One spelling per sidecar key, BIDS CamelCase: ``stat_type`` -> ``StatType``,
-    ``run_combination`` -> ``RunCombination``, ``dof`` -> ``DegreesOfFreedom``,
-    ``dropped`` -> ``DroppedConditions``; a CamelCase key stays as it is."""
-    if key in _SIDECAR_NAMES:
-        return _SIDECAR_NAMES[key]
-    return "".join(word[:1].upper() + word[1:] for word in key.split("_"))
-
-
 def sidecar_contrast(name: str, *infos: Mapping[str, Any]) -> dict[str, Any]:
     """A sidecar's ``Contrast`` entry: name, file label, then each info's keys in BIDS
     spelling (a later info wins; e.g. a node's record over the model's definition)."""
@@ -176,18 +156,6 @@ def sidecar_contrast(name: str, *infos: Mapping[str, Any]) -> dict[str, Any]:
     for info in infos:
         entry.update({sidecar_key(k): v for k, v in info.items()})
     return entry
-
-
-def applied_confounds(confounds: Mapping[str, Any]) -> dict[str, Any]:
-    """A confounds spec (``ConfoundsSpec.to_dict()``) without the settings of strategies
-    that are not applied (a glm-express model, which names columns, lists none of them)."""
-    unused = {
-        setting
-        for strategy, settings in _STRATEGY_SETTINGS.items()
-        if strategy not in confounds.get("strategy", ())
-        for setting in settings
-    }
-    return {k: v for k, v in confounds.items() if k not in unused}
 
 
 def derivative_path(
@@ -247,13 +215,6 @@ def model_map_path(output_dir: str | os.PathLike, entities: Mapping[str, Any], k
             f"'kind' must be one of {', '.join(RUN_MODEL_MAPS)}. Got {kind!r} instead"
         )
     return _place(output_dir, entities, "run", _fields(entities, "run"), RUN_MODEL_MAPS[kind])
-
-
-def sidecar_path(map_path: str | os.PathLike) -> Path:
-    """Return the JSON sidecar path of a ``.nii.gz`` / ``.nii`` map."""
-    path = Path(map_path)
-    stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-    return path.with_name(stem + ".json")
 
 
 def _fields(entities: Mapping[str, Any], level: str) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from nipype.pipeline import engine as pe
 from glmflow.core.bids import RunInputs
 from glmflow.core.bold import estimate_mem_gb
 from glmflow.core.model import ContrastSpec, ModelSpec
-from glmflow.core.outputs import applied_confounds
+from glmflow.core.sidecars import applied_confounds
 from glmflow.interfaces.combine import CombineRuns
 from glmflow.interfaces.outputs import DerivativesSink
 from glmflow.workflows.run_level import MAP_OUTPUTS, init_run_level_wf, map_mem_gb
@@ -92,29 +92,8 @@ def init_subject_level_wf(
     # each run's maps are on the mask its data were read with (bad voxels left out)
     merge_masks = pe.Node(niu.Merge(len(runs)), name="merge_masks", run_without_submitting=True)
     for i, run in enumerate(runs, start=1):
-        run_wf = init_run_level_wf(
-            spec=spec,
-            contrasts=contrasts,
-            mem_gb=estimate_mem_gb(run.bold, minimize_memory=spec.glm.minimize_memory),
-            missing_conditions=missing_conditions,
-            memo_dir=memo_dir,
-            name=run_wf_name(run),
-        )
-        for field in ("bold", "mask", "events", "confounds"):
-            setattr(run_wf.get_node("inputnode").inputs, f"{field}_file", getattr(run, field))
-        run_wf.inputs.inputnode.n_volumes = run.n_volumes
-        run_wf.inputs.inputnode.tr = run.tr
-        run_wf.inputs.inputnode.slice_time_ref = run.slice_time_ref
-        sink = pe.Node(
-            DerivativesSink(
-                output_dir=output_dir,
-                entities=json.dumps(run.entities, sort_keys=True),
-                level="run",
-                metadata=metadata,
-            ),
-            name=f"ds_{run_wf.name[:-3]}",
-            run_without_submitting=True,
-        )
+        run_wf = _run_wf(run, spec, contrasts, missing_conditions, memo_dir)
+        sink = _sink(output_dir, run.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}")
         # fmt: off
         workflow.connect([
             (run_wf, merge_index, [("outputnode.contrasts_json", f"in{i}")]),
@@ -127,29 +106,10 @@ def init_subject_level_wf(
                 [(run_wf, sink, [(f"outputnode.{k}_file", f"{k}_file") for k in MODEL_MAP_KINDS])]
             )
 
-    light_gb = map_mem_gb(estimate_mem_gb(runs[0].bold))
     names = [c.name for c in _subject_contrasts(runs, contrasts, skipped)]
     if names:
-        combine = pe.Node(
-            CombineRuns(
-                names=names,
-                run_labels=[run_wf_name(run)[4:-3] for run in runs],
-                run_combination=spec.subject.run_combination,
-                **({"memo_dir": memo_dir} if memo_dir else {}),
-            ),
-            name="combine_runs",
-            mem_gb=light_gb,
-        )
-        sink = pe.Node(
-            DerivativesSink(
-                output_dir=output_dir,
-                entities=json.dumps(_subject_entities(runs), sort_keys=True),
-                level="subject",
-                metadata=metadata,
-            ),
-            name="ds_subject",
-            run_without_submitting=True,
-        )
+        combine = _combine_node(runs, spec, names, memo_dir)
+        sink = _sink(output_dir, _subject_entities(runs), "subject", metadata, name="ds_subject")
         # fmt: off
         workflow.connect([
             (merge_index, combine, [("out", "index_files")]),
@@ -159,6 +119,47 @@ def init_subject_level_wf(
         ])
         # fmt: on
     return workflow
+
+
+def _run_wf(run: RunInputs, spec, contrasts, missing_conditions, memo_dir) -> pe.Workflow:
+    """One run's workflow (:func:`init_run_level_wf`) with its files as inputs."""
+    run_wf = init_run_level_wf(
+        spec=spec,
+        contrasts=contrasts,
+        mem_gb=estimate_mem_gb(run.bold, minimize_memory=spec.glm.minimize_memory),
+        missing_conditions=missing_conditions,
+        memo_dir=memo_dir,
+        name=run_wf_name(run),
+    )
+    for field in ("bold", "mask", "events", "confounds"):
+        setattr(run_wf.get_node("inputnode").inputs, f"{field}_file", getattr(run, field))
+    run_wf.inputs.inputnode.n_volumes = run.n_volumes
+    run_wf.inputs.inputnode.tr = run.tr
+    run_wf.inputs.inputnode.slice_time_ref = run.slice_time_ref
+    return run_wf
+
+
+def _combine_node(runs, spec: ModelSpec, names: list[str], memo_dir) -> pe.Node:
+    """CombineRuns fed the spec part it depends on (``subject.run_combination``)."""
+    combine = CombineRuns(
+        names=names,
+        run_labels=[run_wf_name(run)[4:-3] for run in runs],
+        run_combination=spec.subject.run_combination,
+        **({"memo_dir": memo_dir} if memo_dir else {}),
+    )
+    mem_gb = map_mem_gb(estimate_mem_gb(runs[0].bold))
+    return pe.Node(combine, name="combine_runs", mem_gb=mem_gb)
+
+
+def _sink(output_dir: str, entities: dict, level: str, metadata: str, *, name: str) -> pe.Node:
+    """A DerivativesSink; cheap bookkeeping, so it runs in the driver, not as a cluster job."""
+    sink = DerivativesSink(
+        output_dir=output_dir,
+        entities=json.dumps(entities, sort_keys=True),
+        level=level,
+        metadata=metadata,
+    )
+    return pe.Node(sink, name=name, run_without_submitting=True)
 
 
 def _subject_contrasts(

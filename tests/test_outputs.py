@@ -271,6 +271,7 @@ def test_atomic_copy_is_a_private_copy_with_the_source_time(tmp_path):
     copied = atomic_copy(src, tmp_path / "o" / "copied.bin")
     assert copied.stat().st_ino != src.stat().st_ino and copied.read_bytes() == b"abc"
     assert copied.stat().st_mtime_ns == src.stat().st_mtime_ns  # publish's up-to-date test
+    assert oct(copied.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     copied.write_bytes(b"edited")
     assert src.read_bytes() == b"abc"  # an edit of the output leaves the source intact
     other = tmp_path / "other.bin"

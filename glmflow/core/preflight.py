@@ -3,6 +3,13 @@
 Everything a user can get wrong in the events, confounds, design or contrasts of any run
 is found here, in seconds, before the graph runs: a mistake costs one line on stderr, not
 a crash half-way through a cluster job, and nothing is written to the output folder.
+
+The graph builds each design again (``BuildDesignMatrix``) instead of taking the pre-flight's:
+measured on the synthetic runs (60 volumes, 28 columns), the second build costs 15-30 ms of
+a node that takes about 2 s cold (imports, the design plot at ~110 ms, Nipype's
+bookkeeping) and must run anyway to write the design files the outputs publish and to key
+the cache. Handing the designs over would make the pre-flight write into the work folder and
+the graph's cache depend on the plan's, for under 2 % of that node.
 """
 
 from __future__ import annotations

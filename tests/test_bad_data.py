@@ -284,3 +284,18 @@ def test_a_model_task_the_dataset_lacks_names_the_model_not_the_option(dataset, 
         f"glmflow: error: Task 'motor' not found in {dataset}/derivatives/fmriprep "
         "(available: faces); fix --task"
     )
+
+
+def test_a_bold_corrupt_past_the_cheap_check_fails_naming_the_file(dataset, tmp_path, capsys):
+    path = dataset / f"{BOLD}.nii.gz"
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(64)  # the gzip trailer (size) stays intact
+    path.write_bytes(bytes(raw))
+    assert _run(dataset, tmp_path) == 2
+    line = _error_line(capsys, before_compute=False)
+    assert re.search(
+        rf"BOLD {re.escape(str(path))} cannot be read at volume \d+ of 60 \(\w+: .+\): the "
+        "file is corrupt or truncated; re-create it or copy it again",
+        line,
+    ), line

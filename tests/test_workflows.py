@@ -243,3 +243,51 @@ def test_one_run_subject_maps_are_the_run_maps(tmp_path):
         nib.load(z_file).get_fdata()[inside], result["z"].astype(np.float32), rtol=1e-6
     )
     assert json.loads(Path(combined["contrasts_json"]).read_text())["c"]["dof"] == 80.0
+
+
+def test_a_run_without_the_contrast_is_left_out_as_nilearn_leaves_a_null_contrast(tmp_path):
+    """nilearn's multi-run contrast skips a run whose contrast is null and divides by the
+    number of runs used: (c1 + c3) * (1 / 2), i.e. variance (v1 + v3) / 4, dof d1 + d3."""
+    from nilearn.glm import Contrast
+
+    from glmflow.core.bold import save_nifti
+    from glmflow.core.combine import combine_runs
+
+    shape, affine = (7, 8, 9), np.eye(4)
+    mask = np.zeros(shape, np.uint8)
+    mask[1:6, 2:7, 2:8] = 1
+    mask_file = save_nifti(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+    inside = mask > 0
+    rng = np.random.default_rng(7)
+    indices, contrasts = [], []
+    for i, dof in enumerate([60.0, 55.0, 70.0]):
+        effect = rng.normal(1, 0.5, inside.sum()).astype(np.float32)
+        variance = rng.uniform(0.1, 2.0, inside.sum()).astype(np.float32)
+        files = {}
+        for key, values in (("effect", effect), ("variance", variance)):
+            data = np.zeros(shape, np.float32)
+            data[inside] = values
+            files[key] = str(
+                save_nifti(nib.Nifti1Image(data, affine), tmp_path / f"{key}{i}.nii.gz")
+            )
+        record = {"skipped": i == 1, "dof": dof, "stat_type": "t", **files}
+        index = tmp_path / f"index{i}.json"
+        index.write_text(json.dumps({"c": record}))
+        indices.append(index)
+        if i != 1:
+            contrasts.append(Contrast(effect.astype(float), variance.astype(float), dof=dof))
+    out = tmp_path / "out"
+    out.mkdir()
+    combined = combine_runs(indices, names=["c"], mask_files=[mask_file] * 3, out_dir=out)
+    theirs = (contrasts[0] + contrasts[1]) * 0.5
+    for key, expected in (
+        ("effect", theirs.effect_size()),
+        ("variance", theirs.effect_variance()),
+        ("stat", theirs.stat()),
+        ("z", theirs.z_score()),
+    ):
+        ours = nib.load(combined[f"{key}_files"][0]).get_fdata()[inside]
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    record = json.loads(Path(combined["contrasts_json"]).read_text())["c"]
+    assert record["dof"] == theirs.dof == 130.0
+    assert record["runs"] == ["run 1", "run 3"] and record["run_combination"] == "equal"

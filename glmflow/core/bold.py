@@ -181,6 +181,7 @@ def read_bold(
         if sigma is None:
             out = np.compress(keep, out, axis=1)
         else:  # read again: the first pass smoothed the bad values into their neighbours
+            del out  # one time series in memory at a time
             out = large_empty((img.shape[3], int(keep.sum())), np.float32)
             _read_smoothed(img, mask, sigma, out, None, bad=bad)
         mask = mask.copy()

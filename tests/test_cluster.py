@@ -350,3 +350,86 @@ def test_participant_level_on_cluster_equals_multiproc(
     assert maps.keys() == multiproc_participant.keys()
     different = [k for k in maps if maps[k] != multiproc_participant[k]]
     assert different == []
+
+
+# ------------------------------------------------------------------------- cluster faults
+FAULT_DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_cluster import build_chain
+from glmflow.execution import ExecutionError, run_workflow
+try:
+    run_workflow(build_chain(Path({runs!r}), 2, {delay}), plugin={plugin!r}, work_dir={work!r},
+                 poll_interval={poll})
+except ExecutionError as exc:
+    print(f"ERROR: {{exc}}", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def _start_fault_driver(plugin: str, tmp_path: Path, work: Path, delay: float):
+    """A driver running a 2-step chain; returns it once step0's job runs, and its job id."""
+    code = FAULT_DRIVER.format(
+        tests=str(Path(__file__).parent), runs=str(tmp_path / "runs"), delay=delay,
+        plugin=plugin, work=str(work), poll=POLL,
+    )  # fmt: skip
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    running = "None" if _scheduler(plugin) == "SLURM" else "r"  # SLURM's reason, SGE's state
+    deadline = time.monotonic() + 120
+    while True:
+        assert driver.poll() is None, driver.communicate()
+        assert time.monotonic() < deadline, "step0's job did not start within 120 s"
+        jobs = queued_jobs(plugin, work / "chain_wf" / "batch")
+        started = [job for job, state in jobs.items() if state == running]
+        if started and list((tmp_path / "runs").glob("step0-*")):
+            return driver, started[0]
+        time.sleep(0.2)
+
+
+def _error_line(driver: subprocess.Popen) -> str:
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 3, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return next(line for line in stderr.splitlines() if line.startswith("ERROR: "))
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_path, work_dir):
+    """scancel / qdel of a running job (as an out-of-memory or time-limit kill would)."""
+    require_cluster(plugin)
+    driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=60)
+    subprocess.run(["scancel" if plugin == "SLURM" else "qdel", job], check=True, timeout=30)
+    line = _error_line(driver)
+    account = r"(sacct|scontrol): .*CANCELLED.*"
+    if plugin == "SGE":  # qdel kills the job: "failed 100 : assumedly after job, exit_status 137"
+        account = r"qacct: failed \d+ .*exit_status 137 \(Killed\)"
+    crash = re.escape(str(work_dir / "chain_wf" / "crash"))
+    message = (
+        rf"^ERROR: Node 'chain_wf\.step0' failed with JobDiedError: {plugin} job {job} ended "
+        rf"without a result \({account}\); rerun `.+` to resume \(finished nodes are "
+        rf"reused\); crash file: {crash}/crash-\S+-step0-\S+\.txt$"
+    )
+    assert re.match(message, line), line
+    assert runs_of(tmp_path / "runs") == ["step0"]  # the dependent step never ran
+    assert queued_jobs(plugin, work_dir / "chain_wf" / "batch") == {}
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
+    """A `timeout` or the driver job's own time limit: this run's jobs do not run on."""
+    require_cluster(plugin)
+    driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=60)
+    driver.send_signal(signal.SIGTERM)
+    line = _error_line(driver)
+    assert re.match(
+        rf"^ERROR: Interrupted \(SIGTERM\): cancelled 1 {plugin} job\(s\) of this run; rerun "
+        r"`.+` to resume \(finished nodes are reused\)$",
+        line,
+    ), line
+    deadline = time.monotonic() + 30
+    while queued_jobs(plugin, work_dir / "chain_wf" / "batch"):
+        assert time.monotonic() < deadline, f"job {job} still queued 30 s after SIGTERM"
+        time.sleep(0.5)

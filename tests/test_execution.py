@@ -369,6 +369,28 @@ def test_rejected_request_names_nodes_and_scheduler_message(tmp_path, monkeypatc
     assert runs_of(tmp_path / "runs") == []
 
 
+@pytest.mark.parametrize("plugin", ["SLURM", "SLURMGraph", "SGE"])
+def test_a_scheduler_that_does_not_answer_is_one_line(tmp_path, monkeypatch, plugin):
+    """Its failed queue command is retried, then said, not read as "lower the mem_gb"."""
+    slurm_words = "slurm_load_jobs error: Unable to contact slurm controller"
+    sge_words = "error: commlib error: got select error (Connection refused)"
+    down, qdown = (f'echo "{words}" >&2; exit 1' for words in (slurm_words, sge_words))
+    scripts = {"sbatch": "exit 0", "squeue": down, "qsub": "exit 0", "qstat": qdown}
+    monkeypatch.setenv("PATH", _fake_commands(tmp_path / "bin", scripts))
+    monkeypatch.setattr("glmflow.execution.scheduler.RETRY_DELAYS", (0.05, 0.1))
+    scheduler, command, words = "SLURM", "'squeue -h'", slurm_words
+    if plugin == "SGE":
+        scheduler, command, words = "SGE", "'qstat -u'", sge_words
+    message = (
+        rf"^{scheduler} is unreachable: {command} "
+        rf"failed 3 times over 0 s \({re.escape(words)}\); check the controller \(sinfo / "
+        r"qstat -f\), then rerun `.+` to resume \(finished nodes are reused\)$"
+    )
+    with pytest.raises(ExecutionError, match=message):
+        run_workflow(build_workflow(tmp_path / "runs"), plugin=plugin, work_dir=tmp_path / "w")
+    assert runs_of(tmp_path / "runs") == []
+
+
 def test_missing_parallel_environment_warns(tmp_path, monkeypatch):
     """Without the PE, n_procs cannot be requested: say so, then SGE's own refusal."""
     qsub = (

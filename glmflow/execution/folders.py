@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
@@ -67,6 +68,14 @@ def validate_work_dir(
         )
 
 
+def this_command() -> str:
+    """The command line of this process, as the user would type it again."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    # `python -m glmflow.cli.main` is the glmflow command too
+    program = "glmflow" if program in ("main.py", "__main__.py") else program
+    return shlex.join([program, *sys.argv[1:]])
+
+
 @dataclass(frozen=True)
 class _Holder:
     """Who holds a lock: process, host, start of the process (to tell a reused pid)."""
@@ -79,10 +88,7 @@ class _Holder:
 
     @classmethod
     def me(cls) -> _Holder:
-        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-        # `python -m glmflow.cli.main` is the glmflow command too
-        program = "glmflow" if program in ("main.py", "__main__.py") else program
-        command = " ".join([program, *sys.argv[1:]])
+        command = this_command()
         command = command if len(command) <= 160 else f"{command[:157]}..."
         return cls(
             os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S %Z"),

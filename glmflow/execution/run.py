@@ -14,6 +14,8 @@ import gc
 import logging
 import os
 import re
+import signal
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from nipype.utils.filemanip import ensure_list
 from glmflow.core.outputs import sidecar_path
 from glmflow.core.publish import publish
 from glmflow.execution import scheduler
+from glmflow.execution.batch import BATCH_RUNNERS
+from glmflow.execution.folders import this_command
 from glmflow.execution.options import ExecutionOptions
 from glmflow.execution.plugins import (
     BATCH_PLUGINS,
@@ -169,21 +173,47 @@ def _prepare(workflow, options: ExecutionOptions) -> tuple[Any, dict[str, Any], 
     return workflow, args, base / workflow.name
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _cancel_on_terminate(options: ExecutionOptions, batch_dir: Path):
+    """SIGTERM / SIGINT (a `timeout`, the driver's own time limit, Ctrl-C) cancel this run's
+    jobs and end the run with one line; a finished node is reused by the rerun."""
+    plugin = options.plugin
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if plugin not in BATCH_PLUGINS:
+            raise
+        jobs = scheduler.queued_jobs(plugin, batch_dir)
+        scheduler.cancel_jobs(plugin, jobs)
+        raise ExecutionError(
+            f"Interrupted ({exc or 'SIGINT'}): cancelled {len(jobs)} {plugin} job(s) of this "
+            f"run; rerun `{this_command()}` to resume (finished nodes are reused)"
+        ) from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
     """Workflow.run, with the Graph plugins waited for and failures made one line."""
     plugin, batch_dir, crash_dir = options.plugin, top / "batch", top / "crash"
     poll = float(workflow.config["execution"].get("poll_sleep_duration", NIPYPE_POLL_SECONDS))
     crashes_before = _crash_files(crash_dir)
     try:
-        runner = _FrozenGCMultiProc(plugin_args=args) if plugin == "MultiProc" else plugin
-        with _nipype_log(options.verbose):
+        if plugin == "MultiProc":
+            runner = _FrozenGCMultiProc(plugin_args=args)
+        else:
+            runner = BATCH_RUNNERS[plugin](plugin_args=args) if plugin in BATCH_RUNNERS else plugin
+        with _nipype_log(options.verbose), _cancel_on_terminate(options, batch_dir):
             execgraph = workflow.run(plugin=runner, plugin_args=args)
-        if plugin.endswith("Graph"):
-            scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run")
-    except KeyboardInterrupt:
-        if plugin in BATCH_PLUGINS:
-            scheduler.cancel_jobs(plugin, scheduler.queued_jobs(plugin, batch_dir))
-        raise
+            if plugin.endswith("Graph"):
+                scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run")
     except RuntimeError as exc:
         error = _failure(_crash_files(crash_dir) - crashes_before)
         error = error or scheduler.submission_error(exc, plugin)
@@ -194,6 +224,18 @@ def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
     if error is not None:
         raise error
     return execgraph
+
+
+def _before_submitting(workflow, plugin: str, args: dict[str, Any], batch_dir: Path) -> None:
+    """Requests checked by a scheduler that answers; jobs of a killed driver waited for."""
+    scheduler.check_reachable(plugin)
+    requests = scheduler.request_resources(workflow, plugin, args)
+    scheduler.check_requests(plugin, requests, args)
+    # a driver killed earlier leaves its jobs running: let them finish their nodes
+    poll = float(workflow.config["execution"].get("poll_sleep_duration", NIPYPE_POLL_SECONDS))
+    scheduler.wait_for_jobs(
+        plugin, batch_dir, poll, "left by an earlier run of this work directory"
+    )
 
 
 def run_workflow(workflow, options: ExecutionOptions | None = None, /, **settings: Any):
@@ -225,14 +267,12 @@ def run_workflow(workflow, options: ExecutionOptions | None = None, /, **setting
     plugin = options.plugin
     if plugin == "MultiProc":
         _check_local_budget(workflow, args)
-    if plugin in BATCH_PLUGINS:
-        requests = scheduler.request_resources(workflow, plugin, args)
-        scheduler.check_requests(plugin, requests, args)
-        # a driver killed earlier leaves its jobs running: let them finish their nodes
-        poll = float(workflow.config["execution"].get("poll_sleep_duration", NIPYPE_POLL_SECONDS))
-        why = "left by an earlier run of this work directory"
-        scheduler.wait_for_jobs(plugin, top / "batch", poll, why)
-    execgraph = _run(workflow, options, args, top)
+    try:
+        if plugin in BATCH_PLUGINS:
+            _before_submitting(workflow, plugin, args, top / "batch")
+        execgraph = _run(workflow, options, args, top)
+    except scheduler.SchedulerUnreachable as exc:
+        raise ExecutionError(str(exc)) from None
     missing = _missing_results(execgraph)
     if missing:
         raise ExecutionError(

@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from glmflow.execution.folders import this_command
 from glmflow.execution.plugins import (
     BATCH_PLUGINS,
     DEFAULT_PARALLEL_ENV,
@@ -23,6 +25,72 @@ from glmflow.execution.plugins import (
 )
 
 LOGGER = logging.getLogger(__name__)
+
+# seconds between the tries of a scheduler command: 5 tries over 7.5 s
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+
+class SchedulerUnreachable(BaseException):
+    """The scheduler stopped answering; a BaseException so that Nipype's loop, which
+    catches every Exception of a job, lets it end the run (run_workflow makes it one line)."""
+
+
+def scheduler_command(
+    cmd: list[str],
+    scheduler: str,
+    accept: Callable[[subprocess.CompletedProcess], bool] = lambda proc: False,
+) -> subprocess.CompletedProcess:
+    """Run a queue command; retry a failure (unless ``accept`` takes it) with backoff.
+
+    Raises
+    ------
+    SchedulerUnreachable
+        Every try failed: one line naming the command, the tries, the time and its words.
+    """
+    start = time.monotonic()
+    for delay in (*RETRY_DELAYS, None):
+        proc = _run(cmd)
+        if proc.returncode == 0 or accept(proc):
+            return proc
+        if delay is not None:
+            time.sleep(delay)
+    raise SchedulerUnreachable(
+        f"{scheduler} is unreachable: '{' '.join(cmd[:2])}' failed {len(RETRY_DELAYS) + 1} "
+        f"times over {time.monotonic() - start:.0f} s ({_message(proc)[:200]}); check the "
+        f"controller (sinfo / qstat -f), then rerun `{this_command()}` to resume (finished "
+        "nodes are reused)"
+    )
+
+
+def _fields(text: str) -> dict[str, str]:
+    return dict(token.split("=", 1) for token in text.split() if "=" in token)
+
+
+def job_account(scheduler: str, job: str) -> str:
+    """The scheduler's own words on how a job ended (state, reason, exit code)."""
+    if scheduler == "SLURM":
+        proc = _run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "State,ExitCode"])
+        if proc.returncode == 0 and proc.stdout.strip():
+            state, _, code = proc.stdout.splitlines()[0].partition("|")
+            return f"sacct: {state}, exit code {code}"
+        proc = _run(["scontrol", "show", "job", job])
+        if proc.returncode == 0:
+            info = _fields(proc.stdout)
+            keys = ("JobState", "Reason", "ExitCode")
+            return "scontrol: " + " ".join(f"{k}={info[k]}" for k in keys if k in info)
+        return "neither sacct nor scontrol knows the job any more"
+    for _ in range(3):  # qacct sees a job a moment after it ended
+        proc = _run(["qacct", "-j", job])
+        if proc.returncode == 0:
+            info = {}
+            for line in proc.stdout.splitlines():
+                key, _, value = line.partition(" ")
+                info.setdefault(key, " ".join(value.split()))
+            keys = ("failed", "exit_status", "deleted_by")
+            return "qacct: " + ", ".join(f"{k} {info[k]}" for k in keys if info.get(k))
+        time.sleep(1.0)
+    return "qacct has no record of the job"
+
 
 # commands a plugin cannot work without (submit, then watch the queue)
 _COMMANDS = {"SLURM": ("sbatch", "squeue"), "SGE": ("qsub", "qstat")}
@@ -166,30 +234,44 @@ def check_requests(plugin: str, requests: dict[str, list[str]], args: dict[str, 
 
 
 def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
-    """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir."""
-    prefix = f"{batch_dir}{os.sep}"
+    """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir.
+
+    Raises SchedulerUnreachable when the queue cannot be read (after retries).
+    """
+    prefix, scheduler = f"{batch_dir}{os.sep}", scheduler_of(plugin)
     jobs = {}
-    if scheduler_of(plugin) == "SLURM":
-        out = _run(["squeue", "-h", "-u", user(), "-o", "%i|%r|%o"]).stdout
-        for line in out.splitlines():
+    if scheduler == "SLURM":
+        cmd = ["squeue", "-h", "-u", user(), "-o", "%i|%r|%o"]
+        for line in scheduler_command(cmd, scheduler).stdout.splitlines():
             job, reason, command = line.split("|", 2)
             if command.startswith(prefix):
                 jobs[job] = reason
         return jobs
     # qstat lists job-ID prior name user state ...; only qstat -j tells the script
     states = {}
-    for line in _run(["qstat", "-u", user()]).stdout.splitlines()[2:]:
+    for line in scheduler_command(["qstat", "-u", user()], scheduler).stdout.splitlines()[2:]:
         fields = line.split()
         states[fields[0]] = fields[4]
     if states:
         job = None
-        for line in _run(["qstat", "-j", ",".join(states)]).stdout.splitlines():
+        # a job that ended since the listing is no failure of the scheduler
+        proc = scheduler_command(
+            ["qstat", "-j", ",".join(states)], scheduler, lambda p: "do not exist" in p.stderr
+        )
+        for line in proc.stdout.splitlines():
             field, _, value = line.partition(":")
             if field == "job_number":
                 job = value.strip()
             elif field == "script_file" and value.strip().startswith(prefix):
                 jobs[job] = states.get(job, "")
     return jobs
+
+
+def check_reachable(plugin: str) -> None:
+    """The scheduler answers (before its answers to the requests are believed)."""
+    scheduler = scheduler_of(plugin)
+    cmd = ["squeue", "-h", "-u", user()] if scheduler == "SLURM" else ["qstat", "-u", user()]
+    scheduler_command(cmd, scheduler)
 
 
 def _never_runs(plugin: str, why: str) -> bool:

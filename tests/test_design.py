@@ -274,6 +274,13 @@ def test_read_design_refuses_frame_times_columns_or_mismatched_files(tmp_path):
     sidecar.write_text(json.dumps({**content, "Roles": {"face": "condition"}}))
     with pytest.raises(DesignError, match=r"^Columns of .*design\.json \(face\) do not match"):
         read_design(design_tsv, sidecar)
+    sidecar.write_text(json.dumps({"Roles": roles}))
+    with pytest.raises(
+        DesignError,
+        match=r"^Design sidecar .*design\.json must be JSON with 'FrameTimes' \(a list\) and "
+        r"'Roles' \(an object\) \(KeyError: 'FrameTimes'\); write it with write_design$",
+    ):
+        read_design(design_tsv, sidecar)
 
 
 def _replace(frame: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:

@@ -102,8 +102,14 @@ def read_design(
 
 
 def _with_sidecar(design: pd.DataFrame, design_tsv, sidecar) -> tuple[pd.DataFrame, dict]:
-    content = json.loads(Path(sidecar).read_text())
-    frame_times, roles = content["FrameTimes"], content["Roles"]
+    try:
+        content = json.loads(Path(sidecar).read_text())
+        frame_times, roles = list(content["FrameTimes"]), dict(content["Roles"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DesignError(
+            f"Design sidecar {sidecar} must be JSON with 'FrameTimes' (a list) and 'Roles' "
+            f"(an object) ({type(err).__name__}: {err}); write it with write_design"
+        ) from err
     if list(roles) != list(design.columns):
         raise DesignError(
             f"Columns of {sidecar} ({', '.join(roles)}) do not match those of {design_tsv} "

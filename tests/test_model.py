@@ -505,7 +505,7 @@ def test_load_model_file_errors(tmp_path):
         load_model(bad)
     bsm = tmp_path / "model-bsm_smdl.json"
     bsm.write_text(json.dumps({"Name": "x", "BIDSModelVersion": "1.0.0", "Nodes": []}))
-    with pytest.raises(ModelSpecError, match="is a BIDS Stats Model, which glmflow does not"):
+    with pytest.raises(ModelSpecError, match="is a BIDS Stats Model, which is not a ModelSpec"):
         load_model(bsm)
     native = tmp_path / "native.json"
     native.write_text(ModelSpec(name="m", task="faces").to_json())

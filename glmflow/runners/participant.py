@@ -14,6 +14,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids import RunInputs, discover_runs
+from glmflow.core.bsm import is_bids_stats_model_file
 from glmflow.core.model import load_model
 from glmflow.core.outputs import write_dataset_description
 from glmflow.core.preflight import (
@@ -139,6 +140,13 @@ def run_participant_level(
     glmflow.execution.FolderInUseError
         Another run holds the work or output folder (one line naming it).
     """
+    if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner
+        from glmflow.runners.bsm import run_bids_stats_model
+
+        return run_bids_stats_model(
+            bids_dir=bids_dir, output_dir=output_dir, model=model, execution=execution,
+            derivatives=derivatives, missing_conditions=missing_conditions, **keywords,
+        )  # fmt: skip
     entry, selection = enter_level(
         bids_dir=bids_dir,
         output_dir=output_dir,

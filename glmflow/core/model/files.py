@@ -35,8 +35,8 @@ def load_model(path: str | Path, task: str | None = None) -> ModelSpec:
     data = read_json(path)
     if isinstance(data, Mapping) and ("Nodes" in data or "BIDSModelVersion" in data):
         raise ModelSpecError(
-            f"{path} is a BIDS Stats Model, which glmflow does not support yet; write a "
-            "glmflow model (ModelSpec.to_json) or a glm-express task_information.json"
+            f"{path} is a BIDS Stats Model, which is not a ModelSpec: run it with "
+            "run_participant_level / the CLI (glmflow.runners.bsm.run_bids_stats_model)"
         )
     if isinstance(data, Mapping) and "schema_version" in data:
         spec = ModelSpec.from_dict(data, source=str(path))

@@ -1,0 +1,36 @@
+"""BIDS Stats Models (BSM): model files of FitLins, bidspm and OpenNeuro's model zoo.
+
+A BSM file is checked (:mod:`.schema`: keys, levels, contrasts, edges; pre-1.0 ``Steps``
+converted with one warning) and loaded with pybids' ``BIDSStatsModelsGraph``
+(:mod:`.graph`), which provides every variable, ``Input`` selector and transformation. The run
+node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cosine drift of
+``Options.HighPassFilterCutoffHz``, fitted by glmflow's engine (AR(1)); its ``Contrasts`` and
+``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
+
+Supported: Run (``glm``), Subject (``meta``: precision-weighted fixed effects) and Dataset
+(``glm``: OLS on the subjects' effect maps, intercept only) nodes; ``Model.HRF`` (as pybids'
+``Convolve``); t and F tests, 2-D weights. Refused with one line: Session nodes,
+``LowPassFilterCutoffHz``, ``Options.Mask``, ``AggregateAutocorrelations``, tests other than
+t, F and FEMA.
+"""
+
+from glmflow.core.bsm.graph import (
+    RunDesign,
+    is_bids_stats_model,
+    is_bids_stats_model_file,
+    load_graph,
+    read_bids_stats_model,
+    run_designs,
+)
+from glmflow.core.bsm.schema import check_model, convert_steps
+
+__all__ = [
+    "RunDesign",
+    "check_model",
+    "convert_steps",
+    "is_bids_stats_model",
+    "is_bids_stats_model_file",
+    "load_graph",
+    "read_bids_stats_model",
+    "run_designs",
+]

@@ -1,0 +1,248 @@
+"""A BIDS Stats Model on a dataset: pybids' graph, the run node's designs and contrasts.
+
+Every variable, ``Input`` selector and transformation is pybids'
+(:class:`bids.modeling.BIDSStatsModelsGraph`); glmflow adds the cosine drift of
+``HighPassFilterCutoffHz`` to the run node's ``X``, and checks before any compute what pybids
+drops or defers: ``GroupBy`` entities, ``X`` variables and contrast conditions that do not
+exist (pybids drops such contrasts silently; here they are an error unless
+``missing="drop"``, which warns and records the drop).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from nilearn.glm.first_level import make_first_level_design_matrix
+
+from glmflow.core.bsm.schema import check_model
+from glmflow.core.model import ContrastSpec
+from glmflow.core.model.jsonfile import read_json
+from glmflow.errors import DatasetError, ModelSpecError
+
+_RUN_ENTITIES = ("subject", "session", "task", "run", "acquisition")
+
+
+@dataclass(frozen=True)
+class RunDesign:
+    """One unit of the run node: its entities, design (X + drift), contrasts and files."""
+
+    entities: Mapping[str, str]
+    design: pd.DataFrame
+    roles: Mapping[str, str]
+    tr: float
+    contrasts: tuple[ContrastSpec, ...]
+    bold_file: str
+    mask_file: str
+    dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def is_bids_stats_model(data: Any) -> bool:
+    """True when a parsed model file is a BIDS Stats Model (``Nodes``, ``Steps`` with
+    ``Level``s, or ``BIDSModelVersion``)."""
+    if not isinstance(data, Mapping):
+        return False
+    return "Nodes" in data or "BIDSModelVersion" in data or "Steps" in data
+
+
+def is_bids_stats_model_file(path: str | Path) -> bool:
+    """True when ``path`` is a JSON file holding a BIDS Stats Model (an unreadable file is
+    left to the model reader's one-line error)."""
+    try:
+        return is_bids_stats_model(read_json(path))
+    except (ModelSpecError, OSError):
+        return False
+
+
+def read_bids_stats_model(path: str | Path) -> dict[str, Any]:
+    """Read and check a BSM file (:func:`glmflow.core.bsm.schema.check_model`)."""
+    return check_model(read_json(path), str(path))
+
+
+def load_graph(model: Mapping[str, Any], layout, source: str):
+    """pybids' graph of a checked model on ``layout``, its collections loaded."""
+    from bids.modeling import BIDSStatsModelsGraph
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pybids' notes on keys checked here
+        try:
+            graph = BIDSStatsModelsGraph(layout, dict(model))
+            graph.load_collections(**_input_filters(model))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelSpecError(f"{source}: pybids cannot load the model: {err}") from None
+    return graph
+
+
+def _input_filters(model: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in model.get("Input", {}).items() if k not in ("space", "desc", "res")}
+
+
+def run_designs(graph, layout, source: str, *, missing: str = "error") -> list[RunDesign]:
+    """The run node's units, each a design and contrasts checked against it."""
+    node = graph.root_node
+    where = f"{source}: node '{node.name}'"
+    if node.level != "run":
+        raise ModelSpecError(f"{where}: the first node must be a Run node; got {node.level!r}")
+    _check_group_by(node, layout, where)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            outputs = node.run(
+                group_by=node.group_by,
+                force_dense=True,
+                invalid_inputs="drop",
+                invalid_contrasts="ignore",
+                missing_values="fill",
+                transformation_history=True,
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelSpecError(f"{where}: pybids cannot build the design: {err}") from None
+    if not outputs:
+        raise DatasetError(
+            f"{where}: no run matches the model's Input "
+            f"{dict(graph.model.get('input', {}))}; check 'Input' and the dataset"
+        )
+    space = graph.model.get("input", {}).get("space")
+    return [_run_design(out, node, layout, where, missing, space) for out in outputs]
+
+
+def _check_group_by(node, layout, where: str) -> None:
+    known = set(layout.get_entities()) | {"contrast"}
+    for entity in node.group_by:
+        if entity not in known:
+            close = difflib.get_close_matches(entity, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it"
+            raise ModelSpecError(
+                f"{where}: 'GroupBy' entity '{entity}' does not exist in the dataset; {hint}"
+            )
+
+
+def _run_design(out, node, layout, where, missing, space) -> RunDesign:
+    entities = {k: str(v) for k, v in out.entities.items() if k in _RUN_ENTITIES}
+    meta = out.metadata
+    units = meta[[c for c in _RUN_ENTITIES if c in meta]].drop_duplicates()
+    if len(units) > 1:
+        raise ModelSpecError(
+            f"{where}: 'GroupBy' {node.group_by} puts {len(units)} runs in one "
+            'unit; a Run node fits one run: add "run" (and "session")'
+        )
+    entities |= {k: str(v) for k, v in units.iloc[0].items() if pd.notna(v)}
+    unit = f"{where} ({_describe(entities)})"
+    _check_x(node, out, unit)
+    x = out.X.astype(float)
+    tr = float(meta["RepetitionTime"].iloc[0])
+    design, roles = _with_drift(x, node.model, tr)
+    contrasts, dropped = _contrasts(out.contrasts, list(x.columns), unit, missing)
+    bold, mask = _bold_and_mask(layout, entities, space, unit, len(design))
+    return RunDesign(entities, design, roles, tr, contrasts, bold, mask, dropped)
+
+
+def _describe(entities: Mapping[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(entities.items()))
+
+
+def _check_x(node, out, unit: str) -> None:
+    available = sorted(set(out.X.columns) | set(_variables(out)))
+    for name in node.model["x"]:
+        if name == 1:
+            continue
+        if any(c in name for c in "*?["):
+            if not fnmatch.filter(out.X.columns, name):
+                raise ModelSpecError(
+                    f"{unit}: 'Model.X' pattern '{name}' matches no variable; "
+                    f"available: {', '.join(available)}"
+                )
+        elif name not in out.X.columns and not node.model.get("formula"):
+            close = difflib.get_close_matches(name, available, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"available: {', '.join(available)}"
+            raise ModelSpecError(
+                f"{unit}: 'Model.X' variable '{name}' does not exist (after "
+                f"the transformations); {hint}"
+            )
+
+
+def _variables(out) -> list[str]:
+    history = getattr(out, "trans_hist", None) or []
+    if history:
+        return list(history[-1].output.variables)
+    return []
+
+
+def _with_drift(x: pd.DataFrame, model: Mapping, tr: float) -> tuple[pd.DataFrame, dict]:
+    roles = {c: ("constant" if c == "intercept" else "condition") for c in x.columns}
+    cutoff = model.get("options", {}).get("high_pass_filter_cutoff_hz")
+    design = x.reset_index(drop=True)
+    if cutoff:
+        times = np.arange(len(x)) * tr
+        drift = make_first_level_design_matrix(times, drift_model="cosine", high_pass=cutoff)
+        drift = drift.drop(columns="constant").reset_index(drop=True)
+        design = pd.concat([design, drift], axis=1)
+        roles |= dict.fromkeys(drift.columns, "drift")
+    return design, roles
+
+
+def _contrasts(infos, columns: Sequence[str], unit: str, missing: str):
+    contrasts, dropped = [], {}
+    for info in infos:
+        name = "intercept" if info.name == 1 else str(info.name)
+        conditions = ["intercept" if c == 1 else str(c) for c in info.conditions]
+        absent = [c for c in conditions if c not in columns]
+        rows = np.atleast_2d(np.asarray(info.weights, dtype=float))
+        if absent and missing != "drop":
+            close = difflib.get_close_matches(absent[0], columns, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ModelSpecError(
+                f"{unit}: contrast '{name}' names '{absent[0]}'{hint}, which is not a column "
+                f"of X ({', '.join(columns)}); fix 'ConditionList' or pass "
+                "--missing-conditions drop"
+            )
+        if absent:
+            warnings.warn(
+                f"{unit}: contrast '{name}' drops {absent} (not columns of X)", stacklevel=2
+            )
+            dropped[name] = tuple(absent)
+        keep = [i for i, c in enumerate(conditions) if c not in absent]
+        weights = [{conditions[i]: float(r[i]) for i in keep if r[i] != 0} for r in rows]
+        weights = [w for w in weights if w]
+        if not weights:
+            continue
+        test = "F" if info.test == "F" else "t"
+        contrasts.append(ContrastSpec(name=name, weights=tuple(weights), stat_type=test))
+    return tuple(contrasts), dropped
+
+
+def _bold_and_mask(layout, entities, space, unit: str, n_rows: int) -> tuple[str, str]:
+    query = {k: v for k, v in entities.items() if k in _RUN_ENTITIES}
+    if space:
+        query["space"] = space
+    bolds = layout.get(**query, desc="preproc", suffix="bold", extension=[".nii", ".nii.gz"])
+    spaces = sorted({b.entities.get("space") for b in bolds if b.entities.get("space")})
+    if len(bolds) != 1:
+        what = f"{len(bolds)} preprocessed BOLD files" + (f" (spaces {spaces})" if spaces else "")
+        raise DatasetError(
+            f"{unit}: found {what} in the fMRIPrep derivatives; exactly one is "
+            "needed: add \"space\" to the model's 'Input'"
+        )
+    bold = bolds[0]
+    masks = layout.get(
+        **{**query, "space": bold.entities.get("space")},
+        desc="brain",
+        suffix="mask",
+        extension=[".nii", ".nii.gz"],
+    )
+    if len(masks) != 1:
+        raise DatasetError(f"{unit}: found {len(masks)} brain masks for {bold.path}; need one")
+    n_volumes = bold.get_image().shape[3]
+    if n_volumes != n_rows:
+        raise DatasetError(
+            f"{unit}: {bold.path} has {n_volumes} volumes but the raw BOLD "
+            f"(read by pybids) gives {n_rows} rows of X; they must match"
+        )
+    return bold.path, masks[0].path

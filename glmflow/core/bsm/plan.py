@@ -1,0 +1,62 @@
+"""The plan of a BIDS Stats Model analysis: every run's design written before any compute."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from glmflow.core.bsm.graph import RunDesign, load_graph, read_bids_stats_model, run_designs
+from glmflow.core.bsm.outputs import unit_prefix
+from glmflow.core.design.files import write_design
+
+
+@dataclass(frozen=True)
+class BsmPlan:
+    """A checked model, its run node's name and one design file per run."""
+
+    model: dict
+    source: str
+    run_node: str
+    runs: tuple[RunDesign, ...]
+    design_files: tuple[str, ...]
+
+
+def plan_bids_stats_model(
+    model_file: str | os.PathLike,
+    layout,
+    design_dir: str | os.PathLike,
+    *,
+    participant_label: list[str] | None = None,
+    missing: str = "error",
+) -> BsmPlan:
+    """Check the model against the dataset and write every run's design into ``design_dir``.
+
+    A design file is rewritten only when its content changed, so an unchanged rerun keeps the
+    cache (Nipype hashes files by time stamp).
+    """
+    source = str(model_file)
+    model = read_bids_stats_model(model_file)
+    if participant_label:
+        model.setdefault("Input", {})["subject"] = list(participant_label)
+    graph = load_graph(model, layout, source)
+    runs = tuple(run_designs(graph, layout, source, missing=missing))
+    files = []
+    for run in runs:
+        folder = Path(design_dir) / unit_prefix(run.entities)
+        files.append(str(_write_if_changed(run, folder)))
+    return BsmPlan(model, source, graph.root_node.name, runs, tuple(files))
+
+
+def _write_if_changed(run: RunDesign, folder: Path) -> Path:
+    staging = folder / "new"
+    staging.mkdir(parents=True, exist_ok=True)
+    tsv, sidecar, _ = write_design(run.design, dict(run.roles), staging, plot=False)
+    for path in (tsv, sidecar):
+        final = folder / path.name
+        if not final.exists() or final.read_bytes() != path.read_bytes():
+            os.replace(path, final)
+        else:
+            path.unlink()
+    staging.rmdir()
+    return folder / tsv.name

@@ -1,0 +1,85 @@
+"""Run node of a BIDS Stats Model: one run from its pybids design to contrast maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from glmflow.core.model import ContrastSpec
+from glmflow.interfaces.bold import MaskAndSmooth
+from glmflow.interfaces.contrasts import ComputeContrasts
+from glmflow.interfaces.glm import FitFirstLevel
+from glmflow.workflows.run_level import MAP_OUTPUTS, contrasts_json, map_mem_gb
+
+BSM_RUN_INPUTS = ["bold_file", "mask_file", "design_file"]
+BSM_RUN_OUTPUTS = ["contrast_names", "stat_types", *MAP_OUTPUTS, "contrasts_json", "mask_file"]
+
+
+def init_bsm_run_wf(
+    *,
+    contrasts: Sequence[ContrastSpec],
+    mem_gb: float,
+    noise_model: str = "ar1",
+    missing_conditions: str = "error",
+    memo_dir: str | None = None,
+    name: str = "bsm_run_wf",
+) -> pe.Workflow:
+    """Fit one run on the design pybids built for it and compute the run node's contrasts.
+
+    Parameters
+    ----------
+    contrasts
+        The run node's contrasts for this run (``glmflow.core.bsm.RunDesign.contrasts``).
+    mem_gb
+        Memory (GB) of the read and fit nodes, from the BOLD size.
+    noise_model
+        "ar1" (nilearn's and FitLins' default) or "ols".
+    missing_conditions
+        "error" or "drop" (already applied when the contrasts were built; kept for the record).
+    memo_dir
+        Folder remembering each contrast's maps (not hashed).
+    name
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file, mask_file, design_file (design.tsv of the run, written by the plan)
+
+    Outputs
+    -------
+    contrast_names, stat_types, effect_files, variance_files, stat_files, p_files, z_files,
+    contrasts_json, mask_file
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=BSM_RUN_INPUTS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=BSM_RUN_OUTPUTS), name="outputnode")
+    mask_bold = pe.Node(MaskAndSmooth(), name="mask_bold", mem_gb=mem_gb)
+    fit = pe.Node(FitFirstLevel(noise_model=noise_model), name="fit_first_level", mem_gb=mem_gb)
+    compute_contrasts = pe.Node(
+        ComputeContrasts(
+            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
+        ),
+        name="compute_contrasts",
+        mem_gb=map_mem_gb(mem_gb),
+    )
+    if memo_dir:
+        compute_contrasts.inputs.memo_dir = memo_dir
+    # fmt: off
+    workflow.connect([
+        (inputnode, mask_bold, [("bold_file", "bold_file"), ("mask_file", "mask_file")]),
+        (inputnode, fit, [("design_file", "design_file")]),
+        (mask_bold, fit, [("data_file", "data_file"), ("mask_file", "mask_file")]),
+        (fit, compute_contrasts, [("fit_file", "fit_file")]),
+        (mask_bold, compute_contrasts, [("mask_file", "mask_file"),
+                                        ("record_file", "run_record_file")]),
+        (mask_bold, outputnode, [("mask_file", "mask_file")]),
+        (compute_contrasts, outputnode, [
+            ("contrasts_json", "contrasts_json"),
+            ("contrast_names", "contrast_names"),
+            ("stat_types", "stat_types"),
+        ] + [(f, f) for f in MAP_OUTPUTS]),
+    ])
+    # fmt: on
+    return workflow

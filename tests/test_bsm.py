@@ -1,0 +1,349 @@
+"""BIDS Stats Models: checks before compute, pybids designs, run maps against nilearn.
+
+Data: the real ds003 events (bids-examples) with simulated BOLD and fMRIPrep confounds of the
+right length (glmflow.data.realdata); models: the public files in
+../shared/realdata/bids-stats-models.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmflow.core.bsm import check_model, load_graph, read_bids_stats_model, run_designs
+from glmflow.errors import ModelSpecError
+
+pytestmark = pytest.mark.realdata
+SUBJECTS = ["01", "02"]
+N_VOLUMES = 160  # ds003's runs: 160 volumes of 2 s
+
+
+@pytest.fixture(scope="module")
+def models(realdata):
+    return realdata / "bids-stats-models"
+
+
+@pytest.fixture(scope="module")
+def zoo_model(models):
+    return json.loads((models / "model-zoo" / "model-001_smdl.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ds003(realdata, tmp_path_factory):
+    from glmflow.data.realdata import make_events_dataset
+
+    participants = realdata / "bids-stats-models/bids-examples-participants/ds003/participants.tsv"
+    return make_events_dataset(
+        realdata / "bids-examples" / "ds003",
+        tmp_path_factory.mktemp("ds003"),
+        n_volumes=N_VOLUMES,
+        participants=participants,
+        subjects=SUBJECTS,
+    )
+
+
+@pytest.fixture(scope="module")
+def layout(ds003):
+    from bids import BIDSLayout
+
+    return BIDSLayout(ds003, derivatives=[ds003 / "derivatives" / "fmriprep"])
+
+
+def _designs(model: dict, layout, missing: str = "error"):
+    checked = check_model(model, "model.json")
+    return run_designs(
+        load_graph(checked, layout, "model.json"), layout, "model.json", missing=missing
+    )
+
+
+# --------------------------------------------------------------------- bad model files
+def _edit(path, value):
+    def apply(model):
+        *parents, last = path
+        target = model
+        for key in parents:
+            target = (
+                target[key]
+                if not isinstance(key, str) or key in target
+                else target.setdefault(key, {})
+            )
+        if value is _POP:
+            target.pop(last)
+        else:
+            target[last] = value
+
+    return apply
+
+
+_POP = object()
+_M = "model.json: "
+BAD_MODELS = [
+    (_edit(["Nodes"], _POP), _M + "the model: 'Nodes' is missing; add it"),
+    (
+        lambda m: m.update(Node=m.pop("Nodes")),
+        _M + "the model: unknown key 'Node'; did you mean 'Nodes'?",
+    ),
+    (
+        _edit(["Nodes", 1, "Level"], "Session"),
+        _M + "node 't-test': Session nodes are not supported yet; combine the sessions at a "
+        'Subject node (GroupBy ["subject", "contrast"])',
+    ),
+    (
+        _edit(["Nodes", 1, "Level"], "group"),
+        _M + "node 't-test': 'Level' must be one of Run, Subject, Dataset; got \"group\"",
+    ),
+    (
+        _edit(["Nodes", 1, "GroupBy"], _POP),
+        _M + "node 't-test': 'GroupBy' is missing; add the entities that define one analysis "
+        'unit, e.g. ["contrast"]',
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Type"], "ols"),
+        _M + 'node \'subject\': \'Model.Type\' must be "glm" or "meta"; got "ols"',
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Type"], "meta"),
+        _M + "node 'subject': 'Model.Type' \"meta\" needs inputs from a lower node; a Run node "
+        'fits the BOLD data: use "glm"',
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Options", "LowPassFilterCutoffHz"], 0.1),
+        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' 0.1: low-pass filtering is "
+        "not supported; remove it",
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Options", "HighPassFilterCutoffHz"], -1),
+        _M + "node 'subject': 'Model.Options.HighPassFilterCutoffHz' must be a positive frequency "
+        "in Hz (e.g. 0.0078125 for 128 s); got -1",
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Options", "Mask"], {"desc": "brain"}),
+        _M + "node 'subject': 'Model.Options.Mask' {\"desc\": \"brain\"}: a model-level mask is "
+        "not supported (glmflow uses fMRIPrep's brain masks); remove it",
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "X"], []),
+        _M + "node 'subject': 'Model.X' must be a non-empty list of variable names and 1 (the "
+        "intercept); got []",
+    ),
+    (
+        _edit(["Nodes", 0, "Contrasts", 0, "Weights"], [1, -1, 0]),
+        _M + "node 'subject' Contrasts[0]: contrast \"word_gt_pseudo\": 'Weights' [1, -1, 0] "
+        "must have one weight per condition of 'ConditionList' (2: [\"trial_type.word\", "
+        '"trial_type.pseudoword"])',
+    ),
+    (
+        _edit(["Nodes", 0, "Contrasts", 0, "Weights"], [[1, 0], [0, 1]]),
+        _M + "node 'subject' Contrasts[0]: contrast \"word_gt_pseudo\": a t test has one row of "
+        '\'Weights\'; got 2: use "Test": "F"',
+    ),
+    (
+        _edit(["Nodes", 0, "Contrasts", 0, "Test"], "pass"),
+        _M + "node 'subject' Contrasts[0] (\"word_gt_pseudo\"): 'Test' must be one of t, F, "
+        'FEMA; got "pass"',
+    ),
+    (
+        _edit(["Nodes", 0, "Contrasts", 0, "Test"], "FEMA"),
+        _M + "node 'subject' Contrasts[0] (\"word_gt_pseudo\"): 'Test' \"FEMA\" (fixed-effects "
+        'meta-analysis) needs "Model.Type": "meta"; use "t"',
+    ),
+    (
+        lambda m: m["Nodes"][0]["Contrasts"][0].update(
+            Weight=m["Nodes"][0]["Contrasts"][0].pop("Weights")
+        ),
+        _M + "node 'subject' Contrasts[0]: unknown key 'Weight'; did you mean 'Weights'?",
+    ),
+    (
+        _edit(["Edges", 0, "Destination"], "t_test"),
+        _M + "Edges[0]: 'Destination' names unknown node \"t_test\"; did you mean 't-test'?",
+    ),
+    (
+        lambda m: (m["Nodes"][2].update(Name="t-test"), m.pop("Edges")),
+        _M + "node 't-test': the name is used twice; node names must be unique",
+    ),
+    (_edit(["Input", "tasks"], "x"), _M + "'Input': unknown entity 'tasks'; did you mean 'task'?"),
+    (
+        _edit(["Nodes", 0, "Model", "HRF"], {"Variables": ["trial_type.word"], "Model": "gamma"}),
+        _M + "node 'subject': 'Model.HRF.Model' must be one of spm, glover, spm + derivative, "
+        "glover + derivative, spm + derivative + dispersion, glover + derivative + dispersion, "
+        'fir; got "gamma"',
+    ),
+    (
+        lambda m: (
+            m["Edges"][0].pop("Filter"),
+            m["Nodes"][0]["Contrasts"].append(
+                {
+                    "Name": "both",
+                    "ConditionList": ["trial_type.word", "trial_type.pseudoword"],
+                    "Weights": [[1, 0], [0, 1]],
+                    "Test": "F",
+                }
+            ),
+        ),
+        _M + "node 'subject': F contrast \"both\" feeds node 't-test', but only t contrasts (an "
+        'effect and its variance) can; list the t contrasts in the edge\'s "Filter": '
+        '{"contrast": [...]}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_MODELS)
+def test_bad_model_is_one_line(zoo_model, edit, message):
+    model = copy.deepcopy(zoo_model)
+    edit(model)
+    with pytest.raises(ModelSpecError) as info:
+        check_model(model, "model.json")
+    assert str(info.value) == message
+
+
+def test_real_destionation_typo_names_file_key_and_match(models):
+    path = models / "fitlins" / "model-001_smdl.json"
+    with pytest.raises(ModelSpecError) as info:
+        read_bids_stats_model(path)
+    assert str(info.value) == (
+        f"{path}: Edges[0]: unknown key 'Destionation'; did you mean 'Destination'?"
+    )
+
+
+DATA_ERRORS = [
+    (
+        _edit(
+            ["Nodes", 0, "Contrasts", 0, "ConditionList"], ["trial_type.word", "trial_type.pseudo"]
+        ),
+        "model.json: node 'subject' (subject 01, task rhymejudgment): contrast 'word_gt_pseudo' "
+        "names 'trial_type.pseudo' (did you mean 'trial_type.pseudoword'?), which is not a column "
+        "of X (trial_type.word, trial_type.pseudoword, framewise_displacement, trans_x, trans_y, "
+        "trans_z, rot_x, rot_y, rot_z, a_comp_cor_00, a_comp_cor_01, a_comp_cor_02, "
+        "a_comp_cor_03, a_comp_cor_04, a_comp_cor_05, intercept); fix 'ConditionList' or pass "
+        "--missing-conditions drop",
+    ),
+    (
+        _edit(["Nodes", 0, "GroupBy"], ["subjects"]),
+        "model.json: node 'subject': 'GroupBy' entity 'subjects' does not exist in the dataset; "
+        "did you mean 'subject'?",
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "X", 2], "framewise_displacment"),
+        "model.json: node 'subject' (subject 01, task rhymejudgment): 'Model.X' variable "
+        "'framewise_displacment' does not exist (after the transformations); did you mean "
+        "'framewise_displacement'?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), DATA_ERRORS)
+def test_model_checked_against_the_data(zoo_model, layout, edit, message):
+    model = copy.deepcopy(zoo_model)
+    edit(model)
+    with pytest.raises(ModelSpecError) as info:
+        _designs(model, layout)
+    assert str(info.value) == message
+
+
+def test_missing_condition_dropped_on_request_with_a_warning(zoo_model, layout):
+    model = copy.deepcopy(zoo_model)
+    model["Nodes"][0]["Contrasts"][0]["ConditionList"][1] = "trial_type.pseudo"
+    with pytest.warns(
+        UserWarning, match=r"contrast 'word_gt_pseudo' drops \['trial_type.pseudo'\]"
+    ):
+        run = _designs(model, layout, missing="drop")[0]
+    contrast = next(c for c in run.contrasts if c.name == "word_gt_pseudo")
+    assert [dict(w) for w in contrast.weights] == [{"trial_type.word": 1.0}]
+    assert run.dropped == {"word_gt_pseudo": ("trial_type.pseudo",)}
+
+
+# --------------------------------------------------------------------- designs = pybids X
+def _pybids_x(model: dict, layout) -> list[pd.DataFrame]:
+    from bids.modeling import BIDSStatsModelsGraph
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = BIDSStatsModelsGraph(layout, copy.deepcopy(model))
+        graph.load_collections()
+        node = graph.root_node
+        return [o.X for o in node.run(group_by=node.group_by, force_dense=True)]
+
+
+def test_run_design_is_pybids_x_plus_cosine_drift(zoo_model, layout):
+    model = copy.deepcopy(zoo_model)
+    model["Nodes"][0]["Model"]["Options"] = {"HighPassFilterCutoffHz": 1 / 128}
+    ours = _designs(model, layout)
+    theirs = _pybids_x(zoo_model, layout)
+    assert len(ours) == len(theirs) == len(SUBJECTS)
+    for run, x in zip(ours, theirs, strict=True):
+        drift = [c for c in run.design if run.roles[c] == "drift"]
+        # 160 volumes of 2 s: floor(2 * 320 s / 128 s) = 5 cosines below 1/128 Hz
+        assert len(drift) == 5
+        assert list(run.design.columns[: x.shape[1]]) == list(x.columns)
+        for column in x.columns:
+            a, b = run.design[column].to_numpy(), x[column].to_numpy(dtype=float)
+            if np.ptp(b) == 0:
+                np.testing.assert_array_equal(a, b)
+            else:
+                assert np.corrcoef(a, b)[0, 1] >= 0.9999, column
+
+
+def test_model_hrf_is_convolved_as_pybids_convolve(zoo_model, layout):
+    model = copy.deepcopy(zoo_model)
+    steps = model["Nodes"][0]["Transformations"]["Instructions"]
+    model["Nodes"][0]["Transformations"]["Instructions"] = [
+        s for s in steps if s["Name"] != "Convolve"
+    ]
+    model["Nodes"][0]["Model"]["HRF"] = {
+        "Variables": ["trial_type.word", "trial_type.pseudoword"],
+        "Model": "spm",
+    }
+    with_hrf = _designs(model, layout)[0].design
+    convolved = _pybids_x(zoo_model, layout)[0]
+    for column in ("trial_type.word", "trial_type.pseudoword"):
+        r = np.corrcoef(with_hrf[column], convolved[column].astype(float))[0, 1]
+        assert r >= 0.9999
+
+
+# --------------------------------------------------------------------- run maps = nilearn
+@pytest.mark.slow
+def test_run_maps_equal_nilearn_on_the_same_design(models, ds003, tmp_path):
+    from nilearn.glm.first_level import FirstLevelModel
+
+    from glmflow.runners.bsm import run_bids_stats_model
+
+    result = run_bids_stats_model(
+        bids_dir=ds003,
+        output_dir=tmp_path / "out",
+        model=models / "model-zoo" / "model-001_smdl.json",
+        work_dir=tmp_path / "work",
+    )
+    run = result.plan.runs[0]
+    assert run.entities == {"subject": "01", "task": "rhymejudgment"}
+    folder = result.output_dir / "node-subject" / "sub-01"
+    design = pd.read_csv(folder / "sub-01_task-rhymejudgment_design.tsv", sep="\t")
+    pd.testing.assert_frame_equal(design, run.design, check_exact=False, rtol=1e-12)
+    flm = FirstLevelModel(
+        t_r=2.0, mask_img=run.mask_file, noise_model="ar1", signal_scaling=0, minimize_memory=True
+    )
+    flm.fit(run.bold_file, design_matrices=design)
+    mask = nib.load(run.mask_file).get_fdata() > 0
+    for label, weights in (
+        ("wordGtPseudo", {"trial_type.word": 1, "trial_type.pseudoword": -1}),
+        ("trialTypeWord", {"trial_type.word": 1}),
+    ):
+        vector = np.array([weights.get(c, 0.0) for c in design.columns])
+        theirs = flm.compute_contrast(vector, output_type="z_score").get_fdata()[mask]
+        ours = nib.load(
+            folder / f"sub-01_task-rhymejudgment_contrast-{label}_stat-z_statmap.nii.gz"
+        )
+        dz = np.abs(ours.get_fdata()[mask] - theirs)
+        assert dz.max() < 1e-3, (label, dz.max())
+    sidecar = json.loads(
+        (
+            folder / "sub-01_task-rhymejudgment_contrast-wordGtPseudo_stat-z_statmap.json"
+        ).read_text()
+    )
+    assert sidecar["Node"] == "subject" and sidecar["Weights"]
+    assert len(result.files) == len(SUBJECTS) * (4 * 5 + 1)

@@ -347,5 +347,5 @@ def _analysis_wf(plan: GroupPlan, analysis, design_file, output_dir, use_mask, n
     inputs.design_file = design_file
     if group.method == "fixed":
         inputs.variance_files = [str(m.variance) for m in analysis.maps]
-        inputs.dofs = [float(m.dof or 100.0) for m in analysis.maps]
+        inputs.dofs = [m.fixed_effects_dof for m in analysis.maps]
     return wf

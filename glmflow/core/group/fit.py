@@ -33,6 +33,8 @@ from glmflow.errors import GroupModelError
 #: the maps of one fit (the spec's output types less "all")
 OUTPUT_TYPES: tuple[str, ...] = tuple(t for t in get_args(GroupOutputType) if t != "all")
 _TINY_VARIANCE = 1e-16  # nilearn's floor for variance maps in compute_fixed_effects
+#: dof of a map whose first level gives none (nilearn's convention in compute_fixed_effects)
+DEFAULT_DOF = 100.0
 _DEFAULT = GroupSpec()  # one-sample OLS, no smoothing, no resampling
 
 
@@ -223,7 +225,7 @@ def _fit_fixed(
     xtwy = np.einsum("ni,nv->vi", x, precision * y)
     covariance = np.linalg.inv(xtwx)
     beta = np.einsum("vij,vj->vi", covariance, xtwy)
-    dof = float(np.sum(dofs)) if dofs is not None else 100.0 * len(effects)
+    dof = float(np.sum(dofs)) if dofs is not None else DEFAULT_DOF * len(effects)
     maps = {}
     for name, w in weights.items():
         values = _fixed_contrast(w, beta, covariance, dof)

@@ -177,7 +177,7 @@ def _inputs(spec, maps, levels, subjects, design_file) -> list[tuple[tuple[str, 
 def _dof(method: str, design: pd.DataFrame, rows: Sequence[SubjectMap]) -> float:
     """Degrees of freedom of the group statistic (as glmflow.core.group computes it)."""
     if method == "fixed":
-        return float(sum(m.dof or 100.0 for m in rows))
+        return float(sum(m.fixed_effects_dof for m in rows))
     return float(len(design) - len(design.columns))
 
 

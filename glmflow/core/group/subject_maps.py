@@ -18,6 +18,8 @@ from pathlib import Path
 from bids.layout import parse_file_entities
 from bids.layout.models import Config
 
+from glmflow.core.group.fit import DEFAULT_DOF
+from glmflow.core.outputs import sidecar_path
 from glmflow.errors import GroupModelError
 
 PathLike = str | os.PathLike
@@ -43,6 +45,11 @@ class SubjectMap:
     variance: Path
     dof: float | None
     entities: tuple[tuple[str, str], ...]
+
+    @property
+    def fixed_effects_dof(self) -> float:
+        """The map's dof as a fixed-effects fit weighs it (:data:`DEFAULT_DOF` if unknown)."""
+        return float(self.dof or DEFAULT_DOF)
 
 
 @cache
@@ -92,8 +99,7 @@ def find_subject_maps(
 
 def _subject_map(path: Path, entities: dict[str, str]) -> SubjectMap | None:
     """The map and its sidecar's contrast name and dof; None for a map of another level."""
-    stem = path.name.removesuffix(".gz").removesuffix(".nii")
-    sidecar = path.with_name(f"{stem}.json")
+    sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise GroupModelError(
             f"Subject map {path} has no JSON sidecar {sidecar.name}; rerun the "

@@ -100,6 +100,13 @@ def run_bids_stats_model(
                 participant_label=participant_label,
                 missing=missing_conditions,
             )
+        if plan.later_nodes:
+            warnings.warn(
+                f"{plan.source}: glmflow fits the Run node '{plan.run_node}' only for now; "
+                f"node(s) {', '.join(repr(n) for n in plan.later_nodes)} are checked but not "
+                "fitted, and write no maps",
+                stacklevel=2,
+            )
         workflow = init_bsm_wf(plan=plan, memo_dir=str(work / "contrast_memo"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

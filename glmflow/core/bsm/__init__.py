@@ -7,11 +7,12 @@ node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cos
 ``Options.HighPassFilterCutoffHz``, fitted by glmflow's engine (AR(1)); its ``Contrasts`` and
 ``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
 
-Supported: Run (``glm``), Subject (``meta``: precision-weighted fixed effects) and Dataset
-(``glm``: OLS on the subjects' effect maps, intercept only) nodes; ``Model.HRF`` (as pybids'
-``Convolve``); t and F tests, 2-D weights. Refused with one line: Session nodes,
-``LowPassFilterCutoffHz``, ``Options.Mask``, ``AggregateAutocorrelations``, tests other than
-t, F and FEMA.
+Supported: the Run node (``glm``: AR(1), or OLS); ``Model.HRF`` (as pybids' ``Convolve``);
+``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``; ``Edges`` checked.
+Not run yet: Subject (``meta``) and Dataset nodes are checked but not fitted; the runner says
+so in one warning naming them (:func:`glmflow.runners.bsm.run_bids_stats_model`). Refused
+with one line: Session nodes, ``LowPassFilterCutoffHz``, ``Options.Mask``,
+``AggregateAutocorrelations``, tests other than t, F and FEMA.
 """
 
 from glmflow.core.bsm.graph import (

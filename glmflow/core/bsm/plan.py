@@ -20,6 +20,7 @@ class BsmPlan:
     run_node: str
     runs: tuple[RunDesign, ...]
     design_files: tuple[str, ...]
+    later_nodes: tuple[str, ...] = ()  # checked, not fitted yet (see the package docstring)
 
 
 def plan_bids_stats_model(
@@ -45,7 +46,8 @@ def plan_bids_stats_model(
     for run in runs:
         folder = Path(design_dir) / unit_prefix(run.entities)
         files.append(str(_write_if_changed(run, folder)))
-    return BsmPlan(model, source, graph.root_node.name, runs, tuple(files))
+    later = tuple(name for name in graph.nodes if name != graph.root_node.name)
+    return BsmPlan(model, source, graph.root_node.name, runs, tuple(files), later)
 
 
 def _write_if_changed(run: RunDesign, folder: Path) -> Path:

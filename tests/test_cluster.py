@@ -433,3 +433,35 @@ def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
     while queued_jobs(plugin, work_dir / "chain_wf" / "batch"):
         assert time.monotonic() < deadline, f"job {job} still queued 30 s after SIGTERM"
         time.sleep(0.5)
+
+
+HOLD = {"SLURM": {"sbatch_args": "--hold"}, "SGE": {"qsub_args": "-h"}}
+
+
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+def test_a_job_that_cannot_start_ends_the_wait_with_one_line(
+    plugin, tmp_path, work_dir, monkeypatch
+):
+    """A held job (as a drained node or a down partition): named with its reason, no hang."""
+    require_cluster(plugin)
+    monkeypatch.setattr("glmflow.execution.scheduler.STUCK_SECONDS", 3.0)
+    held = "JobHeldUser" if _scheduler(plugin) == "SLURM" else "hqw"
+    # the Graph plugins submit both steps at once; the others step0, then wait
+    what = "submitted by this run" if plugin.endswith("Graph") else "of this run"
+    n_jobs = 2 if plugin.endswith("Graph") else 1
+    jobs = ", ".join([rf"\d+ \({held}\)"] * n_jobs)
+    start = time.monotonic()
+    with pytest.raises(ExecutionError) as info:
+        run_workflow(
+            build_chain(tmp_path / "runs", 2, 0), plugin=plugin, work_dir=work_dir,
+            plugin_args=HOLD[_scheduler(plugin)], poll_interval=POLL,
+        )  # fmt: skip
+    assert time.monotonic() - start < 60
+    cancel = "scancel" if _scheduler(plugin) == "SLURM" else "qdel"
+    assert re.match(
+        rf"^{n_jobs} {plugin} job\(s\) {what} cannot start after 3 s: {jobs}; release them "
+        rf"\(or {cancel} them and fix the partition / queue\), then rerun `python -m pytest .*` "
+        "to resume$",
+        str(info.value),
+    ), str(info.value)
+    assert runs_of(tmp_path / "runs") == []

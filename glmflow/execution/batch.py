@@ -7,7 +7,8 @@ str`` (an open upstream defect), so that no node is named and no crash file writ
 plugins here hand it a list and replace Nipype's "results file does not exist" by the job
 id, the scheduler's own account of the job (``sacct`` / ``scontrol``, ``qacct``) and the
 command that resumes the run. A queue command that fails is retried with backoff, then ends
-the run with one line saying the scheduler is unreachable (Nipype read it as "finished").
+the run with one line saying the scheduler is unreachable (Nipype read it as "finished"),
+and a job of the run that cannot start (held, partition down) ends it after a bound.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from __future__ import annotations
 from nipype.pipeline.plugins import SGEPlugin, SLURMPlugin
 
 from glmflow.execution.folders import this_command
-from glmflow.execution.scheduler import job_account, scheduler_command, user
+from glmflow.execution.scheduler import StuckJobs, job_account, user_jobs
 
 _NO_RESULT = "results file does not exist"
 
 
 class _ReportJobDeaths:
     """What both batch plugins add to Nipype's: a dead job is one clear crash record."""
-
-    scheduler = ""
 
     def _get_result(self, taskid):
         result = super()._get_result(taskid)
@@ -44,20 +43,37 @@ class _ReportJobDeaths:
         return super()._report_crash(node, result=result)
 
 
-class GlmflowSLURM(_ReportJobDeaths, SLURMPlugin):
+class _WatchStuckJobs:
+    """A job of this run that waits for someone (held, partition down) stops the run."""
+
+    scheduler = ""
+
+    def _queue(self) -> dict[str, str]:
+        jobs = user_jobs(self.scheduler)
+        if not hasattr(self, "_stuck"):
+            self._stuck = StuckJobs(self.scheduler, "of this run")
+        mine = {str(task) for task in self._pending}  # Nipype's {job id: node folder}
+        self._stuck.check({job: why for job, why in jobs.items() if job in mine})
+        return jobs
+
+
+class GlmflowSLURM(_ReportJobDeaths, _WatchStuckJobs, SLURMPlugin):
     """Nipype's SLURM plugin; the queue is read with retries and its exit code checked."""
 
     scheduler = "SLURM"
 
     def _is_pending(self, taskid):
-        cmd = ["squeue", "-h", "-u", user(), "-o", "%i"]
-        return str(taskid) in scheduler_command(cmd, "SLURM").stdout.split()
+        return str(taskid) in self._queue()
 
 
-class GlmflowSGE(_ReportJobDeaths, SGEPlugin):
-    """Nipype's SGE plugin (it keeps its own qstat cache) with dead jobs reported."""
+class GlmflowSGE(_ReportJobDeaths, _WatchStuckJobs, SGEPlugin):
+    """Nipype's SGE plugin (it keeps its own qstat cache) with dead and stuck jobs reported."""
 
     scheduler = "SGE"
+
+    def _is_pending(self, taskid):
+        self._queue()
+        return super()._is_pending(taskid)
 
 
 BATCH_RUNNERS = {"SLURM": GlmflowSLURM, "SGE": GlmflowSGE}

@@ -70,10 +70,16 @@ def validate_work_dir(
 
 def this_command() -> str:
     """The command line of this process, as the user would type it again."""
-    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
-    # `python -m glmflow.cli.main` is the glmflow command too
-    program = "glmflow" if program in ("main.py", "__main__.py") else program
-    return shlex.join([program, *sys.argv[1:]])
+    path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if path.name == "glmflow" or (path.name == "main.py" and path.parent.name == "cli"):
+        program = "glmflow"  # the console script, or `python -m glmflow.cli.main`
+    elif path.name == "__main__.py":
+        program = f"python -m {path.parent.name}"
+    elif sys.argv[0] == "-c":
+        program = "python -c"
+    else:
+        program = str(path)
+    return " ".join([program, shlex.join(sys.argv[1:])]).rstrip()
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ def run_workflow(workflow, options: ExecutionOptions | None = None, /, **setting
         if plugin in BATCH_PLUGINS:
             _before_submitting(workflow, plugin, args, top / "batch")
         execgraph = _run(workflow, options, args, top)
-    except scheduler.SchedulerUnreachable as exc:
+    except scheduler.RunStopped as exc:
         raise ExecutionError(str(exc)) from None
     missing = _missing_results(execgraph)
     if missing:

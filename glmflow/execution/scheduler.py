@@ -30,9 +30,24 @@ LOGGER = logging.getLogger(__name__)
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 
 
-class SchedulerUnreachable(BaseException):
-    """The scheduler stopped answering; a BaseException so that Nipype's loop, which
-    catches every Exception of a job, lets it end the run (run_workflow makes it one line)."""
+# how long a job may wait for someone to act (held, partition or node down) before the run
+# stops and says so; a busy queue ("Resources", "Priority") is waited for without bound
+STUCK_SECONDS = 300.0
+# how often a wait for jobs says again what it waits for
+WAIT_REPORT_SECONDS = 60.0
+_SLURM_STUCK = (
+    "JobHeld", "PartitionDown", "PartitionInactive", "PartitionNodeLimit", "ReqNodeNotAvail",
+    "NodeDown", "BadConstraints", "InvalidAccount", "InvalidQOS",
+)  # fmt: skip
+
+
+class RunStopped(BaseException):
+    """The run cannot go on; a BaseException so that Nipype's loop, which catches every
+    Exception of a job, lets it end the run (run_workflow makes it one line)."""
+
+
+class SchedulerUnreachable(RunStopped):
+    """The scheduler stopped answering."""
 
 
 def scheduler_command(
@@ -267,6 +282,16 @@ def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
     return jobs
 
 
+def user_jobs(plugin: str) -> dict[str, str]:
+    """{job id: SLURM reason / SGE state} of every queued job of this user."""
+    if scheduler_of(plugin) == "SLURM":
+        cmd = ["squeue", "-h", "-u", user(), "-o", "%i|%r"]
+        lines = scheduler_command(cmd, "SLURM").stdout.splitlines()
+        return dict(line.split("|", 1) for line in lines if "|" in line)
+    lines = scheduler_command(["qstat", "-u", user()], "SGE").stdout.splitlines()[2:]
+    return {fields[0]: fields[4] for fields in map(str.split, lines) if len(fields) > 4}
+
+
 def check_reachable(plugin: str) -> None:
     """The scheduler answers (before its answers to the requests are believed)."""
     scheduler = scheduler_of(plugin)
@@ -286,16 +311,54 @@ def cancel_jobs(plugin: str, jobs) -> None:
         _run(["scancel" if scheduler_of(plugin) == "SLURM" else "qdel", *jobs])
 
 
+def _cannot_start(plugin: str, why: str) -> bool:
+    """A pending job that waits for someone to act: held, or its partition / node down."""
+    if scheduler_of(plugin) == "SLURM":
+        return why.startswith(_SLURM_STUCK)
+    return "h" in why or "E" in why
+
+
+def _shown(jobs: dict[str, str]) -> str:
+    listed = [f"{job} ({why})" for job, why in sorted(jobs.items())]
+    return ", ".join(listed[:5]) + (f" and {len(listed) - 5} more" if len(listed) > 5 else "")
+
+
+class StuckJobs:
+    """Jobs pending for a reason that needs a person, timed: past STUCK_SECONDS, one line."""
+
+    def __init__(self, plugin: str, what: str):
+        self.plugin, self.what, self.since = plugin, what, {}
+
+    def check(self, jobs: dict[str, str]) -> None:
+        """``jobs``: {id: SLURM reason / SGE state} now queued. Raises RunStopped when overdue."""
+        now = time.monotonic()
+        stuck = {job: why for job, why in jobs.items() if _cannot_start(self.plugin, why)}
+        self.since = {job: self.since.get(job, now) for job in stuck}
+        overdue = {job: stuck[job] for job in stuck if now - self.since[job] >= STUCK_SECONDS}
+        if overdue:
+            cancel = "scancel" if scheduler_of(self.plugin) == "SLURM" else "qdel"
+            raise RunStopped(
+                f"{len(overdue)} {self.plugin} job(s) {self.what} cannot start after "
+                f"{STUCK_SECONDS:.0f} s: {_shown(overdue)}; release them (or {cancel} them and "
+                f"fix the partition / queue), then rerun `{this_command()}` to resume"
+            )
+
+
 def wait_for_jobs(plugin: str, batch_dir: Path, poll: float, why: str) -> None:
-    """Wait until no job of this work directory is queued or running."""
-    said = False
+    """Wait until no job of this work directory is queued or running, saying for what.
+
+    Jobs that can never run are cancelled; jobs that cannot start without someone's help
+    (held, partition down) end the wait after STUCK_SECONDS with one line naming them.
+    """
+    stuck, said = StuckJobs(plugin, why), -math.inf
     while jobs := queued_jobs(plugin, batch_dir):
         # jobs that can never run: SLURM keeps the dependents of a failed job pending unless
         # the site sets kill_invalid_depend; SGE keeps jobs in error state (Eqw)
         cancel_jobs(plugin, [j for j, why in jobs.items() if _never_runs(plugin, why)])
-        if not said:
-            LOGGER.info("waiting for %d %s job(s) %s", len(jobs), plugin, why)
-            said = True
+        if time.monotonic() - said >= WAIT_REPORT_SECONDS:
+            LOGGER.info("waiting for %d %s job(s) %s: %s", len(jobs), plugin, why, _shown(jobs))
+            said = time.monotonic()
+        stuck.check(jobs)
         time.sleep(poll)
 
 

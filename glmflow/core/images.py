@@ -23,6 +23,7 @@ from glmflow.errors import DatasetError
 
 __all__ = [
     "check_gzip_size",
+    "expected_bytes",
     "check_same_grid",
     "estimate_mem_gb",
     "large_empty",
@@ -30,6 +31,7 @@ __all__ = [
     "load_mask",
     "read_masked_maps",
     "save_nifti",
+    "stored_completely",
     "unmask",
     "write_masked",
 ]
@@ -238,33 +240,60 @@ def check_gzip_size(img: nib.spatialimages.SpatialImage, what: str = "BOLD") -> 
     ISIZE): one seek finds a file cut short, where reading it to the end would take seconds
     to minutes, after other nodes have run (the trailer holds the last member's size only:
     a mismatch is confirmed by inflating the file, so a complete multi-member gzip passes).
-    Plain ``.nii`` files are checked by size.
+    Plain ``.nii`` files are checked by size (:func:`stored_completely`).
     ``img`` is the image as ``nib.load`` returns it (only its header was read).
     """
-    offset = getattr(img.dataobj, "offset", None)
-    path = img.get_filename()
-    if offset is None or path is None:
-        return  # not a single-file NIfTI data block
-    shape, dtype = img.dataobj.shape, img.get_data_dtype()
-    expected = int(offset) + int(np.prod(shape)) * dtype.itemsize
-    with open(path, "rb") as fh:
-        gzipped = fh.read(2) == _GZIP_MAGIC
-        size = fh.seek(0, os.SEEK_END)
-        if gzipped and size >= 18:  # 10-byte header + 8-byte trailer
-            fh.seek(-4, os.SEEK_END)
-            (isize,) = struct.unpack("<I", fh.read(4))
-    if gzipped and (size < 18 or isize != expected % 2**32) and not _inflates_to(path, expected):
-        got = "no complete gzip trailer" if size < 18 else f"{isize} bytes uncompressed"
-        raise DatasetError(
-            f"{what} {path} is truncated or corrupt: its gzip trailer says {got} but its "
-            f"header implies {expected} (shape {shape}, {dtype}); re-create or copy the file "
-            "again"
-        )
-    if not gzipped and size < expected:
+    expected = expected_bytes(img)
+    if expected is None or stored_completely(img):
+        return
+    path, shape, dtype = img.get_filename(), img.dataobj.shape, img.get_data_dtype()
+    isize, size = _trailer(path)
+    if isize is None:
         raise DatasetError(
             f"{what} {path} is truncated: {size} bytes on disk but its header implies "
             f"{expected} (shape {shape}, {dtype}); re-create or copy the file again"
         )
+    got = "no complete gzip trailer" if isize < 0 else f"{isize} bytes uncompressed"
+    raise DatasetError(
+        f"{what} {path} is truncated or corrupt: its gzip trailer says {got} but its "
+        f"header implies {expected} (shape {shape}, {dtype}); re-create or copy the file "
+        "again"
+    )
+
+
+def expected_bytes(img: nib.spatialimages.SpatialImage) -> int | None:
+    """Bytes a single-file NIfTI must hold: its data offset plus the array (None: not one)."""
+    offset = getattr(img.dataobj, "offset", None)  # the header's vox_offset may read 0
+    if offset is None or img.get_filename() is None:
+        return None
+    return int(offset) + int(np.prod(img.dataobj.shape)) * img.get_data_dtype().itemsize
+
+
+def stored_completely(img: nib.spatialimages.SpatialImage) -> bool:
+    """Whether the file holds all the data its header implies, read from its size alone
+    (a ``.nii``) or its gzip trailer (a ``.nii.gz``; inflated only when the trailer
+    disagrees). The one truncation rule of the BOLD reader and the group level's maps."""
+    expected = expected_bytes(img)
+    if expected is None:
+        return True
+    isize, size = _trailer(img.get_filename())
+    if isize is None:
+        return size >= expected
+    return isize == expected % 2**32 or _inflates_to(img.get_filename(), expected)
+
+
+def _trailer(path) -> tuple[int | None, int]:
+    """(gzip ISIZE, or -1 when the file is too short for a trailer, or None when not
+    gzipped; the file's size)."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == _GZIP_MAGIC
+        size = fh.seek(0, os.SEEK_END)
+        if not gzipped:
+            return None, size
+        if size < 18:  # 10-byte header + 8-byte trailer
+            return -1, size
+        fh.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", fh.read(4))[0], size
 
 
 def _inflates_to(path: str | os.PathLike, expected: int) -> bool:

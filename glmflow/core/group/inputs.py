@@ -6,11 +6,8 @@ or unreadable map is one line naming the file (issue 14), not a traceback from a
 
 from __future__ import annotations
 
-import gzip
-import math
 import re
 import warnings
-import zlib
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -20,6 +17,7 @@ import numpy as np
 import pandas as pd
 from nilearn.image import resample_img
 
+from glmflow.core.images import expected_bytes, stored_completely
 from glmflow.errors import GroupModelError
 
 ImageLike = str | PathLike | nib.Nifti1Image
@@ -37,39 +35,15 @@ def read_map_header(path: str | PathLike, what: str = "Map") -> nib.Nifti1Image:
     path = Path(path)
     try:
         img = nib.load(path)
-        # the array proxy's offset: the header's vox_offset may be 0 in a single file
-        offset = int(img.dataobj.offset)
-        expected = offset + img.header.get_data_dtype().itemsize * math.prod(img.shape)
+        expected = expected_bytes(img)
     except Exception as err:  # nibabel raises several types for a bad header or gzip stream
         raise GroupModelError(f"{what} {path} cannot be read ({err}); {_REWRITE}") from None
-    if path.name.endswith(".gz"):
-        complete = _gzip_size(path) == expected % 2**32 or _gzip_complete(path, expected)
-    else:
-        complete = path.stat().st_size >= expected
-    if not complete:
+    if not stored_completely(img):
         raise GroupModelError(
             f"{what} {path} is truncated or corrupt (its header needs {expected} bytes of "
             f"image data); {_REWRITE}"
         )
     return img
-
-
-def _gzip_size(path: Path) -> int:
-    """The uncompressed size the gzip trailer records (modulo 2**32)."""
-    with path.open("rb") as fh:
-        fh.seek(-4, 2)
-        return int.from_bytes(fh.read(4), "little")
-
-
-def _gzip_complete(path: Path, expected: int) -> bool:
-    size = 0
-    try:
-        with gzip.open(path, "rb") as fh:
-            while chunk := fh.read(1 << 24):
-                size += len(chunk)
-    except (OSError, EOFError, zlib.error):
-        return False
-    return size >= expected
 
 
 def check_group_inputs(

@@ -39,6 +39,7 @@ _LAZY = {
     "plan_group_level": "glmflow.runners.group",
     "run_group_level": "glmflow.runners.group",
     "run_workflow": "glmflow.execution",
+    "execute": "glmflow.execution",
     "ExecutionOptions": "glmflow.execution",
 }
 

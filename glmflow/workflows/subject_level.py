@@ -49,8 +49,10 @@ def init_subject_level_wf(
     """Model every run of one subject and task, then combine runs per contrast.
 
     Run-level maps and designs, and subject-level (fixed-effects) maps of every t contrast
-    are written as BIDS derivatives under ``output_dir``. F contrasts are combined at the
-    run level only (a fixed-effects F needs a joint model across runs; a warning says so).
+    go to BIDS-derivative paths under ``output_dir``: the sinks stage them, and
+    :func:`glmflow.execution.execute` publishes them once the whole graph has succeeded.
+    F contrasts are combined at the run level only (a fixed-effects F needs a joint model
+    across runs; a warning says so).
 
     Parameters
     ----------

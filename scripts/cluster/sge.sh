@@ -176,6 +176,17 @@ configure_cluster() {
 
 qmaster_up() { qconf -sh >/dev/null 2>&1; }
 
+# the recorded qmaster runs and keeps answering: a qmaster stopped seconds ago still has
+# its pid and may answer once while it shuts down, so look twice, a second apart
+qmaster_settled() {
+    local pid
+    pid_alive "$RUN/sge_qmaster.pid" sge_qmaster && qmaster_up || return 1
+    pid=$(cat "$RUN/sge_qmaster.pid")
+    sleep 1
+    pid_alive "$RUN/sge_qmaster.pid" sge_qmaster && [ "$(cat "$RUN/sge_qmaster.pid")" = "$pid" ] &&
+        qmaster_up
+}
+
 # the queue instance exists and is in no error/unknown/disabled/alarm state
 queue_ready() {
     qstat -f -q "$QUEUE@$SGEHOST" 2>/dev/null | awk -v q="$QUEUE@$SGEHOST" '
@@ -231,7 +242,7 @@ ready_line() {
 
 do_start() {
     mkdir -p "$RUN" "$LOG"
-    if pid_alive "$RUN/sge_qmaster.pid" sge_qmaster && pid_alive "$RUN/sge_execd.pid" sge_execd; then
+    if qmaster_settled && pid_alive "$RUN/sge_execd.pid" sge_execd; then
         SGEHOST=$($UTIL/gethostname -name)
         if queue_ready; then
             ready_line
@@ -241,9 +252,13 @@ do_start() {
     install_packages
     DIE_LOGS="$SPOOL/qmaster/messages $(echo "$SPOOL"/execd/*/messages) $LOG/sge_qmaster.out $LOG/sge_execd.out $LOG/qconf.log"
     setup_names
-    if pid_alive "$RUN/sge_qmaster.pid" sge_qmaster; then
-        wait_for "$TIMEOUT" qmaster_up || die "sge_qmaster (pid $(cat "$RUN/sge_qmaster.pid")) runs but does not answer"
-    else
+    if pid_alive "$RUN/sge_qmaster.pid" sge_qmaster && ! wait_for 5 qmaster_settled; then
+        # a qmaster on its way out (stopped seconds ago): let it go, then start a new one
+        log "sge_qmaster (pid $(cat "$RUN/sge_qmaster.pid")) does not answer: waiting for it to exit"
+        wait_for 30 sh -c "! [ -r /proc/$(cat "$RUN/sge_qmaster.pid")/comm ]" ||
+            die "sge_qmaster (pid $(cat "$RUN/sge_qmaster.pid")) neither answers nor exits"
+    fi
+    if ! pid_alive "$RUN/sge_qmaster.pid" sge_qmaster; then
         start_qmaster
     fi
     configure_cluster

@@ -145,7 +145,9 @@ do_start() {
     start_munge
     write_conf "$host"
     if ! pid_alive "$RUN/slurmctld.pid" slurmctld; then
-        rm -rf "$BASE/state" && mkdir -p "$BASE/state" # fresh controller state every start
+        # the saved state is kept (stop removes it): a controller restarted after a stop or a
+        # crash recovers its jobs and continues their ids; wiping it restarted ids at 1,
+        # which collided with the jobs still known to slurmd and drained the node
         for f in slurmctld.log slurmd.log; do [ -e "$LOG/$f" ] && mv -f "$LOG/$f" "$LOG/$f.prev"; done
         slurmctld >>"$LOG/slurmctld.out" 2>&1 || die "slurmctld failed to start"
     else

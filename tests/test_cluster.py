@@ -465,3 +465,87 @@ def test_a_job_that_cannot_start_ends_the_wait_with_one_line(
         str(info.value),
     ), str(info.value)
     assert runs_of(tmp_path / "runs") == []
+
+
+# ------------------------------------------------- the controller stopped, then restarted
+CONTROLLER = {"SLURM": ("slurm", "slurmctld"), "SGE": ("sge", "sge_qmaster")}
+SUBMIT = {
+    "SLURM": ["sbatch", "--parsable", "-o", "/dev/null", "-e", "/dev/null", "--wrap", "true"],
+    "SGE": ["qsub", "-terse", "-b", "y", "-o", "/dev/null", "-e", "/dev/null", "true"],
+}
+
+
+def _stop_controller(scheduler: str) -> None:
+    """SIGTERM the controller that scripts/cluster started (its pid file), wait until gone."""
+    folder, daemon = CONTROLLER[scheduler]
+    base = Path(os.environ.get("GLMFLOW_CLUSTER_DIR", "/tmp/glmflow-cluster"))
+    pid = int((base / folder / "run" / f"{daemon}.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"{daemon} (pid {pid}) still runs 30 s after SIGTERM"
+        time.sleep(0.2)
+
+
+def _restart(scheduler: str) -> str:
+    """scripts/cluster's start, as a user would run it after an outage; its READY line."""
+    script = Path(__file__).parents[1] / START[scheduler].split()[0]
+    proc = subprocess.run(
+        [str(script), "start"], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
+    """The controller dies while a job runs: one line, no hang; restarted, the rerun is clean.
+
+    The restart is scripts/cluster's own ``start``: job ids continue after it (they restarted
+    at 1 once, colliding with the jobs slurmd still knew), and it reports READY only once the
+    new daemon answers (not the dying one's pid).
+    """
+    require_cluster(plugin)
+    if os.geteuid() != 0:
+        pytest.skip("stopping and starting the cluster's controller needs root")
+    driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=5)
+    try:
+        _stop_controller(plugin)
+        start = time.monotonic()
+        line = _error_line(driver)  # bounded: communicate(timeout=120)
+        took = time.monotonic() - start
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        ready = _restart(plugin)
+    command = "'squeue -h'" if plugin == "SLURM" else "'qstat -u'"
+    assert re.match(
+        rf"^ERROR: {plugin} is unreachable: {command} failed 5 times over \d+ s \(.+\); check "
+        r"the controller \(sinfo / qstat -f\), then rerun `.+` to resume \(finished nodes are "
+        r"reused\)$",
+        line,
+    ), line
+    assert took < 60, f"the driver took {took:.0f} s to say the controller is gone"
+    assert ready.startswith(f"{plugin} READY: "), ready
+    pid = CONTROLLER[plugin][1] + r"_pid=(\d+)"
+    assert Path(f"/proc/{re.search(pid, ready).group(1)}").exists(), ready  # a live daemon
+
+    submitted = subprocess.run(SUBMIT[plugin], capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    assert int(submitted.stdout.strip().split(".")[0]) > int(job), (submitted.stdout, job)
+
+    # the rerun waits for step0's job if the restarted controller still has it, then goes on
+    run_workflow(
+        build_chain(tmp_path / "runs", 2, 5), plugin=plugin, work_dir=work_dir, poll_interval=POLL
+    )
+    clean = tmp_path / "clean"
+    run_workflow(
+        build_chain(tmp_path / "clean_runs", 2, 0), plugin="MultiProc", work_dir=clean,
+        poll_interval=0.2,
+    )  # fmt: skip
+    values = {
+        work.name: [(work / "chain_wf" / f"step{i}" / "value.txt").read_text() for i in range(2)]
+        for work in (work_dir, clean)
+    }
+    assert values == {"work": ["3", "10"], "clean": ["3", "10"]}
+    assert runs_of(tmp_path / "runs")[-1] == "step1"

@@ -269,6 +269,12 @@ def check_output_dir(
     ``<bids_dir>/derivatives/`` other than the fMRIPrep one (``derivatives``).
     """
     out = Path(output_dir).resolve()
+    not_folder = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if not_folder is not None:
+        raise DatasetError(
+            f"Output folder {out} cannot be made: {not_folder} is a file, not a folder; "
+            "choose another OUTPUT_DIR or move the file away"
+        )
     bids = Path(bids_dir).resolve()
     deriv = Path(derivatives).resolve() if derivatives else bids / "derivatives" / "fmriprep"
     if out == deriv or deriv in out.parents:

@@ -151,7 +151,8 @@ BAD_MODELS = [
     (
         _edit(["Nodes", 0, "Contrasts", 0, "Test"], "FEMA"),
         _M + "node 'subject' Contrasts[0] (\"word_gt_pseudo\"): 'Test' \"FEMA\" (fixed-effects "
-        'meta-analysis) needs "Model.Type": "meta"; use "t"',
+        "meta-analysis) combines the maps of a lower node; a Run node fits the BOLD data: use "
+        '"t"',
     ),
     (
         lambda m: m["Nodes"][0]["Contrasts"][0].update(
@@ -314,11 +315,9 @@ def test_run_maps_equal_nilearn_on_the_same_design(models, ds003, tmp_path):
     from glmflow.runners.bsm import run_bids_stats_model
 
     model = models / "model-zoo" / "model-001_smdl.json"
-    not_fitted = "node\\(s\\) 't-test', 'F-test' are checked but not fitted"
-    with pytest.warns(UserWarning, match=not_fitted):
-        result = run_bids_stats_model(
-            bids_dir=ds003, output_dir=tmp_path / "out", model=model, work_dir=tmp_path / "work"
-        )
+    result = run_bids_stats_model(
+        bids_dir=ds003, output_dir=tmp_path / "out", model=model, work_dir=tmp_path / "work"
+    )
     run = result.plan.runs[0]
     assert run.entities == {"subject": "01", "task": "rhymejudgment"}
     folder = result.output_dir / "node-subject" / "sub-01"
@@ -346,4 +345,74 @@ def test_run_maps_equal_nilearn_on_the_same_design(models, ds003, tmp_path):
         ).read_text()
     )
     assert sidecar["Node"] == "subject" and sidecar["Weights"]
-    assert len(result.files) == len(SUBJECTS) * (4 * 5 + 1)
+    # run node: 4 contrasts x 5 maps + the design per subject; t-test: 2 contrasts x 5 maps;
+    # F-test: any_words x 5 maps
+    assert len(result.files) == len(SUBJECTS) * (4 * 5 + 1) + 2 * 5 + 5
+    assert (
+        result.output_dir / "node-F-test" / "contrast-anyWords_stat-F_statmap.nii.gz"
+    ).is_file()
+
+
+# --------------------------------------------------------------------- subject and dataset
+@pytest.fixture(scope="module")
+def ds005(realdata, tmp_path_factory):
+    from glmflow.data.realdata import make_events_dataset
+
+    participants = realdata / "bids-stats-models/bids-examples-participants/ds005/participants.tsv"
+    return make_events_dataset(
+        realdata / "bids-examples" / "ds005",
+        tmp_path_factory.mktemp("ds005"),
+        n_volumes=240,
+        participants=participants,
+        subjects=["01", "02", "03"],
+    )
+
+
+@pytest.mark.slow
+def test_subject_meta_and_dataset_glm_equal_nilearn(models, ds005, tmp_path):
+    from nilearn.glm import compute_fixed_effects
+    from nilearn.glm.second_level import SecondLevelModel
+
+    from glmflow.runners.bsm import run_bids_stats_model
+
+    result = run_bids_stats_model(
+        bids_dir=ds005,
+        output_dir=tmp_path / "out",
+        model=models / "pybids" / "ds-005_type-test_intercept.json",
+        work_dir=tmp_path / "work",
+    )
+    out = result.output_dir
+    runs = sorted((out / "node-run" / "sub-02").glob("*_contrast-gain_stat-effect_statmap.nii.gz"))
+    assert len(runs) == 3
+    variances = [str(p).replace("stat-effect", "stat-variance") for p in runs]
+    dofs = [
+        json.loads(p.with_name(p.name.replace(".nii.gz", ".json")).read_text())["DegreesOfFreedom"]
+        for p in runs
+    ]
+    assert result.plan.runs[3].entities == {
+        "subject": "02",
+        "run": "1",
+        "task": "mixedgamblestask",
+    }
+    mask = result.plan.runs[3].mask_file  # sub-02's runs share one brain mask
+    _, _, _, z = compute_fixed_effects(
+        [str(p) for p in runs], variances, mask, precision_weighted=True, dofs=dofs
+    )
+    subject = out / "node-participant" / "sub-02"
+    ours = nib.load(subject / "sub-02_contrast-gain_stat-z_statmap.nii.gz")
+    inside = nib.load(mask).get_fdata() > 0
+    assert np.abs(ours.get_fdata()[inside] - z.get_fdata()[inside]).max() < 1e-3
+    effects = sorted(
+        out.glob("node-participant/sub-*/sub-*_contrast-gain_stat-effect_statmap.nii.gz")
+    )
+    assert len(effects) == 3
+    slm = SecondLevelModel(
+        mask_img=str(
+            sorted((tmp_path / "work" / "bsm_masks").glob("contrast-gain_mask.nii.gz"))[0]
+        )
+    ).fit([str(p) for p in effects], design_matrix=pd.DataFrame({"intercept": [1.0] * 3}))
+    theirs = slm.compute_contrast("intercept", output_type="z_score").get_fdata()
+    group = nib.load(out / "node-group" / "contrast-gain_stat-z_statmap.nii.gz").get_fdata()
+    common = slm.masker_.mask_img_.get_fdata() > 0
+    assert common.sum() > 100
+    assert np.abs(group[common] - theirs[common]).max() < 1e-3

@@ -67,9 +67,15 @@ def make_events_dataset(
     conditions = _conditions(events)
     anat = anatomy.make_anatomy(shape, voxel_size, np.random.default_rng(seed))
     tr = _repetition_time(source)
+    labels = sorted({path.name.split("_")[0] for path in events})
+    brains = {  # one brain mask per subject, as fMRIPrep's runs of a subject share one
+        label: anatomy.subject_brain(anat, np.random.default_rng([seed, k]))
+        for k, label in enumerate(labels)
+    }
     with threadpool_limits(limits=1, user_api="blas"):
         for k, path in enumerate(events):
-            _write_run(root, source, path, conditions, anat, n_volumes, tr, seed + k)
+            brain = brains[path.name.split("_")[0]]
+            _write_run(root, source, path, conditions, (anat, brain), n_volumes, tr, seed + k)
     return root
 
 
@@ -87,7 +93,8 @@ def _conditions(events: list[Path]) -> list[str]:
     return seen
 
 
-def _write_run(root, source, events_path, conditions, anat, n, tr, seed) -> None:
+def _write_run(root, source, events_path, conditions, anatomy_and_brain, n, tr, seed) -> None:
+    anat, brain = anatomy_and_brain
     rng = np.random.default_rng(seed)
     relative = events_path.relative_to(source)
     raw = root / relative
@@ -118,7 +125,6 @@ def _write_run(root, source, events_path, conditions, anat, n, tr, seed) -> None
     out = root / "derivatives" / "fmriprep" / relative.parent
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"{stem}_space-{SPACE}"
-    brain = anatomy.subject_brain(anat, rng)
     kwargs = {"shape": (*anat.shape, n), "affine": anat.affine, "dtype": np.float32, "tr": tr}
     with NiftiWriter(out / f"{prefix}_desc-preproc_bold.nii.gz", **kwargs) as writer:
         stats = sim.simulate_run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from nipype.pipeline import engine as pe
 from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids.layout import load_layout
-from glmflow.core.bsm.outputs import unit_prefix, write_unit_maps
+from glmflow.core.bsm.higher import UnitMap, fit_later_nodes
+from glmflow.core.bsm.outputs import node_dir, unit_prefix, write_unit_maps
 from glmflow.core.bsm.plan import BsmPlan, plan_bids_stats_model
 from glmflow.core.publish import write_dataset_description
 from glmflow.errors import ModelSpecError
@@ -100,19 +102,16 @@ def run_bids_stats_model(
                 participant_label=participant_label,
                 missing=missing_conditions,
             )
-        if plan.later_nodes:
-            warnings.warn(
-                f"{plan.source}: glmflow fits the Run node '{plan.run_node}' only for now; "
-                f"node(s) {', '.join(repr(n) for n in plan.later_nodes)} are checked but not "
-                "fitted, and write no maps",
-                stacklevel=2,
-            )
         workflow = init_bsm_wf(plan=plan, memo_dir=str(work / "contrast_memo"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             execgraph = run_workflow(workflow, entry.options)
         with hold_folder(entry.out, "output"):
-            files = _write_outputs(plan, execgraph, entry.out)
+            files, root_maps = _write_outputs(plan, execgraph, entry.out)
+            with threadpool_limits(limits=1):
+                files += fit_later_nodes(
+                    plan.graph, root_maps, entry.out, work, plan.source, missing=missing_conditions
+                )
             write_dataset_description(entry.out, source_datasets=[entry.bids_dir, deriv])
     return BsmResult(entry.out, plan, tuple(files), work)
 
@@ -143,17 +142,32 @@ def _refuse_selection(rest: dict[str, Any]) -> None:
         )
 
 
-def _write_outputs(plan: BsmPlan, execgraph, out: Path) -> list[Path]:
+def _write_outputs(plan: BsmPlan, execgraph, out: Path) -> tuple[list[Path], list[UnitMap]]:
     indexes = {}
     for node in execgraph.nodes():
         if node.name == "compute_contrasts":
             indexes[node.fullname.split(".")[-2]] = node.result.outputs.contrasts_json
     files: list[Path] = []
+    maps: list[UnitMap] = []
     meta = {"ModelFile": plan.source, "Model": plan.model.get("Name")}
     for run, design_file in zip(plan.runs, plan.design_files, strict=True):
-        key = f"{unit_prefix(run.entities).replace('-', '_')}_wf"
-        files += write_unit_maps(out, plan.run_node, run.entities, indexes[key], meta)
-        design = files[-1].parent / f"{unit_prefix(run.entities)}_design.tsv"
+        index = indexes[f"{unit_prefix(run.entities).replace('-', '_')}_wf"]
+        files += write_unit_maps(out, plan.run_node, run.entities, index, meta)
+        design = (
+            node_dir(out, plan.run_node, run.entities) / f"{unit_prefix(run.entities)}_design.tsv"
+        )
         design.write_bytes(Path(design_file).read_bytes())
         files.append(design)
-    return files
+        for name, record in json.loads(Path(index).read_text()).items():
+            if not record.get("skipped") and record["stat_type"] == "t":
+                entities = {**run.entities, "contrast": name}
+                maps.append(
+                    UnitMap(
+                        entities,
+                        record["effect"],
+                        record["variance"],
+                        float(record["dof"]),
+                        run.mask_file,
+                    )
+                )
+    return files, maps

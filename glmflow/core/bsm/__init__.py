@@ -7,12 +7,14 @@ node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cos
 ``Options.HighPassFilterCutoffHz``, fitted by glmflow's engine (AR(1)); its ``Contrasts`` and
 ``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
 
-Supported: the Run node (``glm``: AR(1), or OLS); ``Model.HRF`` (as pybids' ``Convolve``);
-``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``; ``Edges`` checked.
-Not run yet: Subject (``meta``) and Dataset nodes are checked but not fitted; the runner says
-so in one warning naming them (:func:`glmflow.runners.bsm.run_bids_stats_model`). Refused
-with one line: Session nodes, ``LowPassFilterCutoffHz``, ``Options.Mask``,
-``AggregateAutocorrelations``, tests other than t, F and FEMA.
+Supported: Run nodes (``glm``: AR(1)), fitted in a cached Nipype graph; Subject and Dataset
+nodes (:mod:`.higher`: ``meta`` or a ``FEMA`` test = precision-weighted fixed effects,
+``glm`` = OLS on the effect maps, participants.tsv variables through pybids), fitted after the
+graph with glmflow's group engine (not cached yet); ``Model.HRF`` (as pybids' ``Convolve``);
+``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``; ``Edges`` with
+``Filter``; several nodes at one level. Refused with one line: Session nodes,
+``LowPassFilterCutoffHz``, ``Options.Mask``, ``AggregateAutocorrelations``, tests other than
+t, F and FEMA, an F contrast feeding a later node.
 """
 
 from glmflow.core.bsm.graph import (
@@ -23,12 +25,15 @@ from glmflow.core.bsm.graph import (
     read_bids_stats_model,
     run_designs,
 )
+from glmflow.core.bsm.higher import UnitMap, fit_later_nodes
 from glmflow.core.bsm.schema import check_model, convert_steps
 
 __all__ = [
     "RunDesign",
+    "UnitMap",
     "check_model",
     "convert_steps",
+    "fit_later_nodes",
     "is_bids_stats_model",
     "is_bids_stats_model_file",
     "load_graph",

@@ -188,21 +188,28 @@ def _with_drift(x: pd.DataFrame, model: Mapping, tr: float) -> tuple[pd.DataFram
     return design, roles
 
 
+def contrast_columns(info, columns: Sequence[str], unit: str, missing: str):
+    """(name, conditions, absent conditions) of a pybids contrast over ``columns``; a condition
+    absent from X is an error unless ``missing`` is "drop" (pybids drops such contrasts)."""
+    name = "intercept" if info.name == 1 else str(info.name)
+    conditions = ["intercept" if c == 1 else str(c) for c in info.conditions]
+    absent = [c for c in conditions if c not in columns]
+    if absent and missing != "drop":
+        close = difflib.get_close_matches(absent[0], columns, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ModelSpecError(
+            f"{unit}: contrast '{name}' names '{absent[0]}'{hint}, which is not a column "
+            f"of X ({', '.join(columns)}); fix 'ConditionList' or pass "
+            "--missing-conditions drop"
+        )
+    return name, conditions, absent
+
+
 def _contrasts(infos, columns: Sequence[str], unit: str, missing: str):
     contrasts, dropped = [], {}
     for info in infos:
-        name = "intercept" if info.name == 1 else str(info.name)
-        conditions = ["intercept" if c == 1 else str(c) for c in info.conditions]
-        absent = [c for c in conditions if c not in columns]
+        name, conditions, absent = contrast_columns(info, columns, unit, missing)
         rows = np.atleast_2d(np.asarray(info.weights, dtype=float))
-        if absent and missing != "drop":
-            close = difflib.get_close_matches(absent[0], columns, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ModelSpecError(
-                f"{unit}: contrast '{name}' names '{absent[0]}'{hint}, which is not a column "
-                f"of X ({', '.join(columns)}); fix 'ConditionList' or pass "
-                "--missing-conditions drop"
-            )
         if absent:
             warnings.warn(
                 f"{unit}: contrast '{name}' drops {absent} (not columns of X)", stacklevel=2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from glmflow.core.bsm.graph import RunDesign, load_graph, read_bids_stats_model, run_designs
 from glmflow.core.bsm.outputs import unit_prefix
@@ -20,7 +21,7 @@ class BsmPlan:
     run_node: str
     runs: tuple[RunDesign, ...]
     design_files: tuple[str, ...]
-    later_nodes: tuple[str, ...] = ()  # checked, not fitted yet (see the package docstring)
+    graph: Any = None  # pybids' BIDSStatsModelsGraph, for the nodes after the run node
 
 
 def plan_bids_stats_model(
@@ -46,8 +47,7 @@ def plan_bids_stats_model(
     for run in runs:
         folder = Path(design_dir) / unit_prefix(run.entities)
         files.append(str(_write_if_changed(run, folder)))
-    later = tuple(name for name in graph.nodes if name != graph.root_node.name)
-    return BsmPlan(model, source, graph.root_node.name, runs, tuple(files), later)
+    return BsmPlan(model, source, graph.root_node.name, runs, tuple(files), graph)
 
 
 def _write_if_changed(run: RunDesign, folder: Path) -> Path:

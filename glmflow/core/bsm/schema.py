@@ -175,9 +175,8 @@ def _check_node(check: _Checker, node: Any, i: int) -> str:
         node["Model"] = {"X": [1], "Type": "glm"}  # intercept-only (FitLins' dataset default)
     else:
         _check_model_section(check, model, where, level)
-    width = len(node["Model"]["X"])
     for k, contrast in enumerate(node.get("Contrasts", [])):
-        _check_contrast(check, contrast, f"{where} Contrasts[{k}]", node["Model"]["Type"], width)
+        _check_contrast(check, contrast, f"{where} Contrasts[{k}]", level)
     dummy = node.get("DummyContrasts")
     if dummy is not None and dummy is not False:
         if dummy is True:
@@ -185,7 +184,7 @@ def _check_node(check: _Checker, node: Any, i: int) -> str:
         check.keys(dummy, "DummyContrasts", f"{where} DummyContrasts")
         if "Conditions" in dummy:  # pre-1.0 spelling, still in FitLins' examples
             dummy["Contrasts"] = dummy.pop("Conditions")
-        _check_test(check, dummy.get("Test", "t"), f"{where} DummyContrasts", node)
+        _check_test(check, dummy.get("Test", "t"), f"{where} DummyContrasts", level)
     _apply_hrf(node)
     return name
 
@@ -233,7 +232,7 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
             )
 
 
-def _check_contrast(check: _Checker, contrast: Any, where: str, kind: str, width: int) -> None:
+def _check_contrast(check: _Checker, contrast: Any, where: str, level: str) -> None:
     check.keys(contrast, "Contrasts", where)
     for key in ("Name", "ConditionList", "Weights"):
         if key not in contrast:
@@ -257,7 +256,7 @@ def _check_contrast(check: _Checker, contrast: Any, where: str, kind: str, width
                 f"'ConditionList' ({len(conditions)}: {_show(conditions)})",
             )
     test = contrast.get("Test", "t")
-    _check_test(check, test, f"{where} ({_show(contrast['Name'])})", {"Model": {"Type": kind}})
+    _check_test(check, test, f"{where} ({_show(contrast['Name'])})", level)
     if test == "t" and len(rows) > 1:
         raise check.fail(
             where,
@@ -266,13 +265,14 @@ def _check_contrast(check: _Checker, contrast: Any, where: str, kind: str, width
         )
 
 
-def _check_test(check: _Checker, test: Any, where: str, node: Mapping) -> None:
+def _check_test(check: _Checker, test: Any, where: str, level: str) -> None:
     if test not in TESTS:
         raise check.fail(where, f"'Test' must be one of {', '.join(TESTS)}; got {_show(test)}")
-    if test == "FEMA" and node["Model"]["Type"] != "meta":
+    if test == "FEMA" and level.lower() == "run":
         raise check.fail(
             where,
-            '\'Test\' "FEMA" (fixed-effects meta-analysis) needs "Model.Type": "meta"; use "t"',
+            "'Test' \"FEMA\" (fixed-effects meta-analysis) combines the maps of a lower node; "
+            'a Run node fits the BOLD data: use "t"',
         )
 
 

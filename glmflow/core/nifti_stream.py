@@ -2,6 +2,13 @@
 
 Used by :mod:`glmflow.core.bold`; a file that is truncated or corrupt (a gzip stream that
 ends early, a CRC that fails) is one line naming the file and the volume, never a traceback.
+
+A ``.nii.gz`` is inflated by ISA-L (``isal.igzip``), streamed a volume at a time: any number
+of gzip members, any size (the 4-byte trailer size, modulo 2**32, is never trusted).
+libdeflate (the ``deflate`` package) inflates only whole buffers, so it would hold the
+compressed file and the whole series in memory, and was not faster on a realistic run
+(benchmarks/RESULTS-read.md). An uncompressed ``.nii`` is mapped (``np.memmap``): each volume
+is read from the page cache where it lies, with no copy into a read buffer.
 """
 
 from __future__ import annotations
@@ -20,12 +27,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _READ_ERRORS = (EOFError, OSError, ValueError, isal_zlib.error)
 
 
-def _open_stream(path: Path):
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == _GZIP_MAGIC:
-        return igzip.open(path, "rb")
-    return open(path, "rb", buffering=0)
+        return fh.read(2) == _GZIP_MAGIC
 
 
 def streamable(img: nib.spatialimages.SpatialImage) -> bool:
@@ -59,12 +63,30 @@ def iter_raw_volumes(img: nib.spatialimages.SpatialImage) -> Iterator[np.ndarray
         return
     path = Path(img.file_map["image"].filename)
     n_bytes = int(np.prod(img.shape[:3])) * proxy.dtype.itemsize
-    with _open_stream(path) as stream:
+    if not _is_gzip(path):
+        yield from _mapped_volumes(path, proxy, n_bytes, n_volumes)
+        return
+    with igzip.open(path, "rb") as stream:
         _skip(stream, proxy.offset, path)
         for t in range(n_volumes):
             # read() hands over its bytes object: wrapping it avoids readinto's extra copy
             yield np.frombuffer(_read_volume(stream, n_bytes, path, t, n_volumes), proxy.dtype)
         _read(stream, 1, path, n_volumes, n_volumes)  # reach the gzip trailer: CRC checked
+
+
+def _mapped_volumes(path: Path, proxy, n_bytes: int, n_volumes: int) -> Iterator[np.ndarray]:
+    """Volumes of an uncompressed file as views of its memory map (the page cache)."""
+    if not n_bytes or not n_volumes:
+        return
+    stored = (path.stat().st_size - proxy.offset) // n_bytes
+    if stored < n_volumes:
+        raise DatasetError(
+            f"BOLD {path} is truncated: volume {max(stored, 0)} of {n_volumes} ends early "
+            "(header says more volumes than the file holds); re-create the file"
+        )
+    shape = (n_volumes, n_bytes // proxy.dtype.itemsize)
+    volumes = np.memmap(path, dtype=proxy.dtype, mode="r", offset=proxy.offset, shape=shape)
+    yield from np.asarray(volumes)  # plain ndarray views: no memmap bookkeeping per volume
 
 
 def _read(stream, n_bytes: int, path, t: int, n_volumes: int) -> bytes:

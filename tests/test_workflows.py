@@ -57,6 +57,27 @@ def test_auto_contrasts_do_not_depend_on_the_selected_participants(pristine):
     assert set(conditions) == {"face", "house", "scrambled"}
 
 
+def test_dataset_conditions_are_remembered_until_an_events_file_changes(dataset, tmp_path):
+    spec = _spec(auto_contrasts=("pairwise",), contrasts=())
+    cache = tmp_path / "cache"
+    first = dataset_conditions(dataset, spec, cache_dir=cache)
+    assert first == dataset_conditions(dataset, spec)  # as computed without a cache
+    assert set(first) == {"face", "house", "scrambled"}
+    (stored,) = cache.glob("conditions-*.json")
+    assert tuple(json.loads(stored.read_text())) == first
+    stored.write_text(json.dumps(["stored"]))  # a reuse reads the file, parses nothing
+    assert dataset_conditions(dataset, spec, cache_dir=cache) == ("stored",)
+    events = sorted(dataset.glob("sub-*/**/func/*_events.tsv"))[-1]
+    table = pd.read_csv(events, sep="\t")
+    table.loc[0, "trial_type"] = "car"
+    table.to_csv(events, sep="\t", index=False)
+    os.utime(events, ns=(1, 1))  # a different mtime even on coarse clocks
+    edited = dataset_conditions(dataset, spec, cache_dir=cache)
+    assert set(edited) == {"face", "house", "scrambled", "car"}
+    assert edited == dataset_conditions(dataset, spec)
+    assert len(list(cache.glob("conditions-*.json"))) == 2
+
+
 def test_cached_plan_is_reused_and_invalidated_by_an_events_edit(dataset, tmp_path):
     spec = _spec()
     runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])

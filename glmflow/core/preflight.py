@@ -48,17 +48,38 @@ class FirstLevelPlan:
     warnings: tuple[str, ...] = ()  # said once here; said again when the plan is reused
 
 
-def dataset_conditions(bids_dir: str | os.PathLike, spec: ModelSpec) -> tuple[str, ...]:
+def dataset_conditions(
+    bids_dir: str | os.PathLike, spec: ModelSpec, *, cache_dir: str | os.PathLike | None = None
+) -> tuple[str, ...]:
     """Conditions of the task across the whole raw dataset, in order of first appearance.
 
     Automatic contrasts ("default" pairs, one map per condition) are named from this list,
     so every participant job gets the same contrasts whichever subjects it selects
     (glm-express recomputes the order per subject and can flip "a-b" into "b-a"). Events
     files that cannot be parsed are passed over here: the run that uses one reports it.
+    With ``cache_dir`` the list is remembered (the pre-flight's key scheme: the events
+    options and every events file's identity), so a rerun does not parse the whole
+    dataset's events again (~20 ms a file, 8 s at 200 runs on a loaded machine).
     """
-    found: dict[str, None] = {}
     pattern = f"sub-*/**/func/*_task-{spec.task}_*events.tsv"
-    for path in sorted(Path(bids_dir).glob(pattern)):
+    paths = sorted(Path(bids_dir).glob(pattern))
+    if cache_dir is None:
+        return _conditions(paths, spec)
+    from glmflow import __version__
+
+    identities = [[str(path), *file_identity(path)] for path in paths]
+    key = memo_key("conditions", __version__, spec.task, spec.events.to_dict(), identities)
+    cached = Path(cache_dir) / f"conditions-{key}.json"
+    if cached.is_file():
+        return tuple(json.loads(cached.read_text()))
+    found = _conditions(paths, spec)
+    _write_atomic(cached, json.dumps(found))
+    return found
+
+
+def _conditions(paths: Sequence[Path], spec: ModelSpec) -> tuple[str, ...]:
+    found: dict[str, None] = {}
+    for path in paths:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -72,6 +93,14 @@ def dataset_conditions(bids_dir: str | os.PathLike, spec: ModelSpec) -> tuple[st
         for name in events.loc[events["role"] == "condition", "trial_type"]:
             found.setdefault(str(name), None)
     return tuple(found)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a private file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def check_first_level(
@@ -285,10 +314,7 @@ def cached_check_first_level(
     plan = check_first_level(
         runs, spec, missing_conditions=missing_conditions, conditions=conditions
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(_plan_to_json(plan))
-    os.replace(tmp, path)
+    _write_atomic(path, _plan_to_json(plan))
     return plan
 
 

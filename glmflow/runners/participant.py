@@ -97,7 +97,11 @@ def plan_participant_level(
             model_file=spec.source,
         )
         # automatic contrasts are named from the whole dataset, whatever the selection
-        conditions = dataset_conditions(bids_dir, spec) if spec.auto_contrasts else None
+        conditions = (
+            dataset_conditions(bids_dir, spec, cache_dir=database_dir)
+            if spec.auto_contrasts
+            else None
+        )
         check = dict(missing_conditions=missing_conditions, conditions=conditions)
         if database_dir is None:
             plan = check_first_level(found, spec, **check)

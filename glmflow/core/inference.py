@@ -3,7 +3,8 @@
 Parametric height control (:func:`nilearn.glm.threshold_stats_img`), permutation FWE
 (:mod:`glmflow.core.permutation`), true-discovery proportion of
 clusters (:func:`nilearn.glm.cluster_level_inference`) and cluster tables
-(:func:`nilearn.reporting.get_clusters_table`, plus a cluster size in voxels).
+(:func:`glmflow.core.clusters.clusters_table`: nilearn's ``get_clusters_table`` rows, faster;
+plus a cluster size in voxels).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 import pandas as pd
 from nilearn.glm import cluster_level_inference, threshold_stats_img
 from nilearn.image import new_img_like, threshold_img
-from nilearn.reporting import get_clusters_table
 
+from glmflow.core.clusters import clusters_table
 from glmflow.core.group import ContrastDef, ImageLike
 from glmflow.core.model import InferenceMethod, InferenceSpec, PermutationStat
 from glmflow.core.permutation import permutation_inference
@@ -154,7 +155,7 @@ def cluster_table(
     with warnings.catch_warnings():
         # nilearn warns per empty tail; an empty table already says there is no cluster
         warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
-        table, label_maps = get_clusters_table(
+        table, label_maps = clusters_table(
             stat_img,
             stat_threshold=stat_threshold,
             cluster_threshold=cluster_threshold,

@@ -257,7 +257,9 @@ def _read_plain(img, mask: np.ndarray, out: np.ndarray, tracker: _Tracker) -> No
         if slope is not None:
             out[t] = apply_read_scaling(raw[flat], slope, inter)
         elif raw.dtype == out.dtype:
-            np.take(raw, flat, out=out[t])  # no temporary
+            # no temporary; mode="clip" (a no-op: flat is in range) because the default
+            # "raise" buffers a given out: 11 ms a volume instead of 0.8 (238,023 voxels)
+            np.take(raw, flat, out=out[t], mode="clip")
         else:
             out[t] = raw[flat]
         tracker.update(out[t])  # the values the fit will see

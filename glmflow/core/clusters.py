@@ -110,11 +110,13 @@ def _ordered_clusters(
     """
     labels, n = ndimage.label(inside, FACES)
     index = np.arange(1, n + 1)
-    # nilearn's peak is the extreme of the tail times the cluster mask, zeros included
+    # nilearn's peak is the extreme of the tail times the cluster mask, zeros included;
+    # measured on the cluster voxels only (scipy sorts the labels it is given)
+    values, owners = tail[inside], labels[inside]
     if below:
-        peaks = np.minimum(ndimage.minimum(tail, labels, index), 0)
+        peaks = np.minimum(ndimage.minimum(values, owners, index), 0)
     else:
-        peaks = np.maximum(ndimage.maximum(tail, labels, index), 0)
+        peaks = np.maximum(ndimage.maximum(values, owners, index), 0)
     peaks = np.asarray(peaks).astype(tail.dtype)
     return labels, [int(index[i]) for i in (-peaks).argsort()]
 

@@ -6,7 +6,9 @@ depends on the maps and the design is checked here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import get_args
 
@@ -90,8 +92,7 @@ def fit_group_model(
         SecondLevelModel: mixed effects via summary statistics) or "fixed" (precision-weighted
         least squares with the first-level variances as known variances; for a one-sample
         design nilearn's ``compute_fixed_effects(..., precision_weighted=True)``),
-        ``smoothing_fwhm``, ``target_affine``, ``target_shape`` and ``minimize_memory``
-        (False: also residuals, predicted and r-squared maps).
+        ``smoothing_fwhm``, ``target_affine``, ``target_shape``, ``minimize_memory``.
     variance_files, dofs
         First-level variance maps and dofs, in the maps' order (``fixed`` only; the statistic
         uses the dofs' sum, 100 per map when omitted, as nilearn).
@@ -119,10 +120,19 @@ def fit_group_model(
     effects = load_maps(files, **grid)
     if affine is not None:  # the maps now share the grid the masker must use
         grid = {"target_affine": effects[0].affine, "target_shape": effects[0].shape}
-    if group.method == "fixed":
-        variances = load_maps(variance_files, **grid)
-        return _fit_fixed(effects, variances, design, weights, mask, grid, dofs)
-    return _fit_ols(effects, design, weights, group, mask=mask, grid=grid, n_jobs=n_jobs)
+    with _resampling_said_once():
+        if group.method == "fixed":
+            variances = load_maps(variance_files, **grid)
+            return _fit_fixed(effects, variances, design, weights, mask, grid, dofs)
+        return _fit_ols(effects, design, weights, group, mask=mask, grid=grid, n_jobs=n_jobs)
+
+
+@contextlib.contextmanager
+def _resampling_said_once() -> Iterator[None]:
+    """nilearn's warning of every fit, said once for the level, with the target grid."""
+    with warnings.catch_warnings():  # the level's warning: inputs.check_group_mask
+        warnings.filterwarnings("ignore", message="imgs are being resampled to the mask_img")
+        yield
 
 
 def _fit_ols(effects, design, weights, group: GroupSpec, *, mask, grid, n_jobs) -> GroupFit:

@@ -203,18 +203,19 @@ def _sigma(smoothing_fwhm, affine: np.ndarray) -> np.ndarray | None:
 
 
 class _Tracker:
-    """Per-voxel running checks of the values as stored: any non-finite, min, max."""
+    """Per-voxel running min and max of the values as stored: any non-finite, constant.
+
+    np.minimum / np.maximum propagate NaN and keep an infinity at the extreme, so a voxel
+    held a non-finite value exactly when its min or max is not finite: no per-volume
+    ``isfinite`` pass (a third of the tracking's time on a realistic run).
+    """
 
     def __init__(self, n_voxels: int) -> None:
-        self.non_finite = np.zeros(n_voxels, dtype=bool)
+        self.n_voxels = n_voxels
         self.low: np.ndarray | None = None
         self.high: np.ndarray | None = None
 
     def update(self, values: np.ndarray) -> None:
-        if values.dtype.kind == "f":
-            bad = ~np.isfinite(values)
-            if bad.any():
-                self.non_finite |= bad
         if self.low is None:
             self.low, self.high = values.copy(), values.copy()
         else:
@@ -223,9 +224,15 @@ class _Tracker:
 
     def result(self, n_volumes: int) -> tuple[np.ndarray, np.ndarray]:
         """(non-finite, constant over time) masks; one volume has no variance to judge."""
-        if self.low is None or n_volumes < 2:
-            return self.non_finite, np.zeros_like(self.non_finite)
-        return self.non_finite, (self.low == self.high) & ~self.non_finite
+        if self.low is None:
+            return np.zeros(self.n_voxels, bool), np.zeros(self.n_voxels, bool)
+        if self.low.dtype.kind == "f":
+            non_finite = ~(np.isfinite(self.low) & np.isfinite(self.high))
+        else:  # integers are always finite
+            non_finite = np.zeros(self.n_voxels, bool)
+        if n_volumes < 2:
+            return non_finite, np.zeros_like(non_finite)
+        return non_finite, (self.low == self.high) & ~non_finite
 
 
 def _check_bad(bad, non_finite, constant, bold_file, mask_file) -> None:

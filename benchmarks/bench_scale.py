@@ -10,7 +10,7 @@ Datasets: the ``small`` preset with 60 volumes and 2 runs per subject
 - The whole command on 100 subjects x 2 runs (``--full``): ``glmflow ... participant``
   cold and a no-change rerun, MultiProc on 2 processes (targets: cold <= 60 s, rerun <= 5 s).
 
-Usage: ``python benchmarks/bench_scale.py [--data DIR] [--repeats N] [--full]``.
+Usage: ``python benchmarks/bench_scale.py [--data DIR] [--repeats N] [--subjects N ...] [--full]``.
 Prints a markdown report and writes ``benchmarks/RESULTS-scale.md``.
 """
 
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/glmflow-scale"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="also the whole command")
+    parser.add_argument("--subjects", type=int, nargs="+", default=SUBJECTS)
     args = parser.parse_args()
     lines = [
         "# Scale in subjects (small preset, 60 volumes, 2 runs per subject)",
@@ -108,7 +109,7 @@ def main() -> None:
         "| runs | step | cold s | warm s | cold ms per run |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for n_subjects in SUBJECTS:
+    for n_subjects in args.subjects:
         bids = _dataset(args.data, n_subjects)
         cold: dict[str, list[float]] = {}
         warm: dict[str, list[float]] = {}

@@ -63,6 +63,8 @@ def run_demo(args: argparse.Namespace) -> int:
         mem_gb=None,
         debug=args.debug,
         verbose=False,
+        quiet=args.quiet,
+        progress_every=args.progress_every,
         **GROUP_ONLY,
     )
     code = run_bids_app(options)
@@ -101,8 +103,15 @@ def _check_level_options(args: argparse.Namespace) -> None:
 
 def _execution_options(args: argparse.Namespace):
     """The execution options of the command line, checked (one line on a bad value)."""
-    from glmflow.execution import ExecutionOptions, parse_plugin_args
+    import sys
 
+    from glmflow.execution import ExecutionOptions, parse_plugin_args
+    from glmflow.execution.progress import ConsoleProgress
+
+    every = getattr(args, "progress_every", None)
+    if every is not None and not every > 0:
+        raise GlmflowError(f"--progress-every must be positive seconds. Got {every!r} instead.")
+    quiet = getattr(args, "quiet", False)
     return ExecutionOptions(
         work_dir=args.work_dir,
         plugin=args.plugin,
@@ -111,7 +120,16 @@ def _execution_options(args: argparse.Namespace):
         mem_gb=args.mem_gb,
         poll_interval=getattr(args, "poll_interval", None),
         verbose=getattr(args, "verbose", False),
+        progress=False if quiet else ConsoleProgress(sys.stderr, every),
     ).with_default_work_dir()
+
+
+def _summary(args: argparse.Namespace, result) -> None:
+    """The folders the outputs went to, with their counts (not with -q)."""
+    from glmflow.execution.progress import summarize_outputs
+
+    if not getattr(args, "quiet", False):
+        print(f"glmflow: {summarize_outputs(result.files, result.output_dir)}")
 
 
 def run_bids_app(args: argparse.Namespace) -> int:
@@ -149,6 +167,7 @@ def run_bids_app(args: argparse.Namespace) -> int:
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
         f"cache in {options.work_dir}"
     )
+    _summary(args, result)
     return 0
 
 
@@ -189,4 +208,5 @@ def _run_group(args: argparse.Namespace, options) -> int:
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
         f"cache in {options.work_dir}"
     )
+    _summary(args, result)
     return 0

@@ -142,6 +142,19 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     execution.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"
     )
+    _add_progress_options(execution)
+
+
+def _add_progress_options(parser) -> None:
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no live progress and no output summary"
+    )
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="how often the progress is said (default: 1 on a terminal, in place; 30 otherwise)",
+    )
 
 
 def _demo_parser() -> argparse.ArgumentParser:
@@ -153,6 +166,7 @@ def _demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-cpus", type=int)
     parser.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
     parser.add_argument("--debug", action="store_true")
+    _add_progress_options(parser)
     return parser
 
 

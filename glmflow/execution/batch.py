@@ -54,6 +54,9 @@ class _WatchStuckJobs:
             self._stuck = StuckJobs(self.scheduler, "of this run")
         mine = {str(task) for task in self._pending}  # Nipype's {job id: node folder}
         self._stuck.check({job: why for job, why in jobs.items() if job in mine})
+        tracker = getattr(self, "tracker", None)  # glmflow's progress (execution/run.py)
+        if tracker is not None:
+            tracker.set_jobs(self.scheduler, (why for job, why in jobs.items() if job in mine))
         return jobs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,11 @@ class ExecutionOptions:
         cluster).
     verbose : bool
         Log every Nipype node as it runs (Nipype's INFO log, on stdout).
+    progress : callable, bool or None
+        The live status of the level (:mod:`glmflow.execution.progress`): None logs it on
+        the ``glmflow.progress`` logger (INFO, every 30 s), False says nothing, True writes
+        it to stderr (in place on a terminal), a callable receives a ``Status`` every
+        ``progress.every`` seconds (10 without that attribute) and once at the end.
     """
 
     work_dir: Path | None = None
@@ -67,6 +72,7 @@ class ExecutionOptions:
     mem_gb: float | None = None
     poll_interval: float | None = None
     verbose: bool = False
+    progress: Callable[..., Any] | bool | None = None
 
     def __post_init__(self) -> None:
         if self.work_dir is not None:
@@ -88,6 +94,12 @@ class ExecutionOptions:
         if poll is not None and not (_number(poll) and math.isfinite(poll) and poll > 0):
             raise ExecutionError(
                 f"poll_interval (--poll-interval) must be positive seconds. Got {poll!r} instead."
+            )
+        progress = self.progress
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise ExecutionError(
+                "progress must be None (log it), False (silent), True (stderr) or a callable "
+                f"taking a Status. Got {self.progress!r} instead."
             )
         self._check_plugin_settings()
 

@@ -16,11 +16,13 @@ import os
 import re
 import signal
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from nipype.interfaces.base import Undefined, isdefined
+from nipype.pipeline import plugins as nipype_plugins
 from nipype.pipeline.plugins import MultiProcPlugin
 from nipype.utils.filemanip import ensure_list
 
@@ -35,7 +37,9 @@ from glmflow.execution.plugins import (
     LOCAL_PLUGINS,
     ExecutionError,
     nipype_plugin_args,
+    scheduler_of,
 )
+from glmflow.execution.progress import Ticker, Tracker, progress_sink
 
 # Nipype asks the internet for its latest version at import time unless this is set; on
 # compute nodes without internet that is a delay per job. Jobs get it through the
@@ -131,6 +135,70 @@ class _FrozenGCMultiProc(MultiProcPlugin):
             gc.unfreeze()
 
 
+class _Tracked:
+    """A plugin that tells a progress :class:`Tracker` the graph's size and its cache hits."""
+
+    tracker: Tracker
+    graph_nodes: list = []
+
+    def run(self, graph, config, updatehash=False):
+        self.graph_nodes = list(graph.nodes())
+        self.tracker.begin(len(self.graph_nodes))
+        return super().run(graph, config, updatehash=updatehash)
+
+    def _task_finished_cb(self, jobid, cached=False):
+        if cached:
+            self.tracker.node_cached(str(self.procs[jobid]))
+        return super()._task_finished_cb(jobid, cached=cached)
+
+
+def _status_callback(tracker: Tracker):
+    """Nipype's status_callback (Linear, MultiProc, SLURM, SGE): start / end / exception."""
+
+    def callback(node, status: str) -> None:
+        if status == "start":
+            tracker.node_started(str(node))
+        else:
+            tracker.node_ended(str(node), ok=status == "end")
+
+    return callback
+
+
+def _runner(plugin: str, args: dict[str, Any], tracker: Tracker):
+    """The plugin instance that runs the graph, reporting to ``tracker``.
+
+    The class keeps its base's name: Nipype derives the plugin's name from it. The callback
+    is set on the instance, not in plugin_args, which Nipype hands to (and pickles with) nodes.
+    """
+    if plugin == "MultiProc":
+        base = _FrozenGCMultiProc
+    else:
+        base = BATCH_RUNNERS.get(plugin) or getattr(nipype_plugins, f"{plugin}Plugin")
+    runner = type(base.__name__, (_Tracked, base), {"tracker": tracker})(plugin_args=args)
+    if not plugin.endswith("Graph"):  # the Graph plugins submit all at once: no callback
+        runner._status_callback = _status_callback(tracker)
+    return runner
+
+
+def _graph_poll(runner, plugin: str, batch_dir: Path, every: float = 5.0):
+    """The Graph plugins' progress: nodes with a result on disk, this run's jobs (every 5 s)."""
+    last = [-every]
+
+    def poll() -> None:
+        results = (Path(n.output_dir(), f"result_{n.name}.pklz") for n in runner.graph_nodes)
+        runner.tracker.set_done(sum(path.is_file() for path in results))
+        if time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            try:
+                runner.tracker.set_jobs(
+                    scheduler_of(plugin), scheduler.queued_jobs(plugin, batch_dir).values()
+                )
+            except scheduler.RunStopped:  # said by the run's own wait, not by its progress
+                pass
+
+    return poll
+
+
 @contextlib.contextmanager
 def _nipype_log(verbose: bool):
     """Nipype's INFO lines (every node, on stdout) only when asked.
@@ -200,17 +268,28 @@ def _cancel_on_terminate(options: ExecutionOptions, batch_dir: Path):
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _progress(tracker: Tracker, sink, poll):
+    if sink is None:
+        yield
+        return
+    with Ticker(tracker, sink, poll):
+        yield
+
+
 def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
     """Workflow.run, with the Graph plugins waited for and failures made one line."""
     plugin, batch_dir, crash_dir = options.plugin, top / "batch", top / "crash"
     poll = float(workflow.config["execution"].get("poll_sleep_duration", NIPYPE_POLL_SECONDS))
     crashes_before = _crash_files(crash_dir)
     try:
-        if plugin == "MultiProc":
-            runner = _FrozenGCMultiProc(plugin_args=args)
-        else:
-            runner = BATCH_RUNNERS[plugin](plugin_args=args) if plugin in BATCH_RUNNERS else plugin
-        with _nipype_log(options.verbose), _cancel_on_terminate(options, batch_dir):
+        runner = _runner(plugin, args, Tracker(workflow.name))
+        refresh = _graph_poll(runner, plugin, batch_dir) if plugin.endswith("Graph") else None
+        with (
+            _nipype_log(options.verbose),
+            _cancel_on_terminate(options, batch_dir),
+            _progress(runner.tracker, progress_sink(options.progress), refresh),
+        ):
             execgraph = workflow.run(plugin=runner, plugin_args=args)
             if plugin.endswith("Graph"):
                 scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run")

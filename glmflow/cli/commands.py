@@ -162,12 +162,12 @@ def run_bids_app(args: argparse.Namespace) -> int:
         execution=options,
     )
     elapsed = time.perf_counter() - start
+    _summary(args, result)  # the folders first: the last line stays the count and the cache
     print(
         f"glmflow: {len(result.runs)} run(s) of {len(result.subjects)} subject(s) done in "
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
         f"cache in {options.work_dir}"
     )
-    _summary(args, result)
     return 0
 
 
@@ -208,5 +208,4 @@ def _run_group(args: argparse.Namespace, options) -> int:
         f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
         f"cache in {options.work_dir}"
     )
-    _summary(args, result)
     return 0

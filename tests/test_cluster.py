@@ -549,3 +549,25 @@ def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
     }
     assert values == {"work": ["3", "10"], "clean": ["3", "10"]}
     assert runs_of(tmp_path / "runs")[-1] == "step1"
+
+
+# ------------------------------------------------------------------------------ progress
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+def test_progress_counts_this_runs_jobs(plugin, tmp_path, work_dir):
+    """The live status on a cluster: this run's jobs queued / running, then every node done."""
+    require_cluster(plugin)
+    seen = []
+
+    def callback(status) -> None:
+        seen.append(status)
+
+    callback.every = 0.2
+    run_workflow(
+        build_chain(tmp_path / "runs", 2, 3), plugin=plugin, work_dir=work_dir,
+        poll_interval=POLL, progress=callback,
+    )  # fmt: skip
+    final = seen[-1]
+    assert final.final and (final.total, final.done, final.failed) == (2, 2, 0)
+    assert any(s.jobs is not None and s.jobs[1] == 1 for s in seen), seen  # a job was running
+    assert all(s.jobs is None or sum(s.jobs) <= 2 for s in seen)
+    assert [s.done for s in seen] == sorted(s.done for s in seen)

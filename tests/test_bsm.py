@@ -416,3 +416,90 @@ def test_subject_meta_and_dataset_glm_equal_nilearn(models, ds005, tmp_path):
     common = slm.masker_.mask_img_.get_fdata() > 0
     assert common.sum() > 100
     assert np.abs(group[common] - theirs[common]).max() < 1e-3
+
+
+# --------------------------------------------------------------------- the public files
+@pytest.fixture(scope="module")
+def ds005_pybids(models, tmp_path_factory):
+    """pybids' ds005 events (with the RT column its models use), 4 subjects x 3 runs: two of
+    each sex, so that every "by-group" unit has two maps."""
+    from glmflow.data.realdata import make_events_dataset
+
+    return make_events_dataset(
+        models / "pybids" / "ds005-pybids",
+        tmp_path_factory.mktemp("ds005p"),
+        n_volumes=240,
+        participants=models / "pybids" / "ds005" / "participants.tsv",
+        subjects=["01", "02", "03", "04"],
+    )
+
+
+PUBLIC = [  # file, dataset, the maps of its last node
+    (
+        "fitlins/head/model-001_smdl.json",
+        "ds003",
+        "node-F-test/contrast-anyWords_stat-F_statmap.nii.gz",
+    ),
+    (
+        # pybids names a dummy contrast of one incoming contrast "<incoming>_<name>"
+        "legacy-steps/bids-examples/ds003/model-001_smdl.json",
+        "ds003",
+        "node-dataset/contrast-wordGtPseudoWordGtPseudo_stat-t_statmap.nii.gz",
+    ),
+    (
+        "pybids/ds-005_type-test_model.json",
+        "ds005_pybids",
+        "node-explicit-contrast/contrast-gainGain_stat-t_statmap.nii.gz",
+    ),
+    (
+        "pybids/ds-005_type-testnodummy_model.json",
+        "ds005_pybids",
+        "node-group-diff/contrast-gainSex_stat-t_statmap.nii.gz",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dataset", "last"), PUBLIC)
+def test_public_model_runs_unchanged(models, request, tmp_path, name, dataset, last):
+    from glmflow.runners.bsm import run_bids_stats_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_bids_stats_model(
+            bids_dir=request.getfixturevalue(dataset),
+            output_dir=tmp_path / "out",
+            model=models / name,
+            work_dir=tmp_path / "work",
+        )
+    assert (result.output_dir / last).is_file(), sorted(
+        str(p.relative_to(result.output_dir)) for p in result.files
+    )
+    converted = [str(w.message) for w in caught if "pre-1.0 'Steps'" in str(w.message)]
+    if "legacy-steps" in name:
+        assert converted == [
+            f"{models / name}: pre-1.0 'Steps' model converted to BIDS Stats Models 1.0 "
+            "'Nodes' (node names = levels, edges in order): Steps[0].Contrasts[0].Type -> "
+            "Test; Steps[1].AutoContrasts -> DummyContrasts; "
+            'Steps[1].Model.X = ["word_gt_pseudo"] (its contrasts)'
+        ]
+    else:
+        assert converted == []
+
+
+def test_legacy_files_that_cannot_run_are_one_line(models):
+    session = models / "legacy-steps/fitlins/ds000114/model-001_smdl.json"
+    with pytest.warns(UserWarning, match="pre-1.0 'Steps' model converted"):
+        with pytest.raises(ModelSpecError) as info:
+            read_bids_stats_model(session)
+    assert str(info.value) == (
+        f"{session}: node 'session': Session nodes are not supported yet; combine the sessions "
+        'at a Subject node (GroupBy ["subject", "contrast"])'
+    )
+    broken = models / "legacy-steps/bids-examples/ds114/model-1_smdl.json"
+    with pytest.raises(ModelSpecError) as info:
+        read_bids_stats_model(broken)
+    assert str(info.value) == (
+        f"{broken} is not valid JSON: Expecting property name enclosed in double quotes at "
+        "line 34, column 7; fix the syntax there"
+    )

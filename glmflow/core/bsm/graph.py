@@ -114,7 +114,12 @@ def run_designs(graph, layout, source: str, *, missing: str = "error") -> list[R
 
 
 def _check_group_by(node, layout, where: str) -> None:
-    known = set(layout.get_entities()) | {"contrast"}
+    from bids.layout import Config
+
+    # an entity the dataset does not use ("run" in a one-run dataset) groups nothing apart;
+    # a name that is no BIDS entity at all is a mistake
+    names = [Config.load(c).entities for c in ("bids", "derivatives")]
+    known = set(layout.get_entities()) | {"contrast"} | {k for n in names for k in n}
     for entity in node.group_by:
         if entity not in known:
             close = difflib.get_close_matches(entity, sorted(known), n=1)

@@ -130,6 +130,8 @@ def _fit_unit(node, out, inputs, output_dir, work_dir, where, missing):
         group=GroupSpec(method="fixed" if fixed else "ols"),
         variance_files=[r.variance for r in rows] if fixed else None,
         dofs=[r.dof for r in rows] if fixed else None,
+        design_source=f"the X of {unit}",
+        contrast_source=unit,
         mask=mask,
     )
     dof = (

@@ -29,8 +29,16 @@ STATS = {"effect": "effect", "variance": "variance", "p": "p", "z": "z"}
 
 
 def unit_prefix(entities: Mapping[str, str]) -> str:
-    """``sub-01_task-x_run-1`` for the entities of one unit (BIDS order)."""
-    return "_".join(f"{short}-{entities[key]}" for key, short in _ORDER if key in entities)
+    """``sub-01_task-x_run-1`` for the entities of one unit (BIDS order), then any other
+    grouping variable (e.g. ``sex-0`` from a ``GroupBy`` on a participants column)."""
+    known = {key for key, _ in _ORDER} | {"contrast"}
+    parts = [f"{short}-{entities[key]}" for key, short in _ORDER if key in entities]
+    parts += [
+        f"{contrast_label(str(key))}-{contrast_label(str(value))}"
+        for key, value in sorted(entities.items())
+        if key not in known
+    ]
+    return "_".join(parts)
 
 
 def node_dir(output_dir: str | os.PathLike, node: str, entities: Mapping[str, str]) -> Path:

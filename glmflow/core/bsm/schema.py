@@ -233,6 +233,13 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
 
 
 def _check_contrast(check: _Checker, contrast: Any, where: str, level: str) -> None:
+    if isinstance(contrast, dict) and "Condition_list" in contrast:  # pybids' test models
+        contrast["ConditionList"] = contrast.pop("Condition_list")
+        warnings.warn(
+            f"{check.source}: {where}: 'Condition_list' read as 'ConditionList' "
+            "(its BIDS Stats Models spelling)",
+            stacklevel=2,
+        )
     check.keys(contrast, "Contrasts", where)
     for key in ("Name", "ConditionList", "Weights"):
         if key not in contrast:
@@ -370,6 +377,12 @@ def convert_steps(data: Mapping, source: str) -> dict[str, Any]:
                 f"{where}.Model.Options.high_pass_filter_cutoff_secs -> "
                 "HighPassFilterCutoffHz (1 / s)"
             )
+        dummies = step.get("DummyContrasts", {})
+        if "Model" not in step and isinstance(dummies, Mapping) and dummies.get("Contrasts"):
+            # pre-1.0: a step without a model fits the incoming contrasts it names
+            step["Model"] = {"X": list(dummies["Contrasts"]), "Type": "glm"}
+            step.setdefault("GroupBy", [])
+            renamed.append(f"{where}.Model.X = {_show(step['Model']['X'])} (its contrasts)")
         step.setdefault("Name", level)
         if level in _DEFAULT_GROUP_BY:
             step.setdefault("GroupBy", _DEFAULT_GROUP_BY[level])

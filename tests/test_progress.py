@@ -229,6 +229,7 @@ def test_progress_in_place_on_a_terminal_lines_in_a_pipe_none_with_q(dataset, tm
         rf"\r\x1b\[K{STATUS}, 0 running, 0 queued, finished in \d+ s\r?\n", text
     )  # a tty writes \r\n
     assert "running: glmflow_wf." in text  # the names of the running nodes
+    assert "\r\x1b[Kglmflow: warning: 2 runs " in text  # a warning erases the status line
     assert f"glmflow: outputs in {tmp_path / 'tty' / 'out' / 'glmflow'}: sub-01/ (" in text
 
     env = {**os.environ, "NIPYPE_NO_ET": "1"}

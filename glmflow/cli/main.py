@@ -224,8 +224,12 @@ def _configure_logging() -> None:
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings as users read them: one line, no source code (``--debug`` keeps Python's)."""
-    return f"glmflow: warning: {message}\n"
+    """Warnings as users read them: one line, no source code (``--debug`` keeps Python's).
+
+    On a terminal the line first erases the progress line it would otherwise continue.
+    """
+    erase = "\r\x1b[K" if sys.stderr.isatty() else ""
+    return f"{erase}glmflow: warning: {message}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

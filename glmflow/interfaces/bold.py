@@ -5,16 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from glmflow.core.bold import read_bold, save_nifti, write_masked
+from glmflow.interfaces.base import CoreInterface, given
 
 
 class _MaskAndSmoothInputSpec(BaseInterfaceInputSpec):
@@ -42,22 +36,21 @@ class _MaskAndSmoothOutputSpec(TraitedSpec):
     )
 
 
-class MaskAndSmooth(SimpleInterface):
+class MaskAndSmooth(CoreInterface):
     """Stream a BOLD run through glmflow.core.bold.read_bold into runtime.cwd."""
 
     input_spec = _MaskAndSmoothInputSpec
     output_spec = _MaskAndSmoothOutputSpec
 
-    def _run_interface(self, runtime):
-        fwhm = self.inputs.smoothing_fwhm if isdefined(self.inputs.smoothing_fwhm) else None
-        bold = read_bold(self.inputs.bold_file, self.inputs.mask_file, smoothing_fwhm=fwhm)
-        cwd = Path(runtime.cwd)
-        self._results["data_file"] = str(write_masked(bold.data, cwd))
-        mask_file = self.inputs.mask_file
+    def _run_core(self, inputs, out_dir):
+        bold = read_bold(
+            inputs.bold_file, inputs.mask_file, smoothing_fwhm=given(inputs.smoothing_fwhm)
+        )
+        cwd = Path(out_dir)
+        data_file = str(write_masked(bold.data, cwd))
+        mask_file = inputs.mask_file
         if bold.n_excluded:
             mask_file = str(save_nifti(bold.mask_image(), cwd / "mask.nii.gz"))
-        self._results["mask_file"] = mask_file
         record = cwd / "bold_record.json"
         record.write_text(json.dumps(bold.record(), sort_keys=True))
-        self._results["record_file"] = str(record)
-        return runtime
+        return {"data_file": data_file, "mask_file": mask_file, "record_file": str(record)}

@@ -8,13 +8,12 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
-    SimpleInterface,
-    isdefined,
     traits,
 )
 
 from glmflow.core.combine import combine_runs
 from glmflow.core.model import RunCombination
+from glmflow.interfaces.base import CoreInterface, given
 from glmflow.interfaces.maps import MapListsOutputSpec
 
 
@@ -45,22 +44,19 @@ class _CombineRunsOutputSpec(MapListsOutputSpec):
     mask_file = File(exists=True, desc="intersection of the runs' masks: where maps have data")
 
 
-class CombineRuns(SimpleInterface):
+class CombineRuns(CoreInterface):
     """Combine runs with :func:`glmflow.core.combine.combine_runs`."""
 
     input_spec = _CombineRunsInputSpec
     output_spec = _CombineRunsOutputSpec
 
-    def _run_interface(self, runtime):
-        self._results.update(
-            combine_runs(
-                self.inputs.index_files,
-                names=self.inputs.names,
-                mask_files=self.inputs.mask_files,
-                out_dir=runtime.cwd,
-                run_labels=self.inputs.run_labels if isdefined(self.inputs.run_labels) else None,
-                run_combination=self.inputs.run_combination,
-                memo_dir=self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None,
-            )
+    def _run_core(self, inputs, out_dir):
+        return combine_runs(
+            inputs.index_files,
+            names=inputs.names,
+            mask_files=inputs.mask_files,
+            out_dir=out_dir,
+            run_labels=given(inputs.run_labels),
+            run_combination=inputs.run_combination,
+            memo_dir=given(inputs.memo_dir),
         )
-        return runtime

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from glmflow.core.confounds import (
     COMPCOR,
@@ -21,6 +14,7 @@ from glmflow.core.confounds import (
     write_confounds,
 )
 from glmflow.core.model import ConfoundsSpec
+from glmflow.interfaces.base import CoreInterface, given, set_inputs
 
 
 def _level(name: str):
@@ -83,25 +77,17 @@ class _SelectConfoundsOutputSpec(TraitedSpec):
     )
 
 
-class SelectConfounds(SimpleInterface):
+class SelectConfounds(CoreInterface):
     """Select one run's confounds with glmflow.core.confounds.select_confounds."""
 
     input_spec = _SelectConfoundsInputSpec
     output_spec = _SelectConfoundsOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
-        options = {
-            name: getattr(inputs, name)
-            for name in (f.name for f in fields(ConfoundsSpec))
-            if isdefined(getattr(inputs, name))
-        }
+    def _run_core(self, inputs, out_dir):
         confounds, sample_mask = select_confounds(
             inputs.confounds_file,
-            bold_file=inputs.bold_file if isdefined(inputs.bold_file) else None,
-            **options,
+            bold_file=given(inputs.bold_file),
+            **set_inputs(inputs, (f.name for f in fields(ConfoundsSpec))),
         )
-        tsv, mask_json = write_confounds(confounds, sample_mask, runtime.cwd)
-        self._results["confounds_file"] = str(tsv)
-        self._results["sample_mask_file"] = str(mask_json)
-        return runtime
+        tsv, mask_json = write_confounds(confounds, sample_mask, out_dir)
+        return {"confounds_file": str(tsv), "sample_mask_file": str(mask_json)}

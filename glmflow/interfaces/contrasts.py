@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 from typing import get_args
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, traits
 
 from glmflow.core.contrast_maps import compute_contrast_maps
 from glmflow.core.formula import MissingTerms
 from glmflow.errors import ContrastError
+from glmflow.interfaces.base import CoreInterface, given
 from glmflow.interfaces.maps import MapListsOutputSpec
 
 
@@ -54,33 +49,29 @@ class _ComputeContrastsOutputSpec(MapListsOutputSpec):
     )
 
 
-class ComputeContrasts(SimpleInterface):
+class ComputeContrasts(CoreInterface):
     """Compute every contrast with glmflow.core.contrasts.compute_contrast."""
 
     input_spec = _ComputeContrastsInputSpec
     output_spec = _ComputeContrastsOutputSpec
 
-    def _run_interface(self, runtime):
+    def _run_core(self, inputs, out_dir):
         try:
-            contrasts = json.loads(self.inputs.contrasts)
+            contrasts = json.loads(inputs.contrasts)
         except ValueError as err:
             raise ContrastError(f"contrasts input is not valid JSON ({err})") from err
         if not isinstance(contrasts, list):
             raise ContrastError("contrasts input must be a JSON array of contrast objects")
-        memo = self.inputs.memo_dir if isdefined(self.inputs.memo_dir) else None
         run_record = None
-        if isdefined(self.inputs.run_record_file):
-            with open(self.inputs.run_record_file) as f:
+        if given(inputs.run_record_file):
+            with open(inputs.run_record_file) as f:
                 run_record = json.load(f)
-        self._results.update(
-            compute_contrast_maps(
-                self.inputs.fit_file,
-                self.inputs.mask_file,
-                contrasts,
-                out_dir=runtime.cwd,
-                missing=self.inputs.missing_conditions,
-                memo_dir=memo,
-                run_record=run_record,
-            )
+        return compute_contrast_maps(
+            inputs.fit_file,
+            inputs.mask_file,
+            contrasts,
+            out_dir=out_dir,
+            missing=inputs.missing_conditions,
+            memo_dir=given(inputs.memo_dir),
+            run_record=run_record,
         )
-        return runtime

@@ -8,14 +8,13 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
-    SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
 from glmflow.core.design import DRIFT_MODELS, HRF_MODELS, build_design_files
 from glmflow.core.model import DesignSpec
+from glmflow.interfaces.base import CoreInterface, given
 
 _SPEC_FIELDS = [field.name for field in dataclasses.fields(DesignSpec)]
 
@@ -63,24 +62,20 @@ class _BuildDesignMatrixOutputSpec(TraitedSpec):
     plot_file = File(desc="design.svg: picture of the design (undefined when plot is False)")
 
 
-class BuildDesignMatrix(SimpleInterface):
+class BuildDesignMatrix(CoreInterface):
     """Build and write one run's design with glmflow.core.design.build_design_files."""
 
     input_spec = _BuildDesignMatrixInputSpec
     output_spec = _BuildDesignMatrixOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
-        events = inputs.events_file if isdefined(inputs.events_file) else None
-        confounds = inputs.confounds_file if isdefined(inputs.confounds_file) else None
+    def _run_core(self, inputs, out_dir):
         # the spec's fields are this interface's traits; the spec validates them, once
         options = {name: getattr(inputs, name) for name in _SPEC_FIELDS}
-        delays = options["fir_delays"]  # nipype turns an empty list into Undefined
-        options["fir_delays"] = tuple(delays) if isdefined(delays) else ()
+        # nipype turns an empty list into Undefined
+        options["fir_delays"] = tuple(given(options["fir_delays"], ()))
         spec = DesignSpec(**options)
         run = {name: getattr(inputs, name) for name in ("n_volumes", "tr", "slice_time_ref")}
-        files = build_design_files(
-            events, confounds, spec, out_dir=runtime.cwd, plot=inputs.plot, **run
-        )
-        self._results.update(files)
-        return runtime
+        return build_design_files(
+            given(inputs.events_file), given(inputs.confounds_file), spec,
+            out_dir=out_dir, plot=inputs.plot, **run,
+        )  # fmt: skip

@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from glmflow.core.events import parse_events, read_events, write_parsed_events
 from glmflow.core.model import EventsSpec
+from glmflow.interfaces.base import CoreInterface, given, set_inputs
 
 
 class _ParseEventsInputSpec(BaseInterfaceInputSpec):
@@ -69,30 +63,21 @@ class _ParseEventsOutputSpec(TraitedSpec):
     )
 
 
-class ParseEvents(SimpleInterface):
+class ParseEvents(CoreInterface):
     """Read and parse one events file with glmflow.core.events.parse_events."""
 
     input_spec = _ParseEventsInputSpec
     output_spec = _ParseEventsOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
+    def _run_core(self, inputs, out_dir):
         source = inputs.events_file
-        options = {
-            name: getattr(inputs, name)
-            for name in (f.name for f in fields(EventsSpec))
-            if isdefined(getattr(inputs, name))
-        }
         scan_end = None
-        if isdefined(inputs.n_volumes) and isdefined(inputs.tr):
+        if given(inputs.n_volumes) is not None and given(inputs.tr) is not None:
             scan_end = inputs.n_volumes * inputs.tr
         events = parse_events(
             read_events(source, condition_column=inputs.condition_column),
             source=Path(source).name,
             scan_end=scan_end,
-            **options,
+            **set_inputs(inputs, (f.name for f in fields(EventsSpec))),
         )
-        self._results["events_file"] = str(
-            write_parsed_events(events, Path(runtime.cwd) / "events.tsv")
-        )
-        return runtime
+        return {"events_file": str(write_parsed_events(events, Path(out_dir) / "events.tsv"))}

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from glmflow.core.glm import NOISE_MODELS, fit_run_files
+from glmflow.interfaces.base import CoreInterface, given
 
 
 class _FitFirstLevelInputSpec(BaseInterfaceInputSpec):
@@ -52,26 +46,20 @@ class _FitFirstLevelOutputSpec(TraitedSpec):
     r_square_file = File(desc="3D r-square NIfTI (minimize_memory False)")
 
 
-class FitFirstLevel(SimpleInterface):
+class FitFirstLevel(CoreInterface):
     """Fit with glmflow.core.glm.fit_run_files (fit_glm: nilearn FirstLevelModel's method)."""
 
     input_spec = _FitFirstLevelInputSpec
     output_spec = _FitFirstLevelOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
-        self._results.update(
-            fit_run_files(
-                inputs.data_file,
-                inputs.design_file,
-                mask_file=inputs.mask_file,
-                out_dir=runtime.cwd,
-                sample_mask_file=(
-                    inputs.sample_mask_file if isdefined(inputs.sample_mask_file) else None
-                ),
-                noise_model=inputs.noise_model,
-                signal_scaling=inputs.signal_scaling,
-                minimize_memory=inputs.minimize_memory,
-            )
+    def _run_core(self, inputs, out_dir):
+        return fit_run_files(
+            inputs.data_file,
+            inputs.design_file,
+            mask_file=inputs.mask_file,
+            out_dir=out_dir,
+            sample_mask_file=given(inputs.sample_mask_file),
+            noise_model=inputs.noise_model,
+            signal_scaling=inputs.signal_scaling,
+            minimize_memory=inputs.minimize_memory,
         )
-        return runtime

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import get_args
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, traits
 
 from glmflow.core.group.outputs import fit_group_model_files
 from glmflow.core.model import GroupMethod
+from glmflow.interfaces.base import CoreInterface, given
 from glmflow.interfaces.maps import MapListsOutputSpec
-
-
-def _given(value):
-    return value if isdefined(value) else None
 
 
 class _FitGroupModelInputSpec(BaseInterfaceInputSpec):
@@ -74,32 +64,28 @@ class _FitGroupModelOutputSpec(MapListsOutputSpec):
     )
 
 
-class FitGroupModel(SimpleInterface):
+class FitGroupModel(CoreInterface):
     """Fit a group model and write its maps (glmflow.core.group.outputs.fit_group_model_files)."""
 
     input_spec = _FitGroupModelInputSpec
     output_spec = _FitGroupModelOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
-        self._results.update(
-            fit_group_model_files(
-                list(inputs.effect_files),
-                inputs.design_file,
-                contrasts=inputs.contrasts,
-                contrasts_source=inputs.contrasts_source,
-                out_dir=runtime.cwd,
-                fit_options={
-                    "method": inputs.method,
-                    "smoothing_fwhm": _given(inputs.smoothing_fwhm),
-                    "target_affine": _given(inputs.target_affine),
-                    "target_shape": _given(inputs.target_shape),
-                    "minimize_memory": inputs.minimize_memory,
-                },
-                variance_files=_given(inputs.variance_files),
-                mask=_given(inputs.mask_file),
-                dofs=_given(inputs.dofs),
-                n_jobs=inputs.n_jobs,
-            )
+    def _run_core(self, inputs, out_dir):
+        return fit_group_model_files(
+            list(inputs.effect_files),
+            inputs.design_file,
+            contrasts=inputs.contrasts,
+            contrasts_source=inputs.contrasts_source,
+            out_dir=out_dir,
+            fit_options={
+                "method": inputs.method,
+                "smoothing_fwhm": given(inputs.smoothing_fwhm),
+                "target_affine": given(inputs.target_affine),
+                "target_shape": given(inputs.target_shape),
+                "minimize_memory": inputs.minimize_memory,
+            },
+            variance_files=given(inputs.variance_files),
+            mask=given(inputs.mask_file),
+            dofs=given(inputs.dofs),
+            n_jobs=inputs.n_jobs,
         )
-        return runtime

@@ -6,18 +6,13 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
-    SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
 from glmflow.core.group.outputs import group_inference_files
 from glmflow.core.inference import INFERENCE_METHODS, PERMUTATION_STATS
-
-
-def _given(value):
-    return value if isdefined(value) else None
+from glmflow.interfaces.base import CoreInterface, given
 
 
 class _GroupInferenceInputSpec(BaseInterfaceInputSpec):
@@ -79,14 +74,13 @@ class _GroupInferenceOutputSpec(TraitedSpec):
     tdp_file = File(desc="true-discovery proportion of each cluster (tdp)")
 
 
-class GroupInference(SimpleInterface):
+class GroupInference(CoreInterface):
     """Threshold a group result; glmflow.core.group.outputs.group_inference_files writes it."""
 
     input_spec = _GroupInferenceInputSpec
     output_spec = _GroupInferenceOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
+    def _run_core(self, inputs, out_dir):
         spec = {
             "method": inputs.method,
             "alpha": inputs.alpha,
@@ -96,21 +90,18 @@ class GroupInference(SimpleInterface):
             "min_distance": inputs.min_distance,
             "n_perm": inputs.n_perm,
             "permutation_stat": inputs.permutation_stat,
-            "cluster_forming_p": _given(inputs.cluster_forming_p),
-            "seed": _given(inputs.random_state),
+            "cluster_forming_p": given(inputs.cluster_forming_p),
+            "seed": given(inputs.random_state),
         }
-        self._results.update(
-            group_inference_files(
-                spec,
-                design_file=_given(inputs.design_file),
-                contrast=_given(inputs.contrast),
-                out_dir=runtime.cwd,
-                stat_img=_given(inputs.stat_file),
-                effect_files=_given(inputs.effect_files),
-                mask=_given(inputs.mask_file),
-                smoothing_fwhm=_given(inputs.smoothing_fwhm),
-                n_jobs=inputs.n_jobs,
-                contrast_name=_given(inputs.contrast_name),
-            )
+        return group_inference_files(
+            spec,
+            design_file=given(inputs.design_file),
+            contrast=given(inputs.contrast),
+            out_dir=out_dir,
+            stat_img=given(inputs.stat_file),
+            effect_files=given(inputs.effect_files),
+            mask=given(inputs.mask_file),
+            smoothing_fwhm=given(inputs.smoothing_fwhm),
+            n_jobs=inputs.n_jobs,
+            contrast_name=given(inputs.contrast_name),
         )
-        return runtime

@@ -8,14 +8,13 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     OutputMultiObject,
-    SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
 from glmflow.core.group.outputs import stage_inference_derivatives
 from glmflow.core.inference import INFERENCE_METHODS, LOGP_MAPS, PERMUTATION_STATS
+from glmflow.interfaces.base import CoreInterface, given, set_inputs, staged_outputs
 
 
 class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
@@ -57,22 +56,17 @@ class StagedSinkOutputSpec(TraitedSpec):
     )
 
 
-class InferenceSink(SimpleInterface):
+class InferenceSink(CoreInterface):
     """Stage GroupInference's outputs (glmflow.core.group.outputs.stage_inference_derivatives)."""
 
     input_spec = _InferenceSinkInputSpec
     output_spec = StagedSinkOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
-        logp = {
-            key: getattr(inputs, f"{key}_file")
-            for key in LOGP_MAPS.values()
-            if isdefined(getattr(inputs, f"{key}_file"))
-        }
+    def _run_core(self, inputs, out_dir):
+        logp = set_inputs(inputs, (f"{key}_file" for key in LOGP_MAPS.values()))
         written, staged, manifest = stage_inference_derivatives(
             inputs.output_dir,
-            stage_dir=runtime.cwd,
+            stage_dir=out_dir,
             entities=json.loads(inputs.entities),
             contrast=inputs.contrast_name,
             method=inputs.method,
@@ -81,11 +75,8 @@ class InferenceSink(SimpleInterface):
             clusters_file=inputs.clusters_file,
             threshold=inputs.threshold,
             permutation_stat=inputs.permutation_stat,
-            logp_files=logp,
-            tdp_file=inputs.tdp_file if isdefined(inputs.tdp_file) else None,
+            logp_files={name.removesuffix("_file"): path for name, path in logp.items()},
+            tdp_file=given(inputs.tdp_file),
             metadata=json.loads(inputs.metadata),
         )
-        self._results["out_files"] = [str(p) for p in written]
-        self._results["staged_sidecars"] = [str(p) for p in staged]
-        self._results["manifest_file"] = str(manifest)
-        return runtime
+        return staged_outputs(written, staged, manifest)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, traits
 
 from glmflow.core.group.outputs import GROUP_MODEL_MAPS, stage_model_maps
+from glmflow.interfaces.base import CoreInterface, staged_outputs
 from glmflow.interfaces.inference_sink import StagedSinkOutputSpec
 
 
@@ -25,23 +21,19 @@ class _ModelMapsSinkInputSpec(BaseInterfaceInputSpec):
     metadata = traits.Str("{}", usedefault=True, desc="JSON object written into every sidecar")
 
 
-class ModelMapsSink(SimpleInterface):
+class ModelMapsSink(CoreInterface):
     """Stage a group fit's model maps with glmflow.core.group.outputs.stage_model_maps."""
 
     input_spec = _ModelMapsSinkInputSpec
     output_spec = StagedSinkOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
+    def _run_core(self, inputs, out_dir):
         written, staged, manifest = stage_model_maps(
             inputs.output_dir,
-            stage_dir=runtime.cwd,
+            stage_dir=out_dir,
             entities=json.loads(inputs.entities),
             contrast=inputs.contrast_name,
             maps={key: getattr(inputs, f"{key}_file") for key in GROUP_MODEL_MAPS},
             metadata=json.loads(inputs.metadata),
         )
-        self._results["out_files"] = [str(p) for p in written]
-        self._results["staged_sidecars"] = [str(p) for p in staged]
-        self._results["manifest_file"] = str(manifest)
-        return runtime
+        return staged_outputs(written, staged, manifest)

@@ -9,13 +9,12 @@ from nipype.interfaces.base import (
     File,
     InputMultiObject,
     OutputMultiObject,
-    SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
 from glmflow.core.outputs import LEVELS, sidecar_path, stage_derivatives
+from glmflow.interfaces.base import CoreInterface, given, set_inputs, staged_outputs
 
 # ComputeContrasts / FixedEffects output name -> BIDS stat label ("stat" is t or F).
 _MAP_INPUTS = {
@@ -82,7 +81,7 @@ class _DerivativesSinkOutputSpec(TraitedSpec):
     )
 
 
-class DerivativesSink(SimpleInterface):
+class DerivativesSink(CoreInterface):
     """Write maps, sidecars and design files with glmflow.core.outputs.write_derivatives.
 
     Connect ComputeContrasts' ``contrast_names``, ``stat_types``, ``*_files`` and
@@ -94,12 +93,11 @@ class DerivativesSink(SimpleInterface):
     input_spec = _DerivativesSinkInputSpec
     output_spec = _DerivativesSinkOutputSpec
 
-    def _run_interface(self, runtime):
-        inputs = self.inputs
+    def _run_core(self, inputs, out_dir):
         names = list(inputs.contrast_names)
         metadata = json.loads(inputs.metadata)
         contrasts = {name: dict(info) for name, info in metadata.get("Contrasts", {}).items()}
-        if isdefined(inputs.contrasts_json):
+        if given(inputs.contrasts_json):
             with open(inputs.contrasts_json) as f:
                 for name, record in json.load(f).items():
                     info = {k: v for k, v in record.items() if k not in _PATH_KEYS}
@@ -107,11 +105,11 @@ class DerivativesSink(SimpleInterface):
         metadata["Contrasts"] = contrasts
         maps = []
         for trait, stat in _MAP_INPUTS.items():
-            files = getattr(inputs, trait)
-            if not isdefined(files):
+            files = given(getattr(inputs, trait))
+            if files is None:
                 continue
             if stat is None:
-                stats = list(inputs.stat_types) if isdefined(inputs.stat_types) else []
+                stats = list(given(inputs.stat_types, []))
             else:
                 stats = [stat] * len(names)
             if not len(files) == len(stats) == len(names):
@@ -123,20 +121,18 @@ class DerivativesSink(SimpleInterface):
             maps += list(zip(files, names, stats, strict=True))
         written, staged, manifest = stage_derivatives(
             inputs.output_dir,
-            stage_dir=runtime.cwd,
+            stage_dir=out_dir,
             entities=json.loads(inputs.entities),
             level=inputs.level,
             maps=maps,
             metadata=metadata,
-            design_files=inputs.design_files if isdefined(inputs.design_files) else (),
+            design_files=given(inputs.design_files, ()),
             model_maps={
-                kind: getattr(inputs, f"{kind}_file")
-                for kind in ("r_square", "residuals", "predicted")
-                if isdefined(getattr(inputs, f"{kind}_file"))
+                name.removesuffix("_file"): path
+                for name, path in set_inputs(
+                    inputs, (f"{kind}_file" for kind in ("r_square", "residuals", "predicted"))
+                ).items()
             },
         )
-        self._results["out_files"] = [str(p) for p in written]
-        self._results["sidecar_files"] = [str(sidecar_path(p)) for p in written[: len(maps)]]
-        self._results["staged_sidecars"] = [str(p) for p in staged]
-        self._results["manifest_file"] = str(manifest)
-        return runtime
+        sidecars = [str(sidecar_path(p)) for p in written[: len(maps)]]
+        return {**staged_outputs(written, staged, manifest), "sidecar_files": sidecars}

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from glmflow.core.model.validation import _show
+from glmflow.core.model.validation import show as _show
 from glmflow.errors import ModelSpecError
 
 LEVELS = ("Run", "Subject", "Dataset")  # Session: refused (see the package docstring)

@@ -20,17 +20,8 @@ from glmflow.core.formula import (
     formula_terms,
     term,
 )
-from glmflow.core.model.validation import (
-    FrozenMap,
-    _bad,
-    _choice,
-    _number,
-    _set,
-    _show,
-    _Spec,
-    _text,
-    _texts,
-)
+from glmflow.core.model import validation as check
+from glmflow.core.model.validation import FrozenMap
 from glmflow.errors import ModelSpecError
 
 AutoContrast = Literal["conditions", "pairwise"]
@@ -49,7 +40,7 @@ def check_formula(formula: str) -> None:
 
 
 @dataclass(frozen=True)
-class ContrastSpec(_Spec):
+class ContrastSpec(check.Spec):
     """One contrast: ``expressions`` (one formula for "t", one per row for "F") or
     ``weights`` (rows of {column: weight}); exactly one of the two is given."""
 
@@ -59,44 +50,44 @@ class ContrastSpec(_Spec):
     stat_type: StatType = "t"
 
     def __post_init__(self) -> None:
-        name = _text(self.name, "name")
+        name = check.text(self.name, "name")
         if name != name.strip() or any(c in name for c in "/\\") or not name.isprintable():
-            raise _bad("name", "printable, without surrounding spaces, '/' or '\\'", name)
-        _choice(self.stat_type, "stat_type", StatType)
-        _set(self, "expressions", _texts(self.expressions, "expressions"))
+            raise check.bad("name", "printable, without surrounding spaces, '/' or '\\'", name)
+        check.choice(self.stat_type, "stat_type", StatType)
+        check.assign(self, "expressions", check.texts(self.expressions, "expressions"))
         for formula in self.expressions:
             try:
                 check_formula(formula)
             except ModelSpecError as err:
-                raise ModelSpecError(f"Contrast {_show(name)}: {err}") from None
+                raise ModelSpecError(f"Contrast {check.show(name)}: {err}") from None
         if isinstance(self.weights, str | Mapping) or not isinstance(self.weights, Sequence):
-            raise _bad("weights", "a list of {column: weight} rows", self.weights)
-        _set(self, "weights", tuple(self._row(row) for row in self.weights))
+            raise check.bad("weights", "a list of {column: weight} rows", self.weights)
+        check.assign(self, "weights", tuple(self._row(row) for row in self.weights))
         n_expressions, n_weights = len(self.expressions), len(self.weights)
         check_contrast(name, self.stat_type, n_expressions, n_weights, error=ModelSpecError)
 
     def _row(self, row: Any) -> FrozenMap:
         if not isinstance(row, Mapping) or not row:
-            raise _bad("weights", "a list of non-empty {column: weight} rows", row)
+            raise check.bad("weights", "a list of non-empty {column: weight} rows", row)
         for column, weight in row.items():
-            _text(column, "weights")
+            check.text(column, "weights")
             if isinstance(weight, float) and not math.isfinite(weight):
                 try:
-                    check_finite(row, f"Contrast {_show(self.name)}: 'weights'")
+                    check_finite(row, f"Contrast {check.show(self.name)}: 'weights'")
                 except FormulaError as err:
                     raise ModelSpecError(str(err)) from None
-            _number(weight, "weights")
+            check.number(weight, "weights")
         if not any(row.values()):
-            raise _bad("weights", "rows with at least one non-zero weight", row)
+            raise check.bad("weights", "rows with at least one non-zero weight", row)
         return FrozenMap({c: float(w) for c, w in row.items()})
 
-    __hash__ = _Spec.__hash__
+    __hash__ = check.Spec.__hash__
 
 
 def _unique(conditions: Sequence[str]) -> list[str]:
     if isinstance(conditions, str):
         raise TypeError("conditions must be a sequence of names, not one string")
-    return list(dict.fromkeys(_text(c, "conditions") for c in conditions))
+    return list(dict.fromkeys(check.text(c, "conditions") for c in conditions))
 
 
 def condition_contrasts(conditions: Sequence[str]) -> tuple[ContrastSpec, ...]:
@@ -127,10 +118,10 @@ def _check_unique_names(contrasts: Sequence[ContrastSpec]) -> None:
     seen: set[str] = set()
     for contrast in contrasts:
         if not isinstance(contrast, ContrastSpec):
-            raise _bad("contrasts", "a list of contrasts", str(contrast))
+            raise check.bad("contrasts", "a list of contrasts", str(contrast))
         if contrast.name in seen:
             raise ModelSpecError(
-                f"Contrast name {_show(contrast.name)} is used twice; give each contrast a "
+                f"Contrast name {check.show(contrast.name)} is used twice; give each contrast a "
                 "unique name"
             )
         seen.add(contrast.name)

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from glmflow.core.model import validation as check
 from glmflow.core.model.glm_express import task_information_to_spec
 from glmflow.core.model.jsonfile import read_json
 from glmflow.core.model.spec import ModelSpec
-from glmflow.core.model.validation import _number, _show, locate
+from glmflow.core.model.validation import locate
 from glmflow.errors import DatasetError, ModelSpecError
 
 TR_TOLERANCE = 1e-3  # seconds; sidecars are often rounded to the millisecond
@@ -82,7 +83,7 @@ def check_repetition_time(
             )
         return float(data_tr)
     try:
-        spec_tr = _number(spec_tr, "tr", low=0, strict=True)
+        spec_tr = check.number(spec_tr, "tr", low=0, strict=True)
     except ModelSpecError as err:
         raise locate(err, f"in {model_file}") from None
     if data_tr is not None and abs(spec_tr - data_tr) > TR_TOLERANCE:
@@ -101,6 +102,6 @@ def _data_tr(value: Any, what: str, bold_file: str | Path, *, zero_ok: bool) -> 
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
         raise DatasetError(
-            f"{what} of {bold_file} must be a positive number of seconds; got {_show(value)}"
+            f"{what} of {bold_file} must be a positive number of seconds; got {check.show(value)}"
         )
     return float(value) or None  # a zero pixdim[4] is how NIfTI says "unknown"

@@ -51,11 +51,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from glmflow.core.model import validation as check
 from glmflow.core.model.contrast_specs import ContrastSpec
 from glmflow.core.model.group_specs import GroupSpec
 from glmflow.core.model.spec import ModelSpec
 from glmflow.core.model.stages import ConfoundsSpec, DesignSpec, EventsSpec, GlmSpec
-from glmflow.core.model.validation import _bad, _check_keys, _FieldError, _text, _texts, locate
+from glmflow.core.model.validation import locate
 from glmflow.errors import ModelSpecError
 
 KEYS = (
@@ -112,7 +113,7 @@ def task_information_to_spec(data: Any, path: str | Path, task: str | None) -> M
 
 
 def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
-    _check_keys(entry, KEYS, "the task's entry")
+    check.keys(entry, KEYS, "the task's entry")
     missing = [key for key in REQUIRED if key not in entry]
     if missing:
         raise ModelSpecError(
@@ -120,7 +121,7 @@ def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
             'e.g. "condition_identifier": "trial_type", "confound_regressors": [], '
             '"design_contrasts": "default"'
         )
-    condition = _text(entry["condition_identifier"], "condition_identifier")
+    condition = check.text(entry["condition_identifier"], "condition_identifier")
     block = entry.get("block_identifier")
     events = EventsSpec(
         condition_column=condition,
@@ -131,7 +132,7 @@ def _to_spec(entry: Any, task: str, path: str) -> ModelSpec:
         # glm-express drops fixation trials where there are any: a run without them is fine
         missing_conditions="ignore",
     )
-    columns = _texts(entry["confound_regressors"], "confound_regressors")
+    columns = check.texts(entry["confound_regressors"], "confound_regressors")
     confounds = ConfoundsSpec(
         columns=columns,
         optional_columns=tuple(p for p in GLMX_CONFOUND_PATTERNS if p not in columns),
@@ -158,21 +159,25 @@ def _contrasts(value: Any) -> tuple[tuple[ContrastSpec, ...], tuple[str, ...]]:
     if value == "default":
         return (), ("conditions", "pairwise")
     if isinstance(value, Mapping):
-        pairs = [(_text(name, "design_contrasts"), formula) for name, formula in value.items()]
+        pairs = [
+            (check.text(name, "design_contrasts"), formula) for name, formula in value.items()
+        ]
     elif isinstance(value, list):
         # glm-express names its own contrasts by the formula with spaces removed ("a-b")
-        pairs = [("".join(_text(f, "design_contrasts").split()), f) for f in value]
+        pairs = [("".join(check.text(f, "design_contrasts").split()), f) for f in value]
     else:
-        raise _bad(
+        raise check.bad(
             "design_contrasts",
             '"default", a list of formulas or an object {"name": "formula"}',
             value,
         )
     contrasts = []
     for name, formula in pairs:
-        _text(formula, f"design_contrasts.{name}")
+        check.text(formula, f"design_contrasts.{name}")
         try:
             contrasts.append(ContrastSpec(name=name, expressions=(formula.strip(),)))
-        except _FieldError as err:  # name the contrast, not ContrastSpec's field
-            raise _FieldError(f"design_contrasts.{name}", f"({err.name}) {err.message}") from None
+        except check.FieldError as err:  # name the contrast, not ContrastSpec's field
+            raise check.FieldError(
+                f"design_contrasts.{name}", f"({err.name}) {err.message}"
+            ) from None
     return tuple(contrasts), ("conditions",)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, get_args
 
+from glmflow.core.model import validation as check
 from glmflow.core.model.contrast_specs import (
     AutoContrast,
     ContrastSpec,
@@ -17,19 +18,7 @@ from glmflow.core.model.contrast_specs import (
 from glmflow.core.model.group_specs import GroupSpec
 from glmflow.core.model.jsonfile import parse_json
 from glmflow.core.model.stages import ConfoundsSpec, DesignSpec, EventsSpec, GlmSpec, SubjectSpec
-from glmflow.core.model.validation import (
-    _bad,
-    _check_keys,
-    _choice,
-    _jsonable,
-    _label,
-    _number,
-    _set,
-    _show,
-    _Spec,
-    _texts,
-    locate,
-)
+from glmflow.core.model.validation import _jsonable, locate
 from glmflow.errors import ModelSpecError
 
 SCHEMA_VERSION = 1
@@ -71,31 +60,31 @@ class ModelSpec:
     group: GroupSpec = field(default_factory=GroupSpec)
 
     def __post_init__(self) -> None:
-        _label(self.name, "name")
-        _label(self.task, "task")
+        check.label(self.name, "name")
+        check.label(self.task, "task")
         if not isinstance(self.source, str):
-            raise _bad("source", "a string", self.source)
-        _set(self, "tr", _number(self.tr, "tr", low=0, strict=True, optional=True))
-        excludes = _texts(self.excludes, "excludes")
+            raise check.bad("source", "a string", self.source)
+        check.assign(self, "tr", check.number(self.tr, "tr", low=0, strict=True, optional=True))
+        excludes = check.texts(self.excludes, "excludes")
         excludes = tuple(e[4:] if e.startswith("sub-") else e for e in excludes)
         for label in excludes:
-            _label(label, "excludes")
-        _set(self, "excludes", _texts(excludes, "excludes"))
+            check.label(label, "excludes")
+        check.assign(self, "excludes", check.texts(excludes, "excludes"))
         for key, cls in _SECTIONS.items():
             if not isinstance(getattr(self, key), cls):
-                raise _bad(key, f"a {cls.__name__}", str(getattr(self, key)))
+                raise check.bad(key, f"a {cls.__name__}", str(getattr(self, key)))
         contrasts = self.contrasts
         if isinstance(contrasts, ContrastSpec) or not isinstance(contrasts, Sequence):
-            raise _bad("contrasts", "a list of contrasts", str(contrasts))
-        _set(self, "contrasts", tuple(contrasts))
+            raise check.bad("contrasts", "a list of contrasts", str(contrasts))
+        check.assign(self, "contrasts", tuple(contrasts))
         _check_unique_names(self.contrasts)
-        auto = _texts(self.auto_contrasts, "auto_contrasts")
+        auto = check.texts(self.auto_contrasts, "auto_contrasts")
         for item in auto:
-            _choice(item, "auto_contrasts", AutoContrast)
+            check.choice(item, "auto_contrasts", AutoContrast)
         order = get_args(AutoContrast)  # canonical order: equal specs give equal JSON
-        _set(self, "auto_contrasts", tuple(sorted(auto, key=order.index)))
+        check.assign(self, "auto_contrasts", tuple(sorted(auto, key=order.index)))
 
-    __hash__ = _Spec.__hash__
+    __hash__ = check.Spec.__hash__
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (without ``source``), with the schema version."""
@@ -109,9 +98,9 @@ class ModelSpec:
         where = f"in {source}"
         allowed = ["schema_version"] + [f.name for f in fields(cls) if f.name != "source"]
         try:
-            _check_keys(data, allowed, "the model")
+            check.keys(data, allowed, "the model")
             if data.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-                raise _bad("schema_version", str(SCHEMA_VERSION), data["schema_version"])
+                raise check.bad("schema_version", str(SCHEMA_VERSION), data["schema_version"])
             for key in ("name", "task"):
                 if key not in data:
                     raise ModelSpecError(f"The model has no '{key}'; add it")
@@ -143,7 +132,7 @@ class ModelSpec:
 def _contrast_list(value: Any, where: str) -> tuple[ContrastSpec, ...]:
     if not isinstance(value, list):
         raise ModelSpecError(
-            f"'contrasts' must be a list of contrasts; got {_show(value)} ({where})"
+            f"'contrasts' must be a list of contrasts; got {check.show(value)} ({where})"
         )
     contrasts = []
     for i, item in enumerate(value):
@@ -173,8 +162,9 @@ def expand_contrasts(spec: ModelSpec, conditions: Sequence[str]) -> tuple[Contra
     for contrast in (*generated, *spec.contrasts):
         other = result.setdefault(contrast.name, contrast)
         if other != contrast:
+            first, second = check.show(other.to_dict()), check.show(contrast.to_dict())
             raise ModelSpecError(
-                f"Contrast {_show(contrast.name)} is defined twice ({_show(other.to_dict())} "
-                f"and {_show(contrast.to_dict())}) in {spec.source}; rename the explicit contrast"
+                f"Contrast {check.show(contrast.name)} is defined twice ({first} "
+                f"and {second}) in {spec.source}; rename the explicit contrast"
             )
     return tuple(result.values())

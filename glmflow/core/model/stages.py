@@ -11,20 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from glmflow.core.model.validation import (
-    FrozenMap,
-    _bad,
-    _choice,
-    _FieldError,
-    _flag,
-    _integer,
-    _number,
-    _set,
-    _show,
-    _Spec,
-    _text,
-    _texts,
-)
+from glmflow.core.model import validation as check
+from glmflow.core.model.validation import FrozenMap
 
 ConfoundStrategy = Literal[
     "motion", "wm_csf", "global_signal", "compcor", "scrub", "non_steady_state", "high_pass"
@@ -55,7 +43,7 @@ MissingConditions = Literal["error", "ignore"]
 
 
 @dataclass(frozen=True)
-class EventsSpec(_Spec):
+class EventsSpec(check.Spec):
     """How events.tsv rows become conditions (see ``glmflow.core.events.parse_events``).
 
     Order of operations: drop ``drop_conditions``, apply ``rename_conditions``, merge the block
@@ -79,45 +67,49 @@ class EventsSpec(_Spec):
     missing_conditions: MissingConditions = "error"
 
     def __post_init__(self) -> None:
-        column = _text(self.condition_column, "condition_column")
+        column = check.text(self.condition_column, "condition_column")
         if column in ("onset", "duration"):
-            raise _bad("condition_column", "a column other than onset and duration", column)
-        _set(self, "drop_conditions", _texts(self.drop_conditions, "drop_conditions"))
+            raise check.bad("condition_column", "a column other than onset and duration", column)
+        check.assign(self, "drop_conditions", check.texts(self.drop_conditions, "drop_conditions"))
         rename = self.rename_conditions
         if not isinstance(rename, Mapping):
-            raise _bad("rename_conditions", "an object mapping old to new names", rename)
+            raise check.bad("rename_conditions", "an object mapping old to new names", rename)
         for old, new in rename.items():
-            _text(old, "rename_conditions")
-            _text(new, "rename_conditions")
+            check.text(old, "rename_conditions")
+            check.text(new, "rename_conditions")
             if old in self.drop_conditions:
-                raise _FieldError("rename_conditions", f"renames {_show(old)}, which is dropped")
-        _set(self, "rename_conditions", FrozenMap(rename))
+                raise check.FieldError(
+                    "rename_conditions", f"renames {check.show(old)}, which is dropped"
+                )
+        check.assign(self, "rename_conditions", FrozenMap(rename))
         block = self.block_column
-        if block is not None and (_text(block, "block_column") in ("onset", "duration", column)):
-            raise _bad(
+        if block is not None and (
+            check.text(block, "block_column") in ("onset", "duration", column)
+        ):
+            raise check.bad(
                 "block_column",
                 "a column other than onset, duration and the condition column, or null",
                 block,
             )
-        _set(self, "modulators", _texts(self.modulators, "modulators"))
+        check.assign(self, "modulators", check.texts(self.modulators, "modulators"))
         for mod in self.modulators:
             if mod in ("onset", "duration", column, block):
-                raise _bad(
+                raise check.bad(
                     "modulators",
                     "numeric event columns other than onset, duration, "
                     "the condition and block columns",
                     list(self.modulators),
                 )
-        _flag(self.demean_modulators, "demean_modulators")
-        _choice(self.missing_block_column, "missing_block_column", MissingBlockColumn)
-        _choice(self.incomplete_events, "incomplete_events", IncompleteEvents)
-        _choice(self.missing_conditions, "missing_conditions", MissingConditions)
+        check.flag(self.demean_modulators, "demean_modulators")
+        check.choice(self.missing_block_column, "missing_block_column", MissingBlockColumn)
+        check.choice(self.incomplete_events, "incomplete_events", IncompleteEvents)
+        check.choice(self.missing_conditions, "missing_conditions", MissingConditions)
 
-    __hash__ = _Spec.__hash__
+    __hash__ = check.Spec.__hash__
 
 
 @dataclass(frozen=True)
-class ConfoundsSpec(_Spec):
+class ConfoundsSpec(check.Spec):
     """Confound regressors: explicit ``columns`` (names or fnmatch wildcards) plus nilearn
     ``load_confounds`` strategies with its options (same names and defaults).
 
@@ -139,32 +131,38 @@ class ConfoundsSpec(_Spec):
     demean: bool = True
 
     def __post_init__(self) -> None:
-        _set(self, "columns", _texts(self.columns, "columns"))
-        _set(self, "optional_columns", _texts(self.optional_columns, "optional_columns"))
-        strategy = _texts(self.strategy, "strategy")
+        check.assign(self, "columns", check.texts(self.columns, "columns"))
+        check.assign(
+            self, "optional_columns", check.texts(self.optional_columns, "optional_columns")
+        )
+        strategy = check.texts(self.strategy, "strategy")
         for item in strategy:
-            _choice(item, "strategy", ConfoundStrategy)
+            check.choice(item, "strategy", ConfoundStrategy)
         if "compcor" in strategy and "high_pass" not in strategy:
             # nilearn's rule: fMRIPrep's CompCor components assume the cosine high-pass
-            raise _FieldError("strategy", 'contains "compcor", which needs "high_pass" too')
-        _set(self, "strategy", strategy)
+            raise check.FieldError("strategy", 'contains "compcor", which needs "high_pass" too')
+        check.assign(self, "strategy", strategy)
         for name in ("motion", "wm_csf", "global_signal"):
-            _choice(getattr(self, name), name, ConfoundModel)
-        _choice(self.compcor, "compcor", CompcorType)
+            check.choice(getattr(self, name), name, ConfoundModel)
+        check.choice(self.compcor, "compcor", CompcorType)
         if self.n_compcor != "all":
-            _integer(self.n_compcor, "n_compcor", low=1)
-        _set(self, "fd_threshold", _number(self.fd_threshold, "fd_threshold", low=0, strict=True))
-        _set(
+            check.integer(self.n_compcor, "n_compcor", low=1)
+        check.assign(
+            self,
+            "fd_threshold",
+            check.number(self.fd_threshold, "fd_threshold", low=0, strict=True),
+        )
+        check.assign(
             self,
             "std_dvars_threshold",
-            _number(self.std_dvars_threshold, "std_dvars_threshold", low=0, strict=True),
+            check.number(self.std_dvars_threshold, "std_dvars_threshold", low=0, strict=True),
         )
-        _integer(self.scrub, "scrub", low=0)
-        _flag(self.demean, "demean")
+        check.integer(self.scrub, "scrub", low=0)
+        check.flag(self.demean, "demean")
 
 
 @dataclass(frozen=True)
-class DesignSpec(_Spec):
+class DesignSpec(check.Spec):
     """Design matrix options of nilearn's ``make_first_level_design_matrix`` (high_pass in
     Hz; ``drift_model=None`` adds no drift; ``fir_delays`` in scans, required for "fir")."""
 
@@ -177,29 +175,35 @@ class DesignSpec(_Spec):
     oversampling: int = 50
 
     def __post_init__(self) -> None:
-        _choice(self.hrf_model, "hrf_model", HrfModel)
+        check.choice(self.hrf_model, "hrf_model", HrfModel)
         if self.drift_model is not None:
-            _choice(self.drift_model, "drift_model", DriftModel)
-        _set(self, "high_pass", _number(self.high_pass, "high_pass", low=0, strict=True))
-        _integer(self.drift_order, "drift_order", low=0)
+            check.choice(self.drift_model, "drift_model", DriftModel)
+        check.assign(
+            self, "high_pass", check.number(self.high_pass, "high_pass", low=0, strict=True)
+        )
+        check.integer(self.drift_order, "drift_order", low=0)
         delays = self.fir_delays
         if isinstance(delays, str) or not isinstance(delays, Sequence):
-            raise _bad("fir_delays", "a list of integers >= 0", delays)
-        _set(self, "fir_delays", tuple(_integer(d, "fir_delays", low=0) for d in delays))
+            raise check.bad("fir_delays", "a list of integers >= 0", delays)
+        check.assign(
+            self, "fir_delays", tuple(check.integer(d, "fir_delays", low=0) for d in delays)
+        )
         if len(set(self.fir_delays)) != len(self.fir_delays):
-            raise _bad("fir_delays", "distinct integers", list(delays))
+            raise check.bad("fir_delays", "distinct integers", list(delays))
         if self.hrf_model == "fir" and not self.fir_delays:
-            raise _FieldError("fir_delays", 'must list the delays (in scans) for hrf_model "fir"')
+            raise check.FieldError(
+                "fir_delays", 'must list the delays (in scans) for hrf_model "fir"'
+            )
         if self.hrf_model != "fir" and self.fir_delays:
-            delays, hrf = _show(list(self.fir_delays)), _show(self.hrf_model)
+            delays, hrf = check.show(list(self.fir_delays)), check.show(self.hrf_model)
             rule = f'is only used with hrf_model "fir", not {hrf}; got {delays}'
-            raise _FieldError("fir_delays", rule)
-        _set(self, "min_onset", _number(self.min_onset, "min_onset"))
-        _integer(self.oversampling, "oversampling", low=1)
+            raise check.FieldError("fir_delays", rule)
+        check.assign(self, "min_onset", check.number(self.min_onset, "min_onset"))
+        check.integer(self.oversampling, "oversampling", low=1)
 
 
 @dataclass(frozen=True)
-class GlmSpec(_Spec):
+class GlmSpec(check.Spec):
     """First-level fit options (nilearn FirstLevelModel names). ``signal_scaling``: 0 (percent
     signal change of each voxel's mean) or None (nilearn's False: no scaling; JSON false is
     read as null; nilearn's 1 and (0, 1) are not supported by glmflow's engine);
@@ -212,21 +216,21 @@ class GlmSpec(_Spec):
     minimize_memory: bool = True
 
     def __post_init__(self) -> None:
-        _choice(self.noise_model, "noise_model", NoiseModel)
+        check.choice(self.noise_model, "noise_model", NoiseModel)
         # None, not False, means "no scaling": False == 0 in Python would make the two equal
         scaling = None if self.signal_scaling is False else self.signal_scaling
         if scaling is not None and (scaling != 0 or not isinstance(scaling, int | float)):
-            raise _bad("signal_scaling", "0 (percent signal change) or null (none)", scaling)
-        _set(self, "signal_scaling", None if scaling is None else 0)
-        fwhm = _number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
-        _set(self, "smoothing_fwhm", fwhm)
-        ref = _number(self.slice_time_ref, "slice_time_ref", low=0, high=1, optional=True)
-        _set(self, "slice_time_ref", ref)
-        _flag(self.minimize_memory, "minimize_memory")
+            raise check.bad("signal_scaling", "0 (percent signal change) or null (none)", scaling)
+        check.assign(self, "signal_scaling", None if scaling is None else 0)
+        fwhm = check.number(self.smoothing_fwhm, "smoothing_fwhm", low=0, optional=True)
+        check.assign(self, "smoothing_fwhm", fwhm)
+        ref = check.number(self.slice_time_ref, "slice_time_ref", low=0, high=1, optional=True)
+        check.assign(self, "slice_time_ref", ref)
+        check.flag(self.minimize_memory, "minimize_memory")
 
 
 @dataclass(frozen=True)
-class SubjectSpec(_Spec):
+class SubjectSpec(check.Spec):
     """Subject level: how the runs of one subject are combined.
 
     ``run_combination`` "equal" is nilearn's multi-run ``FirstLevelModel`` (runs weighted
@@ -237,4 +241,4 @@ class SubjectSpec(_Spec):
     run_combination: RunCombination = "equal"
 
     def __post_init__(self) -> None:
-        _choice(self.run_combination, "run_combination", RunCombination)
+        check.choice(self.run_combination, "run_combination", RunCombination)

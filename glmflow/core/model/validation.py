@@ -1,7 +1,7 @@
 """The validation kit of the spec: field checks whose messages name the field, rule and value.
 
 Each sub-spec validates itself in ``__post_init__`` with these helpers; a bad value raises
-``_FieldError`` (the field name and the rule), which :func:`locate` turns into one line naming
+``FieldError`` (the field name and the rule), which :func:`locate` turns into one line naming
 the field path and the file at the boundary (``ModelSpec.from_dict``, the glm-express
 translator).
 """
@@ -22,7 +22,7 @@ _LABEL = re.compile(r"[A-Za-z0-9]+")
 
 
 # ---------------------------------------------------------------- validation helpers
-class _FieldError(ModelSpecError):
+class FieldError(ModelSpecError):
     """A bad value for one field; rendered with the field path and file at the boundary."""
 
     def __init__(self, name: str, message: str) -> None:
@@ -30,55 +30,55 @@ class _FieldError(ModelSpecError):
         super().__init__(f"'{name}' {message}")
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     try:
         return json.dumps(value, default=str)
     except (TypeError, ValueError):
         return repr(value)
 
 
-def _bad(name: str, rule: str, value: Any) -> _FieldError:
-    return _FieldError(name, f"must be {rule}; got {_show(value)}")
+def bad(name: str, rule: str, value: Any) -> FieldError:
+    return FieldError(name, f"must be {rule}; got {show(value)}")
 
 
 def locate(err: ModelSpecError, where: str, *, prefix: str = "", rename=None) -> ModelSpecError:
     """Return ``err`` as one line naming the field path and ``where`` (e.g. "in model.json")."""
-    if isinstance(err, _FieldError):
+    if isinstance(err, FieldError):
         name = (rename or {}).get(err.name, err.name)
         return ModelSpecError(f"'{prefix}{name}' {err.message} ({where})")
     return ModelSpecError(f"{err} ({where})")
 
 
-def _text(value: Any, name: str) -> str:
+def text(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _bad(name, "a non-empty string", value)
+        raise bad(name, "a non-empty string", value)
     return value
 
 
-def _label(value: Any, name: str) -> str:
+def label(value: Any, name: str) -> str:
     if not isinstance(value, str) or not _LABEL.fullmatch(value):
-        raise _bad(name, "a BIDS label (letters and digits only)", value)
+        raise bad(name, "a BIDS label (letters and digits only)", value)
     return value
 
 
-def _texts(value: Any, name: str) -> tuple[str, ...]:
+def texts(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise _bad(name, "a list of strings", value)
-    items = tuple(_text(v, name) for v in value)
+        raise bad(name, "a list of strings", value)
+    items = tuple(text(v, name) for v in value)
     for item in items:
         if items.count(item) > 1:
-            raise _FieldError(name, f"lists {_show(item)} twice; remove the duplicate")
+            raise FieldError(name, f"lists {show(item)} twice; remove the duplicate")
     return items
 
 
-def _choice(value: Any, name: str, allowed: Any) -> Any:
+def choice(value: Any, name: str, allowed: Any) -> Any:
     options = get_args(allowed)
     if not isinstance(value, str) or value not in options:
-        raise _bad(name, "one of " + ", ".join(_show(o) for o in options), value)
+        raise bad(name, "one of " + ", ".join(show(o) for o in options), value)
     return value
 
 
-def _number(
+def number(
     value: Any,
     name: str,
     *,
@@ -98,25 +98,25 @@ def _number(
             rule += f" between {low:g} and {high:g}"
         elif low is not None:
             rule += f" {'>' if strict else '>='} {low:g}"
-        raise _bad(name, rule + (" or null" if optional else ""), value)
+        raise bad(name, rule + (" or null" if optional else ""), value)
     return float(value)
 
 
-def _integer(value: Any, name: str, *, low: int) -> int:
+def integer(value: Any, name: str, *, low: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise _bad(name, f"an integer >= {low}", value)
+        raise bad(name, f"an integer >= {low}", value)
     return value
 
 
-def _flag(value: Any, name: str) -> bool:
+def flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise _bad(name, "true or false", value)
+        raise bad(name, "true or false", value)
     return value
 
 
-def _check_keys(data: Any, allowed: Sequence[str], what: str) -> None:
+def keys(data: Any, allowed: Sequence[str], what: str) -> None:
     if not isinstance(data, Mapping):
-        raise ModelSpecError(f"{what} must be a JSON object; got {_show(data)}")
+        raise ModelSpecError(f"{what} must be a JSON object; got {show(data)}")
     for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
@@ -153,7 +153,7 @@ class FrozenMap(Mapping):
         return (FrozenMap, (self._data,))
 
 
-class _Spec:
+class Spec:
     """to_dict/from_dict shared by the sub-specs (fields are JSON scalars or lists)."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +162,7 @@ class _Spec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, what: str | None = None) -> Any:
         """Build from a JSON object; unknown keys are refused with a close-match hint."""
-        _check_keys(data, [f.name for f in fields(cls)], what or f"'{cls.__name__}'")
+        keys(data, [f.name for f in fields(cls)], what or f"'{cls.__name__}'")
         return cls(**data)
 
     def __hash__(self) -> int:
@@ -174,10 +174,10 @@ def _jsonable(value: Any) -> Any:
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
-    if isinstance(value, _Spec):
+    if isinstance(value, Spec):
         return value.to_dict()
     return value
 
 
-def _set(obj: Any, name: str, value: Any) -> None:
+def assign(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # normalise a frozen dataclass field in __post_init__

@@ -14,8 +14,8 @@ from nilearn.glm import cluster_level_inference, threshold_stats_img
 from nilearn.glm.second_level import non_parametric_inference
 from scipy.stats import norm
 
+from glmflow.core.clusters import clusters_table
 from glmflow.core.inference import (
-    cluster_table,
     fwe_threshold,
     permutation_inference,
     run_group_inference,
@@ -149,7 +149,7 @@ def test_bonferroni_threshold_value(z_img):
 
 
 def test_cluster_table_has_sizes_in_voxels_and_mm3(z_img):
-    table = cluster_table(z_img, stat_threshold=3.0, two_sided=True)
+    table = clusters_table(z_img, stat_threshold=3.0, two_sided=True, voxel_sizes=True)
     peaks = table[table["Cluster Size (voxels)"].notna()]
     assert peaks["Cluster Size (voxels)"].tolist() == [8, 1, 8]
     assert peaks["Cluster Size (mm3)"].tolist() == [64, 8, 64]
@@ -157,14 +157,16 @@ def test_cluster_table_has_sizes_in_voxels_and_mm3(z_img):
     # world coordinates of the 6.0 peak at voxel (1, 1, 1)
     assert peaks[["X", "Y", "Z"]].iloc[0].tolist() == [2.0, 2.0, 2.0]
     assert table["Cluster ID"].iloc[0] == "1"
-    big_only = cluster_table(z_img, stat_threshold=3.0, cluster_threshold=2, two_sided=True)
+    big_only = clusters_table(
+        z_img, stat_threshold=3.0, cluster_threshold=2, two_sided=True, voxel_sizes=True
+    )
     assert big_only["Cluster Size (voxels)"].dropna().tolist() == [8, 8]
 
 
 def test_cluster_table_subpeaks_have_no_size():
     data = np.zeros((20, 8, 8))
     data[2:18, 4, 4] = 4.0 + np.abs(np.arange(2, 18) - 9.2)  # a line peaking at both ends
-    table = cluster_table(nib.Nifti1Image(data, AFFINE), stat_threshold=3.0)
+    table = clusters_table(nib.Nifti1Image(data, AFFINE), stat_threshold=3.0, voxel_sizes=True)
     assert table["Cluster ID"].tolist() == ["1", "1a"]
     assert table["Peak Stat"].tolist() == pytest.approx([11.8, 11.2])
     assert table["Cluster Size (voxels)"].isna().tolist() == [False, True]
@@ -175,7 +177,7 @@ def test_cluster_table_subpeaks_have_no_size():
 def test_cluster_table_without_clusters_is_empty(z_img):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="No clusters")  # not passed on: table is empty
-        table = cluster_table(z_img, stat_threshold=10.0)
+        table = clusters_table(z_img, stat_threshold=10.0, voxel_sizes=True)
     assert table.empty and "Cluster Size (voxels)" in table.columns
 
 
@@ -311,7 +313,6 @@ def test_nothing_surviving_is_said_once_and_names_the_contrast():
         result = _infer("fdr", stat_img=z_img, contrast_name="face age")
     messages = [str(w.message) for w in caught if "survives" in str(w.message)]
     assert messages == [
-        "No voxel survives fdr at alpha=0.05 in contrast 'face age': the thresholded map "
-        "is empty"
+        "No voxel survives fdr at alpha=0.05 in contrast 'face age': the thresholded map is empty"
     ]
     assert not _data(result.thresholded_img).any()

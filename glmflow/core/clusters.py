@@ -36,9 +36,11 @@ from nibabel.affines import apply_affine
 from nilearn.image import check_niimg_3d, coord_transform, new_img_like, threshold_img
 from scipy import ndimage
 
-from glmflow.core.group import ImageLike
+from glmflow.core.group.inputs import ImageLike
 
-COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
+SIZE_MM3 = "Cluster Size (mm3)"
+SIZE_VOXELS = "Cluster Size (voxels)"
+COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", SIZE_MM3]
 #: face connectivity (6 neighbours), the clusters' definition
 FACES = ndimage.generate_binary_structure(3, 1)
 MAX_ROWS_PER_CLUSTER = 4
@@ -51,12 +53,17 @@ def clusters_table(
     two_sided: bool = False,
     min_distance: float = 8.0,
     return_label_maps: bool = False,
+    voxel_sizes: bool = False,
 ) -> pd.DataFrame | tuple[pd.DataFrame, list[nib.Nifti1Image]]:
     """The table of :func:`nilearn.reporting.get_clusters_table`, row for row.
 
     Same parameters and returns (volumes only): ``Cluster ID``, ``X``, ``Y``, ``Z`` (mm),
     ``Peak Stat``, ``Cluster Size (mm3)`` ("" on subpeak rows); with ``return_label_maps``
     also one label image per tail, labels numbered as the table's clusters.
+
+    ``voxel_sizes`` gives glmflow's table (``clusters.tsv``) instead: string IDs, the sizes
+    in mm3 and a ``Cluster Size (voxels)`` column as integers, NA on subpeak rows; an empty
+    tail is then not warned about (the table says it).
     """
     if min_distance <= 0:
         raise ValueError(f"'min_distance' must be positive. Got {min_distance} instead.")
@@ -73,11 +80,14 @@ def clusters_table(
     below = not two_sided and stat_threshold < 0
     rows: list[list] = []
     label_maps: list[nib.Nifti1Image] = []
+    voxels: list[int] = []
     found = False
     for sign in (1, -1) if two_sided else (1,):
         tail = data * sign
         inside = tail < stat_threshold if below else tail > stat_threshold
         if not inside.any():
+            if voxel_sizes:
+                continue
             warnings.warn(
                 "No clusters found with stat "
                 f"{'higher' if sign == 1 else 'lower'} than {stat_threshold * sign}",
@@ -86,6 +96,7 @@ def clusters_table(
             )
             continue
         labels, order = _ordered_clusters(tail, inside, below)
+        voxels += np.bincount(labels.ravel())[order].tolist()
         if return_label_maps:
             relabel = np.insert(order, 0, 0).argsort().astype(np.int32)
             label_maps.append(new_img_like(img, relabel[labels], affine=img.affine))
@@ -97,7 +108,21 @@ def clusters_table(
             )  # fmt: skip
         found = True
     table = pd.DataFrame(columns=COLUMNS, data=rows) if found else pd.DataFrame(columns=COLUMNS)
+    if voxel_sizes:
+        table = _with_voxel_sizes(table, voxels)
     return (table, label_maps) if return_label_maps else table
+
+
+def _with_voxel_sizes(table: pd.DataFrame, voxels: list[int]) -> pd.DataFrame:
+    """glmflow's columns: string IDs, integer sizes (mm3 truncated, voxels), NA on subpeaks."""
+    is_peak = table[SIZE_MM3].astype(str) != ""
+    peak_mm3 = table.loc[is_peak, SIZE_MM3].astype(int).tolist()
+    for column, values in ((SIZE_MM3, peak_mm3), (SIZE_VOXELS, voxels)):
+        sizes = pd.Series(pd.NA, index=table.index, dtype="Int64")
+        sizes[is_peak] = values
+        table[column] = sizes
+    table["Cluster ID"] = table["Cluster ID"].astype(str)
+    return table
 
 
 def _ordered_clusters(

@@ -38,8 +38,6 @@ LOGP_MAPS: dict[str, str] = {
     "tfce": "logp_max_tfce",
 }
 PERMUTATION_STATS: tuple[str, ...] = get_args(PermutationStat)
-SIZE_MM3 = "Cluster Size (mm3)"
-SIZE_VOXELS = "Cluster Size (voxels)"
 
 
 @dataclass
@@ -54,7 +52,8 @@ class InferenceResult:
         The voxel-level threshold applied, in the statistic's scale (for permutation, the
         -log10 FWE p-value threshold).
     clusters : pandas.DataFrame
-        The cluster table of ``thresholded_img`` (see :func:`cluster_table`).
+        The cluster table of ``thresholded_img``
+        (:func:`~glmflow.core.clusters.clusters_table` with ``voxel_sizes``).
     logp_imgs : dict
         -log10 p-value maps (``logp_max_t``, ``logp_max_size``, ... for permutation).
     tdp_img : nibabel.Nifti1Image or None
@@ -138,51 +137,6 @@ def true_discovery_proportion(
     return cluster_level_inference(stat_img, mask_img=mask, threshold=threshold, alpha=alpha)
 
 
-def cluster_table(
-    stat_img: ImageLike,
-    *,
-    stat_threshold: float,
-    cluster_threshold: int = 0,
-    two_sided: bool = False,
-    min_distance: float = 8.0,
-) -> pd.DataFrame:
-    """Peaks and subpeaks of each cluster (nilearn's ``get_clusters_table``), with sizes.
-
-    Columns: ``Cluster ID``, ``X``, ``Y``, ``Z`` (world coordinates in mm, MNI when the map is
-    in MNI space), ``Peak Stat``, ``Cluster Size (mm3)`` (nilearn's, truncated to an integer)
-    and ``Cluster Size (voxels)``. Subpeak rows (IDs like ``1a``) have no sizes (NA).
-    """
-    with warnings.catch_warnings():
-        # nilearn warns per empty tail; an empty table already says there is no cluster
-        warnings.filterwarnings("ignore", message="No clusters found", category=UserWarning)
-        table, label_maps = clusters_table(
-            stat_img,
-            stat_threshold=stat_threshold,
-            cluster_threshold=cluster_threshold,
-            two_sided=two_sided,
-            min_distance=min_distance,
-            return_label_maps=True,
-        )
-    # Label maps are numbered in table order within each tail (positive tail first), so their
-    # counts line up with the peak rows of the table.
-    counts = [
-        n
-        for img in label_maps
-        for n in np.bincount(np.asanyarray(img.dataobj).astype(int).ravel())[1:]
-    ]
-    table = table.copy()
-    is_peak = table[SIZE_MM3].astype(str) != ""
-    for column, values in (
-        (SIZE_MM3, table.loc[is_peak, SIZE_MM3].astype(int).tolist()),
-        (SIZE_VOXELS, counts),
-    ):
-        sizes = pd.Series(pd.NA, index=table.index, dtype="Int64")
-        sizes[is_peak] = values
-        table[column] = sizes
-    table["Cluster ID"] = table["Cluster ID"].astype(str)
-    return table
-
-
 def run_group_inference(
     spec: InferenceSpec,
     *,
@@ -249,9 +203,9 @@ def _tabulated(spec: InferenceSpec, thresholded, threshold: float, **maps) -> In
     threshold instead would drop the voxel an FDR threshold sits on (nilearn keeps z >=
     threshold, get_clusters_table z > threshold).
     """
-    table = cluster_table(
+    table = clusters_table(
         thresholded, stat_threshold=0.0, cluster_threshold=spec.cluster_threshold,
-        two_sided=spec.two_sided, min_distance=spec.min_distance,
+        two_sided=spec.two_sided, min_distance=spec.min_distance, voxel_sizes=True,
     )  # fmt: skip
     return InferenceResult(thresholded, threshold, table, **maps)
 
@@ -263,8 +217,8 @@ def _tdp_result(spec: InferenceSpec, stat_img: ImageLike, mask: ImageLike | None
     )
     z = stat_img if isinstance(stat_img, nib.Nifti1Image) else nib.load(stat_img)
     thresholded = new_img_like(z, np.where(tdp.get_fdata() > 0, z.get_fdata(), 0.0))
-    table = cluster_table(
-        thresholded, stat_threshold=0.0, two_sided=False, min_distance=spec.min_distance
+    table = clusters_table(
+        thresholded, stat_threshold=0.0, min_distance=spec.min_distance, voxel_sizes=True
     )
     return InferenceResult(thresholded, spec.z_threshold, table, tdp_img=tdp)
 

@@ -21,17 +21,12 @@ import nibabel as nib
 import numpy as np
 
 from glmflow.core.bold import save_nifti
+from glmflow.core.clusters import SIZE_MM3, SIZE_VOXELS
 from glmflow.core.contrasts import MAP_KEYS
 from glmflow.core.group.contrasts import parse_contrast, parse_contrasts
 from glmflow.core.group.design import read_design
 from glmflow.core.group.fit import GroupFit, fit_group_model
-from glmflow.core.inference import (
-    LOGP_MAPS,
-    SIZE_MM3,
-    SIZE_VOXELS,
-    InferenceResult,
-    run_group_inference,
-)
+from glmflow.core.inference import LOGP_MAPS, InferenceResult, run_group_inference
 from glmflow.core.model import GroupSpec, InferenceSpec
 from glmflow.core.outputs import (
     atomic_write_json,

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nipype.interfaces.base import SimpleInterface, isdefined
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
 
 
 def given(value: Any, default: Any = None) -> Any:
@@ -26,13 +34,37 @@ def set_inputs(inputs: Any, names: Iterable[str]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if isdefined(value)}
 
 
-def staged_outputs(written: Iterable[Path], staged: Iterable[Path], manifest: Path) -> dict:
-    """A sink's outputs: the destinations, the staged sidecars and the publish manifest."""
-    return {
-        "out_files": [str(p) for p in written],
-        "staged_sidecars": [str(p) for p in staged],
-        "manifest_file": str(manifest),
-    }
+class StagedSinkInputSpec(BaseInterfaceInputSpec):
+    """What every sink takes: the output folder, the entities naming its files, metadata."""
+
+    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
+    entities = traits.Str(
+        mandatory=True,
+        desc="JSON object of pybids entity names -> labels shared by the inputs "
+        "(RunInputs.entities at run level)",
+    )
+    metadata = traits.Str(
+        "{}",
+        usedefault=True,
+        desc="JSON object written into every sidecar (model name, source file, spec, inputs); "
+        "a 'Contrasts' object (name -> info) is split per contrast",
+    )
+
+
+class StagedSinkOutputSpec(TraitedSpec):
+    """What a sink stages: its destinations, staged sidecars and manifest."""
+
+    out_files = OutputMultiObject(
+        File(), desc="files written once the level has succeeded (sidecars excluded)"
+    )
+    staged_sidecars = OutputMultiObject(
+        File(exists=True), desc="sidecars staged in the node folder until published"
+    )
+    manifest_file = File(
+        exists=True,
+        desc="manifest.json: [source, destination] pairs that glmflow.core.publish.publish "
+        "copies into the output folder once the whole level has succeeded",
+    )
 
 
 class CoreInterface(SimpleInterface):
@@ -45,3 +77,18 @@ class CoreInterface(SimpleInterface):
     def _run_interface(self, runtime):
         self._results.update(self._run_core(self.inputs, runtime.cwd))
         return runtime
+
+
+class StagedSink(CoreInterface):
+    """A sink: its files are staged in the node folder, published once the level succeeds."""
+
+    output_spec = StagedSinkOutputSpec
+
+    @staticmethod
+    def _staged(written: Iterable[Path], staged: Iterable[Path], manifest: Path) -> dict:
+        """The outputs: the destinations, the staged sidecars and the publish manifest."""
+        return {
+            "out_files": [str(p) for p in written],
+            "staged_sidecars": [str(p) for p in staged],
+            "manifest_file": str(manifest),
+        }

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    OutputMultiObject,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import File, traits
 
 from glmflow.core.group.outputs import stage_inference_derivatives
 from glmflow.core.inference import INFERENCE_METHODS, LOGP_MAPS, PERMUTATION_STATS
-from glmflow.interfaces.base import CoreInterface, given, set_inputs, staged_outputs
+from glmflow.interfaces.base import StagedSink, StagedSinkInputSpec, given, set_inputs
 
 
-class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
-    entities = traits.Str(
-        mandatory=True, desc="JSON object of pybids entity names -> labels (task, space...)"
-    )
+class _InferenceSinkInputSpec(StagedSinkInputSpec):
     contrast_name = traits.Str(mandatory=True, desc="output contrast name (names the files)")
     method = traits.Enum(*INFERENCE_METHODS, mandatory=True, desc="inference method used")
     permutation_stat = traits.Enum(
@@ -35,32 +25,12 @@ class _InferenceSinkInputSpec(BaseInterfaceInputSpec):
     logp_max_mass_file = File(exists=True, desc="-log10 cluster-mass FWE p map")
     logp_max_tfce_file = File(exists=True, desc="-log10 TFCE FWE p map")
     tdp_file = File(exists=True, desc="true-discovery proportion map (tdp)")
-    metadata = traits.Str(
-        "{}",
-        usedefault=True,
-        desc="JSON object written into every sidecar; 'Contrasts' (name -> info) is split",
-    )
 
 
-class StagedSinkOutputSpec(TraitedSpec):
-    """What a group sink stages: its destinations, staged sidecars and manifest."""
-
-    out_files = OutputMultiObject(
-        File(), desc="files written once the level has succeeded (sidecars excluded)"
-    )
-    staged_sidecars = OutputMultiObject(
-        File(exists=True), desc="sidecars staged in the node folder until published"
-    )
-    manifest_file = File(
-        exists=True, desc="manifest.json: [source, destination] pairs published on success"
-    )
-
-
-class InferenceSink(CoreInterface):
+class InferenceSink(StagedSink):
     """Stage GroupInference's outputs (glmflow.core.group.outputs.stage_inference_derivatives)."""
 
     input_spec = _InferenceSinkInputSpec
-    output_spec = StagedSinkOutputSpec
 
     def _run_core(self, inputs, out_dir):
         logp = set_inputs(inputs, (f"{key}_file" for key in LOGP_MAPS.values()))
@@ -79,4 +49,4 @@ class InferenceSink(CoreInterface):
             tdp_file=given(inputs.tdp_file),
             metadata=json.loads(inputs.metadata),
         )
-        return staged_outputs(written, staged, manifest)
+        return self._staged(written, staged, manifest)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    OutputMultiObject,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import File, InputMultiObject, OutputMultiObject, traits
 
 from glmflow.core.outputs import LEVELS, sidecar_path, stage_derivatives
-from glmflow.interfaces.base import CoreInterface, given, set_inputs, staged_outputs
+from glmflow.interfaces.base import (
+    StagedSink,
+    StagedSinkInputSpec,
+    StagedSinkOutputSpec,
+    given,
+    set_inputs,
+)
 
 # ComputeContrasts / FixedEffects output name -> BIDS stat label ("stat" is t or F).
 _MAP_INPUTS = {
@@ -28,13 +27,7 @@ _MAP_INPUTS = {
 _PATH_KEYS = {"effect", "variance", "stat", "p", "z", "skipped"}
 
 
-class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
-    output_dir = traits.Str(mandatory=True, desc="root of the derivatives dataset to write")
-    entities = traits.Str(
-        mandatory=True,
-        desc="JSON object of pybids entity names -> labels shared by the inputs "
-        "(RunInputs.entities at run level)",
-    )
+class _DerivativesSinkInputSpec(StagedSinkInputSpec):
     level = traits.Enum(*LEVELS, mandatory=True, desc="analysis level; decides the entities kept")
     contrast_names = traits.List(
         traits.Str, mandatory=True, desc="contrast names, aligned with the *_files lists"
@@ -58,30 +51,13 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     r_square_file = File(exists=True, desc="run-level r-square map (FitFirstLevel)")
     residuals_file = File(exists=True, desc="run-level residuals (FitFirstLevel)")
     predicted_file = File(exists=True, desc="run-level predicted time series (FitFirstLevel)")
-    metadata = traits.Str(
-        "{}",
-        usedefault=True,
-        desc="JSON object written into every sidecar (model name, source file, spec, inputs); "
-        "a 'Contrasts' object (name -> info) is split per contrast",
-    )
 
 
-class _DerivativesSinkOutputSpec(TraitedSpec):
-    out_files = OutputMultiObject(
-        File(), desc="where the maps then the design files go (published after the level)"
-    )
+class _DerivativesSinkOutputSpec(StagedSinkOutputSpec):
     sidecar_files = OutputMultiObject(File(), desc="where the JSON sidecar of each map goes")
-    staged_sidecars = OutputMultiObject(
-        File(exists=True), desc="the sidecars as staged in the node folder (published later)"
-    )
-    manifest_file = File(
-        exists=True,
-        desc="manifest.json: [source, destination] pairs that glmflow.core.publish.publish "
-        "copies into the output folder once the whole level has succeeded",
-    )
 
 
-class DerivativesSink(CoreInterface):
+class DerivativesSink(StagedSink):
     """Write maps, sidecars and design files with glmflow.core.outputs.write_derivatives.
 
     Connect ComputeContrasts' ``contrast_names``, ``stat_types``, ``*_files`` and
@@ -135,4 +111,4 @@ class DerivativesSink(CoreInterface):
             },
         )
         sidecars = [str(sidecar_path(p)) for p in written[: len(maps)]]
-        return {**staged_outputs(written, staged, manifest), "sidecar_files": sidecars}
+        return {**self._staged(written, staged, manifest), "sidecar_files": sidecars}

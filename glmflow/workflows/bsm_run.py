@@ -9,9 +9,8 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.model import ContrastSpec
 from glmflow.interfaces.bold import MaskAndSmooth
-from glmflow.interfaces.contrasts import ComputeContrasts
 from glmflow.interfaces.glm import FitFirstLevel
-from glmflow.workflows.run_level import MAP_OUTPUTS, contrasts_json, map_mem_gb
+from glmflow.workflows.run_level import MAP_OUTPUTS, contrasts_node
 
 BSM_RUN_INPUTS = ["bold_file", "mask_file", "design_file"]
 BSM_RUN_OUTPUTS = ["contrast_names", "stat_types", *MAP_OUTPUTS, "contrasts_json", "mask_file"]
@@ -57,15 +56,9 @@ def init_bsm_run_wf(
     outputnode = pe.Node(niu.IdentityInterface(fields=BSM_RUN_OUTPUTS), name="outputnode")
     mask_bold = pe.Node(MaskAndSmooth(), name="mask_bold", mem_gb=mem_gb)
     fit = pe.Node(FitFirstLevel(noise_model=noise_model), name="fit_first_level", mem_gb=mem_gb)
-    compute_contrasts = pe.Node(
-        ComputeContrasts(
-            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
-        ),
-        name="compute_contrasts",
-        mem_gb=map_mem_gb(mem_gb),
+    compute_contrasts = contrasts_node(
+        contrasts, missing_conditions=missing_conditions, memo_dir=memo_dir, mem_gb=mem_gb
     )
-    if memo_dir:
-        compute_contrasts.inputs.memo_dir = memo_dir
     # fmt: off
     workflow.connect([
         (inputnode, mask_bold, [("bold_file", "bold_file"), ("mask_file", "mask_file")]),

@@ -59,6 +59,23 @@ def contrasts_json(contrasts: Sequence[ContrastSpec]) -> str:
     return json.dumps([c.to_dict() for c in contrasts], sort_keys=True)
 
 
+def contrasts_node(
+    contrasts: Sequence[ContrastSpec], *, missing_conditions: str, memo_dir: str | None,
+    mem_gb: float,
+) -> pe.Node:  # fmt: skip
+    """The ``compute_contrasts`` node of a run (contrasts hashed as canonical JSON)."""
+    node = pe.Node(
+        ComputeContrasts(
+            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
+        ),
+        name="compute_contrasts",
+        mem_gb=map_mem_gb(mem_gb),
+    )
+    if memo_dir:
+        node.inputs.memo_dir = memo_dir
+    return node
+
+
 def set_options(options: dict) -> dict:
     """Options for an interface: unset (None) values stay at the interface's default."""
     return {key: value for key, value in options.items() if value is not None}
@@ -198,14 +215,8 @@ def _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir) -> dict[st
         mem_gb=mem_gb,
     )
     design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
-    compute_contrasts = pe.Node(
-        ComputeContrasts(
-            contrasts=contrasts_json(contrasts), missing_conditions=missing_conditions
-        ),
-        name="compute_contrasts",
-        mem_gb=map_mem_gb(mem_gb),
+    compute_contrasts = contrasts_node(
+        contrasts, missing_conditions=missing_conditions, memo_dir=memo_dir, mem_gb=mem_gb
     )
-    if memo_dir:
-        compute_contrasts.inputs.memo_dir = memo_dir
     nodes = [parse_events, select_confounds, mask_and_smooth, build_design, fit]
     return {node.name: node for node in [*nodes, design_files, compute_contrasts]}

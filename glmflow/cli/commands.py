@@ -145,28 +145,40 @@ def run_bids_app(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = run_participant_level(
-        bids_dir=args.bids_dir,
-        output_dir=args.output_dir,
-        model=args.model,
+        **_level_options(args, options),
         derivatives=args.derivatives,
-        participant_label=args.participant_label,
-        tasks=args.task,
         sessions=args.session,
         runs=args.run,
-        space=args.space,
         desc=args.desc,
         res=getattr(args, "res", None),
-        smoothing_fwhm=args.smoothing_fwhm,
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
-        execution=options,
     )
     elapsed = time.perf_counter() - start
     _summary(args, result)  # the folders first: the last line stays the count and the cache
+    what = f"{len(result.runs)} run(s) of {len(result.subjects)} subject(s)"
+    return _done(what, elapsed, result, options)
+
+
+def _level_options(args: argparse.Namespace, options) -> dict:
+    """What both levels take from the command line: data, model, selection, execution."""
+    return {
+        "bids_dir": args.bids_dir,
+        "output_dir": args.output_dir,
+        "model": args.model,
+        "participant_label": args.participant_label,
+        "tasks": args.task,
+        "space": args.space,
+        "smoothing_fwhm": args.smoothing_fwhm,
+        "execution": options,
+    }
+
+
+def _done(what: str, elapsed: float, result, options) -> int:
+    """The last line of a level: what was done, its time, its files and the cache."""
     print(
-        f"glmflow: {len(result.runs)} run(s) of {len(result.subjects)} subject(s) done in "
-        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
-        f"cache in {options.work_dir}"
+        f"glmflow: {what} done in {elapsed:.1f} s; {len(result.files)} file(s) in "
+        f"{result.output_dir}; cache in {options.work_dir}"
     )
     return 0
 
@@ -188,24 +200,12 @@ def _run_group(args: argparse.Namespace, options) -> int:
         inference["seed"] = args.seed
     start = time.perf_counter()
     result = run_group_level(
-        bids_dir=args.bids_dir,
-        output_dir=args.output_dir,
-        model=args.model,
-        participant_label=args.participant_label,
-        tasks=args.task,
-        space=args.space,
+        **_level_options(args, options),
         design=args.group_design,
         mask=args.group_mask,
-        smoothing_fwhm=args.smoothing_fwhm,
         inference=inference,
-        execution=options,
     )
     elapsed = time.perf_counter() - start
     n_models = sum(len(plan.analyses) for plan in result.plans)
     n_subjects = len({s for plan in result.plans for s in plan.subjects})
-    print(
-        f"glmflow: {n_models} group model(s) of {n_subjects} subject(s) done in "
-        f"{elapsed:.1f} s; {len(result.files)} file(s) in {result.output_dir}; "
-        f"cache in {options.work_dir}"
-    )
-    return 0
+    return _done(f"{n_models} group model(s) of {n_subjects} subject(s)", elapsed, result, options)

@@ -503,3 +503,35 @@ def test_legacy_files_that_cannot_run_are_one_line(models):
         f"{broken} is not valid JSON: Expecting property name enclosed in double quotes at "
         "line 34, column 7; fix the syntax there"
     )
+
+
+# --------------------------------------------------------------------- the command line
+def test_cli_bad_bsm_file_is_one_line_exit_2_nothing_written(models, ds003, tmp_path, capsys):
+    from glmflow.cli.main import main
+
+    model = models / "fitlins" / "model-001_smdl.json"
+    out = tmp_path / "out"
+    code = main([str(ds003), str(out), "participant", "--model", str(model),
+                 "-w", str(tmp_path / "work")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("glmflow: error:")] == [
+        f"glmflow: error: {model}: Edges[0]: unknown key 'Destionation'; did you mean "
+        "'Destination'?"
+    ]
+    assert "Traceback" not in err
+    assert not (out / "glmflow").exists()
+
+
+@pytest.mark.slow
+def test_cli_runs_a_bsm_file(models, ds003, tmp_path, capsys):
+    from glmflow.cli.main import main
+
+    model = models / "model-zoo" / "model-001_smdl.json"
+    code = main([str(ds003), str(tmp_path / "out"), "participant", "--model", str(model),
+                 "-w", str(tmp_path / "work")])  # fmt: skip
+    assert code == 0
+    assert "2 run(s) of 2 subject(s) done" in capsys.readouterr().out
+    assert (
+        tmp_path / "out/glmflow/node-t-test/contrast-wordGtPseudo_stat-z_statmap.nii.gz"
+    ).is_file()

@@ -89,6 +89,9 @@ def run_bids_stats_model(
         execution=execution,
         keywords=keywords,
     )
+    space = rest.pop("space", None)  # the CLI always gives one; the model's Input wins
+    if rest.get("desc") == "preproc":  # the CLI's default: fMRIPrep's preprocessed BOLD
+        rest.pop("desc")
     _refuse_selection(rest)
     deriv = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
     work = entry.work_dir
@@ -100,6 +103,7 @@ def run_bids_stats_model(
                 layout,
                 work / "bsm_designs",
                 participant_label=participant_label,
+                space=space,
                 missing=missing_conditions,
             )
         workflow = init_bsm_wf(plan=plan, memo_dir=str(work / "contrast_memo"))
@@ -125,7 +129,6 @@ _IN_MODEL = {
     "res": "--res",
     "smoothing_fwhm": "--smoothing-fwhm",
     "slice_time_ref": "--slice-time-ref",
-    "space": "--space",
 }
 
 

@@ -31,14 +31,18 @@ def plan_bids_stats_model(
     *,
     participant_label: list[str] | None = None,
     missing: str = "error",
+    space: str | None = None,
 ) -> BsmPlan:
     """Check the model against the dataset and write every run's design into ``design_dir``.
 
     A design file is rewritten only when its content changed, so an unchanged rerun keeps the
-    cache (Nipype hashes files by time stamp).
+    cache (Nipype hashes files by time stamp). ``space`` is used when the model's ``Input``
+    names none.
     """
     source = str(model_file)
     model = read_bids_stats_model(model_file)
+    if space and "space" not in model.get("Input", {}):
+        model.setdefault("Input", {})["space"] = space
     if participant_label:
         model.setdefault("Input", {})["subject"] = list(participant_label)
     graph = load_graph(model, layout, source)

@@ -5,7 +5,8 @@ reason when they are down, as in tests/test_cluster.py), through ``python -m
 glmflow.cli.main``: the failed level leaves nothing in the output folder, and the rerun
 finishes with maps and tables identical to a clean run's. A MultiProc worker killed -9
 still hangs the driver (Nipype's BrokenProcessPool, not caught): xfail(strict=True), bounded
-at 90 s. Measured here: the raising node 2.5 min (MultiProc) and 2.8 min (SLURM) with the clean run.
+at 90 s. Measured here, clean run included: the raising node 2.5 min (MultiProc), 2.8 min
+(SLURM).
 """
 
 from __future__ import annotations

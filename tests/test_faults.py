@@ -6,7 +6,7 @@ glmflow.cli.main``: the failed level leaves nothing in the output folder, and th
 finishes with maps and tables identical to a clean run's. A MultiProc worker killed -9
 still hangs the driver (Nipype's BrokenProcessPool, not caught): xfail(strict=True), bounded
 at 90 s. Measured here, clean run included: the raising node 2.5 min (MultiProc), 2.8 min
-(SLURM).
+(SLURM); the cancelled SLURM jobs 2.8 min (with the MultiProc xfail).
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ HANGS = (
 
 
 @pytest.mark.parametrize(
-    "plugin", [pytest.param("MultiProc", marks=pytest.mark.xfail(strict=True, reason=HANGS))]
-)  # SLURM (scancel of a running job): on branch group, not yet run through
+    "plugin",
+    [pytest.param("MultiProc", marks=pytest.mark.xfail(strict=True, reason=HANGS)), PLUGINS[1]],
+)  # SLURM: scancel of the running jobs (the path of an out-of-memory or time-limit kill)
 def test_a_node_killed_while_it_runs_then_the_rerun(synthetic_1x2, clean, tmp_path, plugin):
     _require(plugin)
     cmd = command(synthetic_1x2, tmp_path, plugin)

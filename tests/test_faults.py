@@ -4,8 +4,8 @@ Under MultiProc and under SLURM (the project's own daemons, scripts/cluster; ski
 reason when they are down, as in tests/test_cluster.py), through ``python -m
 glmflow.cli.main``: the failed level leaves nothing in the output folder, and the rerun
 finishes with maps and tables identical to a clean run's. A MultiProc worker killed -9
-still hangs the driver (Nipype's BrokenProcessPool, not caught): xfail(strict=True), bounded
-at 90 s. Measured here, clean run included: the raising node 2.5 min (MultiProc), 2.8 min
+is one line naming the node (glmflow.execution.multiproc; Nipype alone waited forever),
+bounded at 90 s. Measured here, clean run included: the raising node 2.5 min (MultiProc), 2.8 min
 (SLURM); the cancelled SLURM jobs 2.8 min (with the MultiProc xfail).
 """
 
@@ -126,15 +126,9 @@ def _kill_a_running_node(driver: subprocess.Popen, work: Path, plugin: str) -> N
         os.kill(pid, signal.SIGKILL)
 
 
-HANGS = (
-    "issue 14.3/14.4, not fixed on main: a MultiProc worker killed -9 leaves the driver "
-    "hanging after Nipype's BrokenProcessPool (no line, no exit; seen > 600 s)"
-)
-
-
 @pytest.mark.parametrize(
     "plugin",
-    [pytest.param("MultiProc", marks=pytest.mark.xfail(strict=True, reason=HANGS)), PLUGINS[1]],
+    ["MultiProc", PLUGINS[1]],
 )  # SLURM: scancel of the running jobs (the path of an out-of-memory or time-limit kill)
 def test_a_node_killed_while_it_runs_then_the_rerun(synthetic_1x2, clean, tmp_path, plugin):
     _require(plugin)

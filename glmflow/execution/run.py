@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import logging
 import os
 import re
@@ -23,7 +22,6 @@ from typing import Any
 
 from nipype.interfaces.base import Undefined, isdefined
 from nipype.pipeline import plugins as nipype_plugins
-from nipype.pipeline.plugins import MultiProcPlugin
 from nipype.utils.filemanip import ensure_list
 
 from glmflow.core.outputs import sidecar_path
@@ -31,6 +29,7 @@ from glmflow.core.publish import publish
 from glmflow.execution import scheduler
 from glmflow.execution.batch import BATCH_RUNNERS
 from glmflow.execution.folders import this_command
+from glmflow.execution.multiproc import FrozenGCMultiProc
 from glmflow.execution.options import ExecutionOptions
 from glmflow.execution.plugins import (
     BATCH_PLUGINS,
@@ -118,23 +117,6 @@ def _missing_results(execgraph) -> list[str]:
     )
 
 
-class _FrozenGCMultiProc(MultiProcPlugin):
-    """MultiProc whose gc.collect() between jobs skips the objects alive at its start.
-
-    Nipype's loop collects garbage at every pass; with the graph, pybids and nilearn in the
-    driver each pass cost 20-500 ms. Freezing them out of the collector keeps collecting
-    what the loop itself creates and drops that cost.
-    """
-
-    def run(self, graph, config, updatehash=False):
-        gc.collect()
-        gc.freeze()
-        try:
-            return super().run(graph, config, updatehash=updatehash)
-        finally:
-            gc.unfreeze()
-
-
 class _Tracked:
     """A plugin that tells a progress :class:`Tracker` the graph's size and its cache hits."""
 
@@ -171,7 +153,7 @@ def _runner(plugin: str, args: dict[str, Any], tracker: Tracker):
     is set on the instance, not in plugin_args, which Nipype hands to (and pickles with) nodes.
     """
     if plugin == "MultiProc":
-        base = _FrozenGCMultiProc
+        base = FrozenGCMultiProc
     else:
         base = BATCH_RUNNERS.get(plugin) or getattr(nipype_plugins, f"{plugin}Plugin")
     runner = type(base.__name__, (_Tracked, base), {"tracker": tracker})(plugin_args=args)

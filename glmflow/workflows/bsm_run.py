@@ -10,7 +10,11 @@ from nipype.pipeline import engine as pe
 from glmflow.core.model import ContrastSpec
 from glmflow.interfaces.bold import MaskAndSmooth
 from glmflow.interfaces.glm import FitFirstLevel
-from glmflow.workflows.run_level import MAP_OUTPUTS, contrasts_node
+from glmflow.workflows.run_level import (
+    MAP_OUTPUTS,
+    contrasts_node,
+    fit_and_contrast_connections,
+)
 
 BSM_RUN_INPUTS = ["bold_file", "mask_file", "design_file"]
 BSM_RUN_OUTPUTS = ["contrast_names", "stat_types", *MAP_OUTPUTS, "contrasts_json", "mask_file"]
@@ -63,16 +67,7 @@ def init_bsm_run_wf(
     workflow.connect([
         (inputnode, mask_bold, [("bold_file", "bold_file"), ("mask_file", "mask_file")]),
         (inputnode, fit, [("design_file", "design_file")]),
-        (mask_bold, fit, [("data_file", "data_file"), ("mask_file", "mask_file")]),
-        (fit, compute_contrasts, [("fit_file", "fit_file")]),
-        (mask_bold, compute_contrasts, [("mask_file", "mask_file"),
-                                        ("record_file", "run_record_file")]),
-        (mask_bold, outputnode, [("mask_file", "mask_file")]),
-        (compute_contrasts, outputnode, [
-            ("contrasts_json", "contrasts_json"),
-            ("contrast_names", "contrast_names"),
-            ("stat_types", "stat_types"),
-        ] + [(f, f) for f in MAP_OUTPUTS]),
+        *fit_and_contrast_connections(mask_bold, fit, compute_contrasts, outputnode),
     ])
     # fmt: on
     return workflow

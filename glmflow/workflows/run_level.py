@@ -76,6 +76,21 @@ def contrasts_node(
     return node
 
 
+def fit_and_contrast_connections(mask_and_smooth, fit, compute_contrasts, outputnode) -> list:
+    """The wiring every run shares: masked data -> fit -> contrasts -> outputnode."""
+    contrast_outputs = ["contrasts_json", "contrast_names", "stat_types", *MAP_OUTPUTS]
+    # fmt: off
+    return [
+        (mask_and_smooth, fit, [("data_file", "data_file"), ("mask_file", "mask_file")]),
+        (fit, compute_contrasts, [("fit_file", "fit_file")]),
+        (mask_and_smooth, compute_contrasts, [("mask_file", "mask_file"),
+                                              ("record_file", "run_record_file")]),
+        (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),
+        (compute_contrasts, outputnode, [(field, field) for field in contrast_outputs]),
+    ]
+    # fmt: on
+
+
 def set_options(options: dict) -> dict:
     """Options for an interface: unset (None) values stay at the interface's default."""
     return {key: value for key, value in options.items() if value is not None}
@@ -151,26 +166,16 @@ def init_run_level_wf(
                                    ("slice_time_ref", "slice_time_ref")]),
         (parse_events, build_design, [("events_file", "events_file")]),
         (select_confounds, build_design, [("confounds_file", "confounds_file")]),
-        (mask_and_smooth, fit, [("data_file", "data_file"),
-                                ("mask_file", "mask_file")]),
         (build_design, fit, [("design_file", "design_file")]),
         (select_confounds, fit, [("sample_mask_file", "sample_mask_file")]),
-        (fit, compute_contrasts, [("fit_file", "fit_file")]),
-        (mask_and_smooth, compute_contrasts, [("mask_file", "mask_file"),
-                                              ("record_file", "run_record_file")]),
         (build_design, outputnode, [("design_file", "design_file"),
                                     ("sidecar_file", "sidecar_file"),
                                     ("plot_file", "plot_file")]),
         (fit, outputnode, [("fit_file", "fit_file")]),
-        (mask_and_smooth, outputnode, [("mask_file", "mask_file")]),
         (build_design, design_files, [("design_file", "in1"), ("sidecar_file", "in2"),
                                       ("plot_file", "in3")]),
         (design_files, outputnode, [("out", "design_files")]),
-        (compute_contrasts, outputnode, [
-            ("contrasts_json", "contrasts_json"),
-            ("contrast_names", "contrast_names"),
-            ("stat_types", "stat_types"),
-        ] + [(field, field) for field in MAP_OUTPUTS]),
+        *fit_and_contrast_connections(mask_and_smooth, fit, compute_contrasts, outputnode),
     ])
     # fmt: on
     if not spec.glm.minimize_memory:

@@ -76,7 +76,6 @@ def clusters_table(
         )  # fmt: skip
     )
     data = np.asanyarray(img.dataobj)
-    voxel_size = np.prod(img.header.get_zooms())
     below = not two_sided and stat_threshold < 0
     rows: list[list] = []
     label_maps: list[nib.Nifti1Image] = []
@@ -86,26 +85,20 @@ def clusters_table(
         tail = data * sign
         inside = tail < stat_threshold if below else tail > stat_threshold
         if not inside.any():
-            if voxel_sizes:
-                continue
-            warnings.warn(
-                "No clusters found with stat "
-                f"{'higher' if sign == 1 else 'lower'} than {stat_threshold * sign}",
-                UserWarning,
-                stacklevel=2,
-            )
+            if not voxel_sizes:
+                warnings.warn(
+                    "No clusters found with stat "
+                    f"{'higher' if sign == 1 else 'lower'} than {stat_threshold * sign}",
+                    UserWarning,
+                    stacklevel=2,
+                )
             continue
         labels, order = _ordered_clusters(tail, inside, below)
         voxels += np.bincount(labels.ravel())[order].tolist()
         if return_label_maps:
             relabel = np.insert(order, 0, 0).argsort().astype(np.int32)
             label_maps.append(new_img_like(img, relabel[labels], affine=img.affine))
-        boxes = ndimage.find_objects(labels)
-        for number, label in enumerate(order, start=len(rows) + 1):
-            rows += _cluster_rows(
-                number, tail, labels, label, boxes[label - 1], img.affine,
-                sign=sign, below=below, voxel_size=voxel_size, min_distance=min_distance,
-            )  # fmt: skip
+        rows += _tail_rows(img, tail, labels, order, len(rows) + 1, sign, below, min_distance)
         found = True
     table = pd.DataFrame(columns=COLUMNS, data=rows) if found else pd.DataFrame(columns=COLUMNS)
     if voxel_sizes:
@@ -123,6 +116,19 @@ def _with_voxel_sizes(table: pd.DataFrame, voxels: list[int]) -> pd.DataFrame:
         table[column] = sizes
     table["Cluster ID"] = table["Cluster ID"].astype(str)
     return table
+
+
+def _tail_rows(img, tail, labels, order, first, sign, below, min_distance) -> list[list]:
+    """The rows of one tail's clusters in table order, numbered from ``first``."""
+    voxel_size = np.prod(img.header.get_zooms())
+    boxes = ndimage.find_objects(labels)
+    rows: list[list] = []
+    for number, label in enumerate(order, start=first):
+        rows += _cluster_rows(
+            number, tail, labels, label, boxes[label - 1], img.affine,
+            sign=sign, below=below, voxel_size=voxel_size, min_distance=min_distance,
+        )  # fmt: skip
+    return rows
 
 
 def _ordered_clusters(

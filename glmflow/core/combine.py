@@ -42,31 +42,26 @@ def combine_runs(
     Parameters
     ----------
     index_files
-        One ``contrasts.json`` per run (``ComputeContrasts`` output): contrast name ->
-        record with ``skipped`` and, when computed, the ``effect`` / ``variance`` map paths
-        and ``dof``.
+        One ``contrasts.json`` per run (``ComputeContrasts``): contrast name -> record with
+        ``skipped`` and, when computed, ``effect`` / ``variance`` paths and ``dof``.
     names
-        Contrasts to combine, in output order. A run where a contrast was skipped (all its
-        terms dropped with ``--missing-conditions drop``) does not enter its combination,
-        as nilearn leaves out a run whose contrast is null; the record says which runs did.
+        Contrasts to combine, in order. A run where a contrast was skipped (terms dropped)
+        is left out, as nilearn leaves out a null contrast; the record names the runs used.
     mask_files
-        Each run's brain mask (aligned with ``index_files``). The runs are combined where
-        every run has data: the intersection of their masks, written as ``mask.nii.gz``.
-    out_dir
-        Where the maps and ``contrasts.json`` (the subject-level index) are written.
-    run_labels
-        How the index records the runs (e.g. "run-1"); default: their position.
+        Each run's brain mask; runs combine on the intersection (``mask.nii.gz``).
+    out_dir, run_labels
+        Where the maps and ``contrasts.json`` go; how it names the runs ("run-1").
     run_combination
         "equal" (nilearn's multi-run ``FirstLevelModel``) or "precision" (inverse-variance
         weights); see :data:`glmflow.core.fixed_effects.RUN_COMBINATION_RULES`.
     memo_dir
-        Where each contrast's combination is remembered (see :mod:`glmflow.core.memo`).
+        Where each contrast's combination is remembered (:mod:`glmflow.core.memo`).
 
     Returns
     -------
     dict
-        ``contrast_names``, ``stat_types`` and ``effect_files`` ... ``z_files`` (aligned
-        lists), ``contrasts_json`` and ``mask_file``.
+        ``contrast_names``, ``stat_types``, ``effect_files`` ... ``z_files`` (aligned),
+        ``contrasts_json`` and ``mask_file``.
     """
     indices = [json.loads(Path(f).read_text()) for f in index_files]
     if len(mask_files) != len(indices):
@@ -83,8 +78,7 @@ def combine_runs(
                               out_dir / f"subject_con{i:03d}", memo_dir)
         for i, name in enumerate(names)
     }  # fmt: skip
-    json_path = out_dir / "contrasts.json"
-    json_path.write_text(json.dumps(index, indent=2))
+    (json_path := out_dir / "contrasts.json").write_text(json.dumps(index, indent=2))
     return {
         "contrast_names": list(names),
         "stat_types": ["t"] * len(names),

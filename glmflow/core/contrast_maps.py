@@ -35,23 +35,18 @@ def compute_contrast_maps(
         ``FitFirstLevel``'s fit and the mask its data were read with.
     contrasts
         Contrast objects ``{name, expressions | weights, stat_type}``, in output order.
-    out_dir
-        Where the maps and ``contrasts.json`` go.
-    missing
-        ``"error"`` or ``"drop"`` (see :func:`glmflow.core.contrasts.compute_contrast`).
-    memo_dir
-        Where each contrast's maps are remembered (see :mod:`glmflow.core.memo`): the same
-        contrast of the same fit is linked back, not computed again. None: no memo.
-    run_record
-        Facts about the run added to every contrast's record, so the sidecars say them
-        (``MaskedBold.record()``: the voxels left out of the mask).
+    out_dir, missing
+        Where the maps and ``contrasts.json`` go; ``"error"`` or ``"drop"``
+        (:func:`glmflow.core.contrasts.compute_contrast`).
+    memo_dir, run_record
+        Where each contrast's maps are remembered (:mod:`glmflow.core.memo`; None: no
+        memo); facts about the run for every sidecar (``MaskedBold.record()``).
 
     Returns
     -------
     dict
-        ``contrast_names``, ``stat_types``, ``effect_files`` ... ``z_files`` (aligned lists
-        of the computed contrasts), ``dof`` and ``contrasts_json`` (the index: name ->
-        record with the map paths, weights, dropped terms, dof, or ``skipped`` and why).
+        ``contrast_names``, ``stat_types``, ``effect_files`` ... ``z_files`` (aligned),
+        ``dof``, ``contrasts_json`` (name -> paths, weights, dof, or ``skipped`` and why).
     """
     out_dir = Path(out_dir)
     ids = (file_identity(fit_file), file_identity(mask_file))
@@ -65,8 +60,7 @@ def compute_contrast_maps(
         )
         files = record.pop("files")
         record.update(run_record or {})
-        dof = record.get("dof", dof)
-        index[name] = record
+        dof, index[name] = record.get("dof", dof), record
         if record.get("skipped"):
             continue
         record.update(files)
@@ -74,10 +68,8 @@ def compute_contrast_maps(
             lists[key].append(files[key])
         names.append(name)
         stat_types.append(record["stat_type"])
-    if dof is None:
-        dof = float(load().df_residuals)
-    json_path = out_dir / "contrasts.json"
-    json_path.write_text(json.dumps(index, indent=2))
+    dof = float(load().df_residuals) if dof is None else dof
+    (json_path := out_dir / "contrasts.json").write_text(json.dumps(index, indent=2))
     return {
         "contrast_names": names,
         "stat_types": stat_types,

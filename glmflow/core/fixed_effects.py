@@ -90,18 +90,10 @@ def compute_fixed_effects(
     dof = float(np.sum(dofs))
     from nilearn.glm import Contrast  # here: nilearn.glm takes seconds to import
 
-    con = Contrast(
-        effect=fixed_effect, variance=fixed_variance, dim=dim, dof=dof, stat_type=stat_type
-    )
+    con = Contrast(fixed_effect, fixed_variance, dim=dim, dof=dof, stat_type=stat_type)
     z = con.z_score()
-    return {
-        "effect": fixed_effect,
-        "variance": fixed_variance,
-        "stat": con.stat_,
-        "z": z,
-        "p": con.p_value_,
-        "dof": dof,
-    }
+    return {"effect": fixed_effect, "variance": fixed_variance, "stat": con.stat_, "z": z,
+            "p": con.p_value_, "dof": dof}  # fmt: skip
 
 
 def _check_inputs(effects: list[np.ndarray], variances: list[np.ndarray], dofs) -> None:

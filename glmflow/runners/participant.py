@@ -90,18 +90,13 @@ def plan_participant_level(
             participant_label=participant_label,
             excludes=spec.excludes,
             database_dir=database_dir,
-            slice_time_ref=slice_time_ref
-            if slice_time_ref is not None
-            else spec.glm.slice_time_ref,
+            slice_time_ref=spec.glm.slice_time_ref if slice_time_ref is None else slice_time_ref,
             spec_tr=spec.tr,
             model_file=spec.source,
         )
         # automatic contrasts are named from the whole dataset, whatever the selection
-        conditions = (
-            dataset_conditions(bids_dir, spec, cache_dir=database_dir)
-            if spec.auto_contrasts
-            else None
-        )
+        auto = spec.auto_contrasts
+        conditions = dataset_conditions(bids_dir, spec, cache_dir=database_dir) if auto else None
         check = dict(missing_conditions=missing_conditions, conditions=conditions)
         if database_dir is None:
             plan = check_first_level(found, spec, **check)

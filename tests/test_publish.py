@@ -116,3 +116,17 @@ def test_a_contrast_name_too_long_for_a_file_name_is_one_line_before_compute(dat
         p for p in (tmp_path / "out").rglob("*") if p.is_file()
     ]
     assert not list((tmp_path / "work").rglob("result_*.pklz"))  # nothing computed
+
+
+def test_sidecar_json_is_strict_json(tmp_path):
+    """A threshold no voxel reaches (+inf) is written as null: JSON has no Infinity."""
+    import json as _json
+
+    from glmflow.core.publish import atomic_write_json
+
+    data = {"Threshold": float("inf"), "A": [float("nan"), 1.5]}
+    path = atomic_write_json(tmp_path / "x.json", data)
+    text = path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    strict = _json.loads(text, parse_constant=lambda c: pytest.fail(c))
+    assert strict == {"Threshold": None, "A": [None, 1.5]}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 import uuid
@@ -65,8 +66,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as indented, key-sorted JSON, atomically."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Write ``data`` as indented, key-sorted, strict JSON, atomically.
+
+    A non-finite number (a threshold no voxel reaches is +inf) becomes ``null``: JSON has no
+    Infinity or NaN, and readers other than Python's refuse them.
+    """
+    text = json.dumps(_finite(data), indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -274,7 +274,7 @@ def test_participant_bad_input(case_root, edit, changes, extra, late, expected):
     if late:  # the node that read the file, the message, its crash file
         expected = (
             "Node 'glmflow_wf.sub_01_task_faces_wf.run_run_1_wf.mask_and_smooth' failed with "
-            f"glmflow.errors.DatasetError: {expected}; crash file: {R}/work/glmflow_wf/crash/"
+            f"glmflow.errors.DatasetError: {expected}; crash file: {R}/" "work/glmflow_wf/crash/"
             "crash-<regex>\\S+</regex>-mask_and_smooth-<regex>\\S+</regex>.txt"
         )
     wanted = "glmflow: error: " + expected.replace(D, str(dataset)).replace(R, str(root))

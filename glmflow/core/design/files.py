@@ -145,7 +145,10 @@ def plot_design(design: pd.DataFrame, path: str | Path) -> Path:
         bottom=0.2 / height,
         top=1 - (0.3 + 0.075 * longest) / height,
     )
-    with rc_context({"svg.fonttype": "none"}):  # text as text: smaller, searchable SVG
+    # text as text (smaller, searchable SVG); fixed ids and no date: the same design gives
+    # the same bytes, so a rerun's file and its checksum do not change
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "glmflow"}):
         plot_design_matrix(design, axes=figure.add_subplot())
-        figure.savefig(path)
+        metadata = {"Date": None} if str(path).endswith((".svg", ".pdf")) else None
+        figure.savefig(path, metadata=metadata)
     return Path(path)

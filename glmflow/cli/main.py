@@ -49,7 +49,9 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", type=Path, help="where glmflow/ derivatives are written")
     parser.add_argument("analysis_level", choices=["participant", "group"])
     parser.add_argument(
-        "--model", type=Path, required=True, help="model file (glm-express task_information.json)"
+        "--model", type=Path, required=True,
+        help=("model file: a BIDS Stats Model (*_smdl.json), a glm-express "
+              "task_information.json or a glmflow model JSON"),
     )
     parser.add_argument(
         "--derivatives",

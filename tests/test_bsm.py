@@ -407,9 +407,7 @@ def test_subject_meta_and_dataset_glm_equal_nilearn(models, ds005, tmp_path):
     )
     assert len(effects) == 3
     slm = SecondLevelModel(
-        mask_img=str(
-            sorted((tmp_path / "work" / "bsm_masks").glob("contrast-gain_mask.nii.gz"))[0]
-        )
+        mask_img=str(next((tmp_path / "work").rglob("fit_group__contrast_gain/mask.nii.gz")))
     ).fit([str(p) for p in effects], design_matrix=pd.DataFrame({"intercept": [1.0] * 3}))
     theirs = slm.compute_contrast("intercept", output_type="z_score").get_fdata()
     group = nib.load(out / "node-group" / "contrast-gain_stat-z_statmap.nii.gz").get_fdata()

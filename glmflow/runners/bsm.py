@@ -1,26 +1,28 @@
-"""Run a BIDS Stats Model: plan (pybids, every check) -> graph -> FitLins-named outputs."""
+"""Run a BIDS Stats Model: plan (pybids, every check) -> one cached graph -> published maps.
+
+Every node (run, session, subject, dataset) is planned and checked before any compute
+(:func:`glmflow.core.bsm.plan.plan_bids_stats_model`), fitted in one Nipype graph
+(:func:`glmflow.workflows.bsm.init_bsm_wf`) and published in FitLins' layout only when the
+whole graph has succeeded.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nipype.pipeline import engine as pe
 from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids.layout import load_layout
-from glmflow.core.bsm.higher import UnitMap, fit_later_nodes
-from glmflow.core.bsm.outputs import node_dir, unit_prefix, write_unit_maps
 from glmflow.core.bsm.plan import BsmPlan, plan_bids_stats_model
 from glmflow.core.publish import write_dataset_description
 from glmflow.errors import ModelSpecError
-from glmflow.execution import ExecutionOptions, hold_folder, run_workflow
+from glmflow.execution import ExecutionOptions, execute, hold_folder
 from glmflow.runners.entry import enter_level
-from glmflow.workflows.bsm_run import init_bsm_run_wf
+from glmflow.workflows.bsm import init_bsm_wf
 
 PathLike = str | os.PathLike
 
@@ -41,27 +43,6 @@ class BsmResult:
     @property
     def subjects(self) -> list[str]:
         return sorted({run.entities["subject"] for run in self.plan.runs})
-
-
-def _mem_gb(bold_file: str) -> float:
-    return max(0.5, 4 * os.path.getsize(bold_file) / 1e9 + 0.3)
-
-
-def init_bsm_wf(*, plan: BsmPlan, memo_dir: str | None = None, name: str = "bsm_wf"):
-    """One :func:`init_bsm_run_wf` per run of ``plan``, inputs set (nothing is run)."""
-    workflow = pe.Workflow(name=name)
-    for run, design_file in zip(plan.runs, plan.design_files, strict=True):
-        run_wf = init_bsm_run_wf(
-            contrasts=run.contrasts,
-            mem_gb=_mem_gb(run.bold_file),
-            memo_dir=memo_dir,
-            name=f"{unit_prefix(run.entities).replace('-', '_')}_wf",
-        )
-        run_wf.inputs.inputnode.bold_file = run.bold_file
-        run_wf.inputs.inputnode.mask_file = run.mask_file
-        run_wf.inputs.inputnode.design_file = design_file
-        workflow.add_nodes([run_wf])
-    return workflow
 
 
 def run_bids_stats_model(
@@ -106,18 +87,16 @@ def run_bids_stats_model(
                 space=space,
                 missing=missing_conditions,
             )
-        workflow = init_bsm_wf(plan=plan, memo_dir=str(work / "contrast_memo"))
-        with warnings.catch_warnings():
+        workflow = init_bsm_wf(
+            plan=plan, output_dir=str(entry.out), memo_dir=str(work / "contrast_memo")
+        )
+        with hold_folder(entry.out, "output"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            execgraph = run_workflow(workflow, entry.options)
-        with hold_folder(entry.out, "output"):
-            files, root_maps = _write_outputs(plan, execgraph, entry.out)
-            with threadpool_limits(limits=1):
-                files += fit_later_nodes(
-                    plan.graph, root_maps, entry.out, work, plan.source, missing=missing_conditions
-                )
+            # the sinks stage; execute publishes once every node has succeeded
+            written = execute(workflow, entry.options)
             write_dataset_description(entry.out, source_datasets=[entry.bids_dir, deriv])
-    return BsmResult(entry.out, plan, tuple(files), work)
+    files = tuple(p for p in written if p.suffix != ".json")  # maps and designs
+    return BsmResult(entry.out, plan, files, work)
 
 
 # participant-level options that a BSM file states itself (Input) or does not have
@@ -143,34 +122,3 @@ def _refuse_selection(rest: dict[str, Any]) -> None:
             f"{option} is not used with a BIDS Stats Model: select the data "
             'in the model\'s "Input" (task, session, run, space) instead'
         )
-
-
-def _write_outputs(plan: BsmPlan, execgraph, out: Path) -> tuple[list[Path], list[UnitMap]]:
-    indexes = {}
-    for node in execgraph.nodes():
-        if node.name == "compute_contrasts":
-            indexes[node.fullname.split(".")[-2]] = node.result.outputs.contrasts_json
-    files: list[Path] = []
-    maps: list[UnitMap] = []
-    meta = {"ModelFile": plan.source, "Model": plan.model.get("Name")}
-    for run, design_file in zip(plan.runs, plan.design_files, strict=True):
-        index = indexes[f"{unit_prefix(run.entities).replace('-', '_')}_wf"]
-        files += write_unit_maps(out, plan.run_node, run.entities, index, meta)
-        design = (
-            node_dir(out, plan.run_node, run.entities) / f"{unit_prefix(run.entities)}_design.tsv"
-        )
-        design.write_bytes(Path(design_file).read_bytes())
-        files.append(design)
-        for name, record in json.loads(Path(index).read_text()).items():
-            if not record.get("skipped") and record["stat_type"] == "t":
-                entities = {**run.entities, "contrast": name}
-                maps.append(
-                    UnitMap(
-                        entities,
-                        record["effect"],
-                        record["variance"],
-                        float(record["dof"]),
-                        run.mask_file,
-                    )
-                )
-    return files, maps

@@ -7,16 +7,18 @@ node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cos
 ``Options.HighPassFilterCutoffHz``, fitted by glmflow's engine (AR(1)); its ``Contrasts`` and
 ``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
 
-Supported: Run nodes (``glm``: AR(1)), fitted in a cached Nipype graph; Subject and Dataset
-nodes (:mod:`.higher`: ``meta`` or a ``FEMA`` test = precision-weighted fixed effects,
-``glm`` = OLS on the effect maps, participants.tsv variables through pybids), fitted after the
-graph with glmflow's group engine (not cached yet); ``Model.HRF`` (as pybids' ``Convolve``);
-``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``; ``Edges`` with
-``Filter``; several nodes at one level. Refused with one line: Session nodes,
-``LowPassFilterCutoffHz``, ``Options.Mask``, ``AggregateAutocorrelations``, tests other than
-t, F and FEMA, an F contrast feeding a later node.
+Supported: Run nodes (``glm``: AR(1)); Subject and Dataset nodes (:mod:`.higher`: ``meta``
+or a ``FEMA`` test = precision-weighted fixed effects, ``glm`` = OLS on the effect maps,
+participants.tsv variables through pybids), every unit planned and checked before compute
+(:mod:`.chain`) and fitted in the same cached Nipype graph as the runs; ``Model.HRF`` (as
+pybids' ``Convolve``); ``Contrasts`` with t and F tests and 2-D weights,
+``DummyContrasts``; ``Edges`` with ``Filter``; several nodes at one level. Refused with one
+line: Session nodes, ``LowPassFilterCutoffHz``, ``Options.Mask``,
+``AggregateAutocorrelations``, tests other than t, F and FEMA, an F contrast feeding a
+later node.
 """
 
+from glmflow.core.bsm.chain import HigherUnit, MapSource, plan_later_nodes
 from glmflow.core.bsm.graph import (
     RunDesign,
     is_bids_stats_model,
@@ -25,18 +27,18 @@ from glmflow.core.bsm.graph import (
     read_bids_stats_model,
     run_designs,
 )
-from glmflow.core.bsm.higher import UnitMap, fit_later_nodes
 from glmflow.core.bsm.schema import check_model, convert_steps
 
 __all__ = [
     "RunDesign",
-    "UnitMap",
+    "HigherUnit",
+    "MapSource",
     "check_model",
     "convert_steps",
-    "fit_later_nodes",
     "is_bids_stats_model",
     "is_bids_stats_model_file",
     "load_graph",
+    "plan_later_nodes",
     "read_bids_stats_model",
     "run_designs",
 ]

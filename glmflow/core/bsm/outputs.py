@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from glmflow.core.outputs import contrast_label
+from glmflow.core.publish import atomic_write_json, write_manifest
+from glmflow.core.sidecars import sidecar_path
 
 _ORDER = (
     ("subject", "sub"),
@@ -25,7 +26,6 @@ _ORDER = (
     ("acquisition", "acq"),
     ("run", "run"),
 )
-STATS = {"effect": "effect", "variance": "variance", "p": "p", "z": "z"}
 
 
 def unit_prefix(entities: Mapping[str, str]) -> str:
@@ -58,24 +58,32 @@ def map_path(output_dir, node: str, entities: Mapping[str, str], contrast: str, 
     return node_dir(output_dir, node, entities) / name
 
 
-def write_unit_maps(
+def stage_unit_maps(
     output_dir: str | os.PathLike,
+    *,
+    stage_dir: str | os.PathLike,
     node: str,
-    entities: Mapping[str, str],
     index_file: str | os.PathLike,
+    outputs: Mapping[str, Mapping[str, str]],
     metadata: Mapping[str, Any],
-) -> list[Path]:
-    """Copy one unit's maps (a ``contrasts.json`` index) to their FitLins names, with sidecars."""
+    design: tuple[str, Mapping[str, str]] | None = None,
+) -> tuple[list[Path], list[Path], Path]:
+    """Stage one unit's maps (its ``contrasts.json`` index) under their FitLins names.
+
+    ``outputs``: contrast name -> the entities naming its maps; ``design``: the run's design
+    TSV and its entities. Sidecars are written into ``stage_dir``; nothing goes into
+    ``output_dir`` until :func:`glmflow.core.publish.publish` copies the manifest's pairs,
+    once the whole graph has succeeded. Returns (destinations, staged sidecars, manifest).
+    """
     index = json.loads(Path(index_file).read_text())
-    written = []
+    stage = Path(stage_dir)
+    pairs, written, staged = [], [], []
     for name, record in index.items():
-        if record.get("skipped"):
+        if record.get("skipped") or name not in outputs:
             continue
         for key in ("effect", "variance", "stat", "p", "z"):
-            stat = record["stat_type"] if key == "stat" else STATS[key]
-            dest = map_path(output_dir, node, entities, name, stat)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(record[key], dest)
+            stat = record["stat_type"] if key == "stat" else key
+            dest = map_path(output_dir, node, outputs[name], name, stat)
             sidecar = {
                 **metadata,
                 "Node": node,
@@ -84,9 +92,15 @@ def write_unit_maps(
                 "Weights": record.get("weights"),
                 "DegreesOfFreedom": record.get("dof"),
                 "DroppedConditions": record.get("dropped", []),
+                **({"Test": record["test"]} if "test" in record else {}),
+                **({"Columns": record["columns"]} if "columns" in record else {}),
             }
-            dest.with_name(dest.name.replace(".nii.gz", ".json")).write_text(
-                json.dumps(sidecar, indent=2, sort_keys=True, default=str) + "\n"
-            )
+            staged.append(atomic_write_json(stage / sidecar_path(dest).name, sidecar))
+            pairs += [(Path(record[key]), dest), (staged[-1], sidecar_path(dest))]
             written.append(dest)
-    return written
+    if design is not None:
+        tsv, entities = design
+        dest = node_dir(output_dir, node, entities) / f"{unit_prefix(entities)}_design.tsv"
+        pairs.append((Path(tsv), dest))
+        written.append(dest)
+    return written, staged, write_manifest(stage / "manifest.json", pairs)

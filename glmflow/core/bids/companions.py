@@ -47,6 +47,8 @@ def companions(bold, masks, confounds, events, bids_dir: Path, deriv_dir: Path):
             f"{_expected(bold, 'desc-confounds_timeseries.tsv', grid=False)} in {folder}; "
             "rerun fMRIPrep or add the confounds file"
         )
+    if events is None:  # resting state: no events wanted
+        return mask, conf, None
     ev = companion(bold, events)
     if ev is None:
         raw_folder = bids_dir / folder.relative_to(deriv_dir)

@@ -80,6 +80,7 @@ def discover_runs(
     spec_tr: float | None = None,
     model_file: str | os.PathLike | None = None,
     task_given: bool = True,
+    need_events: bool = True,
 ) -> list[RunInputs]:
     """List the preprocessed BOLD runs to model, with their companion files.
 
@@ -87,14 +88,12 @@ def discover_runs(
     (default ``<bids_dir>/derivatives/fmriprep``). ``space``, ``desc`` and ``res`` choose the
     preprocessed BOLD (several resolutions and none chosen is an error naming them);
     ``tasks``, ``sessions``, ``runs``, ``participant_label`` keep only these (``None``: all;
-    subject labels may carry ``sub-``); ``excludes`` leaves subjects out (logged).
-    ``database_dir`` keeps the pybids index between calls (:mod:`.layout`; ``None``: in
-    memory). ``slice_time_ref`` overrides the slice-timing reference (a fraction of the TR);
-    ``spec_tr`` and ``model_file`` are the model's ``"tr"`` and file, checked against every
-    run with :func:`glmflow.core.model.check_repetition_time`. ``task_given=False`` says the
-    task is the model's own (no ``--task``): a task the dataset lacks blames the model file.
-
-    Returns the runs sorted by subject, session, task, run.
+    ``sub-`` optional); ``excludes`` leaves subjects out (logged); ``database_dir`` keeps the
+    pybids index (:mod:`.layout`; ``None``: in memory). ``slice_time_ref`` overrides the
+    slice-timing reference (a fraction of the TR); ``spec_tr`` and ``model_file`` are the
+    model's ``"tr"`` and file, checked by :func:`~glmflow.core.model.check_repetition_time`.
+    ``task_given=False``: the task is the model's own (no ``--task``), a missing task blames
+    the model file. ``need_events=False``: no events (rest). Sorted by sub, ses, task, run.
     """
     if slice_time_ref is not None:
         _check_slice_time_ref(slice_time_ref)
@@ -118,7 +117,8 @@ def discover_runs(
     )
     bolds = apply_excludes(bolds, as_list(excludes) or [], deriv_dir)
     files = {name: by_subject(get_files(layout, **f)) for name, f in _COMPANIONS.items()}
-    model = {"spec_tr": spec_tr, "model_file": model_file, "slice_time_ref": slice_time_ref}
+    model = {"spec_tr": spec_tr, "model_file": model_file, "slice_time_ref": slice_time_ref,
+             "need_events": need_events}  # fmt: skip
     found = [_run_inputs(bold, layout, files, bids_dir, deriv_dir, **model) for bold in bolds]
     if slice_time_ref is None:
         _warn_no_start_time([run.bold for run, has_start in found if not has_start])
@@ -148,10 +148,12 @@ def _order(r: RunInputs):
     )
 
 
-def _run_inputs(bold, layout, files, bids_dir, deriv_dir, *, spec_tr, model_file, slice_time_ref):
-    """One run's inputs, and whether its sidecar gives StartTime."""
+def _run_inputs(bold, layout, files, bids_dir, deriv_dir, *, spec_tr, model_file, slice_time_ref,
+                need_events=True):  # fmt: skip
+    """One run's inputs, and whether its sidecar gives StartTime (events: None for rest)."""
+    events = files["events"] if need_events else None
     mask, conf, ev = companions(
-        bold, files["masks"], files["confounds"], files["events"], bids_dir, deriv_dir
+        bold, files["masks"], files["confounds"], events, bids_dir, deriv_dir
     )
     meta = layout.get_metadata(bold.path)
     sidecar_tr = meta.get("RepetitionTime")
@@ -175,7 +177,7 @@ def _run_inputs(bold, layout, files, bids_dir, deriv_dir, *, spec_tr, model_file
         run=str(ent["run"]) if "run" in ent else None,
         bold=bold.path,
         mask=mask.path,
-        events=ev.path,
+        events=ev.path if ev is not None else "",
         confounds=conf.path,
         tr=tr,
         slice_time_ref=_slice_time_ref(

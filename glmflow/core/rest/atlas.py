@@ -1,0 +1,203 @@
+"""Atlases of a connectivity model: a labels image on the run's grid, or sphere voxels.
+
+Named parcellations and the bundled coordinate atlases come from
+:mod:`glmflow.core.atlases` (offline); a user's labels image comes with a BIDS
+``dseg.tsv`` (``index`` and ``name`` columns). Semantics are nilearn's maskers':
+``NiftiLabelsMasker`` (labels resampled to the data's grid by nearest neighbour, voxels
+outside the mask are background) and ``NiftiSpheresMasker`` (mask voxels within ``radius``
+mm of the seed, plus the voxel nearest to it). A label or a sphere with no voxel in the
+run's mask is an error naming it: its time series would be undefined.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from glmflow.core.images import load_image
+from glmflow.core.rest.spec import AtlasSpec, ConnectivitySpec
+from glmflow.errors import DatasetError, ModelSpecError
+
+
+class ResampledAtlasWarning(UserWarning):
+    """An atlas on another grid than the BOLD was resampled to it (nearest neighbour)."""
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Resolved atlas: ``labels_img`` + ``indices`` (labels) or ``coordinates`` (spheres)."""
+
+    kind: str
+    seg: str
+    names: tuple[str, ...]
+    labels_img: str | None = None
+    indices: tuple[int, ...] = ()
+    coordinates: tuple[tuple[float, float, float], ...] = ()
+    radius: float = 5.0
+    allow_overlap: bool = False
+    source: str = ""
+
+
+def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
+    """The model's atlas with its files and names (model-time checks only)."""
+    atlas = spec.atlas
+    if atlas is None:
+        raise ModelSpecError(f"The connectivity model {spec.source} has no atlas")
+    if atlas.name is not None:
+        return _named(atlas)
+    if atlas.coordinates is not None:
+        return _coordinates(atlas)
+    img = spec.resolve(atlas.labels_img)
+    if not Path(img).is_file():
+        raise ModelSpecError(
+            f"'atlas.labels_img' {atlas.labels_img} does not exist (looked for {img}; "
+            f"relative paths start at the folder of {spec.source})"
+        )
+    tsv = spec.resolve(atlas.labels_tsv) if atlas.labels_tsv else None
+    indices, names = _image_labels(img, tsv)
+    return Atlas("labels", atlas.seg, names, img, indices, source=img)
+
+
+def _image_labels(img: str, tsv: str | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    data = np.asanyarray(load_image(img, "Atlas").dataobj)
+    if data.ndim != 3:
+        raise DatasetError(f"Atlas {img} must be a 3D labels image; got shape {data.shape}")
+    present = [int(v) for v in np.unique(data) if v != 0]
+    if tsv is None:
+        return tuple(present), tuple(str(v) for v in present)
+    table = pd.read_csv(tsv, sep="\t", dtype={"name": str})
+    if not {"index", "name"} <= set(table.columns):
+        raise DatasetError(
+            f"Atlas table {tsv} needs 'index' and 'name' columns (BIDS dseg.tsv); it has "
+            f"{', '.join(table.columns)}"
+        )
+    table = table[table["index"] != 0]
+    missing = sorted(set(table["index"]) - set(present))
+    if missing:
+        name = table.set_index("index").loc[missing[0], "name"]
+        raise DatasetError(
+            f"Atlas table {tsv} lists index {missing[0]} ({name}) "
+            f"that labels no voxel of {img}; remove the row or use the matching image"
+        )
+    extra = sorted(set(present) - set(table["index"]))
+    if extra:
+        raise DatasetError(
+            f"Atlas {img} has label {extra[0]} that {tsv} does not name; add a row for it"
+        )
+    table = table.sort_values("index")
+    return tuple(int(v) for v in table["index"]), tuple(table["name"])
+
+
+def _named(atlas: AtlasSpec) -> Atlas:
+    from glmflow.core import atlases
+
+    found = atlases.labels_atlas(atlas.name)
+    return Atlas(
+        "labels", atlas.seg, tuple(found.names), str(found.image), tuple(found.indices),
+        source=str(found.image),
+    )  # fmt: skip
+
+
+def _coordinates(atlas: AtlasSpec) -> Atlas:
+    coords, names = atlas.coordinates, atlas.names
+    if isinstance(coords, str):
+        from glmflow.core import atlases
+
+        found = atlases.coordinate_atlas(coords)
+        coords, names = tuple(map(tuple, found.coordinates)), tuple(found.names)
+    names = names or tuple(f"roi{i + 1:03d}" for i in range(len(coords)))
+    return Atlas(
+        "spheres", atlas.seg, names, coordinates=coords, radius=atlas.radius,
+        allow_overlap=atlas.allow_overlap, source=str(atlas.coordinates)[:60],
+    )  # fmt: skip
+
+
+def labels_on_grid(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) -> np.ndarray:
+    """The atlas labels on the BOLD grid, 0 outside ``mask`` (int array of ``shape``).
+
+    Resampled by nearest neighbour with a :class:`ResampledAtlasWarning` when its grid is
+    not the BOLD's (nilearn's ``NiftiLabelsMasker`` with ``resampling_target="data"``);
+    a label with no voxel left in the mask raises DatasetError.
+    """
+    img = load_image(atlas.labels_img, "Atlas")
+    if img.shape[:3] != tuple(shape[:3]) or not np.allclose(img.affine, affine):
+        from nilearn.image import resample_img
+
+        warnings.warn(
+            f"Atlas {atlas.labels_img} (shape {img.shape[:3]}) is not on the grid of {where} "
+            f"(shape {tuple(shape[:3])}): resampled to it by nearest neighbour, as nilearn's "
+            "NiftiLabelsMasker does; give an atlas in the BOLD's space and resolution to avoid it",
+            ResampledAtlasWarning,
+            stacklevel=2,
+        )
+        img = resample_img(
+            img, target_affine=affine, target_shape=shape[:3], interpolation="nearest",
+            force_resample=True, copy_header=True,
+        )  # fmt: skip
+    labels = np.asarray(img.dataobj).astype(np.int64)
+    labels[~mask] = 0
+    counts = np.bincount(labels.ravel(), minlength=max(atlas.indices) + 1)
+    for index, name in zip(atlas.indices, atlas.names, strict=True):
+        if counts[index] == 0:
+            raise DatasetError(
+                f"Atlas {atlas.labels_img} label {index} ({name}) has no voxel in the brain "
+                f"mask of {where}; use an atlas that the mask covers, or a labels image "
+                "without that label"
+            )
+    return labels
+
+
+def sphere_voxels(atlas: Atlas, affine, mask: np.ndarray, where: str) -> list[np.ndarray]:
+    """For each coordinate, the C-order indices (among the mask's voxels) of its sphere.
+
+    nilearn's ``NiftiSpheresMasker``: mask voxels within ``radius`` mm, plus the voxel
+    nearest to the seed when it is in the mask. An empty sphere raises DatasetError.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    ijk = np.argwhere(mask)
+    world = nib.affines.apply_affine(affine, ijk)
+    position = {tuple(v): i for i, v in enumerate(ijk)}
+    seeds = np.asarray(atlas.coordinates, dtype=float)
+    graph = NearestNeighbors(radius=atlas.radius).fit(world).radius_neighbors_graph(seeds)
+    graph = graph.tolil()
+    nearest = np.round(nib.affines.apply_affine(np.linalg.inv(affine), seeds)).astype(int)
+    truncated = {tuple(v): i for i, v in reversed(list(enumerate(world.astype(int).tolist())))}
+    spheres = []
+    for i, (row, near) in enumerate(zip(graph.rows, nearest, strict=True)):
+        members = set(row)
+        if tuple(near) in position:
+            members.add(position[tuple(near)])
+        # nilearn also adds the voxel whose mm coordinates, truncated, equal the seed's
+        own = truncated.get(tuple(int(c) for c in seeds[i]))
+        if own is not None:
+            members.add(own)
+        if not members:
+            x, y, z = atlas.coordinates[i]
+            raise DatasetError(
+                f"Seed {atlas.names[i]} at ({x:g}, {y:g}, {z:g}) mm is outside the brain: no "
+                f"voxel of the mask of {where} within {atlas.radius:g} mm; check the "
+                "coordinates' space (MNI mm) or enlarge the radius"
+            )
+        spheres.append(np.array(sorted(members), dtype=np.int64))
+    if not atlas.allow_overlap:
+        _check_overlap(spheres, atlas)
+    return spheres
+
+
+def _check_overlap(spheres: list[np.ndarray], atlas: Atlas) -> None:
+    seen: dict[int, int] = {}
+    for i, sphere in enumerate(spheres):
+        for voxel in sphere.tolist():
+            if voxel in seen:
+                raise DatasetError(
+                    f"Spheres {atlas.names[seen[voxel]]} and {atlas.names[i]} of atlas "
+                    f"{atlas.seg} overlap (radius {atlas.radius:g} mm); set "
+                    '"allow_overlap": true or a smaller radius'
+                )
+            seen[voxel] = i

@@ -1,0 +1,177 @@
+"""Parcel and seed time series of one run, the BOLD read once, cleaned as nilearn does.
+
+Why not call nilearn's maskers: ``NiftiLabelsMasker`` and ``NiftiSpheresMasker`` load the
+whole 4D image as floats (and the spheres masker masks it again), so a realistic run is
+inflated two or more times and held in memory as float64. Here the volumes are streamed
+once (:func:`glmflow.core.nifti_stream.iter_raw_volumes`, ISA-L inflation) and each is
+reduced on the fly: the label means with one ``np.bincount`` (the sums ``scipy.ndimage.mean``
+makes), the sphere means as ``np.mean`` over the sphere's voxels, and, when seed-to-voxel maps
+are asked for, the in-mask voxels kept. Values are nilearn's: non-finite values count as 0
+(``ensure_finite``), float32 data give float32 signals; then ``nilearn.signal.clean``
+(detrend, band-pass with the run's TR, confounds, sample mask, standardisation) exactly as
+the maskers call it. tests/test_rest_parity.py pins this to the installed nilearn.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from nibabel.volumeutils import apply_read_scaling
+
+from glmflow.core.images import check_same_grid, load_image, load_mask
+from glmflow.core.nifti_stream import iter_raw_volumes, scaling
+from glmflow.core.rest.atlas import Atlas, labels_on_grid, sphere_voxels
+from glmflow.core.rest.spec import CleanSpec
+from glmflow.errors import DatasetError
+
+#: nilearn's Butterworth filter order (``nilearn.signal.butterworth``).
+_BUTTERWORTH_ORDER = 5
+
+
+@dataclass(frozen=True)
+class RawSignals:
+    """Uncleaned means per region (``regions``) and seed (``seeds``), and voxels if asked."""
+
+    regions: np.ndarray | None
+    seeds: np.ndarray | None
+    voxels: np.ndarray | None
+    mask: np.ndarray
+    affine: np.ndarray
+
+
+def read_signals(
+    bold_file: str | os.PathLike,
+    mask_file: str | os.PathLike,
+    atlas: Atlas | None,
+    seeds: Atlas | None = None,
+    *,
+    keep_voxels: bool = False,
+) -> RawSignals:
+    """Read a run once: the atlas' region means, the seeds' sphere means, the mask's voxels."""
+    img = load_image(bold_file, "BOLD")
+    if img.ndim != 4:
+        raise DatasetError(f"BOLD {bold_file} must be a 4D image, got shape {img.shape}")
+    mask, mask_affine = load_mask(mask_file)
+    check_same_grid(img.shape, img.affine, mask, mask_affine, bold_file, mask_file)
+    where = f"run {bold_file} (mask {mask_file})"
+    flat_mask = np.ravel_multi_index(np.nonzero(mask), img.shape[:3], order="F")
+    reducers = []
+    regions = seed_ts = voxels = None
+    n = img.shape[3]
+    dtype = np.float32 if img.get_data_dtype() == np.float32 and scaling(img)[0] is None else None
+    if atlas is not None and atlas.kind == "labels":
+        labels = labels_on_grid(atlas, img.shape, img.affine, mask, where)
+        regions = np.empty((n, len(atlas.indices)), np.float64)
+        reducers.append(_label_reducer(labels, atlas.indices, img.shape[:3], regions))
+    spheres_of = [a for a in (atlas, seeds) if a is not None and a.kind == "spheres"]
+    sphere_out = []
+    for sph in spheres_of:
+        out = np.empty((n, len(sph.coordinates)), dtype or np.float64)
+        members = sphere_voxels(sph, img.affine, mask, where)
+        reducers.append(_sphere_reducer([flat_mask[m] for m in members], out))
+        sphere_out.append(out)
+    if keep_voxels:
+        voxels = np.empty((n, len(flat_mask)), np.float32)
+        reducers.append(lambda t, vol: voxels.__setitem__(t, vol[flat_mask]))
+    slope, inter = scaling(img)
+    for t, raw in enumerate(iter_raw_volumes(img)):
+        vol = raw if slope is None else apply_read_scaling(raw, slope, inter)
+        if vol.dtype.kind == "f" and not np.isfinite(vol).all():
+            vol = np.nan_to_num(vol, nan=0.0, posinf=0.0, neginf=0.0)
+        for reduce in reducers:
+            reduce(t, vol)
+    if regions is not None and dtype is not None:
+        regions = regions.astype(dtype)  # nilearn's float32 signals, cleaned in float32
+    if atlas is not None and atlas.kind == "spheres":
+        regions = sphere_out.pop(0)
+    if seeds is not None:
+        seed_ts = sphere_out.pop(0)
+    return RawSignals(regions, seed_ts, voxels, mask, mask_affine)
+
+
+def _label_reducer(labels: np.ndarray, indices, shape, out: np.ndarray):
+    flat = labels.ravel(order="F")
+    inside = np.flatnonzero(flat)
+    codes = flat[inside]
+    counts = np.bincount(codes, minlength=max(indices) + 1)[list(indices)].astype(np.float64)
+    wanted = np.asarray(indices)
+    size = int(wanted.max()) + 1
+
+    def reduce(t: int, vol: np.ndarray) -> None:
+        sums = np.bincount(codes, weights=vol[inside], minlength=size)
+        out[t] = sums[wanted] / counts
+
+    return reduce
+
+
+def _sphere_reducer(members: list[np.ndarray], out: np.ndarray):
+    """Sphere means as nilearn takes them: ``np.mean(X[:, sphere], axis=1)`` over the series
+    of the spheres' voxels (same summation order, so float32 data give the same bits)."""
+    voxels = np.unique(np.concatenate(members))
+    columns = [np.searchsorted(voxels, m) for m in members]
+    series = np.empty((out.shape[0], len(voxels)), out.dtype)
+
+    def reduce(t: int, vol: np.ndarray) -> None:
+        series[t] = vol[voxels]
+        if t == out.shape[0] - 1:
+            for i, cols in enumerate(columns):
+                out[:, i] = np.mean(series[:, cols], axis=1)
+
+    return reduce
+
+
+def check_filter(clean: CleanSpec, n_volumes: int, tr: float, where: str) -> None:
+    """Refuse a band that the run's TR cannot carry, or a run too short to filter."""
+    nyquist = 0.5 / tr
+    for key in ("high_pass", "low_pass"):
+        value = getattr(clean, key)
+        if value is not None and value >= nyquist:
+            raise DatasetError(
+                f"{key} {value:g} Hz is at or above the Nyquist frequency {nyquist:g} Hz of "
+                f"{where} (TR {tr:g} s); lower it or remove it"
+            )
+    if clean.high_pass is None and clean.low_pass is None:
+        return
+    from scipy.signal import butter
+
+    band = [f for f in (clean.high_pass, clean.low_pass) if f is not None]
+    btype = "band" if len(band) == 2 else ("high" if clean.high_pass else "low")
+    sos = butter(
+        _BUTTERWORTH_ORDER, band if len(band) == 2 else band[0], btype, output="sos", fs=1 / tr
+    )
+    # scipy.signal.sosfiltfilt's default padding
+    zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    padlen = 3 * (2 * len(sos) + 1 - zeros)
+    if n_volumes <= padlen:
+        raise DatasetError(
+            f"{where} has {n_volumes} volumes, but nilearn's band-pass filter (order "
+            f"{_BUTTERWORTH_ORDER} Butterworth, filtered both ways) needs more than {padlen}; "
+            "remove high_pass / low_pass for this run or leave it out"
+        )
+
+
+def clean_signals(
+    signals: np.ndarray,
+    clean: CleanSpec,
+    *,
+    tr: float,
+    confounds: np.ndarray | None,
+    sample_mask: np.ndarray | None,
+    where: str,
+) -> np.ndarray:
+    """``nilearn.signal.clean`` with the model's options, as nilearn's maskers call it."""
+    from nilearn.signal import clean as nilearn_clean
+
+    if sample_mask is not None and len(sample_mask) == 0:
+        raise DatasetError(
+            f"Every volume of {where} is censored (scrubbing / non-steady-state); nothing is "
+            "left to correlate: relax fd_threshold / std_dvars_threshold or leave the run out"
+        )
+    check_filter(clean, signals.shape[0], tr, where)
+    if confounds is not None and confounds.shape[1] == 0:
+        confounds = None
+    return nilearn_clean(
+        signals, confounds=confounds, sample_mask=sample_mask, **clean.nilearn(tr)
+    )

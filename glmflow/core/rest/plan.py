@@ -1,0 +1,55 @@
+"""Every resting-state run checked before any compute: confounds, filter, atlas, seeds.
+
+What depends only on headers, masks and the confounds tables is checked here, for all
+runs, so that a bad input is one line before the graph starts (the run nodes repeat the
+checks that need the data: all volumes censored after scrubbing is known here too).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import nibabel as nib
+
+from glmflow.core.bids.runs import RunInputs
+from glmflow.core.confounds.select import select_confounds
+from glmflow.core.images import load_mask
+from glmflow.core.rest.atlas import labels_on_grid, resolve_atlas, sphere_voxels
+from glmflow.core.rest.extract import check_filter
+from glmflow.core.rest.run import seeds_atlas
+from glmflow.core.rest.spec import ConnectivitySpec
+from glmflow.errors import DatasetError
+
+
+def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> None:
+    """Raise the first problem of any run (one line naming the file and the fix)."""
+    if not runs:
+        raise DatasetError(
+            f"No preprocessed BOLD run of task '{spec.task}' found for {spec.source}; check "
+            "the task name, the space and the participant selection"
+        )
+    atlas = resolve_atlas(spec) if spec.atlas is not None else None
+    seeds = seeds_atlas(spec)
+    checked_masks: set[str] = set()
+    for run in runs:
+        where = f"run {run.bold}"
+        _, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
+        if sample_mask is not None and len(sample_mask) == 0:
+            raise DatasetError(
+                f"Every volume of {where} is censored (scrubbing / non-steady-state); relax "
+                "fd_threshold / std_dvars_threshold or leave the run out"
+            )
+        check_filter(spec.clean, run.n_volumes, run.tr, where)
+        if run.mask in checked_masks:
+            continue
+        checked_masks.add(run.mask)
+        mask, affine = load_mask(run.mask)
+        mask_where = f"{where} (mask {run.mask})"
+        shape = nib.load(run.bold).shape
+        if atlas is not None and atlas.kind == "labels":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore" if len(checked_masks) > 1 else "default")
+                labels_on_grid(atlas, shape, affine, mask, mask_where)
+        for spheres in (a for a in (atlas, seeds) if a is not None and a.kind == "spheres"):
+            sphere_voxels(spheres, affine, mask, mask_where)

@@ -1,0 +1,324 @@
+"""The connectivity model: the ``"connectivity"`` section of a glmflow model JSON, validated.
+
+A model file for resting state holds one object::
+
+    {"connectivity": {
+        "name": "rest", "task": "rest",
+        "atlas": {"name": "harvard_oxford"}                      # an offline parcellation
+              | {"labels_img": "atlas.nii.gz", "labels_tsv": "atlas.tsv", "label": "mine"}
+              | {"coordinates": "power_2011", "radius": 5}       # a coordinate atlas
+              | {"coordinates": [[0, -52, 26], ...], "names": ["pcc", ...], "label": "dmn"},
+        "seeds": [{"name": "pcc", "coordinates": [0, -52, 26], "radius": 8}],
+        "measures": ["correlation", "partial correlation", "tangent", "covariance",
+                     "precision", "sparse inverse covariance"],
+        "confounds": {... glmflow's confounds section: columns, wildcards, strategy ...},
+        "detrend": true, "standardize": "zscore_sample", "standardize_confounds": true,
+        "high_pass": 0.01, "low_pass": 0.08, "fisher_z": true,
+        "group": {... glmflow's group section: design, group_column, covariates,
+                  contrasts, inference (fdr, bonferroni, fpr, permutation max_t, none)}}}
+
+Relative paths (``labels_img``, ``labels_tsv``) are taken from the model file's folder.
+Every field is checked here, once; errors are one line naming the field and the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from glmflow.core.model import validation as check
+from glmflow.core.model.group_specs import GroupSpec
+from glmflow.core.model.jsonfile import read_json
+from glmflow.core.model.stages import ConfoundsSpec
+from glmflow.core.model.validation import locate
+from glmflow.errors import ModelSpecError
+
+Measure = Literal[
+    "correlation",
+    "partial correlation",
+    "tangent",
+    "covariance",
+    "precision",
+    "sparse inverse covariance",
+]
+#: The measures whose values are correlations (Fisher z applies to them).
+CORRELATIONS = ("correlation", "partial correlation")
+Standardize = Literal["zscore_sample", "psc"]
+CoordinateAtlas = Literal["power_2011", "dosenbach_2010", "seitzman_2018"]
+#: Group inference methods an edge-wise model supports (the others are voxel-map methods).
+EDGE_INFERENCE = ("none", "fpr", "fdr", "bonferroni", "permutation")
+
+
+def _coordinate(value: Any, name: str) -> tuple[float, float, float]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 3:
+        raise check.bad(name, "[x, y, z] in mm", value)
+    return tuple(check.number(v, name) for v in value)
+
+
+@dataclass(frozen=True)
+class AtlasSpec(check.Spec):
+    """Exactly one of ``name`` (an offline parcellation of :mod:`glmflow.core.atlases`),
+    ``labels_img`` (+ ``labels_tsv`` with ``index`` and ``name`` columns) or ``coordinates``
+    (a bundled coordinate atlas or a list of [x, y, z]; spheres of ``radius`` mm). ``label``
+    is the ``seg-`` label of the outputs (default: the name without non-alphanumerics)."""
+
+    name: str | None = None
+    labels_img: str | None = None
+    labels_tsv: str | None = None
+    coordinates: str | tuple[tuple[float, float, float], ...] | None = None
+    names: tuple[str, ...] = ()
+    radius: float = 5.0
+    allow_overlap: bool = False
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("name", "labels_img", "coordinates") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise check.FieldError(
+                "atlas",
+                'needs exactly one of "name", "labels_img" or "coordinates"; got '
+                + (", ".join(given) or "none"),
+            )
+        if self.name is not None:
+            check.text(self.name, "name")
+        if self.labels_tsv is not None and self.labels_img is None:
+            raise check.FieldError("labels_tsv", 'is only used with "labels_img"; remove it')
+        for key in ("labels_img", "labels_tsv"):
+            if getattr(self, key) is not None:
+                check.text(getattr(self, key), key)
+        self._check_coordinates()
+        check.number(self.radius, "radius", low=0)
+        check.flag(self.allow_overlap, "allow_overlap")
+        if self.label is not None:
+            check.label(self.label, "label")
+
+    def _check_coordinates(self) -> None:
+        coords, names = self.coordinates, check.texts(self.names, "names")
+        check.assign(self, "names", names)
+        if isinstance(coords, str):
+            check.choice(coords, "coordinates", CoordinateAtlas)
+        elif coords is not None:
+            if not isinstance(coords, Sequence) or not coords:
+                raise check.bad("coordinates", "a list of [x, y, z] or an atlas name", coords)
+            coords = tuple(_coordinate(c, "coordinates") for c in coords)
+            check.assign(self, "coordinates", coords)
+            if names and len(names) != len(coords):
+                raise check.FieldError(
+                    "names", f"has {len(names)} names for {len(coords)} coordinates"
+                )
+        if names and not isinstance(coords, tuple):
+            raise check.FieldError("names", "names a list of coordinates; remove it")
+
+    @property
+    def kind(self) -> str:
+        """ "labels" (a parcellation) or "spheres" (coordinates)."""
+        return "spheres" if self.coordinates is not None else "labels"
+
+    @property
+    def seg(self) -> str:
+        """The ``seg-`` label of the outputs."""
+        if self.label is not None:
+            return self.label
+        source = self.name or (self.coordinates if isinstance(self.coordinates, str) else None)
+        source = source or (Path(self.labels_img).name.split(".")[0] if self.labels_img else "")
+        return "".join(c for c in source if c.isalnum()) or "custom"
+
+
+@dataclass(frozen=True)
+class SeedSpec(check.Spec):
+    """A seed for a seed-to-voxel correlation map: a sphere of ``radius`` mm."""
+
+    name: str
+    coordinates: tuple[float, float, float]
+    radius: float = 6.0
+
+    def __post_init__(self) -> None:
+        check.label(self.name, "name")
+        check.assign(self, "coordinates", _coordinate(self.coordinates, "coordinates"))
+        check.number(self.radius, "radius", low=0)
+
+
+@dataclass(frozen=True)
+class CleanSpec(check.Spec):
+    """nilearn ``signal.clean`` options (``high_pass`` / ``low_pass`` in Hz, the run's TR)."""
+
+    detrend: bool = True
+    standardize: Standardize | None = "zscore_sample"
+    standardize_confounds: bool = True
+    high_pass: float | None = 0.01
+    low_pass: float | None = 0.08
+
+    def __post_init__(self) -> None:
+        check.flag(self.detrend, "detrend")
+        if self.standardize is False:  # nilearn's old spelling of "no standardisation"
+            check.assign(self, "standardize", None)
+        if self.standardize is not None:
+            check.choice(self.standardize, "standardize", Standardize)
+        check.flag(self.standardize_confounds, "standardize_confounds")
+        high = check.number(self.high_pass, "high_pass", low=0, strict=True, optional=True)
+        low = check.number(self.low_pass, "low_pass", low=0, strict=True, optional=True)
+        if high is not None and low is not None and high >= low:
+            raise check.FieldError(
+                "high_pass", f"({high:g} Hz) must be below low_pass ({low:g} Hz)"
+            )
+        check.assign(self, "high_pass", high)
+        check.assign(self, "low_pass", low)
+
+    def nilearn(self, t_r: float) -> dict[str, Any]:
+        """Keyword arguments of ``nilearn.signal.clean`` and nilearn's maskers."""
+        return {**self.to_dict(), "t_r": t_r}
+
+
+_CLEAN_KEYS = tuple(f.name for f in fields(CleanSpec))
+
+
+@dataclass(frozen=True)
+class ConnectivitySpec:
+    """One resting-state analysis: atlas, seeds, denoising, measures and group model."""
+
+    name: str
+    task: str
+    atlas: AtlasSpec | None = None
+    seeds: tuple[SeedSpec, ...] = ()
+    measures: tuple[Measure, ...] = ("correlation",)
+    confounds: ConfoundsSpec = field(default_factory=ConfoundsSpec)
+    clean: CleanSpec = field(default_factory=CleanSpec)
+    fisher_z: bool = True
+    group: GroupSpec = field(default_factory=GroupSpec)
+    source: str = "<model>"
+    base_dir: str = "."
+
+    def __post_init__(self) -> None:
+        check.label(self.name, "name")
+        check.label(self.task, "task")
+        measures = check.texts(self.measures, "measures")
+        for item in measures:
+            check.choice(item, "measures", Measure)
+        check.assign(self, "measures", measures)
+        if self.atlas is None and not self.seeds:
+            raise ModelSpecError('The connectivity model needs an "atlas" or "seeds"; add one')
+        if self.atlas is not None and not measures:
+            raise check.FieldError("measures", "must name at least one measure with an atlas")
+        names = [s.name for s in self.seeds]
+        for item in names:
+            if names.count(item) > 1:
+                raise check.FieldError("seeds", f"names {check.show(item)} twice")
+        check.flag(self.fisher_z, "fisher_z")
+        method = self.group.inference.method
+        if method not in EDGE_INFERENCE:
+            raise check.bad(
+                "group.inference.method", "one of " + ", ".join(EDGE_INFERENCE), method
+            )
+        if method == "permutation" and self.group.inference.permutation_stat != "max_t":
+            raise check.FieldError(
+                "group.inference.permutation_stat", 'must be "max_t" over edges (no clusters)'
+            )
+        if self.group.design == "paired":
+            raise check.FieldError("group.design", 'must not be "paired" for connectivity')
+
+    def resolve(self, path: str) -> str:
+        """A path of the model, relative to the model file's folder."""
+        return str(Path(self.base_dir, os.path.expanduser(path)))
+
+    def portable(self) -> dict[str, Any]:
+        """:meth:`to_dict` with the atlas files as absolute paths (what graph nodes take)."""
+        data = self.to_dict()
+        for key in ("labels_img", "labels_tsv"):
+            if data.get("atlas", {}).get(key):
+                data["atlas"][key] = str(Path(self.resolve(data["atlas"][key])).resolve())
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON section (relative paths as written)."""
+        data = {
+            "name": self.name,
+            "task": self.task,
+            "seeds": [s.to_dict() for s in self.seeds],
+            "measures": list(self.measures),
+            "confounds": self.confounds.to_dict(),
+            **self.clean.to_dict(),
+            "fisher_z": self.fisher_z,
+            "group": self.group.to_dict(),
+        }
+        if self.atlas is not None:
+            data["atlas"] = self.atlas.to_dict()
+        return data
+
+
+_SECTION_KEYS = ("name", "task", "atlas", "seeds", "measures", "confounds", "fisher_z", "group")
+
+
+def connectivity_spec(
+    model: str | os.PathLike | Mapping[str, Any] | ConnectivitySpec, *, source: str | None = None
+) -> ConnectivitySpec:
+    """The connectivity model from a JSON file, its dict (whole or the section) or a spec.
+
+    Raises ModelSpecError, one line naming the field and the file.
+    """
+    if isinstance(model, ConnectivitySpec):
+        return model
+    base = "."
+    if isinstance(model, str | os.PathLike):
+        source, base = str(model), str(Path(model).resolve().parent)
+        model = read_json(model)
+    where = f"in {source or 'the connectivity model'}"
+    if isinstance(model, Mapping) and "connectivity" in model:
+        if set(model) - {"connectivity", "schema_version"}:
+            extra = sorted(set(model) - {"connectivity", "schema_version"})
+            raise ModelSpecError(f"Unknown key '{extra[0]}' next to 'connectivity' ({where})")
+        model = model["connectivity"]
+    try:
+        check.keys(model, [*_SECTION_KEYS, *_CLEAN_KEYS], "'connectivity'")
+        for key in ("name", "task"):
+            if key not in model:
+                raise ModelSpecError(f"The connectivity model has no '{key}'; add it")
+    except ModelSpecError as err:
+        raise locate(err, where) from None
+    kwargs = {k: v for k, v in model.items() if k in _SECTION_KEYS}
+    parts = {
+        "atlas": lambda v: AtlasSpec.from_dict(v, what="'atlas'"),
+        "seeds": lambda v: tuple(SeedSpec.from_dict(s, what="'seeds'") for s in _list(v)),
+        "confounds": lambda v: ConfoundsSpec.from_dict(v, what="'confounds'"),
+        "group": lambda v: GroupSpec.from_dict(v, what="'group'"),
+    }
+    for key in [k for k in parts if k in kwargs]:
+        try:
+            kwargs[key] = parts[key](kwargs[key])
+        except ModelSpecError as err:
+            raise locate(err, where, prefix=f"{key}.") from None
+    try:
+        clean = CleanSpec(**{k: v for k, v in model.items() if k in _CLEAN_KEYS})
+        spec = ConnectivitySpec(**kwargs, clean=clean, source=source or "<model>", base_dir=base)
+    except ModelSpecError as err:
+        raise locate(err, where) from None
+    return spec
+
+
+def _list(value: Any) -> list:
+    if not isinstance(value, list):
+        raise check.bad("seeds", "a list of seed objects", value)
+    return value
+
+
+def is_connectivity_model(path: str | os.PathLike) -> bool:
+    """Whether a model file is a connectivity model (a top-level "connectivity" object)."""
+    try:
+        data = read_json(path)
+    except (ModelSpecError, OSError):
+        return False
+    return isinstance(data, Mapping) and "connectivity" in data
+
+
+__all__ = [
+    "CORRELATIONS",
+    "AtlasSpec",
+    "CleanSpec",
+    "ConnectivitySpec",
+    "Measure",
+    "SeedSpec",
+    "connectivity_spec",
+    "is_connectivity_model",
+]

@@ -1,0 +1,98 @@
+"""The resting-state graph: per run connectivity, each subject's runs combined, the sinks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from itertools import groupby
+
+from nipype.pipeline import engine as pe
+
+from glmflow.core.bids import RunInputs
+from glmflow.core.images import estimate_mem_gb
+from glmflow.core.rest.spec import ConnectivitySpec
+from glmflow.interfaces.rest import (
+    CombineRunConnectivity,
+    ComputeRunConnectivity,
+    ConnectivitySink,
+)
+from glmflow.workflows.subject_level import run_wf_name
+
+
+def init_rest_wf(
+    *,
+    runs: Sequence[RunInputs],
+    spec: ConnectivitySpec,
+    output_dir: str,
+    name: str = "rest_wf",
+) -> pe.Workflow:
+    """Connectivity of every run, and of every subject's runs combined.
+
+    Parameters
+    ----------
+    runs
+        The resting-state runs (``discover_runs(..., need_events=False)``), checked
+        (``glmflow.core.rest.plan.check_rest_runs``).
+    spec
+        The connectivity model.
+    output_dir
+        Root of the glmflow derivatives; the sinks stage, the runner publishes.
+    name
+        Workflow name.
+
+    Inputs / Outputs
+    ----------------
+    none: every input is known when the graph is built; the sinks (``ds_*``) stage files.
+    """
+    workflow = pe.Workflow(name=name)
+    model = json.dumps(spec.portable(), sort_keys=True)
+    meta = json.dumps({"ModelName": spec.name, "ModelSource": spec.source})
+    for subject, group in groupby(runs, key=lambda r: r.subject):
+        sub_wf = pe.Workflow(name=f"sub_{subject}_wf")
+        subject_runs = list(group)
+        combine = pe.Node(CombineRunConnectivity(), name="combine_runs")
+        results = []
+        for run in subject_runs:
+            label = run_wf_name(run).removesuffix("_wf")
+            node = pe.Node(
+                ComputeRunConnectivity(
+                    bold_file=run.bold, mask_file=run.mask, confounds_file=run.confounds,
+                    tr=run.tr, model=model,
+                ),
+                name=f"connectivity_{label}",
+                mem_gb=estimate_mem_gb(run.bold),
+            )  # fmt: skip
+            sink = pe.Node(
+                ConnectivitySink(
+                    output_dir=output_dir, entities=json.dumps(run.entities), level="run",
+                    metadata=meta,
+                ),
+                name=f"ds_{label}",
+                run_without_submitting=True,
+            )  # fmt: skip
+            sub_wf.connect([(node, sink, [("result_file", "result_file")])])
+            results.append(node)
+        if spec.atlas is not None and any(m != "tangent" for m in spec.measures):
+            merge = pe.Node(_merge(len(results)), name="merge_results")
+            for i, node in enumerate(results, start=1):
+                sub_wf.connect([(node, merge, [("result_file", f"in{i}")])])
+            ds_subject = pe.Node(
+                ConnectivitySink(
+                    output_dir=output_dir, entities=json.dumps(subject_runs[0].entities),
+                    level="subject", metadata=meta,
+                ),
+                name="ds_subject",
+                run_without_submitting=True,
+            )  # fmt: skip
+            sub_wf.connect([
+                (merge, combine, [("out", "result_files")]),
+                (combine, ds_subject, [("result_file", "result_file")]),
+            ])  # fmt: skip
+        workflow.add_nodes([sub_wf])
+    return workflow
+
+
+def _merge(n: int):
+    from nipype.interfaces import utility as niu
+
+    return niu.Merge(n)

@@ -1,8 +1,9 @@
 """The architecture is one-way: core < interfaces < workflows < runners < cli.
 
 ``glmflow.execution`` sits beside the layers: it imports only core (and Nipype), and only
-the runners and the CLI import it. ``glmflow.errors`` and the package root are leaves
-every layer may use.
+the runners and the CLI import it. ``glmflow.glm_express`` (glm-express's objects) is an
+API beside the CLI: it imports runners, workflows and core, and nothing but the CLI may
+import it. ``glmflow.errors`` and the package root are leaves every layer may use.
 """
 
 import ast
@@ -21,6 +22,7 @@ ALLOWED = {
     "execution": {"core"},
     "runners": {"core", "interfaces", "workflows", "execution"},
     "cli": {"core", "data", "interfaces", "workflows", "execution", "runners"},
+    "glm_express": {"core", "workflows", "runners"},
 }
 # old import paths kept as thin re-exports (none left: workflows/ holds only factories)
 TRANSITIONAL: set[str] = set()
@@ -66,6 +68,9 @@ def test_layers_are_one_way():
         assert not ALLOWED[layer] & set(LAYERS[index + 1 :]), layer
     assert ALLOWED["execution"] == {"core"}
     assert {p for p, allowed in ALLOWED.items() if "execution" in allowed} == {"runners", "cli"}
+    # glm-express's objects sit at the API level, beside the CLI
+    assert not ALLOWED["glm_express"] & {"cli", "execution"}
+    assert {p for p, allowed in ALLOWED.items() if "glm_express" in allowed} <= {"cli"}
 
 
 def test_the_rule_catches_an_offender(tmp_path, monkeypatch):

@@ -181,18 +181,18 @@ def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan
     return FirstLevelPlan(tuple(found), contrasts, columns, dropped, skipped)
 
 
-def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, ...]]:
-    """Events, confounds and design of one run: its conditions and design columns."""
+def build_run_design(run: RunInputs, spec: ModelSpec):
+    """(parsed events, design matrix, column roles, sample mask) of one run, as the graph
+    builds them (the glm-express ``Subject.generate_design_matrix`` shows this design)."""
     events = parse_events(
         read_events(run.events, condition_column=spec.events.condition_column),
         spec.events,
         source=run.events,
         scan_end=run.n_volumes * run.tr,
     )
-    conditions = [str(n) for n in events.loc[events["role"] == "condition", "trial_type"]]
     confounds, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
     with warnings.catch_warnings():
-        # nilearn's notes on singular designs: check_rank below says it in one line
+        # nilearn's notes on singular designs: check_rank says it in one line
         warnings.simplefilter("ignore")
         design, roles = build_design_matrix(
             events,
@@ -203,6 +203,13 @@ def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, .
             slice_time_ref=run.slice_time_ref,
             source=run.events,
         )
+    return events, design, roles, sample_mask
+
+
+def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, ...]]:
+    """Events, confounds and design of one run: its conditions and design columns."""
+    events, design, roles, sample_mask = build_run_design(run, spec)
+    conditions = [str(n) for n in events.loc[events["role"] == "condition", "trial_type"]]
     kept = run.n_volumes if sample_mask is None else len(sample_mask)
     if kept <= design.shape[1]:
         raise DesignError(

@@ -30,6 +30,7 @@ from glmflow.runners.group import GroupResult, run_group_level
 PathLike = str | os.PathLike
 HEIGHT_CONTROLS = ("fdr", "fpr", "bonferroni")
 PLOT_STYLES = ("ortho", "glass")
+MAP_STATS = ("effect", "variance", "t", "p", "z")
 #: glm-express's ``direction``: the sign of the group mean; -1 is this group contrast
 NEGATIVE_MEAN = "minusMean"
 
@@ -53,6 +54,7 @@ class GroupLevel:
         self.task_file = self._project.task_entry(task)
         self.output_path = self._project.glmflow_dir
         self.result: GroupResult | None = None
+        self.last_maps: dict[str, Path] = {}
         self.last_threshold: float | None = None
 
     @property
@@ -109,7 +111,8 @@ class GroupLevel:
         self, contrast: str, sub_smoothing: float = 8.0, group_smoothing: float | None = None,
         direction: int = 1, return_map: bool = True, save_output: bool = False,
     ) -> nib.Nifti1Image | None:  # fmt: skip
-        """The group z map of ``contrast`` (glmflow writes every map whatever ``save_output``)."""
+        """The group z map of ``contrast`` (``last_maps``: all the model's maps by statistic;
+        glmflow writes them whatever ``save_output``)."""
         result = self._fit(contrast, sub_smoothing, group_smoothing, direction, {"method": "none"})
         return nib.load(self._output(result, "z", None)) if return_map else None
 
@@ -119,7 +122,8 @@ class GroupLevel:
         sub_smoothing: float = 8.0, group_smoothing: float | None = None, direction: int = 1,
         return_map: bool = True, save_output: bool = False,
     ) -> nib.Nifti1Image | None:  # fmt: skip
-        """The thresholded group z map (``last_threshold``: the z threshold applied)."""
+        """The thresholded group z map (``last_threshold``: the z threshold applied;
+        ``last_maps``: the model's unthresholded maps by statistic)."""
         if existing_model is not None:
             raise unsupported(
                 "existing_model",
@@ -154,6 +158,7 @@ class GroupLevel:
             model=self._project.model_file(spec, self.task), tasks=[self.task],
             space=self._space, **{"progress": False, **self._project.options},
         )  # fmt: skip
+        self.last_maps = {s: self._output(self.result, s, None) for s in MAP_STATS}
         return self.result
 
     def _named(self, contrast: str) -> dict[str, SubjectMap]:

@@ -1,0 +1,219 @@
+"""glm-express's objects (glmflow.glm_express) against glmflow's runners and the truth.
+
+One small synthetic study (8 subjects x 1 run x 60 volumes, no smoothing, MultiProc with 2
+processes): ``Subject`` and ``Aggregator`` write into ``bids/derivatives/glmflow`` (glm-express's
+place) with their default cache; the runners write the same models elsewhere with their own
+cache, and the maps must agree. The truth: face 2.0 / house 0.5 in the "face" region, no
+effect in the "null" region, in every subject.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from glmflow.data import load_truth, make_synthetic_dataset
+from glmflow.errors import ContrastError, DatasetError, GroupModelError, ModelSpecError
+from glmflow.glm_express import Aggregator, GroupLevel, Subject, UnsupportedError
+from glmflow.runners.group import run_group_level
+from glmflow.runners.participant import run_participant_level
+
+pytestmark = pytest.mark.slow
+
+MODELS = Path(__file__).resolve().parents[1] / "glmflow" / "data" / "models"
+SPACE = "space-MNI152NLin2009cAsym"
+RUN = {"plugin": "MultiProc", "n_procs": 2}
+QUIET = {"plot_brains": False, "verbose": False}
+
+
+def _read(path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> dict:
+    """The dataset, its task file beside it (glm-express's place), the region masks."""
+    root = tmp_path_factory.mktemp("glm_express")
+    bids = make_synthetic_dataset(root / "bids", n_subjects=8, n_runs=1, n_volumes=60)
+    data = json.loads((MODELS / "task_information.json").read_text())
+    data["faces"].update(group_level_regressors=[])  # a one-sample group mean
+    (root / "task_information.json").write_text(json.dumps(data))
+    truth = load_truth(bids)
+    masks = {
+        name: nib.load(bids / "derivatives" / "truth" / region["mask"]).get_fdata() > 0
+        for name, region in truth["regions"].items()
+    }
+    return {"root": root, "bids": bids, "task_file": root / "task_information.json",
+            "masks": masks}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def subject(study) -> Subject:
+    sub = Subject("01", "faces", bids_root=study["bids"], suppress=True, **RUN)
+    sub.run_first_level_glm(smoothing=0, **QUIET)
+    return sub
+
+
+@pytest.fixture(scope="module")
+def aggregator(study, subject) -> Aggregator:
+    agg = Aggregator(study["bids"], "faces", **RUN)
+    agg.run_all_models(smoothing=0, plot_brains=False)
+    return agg
+
+
+def test_subject_maps_equal_the_participant_runner(study, subject):
+    root = study["root"]
+    run_participant_level(
+        bids_dir=study["bids"], output_dir=root / "ref", model=study["task_file"],
+        work_dir=root / "ref_work", participant_label=["01"], smoothing_fwhm=0,
+        progress=False, **RUN,
+    )  # fmt: skip
+    assert sorted(subject.condition_maps) == ["face", "house", "scrambled"]
+    assert sorted(subject.contrast_maps) == ["face-house", "face-others", "face-scrambled"]
+    assert subject.t_r == 2.0  # the data's TR, not glm-express's 1.0
+    for name, path in {**subject.condition_maps, **subject.contrast_maps}.items():
+        ref = root / "ref" / "glmflow" / "sub-01" / "func" / path.name
+        assert np.max(np.abs(_read(path) - _read(ref))) < 1e-6, name
+    # the run's design is the one the graph fitted (its TSV among the outputs)
+    design = subject.generate_design_matrix(1)
+    written = subject.first_level_output / "func" / "sub-01_task-faces_run-1_design.tsv"
+    np.testing.assert_allclose(design.to_numpy(), np.loadtxt(written, skiprows=1), atol=1e-6)
+    assert subject.conditions == ["house", "scrambled", "face"]  # first appearance
+
+
+def test_subject_flags_are_the_model_they_name(study, subject):
+    """motion_outliers / a_comp_cor / t_comp_cor False: the design loses those columns."""
+    design = subject.generate_design_matrix(1, motion_outliers=False, a_comp_cor=False,
+                                            t_comp_cor=False)  # fmt: skip
+    full = subject.generate_design_matrix(1)
+    dropped = sorted(set(full.columns) - set(design.columns))
+    assert dropped and all(
+        c.startswith(("motion_outlier", "a_comp_cor_", "t_comp_cor_")) for c in dropped
+    )
+    assert "non_steady_state_outlier00" in design.columns  # listed in the task file
+
+
+def test_planted_effects_found(study, subject, aggregator):
+    masks = study["masks"]
+    effects = [_read(_subject_map(study, s, "face").effect) for s in aggregator.subjects]
+    mean = np.mean(effects, axis=0)
+    assert mean[masks["face"]].mean() == pytest.approx(2.0, rel=0.15)
+    assert mean[masks["house"]].mean() == pytest.approx(0.5, abs=0.25)
+    group = GroupLevel("faces", study["bids"], **RUN)
+    z = group.uncorrected_model("face-house", sub_smoothing=0).get_fdata()
+    effect = _read(group.last_maps["effect"])  # the group model of the effect maps
+    assert effect[masks["face"]].mean() == pytest.approx(1.5, abs=0.35)  # 2.0 - 0.5
+    assert effect[masks["house"]].mean() == pytest.approx(-1.5, abs=0.35)
+    for silent in ("null", "both", "block"):  # no face-house difference planted
+        assert abs(effect[masks[silent]].mean()) < 0.25, silent
+    assert z[masks["face"]].mean() > 1 and z[masks["house"]].mean() < -1
+    corrected = group.corrected_model("face-house", height_control="fpr", alpha=0.001,
+                                      sub_smoothing=0).get_fdata()  # fmt: skip
+    threshold = norm.isf(0.001 / 2)  # nilearn's two-sided fpr threshold
+    assert group.last_threshold == pytest.approx(threshold)
+    np.testing.assert_array_equal(corrected != 0, np.abs(z) > threshold)
+    np.testing.assert_allclose(corrected[corrected != 0], z[corrected != 0], atol=1e-6)
+
+
+def test_aggregator_runs_every_subject_and_summarises_the_maps(study, aggregator):
+    table = aggregator.summary
+    assert aggregator.subjects == [f"{i:02d}" for i in range(1, 9)]
+    assert sorted(set(table["subject"])) == aggregator.subjects
+    assert len(table) == 8 * 6  # three conditions and three contrasts each
+    for row in table.itertuples():
+        data = _read(row.z_map)
+        assert row.z_max == pytest.approx(data.max(), abs=1e-6)
+        assert row.z_min == pytest.approx(data.min(), abs=1e-6)
+        assert row.runs == 1
+        assert f"sub-{row.subject}_" in Path(row.z_map).name
+
+
+def test_group_level_equals_the_group_runner(study, aggregator):
+    root = study["root"]
+    group = GroupLevel("faces", study["bids"], **RUN)
+    assert group.subjects == [f"{i:02d}" for i in range(1, 9)]
+    assert group.all_contrasts == {
+        "conditions": ["face", "house", "scrambled"],
+        "contrasts": ["face-house", "face-others", "face-scrambled"],
+    }
+    z = group.uncorrected_model("face-house", sub_smoothing=0)
+    copy = root / "group_ref"
+    shutil.copytree(study["bids"] / "derivatives" / "glmflow", copy / "glmflow")
+    for old in (copy / "glmflow").glob("task-*"):
+        old.unlink()
+    run_group_level(
+        bids_dir=study["bids"], output_dir=copy, model=study["task_file"],
+        work_dir=root / "group_ref_work", inference={"method": "none"}, progress=False, **RUN,
+    )  # fmt: skip
+    ref = copy / "glmflow" / f"task-faces_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.nii.gz"
+    assert np.max(np.abs(z.get_fdata() - _read(ref))) < 1e-6
+    negative = group.uncorrected_model("face-house", sub_smoothing=0, direction=-1)
+    np.testing.assert_allclose(negative.get_fdata(), -z.get_fdata(), atol=1e-6)
+    assert group.get_brain_data("faceMinusHouse", 0) == group.get_brain_data("face-house", 0)
+    table = group.get_clusters(z, stat_thresh=3.0)
+    assert table["Peak Stat"].astype(float).max() == pytest.approx(z.get_fdata().max(), abs=1e-5)
+
+
+def _subject_map(study, sub, contrast):
+    from glmflow.glm_express.first_level import subject_maps
+    from glmflow.glm_express.project import Project
+
+    return subject_maps(Project.open(study["bids"]), "faces", "MNI152NLin2009cAsym")[contrast][sub]
+
+
+def _one_line(excinfo, expected: str) -> None:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    assert re.fullmatch(expected, message), message
+
+
+def test_bad_arguments_are_one_line(study, subject, aggregator):
+    bids, deriv = study["bids"], study["bids"] / "derivatives" / "fmriprep"
+    with pytest.raises(DatasetError) as err:
+        Subject("09", "faces", bids_root=bids, suppress=True)
+    _one_line(err, re.escape(
+        f"Subject '09' not found in BIDS project {deriv} for task 'faces' (subjects: 01, 02, "
+        "03, 04, 05, 06, 07, 08); check sub_id"))  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        Aggregator(bids, "rest")
+    _one_line(err, re.escape(
+        f"Task 'rest' not found in BIDS project {deriv} (tasks with preprocessed BOLD: "
+        "faces); check task"))  # fmt: skip
+    group = GroupLevel("faces", bids)
+    with pytest.raises(ContrastError) as err:
+        group.uncorrected_model("face-houses", sub_smoothing=0)
+    _one_line(err, re.escape(
+        f"Contrast 'face-houses' has no subject-level maps of task 'faces' in "
+        f"{bids / 'derivatives' / 'glmflow'}: did you mean 'face-house'? (contrasts: face, "
+        "face-house, face-others, face-scrambled, house, scrambled)"))  # fmt: skip
+    with pytest.raises(GroupModelError) as err:
+        group.uncorrected_model("face-house")  # glm-express's default 8 mm
+    _one_line(err, r"The subject maps of 'face-house' \(sub-01_.*\) were smoothed with 0 mm "
+              r"at the first level, not 8 mm; pass smoothing=0 \(sub_smoothing=\) or rerun "
+              r"the first level with smoothing=8")  # fmt: skip
+    with pytest.raises(UnsupportedError) as err:
+        subject.run_first_level_glm(user_design_matrices=[], **QUIET)
+    _one_line(err, r"user_design_matrices is not supported by glmflow\.glm_express; .*")
+
+
+def test_bad_contrast_and_tr_are_one_line(study, subject):
+    sub = Subject("02", "faces", bids_root=study["bids"], suppress=True, **RUN)
+    sub.set_design_contrasts({"faces-houses": "face - houses"})
+    with pytest.raises(ContrastError) as err:
+        sub.run_first_level_glm(smoothing=0, **QUIET)
+    _one_line(err, r"Contrast 'faces-houses' uses 'houses' which is not a column of the "
+              r"design of .*sub-02_task-faces_run-1_.*")  # fmt: skip
+    with pytest.raises(ModelSpecError) as err:
+        sub.set_design_contrasts({"bad": "face -"})
+    _one_line(err, r'Contrast "bad": Formula "face -" does not parse \(invalid syntax\); .* '
+              r"\(task 'faces' in .*task_information\.json\)")  # fmt: skip
+    with pytest.raises(ModelSpecError) as err:
+        Subject("02", "faces", bids_root=study["bids"], suppress=True, repetition_time=1.0)
+    _one_line(err, r'"tr" is 1 s in .*task_information\.json but .* has 2 s .*')

@@ -93,7 +93,7 @@ def run_connectivity(
             database_dir=entry.work_dir / "bids_db", model_file=spec.source,
             task_given=False, need_events=False,
         )  # fmt: skip
-        check_rest_runs(found, spec)
+        spec = check_rest_runs(found, spec)
         workflow = init_rest_wf(runs=found, spec=spec, output_dir=str(entry.out))
         fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
         with hold_folder(entry.out, "output"):

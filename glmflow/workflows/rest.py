@@ -53,7 +53,7 @@ def init_rest_wf(
         combine = pe.Node(CombineRunConnectivity(), name="combine_runs")
         results = []
         for run in subject_runs:
-            label = run_wf_name(run).removesuffix("_wf")
+            label = run_wf_name(run).removesuffix("_wf").removeprefix("run_")
             node = pe.Node(
                 ComputeRunConnectivity(
                     bold_file=run.bold, mask_file=run.mask, confounds_file=run.confounds,

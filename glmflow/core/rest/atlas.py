@@ -11,6 +11,7 @@ run's mask is an error naming it: its time series would be undefined.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,15 @@ class Atlas:
     radius: float = 5.0
     allow_overlap: bool = False
     source: str = ""
+    name: str | None = None
+
+    def image(self) -> nib.Nifti1Image:
+        """The labels image (an offline atlas is built in memory, a user's read)."""
+        if self.name is not None:
+            from glmflow.core.atlases import volume_atlas
+
+            return volume_atlas(self.name).image
+        return load_image(self.labels_img, "Atlas")
 
 
 def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
@@ -48,19 +58,32 @@ def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
     atlas = spec.atlas
     if atlas is None:
         raise ModelSpecError(f"The connectivity model {spec.source} has no atlas")
-    if atlas.name is not None:
-        return _named(atlas)
     if atlas.coordinates is not None:
         return _coordinates(atlas)
-    img = spec.resolve(atlas.labels_img)
-    if not Path(img).is_file():
+    if atlas.name is not None:
+        found = _named(atlas)
+    else:
+        img = spec.resolve(atlas.labels_img)
+        if not Path(img).is_file():
+            raise ModelSpecError(
+                f"'atlas.labels_img' {atlas.labels_img} does not exist (looked for {img}; "
+                f"relative paths start at the folder of {spec.source})"
+            )
+        tsv = spec.resolve(atlas.labels_tsv) if atlas.labels_tsv else None
+        indices, names = _image_labels(img, tsv)
+        found = Atlas("labels", atlas.seg, names, img, indices, source=img)
+    unknown = sorted(set(atlas.exclude_labels) - set(found.indices))
+    if unknown:
         raise ModelSpecError(
-            f"'atlas.labels_img' {atlas.labels_img} does not exist (looked for {img}; "
-            f"relative paths start at the folder of {spec.source})"
+            f"'atlas.exclude_labels' lists {unknown[0]}, which is not a label of atlas "
+            f"{found.source} ({spec.source}); remove it"
         )
-    tsv = spec.resolve(atlas.labels_tsv) if atlas.labels_tsv else None
-    indices, names = _image_labels(img, tsv)
-    return Atlas("labels", atlas.seg, names, img, indices, source=img)
+    keep = [i for i, v in enumerate(found.indices) if v not in atlas.exclude_labels]
+    return dataclasses.replace(
+        found,
+        indices=tuple(found.indices[i] for i in keep),
+        names=tuple(found.names[i] for i in keep),
+    )
 
 
 def _image_labels(img: str, tsv: str | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -94,22 +117,24 @@ def _image_labels(img: str, tsv: str | None) -> tuple[tuple[int, ...], tuple[str
 
 
 def _named(atlas: AtlasSpec) -> Atlas:
-    from glmflow.core import atlases
+    from glmflow.core.atlases import volume_atlas
 
-    found = atlases.labels_atlas(atlas.name)
+    found = volume_atlas(atlas.name)
+    present = {int(v) for v in np.unique(np.asarray(found.image.dataobj)) if v != 0}
+    indices = tuple(sorted(v for v in found.labels if v in present))
     return Atlas(
-        "labels", atlas.seg, tuple(found.names), str(found.image), tuple(found.indices),
-        source=str(found.image),
+        "labels", atlas.seg, tuple(found.labels[v] for v in indices), indices=indices,
+        source=f"{found.description} ({found.licence}; {found.source})", name=atlas.name,
     )  # fmt: skip
 
 
 def _coordinates(atlas: AtlasSpec) -> Atlas:
     coords, names = atlas.coordinates, atlas.names
     if isinstance(coords, str):
-        from glmflow.core import atlases
+        from glmflow.core.atlases import coordinate_atlas
 
-        found = atlases.coordinate_atlas(coords)
-        coords, names = tuple(map(tuple, found.coordinates)), tuple(found.names)
+        found = coordinate_atlas(coords)
+        coords, names = tuple(map(tuple, found.coords.tolist())), found.labels
     names = names or tuple(f"roi{i + 1:03d}" for i in range(len(coords)))
     return Atlas(
         "spheres", atlas.seg, names, coordinates=coords, radius=atlas.radius,
@@ -117,38 +142,51 @@ def _coordinates(atlas: AtlasSpec) -> Atlas:
     )  # fmt: skip
 
 
-def labels_on_grid(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) -> np.ndarray:
-    """The atlas labels on the BOLD grid, 0 outside ``mask`` (int array of ``shape``).
+def grid_labels(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) -> np.ndarray:
+    """The atlas labels on the BOLD grid: 0 outside ``mask`` and for labels left out.
 
     Resampled by nearest neighbour with a :class:`ResampledAtlasWarning` when its grid is
-    not the BOLD's (nilearn's ``NiftiLabelsMasker`` with ``resampling_target="data"``);
-    a label with no voxel left in the mask raises DatasetError.
+    not the BOLD's (nilearn's ``NiftiLabelsMasker`` with ``resampling_target="data"``).
     """
-    img = load_image(atlas.labels_img, "Atlas")
+    img = atlas.image()
+    label = atlas.name or atlas.labels_img
     if img.shape[:3] != tuple(shape[:3]) or not np.allclose(img.affine, affine):
         from nilearn.image import resample_img
 
         warnings.warn(
-            f"Atlas {atlas.labels_img} (shape {img.shape[:3]}) is not on the grid of {where} "
-            f"(shape {tuple(shape[:3])}): resampled to it by nearest neighbour, as nilearn's "
+            f"Atlas {label} (shape {img.shape[:3]}) is not on the grid of {where} (shape "
+            f"{tuple(shape[:3])}): resampled to it by nearest neighbour, as nilearn's "
             "NiftiLabelsMasker does; give an atlas in the BOLD's space and resolution to avoid it",
             ResampledAtlasWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         img = resample_img(
             img, target_affine=affine, target_shape=shape[:3], interpolation="nearest",
             force_resample=True, copy_header=True,
         )  # fmt: skip
     labels = np.asarray(img.dataobj).astype(np.int64)
-    labels[~mask] = 0
+    labels[~mask | ~np.isin(labels, atlas.indices)] = 0
+    return labels
+
+
+def missing_labels(labels: np.ndarray, atlas: Atlas) -> list[tuple[int, str]]:
+    """The atlas' (index, name) pairs with no voxel in ``labels`` (:func:`grid_labels`)."""
     counts = np.bincount(labels.ravel(), minlength=max(atlas.indices) + 1)
-    for index, name in zip(atlas.indices, atlas.names, strict=True):
-        if counts[index] == 0:
-            raise DatasetError(
-                f"Atlas {atlas.labels_img} label {index} ({name}) has no voxel in the brain "
-                f"mask of {where}; use an atlas that the mask covers, or a labels image "
-                "without that label"
-            )
+    return [(i, n) for i, n in zip(atlas.indices, atlas.names, strict=True) if counts[i] == 0]
+
+
+def labels_on_grid(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) -> np.ndarray:
+    """:func:`grid_labels`, refusing a label with no voxel left in the mask (DatasetError)."""
+    labels = grid_labels(atlas, shape, affine, mask, where)
+    missing = missing_labels(labels, atlas)
+    if missing:
+        index, name = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DatasetError(
+            f"Atlas {atlas.name or atlas.labels_img} label {index} ({name}){more} has no voxel "
+            f'in the brain mask of {where}; set "missing_labels": "drop" in the atlas, list '
+            'it in "exclude_labels", or use an atlas that the mask covers'
+        )
     return labels
 
 

@@ -7,6 +7,7 @@ checks that need the data: all volumes censored after scrubbing is known here to
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 
@@ -15,15 +16,25 @@ import nibabel as nib
 from glmflow.core.bids.runs import RunInputs
 from glmflow.core.confounds.select import select_confounds
 from glmflow.core.images import load_mask
-from glmflow.core.rest.atlas import labels_on_grid, resolve_atlas, sphere_voxels
+from glmflow.core.rest.atlas import (
+    grid_labels,
+    labels_on_grid,
+    missing_labels,
+    resolve_atlas,
+    sphere_voxels,
+)
 from glmflow.core.rest.extract import check_filter
 from glmflow.core.rest.run import seeds_atlas
 from glmflow.core.rest.spec import ConnectivitySpec
 from glmflow.errors import DatasetError
 
 
-def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> None:
-    """Raise the first problem of any run (one line naming the file and the fix)."""
+def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> ConnectivitySpec:
+    """Raise the first problem of any run (one line naming the file and the fix).
+
+    Returns the spec to run: with ``"missing_labels": "drop"``, the labels that some run's
+    mask does not reach are added to ``exclude_labels`` (warned, once for all runs).
+    """
     if not runs:
         raise DatasetError(
             f"No preprocessed BOLD run of task '{spec.task}' found for {spec.source}; check "
@@ -32,6 +43,7 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> None:
     atlas = resolve_atlas(spec) if spec.atlas is not None else None
     seeds = seeds_atlas(spec)
     checked_masks: set[str] = set()
+    dropped: dict[int, str] = {}
     for run in runs:
         where = f"run {run.bold}"
         _, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
@@ -50,6 +62,31 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> None:
         if atlas is not None and atlas.kind == "labels":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore" if len(checked_masks) > 1 else "default")
-                labels_on_grid(atlas, shape, affine, mask, mask_where)
+                if spec.atlas.missing_labels == "drop":
+                    labels = grid_labels(atlas, shape, affine, mask, mask_where)
+                    dropped.update(missing_labels(labels, atlas))
+                else:
+                    labels_on_grid(atlas, shape, affine, mask, mask_where)
         for spheres in (a for a in (atlas, seeds) if a is not None and a.kind == "spheres"):
             sphere_voxels(spheres, affine, mask, mask_where)
+    return _drop(spec, dropped)
+
+
+def _drop(spec: ConnectivitySpec, dropped: dict[int, str]) -> ConnectivitySpec:
+    if not dropped:
+        return spec
+    if len(dropped) == len(resolve_atlas(spec).indices):
+        raise DatasetError(
+            f"No label of the atlas of {spec.source} has a voxel in every run's mask"
+        )
+    names = ", ".join(f"{i} ({n})" for i, n in sorted(dropped.items()))
+    warnings.warn(
+        f"Atlas of {spec.source}: {len(dropped)} label(s) with no voxel in some run's brain mask "
+        f'are left out of every run (missing_labels "drop"): {names}',
+        UserWarning,
+        stacklevel=2,
+    )
+    atlas = dataclasses.replace(
+        spec.atlas, exclude_labels=tuple(sorted({*spec.atlas.exclude_labels, *dropped}))
+    )
+    return dataclasses.replace(spec, atlas=atlas)

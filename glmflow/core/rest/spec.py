@@ -48,6 +48,8 @@ Measure = Literal[
 CORRELATIONS = ("correlation", "partial correlation")
 Standardize = Literal["zscore_sample", "psc"]
 CoordinateAtlas = Literal["power_2011", "dosenbach_2010", "seitzman_2018"]
+VolumeAtlas = Literal["harvard_oxford", "aal", "juelich"]
+MissingLabels = Literal["error", "drop"]
 #: Group inference methods an edge-wise model supports (the others are voxel-map methods).
 EDGE_INFERENCE = ("none", "fpr", "fdr", "bonferroni", "permutation")
 
@@ -63,7 +65,10 @@ class AtlasSpec(check.Spec):
     """Exactly one of ``name`` (an offline parcellation of :mod:`glmflow.core.atlases`),
     ``labels_img`` (+ ``labels_tsv`` with ``index`` and ``name`` columns) or ``coordinates``
     (a bundled coordinate atlas or a list of [x, y, z]; spheres of ``radius`` mm). ``label``
-    is the ``seg-`` label of the outputs (default: the name without non-alphanumerics)."""
+    is the ``seg-`` label of the outputs (default: the name without non-alphanumerics).
+    ``exclude_labels`` leaves label values out; ``missing_labels`` "drop" leaves out, with a
+    warning, the labels with no voxel in some run's mask (for every run, so that all
+    matrices have the same nodes), "error" (default) refuses them."""
 
     name: str | None = None
     labels_img: str | None = None
@@ -73,17 +78,28 @@ class AtlasSpec(check.Spec):
     radius: float = 5.0
     allow_overlap: bool = False
     label: str | None = None
+    exclude_labels: tuple[int, ...] = ()
+    missing_labels: MissingLabels = "error"
 
     def __post_init__(self) -> None:
         given = [k for k in ("name", "labels_img", "coordinates") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise check.FieldError(
-                "atlas",
-                'needs exactly one of "name", "labels_img" or "coordinates"; got '
-                + (", ".join(given) or "none"),
+            raise ModelSpecError(
+                'The atlas needs exactly one of "name", "labels_img" or "coordinates"; got '
+                + (", ".join(given) or "none")
             )
         if self.name is not None:
-            check.text(self.name, "name")
+            check.choice(self.name, "name", VolumeAtlas)
+        if isinstance(self.exclude_labels, str) or not isinstance(self.exclude_labels, Sequence):
+            raise check.bad("exclude_labels", "a list of label values", self.exclude_labels)
+        excluded = tuple(check.integer(v, "exclude_labels", low=1) for v in self.exclude_labels)
+        check.assign(self, "exclude_labels", tuple(sorted(set(excluded))))
+        check.choice(self.missing_labels, "missing_labels", MissingLabels)
+        if self.coordinates is not None and (excluded or self.missing_labels != "error"):
+            raise check.FieldError(
+                "exclude_labels" if excluded else "missing_labels",
+                "applies to labels images, not to coordinates; remove it",
+            )
         if self.labels_tsv is not None and self.labels_img is None:
             raise check.FieldError("labels_tsv", 'is only used with "labels_img"; remove it')
         for key in ("labels_img", "labels_tsv"):

@@ -1,0 +1,245 @@
+"""Resting state: the model's checks, the ground truth of the synthetic rest task, bad inputs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmflow.core.rest.files import read_matrix
+from glmflow.core.rest.run import connectivity_run_files
+from glmflow.core.rest.spec import connectivity_spec
+from glmflow.data.rest import INDEPENDENT, NETWORKS, add_resting_state
+from glmflow.errors import ConfoundsError, DatasetError, ModelSpecError
+
+BASE = {"name": "rest", "task": "rest", "atlas": {"name": "harvard_oxford"}}
+WHERE = " (in rest.json)"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"atlas": {"name": "harvard"}},
+         """'atlas.name' must be one of "harvard_oxford", "aal", "juelich"; got "harvard\""""),
+        ({"atlas": {"name": "aal", "coordinates": "power_2011"}},
+         'The atlas needs exactly one of "name", "labels_img" or "coordinates"; got name, '
+         "coordinates"),
+        ({"atlas": {"coordinates": "power"}},
+         """'atlas.coordinates' must be one of "power_2011", "dosenbach_2010", """
+         """"seitzman_2018"; got "power\""""),
+        ({"atlas": {"coordinates": [[1, 2]]}},
+         "'atlas.coordinates' must be [x, y, z] in mm; got [1, 2]"),
+        ({"measures": ["correlations"]},
+         """'measures' must be one of "correlation", "partial correlation", "tangent", """
+         """"covariance", "precision", "sparse inverse covariance"; got "correlations\""""),
+        ({"high_pass": 0.1, "low_pass": 0.05},
+         "'high_pass' (0.1 Hz) must be below low_pass (0.05 Hz)"),
+        ({"standardize": "zscore"},
+         """'standardize' must be one of "zscore_sample", "psc"; got "zscore\""""),
+        ({"seeds": [{"name": "pcc", "coordinates": [0, 1]}]},
+         "'seeds.coordinates' must be [x, y, z] in mm; got [0, 1]"),
+        ({"group": {"inference": {"method": "tdp", "two_sided": False}}},
+         """'group.inference.method' must be one of none, fpr, fdr, bonferroni, permutation; """
+         """got "tdp\""""),
+        ({"group": {"design": "paired", "conditions": ["a", "b"]}},
+         """'group.design' must not be "paired" for connectivity"""),
+        ({"fisher": True},
+         "Unknown key 'fisher' in 'connectivity'; did you mean 'fisher_z'? Allowed: name, task, "
+         "atlas, seeds, measures, confounds, fisher_z, group, detrend, standardize, "
+         "standardize_confounds, high_pass, low_pass"),
+        ({"atlas": {"name": "aal", "missing_labels": "keep"}},
+         """'atlas.missing_labels' must be one of "error", "drop"; got "keep\""""),
+        ({"atlas": {"coordinates": "power_2011", "exclude_labels": [3]}},
+         "'atlas.exclude_labels' applies to labels images, not to coordinates; remove it"),
+        ({"atlas": None}, 'The connectivity model needs an "atlas" or "seeds"; add one'),
+    ],
+)  # fmt: skip
+def test_bad_model_is_one_line(change, message):
+    model = {k: v for k, v in {**BASE, **change}.items() if v is not None}
+    with pytest.raises(ModelSpecError) as err:
+        connectivity_spec({"connectivity": model}, source="rest.json")
+    assert str(err.value) == message + WHERE
+
+
+def test_offline_atlases_resolve():
+    from glmflow.core.rest.atlas import resolve_atlas
+
+    ho = resolve_atlas(connectivity_spec(BASE))
+    assert (ho.kind, len(ho.indices), ho.names[0]) == ("labels", 113, "Left_Frontal_Pole")
+    power = resolve_atlas(connectivity_spec({**BASE, "atlas": {"coordinates": "power_2011"}}))
+    assert (power.kind, len(power.coordinates), power.seg) == ("spheres", 264, "power2011")
+
+
+@pytest.fixture(scope="module")
+def rest_ds(tmp_path_factory):
+    return add_resting_state(tmp_path_factory.mktemp("rest") / "bids", n_subjects=8)
+
+
+def _model(root, **change):
+    atlas = {
+        "labels_img": str(root / "derivatives/truth/atlas-rest_dseg.nii.gz"),
+        "labels_tsv": str(root / "derivatives/truth/atlas-rest_dseg.tsv"),
+        "label": "synth",
+    }
+    section = {"name": "rest", "task": "rest", "atlas": atlas, "fisher_z": False,
+               "confounds": {"strategy": ["motion", "scrub"], "motion": "basic"}}  # fmt: skip
+    return connectivity_spec({"connectivity": {**section, **change}})
+
+
+def _run_files(root, sub):
+    stem = root / f"derivatives/fmriprep/sub-{sub}/func/sub-{sub}_task-rest_run-1"
+    prefix = f"{stem}_space-MNI152NLin2009cAsym"
+    return {
+        "bold_file": f"{prefix}_desc-preproc_bold.nii.gz",
+        "mask_file": f"{prefix}_desc-brain_mask.nii.gz",
+        "confounds_file": f"{stem}_desc-confounds_timeseries.tsv",
+        "tr": 2.0,
+    }
+
+
+def _mean_matrix(root, spec, tmp_path):
+    out = []
+    for s in range(1, 9):
+        folder = tmp_path / f"{spec.confounds.strategy}_{s}"
+        folder.mkdir()
+        result = connectivity_run_files(**_run_files(root, f"{s:02d}"), spec=spec, out_dir=folder)
+        out.append(read_matrix(result["matrices"]["correlation"]))
+    return np.mean(out, axis=0)
+
+
+def _blocks(matrix):
+    a, b = (np.array(NETWORKS[k]) - 1 for k in ("A", "B"))
+    within = [matrix[i, j] for net in (a, b) for i in net for j in net if i < j]
+    between = [matrix[i, j] for i in a for j in b]
+    return np.array(within), np.array(between)
+
+
+def test_ground_truth_networks_and_scrubbing(rest_ds, tmp_path):
+    """Within-network edges strong, between near zero; the spikes' shared artefact left in
+    (no scrubbing) raises every between-network edge."""
+    scrubbed = _mean_matrix(rest_ds, _model(rest_ds), tmp_path)
+    within, between = _blocks(scrubbed)
+    assert within.min() > 0.4  # planted r = 0.6
+    assert np.abs(between).max() < 0.12
+    spec = _model(rest_ds, confounds={"strategy": ["motion"], "motion": "basic"})
+    kept = _mean_matrix(rest_ds, spec, tmp_path)
+    _, between_kept = _blocks(kept)
+    assert between_kept.mean() > between.mean() + 0.05
+    assert np.abs(between).mean() < 0.05 < between_kept.mean()
+
+
+def test_censored_volumes_in_the_sidecar(rest_ds, tmp_path):
+    import json
+
+    result = connectivity_run_files(**_run_files(rest_ds, "01"), spec=_model(rest_ds),
+                                    out_dir=tmp_path)  # fmt: skip
+    truth = json.loads((rest_ds / "derivatives/truth/rest_truth.json").read_text())
+    spikes = truth["runs"]["sub-01_task-rest_run-1"]["spikes"]
+    record = json.loads(open(result["record"]).read())
+    assert set(spikes) <= set(record["CensoredVolumes"])
+    assert record["NodeLabels"] == ["A1", "A2", "A3", "B1", "B2", "B3", "solo1", "solo2"]
+    series = pd.read_csv(result["timeseries"], sep="\t")
+    assert len(series) == 150 - len(record["CensoredVolumes"])
+    assert len(INDEPENDENT) == 2
+
+
+def _one_line(err) -> str:
+    text = str(err.value)
+    assert "\n" not in text
+    return text
+
+
+def test_label_without_voxel_in_mask(rest_ds, tmp_path):
+    root = tmp_path / "bids"
+    shutil.copytree(rest_ds, root)
+    img = nib.load(root / "derivatives/truth/atlas-rest_dseg.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    data[0, 0, 0] = 9  # a label outside the brain
+    nib.save(nib.Nifti1Image(data, img.affine), root / "derivatives/truth/atlas-rest_dseg.nii.gz")
+    tsv = root / "derivatives/truth/atlas-rest_dseg.tsv"
+    tsv.write_text(tsv.read_text() + "9\tnowhere\n")
+    with pytest.raises(DatasetError) as err:
+        connectivity_run_files(**_run_files(root, "01"), spec=_model(root), out_dir=tmp_path)
+    assert re.fullmatch(
+        r"Atlas \S+atlas-rest_dseg.nii.gz label 9 \(nowhere\) has no voxel in the brain mask "
+        r"of run \S+_desc-preproc_bold.nii.gz \(mask \S+_desc-brain_mask.nii.gz\); set "
+        r'"missing_labels": "drop" in the atlas, list it in "exclude_labels", or use an atlas '
+        r"that the mask covers",
+        _one_line(err),
+    )
+
+
+def test_run_shorter_than_the_filter_needs(tmp_path):
+    root = add_resting_state(tmp_path / "short", n_subjects=1, n_volumes=30)
+    with pytest.raises(DatasetError) as err:
+        connectivity_run_files(**_run_files(root, "01"), spec=_model(root), out_dir=tmp_path)
+    assert re.fullmatch(
+        r"run \S+_bold.nii.gz has 30 volumes, but nilearn's band-pass filter \(order 5 "
+        r"Butterworth, filtered both ways\) needs more than 33; remove high_pass / low_pass "
+        r"for this run or leave it out",
+        _one_line(err),
+    )
+
+
+def test_all_volumes_censored(rest_ds, tmp_path):
+    spec = _model(rest_ds, confounds={"strategy": ["scrub"], "fd_threshold": 1e-9,
+                                      "std_dvars_threshold": 1e-9})  # fmt: skip
+    with pytest.raises(ConfoundsError) as err:
+        connectivity_run_files(**_run_files(rest_ds, "01"), spec=spec, out_dir=tmp_path)
+    assert re.fullmatch(
+        r"Scrubbing censors every volume of \S+_desc-confounds_timeseries.tsv \(fd_threshold="
+        r"1e-09, std_dvars_threshold=1e-09\); raise the thresholds or drop 'scrub' from the "
+        r"strategy",
+        _one_line(err),
+    )
+
+
+def test_seed_outside_the_brain(rest_ds, tmp_path):
+    spec = _model(rest_ds, seeds=[{"name": "far", "coordinates": [90, 90, 90], "radius": 4}])
+    with pytest.raises(DatasetError) as err:
+        connectivity_run_files(**_run_files(rest_ds, "01"), spec=spec, out_dir=tmp_path)
+    assert re.fullmatch(
+        r"Seed far at \(90, 90, 90\) mm is outside the brain: no voxel of the mask of run "
+        r"\S+_bold.nii.gz \(mask \S+_mask.nii.gz\) within 4 mm; check the coordinates' space "
+        r"\(MNI mm\) or enlarge the radius",
+        _one_line(err),
+    )
+
+
+def test_seed_map_peaks_in_its_network(rest_ds, tmp_path):
+    """A seed in parcel A1: its map (mean of 4 subjects) is high in A2, near zero in B2."""
+    labels = np.asarray(nib.load(rest_ds / "derivatives/truth/atlas-rest_dseg.nii.gz").dataobj)
+    affine = nib.load(rest_ds / "derivatives/truth/atlas-rest_dseg.nii.gz").affine
+    centre = nib.affines.apply_affine(affine, np.argwhere(labels == 1).mean(0))
+    spec = _model(rest_ds, seeds=[{"name": "a1", "coordinates": centre.tolist(), "radius": 6}])
+    maps = []
+    for sub in ("01", "02", "03", "04"):
+        (tmp_path / sub).mkdir()
+        result = connectivity_run_files(**_run_files(rest_ds, sub), spec=spec,
+                                        out_dir=tmp_path / sub)  # fmt: skip
+        maps.append(np.asarray(nib.load(result["seed_maps"]["a1"]).dataobj))
+    values = np.mean(maps, axis=0)
+    assert values[labels == 2].mean() > 0.25
+    assert abs(values[labels == 5].mean()) < 0.1
+
+
+def test_named_atlas_drops_labels_outside_the_masks(rest_ds):
+    """Harvard-Oxford on the synthetic brain: labels outside it are refused, or dropped."""
+    from glmflow.core.bids import discover_runs
+    from glmflow.core.rest.plan import check_rest_runs
+
+    runs = discover_runs(rest_ds, tasks=["rest"], participant_label=["01"], need_events=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(DatasetError, match=r"has no voxel in the brain mask"):
+            check_rest_runs(runs, connectivity_spec(BASE))
+        spec = connectivity_spec({**BASE, "atlas": {"name": "harvard_oxford",
+                                                    "missing_labels": "drop"}})  # fmt: skip
+    with pytest.warns(UserWarning, match=r"label\(s\) with no voxel in some run's brain mask"):
+        kept = check_rest_runs(runs, spec)
+    assert 0 < 113 - len(kept.atlas.exclude_labels) < 113

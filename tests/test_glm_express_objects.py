@@ -16,12 +16,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import norm
 
 from glmflow.data import load_truth, make_synthetic_dataset
 from glmflow.errors import ContrastError, DatasetError, GroupModelError, ModelSpecError
-from glmflow.glm_express import Aggregator, GroupLevel, Subject, UnsupportedError
+from glmflow.glm_express import Aggregator, GroupLevel, RestingState, Subject, UnsupportedError
 from glmflow.runners.group import run_group_level
 from glmflow.runners.participant import run_participant_level
 
@@ -217,3 +218,104 @@ def test_bad_contrast_and_tr_are_one_line(study, subject):
     with pytest.raises(ModelSpecError) as err:
         Subject("02", "faces", bids_root=study["bids"], suppress=True, repetition_time=1.0)
     _one_line(err, r'"tr" is 1 s in .*task_information\.json but .* has 2 s .*')
+
+
+# ---- RestingState (glmflow.runners.rest underneath)
+REST_LABELS = ["A1", "A2", "A3", "B1", "B2", "B3", "solo1", "solo2"]
+MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+
+
+@pytest.fixture(scope="module")
+def rest(tmp_path_factory) -> dict:
+    """Two subjects x two resting runs of 120 volumes with the planted networks."""
+    from glmflow.data.rest import ATLAS, add_resting_state
+
+    root = tmp_path_factory.mktemp("glm_express_rest")
+    bids = add_resting_state(root / "bids", n_subjects=2, n_runs=2, n_volumes=120)
+    (root / "task_information.json").write_text(
+        json.dumps({"rest": {"confound_regressors": MOTION}})
+    )
+    state = RestingState("01", bids_root=bids, suppress=True, **RUN)
+    return {"bids": bids, "atlas": str(bids / f"{ATLAS}.nii.gz"), "state": state}
+
+
+def _atlas(rest) -> dict:
+    return {"method": "labels", "atlas_to_use": rest["atlas"], "labels_to_use": REST_LABELS}
+
+
+def test_resting_state_equals_nilearn_masker_and_connectivity_measure(rest):
+    from nilearn.connectome import ConnectivityMeasure
+    from nilearn.maskers import NiftiLabelsMasker
+    from sklearn.covariance import GraphicalLassoCV
+
+    state = rest["state"]
+    series = state.extract_time_series(run=1, **_atlas(rest))
+    run = state.bids_container["run-1"]
+    sidecar = next(p for p in state.result.files if "_run-1_" in p.name
+                   and p.name.endswith("_timeseries.tsv"))  # fmt: skip
+    meta = json.loads(sidecar.with_suffix(".json").read_text())
+    columns = meta["Denoising"]["confound_columns"]
+    assert columns[:1] == ["trans_x"] and meta["NodeLabels"] == REST_LABELS
+    assert any(c.startswith("motion_outlier") for c in columns)  # regress_motion_outliers
+    confounds = pd.read_csv(run["confounds"], sep="\t")[columns].fillna(0).to_numpy()
+    masker = NiftiLabelsMasker(rest["atlas"], mask_img=run["mask"], standardize="zscore_sample",
+                               detrend=False, standardize_confounds=True)  # fmt: skip
+    theirs = masker.fit_transform(run["preprocessed_bold"], confounds=confounds)
+    assert series.shape == theirs.shape == (120, 8)
+    assert np.abs(series - theirs).max() < 1e-6
+    matrix = state.matrix_from_masker(run=1, show_plots=False, **_atlas(rest))
+    expected = ConnectivityMeasure(kind="correlation").fit_transform([theirs])[0]
+    assert np.abs(matrix - expected).max() < 1e-6
+    sparse = state.connectome_covariance(run=1, show_plots=False, **_atlas(rest))
+    assert np.abs(sparse - (-GraphicalLassoCV().fit(theirs).precision_)).max() < 1e-6
+    both = state.extract_time_series(run="ALL", **_atlas(rest))
+    assert both.shape == (240, 8) and np.abs(both[:120] - series).max() == 0
+
+
+def test_resting_state_finds_the_planted_networks(rest):
+    state = rest["state"]
+    matrix = state.matrix_from_masker(run="ALL", show_plots=False, **_atlas(rest))
+    runs = [state.matrix_from_masker(run=r, show_plots=False, **_atlas(rest)) for r in (1, 2)]
+    np.testing.assert_allclose(matrix, np.mean(runs, axis=0), atol=1e-12)  # runs' mean
+    within = [matrix[i, j] for net in ((0, 1, 2), (3, 4, 5)) for i in net for j in net if i < j]
+    between = [matrix[i, j] for i in range(3) for j in range(3, 6)]
+    print(np.round(within, 2), np.round(between, 2))
+    assert np.mean(within) > 0.4 and min(within) > 0.2
+    assert abs(np.mean(between)) < 0.15
+    assert (
+        np.abs(
+            state.load_correlation_matrix(
+                "run-2_space-MNI152NLin2009cAsym_seg-atlasrestdseg_meas-correlation"
+            )
+            - runs[1]
+        ).max()
+        == 0
+    )
+
+
+def test_resting_state_bad_arguments_are_one_line(rest):
+    state = rest["state"]
+    with pytest.raises(UnsupportedError) as err:
+        state.matrix_from_masker(show_plots=False)  # glm-express's MSDL download
+    _one_line(err, re.escape(
+        "pull_msdl_atlas (a download) is not supported by glmflow.glm_express; glmflow's "
+        "atlases work offline: pass atlas_to_use= one of aal, harvard_oxford, juelich, "
+        "power_2011, dosenbach_2010, seitzman_2018 or a labels image"))  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        state.extract_time_series(method="labels", atlas_to_use=rest["atlas"],
+                                  labels_to_use=REST_LABELS[:3])  # fmt: skip
+    _one_line(
+        err,
+        r"labels_to_use has 3 names for the 8 labels of .*atlas-rest_dseg\.nii\.gz; "
+        r"give one name per label \(in the order of their values\)",
+    )
+    with pytest.raises(DatasetError) as err:
+        state.extract_time_series(run=3, **_atlas(rest))
+    _one_line(err, re.escape("Run 3 not found for sub-01 (runs: 1, 2, ALL)"))
+    with pytest.raises(DatasetError) as err:
+        RestingState("01", task="faces", bids_root=rest["bids"], suppress=True)
+    _one_line(
+        err,
+        r"Task 'faces' not found in BIDS project .* \(tasks with preprocessed "
+        r"BOLD: rest\); check task",
+    )

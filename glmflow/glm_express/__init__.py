@@ -11,6 +11,7 @@ differences from glm-express.
 from glmflow.glm_express.aggregator import Aggregator
 from glmflow.glm_express.group import GroupLevel
 from glmflow.glm_express.project import UnsupportedError
+from glmflow.glm_express.rest import RestingState
 from glmflow.glm_express.subject import Subject
 
-__all__ = ["Aggregator", "GroupLevel", "Subject", "UnsupportedError"]
+__all__ = ["Aggregator", "GroupLevel", "RestingState", "Subject", "UnsupportedError"]

@@ -24,8 +24,8 @@ from glmflow.errors import ModelSpecError
 #: fMRIPrep's one-hot columns of the non-steady-state volumes (glm-express's
 #: ``non_steady_state`` regressor, which 2.0.3 always fills with zeros)
 NON_STEADY_STATE = "non_steady_state_outlier*"
-# the wildcard of each of glm-express's "add every column containing X" flags
-_FLAG_OF = dict(
+#: the wildcard of each of glm-express's "add every column containing X" flags
+FLAG_PATTERNS = dict(
     zip(GLMX_CONFOUND_PATTERNS, ("motion_outliers", "a_comp_cor", "t_comp_cor"), strict=True)
 )
 
@@ -68,7 +68,7 @@ def _apply(spec: ModelSpec, flags: dict[str, Any]) -> ModelSpec:
     columns = list(confounds.columns)
     if value["non_steady_state"] and NON_STEADY_STATE not in columns:
         columns.append(NON_STEADY_STATE)
-    optional = [p for p in GLMX_CONFOUND_PATTERNS if p not in columns and value[_FLAG_OF[p]]]
+    optional = [p for p in GLMX_CONFOUND_PATTERNS if p not in columns and value[FLAG_PATTERNS[p]]]
     confounds = dataclasses.replace(
         confounds, columns=tuple(columns), optional_columns=tuple(optional)
     )
@@ -85,4 +85,4 @@ def _flag(flags: dict[str, Any], name: str) -> bool | None:
     return check.flag(flags[name], name)
 
 
-__all__ = ["NON_STEADY_STATE", "first_level_spec"]
+__all__ = ["FLAG_PATTERNS", "NON_STEADY_STATE", "first_level_spec"]

@@ -11,13 +11,16 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from glmflow.core.bids import RunInputs
 from glmflow.core.bids.layout import NIFTI, get_files, load_layout
 from glmflow.core.bids.select import check_dataset_dirs
 from glmflow.core.memo import memo_key
 from glmflow.core.model import ModelSpec
+from glmflow.core.model import validation as check
 from glmflow.core.model.glm_express import task_information_to_spec
 from glmflow.core.model.jsonfile import read_json
 from glmflow.core.publish import atomic_write_text
@@ -147,6 +150,22 @@ class Project:
         self.compile(data, task)  # a task the file lacks, or a bad key: one line here
         return copy.deepcopy(dict(data[task]))
 
+    def confound_names(self, task: str) -> list[str]:
+        """``confound_regressors`` of ``task`` (all a resting-state task reads of the file)."""
+        data = read_json(self.task_file)
+        if not isinstance(data, dict) or not isinstance(data.get(task), dict):
+            tasks = ", ".join(sorted(data)) if isinstance(data, dict) else "none"
+            raise ModelSpecError(
+                f"Task '{task}' is not in {self.task_file} (tasks in the file: {tasks}); add "
+                f'"{task}": {{"confound_regressors": [...]}} to it'
+            )
+        try:
+            return list(
+                check.texts(data[task].get("confound_regressors", []), "confound_regressors")
+            )
+        except ModelSpecError as err:
+            raise check.locate(err, f"task '{task}' in {self.task_file}") from None
+
     def compile(self, data: Any, task: str) -> ModelSpec:
         return task_information_to_spec(data, self.task_file, task)
 
@@ -158,9 +177,23 @@ class Project:
         text = spec.to_json()
         path = self.work_dir / "glm_express" / f"{task}_{memo_key('glmx', text)[:12]}.json"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, text)
         return path
 
 
-__all__ = ["Project", "UnsupportedError", "find_task_file"]
+def run_container(runs: Sequence[RunInputs]) -> dict[str, Any]:
+    """glm-express's ``bids_container``: files per run (paired by entities) and all runs'."""
+    container: dict[str, Any] = {}
+    for run in runs:
+        key = "_".join(f"{k}-{v}" for k, v in (("ses", run.session), ("run", run.run)) if v)
+        container[key or f"task-{run.task}"] = {
+            "preprocessed_bold": run.bold, "event": run.events, "confounds": run.confounds,
+            "mask": run.mask,
+        }  # fmt: skip
+    for name, field in (("bold", "bold"), ("events", "events"), ("confounds", "confounds")):
+        key = "all_preprocessed_bold" if name == "bold" else f"all_{name}"
+        container[key] = [getattr(run, field) for run in runs]
+    return container
+
+
+__all__ = ["Project", "UnsupportedError", "find_task_file", "run_container"]

@@ -20,7 +20,7 @@ from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.preflight import build_run_design
 from glmflow.errors import DatasetError, ModelSpecError
 from glmflow.glm_express import first_level
-from glmflow.glm_express.project import Project, unsupported
+from glmflow.glm_express.project import Project, run_container, unsupported
 from glmflow.runners.participant import ParticipantResult
 
 PathLike = str | os.PathLike
@@ -108,7 +108,7 @@ class Subject:
         )  # fmt: skip
         self.t_r = self._runs[0].tr
         self.functional_runs = len(self._runs)
-        self.bids_container = _container(self._runs)
+        self.bids_container = run_container(self._runs)
         self.preprocessed_bold = [run.bold for run in self._runs]
         self.events = [run.events for run in self._runs]
         self.confound_files = [run.confounds for run in self._runs]
@@ -262,21 +262,6 @@ def _same_label(label: str, run: int | str) -> bool:
     if str(label) == str(run):
         return True
     return str(label).isdigit() and str(run).isdigit() and int(label) == int(run)
-
-
-def _container(runs: list[RunInputs]) -> dict[str, Any]:
-    """glm-express's ``bids_container``: files per run (paired by entities) and all runs'."""
-    container: dict[str, Any] = {}
-    for run in runs:
-        key = "_".join(f"{k}-{v}" for k, v in (("ses", run.session), ("run", run.run)) if v)
-        container[key or f"task-{run.task}"] = {
-            "preprocessed_bold": run.bold, "event": run.events, "confounds": run.confounds,
-            "mask": run.mask,
-        }  # fmt: skip
-    for name, field in (("bold", "bold"), ("events", "events"), ("confounds", "confounds")):
-        key = "all_preprocessed_bold" if name == "bold" else f"all_{name}"
-        container[key] = [getattr(run, field) for run in runs]
-    return container
 
 
 __all__ = ["Subject"]

@@ -1,0 +1,275 @@
+"""glm-express's ``RestingState``: one subject's connectivity, by glmflow's resting-state graph.
+
+Each method is one :func:`glmflow.runners.rest.run_connectivity` call (cached: a second
+call with the same atlas and options computes nothing) whose BIDS connectivity files
+(``..._timeseries.tsv``, ``..._relmat.tsv``) are read back into the arrays glm-express
+returns. The cleaning is glm-express's masker's: the task file's ``confound_regressors``
+(plus fMRIPrep's motion outliers and CompCor columns, per the flags), standardised, no
+detrending or filtering. Differences: every run is cleaned on its own (glm-express
+concatenated the runs first), ``run="ALL"`` is the mean of the runs' matrices, atlases
+are offline (no MSDL download).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from glmflow.core.atlases import COORDINATE_ATLASES, VOLUME_ATLASES
+from glmflow.core.bids import discover_runs
+from glmflow.core.memo import memo_key
+from glmflow.core.publish import atomic_write_text
+from glmflow.core.rest.files import read_matrix, read_timeseries
+from glmflow.core.rest.measures import MEASURE_LABELS
+from glmflow.core.sidecars import sidecar_path
+from glmflow.errors import DatasetError, ModelSpecError
+from glmflow.glm_express import rest_plots
+from glmflow.glm_express.options import FLAG_PATTERNS
+from glmflow.glm_express.project import Project, run_container, unsupported
+from glmflow.runners.rest import ConnectivityResult, run_connectivity
+
+PathLike = str | os.PathLike
+METHODS = ("maps", "labels")
+
+
+class RestingState:
+    """One subject's resting-state connectivity, with glm-express 2.0.3's arguments.
+
+    ``**glmflow`` as :class:`glmflow.glm_express.Subject`. ``atlas_to_use`` (every
+    method): an offline atlas name (``harvard_oxford``, ``aal``, ``juelich``, or the
+    coordinate atlases ``power_2011``, ``dosenbach_2010``, ``seitzman_2018``) or a 3-D
+    labels image (``labels_to_use``: the names of its labels 1..n, in order).
+    """
+
+    def __init__(
+        self, sub_id: str | int, task: str = "rest", bids_root: PathLike = "./bids",
+        suppress: bool = False, template_space: str = "MNI152NLin2009", **glmflow: Any,
+    ) -> None:  # fmt: skip
+        self.sub_id = str(sub_id).removeprefix("sub-")
+        self.task = task
+        self.bids_root = str(bids_root)
+        self.template_space = template_space
+        self._project = Project.open(bids_root, **glmflow)
+        self._project.check_labels(task=task, subject=self.sub_id)
+        self._space = self._project.space(template_space, task)
+        self.confound_regressor_names = self._project.confound_names(task)
+        self._runs = discover_runs(
+            self._project.bids_root, derivatives=self._project.derivatives, space=self._space,
+            tasks=[task], participant_label=[self.sub_id], need_events=False,
+            database_dir=self._project.work_dir / "bids_db",
+        )  # fmt: skip
+        self.preprocessed_runs = [run.bold for run in self._runs]
+        self.bids_container = run_container(self._runs)
+        self.first_level_output = self._project.glmflow_dir / f"sub-{self.sub_id}"
+        self.result: ConnectivityResult | None = None
+        if not suppress:
+            print(str(self))
+
+    def __str__(self) -> str:
+        return json.dumps({
+            "Subject ID": self.sub_id, "Task": self.task,
+            "# of Resting State Runs": len(self.preprocessed_runs),
+            "Confound Regressors": self.confound_regressor_names,
+        }, indent=4)  # fmt: skip
+
+    def pull_msdl_atlas(self):
+        raise unsupported(
+            "pull_msdl_atlas (a download)",
+            "glmflow's atlases work offline: pass atlas_to_use= one of "
+            + ", ".join([*VOLUME_ATLASES, *COORDINATE_ATLASES])
+            + " or a labels image",
+        )
+
+    # ---- the graph
+    def _connectivity(self, measure: str, atlas_to_use, labels_to_use, method, standardize,
+                      flags: dict[str, bool]) -> ConnectivityResult:  # fmt: skip
+        atlas = self._atlas(atlas_to_use, labels_to_use, method)
+        optional = [p for p, flag in FLAG_PATTERNS.items() if flags.get(flag, True)]
+        model = {"connectivity": {
+            "name": self.task, "task": self.task, "atlas": atlas, "measures": [measure],
+            "confounds": {"columns": self.confound_regressor_names,
+                          "optional_columns": optional},
+            "standardize": "zscore_sample" if standardize else None, "detrend": False,
+            "high_pass": None, "low_pass": None, "fisher_z": False,
+        }}  # fmt: skip
+        self.result = run_connectivity(
+            self._project.bids_root, self._project.output_dir, model,
+            participant_label=[self.sub_id], derivatives=self._project.derivatives,
+            space=self._space, **{"progress": False, **self._project.options},
+        )  # fmt: skip
+        return self.result
+
+    def _atlas(self, atlas_to_use, labels_to_use, method) -> dict[str, Any]:
+        if method not in METHODS:
+            raise ModelSpecError(f"method must be one of {', '.join(METHODS)}. Got {method!r}")
+        if atlas_to_use is None:
+            self.pull_msdl_atlas()
+        if isinstance(atlas_to_use, str) and atlas_to_use in VOLUME_ATLASES:
+            return {"name": atlas_to_use}
+        if isinstance(atlas_to_use, str) and atlas_to_use in COORDINATE_ATLASES:
+            return {"coordinates": atlas_to_use}
+        path = Path(atlas_to_use).absolute()
+        if not path.is_file():
+            raise DatasetError(
+                f"atlas_to_use {atlas_to_use!r} is neither an offline atlas ("
+                f"{', '.join([*VOLUME_ATLASES, *COORDINATE_ATLASES])}) nor a file"
+            )
+        if len(nib.load(path).shape) != 3:
+            raise unsupported(
+                f"atlas_to_use {path.name} (a 4-D probabilistic atlas, NiftiMapsMasker)",
+                "pass a 3-D labels image or an offline atlas name",
+            )
+        atlas = {"labels_img": str(path)}
+        if labels_to_use is not None:
+            atlas["labels_tsv"] = str(self._labels_tsv(path, list(labels_to_use)))
+        return atlas
+
+    def _labels_tsv(self, image: Path, labels: list[str]) -> Path:
+        """``labels_to_use`` as the labels TSV glmflow reads (a leading background dropped)."""
+        values = np.unique(np.asanyarray(nib.load(image).dataobj))
+        values = [int(v) for v in values if v != 0]
+        if len(labels) == len(values) + 1:
+            labels = labels[1:]  # nilearn's label lists start with the background
+        if len(labels) != len(values):
+            raise DatasetError(
+                f"labels_to_use has {len(labels)} names for the {len(values)} labels of "
+                f"{image}; give one name per label (in the order of their values)"
+            )
+        text = "index\tname\n" + "".join(
+            f"{v}\t{n}\n" for v, n in zip(values, labels, strict=True)
+        )
+        path = self._project.work_dir / "glm_express" / f"labels_{memo_key(text)[:12]}.tsv"
+        if not path.is_file():
+            atomic_write_text(path, text)
+        return path
+
+    def _file(self, run, measure: str | None, suffix: str) -> Path:
+        """The run's (or, for ``"ALL"``, the subject's) file of the last call."""
+        wanted = "relmat.tsv" if suffix == "relmat" else "timeseries.tsv"
+        meas = f"_meas-{MEASURE_LABELS[measure]}_" if measure else ""
+        for path in self.result.files:
+            name = path.name
+            has_run = "_run-" in name
+            if not name.endswith(wanted) or (meas and meas not in name):
+                continue
+            if (run == "ALL" and not has_run) or (run != "ALL" and _is_run(name, run)):
+                return path
+        runs = ", ".join(str(r.run) for r in self._runs)
+        raise DatasetError(f"Run {run!r} not found for sub-{self.sub_id} (runs: {runs}, ALL)")
+
+    # ---- glm-express's methods
+    def extract_time_series(
+        self, run="ALL", method="maps", atlas_to_use=None, labels_to_use=None,
+        standardize=True, verbose=True, regress_motion_outliers=True, a_comp_cor=True,
+        t_comp_cor=True,
+    ) -> np.ndarray:  # fmt: skip
+        """Cleaned parcel time series (kept volumes x parcels); ``"ALL"``: the runs stacked."""
+        flags = {"motion_outliers": regress_motion_outliers, "a_comp_cor": a_comp_cor,
+                 "t_comp_cor": t_comp_cor}  # fmt: skip
+        self._connectivity("correlation", atlas_to_use, labels_to_use, method, standardize, flags)
+        if run != "ALL":
+            return read_timeseries(self._file(run, None, "timeseries"))
+        return np.vstack([read_timeseries(self._file(r.run, None, "timeseries"))
+                          for r in self._runs])  # fmt: skip
+
+    def matrix_from_masker(
+        self, run="ALL", method="maps", atlas_to_use=None, labels_to_use=None,
+        standardize=True, save_matrix_output=False, save_plots=False, show_plots=True,
+        return_array=True, verbose=True, a_comp_cor=True, t_comp_cor=True,
+        lower_triangle=False, custom_output_name=False,
+    ) -> np.ndarray | None:  # fmt: skip
+        """The correlation matrix of the run (``"ALL"``: the mean of the runs')."""
+        flags = {"a_comp_cor": a_comp_cor, "t_comp_cor": t_comp_cor}
+        self._connectivity("correlation", atlas_to_use, labels_to_use, method, standardize, flags)
+        path = self._file(run, "correlation", "relmat")
+        matrix = read_matrix(path)
+        if save_plots or show_plots:
+            title = f"sub-{self.sub_id}_" + ("aggregated-matrix" if run == "ALL" else f"run-{run}")
+            self._plots(matrix, path, title, save_plots, show_plots, lower_triangle)
+        return matrix if return_array else None
+
+    def connectome_covariance(
+        self, run="ALL", method="maps", atlas_to_use=None, labels_to_use=None,
+        standardize=True, save_matrix_output=False, save_plots=False, show_plots=True,
+        return_array=True, verbose=True, sparse_inverse=True, a_comp_cor=True,
+        t_comp_cor=True, lower_triangle=False, custom_output_name=False,
+    ) -> np.ndarray | None:  # fmt: skip
+        """``-precision`` of the sparse inverse covariance (GraphicalLassoCV), as glm-express;
+        ``sparse_inverse=False``: the covariance (nilearn's Ledoit-Wolf estimate)."""
+        measure = "sparse inverse covariance" if sparse_inverse else "covariance"
+        flags = {"a_comp_cor": a_comp_cor, "t_comp_cor": t_comp_cor}
+        self._connectivity(measure, atlas_to_use, labels_to_use, method, standardize, flags)
+        path = self._file(run, measure, "relmat")
+        matrix = read_matrix(path)
+        matrix = -matrix if sparse_inverse else matrix
+        if save_plots or show_plots:
+            title = f"sub-{self.sub_id}_{'aggregated' if run == 'ALL' else f'run-{run}'}_" + (
+                "sparse-inverse-covariance" if sparse_inverse else "covariance")  # fmt: skip
+            self._plots(matrix, path, title, save_plots, show_plots, lower_triangle)
+        return matrix if return_array else None
+
+    def _plots(self, matrix, path, title, save, show, lower_triangle) -> None:
+        meta = json.loads(sidecar_path(path).read_text())
+        labels = meta.get("NodeLabels")
+        self.plot_correlation_matrix(matrix, labels, custom_title=title, save_local=save,
+                                     show_plot=show, lower_triangle=lower_triangle)  # fmt: skip
+        coords = rest_plots.node_coordinates(self.result.spec, meta, self._runs[0].bold)
+        rest_plots.connectome(matrix, coords, title, self._figures() if save else None, show)
+
+    def _figures(self) -> Path:
+        folder = self.first_level_output / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def plot_correlation_matrix(
+        self, matrix, labels, run=None, vmin=-1.0, vmax=1.0, save_local=True,
+        show_plot=False, override_range=False, custom_title=None, lower_triangle=False,
+    ) -> None:  # fmt: skip
+        """The matrix as a heat map (diagonal shown as 0, the caller's matrix untouched)."""
+        if run is None and custom_title is None:
+            raise ModelSpecError("plot_correlation_matrix needs a run number or custom_title")
+        title = custom_title or f"sub-{self.sub_id}_" + (
+            "aggregated-matrix" if run == "ALL" else f"run-{run}")  # fmt: skip
+        limits = (None, None) if override_range else (vmin, vmax)
+        target = self._figures() / f"{title}.png" if save_local else None
+        rest_plots.matrix(matrix, labels, title, limits, lower_triangle, target, show_plot)
+
+    def plot_connectomes(
+        self, matrix, atlas_map, run=None, save_local=False, show_plot=False,
+        display_mode="lyrz", custom_title=None, custom_output_name=None,
+    ) -> None:  # fmt: skip
+        """The matrix as a connectome on a glass brain, nodes at ``atlas_map``'s parcels."""
+        if run is None and custom_title is None:
+            raise ModelSpecError("plot_connectomes needs a run number or custom_title")
+        title = custom_title or f"sub-{self.sub_id}_run-{run}"
+        coords = rest_plots.parcel_coordinates(atlas_map)
+        folder = self._figures() if save_local else None
+        rest_plots.connectome(matrix, coords, custom_output_name or title, folder, show_plot,
+                              display_mode=display_mode)  # fmt: skip
+
+    def load_correlation_matrix(self, array_id: str | None = None) -> np.ndarray:
+        """A matrix this subject's calls wrote (``array_id``: part of its file name)."""
+        found = sorted(self.first_level_output.glob(f"**/*task-{self.task}*_relmat.tsv"))
+        if array_id is not None:
+            found = [p for p in found if array_id in p.name]
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise DatasetError(
+                f"array_id {array_id!r} matches {len(found)} matrices of sub-{self.sub_id} "
+                f"in {self.first_level_output} ({names}); pass a part of one file name"
+            )
+        return read_matrix(found[0])
+
+
+def _is_run(name: str, run) -> bool:
+    label = name.split("_run-")[1].split("_")[0] if "_run-" in name else None
+    return label is not None and (label == str(run) or (
+        label.isdigit() and str(run).isdigit() and int(label) == int(run)))  # fmt: skip
+
+
+__all__ = ["RestingState"]

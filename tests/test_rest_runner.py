@@ -99,3 +99,26 @@ def test_group_finds_the_planted_edge_only(participant, method):
         {"fdr": "Benjamini-Hochberg", "permutation": "permutation max-t"}[method]
     )
     assert any(p.name.endswith("_design.tsv") for p in result.files)
+
+
+def test_command_line(participant, tmp_path, capsys):
+    from glmflow.cli.main import main
+
+    root, tmp, _ = participant
+    model = tmp_path / "rest.json"
+    model.write_text(json.dumps(_model(root)))
+    common = [str(root), str(tmp / "out"), "group", "--model", str(model), "-w", str(tmp / "work")]
+    assert main([*common, "--inference", "bonferroni", "-q"]) == 0
+    assert "connectivity group model of rest done" in capsys.readouterr().out
+    edges = (
+        tmp
+        / "out/glmflow/task-rest_seg-synth_meas-correlation_contrast-patientMinusControl_edges.tsv"
+    )
+    sidecar = json.loads(edges.with_suffix(".json").read_text())
+    assert sidecar["Threshold"] == "p < 0.05 / 28 edges (Bonferroni)"
+    assert main([*common, "--group-mask", str(model)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(f"--group-mask does not apply to the connectivity model {model}; remove it")
+    )

@@ -139,6 +139,12 @@ def run_bids_app(args: argparse.Namespace) -> int:
     _check_level_options(args)
     options = _execution_options(args)
     args = argparse.Namespace(**absolute_paths(vars(args), PATH_OPTIONS))
+    from glmflow.core.rest import is_connectivity_model
+
+    if is_connectivity_model(args.model):  # issue 11: resting state has its own runner
+        from glmflow.cli.rest import run_rest_app
+
+        return run_rest_app(args, options)
     if args.analysis_level == "group":
         return _run_group(args, options)
     from glmflow.runners.participant import run_participant_level

@@ -9,6 +9,7 @@ its dict, or a ``ConnectivitySpec``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,9 @@ def run_connectivity(
         settings["work_dir"] = work_dir
     entry, _ = enter_level(bids_dir=bids_dir, output_dir=output_dir, derivatives=derivatives,
                            execution=execution, keywords=settings)  # fmt: skip
-    with hold_folder(entry.work_dir, "work"):
+    with hold_folder(entry.work_dir, "work"), warnings.catch_warnings():
+        # no design here: the slice-timing reference of the runs is not used
+        warnings.filterwarnings("ignore", message="'slice_time_ref' not provided")
         found = discover_runs(
             entry.bids_dir, derivatives=entry.derivatives, space=space, tasks=[spec.task],
             participant_label=participant_label, sessions=sessions, runs=runs,

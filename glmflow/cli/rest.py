@@ -1,0 +1,72 @@
+"""``glmflow BIDS OUT participant|group --model rest.json``: a connectivity model's levels.
+
+A model file with a top-level ``"connectivity"`` object (``glmflow.core.rest.spec``) runs
+``glmflow.runners.rest``; the options that do not apply to it are refused, one line each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from glmflow.errors import GlmflowError
+
+# options that mean nothing to a connectivity model, with their "not given" value
+_NOT_FOR_REST = {
+    "smoothing_fwhm": None, "slice_time_ref": None, "missing_conditions": "error",
+    "desc": "preproc", "res": None, "group_design": None, "group_mask": None,
+}  # fmt: skip
+
+
+def run_rest_app(args: argparse.Namespace, options) -> int:
+    """Run the participant or group level of the connectivity model ``args.model``."""
+    from glmflow.core.rest.spec import connectivity_spec
+    from glmflow.runners import rest
+
+    for key, unset in _NOT_FOR_REST.items():
+        if getattr(args, key, unset) != unset:
+            raise GlmflowError(
+                f"--{key.replace('_', '-')} does not apply to the connectivity model "
+                f"{args.model}; remove it"
+            )
+    spec = connectivity_spec(args.model)
+    if args.task and list(args.task) != [spec.task]:
+        raise GlmflowError(
+            f"--task {' '.join(args.task)}: the connectivity model {args.model} is for task "
+            f"'{spec.task}'; remove --task or use a model of that task"
+        )
+    common = {"participant_label": args.participant_label, "execution": options}
+    start = time.perf_counter()
+    if args.analysis_level == "group":
+        result = rest.run_connectivity_group(
+            args.bids_dir, args.output_dir, _inference(spec, args), **common
+        )
+        what = f"connectivity group model of {spec.task}"
+    else:
+        result = rest.run_connectivity(
+            args.bids_dir, args.output_dir, spec, derivatives=args.derivatives, space=args.space,
+            sessions=args.session, runs=args.run, **common,
+        )  # fmt: skip
+        what = f"connectivity of {len(result.runs)} run(s) of {len(result.subjects)} subject(s)"
+    print(
+        f"glmflow: {what} done in {time.perf_counter() - start:.1f} s; {len(result.files)} "
+        f"file(s) in {result.output_dir}; cache in {options.work_dir}"
+    )
+    return 0
+
+
+def _inference(spec, args: argparse.Namespace):
+    """The model with --inference / --alpha / --permutations / --seed applied."""
+    from glmflow.core.rest.spec import connectivity_spec
+
+    overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations,
+                 "seed": args.seed}  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return spec
+    data = spec.portable()  # atlas files as absolute paths: the spec is rebuilt from a dict
+    data["group"]["inference"] = {**data["group"]["inference"], **overrides}
+    return dataclasses.replace(
+        connectivity_spec({"connectivity": data}, source=spec.source), source=spec.source
+    )

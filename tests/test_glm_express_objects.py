@@ -319,3 +319,52 @@ def test_resting_state_bad_arguments_are_one_line(rest):
         r"Task 'faces' not found in BIDS project .* \(tasks with preprocessed "
         r"BOLD: rest\); check task",
     )
+
+
+def test_glm_express_demo_runs_and_a_mistake_is_one_line(tmp_path):
+    """examples/glm_express_demo.py: glm-express's script shape on the synthetic dataset."""
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parents[1] / "examples" / "glm_express_demo.py"
+    done = subprocess.run([sys.executable, str(demo), str(tmp_path / "a"), "--subjects", "3"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        "sub-03: 2 runs, TR 2.0 s, contrasts ['face-house', 'face-others', 'face-scrambled']"
+        in done.stdout
+    )
+    assert "face-house group z:" in done.stdout
+    glmflow_dir = tmp_path / "a" / "bids" / "derivatives" / "glmflow"
+    assert (
+        glmflow_dir / f"task-faces_{SPACE}_contrast-faceMinusHouse_stat-z_statmap.nii.gz"
+    ).is_file()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "bids").symlink_to(tmp_path / "a" / "bids")
+    data = json.loads((MODELS / "task_information.json").read_text())
+    data["faces"]["tr"] = 1.0  # what glm-express's builder writes
+    (tmp_path / "b" / "task_information.json").write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, str(demo), str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("glmflow: error:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert re.fullmatch(r'glmflow: error: "tr" is 1 s in .*task_information\.json but .* has '
+                        r"2 s .*", lines[0])  # fmt: skip
+
+
+def test_plots_are_written_where_said(study, subject, aggregator, rest):
+    subject.run_first_level_glm(smoothing=0, plot_brains=True, plot_type="glass", verbose=False)
+    figures = subject.first_level_output / "figures"
+    names = sorted(p.name for p in figures.glob("*_plot-glass.png"))
+    assert len(names) == 6 and all(n.startswith("sub-01_task-faces_") for n in names)
+    group = GroupLevel("faces", study["bids"])
+    figure = group.plot_brain_mosaic("face-house", smoothing=0, save_local=True)
+    assert len(figure.axes) >= 8  # one glass brain per subject (and their colour bars)
+    assert (
+        group.output_path / "figures" / "task-faces_contrast-faceMinusHouse_mosaic.png"
+    ).is_file()
+    state = rest["state"]
+    state.matrix_from_masker(run=2, save_plots=True, show_plots=False, **_atlas(rest))
+    assert {p.name for p in (state.first_level_output / "figures").glob("sub-01_run-2*.png")} == {
+        "sub-01_run-2.png", "sub-01_run-2_connectome.png"}  # fmt: skip

@@ -21,7 +21,13 @@ import pytest
 from scipy.stats import norm
 
 from glmflow.data import load_truth, make_synthetic_dataset
-from glmflow.errors import ContrastError, DatasetError, GroupModelError, ModelSpecError
+from glmflow.errors import (
+    ContrastError,
+    DatasetError,
+    GlmflowError,
+    GroupModelError,
+    ModelSpecError,
+)
 from glmflow.glm_express import Aggregator, GroupLevel, RestingState, Subject, UnsupportedError
 from glmflow.runners.group import run_group_level
 from glmflow.runners.participant import run_participant_level
@@ -368,3 +374,45 @@ def test_plots_are_written_where_said(study, subject, aggregator, rest):
     state.matrix_from_masker(run=2, save_plots=True, show_plots=False, **_atlas(rest))
     assert {p.name for p in (state.first_level_output / "figures").glob("sub-01_run-2*.png")} == {
         "sub-01_run-2.png", "sub-01_run-2_connectome.png"}  # fmt: skip
+
+
+def test_setters_change_the_model_and_check_it(study, subject):
+    sub = Subject("03", "faces", bids_root=study["bids"], suppress=True, **RUN)
+    sub.set_confound_regressors(["trans_x"])
+    design = sub.generate_design_matrix(1, motion_outliers=False, a_comp_cor=False,
+                                        t_comp_cor=False)  # fmt: skip
+    confounds = [c for c in design.columns if c.startswith(("trans", "rot", "non_steady"))]
+    assert confounds == ["trans_x"] and sub.confound_regressors == ["trans_x"]
+    sub.set_confound_regressors(["trans_q"])  # a column fMRIPrep does not write
+    with pytest.raises(GlmflowError) as err:
+        sub.generate_design_matrix(1)
+    _one_line(err, r".*'trans_q'.*trans_x.*")
+    with pytest.raises(ModelSpecError) as err:
+        sub.set_confound_regressors("trans_x")
+    _one_line(
+        err,
+        re.escape(
+            "set_confound_regressors takes a list of fMRIPrep column names. Got 'trans_x' instead."
+        ),
+    )
+    with pytest.raises(UnsupportedError) as err:
+        sub.set_dummy_scans(4)
+    _one_line(err, r"dummy_scans=4 is not supported by glmflow\.glm_express; fMRIPrep marks "
+              r"non-steady-state volumes itself: pass non_steady_state=True .*")  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        sub.set_template_space("MNI152NLin6")
+    _one_line(err, r"template_space 'MNI152NLin6' names 0 of the spaces of task 'faces' in .* "
+              r"\(MNI152NLin2009cAsym\); pass one of them")  # fmt: skip
+
+
+def test_reset_output_directory_asks_first(study, subject, aggregator, monkeypatch):
+    """Last in the module: it deletes sub-01's maps (after the other tests used them)."""
+    func = subject.first_level_output / "func"
+    before = sorted(func.glob("sub-01_*task-faces_*"))
+    monkeypatch.setattr("builtins.input", lambda _prompt: "n")
+    subject.reset_output_directory()
+    assert sorted(func.glob("sub-01_*task-faces_*")) == before and before
+    monkeypatch.setattr("builtins.input", lambda _prompt: "Y")
+    subject.reset_output_directory()
+    assert not list(func.glob("sub-01_*task-faces_*"))
+    assert list((study["bids"] / "derivatives" / "glmflow" / "sub-02" / "func").glob("*.nii.gz"))

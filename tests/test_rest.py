@@ -243,3 +243,48 @@ def test_named_atlas_drops_labels_outside_the_masks(rest_ds):
     with pytest.warns(UserWarning, match=r"label\(s\) with no voxel in some run's brain mask"):
         kept = check_rest_runs(runs, spec)
     assert 0 < 113 - len(kept.atlas.exclude_labels) < 113
+
+
+def _inference(**inference):
+    from glmflow.core.model.group_specs import InferenceSpec
+
+    return InferenceSpec(**inference)
+
+
+def test_edge_glm_one_sample_and_covariate_equal_scipy():
+    from scipy import stats
+
+    from glmflow.core.rest.group import edge_glm
+
+    rng = np.random.default_rng(3)
+    n_sub, n = 14, 5
+    matrices = rng.normal(size=(n_sub, n, n))
+    matrices = (matrices + matrices.transpose(0, 2, 1)) / 2
+    matrices[:, 1, 3] = matrices[:, 3, 1] = 1.0 + rng.normal(size=n_sub) * 0.3
+    labels = [f"r{i}" for i in range(n)]
+    ones = pd.DataFrame({"intercept": np.ones(n_sub)})
+    result = edge_glm(matrices, ones, np.array([1.0]), _inference(), labels, name="mean")
+    i, j = np.triu_indices(n, 1)
+    t, p = stats.ttest_1samp(matrices[:, i, j], 0.0)
+    assert np.allclose(result.t[i, j], t) and np.allclose(result.p[i, j], p)
+    assert result.table[["label_i", "label_j"]].values.tolist() == [["r1", "r3"]]
+    age = rng.uniform(20, 60, n_sub)
+    matrices[:, 0, 4] = matrices[:, 4, 0] = 0.05 * age + rng.normal(size=n_sub) * 0.3
+    design = pd.DataFrame({"intercept": np.ones(n_sub), "age": age - age.mean()})
+    result = edge_glm(matrices, design, np.array([0.0, 1.0]), _inference(), labels, name="age")
+    slope = stats.linregress(age, matrices[:, 0, 4])
+    assert np.isclose(result.t[0, 4], slope.slope / slope.stderr)
+    assert np.isclose(result.p[0, 4], slope.pvalue)
+    assert [tuple(r) for r in result.table[["node_i", "node_j"]].values] == [(1, 5)]
+
+
+def test_edge_glm_refuses_f_contrasts_and_no_dof():
+    from glmflow.core.rest.group import edge_glm
+    from glmflow.errors import GroupModelError
+
+    matrices = np.ones((2, 3, 3))
+    design = pd.DataFrame({"a": [1.0, 0.0], "b": [0.0, 1.0]})
+    with pytest.raises(GroupModelError, match=r"^Contrast 'f' is an F contrast; edge-wise"):
+        edge_glm(matrices, design, np.eye(2), _inference(), list("xyz"), name="f")
+    with pytest.raises(GroupModelError, match=r"^Contrast 'd': 2 subjects for 2 design columns"):
+        edge_glm(matrices, design, np.array([1.0, -1.0]), _inference(), list("xyz"), name="d")

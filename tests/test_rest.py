@@ -50,7 +50,7 @@ WHERE = " (in rest.json)"
          """'group.design' must not be "paired" for connectivity"""),
         ({"fisher": True},
          "Unknown key 'fisher' in 'connectivity'; did you mean 'fisher_z'? Allowed: name, task, "
-         "atlas, seeds, measures, confounds, fisher_z, group, detrend, standardize, "
+         "atlas, seeds, measures, confounds, fisher_z, plots, group, detrend, standardize, "
          "standardize_confounds, high_pass, low_pass"),
         ({"atlas": {"name": "aal", "missing_labels": "keep"}},
          """'atlas.missing_labels' must be one of "error", "drop"; got "keep\""""),

@@ -16,8 +16,9 @@ from glmflow.runners.rest import run_connectivity, run_connectivity_group
 SPACE = "space-MNI152NLin2009cAsym"
 
 
-def _model(root, **group):
+def _model(root, plots=True, **group):
     return {"connectivity": {
+        "plots": plots,
         "name": "rest", "task": "rest",
         "atlas": {"labels_img": str(root / "derivatives/truth/atlas-rest_dseg.nii.gz"),
                   "labels_tsv": str(root / "derivatives/truth/atlas-rest_dseg.tsv"),
@@ -55,8 +56,11 @@ def test_participant_outputs(participant):
     sidecar = json.loads(subject.with_suffix(".json").read_text())
     assert sidecar["Runs"] == [120, 120] and sidecar["Measure"] == "correlation"
     assert sidecar["NodeLabels"][6:] == ["solo1", "solo2"]
-    # 12 subjects x 2 runs x (time series + 2 run matrices) + 12 x 2 subject matrices, + sidecars
-    assert len(result.files) == 2 * (12 * 2 * 3 + 12 * 2)
+    # 12 subjects x 2 runs x (time series + 2 run matrices) + 12 x 2 subject matrices, each
+    # with a sidecar; + 12 x 2 pictures of the subject matrices
+    assert len(result.files) == 2 * (12 * 2 * 3 + 12 * 2) + 12 * 2
+    assert subject.with_suffix(".svg").read_text().startswith("<?xml")
+    assert len(sidecar["NodeCoordinates"]) == 8
 
 
 def test_rerun_executes_nothing(participant):
@@ -71,6 +75,13 @@ def test_rerun_executes_nothing(participant):
     assert set(again.files) == set(first.files)
     compute = [p for p in results if p.parent.name.startswith("connectivity_")]
     assert len(compute) == 24 and all(p.stat().st_mtime_ns == before[p] for p in compute)
+    # no pictures, another group inference: the runs' nodes are still not rerun
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        edited = _model(root, plots=False, inference={"method": "bonferroni"})
+        third = run_connectivity(root, tmp / "out", edited, work_dir=tmp / "work", plugin="Linear")
+    assert all(p.stat().st_mtime_ns == before[p] for p in compute)
+    assert len(third.files) == len(first.files) - 12 * 2  # the subject pictures
 
 
 @pytest.mark.parametrize("method", ["fdr", "permutation"])
@@ -78,7 +89,10 @@ def test_group_finds_the_planted_edge_only(participant, method):
     root, tmp, _ = participant
     inference = {"method": method, "alpha": 0.05, "n_perm": 2000, "seed": 0}
     result = run_connectivity_group(
-        root, tmp / "out", _model(root, inference=inference), work_dir=tmp / "work"
+        root,
+        tmp / "out",
+        _model(root, plots=method == "fdr", inference=inference),
+        work_dir=tmp / "work",
     )
     top = tmp / "out" / "glmflow"
     for meas in ("correlation", "tangent"):
@@ -99,6 +113,10 @@ def test_group_finds_the_planted_edge_only(participant, method):
         {"fdr": "Benjamini-Hochberg", "permutation": "permutation max-t"}[method]
     )
     assert any(p.name.endswith("_design.tsv") for p in result.files)
+    if method == "fdr":  # pictures are drawn when the model says "plots" (the default)
+        assert (top / f"{stem}t_relmat.svg") in result.files
+        connectome = f"{stem[:-6]}_connectome.svg"
+        assert (top / connectome) in result.files
 
 
 def test_command_line(participant, tmp_path, capsys):
@@ -106,7 +124,7 @@ def test_command_line(participant, tmp_path, capsys):
 
     root, tmp, _ = participant
     model = tmp_path / "rest.json"
-    model.write_text(json.dumps(_model(root)))
+    model.write_text(json.dumps(_model(root, plots=False)))
     common = [str(root), str(tmp / "out"), "group", "--model", str(model), "-w", str(tmp / "work")]
     assert main([*common, "--inference", "bonferroni", "-q"]) == 0
     assert "connectivity group model of rest done" in capsys.readouterr().out

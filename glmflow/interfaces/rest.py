@@ -12,7 +12,11 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from glmflow.core.rest.run import combine_run_files, connectivity_run_files, stage_connectivity
+from glmflow.core.rest.run import (
+    combine_subject_files,
+    connectivity_run_files,
+    stage_connectivity,
+)
 from glmflow.core.rest.spec import connectivity_spec
 from glmflow.interfaces.base import CoreInterface, StagedSink, StagedSinkInputSpec
 
@@ -53,6 +57,7 @@ def _write(out_dir: str, result: dict) -> str:
 
 class _CombineInputSpec(BaseInterfaceInputSpec):
     result_files = InputMultiObject(File(exists=True), mandatory=True, desc="runs' result.json")
+    plots = traits.Bool(True, usedefault=True, desc="draw each subject matrix (SVG)")
 
 
 class CombineRunConnectivity(CoreInterface):
@@ -62,20 +67,7 @@ class CombineRunConnectivity(CoreInterface):
     output_spec = _ResultOutputSpec
 
     def _run_core(self, inputs, out_dir):
-        results = [json.load(open(f)) for f in inputs.result_files]
-        matrices = {m: [r["matrices"][m] for r in results] for m in results[0]["matrices"]}
-        record = json.load(open(results[0]["record"]))
-        record = {
-            k: v for k, v in record.items() if k not in ("CensoredVolumes", "NumberOfVolumes")
-        }
-        record["Runs"] = [json.load(open(r["record"]))["NumberOfVolumes"] for r in results]
-        record["RunCombination"] = "mean of the runs' matrices (Fisher z values when FisherZ)"
-        with open(f"{out_dir}/run.json", "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-        combined = {
-            "matrices": combine_run_files(matrices, out_dir),
-            "record": f"{out_dir}/run.json",
-        }
+        combined = combine_subject_files(list(inputs.result_files), out_dir, plots=inputs.plots)
         return {"result_file": _write(out_dir, combined)}
 
 

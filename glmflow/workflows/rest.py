@@ -45,12 +45,15 @@ def init_rest_wf(
     none: every input is known when the graph is built; the sinks (``ds_*``) stage files.
     """
     workflow = pe.Workflow(name=name)
-    model = json.dumps(spec.portable(), sort_keys=True)
+    # the run nodes' part of the model: a group or plots edit reruns none of them
+    model = json.dumps(
+        {k: v for k, v in spec.portable().items() if k not in ("group", "plots")}, sort_keys=True
+    )
     meta = json.dumps({"ModelName": spec.name, "ModelSource": spec.source})
     for subject, group in groupby(runs, key=lambda r: r.subject):
         sub_wf = pe.Workflow(name=f"sub_{subject}_wf")
         subject_runs = list(group)
-        combine = pe.Node(CombineRunConnectivity(), name="combine_runs")
+        combine = pe.Node(CombineRunConnectivity(plots=spec.plots), name="combine_runs")
         results = []
         for run in subject_runs:
             label = run_wf_name(run).removesuffix("_wf").removeprefix("run_")

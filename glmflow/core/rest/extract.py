@@ -39,6 +39,7 @@ class RawSignals:
     voxels: np.ndarray | None
     mask: np.ndarray
     affine: np.ndarray
+    centroids: np.ndarray | None = None  # (n_regions, 3) mm, labels atlases
 
 
 def read_signals(
@@ -58,11 +59,12 @@ def read_signals(
     where = f"run {bold_file} (mask {mask_file})"
     flat_mask = np.ravel_multi_index(np.nonzero(mask), img.shape[:3], order="F")
     reducers = []
-    regions = seed_ts = voxels = None
+    regions = seed_ts = voxels = centroids = None
     n = img.shape[3]
     dtype = np.float32 if img.get_data_dtype() == np.float32 and scaling(img)[0] is None else None
     if atlas is not None and atlas.kind == "labels":
         labels = labels_on_grid(atlas, img.shape, img.affine, mask, where)
+        centroids = label_centroids(labels, atlas.indices, img.affine)
         regions = np.empty((n, len(atlas.indices)), np.float64)
         reducers.append(_label_reducer(labels, atlas.indices, img.shape[:3], regions))
     spheres_of = [a for a in (atlas, seeds) if a is not None and a.kind == "spheres"]
@@ -88,7 +90,21 @@ def read_signals(
         regions = sphere_out.pop(0)
     if seeds is not None:
         seed_ts = sphere_out.pop(0)
-    return RawSignals(regions, seed_ts, voxels, mask, mask_affine)
+    return RawSignals(regions, seed_ts, voxels, mask, mask_affine, centroids)
+
+
+def label_centroids(labels: np.ndarray, indices, affine: np.ndarray) -> np.ndarray:
+    """Each label's centre of mass in mm (the connectome's node positions)."""
+    import nibabel as nib
+
+    flat = labels.ravel()
+    inside = np.flatnonzero(flat)
+    ijk = np.stack(np.unravel_index(inside, labels.shape), axis=1).astype(float)
+    size = int(max(indices)) + 1
+    counts = np.bincount(flat[inside], minlength=size)[list(indices)]
+    means = [np.bincount(flat[inside], weights=ijk[:, k], minlength=size)[list(indices)]
+             for k in range(3)]  # fmt: skip
+    return nib.affines.apply_affine(affine, np.stack(means, axis=1) / counts[:, None])
 
 
 def _label_reducer(labels: np.ndarray, indices, shape, out: np.ndarray):

@@ -50,7 +50,8 @@ def connectivity_path(
         fields.append(("meas", meas))
     fields.extend(extra)
     tail = {"timeseries": "timeseries.tsv", "relmat": "relmat.tsv", "statmap": "statmap.nii.gz",
-            "edges": "edges.tsv", "design": "design.tsv"}  # fmt: skip
+            "edges": "edges.tsv", "design": "design.tsv", "plot": "relmat.svg",
+            "connectome": "connectome.svg"}  # fmt: skip
     return _place(output_dir, ents, level, fields, tail[suffix])
 
 

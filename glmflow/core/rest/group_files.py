@@ -94,6 +94,8 @@ def connectivity_group_files(
         dst = connectivity_path(out, ents, level="dataset", suffix="design", meas=meas)
         pairs.append((str(design_src), dst, None))
         pairs += _contrasts(spec, design, matrices, labels, ents, meas, chosen, out, stage)
+        if spec.plots:
+            pairs += _plots(pairs, node_coordinates(out, spec, seg), labels)
     return stage_files(pairs, stage)
 
 
@@ -122,6 +124,46 @@ def _contrasts(spec, design, matrices, labels, ents, meas, chosen, out, stage) -
                                 extra=[("contrast", label)])  # fmt: skip
         pairs.append((str(table), dst, meta))
     return pairs
+
+
+def _plots(pairs: list, coordinates, labels: list[str]) -> list:
+    """The t matrix of each contrast, and its surviving edges' z as a connectome."""
+    from glmflow.core.rest.plots import plot_connectome_svg, plot_matrix_svg
+
+    plots = []
+    for src, dst, meta in pairs:
+        if dst.name.endswith("_stat-t_relmat.tsv"):
+            svg = plot_matrix_svg(read_matrix(src), labels, Path(src).with_suffix(".svg"),
+                                  title=f"{meta['Contrast']}: t")  # fmt: skip
+            plots.append((str(svg), dst.with_suffix(".svg"), None))
+        if dst.name.endswith("_edges.tsv") and coordinates is not None:
+            z = read_matrix(Path(src).with_name(Path(src).name.replace("_edges.tsv", "_z.tsv")))
+            keep = _square_from_table(pd.read_csv(src, sep="\t"), len(labels))
+            title = f"{meta['Contrast']}: z, {meta['Threshold']}"
+            target = Path(src).with_name(Path(src).stem + "_connectome.svg")
+            svg = plot_connectome_svg(np.where(keep, z, 0.0), coordinates, target, title=title)
+            name = dst.name.replace("_edges.tsv", "_connectome.svg")
+            plots.append((str(svg), dst.with_name(name), None))
+    return plots
+
+
+def _square_from_table(table: pd.DataFrame, n: int) -> np.ndarray:
+    keep = np.zeros((n, n), bool)
+    for i, j in zip(table["node_i"] - 1, table["node_j"] - 1, strict=True):
+        keep[i, j] = keep[j, i] = True
+    return keep
+
+
+def node_coordinates(out: Path, spec: ConnectivitySpec, seg: str) -> np.ndarray | None:
+    """Node positions (mm) from a participant-level time-series sidecar, if it has them."""
+    import json
+
+    for path in sorted(
+        out.glob(f"sub-*/**/func/sub-*_task-{spec.task}_*_seg-{seg}_timeseries.json")
+    ):
+        coordinates = json.loads(path.read_text()).get("NodeCoordinates")
+        return None if coordinates is None else np.asarray(coordinates, dtype=float)
+    return None
 
 
 def atlas_labels(out: Path, spec: ConnectivitySpec, seg: str) -> list[str]:

@@ -90,6 +90,8 @@ def connectivity_run_files(
             img = unmask(values.astype(np.float32), mask_file)
             result["seed_maps"][name] = str(save_nifti(img, out / f"seed-{name}.nii.gz"))
     record = _record(spec, atlas, confounds.columns, sample_mask, n_volumes, tr)
+    if raw.centroids is not None:
+        record["NodeCoordinates"] = np.round(raw.centroids, 2).tolist()
     result["record"] = str(out / "run.json")
     Path(result["record"]).write_text(json.dumps(record, indent=2, sort_keys=True))
     return result
@@ -137,14 +139,45 @@ def _record(spec, atlas, columns, sample_mask, n_volumes: int, tr: float) -> dic
 
 
 def combine_run_files(
-    matrices: dict[str, list[str]], out_dir: str | os.PathLike
-) -> dict[str, str]:
-    """Each measure's subject matrix: the mean over its runs' (module :mod:`.measures`)."""
+    matrices: dict[str, list[str]],
+    out_dir: str | os.PathLike,
+    *,
+    labels: list[str] | None = None,
+    plots: bool = False,
+) -> dict[str, dict[str, str]]:
+    """Each measure's subject matrix, the mean over its runs' (module :mod:`.measures`), and
+    its picture when ``plots``: ``{"matrices": {measure: tsv}, "plots": {measure: svg}}``."""
+    from glmflow.core.rest.plots import plot_matrix_svg
+
     out = Path(out_dir)
-    combined = {}
+    combined: dict[str, dict[str, str]] = {"matrices": {}, "plots": {}}
     for measure, files in matrices.items():
         matrix = combine_matrices([read_matrix(f) for f in files])
-        combined[measure] = str(write_matrix(out / f"{MEASURE_LABELS[measure]}.tsv", matrix))
+        name = MEASURE_LABELS[measure]
+        combined["matrices"][measure] = str(write_matrix(out / f"{name}.tsv", matrix))
+        if plots:
+            title = f"{measure} (mean of {len(files)} run(s))"
+            svg = plot_matrix_svg(matrix, labels or [], out / f"{name}.svg", title=title)
+            combined["plots"][measure] = str(svg)
+    return combined
+
+
+def combine_subject_files(
+    result_files: list[str], out_dir: str | os.PathLike, *, plots: bool = True
+) -> dict[str, Any]:
+    """A subject's result from its runs' results (:func:`connectivity_run_files`): the
+    combined matrices, their pictures and a record without the per-run volumes."""
+    results = [json.loads(Path(f).read_text()) for f in result_files]
+    records = [json.loads(Path(r["record"]).read_text()) for r in results]
+    matrices = {m: [r["matrices"][m] for r in results] for m in results[0]["matrices"]}
+    record = {
+        k: v for k, v in records[0].items() if k not in ("CensoredVolumes", "NumberOfVolumes")
+    }
+    record["Runs"] = [r["NumberOfVolumes"] for r in records]
+    record["RunCombination"] = "mean of the runs' matrices (of the Fisher z values when FisherZ)"
+    combined = combine_run_files(matrices, out_dir, labels=record.get("NodeLabels"), plots=plots)
+    combined["record"] = str(Path(out_dir) / "run.json")
+    Path(combined["record"]).write_text(json.dumps(record, indent=2, sort_keys=True))
     return combined
 
 
@@ -175,6 +208,11 @@ def stage_connectivity(
         meas = MEASURE_LABELS[measure]
         dst = connectivity_path(output_dir, entities, suffix="relmat", meas=meas, **where)
         pairs.append((src, dst, {**metadata, "Measure": measure}))
+    for measure, src in result.get("plots", {}).items():
+        meas = MEASURE_LABELS[measure]
+        pairs.append(
+            (src, connectivity_path(output_dir, entities, suffix="plot", meas=meas, **where), None)
+        )
     for seed, src in result.get("seed_maps", {}).items():
         dst = connectivity_path(
             output_dir, entities, level=level, suffix="statmap", seed=seed, meas="correlation"

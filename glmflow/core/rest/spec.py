@@ -203,6 +203,7 @@ class ConnectivitySpec:
     confounds: ConfoundsSpec = field(default_factory=ConfoundsSpec)
     clean: CleanSpec = field(default_factory=CleanSpec)
     fisher_z: bool = True
+    plots: bool = True
     group: GroupSpec = field(default_factory=GroupSpec)
     source: str = "<model>"
     base_dir: str = "."
@@ -223,6 +224,7 @@ class ConnectivitySpec:
             if names.count(item) > 1:
                 raise check.FieldError("seeds", f"names {check.show(item)} twice")
         check.flag(self.fisher_z, "fisher_z")
+        check.flag(self.plots, "plots")
         method = self.group.inference.method
         if method not in EDGE_INFERENCE:
             raise check.bad(
@@ -257,6 +259,7 @@ class ConnectivitySpec:
             "confounds": self.confounds.to_dict(),
             **self.clean.to_dict(),
             "fisher_z": self.fisher_z,
+            "plots": self.plots,
             "group": self.group.to_dict(),
         }
         if self.atlas is not None:
@@ -264,7 +267,9 @@ class ConnectivitySpec:
         return data
 
 
-_SECTION_KEYS = ("name", "task", "atlas", "seeds", "measures", "confounds", "fisher_z", "group")
+_SECTION_KEYS = (
+    "name", "task", "atlas", "seeds", "measures", "confounds", "fisher_z", "plots", "group",
+)  # fmt: skip
 
 
 def connectivity_spec(

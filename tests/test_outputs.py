@@ -166,7 +166,8 @@ def test_stat_labels_and_design_paths(tmp_path):
         (RUN, {"level": "group"}, ValueError,
          "'level' must be one of run, session, subject, dataset. Got 'group' instead"),
         (RUN, {"extension": ".mgz"}, ValueError,
-         "'extension' must be '.nii.gz' or '.nii'. Got '.mgz' instead"),
+         "'extension' must be one of .nii.gz, .dscalar.nii, .func.gii, .nii. Got '.mgz' "
+         "instead"),
         ({**RUN, "subject": "../../etc"}, {}, DatasetError,
          "Entity subject='../../etc' is not a BIDS label (letters and digits only)"),
         ({**RUN, "run": "1_x"}, {}, DatasetError,

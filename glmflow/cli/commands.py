@@ -6,6 +6,7 @@ import argparse
 import logging
 import time
 
+from glmflow.core.surface import is_surface_space
 from glmflow.errors import GlmflowError
 
 LOGGER = logging.getLogger("glmflow")
@@ -78,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
 # options of one level only, with the value that means "not given"
 PARTICIPANT_ONLY = {
     "derivatives": None, "session": None, "run": None, "desc": "preproc", "res": None,
-    "slice_time_ref": None, "missing_conditions": "error",
+    "slice_time_ref": None, "missing_conditions": "error", "den": None,
 }  # fmt: skip
 GROUP_ONLY = {
     "group_design": None, "group_mask": None, "inference": None, "alpha": None,
@@ -147,11 +148,37 @@ def run_bids_app(args: argparse.Namespace) -> int:
         return run_rest_app(args, options)
     if args.analysis_level == "group":
         return _run_group(args, options)
+    spaces = _spaces(args)
+    if len(spaces) > 1 or is_surface_space(spaces[0]):  # issue 12: surfaces, several spaces
+        codes = [_run_participant(args, options, space) for space in spaces]
+        return max(codes)
+    return _run_participant(args, options, spaces[0])
+
+
+def _spaces(args: argparse.Namespace) -> list[str]:
+    """The --space values (one string from Python callers such as the demo)."""
+    return [args.space] if isinstance(args.space, str) else list(args.space)
+
+
+def _run_participant(args: argparse.Namespace, options, space: str) -> int:
+    """The participant level on one space (a surface space goes to the surface runner)."""
     from glmflow.runners.participant import run_participant_level
 
     start = time.perf_counter()
+    if is_surface_space(space):
+        from glmflow.runners.surface import run_surface_level
+
+        result = run_surface_level(
+            **{**_level_options(args, options), "space": space}, den=getattr(args, "den", None),
+            derivatives=args.derivatives, sessions=args.session, runs=args.run,
+            slice_time_ref=args.slice_time_ref, missing_conditions=args.missing_conditions,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        _summary(args, result)
+        return _done(f"{len(result.runs)} {space} run(s) of {len(result.subjects)} subject(s)",
+                     elapsed, result, options)  # fmt: skip
     result = run_participant_level(
-        **_level_options(args, options),
+        **{**_level_options(args, options), "space": space},
         derivatives=args.derivatives,
         sessions=args.session,
         runs=args.run,
@@ -174,7 +201,7 @@ def _level_options(args: argparse.Namespace, options) -> dict:
         "model": args.model,
         "participant_label": args.participant_label,
         "tasks": args.task,
-        "space": args.space,
+        "space": _spaces(args)[0],
         "smoothing_fwhm": args.smoothing_fwhm,
         "execution": options,
     }
@@ -192,6 +219,13 @@ def _done(what: str, elapsed: float, result, options) -> int:
 def _run_group(args: argparse.Namespace, options) -> int:
     """``glmflow BIDS_DIR OUTPUT_DIR group --model FILE ...``."""
     from glmflow.runners.group import run_group_level
+
+    spaces = _spaces(args)
+    if len(spaces) > 1 or is_surface_space(spaces[0]):
+        raise GlmflowError(
+            f"--space {' '.join(spaces)}: the group level takes one volume space per run "
+            "(surface group models: glmflow.runners.surface_group); give one --space"
+        )
 
     if (args.permutations is not None or args.seed is not None) and (
         args.inference not in (None, "permutation")

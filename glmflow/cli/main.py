@@ -62,7 +62,12 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", nargs="+", metavar="TASK")
     parser.add_argument("--session", nargs="+", metavar="SES")
     parser.add_argument("--run", nargs="+", metavar="RUN")
-    parser.add_argument("--space", default="MNI152NLin2009cAsym")
+    parser.add_argument(
+        "--space", nargs="+", default=["MNI152NLin2009cAsym"], metavar="SPACE",
+        help="space(s) to model: a volume space, fsaverage5|6 / fsnative (GIFTI hemispheres) "
+        "or fsLR (CIFTI, with --den); several run one after the other",
+    )  # fmt: skip
+    parser.add_argument("--den", help="den- entity of CIFTI runs (fsLR), e.g. 91k")
     parser.add_argument("--desc", default="preproc", help="desc- entity of the preprocessed BOLD")
     parser.add_argument(
         "--res", help="res- entity, when fMRIPrep wrote the space at several resolutions"

@@ -36,6 +36,8 @@ from glmflow.core.sidecars import sidecar_key, sidecar_path
 from glmflow.errors import ContrastError, DatasetError
 
 STATS = ("effect", "variance", "t", "F", "p", "z")
+#: Map file types: NIfTI, and on surfaces CIFTI scalars and one hemisphere's GIFTI (issue 12).
+MAP_EXTENSIONS = (".nii.gz", ".dscalar.nii", ".func.gii", ".nii")
 LEVELS = ("run", "session", "subject", "dataset")
 #: Longest contrast label: 255-byte file names leave this much beside the entities.
 MAX_LABEL = 120
@@ -171,8 +173,10 @@ def derivative_path(
 
     ``contrast`` is a contrast *name*; it is turned into a label with :func:`contrast_label`.
     """
-    if extension not in (".nii.gz", ".nii"):
-        raise ValueError(f"'extension' must be '.nii.gz' or '.nii'. Got {extension!r} instead")
+    if extension not in MAP_EXTENSIONS:
+        raise ValueError(
+            f"'extension' must be one of {', '.join(MAP_EXTENSIONS)}. Got {extension!r} instead"
+        )
     if stat not in STATS:
         raise ValueError(f"'stat' must be one of {', '.join(STATS)}. Got {stat!r} instead")
     fields = _fields(entities, level)
@@ -333,7 +337,7 @@ def plan_derivatives(
     root = Path(output_dir).resolve()
     plan: dict[Path, tuple[Path, dict | None]] = {}
     for src, name, stat in maps:
-        ext = ".nii" if str(src).endswith(".nii") else ".nii.gz"
+        ext = next((e for e in MAP_EXTENSIONS[1:] if str(src).endswith(e)), ".nii.gz")
         dst = derivative_path(root, entities, contrast=name, stat=stat, level=level, extension=ext)
         sidecar = {
             **metadata,

@@ -148,7 +148,8 @@ def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan
     columns: dict[str, tuple[str, ...]] = {}
     grids: dict[tuple[str, str | None], tuple[str, tuple, bytes]] = {}
     for run in runs:
-        _check_images(run, grids)
+        if run.mask:  # surface runs have none: discovery checked their files (issue 12)
+            _check_images(run, grids)
         conditions, columns[run.bold] = _check_run(run, spec)
         found.update(dict.fromkeys(conditions))
         conditions_of[run.bold] = set(conditions)

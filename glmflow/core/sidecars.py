@@ -36,10 +36,13 @@ def sidecar_key(key: str) -> str:
 
 
 def sidecar_path(map_path: str | os.PathLike) -> Path:
-    """Return the JSON sidecar path of a ``.nii.gz`` / ``.nii`` map."""
+    """Return the JSON sidecar path of a ``.nii.gz`` / ``.nii`` / ``.dscalar.nii`` /
+    ``.func.gii`` map (the whole extension replaced)."""
     path = Path(map_path)
-    stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
-    return path.with_name(stem + ".json")
+    for ext in (".nii.gz", ".dscalar.nii", ".func.gii"):
+        if path.name.endswith(ext):
+            return path.with_name(path.name[: -len(ext)] + ".json")
+    return path.with_name(path.stem + ".json")
 
 
 def applied_confounds(confounds: Mapping[str, Any]) -> dict[str, Any]:

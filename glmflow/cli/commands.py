@@ -223,8 +223,8 @@ def _run_group(args: argparse.Namespace, options) -> int:
     spaces = _spaces(args)
     if len(spaces) > 1 or is_surface_space(spaces[0]):
         raise GlmflowError(
-            f"--space {' '.join(spaces)}: the group level takes one volume space per run "
-            "(surface group models: glmflow.runners.surface_group); give one --space"
+            f"--space {' '.join(spaces)}: the group level takes one volume space (surface "
+            "group models are not in the command line yet); give one volume --space"
         )
 
     if (args.permutations is not None or args.seed is not None) and (

@@ -76,7 +76,10 @@ def init_rest_wf(
             sub_wf.connect([(node, sink, [("result_file", "result_file")])])
             results.append(node)
         if spec.atlas is not None and any(m != "tangent" for m in spec.measures):
-            merge = pe.Node(_merge(len(results)), name="merge_results")
+            # a list of file names: no cluster job for it
+            merge = pe.Node(
+                _merge(len(results)), name="merge_results", run_without_submitting=True
+            )
             for i, node in enumerate(results, start=1):
                 sub_wf.connect([(node, merge, [("result_file", f"in{i}")])])
             ds_subject = pe.Node(

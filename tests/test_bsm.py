@@ -90,13 +90,13 @@ BAD_MODELS = [
         _M + "the model: unknown key 'Node'; did you mean 'Nodes'?",
     ),
     (
-        _edit(["Nodes", 1, "Level"], "Session"),
-        _M + "node 't-test': Session nodes are not supported yet; combine the sessions at a "
-        'Subject node (GroupBy ["subject", "contrast"])',
+        lambda m: (m["Nodes"][0].pop("DummyContrasts"), m["Nodes"][0].pop("Contrasts")),
+        _M + "node 'subject': it has no 'Contrasts' and no 'DummyContrasts', so no map reaches "
+        'node \'t-test\'; add contrasts (e.g. "DummyContrasts": {"Test": "t"})',
     ),
     (
         _edit(["Nodes", 1, "Level"], "group"),
-        _M + "node 't-test': 'Level' must be one of Run, Subject, Dataset; got \"group\"",
+        _M + "node 't-test': 'Level' must be one of Run, Session, Subject, Dataset; got \"group\"",
     ),
     (
         _edit(["Nodes", 1, "GroupBy"], _POP),
@@ -114,8 +114,10 @@ BAD_MODELS = [
     ),
     (
         _edit(["Nodes", 0, "Model", "Options", "LowPassFilterCutoffHz"], 0.1),
-        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' 0.1: low-pass filtering is "
-        "not supported; remove it",
+        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' 0.1: glmflow does not "
+        "low-pass the BOLD and the design (a low-pass filter makes the noise smooth, which the "
+        "run node's AR(1) model then misestimates); remove it, or band-pass the data before "
+        "glmflow",
     ),
     (
         _edit(["Nodes", 0, "Model", "Options", "HighPassFilterCutoffHz"], -1),
@@ -123,9 +125,16 @@ BAD_MODELS = [
         "in Hz (e.g. 0.0078125 for 128 s); got -1",
     ),
     (
-        _edit(["Nodes", 0, "Model", "Options", "Mask"], {"desc": "brain"}),
-        _M + "node 'subject': 'Model.Options.Mask' {\"desc\": \"brain\"}: a model-level mask is "
-        "not supported (glmflow uses fMRIPrep's brain masks); remove it",
+        _edit(["Nodes", 0, "Model", "Options", "Mask"], "brain_mask.nii.gz"),
+        _M + "node 'subject': 'Model.Options.Mask' \"brain_mask.nii.gz\" must be an object of "
+        'BIDS entities selecting one mask image per run, e.g. {"desc": "brain", "suffix": '
+        '"mask"}',
+    ),
+    (
+        _edit(["Nodes", 1, "Model", "Options"], {"Mask": {"desc": "brain"}}),
+        _M + "node 't-test': 'Model.Options.Mask' {\"desc\": \"brain\"}: glmflow masks at the "
+        "Run node (a later node fits within the intersection of its inputs' masks); move it to "
+        "the Run node",
     ),
     (
         _edit(["Nodes", 0, "Model", "X"], []),
@@ -490,9 +499,10 @@ def test_legacy_files_that_cannot_run_are_one_line(models):
     with pytest.warns(UserWarning, match="pre-1.0 'Steps' model converted"):
         with pytest.raises(ModelSpecError) as info:
             read_bids_stats_model(session)
+    # its pre-1.0 session step passes nothing on (no contrasts): one line before any data
     assert str(info.value) == (
-        f"{session}: node 'session': Session nodes are not supported yet; combine the sessions "
-        'at a Subject node (GroupBy ["subject", "contrast"])'
+        f"{session}: node 'session': it has no 'Contrasts' and no 'DummyContrasts', so no map "
+        'reaches node \'subject\'; add contrasts (e.g. "DummyContrasts": {"Test": "t"})'
     )
     broken = models / "legacy-steps/bids-examples/ds114/model-1_smdl.json"
     with pytest.raises(ModelSpecError) as info:
@@ -533,3 +543,67 @@ def test_cli_runs_a_bsm_file(models, ds003, tmp_path, capsys):
     assert (
         tmp_path / "out/glmflow/node-t-test/contrast-wordGtPseudo_stat-z_statmap.nii.gz"
     ).is_file()
+
+
+# --------------------------------------------------------------------- every node before compute
+def _mixed_events(ds003, tmp_path):
+    """ds003 with one run's trial_type coded as numbers but one 'word' left as text."""
+    import shutil
+
+    copy_dir = tmp_path / "ds003_mixed"
+    shutil.copytree(ds003, copy_dir)
+    events = sorted(copy_dir.glob("sub-01/func/*_events.tsv"))[0]
+    table = pd.read_csv(events, sep="\t")
+    codes = {"pseudoword": "2"}
+    table["trial_type"] = [codes.get(v, v) for v in table["trial_type"]]
+    table.to_csv(events, sep="\t", index=False)
+    return copy_dir, events.name
+
+
+BEFORE_COMPUTE = [
+    (
+        "higher_contrast",
+        lambda m: m["Nodes"][1].update(
+            Contrasts=[
+                {"Name": "neg", "ConditionList": ["intercep"], "Weights": [-1], "Test": "t"}
+            ]
+        ),
+        # pybids names a contrast over one incoming contrast "<incoming>_<name>"
+        "{model}: node 't-test' (contrast word_gt_pseudo): contrast 'word_gt_pseudo_neg' names "
+        "'intercep' "
+        "(did you mean 'intercept'?), which is not a column of X (intercept); fix "
+        "'ConditionList' or pass --missing-conditions drop",
+    ),
+    (
+        "mixed_factor",
+        lambda m: None,
+        "{model}: node 'subject': 'Transformations' Factor of 'trial_type' has mixed-type "
+        "values: numbers (2 in {events}) and text ('word' in {events}), which make columns of "
+        "both kinds ('trial_type.2', 'trial_type.word'); recode 'trial_type' as text in every "
+        "file (e.g. 'trial_type2')",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "edit", "message"), BEFORE_COMPUTE, ids=[c[0] for c in BEFORE_COMPUTE]
+)
+def test_cli_checks_every_node_before_any_compute(
+    zoo_model, ds003, tmp_path, capsys, case, edit, message
+):
+    from glmflow.cli.main import main
+
+    dataset, events = (ds003, None) if case != "mixed_factor" else _mixed_events(ds003, tmp_path)
+    model = copy.deepcopy(zoo_model)
+    edit(model)
+    path = tmp_path / "model_smdl.json"
+    path.write_text(json.dumps(model))
+    out, work = tmp_path / "out", tmp_path / "work"
+    code = main([str(dataset), str(out), "participant", "--model", str(path), "-w", str(work)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("glmflow: error:")] == [
+        "glmflow: error: " + message.format(model=path, events=events)
+    ]
+    assert not out.exists()
+    assert not list(work.rglob("result_*.pklz"))  # no node ran

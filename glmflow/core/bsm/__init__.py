@@ -7,15 +7,17 @@ node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cos
 ``Options.HighPassFilterCutoffHz``, fitted by glmflow's engine (AR(1)); its ``Contrasts`` and
 ``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
 
-Supported: Run nodes (``glm``: AR(1)); Subject and Dataset nodes (:mod:`.higher`: ``meta``
-or a ``FEMA`` test = precision-weighted fixed effects, ``glm`` = OLS on the effect maps,
-participants.tsv variables through pybids), every unit planned and checked before compute
-(:mod:`.chain`) and fitted in the same cached Nipype graph as the runs; ``Model.HRF`` (as
-pybids' ``Convolve``); ``Contrasts`` with t and F tests and 2-D weights,
-``DummyContrasts``; ``Edges`` with ``Filter``; several nodes at one level. Refused with one
-line: Session nodes, ``LowPassFilterCutoffHz``, ``Options.Mask``,
-``AggregateAutocorrelations``, tests other than t, F and FEMA, an F contrast feeding a
-later node.
+Supported: Run nodes (``glm``: AR(1); ``Options.Mask``: BIDS entities selecting one mask
+per run); Session, Subject and Dataset nodes (:mod:`.higher`: ``meta`` or a ``FEMA`` test =
+precision-weighted fixed effects, ``glm`` = OLS on the effect maps, participants.tsv
+variables through pybids), every unit planned and checked before compute (:mod:`.chain`)
+and fitted in the same cached Nipype graph as the runs; ``Model.HRF`` (as pybids'
+``Convolve``); ``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``;
+``Edges`` with ``Filter``; several nodes at one level. Refused with one line:
+``LowPassFilterCutoffHz`` (a low-pass before the AR(1) fit biases its noise model),
+``Options.Mask`` as an image path or on a later node, ``AggregateAutocorrelations``, tests
+other than t, F and FEMA, an F contrast feeding a later node, a node that passes no
+contrast on.
 """
 
 from glmflow.core.bsm.chain import HigherUnit, MapSource, plan_later_nodes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,9 @@ def _run_design(out, node, layout, where, missing, space) -> RunDesign:
     design, roles = _with_drift(x, node.model, tr)
     contrasts, dropped = _contrasts(out.contrasts, list(x.columns), unit, missing)
     bold, mask = _bold_and_mask(layout, entities, space, unit, len(design))
+    mask_filter = node.model.get("options", {}).get("mask")
+    if mask_filter:
+        mask = _model_mask(layout, entities, bold, dict(mask_filter), unit)
     return RunDesign(entities, design, roles, tr, contrasts, bold, mask, dropped)
 
 
@@ -258,3 +262,33 @@ def _bold_and_mask(layout, entities, space, unit: str, n_rows: int) -> tuple[str
             f"(read by pybids) gives {n_rows} rows of X; they must match"
         )
     return bold.path, masks[0].path
+
+
+def _model_mask(layout, entities, bold: str, wanted: dict, unit: str) -> str:
+    """The mask ``Options.Mask`` selects for one run: the run's entities, then its session's,
+    its subject's, the dataset's (a mask without task / run entities serves every run)."""
+    import nibabel as nib
+
+    query = {"suffix": "mask", "extension": [".nii", ".nii.gz"], **wanted}
+    space = layout.get_file(bold).entities.get("space")
+    if space and "space" not in query:
+        query["space"] = space
+    field = f"'Model.Options.Mask' {json.dumps(wanted)}"
+    for keys in (_RUN_ENTITIES, ("subject", "session"), ("subject",), ()):
+        found = layout.get(**{k: v for k, v in entities.items() if k in keys}, **query)
+        found = [f for f in found if all(f.entities.get(k) == entities.get(k) for k in keys)]
+        if len(found) > 1:
+            raise DatasetError(
+                f"{unit}: {field} selects {len(found)} masks "
+                f"({', '.join(f.filename for f in found[:3])}); add entities to select one"
+            )
+        if found:
+            mask, image = found[0].path, nib.load(bold)
+            header = nib.load(mask)
+            if header.shape[:3] != image.shape[:3] or not np.allclose(header.affine, image.affine):
+                raise DatasetError(
+                    f"{unit}: {field} selects {mask}, which is not on the grid of {bold} "
+                    f"(shape {header.shape[:3]} vs {image.shape[:3]}); select a mask in its space"
+                )
+            return mask
+    raise DatasetError(f"{unit}: {field} selects no mask image in the dataset; check its entities")

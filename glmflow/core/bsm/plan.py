@@ -10,6 +10,7 @@ from typing import Any
 from glmflow.core.bsm.chain import HigherUnit, plan_later_nodes
 from glmflow.core.bsm.graph import RunDesign, load_graph, read_bids_stats_model, run_designs
 from glmflow.core.bsm.outputs import unit_prefix
+from glmflow.core.bsm.variables import check_factor_values
 from glmflow.core.design.files import write_design
 from glmflow.core.publish import atomic_write_text
 
@@ -53,6 +54,7 @@ def plan_bids_stats_model(
         model.setdefault("Input", {})["space"] = space
     if participant_label:
         model.setdefault("Input", {})["subject"] = list(participant_label)
+    check_factor_values(model, layout, source)
     graph = load_graph(model, layout, source)
     runs = tuple(run_designs(graph, layout, source, missing=missing))
     files = []

@@ -15,10 +15,11 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from glmflow.core.bsm.steps import DEFAULT_GROUP_BY, convert_steps
 from glmflow.core.model.validation import show as _show
 from glmflow.errors import ModelSpecError
 
-LEVELS = ("Run", "Subject", "Dataset")  # Session: refused (see the package docstring)
+LEVELS = ("Run", "Session", "Subject", "Dataset")
 TESTS = ("t", "F", "FEMA")
 _KEYS = {
     "the model": ("Name", "BIDSModelVersion", "Description", "Input", "Nodes", "Edges"),
@@ -47,8 +48,9 @@ _KEYS = {
 }
 _INPUT = ("task", "subject", "session", "run", "acquisition", "space", "desc", "res")
 _REFUSED = {  # fields glmflow reads but cannot honour yet: refused, never ignored
-    "LowPassFilterCutoffHz": "low-pass filtering is not supported; remove it",
-    "Mask": "a model-level mask is not supported (glmflow uses fMRIPrep's brain masks); remove it",
+    "LowPassFilterCutoffHz": "glmflow does not low-pass the BOLD and the design (a low-pass "
+    "filter makes the noise smooth, which the run node's AR(1) model then misestimates); "
+    "remove it, or band-pass the data before glmflow",
     "AggregateAutocorrelations": "aggregated autocorrelations are not supported; remove it",
 }
 _HRF_MODELS = (
@@ -60,14 +62,6 @@ _HRF_MODELS = (
     "glover + derivative + dispersion",
     "fir",
 )
-# pre-1.0 "Steps" spellings -> 1.0
-_STEP_RENAMES = {"AutoContrasts": "DummyContrasts"}
-_DEFAULT_GROUP_BY = {
-    "run": ["run", "session", "subject"],
-    "session": ["session", "subject"],
-    "subject": ["subject", "contrast"],
-    "dataset": ["contrast"],
-}
 
 
 class _Checker:
@@ -115,7 +109,7 @@ def check_model(data: Any, source: str) -> dict[str, Any]:
 
 
 def _check_f_inputs(check: _Checker, model: Mapping) -> None:
-    """An F contrast has no single effect map: it cannot feed a later node."""
+    """What a node passes on: some contrast, and no F contrast (it has no single effect map)."""
     nodes = model["Nodes"]
     edges = model.get("Edges") or [
         {"Source": a["Name"], "Destination": b["Name"]}
@@ -123,7 +117,16 @@ def _check_f_inputs(check: _Checker, model: Mapping) -> None:
     ]
     for node in nodes:
         f_names = [c["Name"] for c in node.get("Contrasts", []) if c.get("Test") == "F"]
-        for edge in (e for e in edges if e["Source"] == node["Name"]):
+        out = [e for e in edges if e["Source"] == node["Name"]]
+        dummy = node.get("DummyContrasts")
+        if out and not node.get("Contrasts") and (dummy is None or dummy is False):
+            raise check.fail(
+                f"node '{node['Name']}'",
+                f"it has no 'Contrasts' and no 'DummyContrasts', so no map reaches node "
+                f"'{out[0]['Destination']}'; add contrasts (e.g. \"DummyContrasts\": "
+                '{"Test": "t"})',
+            )
+        for edge in out:
             wanted = (edge.get("Filter") or {}).get("contrast")
             passed = [n for n in f_names if wanted is None or n in _as_list(wanted)]
             if passed:
@@ -153,19 +156,13 @@ def _check_node(check: _Checker, node: Any, i: int) -> str:
         raise check.fail(f"Nodes[{i}]", f"'Name' must be a non-empty string; got {_show(name)}")
     where = f"node '{name}'"
     level = node.get("Level")
-    if not isinstance(level, str) or level.capitalize() not in (*LEVELS, "Session"):
+    if not isinstance(level, str) or level.capitalize() not in LEVELS:
         raise check.fail(where, f"'Level' must be one of {', '.join(LEVELS)}; got {_show(level)}")
-    if level.capitalize() == "Session":
-        raise check.fail(
-            where,
-            "Session nodes are not supported yet; combine the sessions "
-            'at a Subject node (GroupBy ["subject", "contrast"])',
-        )
     if "GroupBy" not in node:
         raise check.fail(
             where,
             "'GroupBy' is missing; add the entities that define one "
-            f"analysis unit, e.g. {_show(_DEFAULT_GROUP_BY[level.lower()])}",
+            f"analysis unit, e.g. {_show(DEFAULT_GROUP_BY[level.lower()])}",
         )
     group_by = node["GroupBy"]
     if not isinstance(group_by, list) or not all(isinstance(g, str) for g in group_by):
@@ -213,6 +210,8 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
     for key, fix in _REFUSED.items():
         if key in options:
             raise check.fail(where, f"'Model.Options.{key}' {_show(options[key])}: {fix}")
+    if "Mask" in options:
+        _check_mask(check, options["Mask"], where, level)
     cutoff = options.get("HighPassFilterCutoffHz")
     if cutoff is not None and (
         not isinstance(cutoff, int | float) or isinstance(cutoff, bool) or cutoff <= 0
@@ -230,6 +229,27 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
                 f"'Model.HRF.Model' must be one of {', '.join(_HRF_MODELS)}; "
                 f"got {_show(hrf.get('Model'))}",
             )
+
+
+def _check_mask(check: _Checker, mask: Any, where: str, level: str) -> None:
+    """``Options.Mask``: BIDS entities selecting one mask image per run (Run nodes only)."""
+    field = f"'Model.Options.Mask' {_show(mask)}"
+    if level.lower() != "run":
+        raise check.fail(
+            where,
+            f"{field}: glmflow masks at the Run node (a later node fits within the "
+            "intersection of its inputs' masks); move it to the Run node",
+        )
+    if (
+        not isinstance(mask, Mapping)
+        or not mask
+        or not all(isinstance(k, str) and isinstance(v, str | list) for k, v in mask.items())
+    ):
+        raise check.fail(
+            where,
+            f"{field} must be an object of BIDS entities selecting one mask image per run, "
+            'e.g. {"desc": "brain", "suffix": "mask"}',
+        )
 
 
 def _check_contrast(check: _Checker, contrast: Any, where: str, level: str) -> None:
@@ -335,63 +355,3 @@ def _apply_hrf(node: dict) -> None:
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
-
-
-def convert_steps(data: Mapping, source: str) -> dict[str, Any]:
-    """A pre-1.0 ``Steps`` model as BSM 1.0, with one warning naming each renamed key."""
-    check = _Checker(source)
-    renamed: list[str] = []
-    model = {k: copy.deepcopy(v) for k, v in data.items() if k != "Steps"}
-    model.setdefault("BIDSModelVersion", "1.0.0")
-    nodes = []
-    for i, step in enumerate(data["Steps"]):
-        step = dict(copy.deepcopy(step))
-        level = str(step.get("Level", "")).lower()
-        where = f"Steps[{i}]"
-        for old, new in _STEP_RENAMES.items():
-            if old in step:
-                value = step.pop(old)
-                step[new] = {"Contrasts": value} if isinstance(value, list) else value
-                renamed.append(f"{where}.{old} -> {new}")
-        if isinstance(step.get("DummyContrasts"), Mapping) and "Type" in step["DummyContrasts"]:
-            step["DummyContrasts"]["Test"] = step["DummyContrasts"].pop("Type")
-            renamed.append(f"{where}.DummyContrasts.Type -> Test")
-        for k, contrast in enumerate(step.get("Contrasts", [])):
-            for old, new in (("Type", "Test"), ("type", "Test"), ("weights", "Weights")):
-                if old in contrast:
-                    contrast[new] = contrast.pop(old)
-                    renamed.append(f"{where}.Contrasts[{k}].{old} -> {new}")
-            if isinstance(contrast.get("Test"), str) and contrast["Test"].lower() == "t":
-                contrast["Test"] = "t"
-        options = step.get("Model", {}).get("Options", {})
-        if "high_pass_filter_cutoff_secs" in options:
-            seconds = options.pop("high_pass_filter_cutoff_secs")
-            if not isinstance(seconds, int | float) or seconds <= 0:
-                raise check.fail(
-                    where,
-                    "'high_pass_filter_cutoff_secs' must be a positive "
-                    f"number of seconds; got {_show(seconds)}",
-                )
-            options["HighPassFilterCutoffHz"] = 1 / seconds
-            renamed.append(
-                f"{where}.Model.Options.high_pass_filter_cutoff_secs -> "
-                "HighPassFilterCutoffHz (1 / s)"
-            )
-        dummies = step.get("DummyContrasts", {})
-        if "Model" not in step and isinstance(dummies, Mapping) and dummies.get("Contrasts"):
-            # pre-1.0: a step without a model fits the incoming contrasts it names
-            step["Model"] = {"X": list(dummies["Contrasts"]), "Type": "glm"}
-            step.setdefault("GroupBy", [])
-            renamed.append(f"{where}.Model.X = {_show(step['Model']['X'])} (its contrasts)")
-        step.setdefault("Name", level)
-        if level in _DEFAULT_GROUP_BY:
-            step.setdefault("GroupBy", _DEFAULT_GROUP_BY[level])
-        nodes.append(step)
-    model["Nodes"] = nodes
-    renames = "; ".join(renamed) if renamed else "no key renamed"
-    warnings.warn(
-        f"{source}: pre-1.0 'Steps' model converted to BIDS Stats Models 1.0 "
-        f"'Nodes' (node names = levels, edges in order): {renames}",
-        stacklevel=2,
-    )
-    return model

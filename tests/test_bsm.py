@@ -607,3 +607,18 @@ def test_cli_checks_every_node_before_any_compute(
     ]
     assert not out.exists()
     assert not list(work.rglob("result_*.pklz"))  # no node ran
+
+
+def test_cli_inference_is_a_group_option_unless_the_model_is_bsm(ds003, tmp_path, capsys):
+    from importlib.resources import files
+
+    from glmflow.cli.main import main
+
+    model = files("glmflow.data") / "models" / "faces_model.json"
+    code = main([str(ds003), str(tmp_path / "out"), "participant", "--model", str(model),
+                 "-w", str(tmp_path / "work"), "--inference", "fdr"])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "glmflow: error: --inference is an option of the group level, not of 'participant'; "
+        "remove it"
+    )

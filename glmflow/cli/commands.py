@@ -83,7 +83,7 @@ PARTICIPANT_ONLY = {
 }  # fmt: skip
 GROUP_ONLY = {
     "group_design": None, "group_mask": None, "inference": None, "alpha": None,
-    "permutations": None, "seed": None,
+    "permutations": None, "seed": None, "permutation_stat": None,
 }  # fmt: skip
 
 
@@ -91,8 +91,20 @@ GROUP_ONLY = {
 PATH_OPTIONS = ("bids_dir", "output_dir", "model", "derivatives", "group_design", "group_mask")
 
 
+# group inference options a BIDS Stats Model's Dataset nodes take at the participant level
+BSM_INFERENCE = ("inference", "alpha", "permutations", "seed", "permutation_stat")
+
+
+def _is_bsm(args: argparse.Namespace) -> bool:
+    from glmflow.core.bsm import is_bids_stats_model_file
+
+    return args.analysis_level == "participant" and is_bids_stats_model_file(args.model)
+
+
 def _check_level_options(args: argparse.Namespace) -> None:
     other = GROUP_ONLY if args.analysis_level == "participant" else PARTICIPANT_ONLY
+    if _is_bsm(args):
+        other = {key: unset for key, unset in other.items() if key not in BSM_INFERENCE}
     for key, unset in other.items():
         if getattr(args, key, unset) != unset:
             level = "group" if args.analysis_level == "participant" else "participant"
@@ -186,6 +198,7 @@ def _run_participant(args: argparse.Namespace, options, space: str) -> int:
         res=getattr(args, "res", None),
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
+        **({"inference": _inference(args)} if _is_bsm(args) else {}),
     )
     elapsed = time.perf_counter() - start
     _summary(args, result)  # the folders first: the last line stays the count and the cache
@@ -226,7 +239,26 @@ def _run_group(args: argparse.Namespace, options) -> int:
             f"--space {' '.join(spaces)}: the group level takes one volume space (surface "
             "group models are not in the command line yet); give one volume --space"
         )
+    start = time.perf_counter()
+    result = run_group_level(
+        **_level_options(args, options),
+        design=args.group_design,
+        mask=args.group_mask,
+        inference=_inference(args),
+    )
+    elapsed = time.perf_counter() - start
+    n_models = sum(len(plan.analyses) for plan in result.plans)
+    n_subjects = len({s for plan in result.plans for s in plan.subjects})
+    return _done(f"{n_models} group model(s) of {n_subjects} subject(s)", elapsed, result, options)
 
+
+def _inference(args: argparse.Namespace) -> dict:
+    """The --inference, --alpha, --permutations and --seed given (group level, BSM)."""
+    if args.permutation_stat is not None and args.inference not in (None, "permutation"):
+        raise GlmflowError(
+            f"--permutation-stat sets a permutation test, but --inference is "
+            f"'{args.inference}'; add --inference permutation or leave it out"
+        )
     if (args.permutations is not None or args.seed is not None) and (
         args.inference not in (None, "permutation")
     ):
@@ -234,18 +266,9 @@ def _run_group(args: argparse.Namespace, options) -> int:
             f"--permutations and --seed set a permutation test, but --inference is "
             f"'{args.inference}'; use --inference permutation or leave them out"
         )
-    overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations}
+    overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations,
+                 "permutation_stat": args.permutation_stat}  # fmt: skip
     inference = {key: value for key, value in overrides.items() if value is not None}
     if args.seed is not None:
         inference["seed"] = args.seed
-    start = time.perf_counter()
-    result = run_group_level(
-        **_level_options(args, options),
-        design=args.group_design,
-        mask=args.group_mask,
-        inference=inference,
-    )
-    elapsed = time.perf_counter() - start
-    n_models = sum(len(plan.analyses) for plan in result.plans)
-    n_subjects = len({s for plan in result.plans for s in plan.subjects})
-    return _done(f"{n_models} group model(s) of {n_subjects} subject(s)", elapsed, result, options)
+    return inference

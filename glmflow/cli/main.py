@@ -17,13 +17,14 @@ from typing import get_args
 
 from glmflow import __version__
 from glmflow.core.formula import MissingTerms
-from glmflow.core.model import InferenceMethod
+from glmflow.core.model import InferenceMethod, PermutationStat
 from glmflow.errors import GlmflowError
 from glmflow.execution.options import MIN_MEM_GB
 from glmflow.execution.plugins import PLUGINS
 
 SUBCOMMANDS = ("demo", "make-dataset")
 INFERENCE_METHODS = get_args(InferenceMethod)
+PERMUTATION_STATS = get_args(PermutationStat)
 
 
 def _bids_app_parser() -> argparse.ArgumentParser:
@@ -118,6 +119,12 @@ def _add_group_options(parser: argparse.ArgumentParser) -> None:
         "--permutations", type=int, metavar="N", help="number of permutations (permutation)"
     )
     group.add_argument("--seed", type=int, help="seed of the permutations")
+    group.add_argument(
+        "--permutation-stat",
+        choices=PERMUTATION_STATS,
+        help="FWE map of --inference permutation: max_t (voxel), tfce, size or mass "
+        "(clusters); default: the model's, else max_t",
+    )
 
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:

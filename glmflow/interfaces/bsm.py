@@ -8,6 +8,7 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
     InputMultiObject,
+    OutputMultiObject,
     TraitedSpec,
     traits,
 )
@@ -44,6 +45,10 @@ class _FitBsmUnitOutputSpec(TraitedSpec):
         "columns, dof, mask}}",
     )
     mask_file = File(exists=True, desc="the intersection of the inputs' masks")
+    z_files = OutputMultiObject(File(exists=True), desc="z map of each contrast, in order")
+    input_effect_files = OutputMultiObject(
+        File(exists=True), desc="the effect maps fitted, one per design row (permutation)"
+    )
 
 
 class FitBsmUnit(CoreInterface):

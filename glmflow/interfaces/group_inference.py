@@ -105,3 +105,17 @@ class GroupInference(CoreInterface):
             n_jobs=inputs.n_jobs,
             contrast_name=given(inputs.contrast_name),
         )
+
+
+def inference_outputs(spec) -> list[str]:
+    """The outputs GroupInference produces for an InferenceSpec (others stay unconnected)."""
+    keys = ["thresholded_file", "threshold", "clusters_file"]
+    if spec.method == "tdp":
+        keys.append("tdp_file")
+    if spec.method == "permutation":
+        keys.append("logp_max_t_file")
+        if spec.cluster_forming_p is not None:
+            keys += ["logp_max_size_file", "logp_max_mass_file"]
+        if spec.permutation_stat == "tfce":
+            keys.append("logp_max_tfce_file")
+    return keys

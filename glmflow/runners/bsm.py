@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from glmflow.core.bids.layout import load_layout
+from glmflow.core.bsm.chain import check_inference
 from glmflow.core.bsm.plan import BsmPlan, plan_bids_stats_model
+from glmflow.core.model import InferenceSpec
 from glmflow.core.publish import write_dataset_description
 from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, execute, hold_folder
@@ -54,15 +57,20 @@ def run_bids_stats_model(
     derivatives: PathLike | None = None,
     missing_conditions: str = "error",
     participant_label: list[str] | None = None,
+    inference: Mapping[str, Any] | None = None,
     **keywords: Any,
 ) -> BsmResult:
     """Fit a BIDS Stats Model (``*_smdl.json``) on a BIDS / fMRIPrep dataset.
 
     Every check (the model's structure, its variables, entities and contrasts against the
     dataset) runs before any compute; each run's design is pybids' ``X`` plus the cosine
-    drift of ``HighPassFilterCutoffHz``. ``execution`` and ``keywords`` as
+    drift of ``HighPassFilterCutoffHz``. ``inference``: glmflow's group inference on every
+    Dataset node (:class:`glmflow.core.model.InferenceSpec` fields, e.g. ``{"method":
+    "permutation", "n_perm": 1000, "permutation_stat": "tfce"}``; none by default, as
+    FitLins). ``execution`` and ``keywords`` as
     :func:`glmflow.runners.participant.run_participant_level`.
     """
+    spec = None if not inference else inference_spec(inference)
     entry, rest = enter_level(
         bids_dir=bids_dir,
         output_dir=output_dir,
@@ -79,17 +87,13 @@ def run_bids_stats_model(
     with hold_folder(work, "work"):
         with threadpool_limits(limits=1):
             layout = load_layout(entry.bids_dir, deriv, work / "bids_db")
-            plan = plan_bids_stats_model(
-                model,
-                layout,
-                work / "bsm_designs",
-                participant_label=participant_label,
-                space=space,
-                missing=missing_conditions,
-            )
-        workflow = init_bsm_wf(
-            plan=plan, output_dir=str(entry.out), memo_dir=str(work / "contrast_memo")
-        )
+            plan = plan_bids_stats_model(model, layout, work / "bsm_designs", space=space,
+                                         participant_label=participant_label,
+                                         missing=missing_conditions)  # fmt: skip
+        if spec is not None:
+            check_inference(plan.units, spec.method, plan.source)
+        workflow = init_bsm_wf(plan=plan, output_dir=str(entry.out), inference=spec,
+                               memo_dir=str(work / "contrast_memo"))  # fmt: skip
         with hold_folder(entry.out, "output"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             # the sinks stage; execute publishes once every node has succeeded
@@ -122,3 +126,14 @@ def _refuse_selection(rest: dict[str, Any]) -> None:
             f"{option} is not used with a BIDS Stats Model: select the data "
             'in the model\'s "Input" (task, session, run, space) instead'
         )
+
+
+def inference_spec(inference: Mapping[str, Any]) -> InferenceSpec:
+    """The inference options checked (one line naming the option on a bad value)."""
+    options = dict(inference)
+    if options.get("method") == "tdp":
+        options.setdefault("two_sided", False)  # tdp tests positive clusters only
+    try:
+        return InferenceSpec.from_dict(options, what="the inference options")
+    except ModelSpecError as err:
+        raise ModelSpecError(f"--inference: {err}") from None

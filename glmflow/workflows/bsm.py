@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 import nibabel as nib
+import numpy as np
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from glmflow.core.bsm.chain import node_key
+from glmflow.core.bsm.chain import HigherUnit, node_key
 from glmflow.core.bsm.higher import rows_json
+from glmflow.core.bsm.outputs import unit_prefix
 from glmflow.core.bsm.plan import BsmPlan
+from glmflow.core.model import InferenceSpec
 from glmflow.interfaces.bsm import FitBsmUnit, StageBsmMaps
+from glmflow.interfaces.group_inference import GroupInference, inference_outputs
+from glmflow.interfaces.inference_sink import InferenceSink
 from glmflow.workflows.bsm_run import init_bsm_run_wf
 
 
@@ -27,11 +34,69 @@ def _unit_mem_gb(plan: BsmPlan, n_maps: int) -> float:
     return max(0.5, 4 * 2 * 8 * n_voxels * n_maps / 1e9 + 0.3)
 
 
+def _pick(files, index: int):
+    # Nipype hands a one-element OutputMultiObject on as the element itself
+    return (files if isinstance(files, list) else [files])[index]
+
+
+def _inference_options(spec: InferenceSpec, f_test: bool, n_jobs: int) -> dict[str, Any]:
+    options = {
+        "method": spec.method,
+        "alpha": spec.alpha,
+        "z_threshold": spec.z_threshold,
+        "cluster_threshold": spec.cluster_threshold,
+        # an F map has one tail: its z is very negative where F is ~0 (no effect at all)
+        "two_sided": spec.two_sided and not f_test,
+        "min_distance": spec.min_distance,
+    }
+    if spec.method == "permutation":
+        options |= {"n_perm": spec.n_perm, "permutation_stat": spec.permutation_stat,
+                    "n_jobs": n_jobs}  # fmt: skip
+        if spec.cluster_forming_p is not None:
+            options["cluster_forming_p"] = spec.cluster_forming_p
+        if spec.seed is not None:
+            options["random_state"] = spec.seed
+    return options
+
+
+def _inference_connections(unit: HigherUnit, fit, design_file, spec, folder, metadata, n_jobs):
+    """One GroupInference and one InferenceSink per contrast of a Dataset unit."""
+    connections = []
+    extra = unit_prefix({k: v for k, v in unit.entities.items() if k != "contrast"})
+    for index, (name, contrast) in enumerate(unit.contrasts.items()):
+        f_test = np.ndim(contrast["weights"]) == 2
+        label = f"{extra}_{name}" if extra else name
+        node = pe.Node(
+            GroupInference(contrast_name=label, **_inference_options(spec, f_test, n_jobs)),
+            name=f"inference_{unit.key}_{index}",
+            n_procs=n_jobs if spec.method == "permutation" else 1,
+        )
+        sink = pe.Node(
+            InferenceSink(
+                output_dir=folder, entities="{}", metadata=metadata, contrast_name=label,
+                method=spec.method, permutation_stat=spec.permutation_stat,
+            ),
+            name=f"ds_inference_{unit.key}_{index}",
+        )  # fmt: skip
+        if spec.method == "permutation":
+            node.inputs.contrast = json.dumps(contrast["weights"])
+            node.inputs.design_file = design_file
+            inputs = [("input_effect_files", "effect_files"), ("mask_file", "mask_file")]
+        else:
+            inputs = [(("z_files", _pick, index), "stat_file"), ("mask_file", "mask_file")]
+        connections += [
+            (fit, node, inputs),
+            (node, sink, [(key, key) for key in inference_outputs(spec)]),
+        ]
+    return connections
+
+
 def init_bsm_wf(
     *,
     plan: BsmPlan,
     output_dir: str,
     memo_dir: str | None = None,
+    inference: InferenceSpec | None = None,
     n_jobs: int = 1,
     name: str = "bsm_wf",
 ) -> pe.Workflow:
@@ -53,6 +118,10 @@ def init_bsm_wf(
         Where the maps are published (``OUTPUT_DIR/glmflow``).
     memo_dir
         Folder remembering each run contrast's maps (not hashed).
+    inference
+        glmflow's group inference (fdr, permutation, TFCE, cluster tables, ...) on every
+        contrast of every Dataset node: ``inference_<unit>_<i>`` and its
+        ``ds_inference_<unit>_<i>`` (maps and ``clusters.tsv`` in ``node-<Name>/``).
     n_jobs
         Processes nilearn uses inside one later unit's fit (not hashed).
     name
@@ -123,5 +192,10 @@ def init_bsm_wf(
             (fit, sink, [("contrasts_json", "index_file")]),
         ]
         producers[unit.key] = (fit, "contrasts_json")
+        if inference is not None and unit.level.lower() == "dataset":
+            folder = str(Path(output_dir) / f"node-{unit.node}")
+            connections += _inference_connections(
+                unit, fit, design_file, inference, folder, metadata, n_jobs
+            )
     workflow.connect(connections)
     return workflow

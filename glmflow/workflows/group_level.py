@@ -13,7 +13,7 @@ from glmflow.core.group.plan import GroupPlan
 from glmflow.core.model import GroupSpec
 from glmflow.core.outputs import contrast_label
 from glmflow.interfaces.group_fit import FitGroupModel
-from glmflow.interfaces.group_inference import GroupInference
+from glmflow.interfaces.group_inference import GroupInference, inference_outputs
 from glmflow.interfaces.inference_sink import InferenceSink
 from glmflow.interfaces.model_maps_sink import ModelMapsSink
 from glmflow.interfaces.outputs import DerivativesSink
@@ -253,17 +253,7 @@ def _inference_options(group: GroupSpec, n_jobs: int) -> dict[str, Any]:
 
 def _inference_outputs(group: GroupSpec) -> list[str]:
     """GroupInference outputs that this inference produces (others stay unconnected)."""
-    inference = group.inference
-    keys = ["thresholded_file", "threshold", "clusters_file"]
-    if inference.method == "tdp":
-        keys.append("tdp_file")
-    if inference.method == "permutation":
-        keys.append("logp_max_t_file")
-        if inference.cluster_forming_p is not None:
-            keys += ["logp_max_size_file", "logp_max_mass_file"]
-        if inference.permutation_stat == "tfce":
-            keys.append("logp_max_tfce_file")
-    return keys
+    return inference_outputs(group.inference)
 
 
 def init_group_wf(

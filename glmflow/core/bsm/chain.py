@@ -197,3 +197,19 @@ def _contrasts(infos, columns: list[str], unit: str, missing: str):
         contrasts[name] = {"test": info.test or "t", "weights": weights.tolist()}
         outputs[name] = {k: str(v) for k, v in info.entities.items() if k != "contrast"}
     return contrasts, outputs, dropped
+
+
+def check_inference(units: Sequence[HigherUnit], method: str, source: str) -> None:
+    """Group inference on Dataset nodes: a permutation test permutes one t contrast."""
+    if method != "permutation":
+        return
+    for unit in units:
+        if unit.level.lower() != "dataset":
+            continue
+        for name, spec in unit.contrasts.items():
+            if np.ndim(spec["weights"]) == 2:
+                raise ModelSpecError(
+                    f"{source}: node '{unit.node}': contrast '{name}' is an F test, and "
+                    "--inference permutation permutes t contrasts only; use a height method "
+                    "(fdr, fpr, bonferroni, threshold, tdp) or remove the F contrast"
+                )

@@ -98,7 +98,12 @@ def fit_unit_files(
             nib.save(img, record[_KEYS[kind]])
         index[name] = record
     atomic_write_json(out / "contrasts.json", index)
-    return {"contrasts_json": str(out / "contrasts.json"), "mask_file": mask}
+    return {
+        "contrasts_json": str(out / "contrasts.json"),
+        "mask_file": mask,
+        "z_files": [record["z"] for record in index.values()],
+        "input_effect_files": [rec["effect"] for rec in records],
+    }
 
 
 def _record(spec: Mapping[str, Any], columns: list[str], dof: float, mask: str) -> dict:

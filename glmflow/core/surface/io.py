@@ -37,7 +37,7 @@ def part_kind(path: str | os.PathLike) -> str:
     name = str(path)
     if name.endswith(GIFTI):
         return "gifti"
-    if name.endswith(CIFTI):
+    if name.endswith((CIFTI, DSCALAR)):
         return "cifti"
     raise DatasetError(
         f"{path} is not surface BOLD: expected a {GIFTI} (one hemisphere) or a {CIFTI} "

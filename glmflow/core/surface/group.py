@@ -1,0 +1,219 @@
+"""Group inference on surface maps: OLS, FDR, permutation max-t, clusters and TFCE on the mesh.
+
+The design and contrast rules are the volume group level's
+(:func:`glmflow.core.group.design.check_design`,
+:func:`glmflow.core.group.contrasts.contrast_weights`); the t map and its max-t FWE p-values
+are nilearn's ``permuted_ols`` (the split of :mod:`glmflow.core.permutation`: tested variate
+``design @ weights``, confounds the zero-weight columns), FDR nilearn's ``fdr_threshold``.
+Cluster-size and TFCE FWE p-values (:mod:`.tfce` on the mesh adjacency) come from the same
+scheme, permuted here: the tested variate and the maps are residualised on the confounds,
+then signs are flipped (a one-sample test: the tested variate is constant) or rows permuted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import stats
+
+from glmflow.core.group.contrasts import ContrastDef, contrast_weights
+from glmflow.core.group.design import check_design
+from glmflow.core.surface.io import (
+    brain_model_axis,
+    map_extension,
+    part_kind,
+    read_surface_map,
+    save_surface_map,
+)
+from glmflow.core.surface.meshes import block_adjacency, fslr_cortex_vertices, hemisphere_adjacency
+from glmflow.core.surface.tfce import cluster_sizes, edges, tfce
+from glmflow.errors import DatasetError, GroupModelError
+
+
+def _split(design: pd.DataFrame, contrast: ContrastDef, source: str):
+    weights = contrast_weights(contrast, design.columns, name="surface", source=source)
+    if weights.ndim != 1:
+        raise GroupModelError(
+            f"Surface group inference tests one t contrast, got {len(weights)} rows from "
+            f"{source}; give a single formula or weight vector"
+        )
+    x = design.to_numpy(float)
+    confounds = x[:, weights == 0] if np.any(weights == 0) else None
+    return x @ weights, confounds
+
+
+def _residualise(tested, data, confounds):
+    if confounds is None:
+        return tested.astype(float), data.astype(float), 0
+    pinv = np.linalg.pinv(confounds)
+    return (tested - confounds @ (pinv @ tested), data - confounds @ (pinv @ data),
+            np.linalg.matrix_rank(confounds))  # fmt: skip
+
+
+def _t_of(x: np.ndarray, y: np.ndarray, dof: int) -> np.ndarray:
+    """t of the tested variates ``x`` (n_perm, n) on ``y`` (n, V): (n_perm, V)."""
+    xx = np.einsum("pn,pn->p", x, x)[:, None]
+    beta = (x @ y) / xx
+    ssr = np.einsum("nv,nv->v", y, y)[None, :] - beta**2 * xx
+    return beta / np.sqrt(np.maximum(ssr, 1e-300) / dof / xx)
+
+
+def _permuted(x: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
+    """Sign flips (a constant tested variate) or row permutations of ``x``."""
+    if np.allclose(x, x[0]):
+        return x[None, :] * rng.choice([-1.0, 1.0], size=(n_perm, x.size))
+    return np.stack([x[rng.permutation(x.size)] for _ in range(n_perm)])
+
+
+def surface_group_inference(
+    data: np.ndarray,
+    design: pd.DataFrame,
+    contrast: ContrastDef,
+    adjacency: sp.csr_matrix,
+    *,
+    n_perm: int = 1000,
+    cluster_forming_p: float = 0.001,
+    alpha: float = 0.05,
+    seed: int = 0,
+    source: str = "the design matrix",
+) -> dict[str, np.ndarray | float]:
+    """One-sided (positive) group inference of one t contrast on surface data.
+
+    Parameters
+    ----------
+    data : ndarray (n_subjects, n_vertices)
+        Subject maps (vertices of both hemispheres or grayordinates, as ``adjacency``).
+    design, contrast
+        The group design (one row per subject) and a t contrast of its columns.
+    adjacency : sparse (n_vertices, n_vertices)
+        Mesh adjacency (:func:`surface_adjacency`).
+    n_perm, cluster_forming_p, alpha, seed
+        Permutations, the one-sided p forming clusters, the FDR q, the permutation seed.
+
+    Returns
+    -------
+    dict
+        ``t``, ``z``, ``p`` (uncorrected), ``fdr_threshold`` (z; inf when nothing passes),
+        ``logp_max_t`` (nilearn's max-t FWE), ``tfce`` and ``logp_max_tfce``,
+        ``cluster_size`` and ``logp_max_size`` (-log10 FWE p), ``dof``.
+    """
+    from nilearn.glm import fdr_threshold
+    from nilearn.mass_univariate import permuted_ols
+
+    design = check_design(design, source=source)
+    if len(design) != data.shape[0]:
+        raise GroupModelError(
+            f"{source} has {len(design)} rows for {data.shape[0]} subject maps; give one "
+            "row per map"
+        )
+    tested, confounds = _split(design, contrast, source)
+    max_t = permuted_ols(tested, data, confounding_vars=confounds, model_intercept=False,
+                         n_perm=n_perm, two_sided_test=False, random_state=seed)  # fmt: skip
+    x, y, rank = _residualise(tested, data, confounds)
+    dof = data.shape[0] - 1 - rank
+    t = _t_of(x[None, :], y, dof)[0]
+    p = stats.t.sf(t, dof)
+    z = stats.norm.isf(p)
+    graph = edges(adjacency)
+    threshold = stats.t.isf(cluster_forming_p, dof)
+    out = {"t": t, "z": z, "p": p, "dof": float(dof), "tfce": tfce(t, graph),
+           "cluster_size": cluster_sizes(t > threshold, graph).astype(float),
+           "logp_max_t": np.ravel(max_t["logp_max_t"]),
+           "fdr_threshold": float(fdr_threshold(z, alpha))}  # fmt: skip
+    null = _null_maxima(x, y, dof, n_perm, np.random.default_rng(seed), threshold, graph)
+    for key, name in (("tfce", "logp_max_tfce"), ("cluster_size", "logp_max_size")):
+        exceed = (null[key][None, :] >= out[key][:, None]).sum(axis=1)
+        out[name] = -np.log10((exceed + 1) / (n_perm + 1))
+    return out
+
+
+def _null_maxima(x, y, dof, n_perm, rng, threshold, graph) -> dict[str, np.ndarray]:
+    """Max TFCE and max cluster size of each permuted t map."""
+    null: dict[str, list[float]] = {"tfce": [], "cluster_size": []}
+    for start in range(0, n_perm, 100):  # t maps 100 at a time: one matrix product each
+        for t in _t_of(_permuted(x, min(100, n_perm - start), rng), y, dof):
+            null["tfce"].append(tfce(t, graph).max(initial=0.0))
+            null["cluster_size"].append(cluster_sizes(t > threshold, graph).max(initial=0))
+    return {key: np.asarray(values, float) for key, values in null.items()}
+
+
+def _voxel_adjacency(ijk: np.ndarray) -> sp.csr_matrix:
+    """Face (6-) neighbours among the voxels of one structure."""
+    index = {tuple(v): i for i, v in enumerate(ijk.tolist())}
+    rows, cols = [], []
+    for i, v in enumerate(ijk.tolist()):
+        for axis in range(3):
+            w = list(v)
+            w[axis] += 1
+            j = index.get(tuple(w))
+            if j is not None:
+                rows += [i, j]
+                cols += [j, i]
+    n = len(ijk)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+
+
+def part_adjacency(path: str | Path) -> sp.csr_matrix:
+    """Adjacency of the vertices of one part's map (GIFTI hemisphere or CIFTI)."""
+    name = Path(path).name
+    if part_kind(path) == "gifti":
+        space = re.search(r"_space-([A-Za-z0-9]+)", name)
+        hemi = "L" if "_hemi-L_" in name else "R"
+        return hemisphere_adjacency(space.group(1) if space else "", hemi)
+    blocks: list = []
+    for structure, _, sub in brain_model_axis(path).iter_structures():
+        hemi = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX_RIGHT": "R"}.get(
+            str(structure)
+        )
+        if hemi is None:
+            blocks.append(_voxel_adjacency(sub.voxel))
+        elif np.array_equal(sub.vertex, fslr_cortex_vertices(hemi)):
+            blocks.append(hemisphere_adjacency("fsLR", hemi))
+        else:
+            raise DatasetError(
+                f"{path}: its {structure} vertices are not the fsLR 91k cortex; cluster and "
+                "TFCE inference need the fsLR 32k mesh's 91k vertices"
+            )
+    return block_adjacency(blocks)
+
+
+def surface_group_files(
+    subject_maps: Sequence[Mapping[str, str | Path]],
+    design: pd.DataFrame,
+    contrast: ContrastDef,
+    *,
+    out_dir: str | Path,
+    **options,
+) -> dict[str, dict[str, Path]]:
+    """Group inference on subject maps of one or more parts (e.g. ``{"L": ..., "R": ...}``).
+
+    The parts are analysed together (one FWE family over both hemispheres); ``options`` as
+    :func:`surface_group_inference`. Returns statistic -> part -> written map (``t``, ``z``,
+    ``logp_max_t``, ``tfce``, ``logp_max_tfce``, ``cluster_size``, ``logp_max_size``),
+    each in the parts' format, next to a ``fdr.json`` with the FDR threshold and dof.
+    """
+    parts = list(subject_maps[0])
+    data = [np.concatenate([read_surface_map(m[p]) for p in parts]) for m in subject_maps]
+    first = subject_maps[0]
+    sizes = [read_surface_map(first[p]).size for p in parts]
+    result = surface_group_inference(np.stack(data), design, contrast,
+                                     block_adjacency([part_adjacency(first[p]) for p in parts]),
+                                     **options)  # fmt: skip
+    out_dir = Path(out_dir)
+    bounds = np.cumsum([0, *sizes])
+    written: dict[str, dict[str, Path]] = {}
+    for key in ("t", "z", "logp_max_t", "tfce", "logp_max_tfce", "cluster_size", "logp_max_size"):
+        for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            path = out_dir / f"{part}_{key}{map_extension(first[part])}"
+            written.setdefault(key, {})[part] = save_surface_map(
+                result[key][lo:hi], str(first[part]), path, key
+            )
+    info = {"fdr_threshold": result["fdr_threshold"], "dof": result["dof"]}
+    (out_dir / "fdr.json").write_text(json.dumps(info))
+    return written

@@ -54,8 +54,8 @@ WHERE = " (in rest.json)"
          "standardize_confounds, high_pass, low_pass"),
         ({"atlas": {"name": "aal", "missing_labels": "keep"}},
          """'atlas.missing_labels' must be one of "error", "drop"; got "keep\""""),
-        ({"atlas": {"coordinates": "power_2011", "exclude_labels": [3]}},
-         "'atlas.exclude_labels' applies to labels images, not to coordinates; remove it"),
+        ({"atlas": {"name": "aal", "exclude_labels": "3"}},
+         "'atlas.exclude_labels' must be a list of label values; got \"3\""),
         ({"atlas": None}, 'The connectivity model needs an "atlas" or "seeds"; add one'),
     ],
 )  # fmt: skip
@@ -288,3 +288,18 @@ def test_edge_glm_refuses_f_contrasts_and_no_dof():
         edge_glm(matrices, design, np.eye(2), _inference(), list("xyz"), name="f")
     with pytest.raises(GroupModelError, match=r"^Contrast 'd': 2 subjects for 2 design columns"):
         edge_glm(matrices, design, np.array([1.0, -1.0]), _inference(), list("xyz"), name="d")
+
+
+def test_coordinates_outside_every_mask_are_dropped_when_asked(rest_ds, tmp_path):
+    from glmflow.core.bids import discover_runs
+    from glmflow.core.rest.plan import check_rest_runs
+
+    runs = discover_runs(rest_ds, tasks=["rest"], participant_label=["01"], need_events=False)
+    coordinates = {"coordinates": [[0, -18, 18], [90, 90, 90], [10, -10, 10]], "radius": 6,
+                   "names": ["centre", "far", "near"], "missing_labels": "drop"}  # fmt: skip
+    spec = _model(rest_ds, atlas=coordinates)
+    with pytest.warns(UserWarning, match=r"1 label\(s\) with no voxel .*: 2 \(far\)$"):
+        kept = check_rest_runs(runs, spec)
+    assert kept.atlas.exclude_labels == (2,)
+    result = connectivity_run_files(**_run_files(rest_ds, "01"), spec=kept, out_dir=tmp_path)
+    assert list(pd.read_csv(result["timeseries"], sep="\t").columns) == ["centre", "near"]

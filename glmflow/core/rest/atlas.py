@@ -59,8 +59,8 @@ def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
     if atlas is None:
         raise ModelSpecError(f"The connectivity model {spec.source} has no atlas")
     if atlas.coordinates is not None:
-        return _coordinates(atlas)
-    if atlas.name is not None:
+        found = _coordinates(atlas)
+    elif atlas.name is not None:
         found = _named(atlas)
     else:
         img = spec.resolve(atlas.labels_img)
@@ -79,10 +79,12 @@ def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
             f"{found.source} ({spec.source}); remove it"
         )
     keep = [i for i, v in enumerate(found.indices) if v not in atlas.exclude_labels]
+    coordinates = tuple(found.coordinates[i] for i in keep) if found.coordinates else ()
     return dataclasses.replace(
         found,
         indices=tuple(found.indices[i] for i in keep),
         names=tuple(found.names[i] for i in keep),
+        coordinates=coordinates,
     )
 
 
@@ -137,7 +139,8 @@ def _coordinates(atlas: AtlasSpec) -> Atlas:
         coords, names = tuple(map(tuple, found.coords.tolist())), found.labels
     names = names or tuple(f"roi{i + 1:03d}" for i in range(len(coords)))
     return Atlas(
-        "spheres", atlas.seg, names, coordinates=coords, radius=atlas.radius,
+        "spheres", atlas.seg, names, indices=tuple(range(1, len(coords) + 1)),
+        coordinates=coords, radius=atlas.radius,
         allow_overlap=atlas.allow_overlap, source=str(atlas.coordinates)[:60],
     )  # fmt: skip
 
@@ -190,11 +193,14 @@ def labels_on_grid(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) ->
     return labels
 
 
-def sphere_voxels(atlas: Atlas, affine, mask: np.ndarray, where: str) -> list[np.ndarray]:
+def sphere_voxels(
+    atlas: Atlas, affine, mask: np.ndarray, where: str, *, allow_empty: bool = False
+) -> list[np.ndarray]:
     """For each coordinate, the C-order indices (among the mask's voxels) of its sphere.
 
     nilearn's ``NiftiSpheresMasker``: mask voxels within ``radius`` mm, plus the voxel
-    nearest to the seed when it is in the mask. An empty sphere raises DatasetError.
+    nearest to the seed when it is in the mask. An empty sphere raises DatasetError (is an
+    empty array with ``allow_empty``).
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -215,6 +221,9 @@ def sphere_voxels(atlas: Atlas, affine, mask: np.ndarray, where: str) -> list[np
         own = truncated.get(tuple(int(c) for c in seeds[i]))
         if own is not None:
             members.add(own)
+        if not members and allow_empty:
+            spheres.append(np.zeros(0, dtype=np.int64))
+            continue
         if not members:
             x, y, z = atlas.coordinates[i]
             raise DatasetError(

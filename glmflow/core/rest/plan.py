@@ -67,8 +67,14 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> Connec
                     dropped.update(missing_labels(labels, atlas))
                 else:
                     labels_on_grid(atlas, shape, affine, mask, mask_where)
-        for spheres in (a for a in (atlas, seeds) if a is not None and a.kind == "spheres"):
-            sphere_voxels(spheres, affine, mask, mask_where)
+        if atlas is not None and atlas.kind == "spheres" and spec.atlas.missing_labels == "drop":
+            found = sphere_voxels(atlas, affine, mask, mask_where, allow_empty=True)
+            empty = [i for i, voxels in enumerate(found) if not len(voxels)]
+            dropped.update((atlas.indices[i], atlas.names[i]) for i in empty)
+        elif atlas is not None and atlas.kind == "spheres":
+            sphere_voxels(atlas, affine, mask, mask_where)
+        if seeds is not None:
+            sphere_voxels(seeds, affine, mask, mask_where)
     return _drop(spec, dropped)
 
 

@@ -66,8 +66,9 @@ class AtlasSpec(check.Spec):
     ``labels_img`` (+ ``labels_tsv`` with ``index`` and ``name`` columns) or ``coordinates``
     (a bundled coordinate atlas or a list of [x, y, z]; spheres of ``radius`` mm). ``label``
     is the ``seg-`` label of the outputs (default: the name without non-alphanumerics).
-    ``exclude_labels`` leaves label values out; ``missing_labels`` "drop" leaves out, with a
-    warning, the labels with no voxel in some run's mask (for every run, so that all
+    ``exclude_labels`` leaves label values out (coordinates: their 1-based positions);
+    ``missing_labels`` "drop" leaves out, with a warning, the labels (spheres) with no voxel
+    in some run's mask (for every run, so that all
     matrices have the same nodes), "error" (default) refuses them."""
 
     name: str | None = None
@@ -95,11 +96,6 @@ class AtlasSpec(check.Spec):
         excluded = tuple(check.integer(v, "exclude_labels", low=1) for v in self.exclude_labels)
         check.assign(self, "exclude_labels", tuple(sorted(set(excluded))))
         check.choice(self.missing_labels, "missing_labels", MissingLabels)
-        if self.coordinates is not None and (excluded or self.missing_labels != "error"):
-            raise check.FieldError(
-                "exclude_labels" if excluded else "missing_labels",
-                "applies to labels images, not to coordinates; remove it",
-            )
         if self.labels_tsv is not None and self.labels_img is None:
             raise check.FieldError("labels_tsv", 'is only used with "labels_img"; remove it')
         for key in ("labels_img", "labels_tsv"):

@@ -1,0 +1,87 @@
+"""benchmarks/bench_study.py's helpers (the benchmark itself never runs in the tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_study.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_lists_the_options():
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--preset", "--fitlins", "--skip", "--n-procs", "--results"):
+        assert option in proc.stdout
+
+
+def test_models_are_valid_and_the_same_design(bench, tmp_path):
+    from glmflow.core.model import load_model
+
+    path = bench.write_json(
+        tmp_path / "model.json", bench.glmflow_model({"face-house": "face - house"}, ["csf"])
+    )
+    spec = load_model(path)
+    assert spec.confounds.columns == ("csf",)
+    assert [c.name for c in spec.contrasts] == ["face-house"]
+    assert spec.glm.smoothing_fwhm == 5.0
+    assert spec.group.design == "one-sample"
+    assert spec.group.inference.method == "fdr"
+    bsm = bench.bsm_model()  # checked by glmflow's BSM path when the benchmark runs
+    run_x = bsm["Nodes"][0]["Model"]["X"]
+    assert run_x[3:-1] == bench.CONFOUNDS and len(bench.CONFOUNDS) == 8
+    assert [n["Model"]["Type"] for n in bsm["Nodes"]] == ["glm", "meta", "glm"]
+
+
+def _pause(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_summed_node_seconds_reads_nipype_result_files(bench, tmp_path):
+    from nipype.interfaces.utility import Function
+    from nipype.pipeline import engine as pe
+
+    wf = pe.Workflow(name="wf", base_dir=str(tmp_path))
+    for i in range(2):
+        node = pe.Node(Function(function=_pause, input_names=["seconds"]), name=f"pause{i}")
+        node.inputs.seconds = 0.3
+        wf.add_nodes([node])
+    wf.run(plugin="Linear")
+    seconds, count = bench.summed_node_seconds(tmp_path)
+    assert count == 2
+    assert 0.6 <= seconds < 3.0
+    assert bench.summed_node_seconds(tmp_path, since=2e9) == (0.0, 0)
+
+
+def test_fitlins_absent_or_wrong_version_is_said(bench, tmp_path):
+    assert bench.find_fitlins(None) == (
+        None,
+        "no FitLins: pass --fitlins PATH or set GLMFLOW_FITLINS",
+    )
+    missing = str(tmp_path / "nope")
+    assert bench.find_fitlins(missing) == (None, f"FitLins not found at {missing}")
+    fake = tmp_path / "fitlins"
+    fake.write_text("#!/bin/sh\necho fitlins v0.10.1\n")
+    os.chmod(fake, 0o755)
+    assert bench.find_fitlins(str(fake)) == (None, f"{fake} is FitLins 0.10.1, not 0.11.0")
+    fake.write_text("#!/bin/sh\necho fitlins v0.11.0\n")
+    assert bench.find_fitlins(str(fake)) == (str(fake), "0.11.0")

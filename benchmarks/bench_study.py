@@ -475,7 +475,8 @@ def report(bench: Bench, nodes: dict, meta: dict, n_procs: int) -> str:
     for what, value, target, met in ratios(bench, nodes, n_procs):
         mark = "" if met is None or not target else ("yes" if met else "**no**")
         lines.append(f"| {what} | {value} | {target} | {mark} |")
-    lines += ["", *meta["notes"]]
+    for note in meta["notes"]:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -537,44 +538,47 @@ def main(argv: list[str] | None = None) -> None:
     root = args.work or Path(f"/tmp/bench-study/run-{args.preset}")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    results = args.results or (
+        HERE / "RESULTS-study.md" if args.preset == "realistic" else root / "RESULTS-study-tiny.md"
+    )
     fitlins, fitlins_version = find_fitlins(args.fitlins)
-    skip, bench, nodes = set(args.skip), Bench(), {}
     func = bids / "derivatives/fmriprep/sub-01/func"
     bold = func / f"sub-01_task-faces_run-1_space-{SPACE}_desc-preproc_bold.nii.gz"
-    if "read" not in skip:
-        read_rows(bench, bold)
-    if "one-run" not in skip:
-        model = write_json(
-            root / "one-run-model.json", glmflow_model({"face-house": "face - house"}, CONFOUNDS)
-        )
-        one_run_rows(bench, bids, root, model)
-    if "nilearn" not in skip:
-        nilearn_study(bench, bids, args.n_procs)
-    if "glmflow" not in skip:
-        nodes = glmflow_study(bench, bids, root, args.n_procs, "edits" not in skip)
-    if "bsm" not in skip:
-        bsm_rows(bench, bids, root, args.n_procs)
-    if "fitlins" not in skip:
-        fitlins_rows(bench, bids, root, fitlins, fitlins_version, args.n_procs)
+    one_model = root / "one-run-model.json"
+    write_json(one_model, glmflow_model({"face-house": "face - house"}, CONFOUNDS))
+    bench, nodes = Bench(), {}
+    sections = {  # the slowest last: a partial report is written after each section
+        "read": lambda: read_rows(bench, bold),
+        "one-run": lambda: one_run_rows(bench, bids, root, one_model),
+        "glmflow": lambda: nodes.update(
+            glmflow_study(bench, bids, root, args.n_procs, "edits" not in args.skip)
+        ),
+        "bsm": lambda: bsm_rows(bench, bids, root, args.n_procs),
+        "nilearn": lambda: nilearn_study(bench, bids, args.n_procs),
+        "fitlins": lambda: fitlins_rows(bench, bids, root, fitlins, fitlins_version, args.n_procs),
+    }
+    meta = {
+        "dataset": dataset_line(bids, bold, args.preset),
+        "versions": versions(fitlins_version if fitlins else "absent"),
+        "start": started,
+        "notes": NOTES,
+    }
+    for name, section in sections.items():
+        if name in args.skip:
+            continue
+        section()
+        meta["minutes"] = (time.perf_counter() - t0) / 60
+        results.write_text(report(bench, nodes, meta, args.n_procs))
+    print(results.read_text())
 
+
+def dataset_line(bids: Path, bold: Path, preset: str) -> str:
     import nibabel as nib
 
     shape = nib.load(bold).shape
     n_runs = sum(1 for _ in (bids / "derivatives/fmriprep").rglob("*desc-preproc_bold.nii.gz"))
-    meta = {
-        "dataset": f"preset `{args.preset}`, {n_runs} runs of {'x'.join(map(str, shape[:3]))} "
-        f"voxels x {shape[3]} volumes",
-        "versions": versions(fitlins_version if fitlins else "absent"),
-        "start": started,
-        "minutes": (time.perf_counter() - t0) / 60,
-        "notes": NOTES,
-    }
-    text = report(bench, nodes, meta, args.n_procs)
-    print(text)
-    default = (
-        HERE / "RESULTS-study.md" if args.preset == "realistic" else root / "RESULTS-study-tiny.md"
-    )
-    (args.results or default).write_text(text)
+    grid = "x".join(map(str, shape[:3]))
+    return f"preset `{preset}`, {n_runs} runs of {grid} voxels x {shape[3]} volumes"
 
 
 if __name__ == "__main__":

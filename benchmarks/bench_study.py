@@ -65,15 +65,19 @@ class Bench:
     rows: dict[str, Row] = field(default_factory=dict)
 
     def run(self, key: str, name: str, cmd: list[str], **kwargs) -> Row:
-        """Run ``cmd`` to completion, record its wall time; a failure stops the benchmark."""
+        """Run ``cmd`` to completion and record its wall time, or its failure."""
         before = os.getloadavg()[0]
         print(f"[{time.strftime('%H:%M:%S')}] {name} (load {before:.1f}) ...", flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, **kwargs)
         seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"{name}: {' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
-        row = Row(name, seconds, (before, os.getloadavg()[0]))
+        load = (before, os.getloadavg()[0])
+        if proc.returncode != 0:  # said in the report; the other rows still run
+            print(f"{name}: {' '.join(cmd)} failed:\n{proc.stderr[-4000:]}", flush=True)
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1][:300]
+            self.rows[key] = Row(name, None, load, f"failed (exit {proc.returncode}): {last}")
+            return self.rows[key]
+        row = Row(name, seconds, load)
         print(f"    {seconds:.1f} s", flush=True)
         self.rows[key] = row
         return row

@@ -85,3 +85,23 @@ def test_fitlins_absent_or_wrong_version_is_said(bench, tmp_path):
     assert bench.find_fitlins(str(fake)) == (None, f"{fake} is FitLins 0.10.1, not 0.11.0")
     fake.write_text("#!/bin/sh\necho fitlins v0.11.0\n")
     assert bench.find_fitlins(str(fake)) == (str(fake), "0.11.0")
+
+
+def test_ratios_and_targets(bench):
+    rows = {
+        "participant_cold": 80.0, "group_cold": 20.0, "fitlins_cold": 900.0,
+        "nilearn_study": 650.0, "rerun_participant": 1.5, "rerun_group": 1.0,
+        "bsm_cold": 100.0, "bsm_rerun": 3.0,
+    }  # fmt: skip
+    b = bench.Bench({k: bench.Row(k, v) for k, v in rows.items()})
+    b.skip("fitlins_rerun", "FitLins rerun", "absent")
+    table = {what: (shown, met) for what, shown, _, met in bench.ratios(b, {"p": (150.0, 9)}, 2)}
+    assert table["study cold: FitLins cold / glmflow participant + group cold"] == ("9.00x", False)
+    assert table["study cold: nilearn study / glmflow participant + group cold"] == ("6.50x", True)
+    assert table["glmflow cold / (sum of its nodes' own times / cores)"] == ("1.33x", False)
+    assert table["no-change rerun (participant + group) / cold"] == ("2.5%", False)
+    assert table["one contrast added (participant + group) / cold"] == ("not measured", None)
+    assert table["BSM cold: FitLins / glmflow"] == ("9.00x", True)
+    assert table["BSM cached rerun / cold, glmflow"] == ("3.0%", True)
+    assert table["BSM cached rerun / cold, FitLins (for reference)"] == ("not measured", None)
+    assert "nodes" not in b.rows

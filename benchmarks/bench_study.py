@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -494,7 +494,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip", nargs="+", choices=SECTIONS, default=[], help="sections to leave out"
     )
     parser.add_argument("--results", type=Path, help="report file (default: see above)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: one report from the rows of earlier invocations (their "
+        "RESULTS-*.json; a measured row wins over a row that was not run)",
+    )
     return parser.parse_args(argv)
+
+
+def save_rows(path: Path, bench: Bench, nodes: dict, meta: dict) -> None:
+    rows = {key: asdict(row) for key, row in bench.rows.items()}
+    path.write_text(json.dumps({"rows": rows, "nodes": nodes, "meta": meta}, indent=1))
+
+
+def merge(paths: list[Path], results: Path, n_procs: int) -> None:
+    """One report from the saved rows of several invocations (said in the report)."""
+    bench, nodes, metas = Bench(), {}, []
+    for path in paths:
+        saved = json.loads(path.read_text())
+        metas.append(saved["meta"])
+        nodes.update({k: tuple(v) for k, v in saved["nodes"].items()})
+        for key, row in saved["rows"].items():
+            if row["seconds"] is not None or key not in bench.rows:
+                bench.rows[key] = Row(row["name"], row["seconds"], tuple(row["load"]), row["note"])
+    meta = dict(metas[0])
+    meta["start"] = " and ".join(m["start"] for m in metas) + " (invocations merged)"
+    meta["minutes"] = max(m.get("minutes", 0.0) for m in metas)
+    meta["versions"] = max((m["versions"] for m in metas), key=lambda v: "absent" not in v)
+    results.write_text(report(bench, nodes, meta, n_procs))
+    print(results.read_text())
 
 
 def dataset(path: Path, preset: str) -> Path:
@@ -508,6 +539,9 @@ def dataset(path: Path, preset: str) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.results or HERE / "RESULTS-study.md", args.n_procs)
+        return
     started, t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
     bids = dataset(args.data or Path(f"/tmp/bench-study/{args.preset}"), args.preset)
     root = args.work or Path(f"/tmp/bench-study/run-{args.preset}")
@@ -544,6 +578,7 @@ def main(argv: list[str] | None = None) -> None:
         section()
         meta["minutes"] = (time.perf_counter() - t0) / 60
         results.write_text(report(bench, nodes, meta, args.n_procs))
+        save_rows(results.with_suffix(".json"), bench, nodes, meta)
     print(results.read_text())
 
 

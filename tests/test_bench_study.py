@@ -105,3 +105,26 @@ def test_ratios_and_targets(bench):
     assert table["BSM cached rerun / cold, glmflow"] == ("3.0%", True)
     assert table["BSM cached rerun / cold, FitLins (for reference)"] == ("not measured", None)
     assert "nodes" not in b.rows
+
+
+def test_merge_takes_the_measured_rows_of_each_invocation(bench, tmp_path):
+    meta = {"dataset": "d", "versions": "FitLins absent", "start": "12:00", "notes": []}
+    first, second = bench.Bench(), bench.Bench()
+    first.rows["participant_cold"] = bench.Row("glmflow participant cold", 80.0, (9.0, 9.5))
+    first.rows["group_cold"] = bench.Row("glmflow group cold", 20.0, (9.5, 9.0))
+    first.skip("fitlins_cold", "FitLins cold", "left to the other invocation")
+    second.rows["fitlins_cold"] = bench.Row("FitLins cold", 1200.0, (12.0, 13.0))
+    bench.save_rows(tmp_path / "a.json", first, {"participant": (150.0, 9)}, meta)
+    bench.save_rows(
+        tmp_path / "b.json", second, {}, {**meta, "start": "12:10", "versions": "FitLins 0.11.0"}
+    )
+    out = tmp_path / "report.md"
+    bench.merge([tmp_path / "a.json", tmp_path / "b.json"], out, 2)
+    text = out.read_text()
+    assert "| FitLins cold | 1200.0 | 12.0 / 13.0 |  |" in text
+    assert (
+        "| study cold: FitLins cold / glmflow participant + group cold | 12.00x | >= 10x | yes |"
+        in text
+    )
+    assert "started 12:00 and 12:10 (invocations merged)" in text
+    assert "FitLins 0.11.0" in text

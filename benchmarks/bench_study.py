@@ -524,6 +524,12 @@ def merge(paths: list[Path], results: Path, n_procs: int) -> None:
     meta["start"] = " and ".join(m["start"] for m in metas) + " (invocations merged)"
     meta["minutes"] = max(m.get("minutes", 0.0) for m in metas)
     meta["versions"] = max((m["versions"] for m in metas), key=lambda v: "absent" not in v)
+    meta["notes"] = [
+        *meta["notes"],
+        f"Rows merged from {len(metas)} invocations of this script (started "
+        f"{', '.join(m['start'] for m in metas)}); invocations that ran at the same time "
+        "slowed each other down, as the load columns show.",
+    ]
     results.write_text(report(bench, nodes, meta, n_procs))
     print(results.read_text())
 

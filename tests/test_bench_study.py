@@ -95,7 +95,9 @@ def test_ratios_and_targets(bench):
     }  # fmt: skip
     b = bench.Bench({k: bench.Row(k, v) for k, v in rows.items()})
     b.skip("fitlins_rerun", "FitLins rerun", "absent")
-    table = {what: (shown, met) for what, shown, _, met in bench.ratios(b, {"p": (150.0, 9)}, 2)}
+    table = {
+        what: (shown, met) for what, shown, _, met, _ in bench.ratios(b, {"p": (150.0, 9)}, 2)
+    }
     assert table["study cold: FitLins cold / glmflow participant + group cold"] == ("9.00x", False)
     assert table["study cold: nilearn study / glmflow participant + group cold"] == ("6.50x", True)
     assert table["glmflow cold / (sum of its nodes' own times / cores)"] == ("1.33x", False)
@@ -113,7 +115,7 @@ def test_merge_takes_the_measured_rows_of_each_invocation(bench, tmp_path):
     first.rows["participant_cold"] = bench.Row("glmflow participant cold", 80.0, (9.0, 9.5))
     first.rows["group_cold"] = bench.Row("glmflow group cold", 20.0, (9.5, 9.0))
     first.skip("fitlins_cold", "FitLins cold", "left to the other invocation")
-    second.rows["fitlins_cold"] = bench.Row("FitLins cold", 1200.0, (12.0, 13.0))
+    second.rows["fitlins_cold"] = bench.Row("FitLins cold", 1200.0, (12.0, 13.0), cpu=900.0)
     bench.save_rows(tmp_path / "a.json", first, {"participant": (150.0, 9)}, meta)
     bench.save_rows(
         tmp_path / "b.json", second, {}, {**meta, "start": "12:10", "versions": "FitLins 0.11.0"}
@@ -121,10 +123,10 @@ def test_merge_takes_the_measured_rows_of_each_invocation(bench, tmp_path):
     out = tmp_path / "report.md"
     bench.merge([tmp_path / "a.json", tmp_path / "b.json"], out, 2)
     text = out.read_text()
-    assert "| FitLins cold | 1200.0 | 12.0 / 13.0 |  |" in text
+    assert "| FitLins cold | 1200.0 | 900.0 | 12.0 / 13.0 |  |" in text
     assert (
-        "| study cold: FitLins cold / glmflow participant + group cold | 12.00x | >= 10x | yes |"
-        in text
+        "| study cold: FitLins cold / glmflow participant + group cold | 12.00x | >= 10x "
+        "| yes |  |" in text
     )
     assert "started 12:00 and 12:10 (invocations merged)" in text
     assert "FitLins 0.11.0" in text

@@ -66,6 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
         verbose=False,
         quiet=args.quiet,
         progress_every=args.progress_every,
+        reports_only=False,
         **GROUP_ONLY,
     )
     code = run_bids_app(options)
@@ -143,6 +144,25 @@ def _summary(args: argparse.Namespace, result) -> None:
 
     if not getattr(args, "quiet", False):
         print(f"glmflow: {summarize_outputs(result.files, result.output_dir)}")
+        _say_reports(getattr(result, "reports", ()))
+
+
+def _say_reports(pages) -> None:
+    """Where the report pages are (issue 10): the index and the page count."""
+    if pages:
+        print(f"glmflow: reports: {pages[-1]} ({len(pages) - 1} page(s) rendered or reused)")
+
+
+def _rebuild_reports(args: argparse.Namespace, options) -> int:
+    """``--reports-only``: every report page from the outputs already written."""
+    from glmflow.runners.reports import rebuild_reports
+
+    start = time.perf_counter()
+    pages = rebuild_reports(bids_dir=args.bids_dir, output_dir=args.output_dir,
+                            derivatives=args.derivatives, execution=options)  # fmt: skip
+    _say_reports(pages)
+    print(f"glmflow: {len(pages) - 1} report page(s) done in {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def run_bids_app(args: argparse.Namespace) -> int:
@@ -152,6 +172,8 @@ def run_bids_app(args: argparse.Namespace) -> int:
     _check_level_options(args)
     options = _execution_options(args)
     args = argparse.Namespace(**absolute_paths(vars(args), PATH_OPTIONS))
+    if getattr(args, "reports_only", False):
+        return _rebuild_reports(args, options)
     from glmflow.core.rest import is_connectivity_model
 
     if is_connectivity_model(args.model):  # issue 11: resting state has its own runner

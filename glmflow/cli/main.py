@@ -39,6 +39,11 @@ def _bids_app_parser() -> argparse.ArgumentParser:
     _add_inputs(parser)
     _add_group_options(parser)
     _add_execution_options(parser)
+    parser.add_argument(  # issue 10
+        "--reports-only", action="store_true",
+        help="rebuild the HTML reports (OUTPUT_DIR/glmflow/index.html, sub-<label>.html, one "
+        "page per group model) from the outputs already written; the level is not run",
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"glmflow {__version__}")
     return parser

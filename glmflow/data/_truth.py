@@ -89,8 +89,11 @@ def _regions(anat: Anatomy) -> dict:
         betas = dict(sim.REGION_BETAS[name])
         if name == "group":
             betas["face"] = "subject-specific: subjects.<sub>.group_region_face_effect"
+        centre = [(s.start + s.stop - 1) / 2 for s in box]  # voxel indices of the box centre
         regions[name] = {
             "bbox": [[s.start, s.stop] for s in box],
+            # MNI-like mm (the grid's affine): where an atlas is read for the region's label
+            "center_mm": [float(v) for v in anat.affine[:3, :3] @ centre + anat.affine[:3, 3]],
             "n_voxels": int(np.prod([s.stop - s.start for s in box])),
             "mask": f"desc-{name}_mask.nii.gz",
             "betas": betas,

@@ -22,6 +22,7 @@ from glmflow.core.outputs import write_dataset_description, write_derivatives
 from glmflow.errors import GroupModelError
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
 from glmflow.runners.entry import LevelEntry, absolute_paths, enter_level
+from glmflow.runners.reports import run_reports
 from glmflow.workflows.group_level import init_group_wf
 
 PathLike = str | os.PathLike
@@ -34,6 +35,7 @@ class GroupResult:
     output_dir: Path
     plans: tuple[GroupPlan, ...] = field(repr=False)
     files: tuple[Path, ...] = ()
+    reports: tuple[Path, ...] = ()  # the group models' pages and index.html (issue 10)
 
 
 def plan_group_level(
@@ -99,6 +101,7 @@ def run_group_level(
     model: PathLike,
     execution: ExecutionOptions | None = None,
     n_jobs: int = 1,
+    reports: bool = True,
     **keywords: Any,
 ) -> GroupResult:
     """Fit the group models of the participant level's subject maps; write BIDS maps.
@@ -116,6 +119,9 @@ def run_group_level(
         taken from the current folder, here, once.
     n_jobs
         Processes nilearn uses inside one fit or permutation node (never hashed).
+    reports
+        Render each group model's HTML page (``OUTPUT_DIR/glmflow/task-<t>_contrast-<c>.html``)
+        and ``index.html`` from the written maps (:mod:`glmflow.runners.reports`).
     **keywords
         The execution settings above, and the selection of :func:`plan_group_level`
         (participant_label, tasks, space, design, mask, smoothing_fwhm, inference).
@@ -133,10 +139,12 @@ def run_group_level(
     bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
     # the output dataset is read (subject maps) as well as written: held from the start
     with hold_folder(work_dir, "work"), hold_folder(out, "output", create=False):
-        return _run_group(entry, absolute_path(model), n_jobs, selection)
+        return _run_group(entry, absolute_path(model), n_jobs, selection, reports)
 
 
-def _run_group(entry: LevelEntry, model: Path, n_jobs: int, selection) -> GroupResult:
+def _run_group(
+    entry: LevelEntry, model: Path, n_jobs: int, selection, reports: bool = True
+) -> GroupResult:
     bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
     plans = plan_group_level(
         bids_dir=bids_dir, output_dir=entry.output_dir, model=model, **selection
@@ -152,8 +160,10 @@ def _run_group(entry: LevelEntry, model: Path, n_jobs: int, selection) -> GroupR
         workflow.inputs.inputnode.mask_file = str(mask)
     written = execute(workflow, entry.options)
     files = _publish_designs(out, plans, design_files, bids_dir)
+    pages = run_reports(output_dir=out, fmriprep_dir=None, execution=entry.options,
+                        kinds=("group",)) if reports else []  # fmt: skip
     # a design the sinks also listed is counted once
-    return GroupResult(out, tuple(plans), tuple(dict.fromkeys(written + files)))
+    return GroupResult(out, tuple(plans), tuple(dict.fromkeys(written + files)), tuple(pages))
 
 
 def _publish_designs(out: Path, plans, design_files, bids_dir) -> list[Path]:

@@ -24,6 +24,7 @@ from glmflow.core.preflight import (
 )
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
 from glmflow.runners.entry import LevelEntry, enter_level
+from glmflow.runners.reports import run_reports
 from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
 
 LOGGER = logging.getLogger("glmflow")
@@ -38,6 +39,7 @@ class ParticipantResult:
     analyses: tuple[TaskAnalysis, ...]
     files: tuple[Path, ...]
     work_dir: Path | None = None
+    reports: tuple[Path, ...] = ()  # the subject pages and index.html (issue 10)
 
     @property
     def runs(self) -> list[RunInputs]:
@@ -114,6 +116,7 @@ def run_participant_level(
     execution: ExecutionOptions | None = None,
     derivatives: PathLike | None = None,
     missing_conditions: str = "error",
+    reports: bool = True,
     **keywords: Any,
 ) -> ParticipantResult:
     """Fit the first-level models of a BIDS / fMRIPrep dataset and write BIDS derivatives.
@@ -133,6 +136,9 @@ def run_participant_level(
     derivatives, missing_conditions, **keywords
         As :func:`plan_participant_level` (participant_label, tasks, sessions, runs, space,
         desc, res, smoothing_fwhm, slice_time_ref).
+    reports
+        Render each subject's HTML page (``OUTPUT_DIR/glmflow/sub-<label>.html``) and
+        ``index.html`` from the written outputs (:mod:`glmflow.runners.reports`).
 
     Raises
     ------
@@ -154,11 +160,12 @@ def run_participant_level(
         keywords=keywords,
     )
     with hold_folder(entry.work_dir, "work"):
-        return _run(entry, absolute_path(model), missing_conditions, selection)
+        return _run(entry, absolute_path(model), missing_conditions, selection, reports)
 
 
 def _run(
-    entry: LevelEntry, model: Path, missing_conditions: str, selection: dict[str, Any]
+    entry: LevelEntry, model: Path, missing_conditions: str, selection: dict[str, Any],
+    reports: bool = True,
 ) -> ParticipantResult:
     """Plan, build and run, in the held work folder; hold the output folder to write it."""
     bids_dir, derivatives, work_dir, out = (
@@ -187,7 +194,9 @@ def _run(
         warnings.simplefilter("ignore", UserWarning)
         files = execute(workflow, entry.options)  # publishes the outputs once all succeeded
         write_dataset_description(out, source_datasets=[bids_dir, fmriprep])
-    return ParticipantResult(out, tuple(analyses), tuple(files), work_dir)
+        pages = run_reports(output_dir=out, fmriprep_dir=fmriprep, execution=entry.options,
+                            kinds=("subject",)) if reports else []  # fmt: skip
+    return ParticipantResult(out, tuple(analyses), tuple(files), work_dir, tuple(pages))
 
 
 __all__ = ["ParticipantResult", "plan_participant_level", "run_participant_level"]

@@ -1,0 +1,183 @@
+"""Which report pages an output dataset has, and the written files each page shows.
+
+A page's plan is plain JSON (paths and names). The report node of that page receives it
+with its :attr:`PagePlan.content_key`: the contents of every file it names, gzip's
+timestamp left out, so that the node's cache key changes exactly when what the page shows
+changes. A level that rewrites an output with the same data (the group level rewrites every
+group model's maps when one first-level contrast changed; only the gzip header's time
+differs) renders nothing. A run's BOLD is too large to read for a key: its plan carries
+the BOLD's identity (inode, size, modification time) instead.
+
+Everything is found from ``OUTPUT_DIR/glmflow`` (the maps, design TSVs and sidecars the
+levels wrote) and the fMRIPrep folder (confounds, brain masks, BOLD runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glmflow.core.memo import file_identity, memo_key
+from glmflow.core.outputs import contrast_label
+
+_DESIGN = "_design.tsv"
+_NOT_HASHED = ("names", "bold")  # texts, and the BOLD (its identity is in the plan)
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """One page: its file name at the top of the output, what it shows, the files read."""
+
+    kind: str  # "subject" or "group"
+    name: str  # e.g. "sub-01.html"
+    title: str
+    content: dict[str, Any] = field(repr=False)
+
+    @property
+    def files(self) -> list[str]:
+        """Every existing file the page reads (its node's inputs)."""
+        return sorted({p for p in _paths(self.content) if Path(p).is_file()})
+
+    @property
+    def node_name(self) -> str:
+        """The report node's name (a ``ds_`` node: :func:`glmflow.execution.execute`
+        publishes what it stages)."""
+        stem = self.name.removesuffix(".html")
+        return "ds_report_" + "".join(c if c.isalnum() else "_" for c in stem)
+
+    @property
+    def content_key(self) -> str:
+        """What the page shows: its plan and its files' contents (see the module docstring)."""
+        return memo_key(self.to_json(), [file_digest(path) for path in self.files])
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "name": self.name, "title": self.title,
+                           "content": self.content}, sort_keys=True)  # fmt: skip
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, with a gzip member's modification time (bytes 4-8) zeroed:
+    two writes of the same image get the same digest."""
+    data = bytearray(Path(path).read_bytes())
+    if data[:2] == b"\x1f\x8b" and len(data) >= 8:
+        data[4:8] = bytes(4)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _paths(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _paths(item) if key not in _NOT_HASHED]
+    if isinstance(value, list):
+        return [p for item in value for p in _paths(item)]
+    return [value] if isinstance(value, str) and value.startswith("/") else []
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _fmriprep_companions(design_tsv: Path, grid: str, fmriprep: Path | None, top: Path) -> dict:
+    """The run's fMRIPrep confounds, brain mask and BOLD (None where there is none)."""
+    stem = design_tsv.name.removesuffix(_DESIGN)
+    found: dict[str, str | None] = {"confounds": None, "mask": None, "bold": None}
+    if fmriprep is None:
+        return found
+    folder = fmriprep / design_tsv.parent.relative_to(top)  # sub-<s>/[ses-<x>/]func
+    names = {
+        "confounds": f"{stem}_desc-confounds_timeseries.tsv",
+        "mask": f"{stem}{grid}_desc-brain_mask.nii.gz",
+        "bold": f"{stem}{grid}_desc-preproc_bold.nii.gz",
+    }
+    for key, name in names.items():
+        if (folder / name).is_file():
+            found[key] = str(folder / name)
+    if found["bold"] is not None:
+        found["bold_identity"] = file_identity(found["bold"])
+    return found
+
+
+def _run_plan(design_tsv: Path, fmriprep: Path | None, top: Path) -> dict[str, Any]:
+    stem = design_tsv.name.removesuffix(_DESIGN)
+    sidecars = sorted(design_tsv.parent.glob(f"{stem}_*contrast-*_stat-z_statmap.json"))
+    grid = ""
+    if sidecars:  # the grid entities between the run's name and its contrast
+        grid = sidecars[0].name[len(stem) :].split("_contrast-")[0]
+    return {
+        "name": stem,
+        "design": str(design_tsv),
+        "design_sidecar": str(design_tsv.with_suffix(".json")),
+        "maps": [str(p) for p in sidecars],
+        **_fmriprep_companions(design_tsv, grid, fmriprep, top),
+    }
+
+
+def _subject_page(folder: Path, fmriprep: Path | None) -> PagePlan | None:
+    designs = sorted(folder.rglob(f"*{_DESIGN}"))
+    if not designs:
+        return None
+    runs = [_run_plan(d, fmriprep, folder.parent) for d in designs]
+    contrasts = []
+    for sidecar in sorted(folder.rglob("*_contrast-*_stat-z_statmap.json")):
+        info = _read(sidecar)
+        if info.get("Level") in ("subject", "session"):
+            contrasts.append({
+                "z": str(sidecar).removesuffix(".json") + ".nii.gz", "sidecar": str(sidecar),
+                "names": [info["Contrast"]["Name"], info["Model"]["Task"]],
+            })  # fmt: skip
+    label = folder.name
+    content = {"subject": label.removeprefix("sub-"), "runs": runs, "contrasts": contrasts}
+    return PagePlan("subject", f"{label}.html", f"Subject {label}", content)
+
+
+def _group_key(info: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    return info["Model"]["Task"], tuple(info["Contrast"].get("FirstLevelContrasts", ()))
+
+
+def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
+    models: dict[tuple, dict[str, Any]] = {}
+    for sidecar in sorted(glmflow_dir.glob("*_statmap.json")):
+        info = _read(sidecar)
+        if info.get("Level") != "dataset" or "FirstLevelContrasts" not in info.get("Contrast", {}):
+            continue
+        task, first = _group_key(info)
+        model = models.setdefault((task, first), {"task": task, "first_level": list(first),
+                                                  "design": None, "contrasts": {}})  # fmt: skip
+        design = glmflow_dir / f"task-{task}{_DESIGN}"
+        model["design"] = str(design) if design.is_file() else None
+        contrast = model["contrasts"].setdefault(
+            info["Contrast"]["Name"], {"z": None, "sidecar": None, "inferences": []}
+        )
+        image = str(sidecar).removesuffix(".json") + ".nii.gz"
+        if info.get("Thresholded"):
+            table = image.removesuffix("_statmap.nii.gz") + "_clusters.tsv"
+            contrast["inferences"].append(
+                {
+                    "map": image,
+                    "sidecar": str(sidecar),
+                    "clusters": table if Path(table).is_file() else None,
+                }
+            )
+        elif info.get("Statistic") == "z":
+            contrast["z"], contrast["sidecar"] = image, str(sidecar)
+    pages = []
+    for (task, first), model in models.items():
+        label = contrast_label(" ".join(first)) if first else "group"
+        model["contrasts"] = [{"names": [name], **c} for name, c in model["contrasts"].items()]
+        title = f"Group model: task {task}, first-level contrast {' and '.join(first)}"
+        pages.append(PagePlan("group", f"task-{task}_contrast-{label}.html", title, model))
+    return pages
+
+
+def find_pages(glmflow_dir: str | Path, fmriprep_dir: str | Path | None) -> list[PagePlan]:
+    """Every page the output dataset ``glmflow_dir`` has: one per subject with run designs,
+    one per group model with dataset-level maps."""
+    glmflow_dir = Path(glmflow_dir)
+    fmriprep = Path(fmriprep_dir) if fmriprep_dir is not None else None
+    pages = [
+        page for folder in sorted(glmflow_dir.glob("sub-*")) if folder.is_dir()
+        if (page := _subject_page(folder, fmriprep)) is not None
+    ]  # fmt: skip
+    return pages + _group_pages(glmflow_dir)

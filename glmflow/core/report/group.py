@@ -1,0 +1,133 @@
+"""A group model's page: methods, design and contrast matrices, subjects, maps and clusters.
+
+The maps are the group level's own thresholded maps and cluster tables, at every inference
+it wrote; the background is nilearn's MNI152 template (bundled with nilearn) on the maps'
+grid when their space is an MNI space, else the maps' own mask.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from glmflow.core.atlases import VolumeAtlas
+from glmflow.core.group.contrasts import contrast_weights
+from glmflow.core.report import figures, html
+from glmflow.core.report.maps import atlas_credit, written_group_map
+from glmflow.core.report.methods import group_methods
+
+#: Sections every group page has (ids of its ``<section>`` elements).
+GROUP_SECTIONS = ("methods", "design", "subjects", "maps", "warnings")
+
+
+def _background(z_file: str) -> tuple[np.ndarray, np.ndarray]:
+    """(background image, brain mask) on the grid of ``z_file``."""
+    img = nib.load(z_file)
+    inside = np.asanyarray(img.dataobj) != 0
+    if "_space-MNI" not in Path(z_file).name:
+        return inside.astype(np.float32), inside
+    from nibabel.processing import resample_from_to
+    from nilearn.datasets import load_mni152_template
+
+    template = resample_from_to(load_mni152_template(), (img.shape[:3], img.affine), order=1)
+    return np.asanyarray(template.dataobj, dtype=np.float32), inside
+
+
+def _design_part(design_file: str | None, contrasts: list[dict]) -> tuple[list[str], list]:
+    if design_file is None:
+        return [html.paragraph("No group design TSV found.")], []
+    design = pd.read_csv(design_file, sep="\t", index_col=0)
+    rows = {}
+    for contrast in contrasts:
+        info = json.loads(Path(contrast["sidecar"]).read_text())["Contrast"]
+        weights = np.atleast_2d(
+            contrast_weights(
+                info["Definition"], list(design.columns), name=info["Name"], source=design_file
+            )
+        )
+        for k, row in enumerate(weights):
+            rows[info["Name"] + (f" [{k + 1}]" if len(weights) > 1 else "")] = row
+    matrix = pd.DataFrame.from_dict(rows, orient="index", columns=design.columns)
+    parts = [
+        html.heading("Design matrix"),
+        html.svg(
+            figures.matrix_svg(
+                design.to_numpy(float),
+                list(design.index),
+                list(design.columns),
+                symmetric=False,
+                label="group design",
+            )
+        ),
+        html.table(design.reset_index()),
+        html.heading("Contrast matrix"),
+        html.svg(
+            figures.matrix_svg(
+                matrix.to_numpy(),
+                list(matrix.index),
+                list(matrix.columns),
+                annotate=True,
+                label="group contrast matrix",
+            )
+        ),
+    ]
+    return parts, list(design.index)
+
+
+def _inference_part(inference: dict, atlas: VolumeAtlas, anatomy, notes: list[str]) -> str:
+    shown = written_group_map(inference["map"], inference["clusters"], atlas)
+    background, brain = anatomy
+    desc = Path(inference["map"]).name.split("_desc-")[1].split("_")[0]
+    if not np.any(shown.thresholded):
+        notes.append(f"{Path(inference['map']).name}: no voxel survives {desc}")
+    return "\n".join([
+        html.heading(f"Inference {desc} ({shown.setting})"),
+        html.figure(figures.slices_figure(shown.thresholded, background, shown.centre),
+                    f"thresholded slices, {desc}"),
+        html.figure(figures.glass_brain_figure(shown.thresholded, brain), f"glass brain, {desc}"),
+        html.table(shown.table, css="clusters", empty="No cluster survives."),
+    ])  # fmt: skip
+
+
+def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -> str:
+    """The HTML of one group model's page (``content``: :class:`~.find.PagePlan` content)."""
+    contrasts = [c for c in content["contrasts"] if c["sidecar"] is not None]
+    if not contrasts:
+        raise ValueError(f"group model of {content['first_level']} has no unthresholded z map")
+    first = json.loads(Path(contrasts[0]["sidecar"]).read_text())
+    design_parts, subjects = _design_part(content["design"], contrasts)
+    subjects = subjects or first["Design"]["Rows"]
+    anatomy = _background(contrasts[0]["z"])
+    notes: list[str] = []
+    maps = []
+    for contrast in contrasts:
+        parts = [_inference_part(i, atlas, anatomy, notes) for i in contrast["inferences"]]
+        if not parts:
+            notes.append(f"group contrast '{contrast['names'][0]}': no thresholded map written "
+                         "(inference 'none')")  # fmt: skip
+        label = Path(contrast["z"]).name.split("_contrast-")[1].split("_")[0]
+        maps.append(
+            html.section(
+                f"group-contrast-{label}",
+                f"Group contrast {contrast['names'][0]}",
+                *parts,
+                level=3,
+            )
+        )
+    inputs = pd.DataFrame(
+        {"subject": subjects, "input map": first.get("Inputs", [""] * len(subjects))}
+    )
+    sections = [
+        html.section("methods", "Methods", html.paragraph(
+            group_methods(first["GroupModel"], len(subjects)), "methods")),
+        html.section("design", "Design and contrasts", *design_parts),
+        html.section("subjects", f"Subjects ({len(subjects)})", html.table(inputs)),
+        html.section("maps", "Maps", html.paragraph(atlas_credit(atlas)), *maps),
+        html.section("warnings", "Warnings", html.warnings_list(notes)),
+    ]  # fmt: skip
+    return html.page(title, sections, nav=[("index.html", "All reports")])

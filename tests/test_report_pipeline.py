@@ -1,0 +1,199 @@
+"""Reports as graph nodes on the synthetic dataset: pages, caching, --reports-only, labels."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from glmflow import run_group_level, run_participant_level
+from glmflow.cli.main import main
+from glmflow.core.atlases import label_coordinates, volume_atlas
+from glmflow.core.report.maps import REPORT_ATLAS
+from glmflow.data import load_truth, make_synthetic_dataset
+
+pytestmark = pytest.mark.slow
+
+MODEL = {
+    "faces": {
+        "tr": None, "condition_identifier": "trial_type", "modulators": ["rt"],
+        "confound_regressors": ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z",
+                                "non_steady_state_outlier*"],
+        "design_contrasts": {"face-house": "face - house"},
+    }
+}  # fmt: skip
+GROUP_PAGES = [f"task-faces_contrast-{c}.html" for c in ("face", "faceMinusHouse", "house",
+                                                          "scrambled")]  # fmt: skip
+SUBJECT_PAGES = [f"sub-0{i}.html" for i in range(1, 5)]
+
+
+class _Tables(HTMLParser):
+    """Each ``<table class="clusters">`` by the id of its section: rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._row, self._cell, self._inside = {}, None, None, False
+        self._section = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self._section = dict(attrs)["id"]
+        if tag == "table" and ("class", "clusters") in attrs:
+            self.tables[self._section] = []
+            self._inside = True
+        elif self._inside and tag == "tr":
+            self._row = []
+        elif self._inside and tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if self._inside and tag in ("td", "th"):
+            self._row.append(self._cell)
+            self._cell = None
+        elif self._inside and tag == "tr":
+            self.tables[self._section].append(self._row)
+        elif tag == "table":
+            self._inside = False
+
+
+def _tables(page: Path) -> dict[str, list[list[str]]]:
+    parser = _Tables()
+    parser.feed(page.read_text())
+    return parser.tables
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    bids = make_synthetic_dataset(root / "bids", n_subjects=4, n_runs=1, n_volumes=60)
+    model = root / "task_information.json"
+    model.write_text(json.dumps(MODEL))
+    common = dict(bids_dir=bids, output_dir=root / "out", model=model, work_dir=root / "work",
+                  plugin="MultiProc", n_procs=2, progress=False)  # fmt: skip
+    first = run_participant_level(**common)
+    group = run_group_level(**common)
+    return root, common, first, group
+
+
+def face_box_mm(truth: dict) -> tuple[list[float], list[float]]:
+    """The first and last voxel centres (mm) of the face region's box, per axis."""
+    bbox, affine = truth["regions"]["face"]["bbox"], truth["affine"]
+    low = [affine[k][3] + affine[k][k] * bbox[k][0] for k in range(3)]
+    high = [affine[k][3] + affine[k][k] * (bbox[k][1] - 1) for k in range(3)]
+    return low, high
+
+
+def _mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(out.glob("*.html"))}
+
+
+def test_pages_are_written_self_contained_and_indexed(study):
+    root, _, first, group = study
+    out = root / "out" / "glmflow"
+    assert sorted(p.name for p in first.reports) == sorted(SUBJECT_PAGES + ["index.html"])
+    assert sorted(p.name for p in group.reports) == sorted(GROUP_PAGES + ["index.html"])
+    assert sorted(_mtimes(out)) == sorted(GROUP_PAGES + SUBJECT_PAGES + ["index.html"])
+    index = (out / "index.html").read_text()
+    assert sorted(re.findall(r'<li><a href="([^"]+)"', index)) == sorted(
+        GROUP_PAGES + SUBJECT_PAGES
+    )
+    for page in out.glob("*.html"):
+        text = page.read_text()
+        # nothing fetched: every src / href is a data URI, a page of the report or a section
+        refs = re.findall(r'(?:src|href)="([^"]*)"', text)
+        assert all(r.startswith("data:") or r.endswith(".html") for r in refs), page.name
+        assert "<script" not in text
+    sub = (out / "sub-01.html").read_text()
+    for needle in ('id="methods"', "Design matrix", "variance inflation factors",
+                   "Contrast matrix", "Framewise displacement", "Brain mask on the mean image",
+                   "licence: FSL licence (non-commercial use)", 'id="warnings"'):  # fmt: skip
+        assert needle in sub, needle
+    face = (out / "task-faces_contrast-face.html").read_text()
+    assert "Subjects (4)" in face and "sub-04" in face and "Inference fdr" in face
+
+
+def test_the_planted_face_region_is_named_as_the_atlas_labels_it(study):
+    root, *_ = study
+    truth = load_truth(root / "bids")
+    centre = truth["regions"]["face"]["center_mm"]
+    # the small preset's face region is centred at MNI (16, -24, 8): Harvard-Oxford's
+    # right thalamus (the generator's grid is MNI152-like, truth.json affine)
+    assert centre == [16.0, -24.0, 8.0]
+    assert label_coordinates(volume_atlas(REPORT_ATLAS), [centre]) == ["Right_Thalamus"]
+    low, high = face_box_mm(truth)
+    # 4 subjects of one 60-volume run: no group cluster survives fdr here; the demo's group
+    # page is checked in test_report_browser.py
+    for subject in SUBJECT_PAGES:
+        page = root / "out" / "glmflow" / subject
+        assert _face_region_labels(page, "contrast-faces-face", low, high)[0] == "Right Thalamus"
+
+
+def _face_region_labels(page: Path, section: str, low, high) -> list[str]:
+    """The Region of each cluster-table row of ``section`` whose peak is in the box."""
+    header, *rows = _tables(page)[section]
+    where = {name: header.index(name) for name in ("X", "Y", "Z", "Region")}
+    inside = [
+        row[where["Region"]] for row in rows
+        if all(low[k] <= float(row[where[a]]) <= high[k] for k, a in enumerate("XYZ"))
+    ]  # fmt: skip
+    assert inside, f"{page.name}: no cluster peak in the face region {low}..{high}"
+    return inside
+
+
+def test_no_change_rerun_renders_nothing_and_an_edit_only_its_pages(study):
+    root, common, *_ = study
+    out = root / "out" / "glmflow"
+    before = _mtimes(out)
+    results = root / "work" / "reports_wf"
+    nodes = {p.parent.name: p.stat().st_mtime_ns for p in results.glob("ds_report_*/result_*")}
+    run_participant_level(**common)
+    run_group_level(**common)
+    assert _mtimes(out) == before
+    assert {p.parent.name: p.stat().st_mtime_ns
+            for p in results.glob("ds_report_*/result_*")} == nodes  # fmt: skip
+    model = json.loads(Path(common["model"]).read_text())
+    model["faces"]["design_contrasts"]["face-house"] = "2*face - house"
+    Path(common["model"]).write_text(json.dumps(model))
+    try:
+        run_participant_level(**common)
+        run_group_level(**common)
+    finally:
+        Path(common["model"]).write_text(json.dumps(MODEL))
+    after = _mtimes(out)
+    changed = sorted(name for name in before if after[name] != before[name])
+    # every subject page shows the edited contrast; of the group pages only its own
+    assert changed == sorted(SUBJECT_PAGES + ["task-faces_contrast-faceMinusHouse.html"])
+
+
+def test_reports_only_rebuilds_from_the_outputs(study, capsys):
+    root, common, *_ = study
+    out = root / "out" / "glmflow"
+    (out / "sub-02.html").unlink()
+    (out / "index.html").unlink()
+    argv = [str(common["bids_dir"]), str(root / "out"), "participant", "--model",
+            str(common["model"]), "-w", str(root / "work"), "--reports-only"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"glmflow: reports: {out / 'index.html'} (8 page(s) rendered or reused)"
+    assert re.fullmatch(r"glmflow: 8 report page\(s\) done in \d+\.\d s", lines[-1])
+    assert (out / "sub-02.html").is_file() and (out / "index.html").is_file()
+
+
+def test_reports_only_without_outputs_is_one_line(tmp_path, capsys):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    argv = [str(bids), str(tmp_path / "out"), "participant", "--model", str(tmp_path / "m.json"),
+            "-w", str(tmp_path / "work"), "--reports-only"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"glmflow: error: --reports-only: there are no glmflow outputs in "
+        f"{tmp_path / 'out' / 'glmflow'}; run the participant level first"
+    ]

@@ -162,9 +162,10 @@ def test_every_demo_page_in_chromium(driver, demo, screenshots):
 def test_demo_group_table_names_the_face_region(demo):
     """The group face map of the demo (8 subjects x 2 runs) peaks in the planted face
     region, and its table names the region as Harvard-Oxford labels the region's centre."""
+    from test_report_pipeline import face_box_mm, face_region_labels
+
     from glmflow.data import load_truth
-    from test_report_pipeline import _face_region_labels, face_box_mm
 
     low, high = face_box_mm(load_truth(demo.parents[1] / "bids"))
     page = demo / "task-faces_contrast-face.html"
-    assert _face_region_labels(page, "group-contrast-face", low, high)[0] == "Right Thalamus"
+    assert face_region_labels(page, "group-contrast-face", low, high)[0] == "Right Thalamus"

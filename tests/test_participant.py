@@ -296,6 +296,10 @@ def test_the_files_counted_are_the_files_on_disk(first_run):
     root, _, result = first_run
     out = root / "out" / "glmflow"
     on_disk = {p for p in out.rglob("*") if p.is_file()} - {out / "dataset_description.json"}
+    # issue 10: the subject pages and the index are the level's other files, its reports
+    pages = {out / "sub-01.html", out / "sub-02.html", out / "index.html"}
+    assert set(result.reports) == pages <= on_disk
+    on_disk -= pages
     assert len(result.files) == len(set(result.files)) == len(on_disk) == COUNTED
     assert set(result.files) == on_disk
     assert result.work_dir == root / "work"

@@ -81,7 +81,9 @@ def censored_volumes(
         scrubbed = np.ones(len(design), dtype=bool)
         scrubbed[np.asarray(sample_mask, dtype=int)] = False
         censored |= scrubbed
-    return censored, [str(w.message) for w in caught]
+    # the file by its name: a page does not depend on where the dataset is
+    name = Path(confounds_file).name
+    return censored, [str(w.message).replace(str(confounds_file), name) for w in caught]
 
 
 def framewise_displacement(confounds_file: str | None) -> np.ndarray | None:

@@ -8,13 +8,14 @@ calls :func:`rebuild_reports`: every page, from what was written, without runnin
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from glmflow.core.report import find_pages, write_index
 from glmflow.errors import GlmflowError
-from glmflow.execution import ExecutionOptions, execute, hold_folder
+from glmflow.execution import ExecutionError, ExecutionOptions, execute, hold_folder
 from glmflow.runners.entry import enter_level
 from glmflow.workflows.report import init_reports_wf
 
@@ -39,7 +40,14 @@ def run_reports(
     pages = find_pages(output_dir, fmriprep_dir)
     chosen = [page for page in pages if page.kind in kinds]
     if chosen:
-        execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), execution)
+        try:
+            execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), execution)
+        except ExecutionError as err:  # the level's own outputs are written: say it, go on
+            warnings.warn(
+                f"Report pages not made ({err}); the outputs are written: fix the cause and "
+                "rerun with --reports-only", stacklevel=2,
+            )  # fmt: skip
+            chosen = [page for page in chosen if (output_dir / page.name).is_file()]
     index = write_index(output_dir, pages)
     return [output_dir / page.name for page in chosen] + [index]
 

@@ -20,6 +20,7 @@ from glmflow.core.group.contrasts import contrast_weights
 from glmflow.core.report import figures, html
 from glmflow.core.report.maps import atlas_credit, written_group_map
 from glmflow.core.report.methods import group_methods
+from glmflow.errors import GlmflowError
 
 #: Sections every group page has (ids of its ``<section>`` elements).
 GROUP_SECTIONS = ("methods", "design", "subjects", "maps", "warnings")
@@ -38,45 +39,56 @@ def _background(z_file: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asanyarray(template.dataobj, dtype=np.float32), inside
 
 
-def _design_part(design_file: str | None, contrasts: list[dict]) -> tuple[list[str], list]:
+def _written_design(design_file: str | None, columns: list[str], rows: list[str]):
+    """The design TSV if it is this model's (same columns and rows as its sidecars), else
+    None: a later group run with another design rewrites ``task-<t>_design.tsv``."""
     if design_file is None:
-        return [html.paragraph("No group design TSV found.")], []
+        return None
     design = pd.read_csv(design_file, sep="\t", index_col=0)
-    rows = {}
+    same = list(design.columns) == columns and list(design.index) == rows
+    return design if same else None
+
+
+def _design_part(design_file, contrasts: list[dict], first: dict, notes: list[str]) -> list:
+    columns, rows = list(first["Design"]["Columns"]), list(first["Design"]["Rows"])
+    design = _written_design(design_file, columns, rows)
+    weights = {}
     for contrast in contrasts:
         info = json.loads(Path(contrast["sidecar"]).read_text())["Contrast"]
-        weights = np.atleast_2d(
-            contrast_weights(
-                info["Definition"], list(design.columns), name=info["Name"], source=design_file
+        try:
+            values = np.atleast_2d(
+                contrast_weights(
+                    info["Definition"], columns, name=info["Name"], source=contrast["sidecar"]
+                )
             )
+        except GlmflowError as err:  # said on the page; the maps are shown all the same
+            notes.append(f"contrast matrix: {err}")
+            continue
+        for k, row in enumerate(values):
+            weights[info["Name"] + (f" [{k + 1}]" if len(values) > 1 else "")] = row
+    matrix = pd.DataFrame.from_dict(weights, orient="index", columns=columns)
+    if design is None:
+        notes.append(
+            f"{Path(design_file).name if design_file else 'no design TSV'}: not this "
+            f"model's design (columns {', '.join(columns)}); a later group run wrote it"
         )
-        for k, row in enumerate(weights):
-            rows[info["Name"] + (f" [{k + 1}]" if len(weights) > 1 else "")] = row
-    matrix = pd.DataFrame.from_dict(rows, orient="index", columns=design.columns)
-    parts = [
-        html.heading("Design matrix"),
-        html.svg(
-            figures.matrix_svg(
-                design.to_numpy(float),
-                list(design.index),
-                list(design.columns),
-                symmetric=False,
-                label="group design",
-            )
-        ),
-        html.table(design.reset_index()),
+        parts = [
+            html.heading("Design matrix"),
+            html.paragraph(f"Columns: {', '.join(columns)}; rows: {', '.join(rows)}."),
+        ]
+    else:
+        parts = [
+            html.heading("Design matrix"),
+            html.svg(figures.matrix_svg(design.to_numpy(float), rows, columns,
+                                        symmetric=False, label="group design")),
+            html.table(design.reset_index()),
+        ]  # fmt: skip
+    parts += [
         html.heading("Contrast matrix"),
-        html.svg(
-            figures.matrix_svg(
-                matrix.to_numpy(),
-                list(matrix.index),
-                list(matrix.columns),
-                annotate=True,
-                label="group contrast matrix",
-            )
-        ),
-    ]
-    return parts, list(design.index)
+        html.svg(figures.matrix_svg(matrix.to_numpy(), list(matrix.index), columns,
+                                    annotate=True, label="group contrast matrix")),
+    ]  # fmt: skip
+    return parts
 
 
 def _inference_part(inference: dict, atlas: VolumeAtlas, anatomy, notes: list[str]) -> str:
@@ -100,10 +112,10 @@ def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -
     if not contrasts:
         raise ValueError(f"group model of {content['first_level']} has no unthresholded z map")
     first = json.loads(Path(contrasts[0]["sidecar"]).read_text())
-    design_parts, subjects = _design_part(content["design"], contrasts)
-    subjects = subjects or first["Design"]["Rows"]
-    anatomy = _background(contrasts[0]["z"])
     notes: list[str] = []
+    design_parts = _design_part(content["design"], contrasts, first, notes)
+    subjects = list(first["Design"]["Rows"])
+    anatomy = _background(contrasts[0]["z"])
     maps = []
     for contrast in contrasts:
         parts = [_inference_part(i, atlas, anatomy, notes) for i in contrast["inferences"]]
@@ -119,14 +131,14 @@ def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -
                 level=3,
             )
         )
-    inputs = pd.DataFrame(
-        {"subject": subjects, "input map": first.get("Inputs", [""] * len(subjects))}
-    )
+    inputs = first.get("Inputs", [])
+    table = pd.DataFrame({"design row": subjects, **(
+        {"input map": inputs} if len(inputs) == len(subjects) else {})})  # fmt: skip
     sections = [
         html.section("methods", "Methods", html.paragraph(
-            group_methods(first["GroupModel"], len(subjects)), "methods")),
+            group_methods(first["GroupModel"], len(set(subjects))), "methods")),
         html.section("design", "Design and contrasts", *design_parts),
-        html.section("subjects", f"Subjects ({len(subjects)})", html.table(inputs)),
+        html.section("subjects", f"Subjects ({len(set(subjects))})", html.table(table)),
         html.section("maps", "Maps", html.paragraph(atlas_credit(atlas)), *maps),
         html.section("warnings", "Warnings", html.warnings_list(notes)),
     ]  # fmt: skip

@@ -142,7 +142,7 @@ def _check_page(browser, page: Path, sections: tuple[str, ...], images: bool = T
 
 def test_every_demo_page_in_chromium(driver, demo, screenshots):
     subjects = sorted(demo.glob("sub-*.html"))
-    groups = sorted(demo.glob("task-*.html"))
+    groups = sorted(demo.glob("group_task-*.html"))
     assert [p.name for p in subjects] == [f"sub-0{i}.html" for i in range(1, 9)]
     assert len(groups) == 6  # one group model per first-level contrast of the demo's model
     _check_page(driver, demo / "index.html", ("subjects", "groups"), images=False)
@@ -153,7 +153,7 @@ def test_every_demo_page_in_chromium(driver, demo, screenshots):
         _check_page(driver, page, SUBJECT_SECTIONS + runs)
     for page in groups:
         _check_page(driver, page, GROUP_SECTIONS)
-    for page in (subjects[0], demo / "task-faces_contrast-face.html"):
+    for page in (subjects[0], demo / "group_task-faces_contrast-face.html"):
         driver.get(page.as_uri())
         _full_page(driver, screenshots / page.name.replace(".html", ".png"))
         assert (screenshots / page.name.replace(".html", ".png")).stat().st_size > 10_000
@@ -167,5 +167,5 @@ def test_demo_group_table_names_the_face_region(demo):
     from glmflow.data import load_truth
 
     low, high = face_box_mm(load_truth(demo.parents[1] / "bids"))
-    page = demo / "task-faces_contrast-face.html"
+    page = demo / "group_task-faces_contrast-face.html"
     assert face_region_labels(page, "group-contrast-face", low, high)[0] == "Right Thalamus"

@@ -25,8 +25,9 @@ MODEL = {
         "design_contrasts": {"face-house": "face - house"},
     }
 }  # fmt: skip
-GROUP_PAGES = [f"task-faces_contrast-{c}.html" for c in ("face", "faceMinusHouse", "house",
-                                                          "scrambled")]  # fmt: skip
+GROUP_PAGES = [
+    f"group_task-faces_contrast-{c}.html" for c in ("face", "faceMinusHouse", "house", "scrambled")
+]
 SUBJECT_PAGES = [f"sub-0{i}.html" for i in range(1, 5)]
 
 
@@ -115,7 +116,7 @@ def test_pages_are_written_self_contained_and_indexed(study):
                    "Contrast matrix", "Framewise displacement", "Brain mask on the mean image",
                    "licence: FSL licence (non-commercial use)", 'id="warnings"'):  # fmt: skip
         assert needle in sub, needle
-    face = (out / "task-faces_contrast-face.html").read_text()
+    face = (out / "group_task-faces_contrast-face.html").read_text()
     assert "Subjects (4)" in face and "sub-04" in face and "Inference fdr" in face
 
 
@@ -169,7 +170,7 @@ def test_no_change_rerun_renders_nothing_and_an_edit_only_its_pages(study):
     after = _mtimes(out)
     changed = sorted(name for name in before if after[name] != before[name])
     # every subject page shows the edited contrast; of the group pages only its own
-    assert changed == sorted(SUBJECT_PAGES + ["task-faces_contrast-faceMinusHouse.html"])
+    assert changed == sorted(SUBJECT_PAGES + ["group_task-faces_contrast-faceMinusHouse.html"])
 
 
 def test_reports_only_rebuilds_from_the_outputs(study, capsys):

@@ -120,8 +120,9 @@ def run_group_level(
     n_jobs
         Processes nilearn uses inside one fit or permutation node (never hashed).
     reports
-        Render each group model's HTML page (``OUTPUT_DIR/glmflow/task-<t>_contrast-<c>.html``)
-        and ``index.html`` from the written maps (:mod:`glmflow.runners.reports`).
+        Render each group model's HTML page
+        (``OUTPUT_DIR/glmflow/group_task-<t>_contrast-<c>.html``) and ``index.html`` from
+        the written maps (:mod:`glmflow.runners.reports`).
     **keywords
         The execution settings above, and the selection of :func:`plan_group_level`
         (participant_label, tasks, space, design, mask, smoothing_fwhm, inference).

@@ -167,7 +167,7 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
         label = contrast_label(" ".join(first)) if first else "group"
         model["contrasts"] = [{"names": [name], **c} for name, c in model["contrasts"].items()]
         title = f"Group model: task {task}, first-level contrast {' and '.join(first)}"
-        pages.append(PagePlan("group", f"task-{task}_contrast-{label}.html", title, model))
+        pages.append(PagePlan("group", f"group_task-{task}_contrast-{label}.html", title, model))
     return pages
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from html import escape
 from pathlib import Path
 
 from glmflow.core.publish import atomic_write_text, write_manifest
@@ -42,7 +41,8 @@ def write_index(output_dir: str | Path, pages: list[PagePlan]) -> Path:
         html.section("subjects", f"Subjects ({len(subjects)})", html.link_list(subjects)),
         html.section("groups", f"Group models ({len(groups)})", html.link_list(groups)),
     ]
-    text = html.page(f"glmflow reports: {escape(Path(output_dir).parent.name)}", sections)
+    # no folder name in the page: the same outputs give the same bytes wherever they are
+    text = html.page("glmflow reports", sections)
     path = Path(output_dir) / INDEX
     if not (path.is_file() and path.read_text() == text):
         atomic_write_text(path, text)

@@ -309,3 +309,27 @@ def test_smoothing_on_a_surface_is_refused(surface_ds):
         "does not smooth surfaces (nilearn 0.14 has no surface smoothing); set it to 0 / "
         "--smoothing-fwhm 0, or smooth the data beforehand (e.g. wb_command -cifti-smoothing)"
     )
+
+
+def test_dscalar_maps_carry_the_runs_brain_models(surface_ds, tmp_path):
+    """The fast writer (the source's XML, its series map made a scalar map) gives nibabel's
+    axes: the run's BrainModelAxis and a ScalarAxis with the map's name; F effects (rows)
+    go through nibabel's own writer."""
+    from glmflow.core.surface.io import brain_model_axis, read_surface_map, save_surface_map
+
+    source = str(surface_ds / CIFTI_RUN)
+    values = np.arange(91282, dtype=np.float32)
+    path = save_surface_map(values, source, tmp_path / "a.dscalar.nii", "face & <house> z")
+    again = save_surface_map(values, str(path), tmp_path / "b.dscalar.nii", "copy")
+    rows = save_surface_map(np.stack([values, -values]), source, tmp_path / "c.dscalar.nii", "F")
+    for written, names in (
+        (path, ["face & <house> z"]),
+        (again, ["copy"]),
+        (rows, ["F_0", "F_1"]),
+    ):
+        img = nib.load(written)
+        assert img.header.get_axis(0).name.tolist() == names
+        assert img.header.get_axis(1) == brain_model_axis(source)
+        assert img.nifti_header.get_intent()[0] == "ConnDenseScalar"
+    assert np.array_equal(read_surface_map(path), values)
+    assert np.array_equal(read_surface_map(rows)[1], -values)

@@ -18,6 +18,7 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.model import ContrastSpec, ModelSpec
 from glmflow.core.surface.discover import SurfaceRun
+from glmflow.core.surface.meshes import CIFTI_DENSITIES, FSAVERAGE_VERTICES
 from glmflow.interfaces.confounds import SelectConfounds
 from glmflow.interfaces.design import BuildDesignMatrix
 from glmflow.interfaces.events import ParseEvents
@@ -185,7 +186,10 @@ def init_surface_subject_wf(
     }
     for i, run in enumerate(runs, start=1):
         inputs = run.inputs
-        n_vertices = max(1, 91282 if "cifti" in run.parts else 10242)
+        space = inputs.entities.get("space", "")
+        n_vertices = CIFTI_DENSITIES.get(inputs.entities.get("den", ""), 91282)
+        if "cifti" not in run.parts:  # fsnative: fsaverage's count, an upper bound
+            n_vertices = FSAVERAGE_VERTICES.get(space, FSAVERAGE_VERTICES["fsaverage"])
         run_wf = init_surface_run_wf(
             spec=spec,
             contrasts=contrasts,

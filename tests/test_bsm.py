@@ -622,3 +622,28 @@ def test_cli_inference_is_a_group_option_unless_the_model_is_bsm(ds003, tmp_path
         "glmflow: error: --inference is an option of the group level, not of 'participant'; "
         "remove it"
     )
+
+
+def test_a_meta_unit_of_one_map_is_one_line_before_compute(zoo_model, layout):
+    from glmflow.core.bsm import plan_later_nodes
+
+    model = copy.deepcopy(zoo_model)
+    model["Nodes"] = [model["Nodes"][0], {
+        "Level": "Subject", "Name": "meta", "GroupBy": ["subject", "contrast"],
+        "Model": {"X": [1], "Type": "meta"}, "DummyContrasts": {"Test": "t"},
+    }, model["Nodes"][1]]  # fmt: skip
+    model["Edges"] = [
+        {"Source": "subject", "Destination": "meta", "Filter": {"contrast": ["task_vs_baseline"]}},
+        {"Source": "meta", "Destination": "t-test"},
+    ]
+    checked = check_model(model, "model.json")
+    graph = load_graph(checked, layout, "model.json")
+    runs = run_designs(graph, layout, "model.json")
+    with pytest.raises(ModelSpecError) as info:
+        plan_later_nodes(graph, runs, "model.json")
+    assert str(info.value) == (
+        "model.json: node 'meta' (contrast task_vs_baseline, subject 01): 'Model.Type' \"meta\" "
+        "combines maps, but this unit has one (contrast task_vs_baseline, subject 01, task "
+        "rhymejudgment); remove the node (its Edges then pass the maps on) or group more maps "
+        "into a unit ('GroupBy')"
+    )

@@ -162,11 +162,18 @@ def _plan_unit(node, out, inputs, where, missing) -> HigherUnit:
     rows = _rows(out, inputs, unit)
     design = out.X.astype(float).reset_index(drop=True)
     contrasts, outputs, dropped = _contrasts(out.contrasts, list(design.columns), unit, missing)
-    if contrasts:
-        check_design(design, source=f"the X of {unit}")
     fixed = node.model.get("type") == "meta" or any(
         c["test"] == "FEMA" for c in contrasts.values()
     )
+    if contrasts and fixed and len(rows) == 1:
+        raise ModelSpecError(
+            f"{unit}: 'Model.Type' \"meta\" combines maps, but this unit has one "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(rows[0].entities.items()))}); remove "
+            "the node (its Edges then pass the maps on) "
+            "or group more maps into a unit ('GroupBy')"
+        )
+    if contrasts:
+        check_design(design, source=f"the X of {unit}")
     return HigherUnit(
         node=node.name,
         level=node.level,

@@ -31,6 +31,7 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
                 f"{args.model}; remove it"
             )
     spec = connectivity_spec(args.model)
+    space = _volume_space(args)
     if args.task and list(args.task) != [spec.task]:
         raise GlmflowError(
             f"--task {' '.join(args.task)}: the connectivity model {args.model} is for task "
@@ -45,7 +46,7 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
         what = f"connectivity group model of {spec.task}"
     else:
         result = rest.run_connectivity(
-            args.bids_dir, args.output_dir, spec, derivatives=args.derivatives, space=args.space,
+            args.bids_dir, args.output_dir, spec, derivatives=args.derivatives, space=space,
             sessions=args.session, runs=args.run, **common,
         )  # fmt: skip
         what = f"connectivity of {len(result.runs)} run(s) of {len(result.subjects)} subject(s)"
@@ -54,6 +55,24 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
         f"file(s) in {result.output_dir}; cache in {options.work_dir}"
     )
     return 0
+
+
+def _volume_space(args: argparse.Namespace) -> str:
+    """The one volume space of a connectivity model (``--space`` takes several for GLMs)."""
+    from glmflow.core.surface import is_surface_space
+
+    spaces = [args.space] if isinstance(args.space, str) else list(args.space)
+    if len(spaces) != 1:
+        raise GlmflowError(
+            f"--space {' '.join(spaces)}: the connectivity model {args.model} runs on one "
+            "volume space; give one"
+        )
+    if is_surface_space(spaces[0]):
+        raise GlmflowError(
+            f"--space {spaces[0]}: the connectivity model {args.model} needs a volume space "
+            "(atlases are volumes); give a volume space such as MNI152NLin2009cAsym"
+        )
+    return spaces[0]
 
 
 def _inference(spec, args: argparse.Namespace):

@@ -278,6 +278,30 @@ def test_resting_state_equals_nilearn_masker_and_connectivity_measure(rest):
     assert both.shape == (240, 8) and np.abs(both[:120] - series).max() == 0
 
 
+def test_resting_state_load_confounds_is_what_is_regressed_out(rest):
+    state = rest["state"]
+    table = state.load_confounds(run=2)
+    run = state.bids_container["run-2"]
+    raw = pd.read_csv(run["confounds"], sep="\t")
+    outliers = [c for c in raw.columns if c.startswith("motion_outlier")]
+    assert list(table.columns) == [*MOTION, *outliers] and len(table) == 120
+    expected = raw[[*MOTION, *outliers]].fillna(0)
+    expected = (expected - expected.mean()).to_numpy()  # glmflow demeans its confounds
+    assert np.abs(table.to_numpy() - expected).max() < 1e-12
+    both = state.load_confounds()
+    assert len(both) == 240 and list(both["run"].unique()) == ["1", "2"]
+    assert np.abs(both.iloc[120:][table.columns].to_numpy() - table.to_numpy()).max() == 0
+    # the columns the masker regressed out (a method's sidecar says them)
+    state.extract_time_series(run=2, **_atlas(rest))
+    sidecar = next(p for p in state.result.files if "_run-2_" in p.name
+                   and p.name.endswith("_timeseries.json"))  # fmt: skip
+    meta = json.loads(sidecar.read_text())
+    assert meta["Denoising"]["confound_columns"] == list(table.columns)
+    with pytest.raises(DatasetError) as err:
+        state.load_confounds(run=3)
+    _one_line(err, re.escape("Run 3 not found for sub-01 (runs: 1, 2, ALL)"))
+
+
 def test_resting_state_finds_the_planted_networks(rest):
     state = rest["state"]
     matrix = state.matrix_from_masker(run="ALL", show_plots=False, **_atlas(rest))

@@ -19,10 +19,13 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from glmflow.core.atlases import COORDINATE_ATLASES, VOLUME_ATLASES
 from glmflow.core.bids import discover_runs
+from glmflow.core.confounds.select import select_confounds
 from glmflow.core.memo import memo_key
+from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.publish import atomic_write_text
 from glmflow.core.rest.files import read_matrix, read_timeseries
 from glmflow.core.rest.measures import MEASURE_LABELS
@@ -89,11 +92,9 @@ class RestingState:
     def _connectivity(self, measure: str, atlas_to_use, labels_to_use, method, standardize,
                       flags: dict[str, bool]) -> ConnectivityResult:  # fmt: skip
         atlas = self._atlas(atlas_to_use, labels_to_use, method)
-        optional = [p for p, flag in FLAG_PATTERNS.items() if flags.get(flag, True)]
         model = {"connectivity": {
             "name": self.task, "task": self.task, "atlas": atlas, "measures": [measure],
-            "confounds": {"columns": self.confound_regressor_names,
-                          "optional_columns": optional},
+            "confounds": self._confounds(flags),
             "standardize": "zscore_sample" if standardize else None, "detrend": False,
             "high_pass": None, "low_pass": None, "fisher_z": False,
         }}  # fmt: skip
@@ -103,6 +104,28 @@ class RestingState:
             space=self._space, **{"progress": False, **self._project.options},
         )  # fmt: skip
         return self.result
+
+    def _confounds(self, flags: dict[str, bool]) -> dict[str, Any]:
+        """The model's confounds: the task file's, plus the flags' optional columns."""
+        optional = [p for p, flag in FLAG_PATTERNS.items() if flags.get(flag, True)]
+        return {"columns": self.confound_regressor_names, "optional_columns": optional}
+
+    def load_confounds(self, run="ALL") -> pd.DataFrame:
+        """The confounds glmflow regresses out of the run (every method's default flags):
+        one row per volume; ``"ALL"``: the runs' tables stacked, with a ``run`` column."""
+        spec = ConfoundsSpec.from_dict(self._confounds({}), what="'confounds'")
+        runs = (
+            self._runs
+            if run == "ALL"
+            else [r for r in self._runs if _is_run(f"_run-{r.run}_", run)]
+        )
+        if not runs:
+            raise self._no_run(run)
+        tables = [select_confounds(r.confounds, spec, bold_file=r.bold)[0] for r in runs]
+        if run != "ALL":
+            return tables[0]
+        return pd.concat([t.assign(run=r.run) for t, r in zip(tables, runs, strict=True)],
+                         ignore_index=True)  # fmt: skip
 
     def _atlas(self, atlas_to_use, labels_to_use, method) -> dict[str, Any]:
         if method not in METHODS:
@@ -159,8 +182,11 @@ class RestingState:
                 continue
             if (run == "ALL" and not has_run) or (run != "ALL" and _is_run(name, run)):
                 return path
+        raise self._no_run(run)
+
+    def _no_run(self, run) -> DatasetError:
         runs = ", ".join(str(r.run) for r in self._runs)
-        raise DatasetError(f"Run {run!r} not found for sub-{self.sub_id} (runs: {runs}, ALL)")
+        return DatasetError(f"Run {run!r} not found for sub-{self.sub_id} (runs: {runs}, ALL)")
 
     # ---- glm-express's methods
     def extract_time_series(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from nilearn.connectome import ConnectivityMeasure
 from nilearn.maskers import NiftiLabelsMasker, NiftiSpheresMasker
 
 from glmflow.core.rest.atlas import Atlas, ResampledAtlasWarning
 from glmflow.core.rest.extract import clean_signals, read_signals
-from glmflow.core.rest.measures import RUN_MEASURES, connectivity_matrix
+from glmflow.core.rest.measures import RUN_MEASURES
 from glmflow.core.rest.spec import CleanSpec
 
 SHAPE, N = (7, 8, 9), 60
@@ -93,21 +94,110 @@ def test_spheres_equal_nilearn_spheres_masker(run, radius):
     assert np.abs(ours - theirs).max() < 1e-6
 
 
-@pytest.mark.parametrize("measure", [m for m in RUN_MEASURES if m != "sparse inverse covariance"])
-def test_matrices_equal_connectivity_measure(run, measure):
-    d, confounds, _ = run
-    atlas = Atlas("labels", "x", ("a", "b", "c", "d"), str(d / "labels.nii.gz"), (1, 2, 3, 5))
-    series = _ours(d, atlas, CLEAN[0], confounds, None)
-    theirs = ConnectivityMeasure(kind=measure).fit_transform([series])[0]
-    assert np.abs(connectivity_matrix(series, measure) - theirs).max() < 1e-6
+# ---- the runner's written matrices against nilearn computed here on the same inputs
+MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "csf", "white_matter"]
+MEASURES = [*RUN_MEASURES, "tangent"]
+SUBJECTS = ("01", "02", "03", "04")
 
 
-def test_sparse_inverse_covariance_is_graphical_lasso_cv(run):
-    from sklearn.covariance import GraphicalLassoCV
+def _rest_model(root, fisher_z: bool) -> dict:
+    truth = root / "derivatives/truth"
+    return {"connectivity": {
+        "name": "rest", "task": "rest", "plots": False, "fisher_z": fisher_z,
+        "atlas": {"labels_img": str(truth / "atlas-rest_dseg.nii.gz"),
+                  "labels_tsv": str(truth / "atlas-rest_dseg.tsv"), "label": "synth"},
+        "confounds": {"columns": MOTION}, "measures": MEASURES,
+        "group": {"design": "two-sample", "group_column": "group",
+                  "inference": {"method": "none"}},
+    }}  # fmt: skip
 
-    d, confounds, _ = run
-    atlas = Atlas("labels", "x", ("a", "b", "c", "d"), str(d / "labels.nii.gz"), (1, 2, 3, 5))
-    series = _ours(d, atlas, CLEAN[0], confounds, None)
-    theirs = GraphicalLassoCV().fit(series).precision_
-    ours = connectivity_matrix(series, "sparse inverse covariance")
-    assert np.abs(ours - theirs).max() < 1e-6
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """4 subjects (2 control, 2 patient) x 1 run x 80 volumes, Fisher z on and off."""
+    import warnings
+
+    from glmflow.data.rest import add_resting_state
+    from glmflow.runners.rest import run_connectivity, run_connectivity_group
+
+    tmp = tmp_path_factory.mktemp("rest_written")
+    root = add_resting_state(tmp / "bids", n_subjects=4, n_runs=1, n_volumes=80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for z in (False, True):
+            kwargs = {"work_dir": tmp / f"work{z}", "plugin": "Linear"}
+            run_connectivity(root, tmp / f"out{z}", _rest_model(root, z), **kwargs)
+            run_connectivity_group(root, tmp / f"out{z}", _rest_model(root, z), **kwargs)
+    return root, tmp
+
+
+def _nilearn_series(root, sub: str) -> np.ndarray:
+    func = root / "derivatives/fmriprep" / f"sub-{sub}" / "func"
+    stem = f"sub-{sub}_task-rest_run-1"
+    confounds = pd.read_csv(func / f"{stem}_desc-confounds_timeseries.tsv", sep="\t")
+    space = f"{stem}_space-MNI152NLin2009cAsym"
+    masker = NiftiLabelsMasker(
+        root / "derivatives/truth/atlas-rest_dseg.nii.gz",
+        mask_img=func / f"{space}_desc-brain_mask.nii.gz",
+        t_r=2.0, detrend=True, standardize="zscore_sample", standardize_confounds=True,
+        high_pass=0.01, low_pass=0.08,
+    )  # fmt: skip
+    bold = func / f"{space}_desc-preproc_bold.nii.gz"
+    return masker.fit_transform(bold, confounds=confounds[MOTION].fillna(0).to_numpy())
+
+
+def _nilearn_matrix(series: np.ndarray, measure: str, fisher_z: bool) -> np.ndarray:
+    if measure == "sparse inverse covariance":
+        from sklearn.covariance import GraphicalLassoCV
+
+        return GraphicalLassoCV().fit(series).precision_
+    matrix = ConnectivityMeasure(kind=measure).fit_transform([series])[0]
+    if fisher_z and measure in ("correlation", "partial correlation"):
+        with np.errstate(divide="ignore"):
+            matrix = np.arctanh(np.clip(matrix, -1, 1))
+        np.fill_diagonal(matrix, np.nan)
+    return matrix
+
+
+def _same(ours: np.ndarray, theirs: np.ndarray) -> None:
+    assert ours.shape == theirs.shape
+    assert (np.isnan(ours) == np.isnan(theirs)).all()
+    assert np.nanmax(np.abs(ours - theirs)) < 1e-6
+
+
+@pytest.mark.parametrize("fisher_z", [False, True])
+@pytest.mark.parametrize("measure", RUN_MEASURES)
+def test_written_run_matrices_equal_nilearn(written, measure, fisher_z):
+    from glmflow.core.rest.files import read_matrix
+    from glmflow.core.rest.measures import MEASURE_LABELS
+
+    root, tmp = written
+    for sub in SUBJECTS:
+        func = tmp / f"out{fisher_z}" / "glmflow" / f"sub-{sub}" / "func"
+        name = (f"sub-{sub}_task-rest_run-1_space-MNI152NLin2009cAsym_seg-synth_"
+                f"meas-{MEASURE_LABELS[measure]}_relmat.tsv")  # fmt: skip
+        theirs = _nilearn_matrix(_nilearn_series(root, sub), measure, fisher_z)
+        _same(read_matrix(func / name), theirs)
+        if fisher_z and measure == "correlation":  # the transform is applied, not skipped
+            assert np.isnan(np.diag(read_matrix(func / name))).all()
+
+
+@pytest.mark.parametrize("fisher_z", [False, True])
+def test_written_group_tangent_equals_nilearn(written, fisher_z):
+    from scipy import stats
+
+    from glmflow.core.rest.files import read_matrix
+
+    root, tmp = written
+    top = tmp / f"out{fisher_z}" / "glmflow"
+    t_file = (
+        top / "task-rest_seg-synth_meas-tangent_contrast-patientMinusControl_stat-t_relmat.tsv"
+    )
+    groups = pd.read_csv(root / "participants.tsv", sep="\t").set_index("participant_id")["group"]
+    series = [_nilearn_series(root, sub).astype(np.float64) for sub in SUBJECTS]
+    tangent = ConnectivityMeasure(kind="tangent").fit_transform(series)
+    patient = np.array([groups[f"sub-{sub}"] == "patient" for sub in SUBJECTS])
+    assert patient.sum() == 2
+    theirs = stats.ttest_ind(tangent[patient], tangent[~patient], axis=0).statistic
+    np.fill_diagonal(theirs, np.nan)
+    _same(read_matrix(t_file), theirs)

@@ -48,6 +48,24 @@ WHERE = " (in rest.json)"
          """got "tdp\""""),
         ({"group": {"design": "paired", "conditions": ["a", "b"]}},
          """'group.design' must not be "paired" for connectivity"""),
+        ({"group": {"smoothing_fwhm": 6}},
+         "'group.smoothing_fwhm' does nothing in a connectivity model: it smooths maps; a "
+         "matrix of edges has no space to smooth; remove it"),
+        ({"group": {"first_level_contrasts": ["faces"]}},
+         "'group.first_level_contrasts' does nothing in a connectivity model: it chooses "
+         "first-level contrast maps; edges come from the measures; remove it"),
+        ({"group": {"inference": {"cluster_threshold": 10}}},
+         "'group.inference.cluster_threshold' does nothing in a connectivity model: it sizes "
+         "clusters of voxels; edges form no clusters; remove it"),
+        ({"group": {"method": "fixed"}},
+         """'group.method' does nothing in a connectivity model: it is for maps ("fixed" needs """
+         "variance maps); edges are fitted by OLS; remove it"),
+        ({"group": {"output_types": ["z_score"]}},
+         "'group.output_types' does nothing in a connectivity model: it chooses the maps "
+         "written; edges write t, z and p matrices; remove it"),
+        ({"group": {"inference": {"method": "fdr", "z_threshold": 2.3}}},
+         "'group.inference.z_threshold' does nothing in a connectivity model: it is for the "
+         '"threshold" method of maps; edges use alpha; remove it'),
         ({"fisher": True},
          "Unknown key 'fisher' in 'connectivity'; did you mean 'fisher_z'? Allowed: name, task, "
          "atlas, seeds, measures, confounds, fisher_z, plots, group, detrend, standardize, "

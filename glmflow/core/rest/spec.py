@@ -232,6 +232,7 @@ class ConnectivitySpec:
             )
         if self.group.design == "paired":
             raise check.FieldError("group.design", 'must not be "paired" for connectivity')
+        _check_edge_group(self.group)
 
     def resolve(self, path: str) -> str:
         """A path of the model, relative to the model file's folder."""
@@ -261,6 +262,41 @@ class ConnectivitySpec:
         if self.atlas is not None:
             data["atlas"] = self.atlas.to_dict()
         return data
+
+
+# group keys that only mean something for voxel maps, with why (their defaults are allowed)
+_VOXEL_ONLY = {
+    "conditions": "names first-level contrasts of a paired design (refused for edges)",
+    "first_level_contrasts": "chooses first-level contrast maps; edges come from the measures",
+    "method": 'is for maps ("fixed" needs variance maps); edges are fitted by OLS',
+    "smoothing_fwhm": "smooths maps; a matrix of edges has no space to smooth",
+    "target_affine": "resamples maps; edges have no grid",
+    "target_shape": "resamples maps; edges have no grid",
+    "minimize_memory": "writes residual maps; edges write t, z and p matrices only",
+    "output_types": "chooses the maps written; edges write t, z and p matrices",
+}  # fmt: skip
+_VOXEL_ONLY_INFERENCE = {
+    "z_threshold": 'is for the "threshold" method of maps; edges use alpha',
+    "cluster_threshold": "sizes clusters of voxels; edges form no clusters",
+    "cluster_forming_p": "forms clusters of voxels; edges form no clusters",
+    "min_distance": "separates peaks in cluster tables; edges have no peaks",
+}
+
+
+def _check_edge_group(group: GroupSpec) -> None:
+    """Refuse the group options that would do nothing for edges (one line, the key, why)."""
+    default = GroupSpec()
+    checks = [
+        ("group.", group, default, _VOXEL_ONLY),
+        ("group.inference.", group.inference, default.inference, _VOXEL_ONLY_INFERENCE),
+    ]
+    for prefix, given, default, why in checks:
+        for key, reason in why.items():
+            if getattr(given, key) != getattr(default, key):
+                raise check.FieldError(
+                    f"{prefix}{key}",
+                    f"does nothing in a connectivity model: it {reason}; remove it",
+                )
 
 
 _SECTION_KEYS = (

@@ -33,6 +33,7 @@ from glmflow.data._files import (
     HEAD_RADIUS_MM,
     MOTION,
     _expansions,
+    cosine_basis,
     write_image,
     write_json,
     write_nifti,
@@ -96,7 +97,8 @@ def _motion(rng, n: int, spikes: np.ndarray) -> np.ndarray:
     return motion - motion[0]
 
 
-def _confounds(motion: np.ndarray, spikes: np.ndarray, global_signal: np.ndarray) -> pd.DataFrame:
+def _confounds(motion: np.ndarray, spikes: np.ndarray, global_signal: np.ndarray, tr: float
+               ) -> pd.DataFrame:  # fmt: skip
     n = len(motion)
     delta = np.abs(np.diff(motion, axis=0))
     fd = np.concatenate([[np.nan], delta[:, :3].sum(1) + HEAD_RADIUS_MM * delta[:, 3:].sum(1)])
@@ -112,6 +114,8 @@ def _confounds(motion: np.ndarray, spikes: np.ndarray, global_signal: np.ndarray
         columns |= _expansions(name, motion[:, j])
     for k, frame in enumerate(sorted(set(np.flatnonzero(fd > 0.5)) | set(spikes.tolist()))):
         columns[f"motion_outlier{k:02d}"] = np.eye(n, dtype=int)[frame]
+    for k, values in enumerate(cosine_basis(n, tr).T):  # fMRIPrep's high-pass basis
+        columns[f"cosine{k:02d}"] = values
     return pd.DataFrame(columns)
 
 
@@ -209,7 +213,7 @@ def _write_run(root, stem, sub, anat, brain, labels, rng, n, tr, patient) -> np.
         out_dir / f"{prefix}_desc-preproc_bold.json", {"RepetitionTime": tr, "TaskName": TASK}
     )
     write_image(out_dir / f"{prefix}_desc-brain_mask.nii.gz", brain.astype(np.uint8), anat.affine)
-    confounds = _confounds(_motion(rng, n, spikes), spikes, volumes[:, inside].mean(1))
+    confounds = _confounds(_motion(rng, n, spikes), spikes, volumes[:, inside].mean(1), tr)
     write_tsv(out_dir / f"{stem}_desc-confounds_timeseries.tsv", confounds)
     zeros = np.zeros(int(np.prod(anat.shape)), np.int16)
     write_nifti(raw_dir / f"{stem}_bold.nii.gz", (zeros for _ in range(n)),

@@ -38,19 +38,32 @@ def load_strategies(
 
     # nilearn always censors non-steady-state volumes and warns when asked to.
     wanted = tuple(s for s in strategy if s != "non_steady_state")
+    what = f"nilearn load_confounds cannot apply strategy {list(strategy)} to {path}"
+    return _load(path, n_volumes, what, load_confounds, strategy=wanted, **options)
+
+
+def load_preset(
+    path: Path, preset: str, n_volumes: int, **options: object
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """nilearn's ``load_confounds_strategy`` preset (``"simple"``, ``"scrubbing"``, ...)."""
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    what = f"nilearn load_confounds_strategy cannot apply {preset!r} to {path}"
+    return _load(path, n_volumes, what, load_confounds_strategy, denoise_strategy=preset,
+                 **options)  # fmt: skip
+
+
+def _load(path: Path, n_volumes: int, what: str, call, **options: object):
     with tempfile.TemporaryDirectory(prefix="glmflow-confounds-") as tmp:
         image = _stage(path, Path(tmp))
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="strategy is empty")
                 warnings.filterwarnings("ignore", message="All volumes were marked")
-                confounds, sample_mask = load_confounds(str(image), strategy=wanted, **options)
+                confounds, sample_mask = call(str(image), **options)
         except ValueError as err:
             detail = " ".join(str(err).replace(str(Path(tmp)), "").split())
-            raise ConfoundsError(
-                f"nilearn load_confounds cannot apply strategy {list(strategy)} to {path}: "
-                f"{detail}"
-            ) from None
+            raise ConfoundsError(f"{what}: {detail}") from None
     if confounds is None:
         confounds = pd.DataFrame(index=pd.RangeIndex(n_volumes))
     if sample_mask is not None:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import nibabel as nib
 
 from glmflow.core.bids.runs import RunInputs
-from glmflow.core.confounds.select import select_confounds
 from glmflow.core.images import load_mask
 from glmflow.core.rest.atlas import (
     grid_labels,
@@ -23,6 +22,7 @@ from glmflow.core.rest.atlas import (
     resolve_atlas,
     sphere_voxels,
 )
+from glmflow.core.rest.denoise import run_confounds
 from glmflow.core.rest.extract import check_filter
 from glmflow.core.rest.run import seeds_atlas
 from glmflow.core.rest.spec import ConnectivitySpec
@@ -46,7 +46,9 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> Connec
     dropped: dict[int, str] = {}
     for run in runs:
         where = f"run {run.bold}"
-        _, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
+        _, sample_mask = run_confounds(
+            run.confounds, spec.confounds, spec.denoise, bold_file=run.bold
+        )
         if sample_mask is not None and len(sample_mask) == 0:
             raise DatasetError(
                 f"Every volume of {where} is censored (scrubbing / non-steady-state); relax "

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from glmflow.core.confounds.select import select_confounds
 from glmflow.core.images import save_nifti, unmask
 from glmflow.core.rest.atlas import Atlas, resolve_atlas
+from glmflow.core.rest.denoise import run_confounds
 from glmflow.core.rest.extract import check_filter, clean_signals, read_signals
 from glmflow.core.rest.files import read_matrix, write_matrix, write_timeseries
 from glmflow.core.rest.measures import (
@@ -55,7 +55,9 @@ def connectivity_run_files(
     {seed: nii}, "record": json}`` (paths in ``out_dir``)."""
     out = Path(out_dir)
     where = f"run {bold_file}"
-    confounds, sample_mask = select_confounds(confounds_file, spec.confounds, bold_file=bold_file)
+    confounds, sample_mask = run_confounds(
+        confounds_file, spec.confounds, spec.denoise, bold_file=bold_file
+    )
     n_volumes = len(confounds)
     check_filter(spec.clean, n_volumes, tr, where)
     atlas = resolve_atlas(spec) if spec.atlas is not None else None
@@ -119,7 +121,9 @@ def _record(spec, atlas, columns, sample_mask, n_volumes: int, tr: float) -> dic
         "CensoredVolumes": censored,
         "Denoising": {
             **{k: v for k, v in spec.clean.to_dict().items()},
-            "confounds": applied_confounds(spec.confounds.to_dict()),
+            "confounds": spec.denoise.to_dict()
+            if spec.denoise
+            else applied_confounds(spec.confounds.to_dict()),
             "confound_columns": list(columns),
             "method": "nilearn.signal.clean",
         },

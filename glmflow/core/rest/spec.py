@@ -34,6 +34,7 @@ from glmflow.core.model.group_specs import GroupSpec
 from glmflow.core.model.jsonfile import read_json
 from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.model.validation import locate
+from glmflow.core.rest.denoise import DenoiseSpec
 from glmflow.errors import ModelSpecError
 
 Measure = Literal[
@@ -197,6 +198,7 @@ class ConnectivitySpec:
     seeds: tuple[SeedSpec, ...] = ()
     measures: tuple[Measure, ...] = ("correlation",)
     confounds: ConfoundsSpec = field(default_factory=ConfoundsSpec)
+    denoise: DenoiseSpec | None = None  # a load_confounds_strategy preset, instead
     clean: CleanSpec = field(default_factory=CleanSpec)
     fisher_z: bool = True
     plots: bool = True
@@ -253,7 +255,7 @@ class ConnectivitySpec:
             "task": self.task,
             "seeds": [s.to_dict() for s in self.seeds],
             "measures": list(self.measures),
-            "confounds": self.confounds.to_dict(),
+            "confounds": (self.denoise or self.confounds).to_dict(),
             **self.clean.to_dict(),
             "fisher_z": self.fisher_z,
             "plots": self.plots,
@@ -331,6 +333,11 @@ def connectivity_spec(
     except ModelSpecError as err:
         raise locate(err, where) from None
     kwargs = {k: v for k, v in model.items() if k in _SECTION_KEYS}
+    if isinstance(kwargs.get("confounds"), Mapping) and "denoise_strategy" in kwargs["confounds"]:
+        try:
+            kwargs["denoise"] = DenoiseSpec.from_dict(kwargs.pop("confounds"))
+        except ModelSpecError as err:
+            raise locate(err, where, prefix="confounds.") from None
     parts = {
         "atlas": lambda v: AtlasSpec.from_dict(v, what="'atlas'"),
         "seeds": lambda v: tuple(SeedSpec.from_dict(s, what="'seeds'") for s in _list(v)),

@@ -624,26 +624,39 @@ def test_cli_inference_is_a_group_option_unless_the_model_is_bsm(ds003, tmp_path
     )
 
 
-def test_a_meta_unit_of_one_map_is_one_line_before_compute(zoo_model, layout):
+def _one_map_units(zoo_model, layout, kind: str):
+    """The zoo model with a Subject node of ``kind`` whose every unit has one map."""
     from glmflow.core.bsm import plan_later_nodes
 
     model = copy.deepcopy(zoo_model)
     model["Nodes"] = [model["Nodes"][0], {
-        "Level": "Subject", "Name": "meta", "GroupBy": ["subject", "contrast"],
-        "Model": {"X": [1], "Type": "meta"}, "DummyContrasts": {"Test": "t"},
+        "Level": "Subject", "Name": "one", "GroupBy": ["subject", "contrast"],
+        "Model": {"X": [1], "Type": kind}, "DummyContrasts": {"Test": "t"},
     }, model["Nodes"][1]]  # fmt: skip
     model["Edges"] = [
-        {"Source": "subject", "Destination": "meta", "Filter": {"contrast": ["task_vs_baseline"]}},
-        {"Source": "meta", "Destination": "t-test"},
+        {"Source": "subject", "Destination": "one", "Filter": {"contrast": ["task_vs_baseline"]}},
+        {"Source": "one", "Destination": "t-test"},
     ]
     checked = check_model(model, "model.json")
     graph = load_graph(checked, layout, "model.json")
-    runs = run_designs(graph, layout, "model.json")
+    return plan_later_nodes(graph, run_designs(graph, layout, "model.json"), "model.json")
+
+
+def test_a_meta_unit_of_one_map_passes_it_through(zoo_model, layout):
+    # Was refused before compute (ea3679f); fixed effects of one map are that map.
+    units = [u for u in _one_map_units(zoo_model, layout, "meta") if u.node == "one"]
+    assert [(u.method, len(u.rows), u.design.to_numpy().tolist()) for u in units] == [
+        ("fixed", 1, [[1.0]]),
+        ("fixed", 1, [[1.0]]),
+    ]
+
+
+def test_a_glm_unit_of_one_map_is_one_line_before_compute(zoo_model, layout):
     with pytest.raises(ModelSpecError) as info:
-        plan_later_nodes(graph, runs, "model.json")
+        _one_map_units(zoo_model, layout, "glm")
     assert str(info.value) == (
-        "model.json: node 'meta' (contrast task_vs_baseline, subject 01): 'Model.Type' \"meta\" "
-        "combines maps, but this unit has one (contrast task_vs_baseline, subject 01, task "
-        "rhymejudgment); remove the node (its Edges then pass the maps on) or group more maps "
-        "into a unit ('GroupBy')"
+        "model.json: node 'one' (contrast task_vs_baseline, subject 01): 'Model.Type' \"glm\" "
+        "(OLS) needs at least two maps, but this unit has one (contrast task_vs_baseline, "
+        "subject 01, task rhymejudgment); set 'Model.Type' to \"meta\" (fixed effects pass one "
+        "map through with its dof) or group more maps into a unit ('GroupBy')"
     )

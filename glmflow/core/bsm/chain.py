@@ -165,15 +165,15 @@ def _plan_unit(node, out, inputs, where, missing) -> HigherUnit:
     fixed = node.model.get("type") == "meta" or any(
         c["test"] == "FEMA" for c in contrasts.values()
     )
-    if contrasts and fixed and len(rows) == 1:
+    if contrasts and not fixed and len(rows) == 1:
         raise ModelSpecError(
-            f"{unit}: 'Model.Type' \"meta\" combines maps, but this unit has one "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(rows[0].entities.items()))}); remove "
-            "the node (its Edges then pass the maps on) "
+            f"{unit}: 'Model.Type' \"glm\" (OLS) needs at least two maps, but this unit has one "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(rows[0].entities.items()))}); set "
+            "'Model.Type' to \"meta\" (fixed effects pass one map through with its dof) "
             "or group more maps into a unit ('GroupBy')"
         )
-    if contrasts:
-        check_design(design, source=f"the X of {unit}")
+    if contrasts:  # a meta unit of one map passes it through (the group engine's rule)
+        check_design(design, source=f"the X of {unit}", fixed=fixed)
     return HigherUnit(
         node=node.name,
         level=node.level,

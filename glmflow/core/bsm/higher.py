@@ -25,6 +25,12 @@ from glmflow.core.model import GroupSpec
 from glmflow.core.publish import atomic_write_json
 from glmflow.errors import GroupModelError
 
+#: the sidecar note of a fixed-effects unit of one map (what compute_fixed_effects returns)
+_ONE_MAP = (
+    "fixed effects of one input map: effect and variance are the input's, "
+    "t, z and p follow from them with the input's dof"
+)
+
 #: fit_group_model's output type -> the key of the index record ("stat" is t or F)
 _KEYS = {
     "effect_size": "effect",
@@ -92,7 +98,7 @@ def fit_unit_files(
     )
     index = {}
     for i, (name, spec) in enumerate(specs.items()):
-        record = _record(spec, list(design.columns), dof, mask)
+        record = _record(spec, list(design.columns), dof, mask, len(records), fixed)
         for kind, img in fit.maps[name].items():
             record[_KEYS[kind]] = str(out / f"c{i:03d}_{_KEYS[kind]}.nii.gz")
             nib.save(img, record[_KEYS[kind]])
@@ -106,8 +112,14 @@ def fit_unit_files(
     }
 
 
-def _record(spec: Mapping[str, Any], columns: list[str], dof: float, mask: str) -> dict:
+def _record(
+    spec: Mapping[str, Any], columns: list[str], dof: float, mask: str, n_maps: int, fixed: bool
+) -> dict:
+    """One contrast's entry in ``contrasts.json``; a fixed-effects unit of one map says so."""
+    note = {"combination": _ONE_MAP} if fixed and n_maps == 1 else {}
     return {
+        **note,
+        "inputs": n_maps,
         "stat_type": "F" if np.ndim(spec["weights"]) == 2 else "t",
         "test": spec["test"],
         "weights": spec["weights"],

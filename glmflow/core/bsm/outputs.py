@@ -93,6 +93,8 @@ def stage_unit_maps(
                 "DegreesOfFreedom": record.get("dof"),
                 "DroppedConditions": record.get("dropped", []),
                 **({"Test": record["test"]} if "test" in record else {}),
+                **({"InputMaps": record["inputs"]} if "inputs" in record else {}),
+                **({"Combination": record["combination"]} if "combination" in record else {}),
                 **({"Columns": record["columns"]} if "columns" in record else {}),
             }
             staged.append(atomic_write_json(stage / sidecar_path(dest).name, sidecar))

@@ -197,9 +197,13 @@ def _paired_design(ids: list[str], conditions: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(data, index=index)
 
 
-def check_design(design: pd.DataFrame, *, source: str = "the design matrix") -> pd.DataFrame:
+def check_design(
+    design: pd.DataFrame, *, source: str = "the design matrix", fixed: bool = False
+) -> pd.DataFrame:
     """Check that a group design is numeric, finite, full rank and leaves degrees of freedom.
 
+    ``fixed``: the fit is fixed effects (known variances, dof from the inputs), so one map is
+    enough (its effect and variance pass through) and no dof is needed from the rows.
     Returns the design with float columns.
     """
     if design.shape[1] == 0:
@@ -220,7 +224,11 @@ def check_design(design: pd.DataFrame, *, source: str = "the design matrix") -> 
             )
     design = design.astype(float)
     n_rows, n_cols = design.shape
-    if n_rows < 2:
+    if fixed and n_rows < 1:
+        raise GroupModelError(
+            f"A fixed-effects model needs a map; the design in {source} has no row, add one"
+        )
+    if n_rows < 2 and not fixed:
         raise GroupModelError(
             f"A group model needs at least two maps, the design in {source} has {n_rows} row; "
             "add subjects"
@@ -243,7 +251,7 @@ def check_design(design: pd.DataFrame, *, source: str = "the design matrix") -> 
             f"The design in {source} is singular: columns {', '.join(tied)} are linearly "
             f"dependent (rank {rank} < {n_cols} columns); remove or recode one of them"
         )
-    if n_rows <= n_cols:
+    if n_rows <= n_cols and not fixed:
         raise GroupModelError(
             f"The design in {source} has {n_cols} columns for {n_rows} maps, which leaves no "
             "degrees of freedom; add subjects or remove regressors"

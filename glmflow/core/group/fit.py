@@ -106,7 +106,7 @@ def fit_group_model(
     GroupFit
     """
     files = check_design_rows(effect_files, design, design_source)
-    design = check_design(design, source=design_source)
+    design = check_design(design, source=design_source, fixed=group.method == "fixed")
     if not contrasts:
         raise GroupModelError(f"No group contrast in {contrast_source}; define at least one")
     weights = {

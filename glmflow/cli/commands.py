@@ -244,8 +244,10 @@ def _level_options(args: argparse.Namespace, options) -> dict:
 
 def _done(what: str, elapsed: float, result, options) -> int:
     """The last line of a level: what was done, its time, its files and the cache."""
+    # the level's report pages and index (issue 10) are files it wrote too
+    count = len(set(result.files) | set(getattr(result, "reports", ())))
     print(
-        f"glmflow: {what} done in {elapsed:.1f} s; {len(result.files)} file(s) in "
+        f"glmflow: {what} done in {elapsed:.1f} s; {count} file(s) in "
         f"{result.output_dir}; cache in {options.work_dir}"
     )
     return 0

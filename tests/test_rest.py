@@ -192,6 +192,22 @@ def test_label_without_voxel_in_mask(rest_ds, tmp_path):
     )
 
 
+NYQUIST = [({"low_pass": 0.3}, "low_pass", "0.3"),
+           ({"high_pass": 0.25, "low_pass": None}, "high_pass", "0.25")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("band", "key", "value"), NYQUIST)
+def test_band_above_nyquist_is_one_line(rest_ds, tmp_path, band, key, value):
+    files = _run_files(rest_ds, "01")
+    with pytest.raises(DatasetError) as err:
+        connectivity_run_files(**files, spec=_model(rest_ds, **band), out_dir=tmp_path)
+    assert _one_line(err) == (
+        f"{key} {value} Hz is at or above the Nyquist frequency 0.25 Hz of run "
+        f"{files['bold_file']} (TR 2 s); lower it or remove it"
+    )
+    assert not any(tmp_path.iterdir())  # refused before any compute
+
+
 def test_run_shorter_than_the_filter_needs(tmp_path):
     root = add_resting_state(tmp_path / "short", n_subjects=1, n_volumes=30)
     with pytest.raises(DatasetError) as err:

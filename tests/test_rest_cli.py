@@ -33,12 +33,19 @@ def dataset(tmp_path_factory):
     return root, tmp, model
 
 
-def test_participant_then_group(dataset, capsys):
+@pytest.fixture(scope="module")
+def participant(dataset):
+    root, tmp, model = dataset
+    argv = [str(root), str(tmp / "out"), "participant", "--model", str(model),
+            "-w", str(tmp / "work"), "-q"]  # fmt: skip
+    return main(argv)
+
+
+def test_participant_then_group(dataset, participant, capsys):
     root, tmp, model = dataset
     out, work = tmp / "out", tmp / "work"
     common = ["--model", str(model), "-w", str(work), "-q"]
-    assert main([str(root), str(out), "participant", *common]) == 0
-    assert "connectivity of 4 run(s) of 4 subject(s) done" in capsys.readouterr().out
+    assert participant == 0
     func = out / "glmflow/sub-03/func"
     for name in (f"sub-03_task-rest_run-1_{SPACE}_seg-synth_timeseries.tsv",
                  f"sub-03_task-rest_run-1_{SPACE}_seg-synth_meas-correlation_relmat.tsv",
@@ -71,3 +78,50 @@ def test_bad_space_is_one_line(dataset, tmp_path, capsys, space, message):
     err = capsys.readouterr().err.strip()
     assert err == f"glmflow: error: {message.format(model=model)}"
     assert not out.exists() or not any(out.iterdir())
+
+
+def _covariates_model(root, covariates: list[str]) -> dict:
+    data = _model(root)
+    data["connectivity"]["group"] = {"design": "covariates", "covariates": covariates,
+                                     "inference": {"method": "none"}}  # fmt: skip
+    return data
+
+
+def test_covariate_design_end_to_end(dataset, participant):
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from glmflow.core.rest.files import read_matrix
+    from glmflow.runners.rest import run_connectivity_group
+
+    root, tmp, _ = dataset
+    assert participant == 0
+    result = run_connectivity_group(root, tmp / "out", _covariates_model(root, ["age"]),
+                                    work_dir=tmp / "work")  # fmt: skip
+    top = tmp / "out/glmflow"
+    t_file = top / "task-rest_seg-synth_meas-correlation_contrast-age_stat-t_relmat.tsv"
+    assert t_file in result.files
+    age = pd.read_csv(root / "participants.tsv", sep="\t")["age"].to_numpy(float)
+    subjects = [read_matrix(top / f"sub-0{s}/func/sub-0{s}_task-rest_{SPACE}_seg-synth_"
+                            "meas-correlation_relmat.tsv") for s in range(1, 5)]  # fmt: skip
+    y = np.stack(subjects)[:, 0, 1]  # edge A1-A2, Fisher z
+    fit = stats.linregress(age, y)
+    assert abs(read_matrix(t_file)[0, 1] - fit.slope / fit.stderr) < 1e-6
+    design = pd.read_csv(top / "task-rest_seg-synth_meas-correlation_design.tsv", sep="\t")
+    assert abs(design["age"].mean()) < 1e-12  # demeaned
+
+
+def test_missing_covariate_column_names_the_model(dataset, participant, tmp_path, capsys):
+    root, tmp, _ = dataset
+    model = tmp_path / "rest_cov.json"
+    model.write_text(json.dumps(_covariates_model(root, ["height"])))
+    before = sorted((tmp / "out/glmflow").iterdir())
+    argv = [str(root), str(tmp / "out"), "group", "--model", str(model), "-w", str(tmp / "work")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"glmflow: error: 'group.covariates' 'height' of the connectivity model {model} is not "
+        f"a column of {root / 'participants.tsv'} (columns: group, age); add the column to "
+        "participants.tsv or change 'group.covariates' in the model"
+    )
+    assert sorted((tmp / "out/glmflow").iterdir()) == before

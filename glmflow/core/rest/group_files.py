@@ -30,7 +30,7 @@ from glmflow.core.rest.files import (
 from glmflow.core.rest.group import edge_glm
 from glmflow.core.rest.measures import MEASURE_LABELS, tangent_matrices
 from glmflow.core.rest.spec import ConnectivitySpec
-from glmflow.errors import DatasetError
+from glmflow.errors import DatasetError, GroupModelError
 
 
 def _subject_files(out: Path, spec: ConnectivitySpec, seg: str, suffix: str, meas: str | None):
@@ -67,6 +67,20 @@ def _nothing(out: Path, spec, seg: str, what: str) -> str:
     )
 
 
+def _check_columns(spec: ConnectivitySpec, participants, participants_file) -> None:
+    """The model's group column and covariates must be columns of participants.tsv."""
+    named = [("group.group_column", spec.group.group_column)]
+    named += [("group.covariates", c) for c in spec.group.covariates]
+    for key, column in named:
+        if column is not None and column not in participants.columns:
+            available = ", ".join(str(c) for c in participants.columns if c != "participant_id")
+            raise GroupModelError(
+                f"'{key}' {column!r} of the connectivity model {spec.source} is not a column "
+                f"of {participants_file} (columns: {available}); add the column to "
+                f"{Path(participants_file).name} or change '{key}' in the model"
+            )
+
+
 def connectivity_group_files(
     *,
     output_dir: str | os.PathLike,
@@ -81,6 +95,7 @@ def connectivity_group_files(
     out, stage = Path(output_dir), Path(stage_dir)
     stage.mkdir(parents=True, exist_ok=True)
     participants = load_participants(participants_file)
+    _check_columns(spec, participants, participants_file)
     pairs: list[tuple[str, Path, dict[str, Any] | None]] = []
     for measure in spec.measures:
         chosen, matrices = subject_matrices(out, spec, seg, measure, subjects)

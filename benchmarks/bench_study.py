@@ -19,7 +19,9 @@ a one-sample group (FDR q < 0.05 and its cluster table where the tool makes one)
   no smoothing (BSM has no smoothing field): glmflow's BSM path and FitLins 0.11.0 (its own
   venv: ``--fitlins`` or ``GLMFLOW_FITLINS``; absent, its rows say so), cold and cached rerun.
 
-Every row records the 1-minute load average before and after it (the machine is shared).
+Every row records the 1-minute load average before and after it (the machine is shared) and
+the CPU seconds of its processes (``getrusage``: only processes their parents waited for, so
+pool workers that are never reaped, as FitLins' forkserver workers may be, are missed).
 Usage: ``python benchmarks/bench_study.py [--preset tiny|realistic] [--fitlins PATH] [--skip
 ...]``. Prints a markdown report and writes ``benchmarks/RESULTS-study.md`` (realistic) or
 ``WORK/RESULTS-study-tiny.md``.

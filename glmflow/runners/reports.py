@@ -43,9 +43,10 @@ def run_reports(
         try:
             execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), execution)
         except ExecutionError as err:  # the level's own outputs are written: say it, go on
+            # RuntimeWarning: a level's own UserWarnings are silenced while it publishes
             warnings.warn(
                 f"Report pages not made ({err}); the outputs are written: fix the cause and "
-                "rerun with --reports-only", stacklevel=2,
+                "rerun with --reports-only", RuntimeWarning, stacklevel=2,
             )  # fmt: skip
             chosen = [page for page in chosen if (output_dir / page.name).is_file()]
     index = write_index(output_dir, pages)

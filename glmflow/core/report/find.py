@@ -24,7 +24,7 @@ from glmflow.core.memo import file_identity, memo_key
 from glmflow.core.outputs import contrast_label
 
 _DESIGN = "_design.tsv"
-_NOT_HASHED = ("names", "bold")  # texts, and the BOLD (its identity is in the plan)
+_NOT_HASHED = ("names", "bold", "not_drawn")  # texts, and the BOLD (its identity is in the plan)
 
 
 @dataclass(frozen=True)
@@ -120,15 +120,22 @@ def _subject_page(folder: Path, fmriprep: Path | None) -> PagePlan | None:
         return None
     runs = [_run_plan(d, fmriprep, folder.parent) for d in designs]
     contrasts = []
+    not_drawn = []  # surface maps (GIFTI, CIFTI): the report draws volumes only, and says so
     for sidecar in sorted(folder.rglob("*_contrast-*_stat-z_statmap.json")):
         info = _read(sidecar)
-        if info.get("Level") in ("subject", "session"):
-            contrasts.append({
-                "z": str(sidecar).removesuffix(".json") + ".nii.gz", "sidecar": str(sidecar),
-                "names": [info["Contrast"]["Name"], info["Model"]["Task"]],
-            })  # fmt: skip
+        if info.get("Level") not in ("subject", "session"):
+            continue
+        image = Path(str(sidecar).removesuffix(".json") + ".nii.gz")
+        if not image.is_file():
+            not_drawn.append(sidecar.name.removesuffix(".json"))
+            continue
+        contrasts.append({
+            "z": str(image), "sidecar": str(sidecar),
+            "names": [info["Contrast"]["Name"], info["Model"]["Task"]],
+        })  # fmt: skip
     label = folder.name
-    content = {"subject": label.removeprefix("sub-"), "runs": runs, "contrasts": contrasts}
+    content = {"subject": label.removeprefix("sub-"), "runs": runs, "contrasts": contrasts,
+               "not_drawn": not_drawn}  # fmt: skip
     return PagePlan("subject", f"{label}.html", f"Subject {label}", content)
 
 

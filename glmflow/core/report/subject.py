@@ -134,6 +134,8 @@ def render_subject_page(content: dict[str, Any], title: str, atlas: VolumeAtlas)
         text, more = _contrast_section(contrast, inference, atlas, anatomy)
         contrasts.append(text)
         notes += more
+    notes += [f"{name}: not a volume map, not drawn in this report (surfaces are not "
+              "supported yet)" for name in content.get("not_drawn", [])]  # fmt: skip
     sections = [
         html.section("methods", "Methods", html.paragraph(first_level_methods(spec), "methods")),
         html.section("runs", "Runs", *runs),

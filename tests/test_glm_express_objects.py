@@ -210,6 +210,27 @@ def test_bad_arguments_are_one_line(study, subject, aggregator):
     _one_line(err, r"user_design_matrices is not supported by glmflow\.glm_express; .*")
 
 
+def test_aggregator_raises_a_subjects_mid_run_failure(tmp_path):
+    """A subject whose BOLD breaks inside the graph (its header and size pass the checks
+    before compute): the failure is raised, naming the subject's node; no summary."""
+    from glmflow.execution.plugins import ExecutionError
+
+    bids = make_synthetic_dataset(tmp_path / "bids", n_subjects=2, n_runs=1, n_volumes=40)
+    shutil.copy(MODELS / "task_information.json", tmp_path / "task_information.json")
+    bold = next((bids / "derivatives/fmriprep/sub-02/func").glob("*desc-preproc_bold.nii.gz"))
+    raw = bold.read_bytes()
+    mid = len(raw) // 2  # flip 64 compressed bytes: the gzip CRC fails at the read
+    bold.write_bytes(raw[:mid] + bytes(b ^ 0xFF for b in raw[mid : mid + 64]) + raw[mid + 64 :])
+    agg = Aggregator(bids, "faces", plugin="Linear")
+    with pytest.raises(ExecutionError) as err:
+        agg.run_all_models(smoothing=0, plot_brains=False)
+    _one_line(err, r"Node 'glmflow_wf\.sub_02_task_faces_wf\..*' failed with "
+              r"glmflow\.errors\.DatasetError: BOLD .*sub-02_task-faces_run-1_.* cannot be read "
+              r"at volume \d+ of 40 \(BadGzipFile: CRC check failed .*")  # fmt: skip
+    assert agg.summary is None
+    assert not (bids / "derivatives" / "glmflow").exists()  # nothing half-published
+
+
 def test_bad_contrast_and_tr_are_one_line(study, subject):
     sub = Subject("02", "faces", bids_root=study["bids"], suppress=True, **RUN)
     sub.set_design_contrasts({"faces-houses": "face - houses"})

@@ -396,25 +396,58 @@ def _error_line(driver: subprocess.Popen) -> str:
     return next(line for line in stderr.splitlines() if line.startswith("ERROR: "))
 
 
-@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def _chain_values(work: Path, n_steps: int = 2) -> list[str]:
+    return [(work / "chain_wf" / f"step{i}" / "value.txt").read_text() for i in range(n_steps)]
+
+
+def _clean_chain(tmp_path: Path) -> list[str]:
+    """The values of a clean MultiProc run of the 2-step chain: the reference of a rerun."""
+    clean = tmp_path / "clean"
+    run_workflow(
+        build_chain(tmp_path / "clean_runs", 2, 0), plugin="MultiProc", work_dir=clean,
+        poll_interval=0.2,
+    )  # fmt: skip
+    return _chain_values(clean)
+
+
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
 def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_path, work_dir):
-    """scancel / qdel of a running job (as an out-of-memory or time-limit kill would)."""
+    """scancel / qdel of a running job (as an out-of-memory or time-limit kill would).
+
+    Under every plugin, the Graph ones included (their jobs are all submitted at once, with
+    dependencies): one line naming the node, the job, the scheduler's account of it and the
+    rerun command, within seconds; the dependent step never runs, the dead step left no
+    result, and the rerun gives the values of a clean run.
+    """
     require_cluster(plugin)
+    scheduler = _scheduler(plugin)
     driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=60)
-    subprocess.run(["scancel" if plugin == "SLURM" else "qdel", job], check=True, timeout=30)
-    line = _error_line(driver)
+    subprocess.run(["scancel" if scheduler == "SLURM" else "qdel", job], check=True, timeout=30)
+    start = time.monotonic()
+    line = _error_line(driver)  # bounded: communicate(timeout=120)
+    took = time.monotonic() - start
     account = r"(sacct|scontrol): .*CANCELLED.*"
-    if plugin == "SGE":  # qdel kills the job: "failed 100 : assumedly after job, exit_status 137"
+    if scheduler == "SGE":  # qdel kills it: "failed 100 : assumedly after job, exit_status 137"
         account = r"qacct: failed \d+ .*exit_status 137 \(Killed\)"
     crash = re.escape(str(work_dir / "chain_wf" / "crash"))
     message = (
-        rf"^ERROR: Node 'chain_wf\.step0' failed with JobDiedError: {plugin} job {job} ended "
-        rf"without a result \({account}\); rerun `.+` to resume \(finished nodes are "
+        rf"^ERROR: Node 'chain_wf\.step0' failed with JobDiedError: {scheduler} job {job} "
+        rf"ended without a result \({account}\); rerun `.+` to resume \(finished nodes are "
         rf"reused\); crash file: {crash}/crash-\S+-step0-\S+\.txt$"
     )
     assert re.match(message, line), line
+    assert took < 30, f"the driver took {took:.0f} s to say that job {job} died"
     assert runs_of(tmp_path / "runs") == ["step0"]  # the dependent step never ran
     assert queued_jobs(plugin, work_dir / "chain_wf" / "batch") == {}
+    # nothing half-written: neither the dead step nor its dependent has a result
+    assert not list((work_dir / "chain_wf").glob("step*/result_*.pklz"))
+    assert not list((work_dir / "chain_wf").glob("step*/value.txt"))
+
+    run_workflow(
+        build_chain(tmp_path / "runs", 2, 0), plugin=plugin, work_dir=work_dir, poll_interval=POLL
+    )
+    assert runs_of(tmp_path / "runs") == ["step0", "step0", "step1"]
+    assert _chain_values(work_dir) == _clean_chain(tmp_path) == ["3", "10"]
 
 
 @pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
@@ -538,16 +571,7 @@ def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
     run_workflow(
         build_chain(tmp_path / "runs", 2, 5), plugin=plugin, work_dir=work_dir, poll_interval=POLL
     )
-    clean = tmp_path / "clean"
-    run_workflow(
-        build_chain(tmp_path / "clean_runs", 2, 0), plugin="MultiProc", work_dir=clean,
-        poll_interval=0.2,
-    )  # fmt: skip
-    values = {
-        work.name: [(work / "chain_wf" / f"step{i}" / "value.txt").read_text() for i in range(2)]
-        for work in (work_dir, clean)
-    }
-    assert values == {"work": ["3", "10"], "clean": ["3", "10"]}
+    assert _chain_values(work_dir) == _clean_chain(tmp_path) == ["3", "10"]
     assert runs_of(tmp_path / "runs")[-1] == "step1"
 
 

@@ -9,16 +9,34 @@ id, the scheduler's own account of the job (``sacct`` / ``scontrol``, ``qacct``)
 command that resumes the run. A queue command that fails is retried with backoff, then ends
 the run with one line saying the scheduler is unreachable (Nipype read it as "finished"),
 and a job of the run that cannot start (held, partition down) ends it after a bound.
+
+The *Graph* plugins submit every job at once and return; :class:`GraphJobDeaths` watches
+the queue while glmflow waits for them: a job that leaves it with neither a result nor a
+crash file died, and gets the same crash file and line, and its dependents are cancelled
+(SGE's ``-hold_jid`` would release them to run without their inputs).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from nipype.pipeline.plugins import SGEPlugin, SLURMPlugin
+from nipype.pipeline.plugins.tools import report_crash
 
 from glmflow.execution.folders import this_command
-from glmflow.execution.scheduler import StuckJobs, job_account, user_jobs
+from glmflow.execution.plugins import scheduler_of
+from glmflow.execution.scheduler import StuckJobs, cancel_jobs, job_account, user_jobs
 
 _NO_RESULT = "results file does not exist"
+
+
+def job_died(scheduler: str, job: str) -> str:
+    """The crash record of a job that ended without a result, with the scheduler's account."""
+    return (
+        f"JobDiedError: {scheduler} job {job} ended without a result "
+        f"({job_account(scheduler, job)}); rerun `{this_command()}` to resume (finished nodes "
+        "are reused)\n"
+    )
 
 
 class _ReportJobDeaths:
@@ -28,12 +46,7 @@ class _ReportJobDeaths:
         result = super()._get_result(taskid)
         traceback = result and result.get("traceback")
         if result and result["result"] is None and traceback and _NO_RESULT in str(traceback):
-            scheduler = self.scheduler
-            result["traceback"] = [
-                f"JobDiedError: {scheduler} job {taskid} ended without a result "
-                f"({job_account(scheduler, str(taskid))}); rerun `{this_command()}` to "
-                "resume (finished nodes are reused)\n"
-            ]
+            result["traceback"] = [job_died(self.scheduler, str(taskid))]
         return result
 
     def _report_crash(self, node, result=None):
@@ -77,6 +90,64 @@ class GlmflowSGE(_ReportJobDeaths, _WatchStuckJobs, SGEPlugin):
     def _is_pending(self, taskid):
         self._queue()
         return super()._is_pending(taskid)
+
+
+def _result_file(node) -> Path:
+    return Path(node.output_dir(), f"result_{node.name}.pklz")
+
+
+class GraphJobDeaths:
+    """Watch a Graph plugin's jobs; a dead job gets a crash file and its dependents cancelled.
+
+    ``nodes`` are the executed graph's nodes; a job is matched to its node by the name of
+    its script, which Nipype ends with ``_<hierarchy>_<node id>.sh``.
+    """
+
+    def __init__(self, plugin: str, nodes, crash_dir: Path):
+        self.plugin, self.crash_dir = plugin, crash_dir
+        self.ends = {f"_{n._hierarchy}_{n._id}.sh" if n._hierarchy else f"_{n._id}.sh": n
+                     for n in nodes}  # fmt: skip
+        by_result = {_result_file(node): node for node in nodes}
+        sources = {node: {Path(src[0]) for src in node.input_source.values()} for node in nodes}
+        self.parents = {node: {by_result[p] for p in paths if p in by_result}
+                        for node, paths in sources.items()}  # fmt: skip
+        self.crashes = set(crash_dir.glob("crash-*"))
+        self.seen: dict[str, object] = {}  # {job id: node} of this run's queued jobs
+
+    def _node(self, script: str):
+        ends = [end for end in self.ends if script.endswith(end)]
+        return self.ends[max(ends, key=len)] if ends else None
+
+    def _crashed(self, node) -> bool:
+        new = set(self.crash_dir.glob(f"crash-*-{node._id}-*")) - self.crashes
+        return any(f"Node: {node.fullname}\n" in path.read_text(errors="replace") for path in new)
+
+    def _had_inputs(self, node) -> bool:
+        return all(_result_file(parent).is_file() for parent in self.parents[node])
+
+    def _descendants(self, nodes: set) -> set:
+        found = set(nodes)
+        while more := {n for n, parents in self.parents.items() if parents & found} - found:
+            found |= more
+        return found - nodes
+
+    def __call__(self, queued: dict[str, tuple[str, str]]) -> None:
+        """One listing of the queue (:func:`scheduler.queued_scripts`)."""
+        for job, (_, script) in queued.items():
+            if job not in self.seen and (node := self._node(script)) is not None:
+                self.seen[job] = node
+        ended = {job: self.seen.pop(job) for job in list(self.seen) if job not in queued}
+        dead = {job: node for job, node in ended.items()
+                if not _result_file(node).is_file() and not self._crashed(node)}  # fmt: skip
+        # the dependents SLURM cancels with a dead job (kill_invalid_depend) lacked inputs:
+        # the death itself is the job whose inputs were all there
+        causes = {job: node for job, node in dead.items() if self._had_inputs(node)}
+        if causes:
+            # the dependents first (SGE's -hold_jid releases them), then the account
+            doomed = self._descendants(set(causes.values()))
+            cancel_jobs(self.plugin, [job for job, node in self.seen.items() if node in doomed])
+            for job, node in causes.items():
+                report_crash(node, traceback=[job_died(scheduler_of(self.plugin), job)])
 
 
 BATCH_RUNNERS = {"SLURM": GlmflowSLURM, "SGE": GlmflowSGE}

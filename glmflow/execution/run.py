@@ -27,7 +27,7 @@ from nipype.utils.filemanip import ensure_list
 from glmflow.core.outputs import sidecar_path
 from glmflow.core.publish import publish
 from glmflow.execution import scheduler
-from glmflow.execution.batch import BATCH_RUNNERS
+from glmflow.execution.batch import BATCH_RUNNERS, GraphJobDeaths
 from glmflow.execution.folders import this_command
 from glmflow.execution.multiproc import FrozenGCMultiProc
 from glmflow.execution.options import ExecutionOptions
@@ -274,7 +274,8 @@ def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
         ):
             execgraph = workflow.run(plugin=runner, plugin_args=args)
             if plugin.endswith("Graph"):
-                scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run")
+                deaths = GraphJobDeaths(plugin, runner.graph_nodes, crash_dir)
+                scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run", deaths)
     except RuntimeError as exc:
         error = _failure(_crash_files(crash_dir) - crashes_before)
         error = error or scheduler.submission_error(exc, plugin)

@@ -6,6 +6,7 @@ import getpass
 import logging
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -248,8 +249,8 @@ def check_requests(plugin: str, requests: dict[str, list[str]], args: dict[str, 
             )
 
 
-def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
-    """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir.
+def queued_scripts(plugin: str, batch_dir: Path) -> dict[str, tuple[str, str]]:
+    """{job id: (SLURM reason / SGE state, job script)} of this user's jobs in batch_dir.
 
     Raises SchedulerUnreachable when the queue cannot be read (after retries).
     """
@@ -260,26 +261,36 @@ def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
         for line in scheduler_command(cmd, scheduler).stdout.splitlines():
             job, reason, command = line.split("|", 2)
             if command.startswith(prefix):
-                jobs[job] = reason
+                jobs[job] = (reason, command)
         return jobs
     # qstat lists job-ID prior name user state ...; only qstat -j tells the script
     states = {}
     for line in scheduler_command(["qstat", "-u", user()], scheduler).stdout.splitlines()[2:]:
         fields = line.split()
         states[fields[0]] = fields[4]
-    if states:
-        job = None
-        # a job that ended since the listing is no failure of the scheduler
-        proc = scheduler_command(
-            ["qstat", "-j", ",".join(states)], scheduler, lambda p: "do not exist" in p.stderr
-        )
-        for line in proc.stdout.splitlines():
-            field, _, value = line.partition(":")
-            if field == "job_number":
-                job = value.strip()
-            elif field == "script_file" and value.strip().startswith(prefix):
-                jobs[job] = states.get(job, "")
+    if not states:
+        return jobs
+    # a job that ended since the listing is no failure of the scheduler
+    proc = scheduler_command(
+        ["qstat", "-j", ",".join(states)], scheduler, lambda p: "do not exist" in p.stderr
+    )
+    for block in re.split(r"^=+$", proc.stdout, flags=re.M):
+        fields = (line.partition(":") for line in block.splitlines())
+        info = {key.strip(): value.strip() for key, _, value in fields}
+        job, script = info.get("job_number"), info.get("script_file", "")
+        if script.startswith(prefix):
+            state = states.get(job, "")
+            # -hold_jid shows as "hqw" too: a job waiting for its predecessors is not stuck
+            after = info.get("jid_predecessor_list")
+            if after and "h" in state and "hold state" not in info.get("scheduling info", ""):
+                state = f"{state} (after {after})"
+            jobs[job] = (state, script)
     return jobs
+
+
+def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
+    """{job id: SLURM reason / SGE state} of this user's jobs whose script is in batch_dir."""
+    return {job: why for job, (why, _) in queued_scripts(plugin, batch_dir).items()}
 
 
 def user_jobs(plugin: str) -> dict[str, str]:
@@ -315,7 +326,7 @@ def _cannot_start(plugin: str, why: str) -> bool:
     """A pending job that waits for someone to act: held, or its partition / node down."""
     if scheduler_of(plugin) == "SLURM":
         return why.startswith(_SLURM_STUCK)
-    return "h" in why or "E" in why
+    return ("h" in why and "(after" not in why) or "E" in why
 
 
 def _shown(jobs: dict[str, str]) -> str:
@@ -344,14 +355,26 @@ class StuckJobs:
             )
 
 
-def wait_for_jobs(plugin: str, batch_dir: Path, poll: float, why: str) -> None:
+def wait_for_jobs(
+    plugin: str,
+    batch_dir: Path,
+    poll: float,
+    why: str,
+    watch: Callable[[dict[str, tuple[str, str]]], None] | None = None,
+) -> None:
     """Wait until no job of this work directory is queued or running, saying for what.
 
     Jobs that can never run are cancelled; jobs that cannot start without someone's help
     (held, partition down) end the wait after STUCK_SECONDS with one line naming them.
+    ``watch`` sees every listing of :func:`queued_scripts`, the last (empty) one included.
     """
     stuck, said = StuckJobs(plugin, why), -math.inf
-    while jobs := queued_jobs(plugin, batch_dir):
+    while True:
+        queued = queued_scripts(plugin, batch_dir)
+        if watch is not None:
+            watch(queued)
+        if not (jobs := {job: why for job, (why, _) in queued.items()}):
+            return
         # jobs that can never run: SLURM keeps the dependents of a failed job pending unless
         # the site sets kill_invalid_depend; SGE keeps jobs in error state (Eqw)
         cancel_jobs(plugin, [j for j, why in jobs.items() if _never_runs(plugin, why)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -670,3 +671,43 @@ def test_map_headers_find_truncated_files_without_false_alarms(group_data, tmp_p
     mask.write_bytes(whole.read_bytes()[:200])
     with pytest.raises(GroupModelError, match=f"^Group mask {re.escape(str(mask))} "):
         check_group_mask(mask, whole)
+
+
+def test_a_group_mask_larger_than_the_brains_leaves_their_outside_out(group_data, tmp_path):
+    """Issue 14: a mask over the whole grid fitted 0 / 0 outside the brains (a RuntimeWarning
+    per contrast); those voxels are left out, said once, and the brain's maps are unchanged."""
+    from glmflow.core.group.inputs import check_group_mask
+
+    brain = np.zeros(SHAPE, bool)
+    brain[1:8, 1:9, 1:10] = True
+    effects = []
+    for i, path in enumerate(group_data["effects"]):
+        data = nib.load(path).get_fdata() * brain  # 0 outside the brain, as glmflow writes
+        effects.append(tmp_path / f"sub-{i:02d}_stat-effect_statmap.nii.gz")
+        nib.save(nib.Nifti1Image(data, AFFINE), effects[-1])
+    whole, brain_mask = tmp_path / "whole.nii.gz", tmp_path / "brain.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), AFFINE), whole)
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), AFFINE), brain_mask)
+    design = _design(
+        group_data["participants"], subjects=group_data["subjects"], covariates=["age"]
+    )
+    contrasts = {"mean": "intercept", "age": "age"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (nor any other)
+        fit = _fit([str(p) for p in effects], design, contrasts=contrasts, mask=whole)
+        fixed = _fit([str(p) for p in effects], design, contrasts=contrasts, mask=whole,
+                     method="fixed", variance_files=group_data["variances"])  # fmt: skip
+    assert (fit.mask_img.get_fdata() > 0).sum() == brain.sum() == 7 * 8 * 9
+    reference = _fit([str(p) for p in effects], design, contrasts=contrasts, mask=brain_mask)
+    for name in contrasts:
+        for output in ("z_score", "stat", "effect_size", "p_value"):
+            np.testing.assert_array_equal(
+                fit.maps[name][output].get_fdata(), reference.maps[name][output].get_fdata()
+            )
+    assert (fixed.mask_img.get_fdata() > 0).sum() == brain.sum()
+    with pytest.warns(UserWarning) as said:
+        check_group_mask(whole, [str(p) for p in effects])
+    assert [str(w.message) for w in said] == [
+        f"Group mask {whole}: {9 * 10 * 11 - 7 * 8 * 9} of its {9 * 10 * 11} voxels are 0 or "
+        "NaN in every subject map (outside the brains); they are left out of the group fit"
+    ]

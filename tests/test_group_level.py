@@ -366,7 +366,14 @@ def test_group_mask_on_another_grid_warns_and_names_the_target_grid(study, tmp_p
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan_group_level(bids_dir=study["bids"], output_dir=study["out"], model=model, mask=mask)
-    assert [str(w.message) for w in caught if "Group mask" in str(w.message)] == [message]
+    said = [str(w.message) for w in caught if "Group mask" in str(w.message)]
+    assert said[1:] == [message]
+    # the mask covers the whole grid: its voxels outside the brains are said once (issue 14)
+    assert re.fullmatch(
+        rf"Group mask {re.escape(str(mask))}: \d+ of its 1200 voxels are 0 or NaN in every "
+        r"subject map \(outside the brains\); they are left out of the group fit",
+        said[0],
+    ), said
 
 
 def test_cli_group_with_a_generic_design_file(study, tmp_path, capsys):

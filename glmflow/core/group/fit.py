@@ -28,6 +28,7 @@ from glmflow.core.group.inputs import (
     check_design_rows,
     check_group_inputs,
     load_maps,
+    mask_with_data,
 )
 from glmflow.core.model import GroupOutputType, GroupSpec
 from glmflow.errors import GroupModelError
@@ -120,6 +121,8 @@ def fit_group_model(
     effects = load_maps(files, **grid)
     if affine is not None:  # the maps now share the grid the masker must use
         grid = {"target_affine": effects[0].affine, "target_shape": effects[0].shape}
+    if mask is not None:  # said once by the level: inputs.check_group_mask
+        mask = mask_with_data(mask, effects)[0]
     with _resampling_said_once():
         if group.method == "fixed":
             variances = load_maps(variance_files, **grid)

@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from nilearn.image import resample_img
+from nilearn.image import resample_img, resample_to_img
 
 from glmflow.core.images import expected_bytes, stored_completely
 from glmflow.errors import GroupModelError
@@ -92,13 +92,22 @@ def check_group_inputs(
 
 
 def check_group_mask(
-    mask: str | PathLike, reference: str | PathLike, *, resampled: bool = False
+    mask: str | PathLike, maps: Sequence[str | PathLike], *, resampled: bool = False
 ) -> None:
-    """A group mask must be readable; on another grid than the maps (and unless the maps are
-    ``resampled`` to a target grid) it warns, naming the grid every map will be resampled
-    to (nilearn fits on the mask's grid)."""
+    """A group mask must be readable; voxels of it outside the subject ``maps`` (0 or NaN in
+    all) are left out by the fit (:func:`mask_with_data`), said here once with their
+    count; on another grid than the maps (and unless the maps are ``resampled`` to a target
+    grid) it warns, naming the grid every map will be resampled to (nilearn fits on the
+    mask's grid)."""
     img = read_map_header(mask, "Group mask")
-    ref = nib.load(reference)
+    _, left_out, size = mask_with_data(mask, maps)
+    if left_out:
+        warnings.warn(
+            f"Group mask {mask}: {left_out} of its {size} voxels are 0 or NaN in every subject "
+            "map (outside the brains); they are left out of the group fit",
+            stacklevel=2,
+        )
+    ref = nib.load(maps[0])
     same = img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-4)
     if same or resampled:
         return
@@ -109,6 +118,32 @@ def check_group_mask(
         "resample the mask to the maps (nilearn.image.resample_to_img) to fit on their grid",
         stacklevel=2,
     )
+
+
+def mask_with_data(mask: ImageLike, maps: Sequence[ImageLike]) -> tuple[nib.Nifti1Image, int, int]:
+    """The group mask less its voxels that are 0 or NaN in every map (outside every brain).
+
+    A fit there has a zero variance, and nilearn's statistics divide by it (a
+    RuntimeWarning per contrast, issue 14). Returns (the mask on its own grid, the number of
+    its voxels left out, the number it had); on another grid than the maps the voxels with
+    data are taken at the nearest map voxel.
+    """
+    mask_img = mask if isinstance(mask, nib.Nifti1Image) else nib.load(mask)
+    images = [m if isinstance(m, nib.Nifti1Image) else nib.load(m) for m in maps]
+    data = np.zeros(images[0].shape[:3], bool)
+    for img in images:
+        values = np.asanyarray(img.dataobj).reshape(img.shape[:3])
+        data |= np.isfinite(values) & (values != 0)
+    has_data = nib.Nifti1Image(data.astype(np.uint8), images[0].affine)
+    inside = np.asanyarray(mask_img.dataobj).reshape(mask_img.shape[:3]) != 0
+    same = has_data.shape == inside.shape and np.allclose(has_data.affine, mask_img.affine)
+    if not same:
+        has_data = resample_to_img(
+            has_data, mask_img, interpolation="nearest", force_resample=True, copy_header=True
+        )
+    kept = inside & (np.asanyarray(has_data.dataobj) > 0)
+    kept_img = nib.Nifti1Image(kept.astype(np.uint8), mask_img.affine)
+    return kept_img, int(inside.sum() - kept.sum()), int(inside.sum())
 
 
 def as_affine(values: Sequence[float] | np.ndarray) -> np.ndarray:

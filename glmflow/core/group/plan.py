@@ -156,7 +156,7 @@ def plan_task_group(
         )
     if mask is not None:
         resampled = group.target_affine is not None
-        check_group_mask(mask, analyses[0].maps[0].effect, resampled=resampled)
+        check_group_mask(mask, [m.effect for m in analyses[0].maps], resampled=resampled)
     contrast_labels([n for a in analyses for n in a.contrasts], source=spec.source)
     entities = _shared_entities([m for a in analyses for m in a.maps])
     return GroupPlan(spec, design, source, entities, tuple(analyses))

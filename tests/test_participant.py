@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -333,46 +332,7 @@ def single(dataset, tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
 
 
 ENV = {**os.environ, "NIPYPE_NO_ET": "1"}
-IN_USE = (
-    r"^glmflow: error: (Work|Output) folder (\S+) is in use by another glmflow run: pid \d+ on "
-    r"\S+ since [\d-]+ [\d:]+ \w+ \(.+\); wait for it to finish or (pass another -w "
-    r"\(work_dir=\)|choose another output folder)$"
-)
-
-
-@pytest.mark.parametrize("shared", ["work and output", "output"])
-def test_two_runs_at_once_on_the_same_folders(dataset, single, tmp_path, shared):
-    """Started together: one refuses with one line naming the holder, or waits its turn."""
-    model, reference = single
-    out = tmp_path / "out"
-    works = (
-        [tmp_path / "work"] * 2
-        if shared == "work and output"
-        else [tmp_path / "w1", tmp_path / "w2"]
-    )
-    procs = [
-        subprocess.Popen(
-            _cli(str(dataset), str(out), "participant", "--model", str(model), "-w", str(work)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )  # fmt: skip
-        for work in works
-    ]
-    results = [proc.communicate(timeout=300) for proc in procs]
-    codes = sorted(proc.returncode for proc in procs)
-    assert codes in ([0, 0], [0, 2]), results
-    for proc, (_, stderr) in zip(procs, results, strict=True):
-        if proc.returncode == 2:
-            errors = [line for line in stderr.splitlines() if line.startswith("glmflow: error")]
-            assert len(errors) == 1 and "Traceback" not in stderr, stderr
-            match = re.match(IN_USE, errors[0])
-            assert match, errors[0]
-            folder = Path(match[2])
-            assert folder == (works[0] if match[1] == "Work" else out / "glmflow")
-    assert _maps(out / "glmflow") == reference
-    assert not list(out.rglob(".glmflow.lock")) and not list(tmp_path.glob("w*/.glmflow.lock"))
+# two runs at once on the same folders: tests/test_concurrency.py
 
 
 def test_rerun_after_kill_9_takes_the_lock_over_and_gives_the_same_maps(dataset, single, tmp_path):

@@ -450,15 +450,20 @@ def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_pat
     assert _chain_values(work_dir) == _clean_chain(tmp_path) == ["3", "10"]
 
 
-@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
 def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
-    """A `timeout` or the driver job's own time limit: this run's jobs do not run on."""
+    """A `timeout` or the driver job's own time limit: this run's jobs do not run on.
+
+    The Graph plugins have submitted both steps: both are cancelled.
+    """
     require_cluster(plugin)
     driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=60)
     driver.send_signal(signal.SIGTERM)
     line = _error_line(driver)
+    n_jobs = 2 if plugin.endswith("Graph") else 1
     assert re.match(
-        rf"^ERROR: Interrupted \(SIGTERM\): cancelled 1 {plugin} job\(s\) of this run; rerun "
+        rf"^ERROR: Interrupted \(SIGTERM\): cancelled {n_jobs} {plugin} job\(s\) of this run; "
+        r"rerun "
         r"`.+` to resume \(finished nodes are reused\)$",
         line,
     ), line
@@ -500,6 +505,48 @@ def test_a_job_that_cannot_start_ends_the_wait_with_one_line(
     assert runs_of(tmp_path / "runs") == []
 
 
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_a_rerun_waiting_for_a_left_job_that_cannot_start_says_so_and_stops(
+    plugin, tmp_path, work_dir, monkeypatch, caplog
+):
+    """A job left in the work folder by an earlier run, held: the rerun says what it waits
+    for, then stops after the bound with one line naming the job and its reason (it once
+    waited, silent, past 600 s)."""
+    require_cluster(plugin)
+    monkeypatch.setattr("glmflow.execution.scheduler.STUCK_SECONDS", 3.0)
+    batch = work_dir / "chain_wf" / "batch"
+    batch.mkdir(parents=True)
+    script = batch / "batchscript_pyscript_left_by_an_earlier_run.sh"
+    script.write_text("#!/bin/bash\ntrue\n")
+    hold = ["sbatch", "--hold", "--parsable"] if plugin == "SLURM" else ["qsub", "-h", "-terse"]
+    submitted = subprocess.run(
+        [*hold, "-o", "/dev/null", "-e", "/dev/null", str(script)], capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    job = submitted.stdout.strip().split(";")[0]
+    held = "JobHeldUser" if plugin == "SLURM" else "hqw"
+    start = time.monotonic()
+    caplog.set_level("INFO", logger="glmflow.execution.scheduler")
+    with pytest.raises(ExecutionError) as info:
+        run_workflow(
+            build_chain(tmp_path / "runs", 2, 0), plugin=plugin, work_dir=work_dir,
+            poll_interval=POLL,
+        )  # fmt: skip
+    assert time.monotonic() - start < 60
+    what = "left by an earlier run of this work directory"
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")] == [
+        f"waiting for 1 {plugin} job(s) {what}: {job} ({held})"
+    ]
+    cancel = "scancel" if plugin == "SLURM" else "qdel"
+    assert re.match(
+        rf"^1 {plugin} job\(s\) {what} cannot start after 3 s: {job} \({held}\); release them "
+        rf"\(or {cancel} them and fix the partition / queue\), then rerun `python -m pytest .*` "
+        "to resume$",
+        str(info.value),
+    ), str(info.value)
+    assert runs_of(tmp_path / "runs") == []
+
+
 # ------------------------------------------------- the controller stopped, then restarted
 CONTROLLER = {"SLURM": ("slurm", "slurmctld"), "SGE": ("sge", "sge_qmaster")}
 SUBMIT = {
@@ -530,9 +577,12 @@ def _restart(scheduler: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
 def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
     """The controller dies while a job runs: one line, no hang; restarted, the rerun is clean.
+
+    While it is down, a new run is refused by the pre-flight with the same line (it once
+    said "lower the nodes' mem_gb").
 
     The restart is scripts/cluster's own ``start``: job ids continue after it (they restarted
     at 1 once, colliding with the jobs slurmd still knew), and it reports READY only once the
@@ -543,27 +593,35 @@ def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
         pytest.skip("stopping and starting the cluster's controller needs root")
     driver, job = _start_fault_driver(plugin, tmp_path, work_dir, delay=5)
     try:
-        _stop_controller(plugin)
+        _stop_controller(_scheduler(plugin))
         start = time.monotonic()
         line = _error_line(driver)  # bounded: communicate(timeout=120)
         took = time.monotonic() - start
+        with pytest.raises(ExecutionError) as refused:
+            run_workflow(
+                build_chain(tmp_path / "runs_down", 2, 0), plugin=plugin,
+                work_dir=tmp_path / "work_down", poll_interval=POLL,
+            )  # fmt: skip
     finally:
         if driver.poll() is None:
             driver.kill()
-        ready = _restart(plugin)
-    command = "'squeue -h'" if plugin == "SLURM" else "'qstat -u'"
-    assert re.match(
-        rf"^ERROR: {plugin} is unreachable: {command} failed 5 times over \d+ s \(.+\); check "
+        ready = _restart(_scheduler(plugin))
+    scheduler = _scheduler(plugin)
+    command = "'squeue -h'" if scheduler == "SLURM" else "'qstat -u'"
+    unreachable = (
+        rf"{scheduler} is unreachable: {command} failed 5 times over \d+ s \(.+\); check "
         r"the controller \(sinfo / qstat -f\), then rerun `.+` to resume \(finished nodes are "
-        r"reused\)$",
-        line,
-    ), line
+        r"reused\)$"
+    )
+    assert re.match(rf"^ERROR: {unreachable}", line), line
+    assert re.match(rf"^{unreachable}", str(refused.value)), str(refused.value)
+    assert runs_of(tmp_path / "runs_down") == []
     assert took < 60, f"the driver took {took:.0f} s to say the controller is gone"
-    assert ready.startswith(f"{plugin} READY: "), ready
-    pid = CONTROLLER[plugin][1] + r"_pid=(\d+)"
+    assert ready.startswith(f"{scheduler} READY: "), ready
+    pid = CONTROLLER[scheduler][1] + r"_pid=(\d+)"
     assert Path(f"/proc/{re.search(pid, ready).group(1)}").exists(), ready  # a live daemon
 
-    submitted = subprocess.run(SUBMIT[plugin], capture_output=True, text=True, timeout=60)
+    submitted = subprocess.run(SUBMIT[scheduler], capture_output=True, text=True, timeout=60)
     assert submitted.returncode == 0, submitted.stderr
     assert int(submitted.stdout.strip().split(".")[0]) > int(job), (submitted.stdout, job)
 

@@ -12,6 +12,7 @@ bounded at 90 s. Measured here, clean run included: the raising node 2.5 min (Mu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,10 +32,11 @@ SPACE = "space-MNI152NLin2009cAsym"
 BOLD = f"derivatives/fmriprep/sub-01/func/sub-01_task-faces_run-1_{SPACE}_desc-preproc_bold.nii.gz"
 ENV = {**os.environ, "NIPYPE_NO_ET": "1"}
 PLUGINS = ["MultiProc", pytest.param("SLURM", marks=pytest.mark.cluster)]
+BATCH = ("SLURM", "SGE")
 
 
 def command(dataset: Path, root: Path, plugin: str) -> list[str]:
-    extra = ["--poll-interval", "0.5"] if plugin == "SLURM" else ["--n-cpus", "2"]
+    extra = ["--poll-interval", "0.5"] if plugin in BATCH else ["--n-cpus", "2"]
     return [sys.executable, "-m", "glmflow.cli.main", str(dataset), str(root / "out"),
             "participant", "--model", str(write_model(root)), "-w", str(root / "work"),
             "--plugin", plugin, *extra]  # fmt: skip
@@ -58,7 +60,7 @@ def clean(synthetic_1x2, tmp_path_factory) -> dict[str, bytes]:
 
 
 def _require(plugin: str) -> None:
-    if plugin == "SLURM":
+    if plugin in BATCH:
         from test_cluster import require_cluster
 
         require_cluster(plugin)
@@ -111,7 +113,7 @@ def _kill_a_running_node(driver: subprocess.Popen, work: Path, plugin: str) -> N
         assert driver.poll() is None, driver.communicate()
         assert time.monotonic() < deadline, "no node finished within 300 s"
         time.sleep(0.05)
-    if plugin == "SLURM":
+    if plugin in BATCH:
         from glmflow.execution.scheduler import cancel_jobs, queued_jobs
 
         while not (jobs := queued_jobs(plugin, work / "glmflow_wf" / "batch")):
@@ -128,8 +130,9 @@ def _kill_a_running_node(driver: subprocess.Popen, work: Path, plugin: str) -> N
 
 @pytest.mark.parametrize(
     "plugin",
-    ["MultiProc", PLUGINS[1]],
-)  # SLURM: scancel of the running jobs (the path of an out-of-memory or time-limit kill)
+    ["MultiProc", PLUGINS[1], pytest.param("SGE", marks=pytest.mark.cluster)],
+)  # SLURM, SGE: scancel / qdel of the running jobs (the path of an out-of-memory or time-limit
+# kill): one line naming the node, the job and the scheduler's account of it
 def test_a_node_killed_while_it_runs_then_the_rerun(synthetic_1x2, clean, tmp_path, plugin):
     _require(plugin)
     cmd = command(synthetic_1x2, tmp_path, plugin)
@@ -145,6 +148,16 @@ def test_a_node_killed_while_it_runs_then_the_rerun(synthetic_1x2, clean, tmp_pa
     assert driver.returncode != 0, stderr[-3000:]
     errors = [line for line in stderr.splitlines() if line.startswith("glmflow: error:")]
     assert len(errors) == 1 and stderr.splitlines()[-1] == errors[0], stderr[-3000:]
+    if plugin in BATCH:
+        account = "(sacct|scontrol): .*CANCELLED" if plugin == "SLURM" else r"qacct: failed \d+"
+        if plugin == "SGE":  # a job deleted while it waited has no accounting record
+            account = rf"({account}|qacct: no record \(SGE keeps them for jobs that started\): "
+            account += "deleted while queued)"
+        assert re.match(
+            rf"^glmflow: error: Node 'glmflow_wf\.\S+' failed with JobDiedError: {plugin} job "
+            rf"\d+ ended without a result \({account}.*\); rerun `glmflow .+` to resume "
+            r"\(finished nodes are reused\); crash file: \S+\.txt", errors[0]
+        ), errors[0]  # fmt: skip
     assert files_in(tmp_path / "out") == []  # nothing half-written
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

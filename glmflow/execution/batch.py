@@ -123,7 +123,9 @@ class GraphJobDeaths:
         return any(f"Node: {node.fullname}\n" in path.read_text(errors="replace") for path in new)
 
     def _had_inputs(self, node) -> bool:
-        return all(_result_file(parent).is_file() for parent in self.parents[node])
+        """Every upstream node finished (Nipype saves the result of a failed node too)."""
+        parents = self.parents[node]
+        return all(_result_file(p).is_file() and not self._crashed(p) for p in parents)
 
     def _descendants(self, nodes: set) -> set:
         found = set(nodes)
@@ -139,8 +141,8 @@ class GraphJobDeaths:
         ended = {job: self.seen.pop(job) for job in list(self.seen) if job not in queued}
         dead = {job: node for job, node in ended.items()
                 if not _result_file(node).is_file() and not self._crashed(node)}  # fmt: skip
-        # the dependents SLURM cancels with a dead job (kill_invalid_depend) lacked inputs:
-        # the death itself is the job whose inputs were all there
+        # the dependents SLURM cancels with a dead or failed job (kill_invalid_depend) lacked
+        # inputs: a death is a job whose inputs were all there
         causes = {job: node for job, node in dead.items() if self._had_inputs(node)}
         if causes:
             # the dependents first (SGE's -hold_jid releases them), then the account

@@ -105,7 +105,7 @@ def job_account(scheduler: str, job: str) -> str:
             keys = ("failed", "exit_status", "deleted_by")
             return "qacct: " + ", ".join(f"{k} {info[k]}" for k in keys if info.get(k))
         time.sleep(1.0)
-    return "qacct has no record of the job"
+    return "qacct: no record (SGE keeps them for jobs that started): deleted while queued"
 
 
 # commands a plugin cannot work without (submit, then watch the queue)
@@ -263,11 +263,7 @@ def queued_scripts(plugin: str, batch_dir: Path) -> dict[str, tuple[str, str]]:
             if command.startswith(prefix):
                 jobs[job] = (reason, command)
         return jobs
-    # qstat lists job-ID prior name user state ...; only qstat -j tells the script
-    states = {}
-    for line in scheduler_command(["qstat", "-u", user()], scheduler).stdout.splitlines()[2:]:
-        fields = line.split()
-        states[fields[0]] = fields[4]
+    states = _sge_listing()
     if not states:
         return jobs
     # a job that ended since the listing is no failure of the scheduler
@@ -279,13 +275,20 @@ def queued_scripts(plugin: str, batch_dir: Path) -> dict[str, tuple[str, str]]:
         info = {key.strip(): value.strip() for key, _, value in fields}
         job, script = info.get("job_number"), info.get("script_file", "")
         if script.startswith(prefix):
-            state = states.get(job, "")
-            # -hold_jid shows as "hqw" too: a job waiting for its predecessors is not stuck
-            after = info.get("jid_predecessor_list")
-            if after and "h" in state and "hold state" not in info.get("scheduling info", ""):
-                state = f"{state} (after {after})"
-            jobs[job] = (state, script)
+            jobs[job] = (states.get(job, ""), script)
+    # -hold_jid is an "h" state too: a job held by no one but its predecessors is not stuck
+    if any("h" in state for state, _ in jobs.values()):
+        held = {job for kind in ("hu", "ho", "hs") for job in _sge_listing("-s", kind)}
+        for job, (state, script) in jobs.items():
+            if "h" in state and job not in held:
+                jobs[job] = (f"{state} (after its predecessors)", script)
     return jobs
+
+
+def _sge_listing(*args: str) -> dict[str, str]:
+    """{job id: state} of this user's SGE jobs (qstat's job-ID prior name user state ...)."""
+    lines = scheduler_command(["qstat", "-u", user(), *args], "SGE").stdout.splitlines()[2:]
+    return {fields[0]: fields[4] for fields in map(str.split, lines) if len(fields) > 4}
 
 
 def queued_jobs(plugin: str, batch_dir: Path) -> dict[str, str]:
@@ -299,8 +302,7 @@ def user_jobs(plugin: str) -> dict[str, str]:
         cmd = ["squeue", "-h", "-u", user(), "-o", "%i|%r"]
         lines = scheduler_command(cmd, "SLURM").stdout.splitlines()
         return dict(line.split("|", 1) for line in lines if "|" in line)
-    lines = scheduler_command(["qstat", "-u", user()], "SGE").stdout.splitlines()[2:]
-    return {fields[0]: fields[4] for fields in map(str.split, lines) if len(fields) > 4}
+    return _sge_listing()
 
 
 def check_reachable(plugin: str) -> None:

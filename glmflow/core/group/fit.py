@@ -121,8 +121,7 @@ def fit_group_model(
     effects = load_maps(files, **grid)
     if affine is not None:  # the maps now share the grid the masker must use
         grid = {"target_affine": effects[0].affine, "target_shape": effects[0].shape}
-    if mask is not None:  # said once by the level: inputs.check_group_mask
-        mask = mask_with_data(mask, effects)[0]
+    mask = None if mask is None else mask_with_data(mask, effects)[0]  # said: check_group_mask
     with _resampling_said_once():
         if group.method == "fixed":
             variances = load_maps(variance_files, **grid)

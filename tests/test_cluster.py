@@ -451,6 +451,38 @@ def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_pat
 
 
 @pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+def test_a_job_that_finished_without_its_result_is_one_line(
+    plugin, tmp_path, work_dir, monkeypatch
+):
+    """A job its scheduler says finished well, but whose node left no result (here a job
+    script that exits first; on a cluster, a shared file system that lost the write): the
+    result is awaited for LATE_RESULT_SECONDS (the attribute cache of NFS), then one line
+    with the scheduler's account; the dependent never runs."""
+    require_cluster(plugin)
+    monkeypatch.setattr("glmflow.execution.batch.LATE_RESULT_SECONDS", 2.0)
+    template = "#!/bin/bash\n#$ -S /bin/bash\nexit 0"
+    start = time.monotonic()
+    with pytest.raises(ExecutionError) as info:
+        run_workflow(
+            build_chain(tmp_path / "runs", 2, 0), plugin=plugin, work_dir=work_dir,
+            plugin_args={"template": template}, poll_interval=POLL,
+        )  # fmt: skip
+    assert time.monotonic() - start < 90
+    account = r"(sacct: COMPLETED, exit code|scontrol: JobState=COMPLETED .*ExitCode=)0:0"
+    if _scheduler(plugin) == "SGE":
+        account = r"qacct: failed 0, exit_status 0"
+    crash = re.escape(str(work_dir / "chain_wf" / "crash"))
+    assert re.match(
+        rf"^Node 'chain_wf\.step0' failed with JobDiedError: {_scheduler(plugin)} job \d+ ended "
+        rf"without a result \({account}\); rerun `.+` to resume \(finished nodes are "
+        rf"reused\); crash file: {crash}/crash-\S+-step0-\S+\.txt$",
+        str(info.value),
+    ), str(info.value)
+    assert runs_of(tmp_path / "runs") == []
+    assert queued_jobs(plugin, work_dir / "chain_wf" / "batch") == {}
+
+
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
 def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
     """A `timeout` or the driver job's own time limit: this run's jobs do not run on.
 
@@ -571,7 +603,7 @@ def _restart(scheduler: str) -> str:
     """scripts/cluster's start, as a user would run it after an outage; its READY line."""
     script = Path(__file__).parents[1] / START[scheduler].split()[0]
     proc = subprocess.run(
-        [str(script), "start"], capture_output=True, text=True, timeout=180, check=False
+        [str(script), "start"], capture_output=True, text=True, timeout=300, check=False
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]

@@ -18,6 +18,8 @@ crash file died, and gets the same crash file and line, and its dependents are c
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 from nipype.pipeline.plugins import SGEPlugin, SLURMPlugin
@@ -92,6 +94,12 @@ class GlmflowSGE(_ReportJobDeaths, _WatchStuckJobs, SGEPlugin):
         return super()._is_pending(taskid)
 
 
+# how long the result of a job its scheduler says finished well may take to appear (the
+# attribute cache of a shared file system), and that account
+LATE_RESULT_SECONDS = 30.0
+_FINISHED_WELL = re.compile(r"COMPLETED(, exit code | .*ExitCode=)0:0|failed 0, exit_status 0\b")
+
+
 def _result_file(node) -> Path:
     return Path(node.output_dir(), f"result_{node.name}.pklz")
 
@@ -113,6 +121,7 @@ class GraphJobDeaths:
                         for node, paths in sources.items()}  # fmt: skip
         self.crashes = set(crash_dir.glob("crash-*"))
         self.seen: dict[str, object] = {}  # {job id: node} of this run's queued jobs
+        self.late: dict[str, tuple[object, float, str]] = {}  # finished well, no result yet
 
     def _node(self, script: str):
         ends = [end for end in self.ends if script.endswith(end)]
@@ -133,23 +142,44 @@ class GraphJobDeaths:
             found |= more
         return found - nodes
 
-    def __call__(self, queued: dict[str, tuple[str, str]]) -> None:
-        """One listing of the queue (:func:`scheduler.queued_scripts`)."""
+    def __call__(self, queued: dict[str, tuple[str, str]]) -> bool:
+        """One listing of the queue (:func:`scheduler.queued_scripts`); True while a result
+        is awaited."""
         for job, (_, script) in queued.items():
             if job not in self.seen and (node := self._node(script)) is not None:
                 self.seen[job] = node
         ended = {job: self.seen.pop(job) for job in list(self.seen) if job not in queued}
+        ended.update({job: node for job, (node, _, _) in self.late.items()})
         dead = {job: node for job, node in ended.items()
                 if not _result_file(node).is_file() and not self._crashed(node)}  # fmt: skip
         # the dependents SLURM cancels with a dead or failed job (kill_invalid_depend) lacked
         # inputs: a death is a job whose inputs were all there
-        causes = {job: node for job, node in dead.items() if self._had_inputs(node)}
+        causes = {}
+        for job, node in dead.items():
+            if self._had_inputs(node) and (line := self._died(job, node)) is not None:
+                causes[node] = line
+        self.late = {job: late for job, late in self.late.items() if job in dead}
         if causes:
-            # the dependents first (SGE's -hold_jid releases them), then the account
-            doomed = self._descendants(set(causes.values()))
+            doomed = self._descendants(set(causes))
             cancel_jobs(self.plugin, [job for job, node in self.seen.items() if node in doomed])
-            for job, node in causes.items():
-                report_crash(node, traceback=[job_died(scheduler_of(self.plugin), job)])
+            for node, line in causes.items():
+                report_crash(node, traceback=[line])
+        return bool(self.late)
+
+    def _died(self, job: str, node) -> str | None:
+        """The crash record of a job that ended without a result, or None while the result
+        of a job the scheduler says finished well may still appear (a shared file system)."""
+        if job in self.late:
+            _, since, line = self.late[job]
+            if time.monotonic() - since < LATE_RESULT_SECONDS:
+                return None
+            del self.late[job]
+            return line
+        line = job_died(scheduler_of(self.plugin), job)
+        if _FINISHED_WELL.search(line):
+            self.late[job] = (node, time.monotonic(), line)
+            return None
+        return line
 
 
 BATCH_RUNNERS = {"SLURM": GlmflowSLURM, "SGE": GlmflowSGE}

@@ -29,7 +29,7 @@ LOGGER = logging.getLogger(__name__)
 
 # seconds between the tries of a scheduler command: 5 tries over 7.5 s
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
-
+_DOWN: dict[str, tuple[float, str]] = {}  # {scheduler: (when every try failed, the line)}
 
 # how long a job may wait for someone to act (held, partition or node down) before the run
 # stops and says so; a busy queue ("Resources", "Priority") is waited for without bound
@@ -61,25 +61,27 @@ def scheduler_command(
     Raises
     ------
     SchedulerUnreachable
-        Every try failed: one line naming the command, the tries, the time and its words.
+        Every try failed: one line naming the command, the tries, the time and its words;
+        for WAIT_REPORT_SECONDS after, one try (a run that ends does not wait them out again).
     """
-    start = time.monotonic()
-    for delay in (*RETRY_DELAYS, None):
+    start, (since, line) = time.monotonic(), _DOWN.get(scheduler, (-math.inf, ""))
+    recent = start - since < WAIT_REPORT_SECONDS
+    for delay in (None,) if recent else (*RETRY_DELAYS, None):
         proc = _run(cmd)
         if proc.returncode == 0 or accept(proc):
+            _DOWN.pop(scheduler, None)
             return proc
         if delay is not None:
             time.sleep(delay)
-    raise SchedulerUnreachable(
-        f"{scheduler} is unreachable: '{' '.join(cmd[:2])}' failed {len(RETRY_DELAYS) + 1} "
-        f"times over {time.monotonic() - start:.0f} s ({_message(proc)[:200]}); check the "
-        f"controller (sinfo / qstat -f), then rerun `{this_command()}` to resume (finished "
-        "nodes are reused)"
-    )
-
-
-def _fields(text: str) -> dict[str, str]:
-    return dict(token.split("=", 1) for token in text.split() if "=" in token)
+    if not recent:
+        line = (
+            f"{scheduler} is unreachable: '{' '.join(cmd[:2])}' failed {len(RETRY_DELAYS) + 1} "
+            f"times over {time.monotonic() - start:.0f} s ({_message(proc)[:200]}); check the "
+            f"controller (sinfo / qstat -f), then rerun `{this_command()}` to resume (finished "
+            "nodes are reused)"
+        )
+        _DOWN[scheduler] = (time.monotonic(), line)
+    raise SchedulerUnreachable(line)
 
 
 def job_account(scheduler: str, job: str) -> str:
@@ -91,7 +93,7 @@ def job_account(scheduler: str, job: str) -> str:
             return f"sacct: {state}, exit code {code}"
         proc = _run(["scontrol", "show", "job", job])
         if proc.returncode == 0:
-            info = _fields(proc.stdout)
+            info = dict(t.split("=", 1) for t in proc.stdout.split() if "=" in t)
             keys = ("JobState", "Reason", "ExitCode")
             return "scontrol: " + " ".join(f"{k}={info[k]}" for k in keys if k in info)
         return "neither sacct nor scontrol knows the job any more"
@@ -313,9 +315,7 @@ def check_reachable(plugin: str) -> None:
 
 
 def _never_runs(plugin: str, why: str) -> bool:
-    if scheduler_of(plugin) == "SLURM":
-        return why == "DependencyNeverSatisfied"
-    return "E" in why
+    return why == "DependencyNeverSatisfied" if scheduler_of(plugin) == "SLURM" else "E" in why
 
 
 def cancel_jobs(plugin: str, jobs) -> None:
@@ -368,19 +368,19 @@ def wait_for_jobs(
 
     Jobs that can never run are cancelled; jobs that cannot start without someone's help
     (held, partition down) end the wait after STUCK_SECONDS with one line naming them.
-    ``watch`` sees every listing of :func:`queued_scripts`, the last (empty) one included.
+    ``watch`` sees every listing of :func:`queued_scripts`, the empty one included; while
+    it returns True the wait goes on (a result it waits for), with the queue empty.
     """
     stuck, said = StuckJobs(plugin, why), -math.inf
     while True:
         queued = queued_scripts(plugin, batch_dir)
-        if watch is not None:
-            watch(queued)
-        if not (jobs := {job: why for job, (why, _) in queued.items()}):
+        later = watch is not None and watch(queued)
+        if not (jobs := {job: why for job, (why, _) in queued.items()}) and not later:
             return
         # jobs that can never run: SLURM keeps the dependents of a failed job pending unless
         # the site sets kill_invalid_depend; SGE keeps jobs in error state (Eqw)
         cancel_jobs(plugin, [j for j, why in jobs.items() if _never_runs(plugin, why)])
-        if time.monotonic() - said >= WAIT_REPORT_SECONDS:
+        if jobs and time.monotonic() - said >= WAIT_REPORT_SECONDS:
             LOGGER.info("waiting for %d %s job(s) %s: %s", len(jobs), plugin, why, _shown(jobs))
             said = time.monotonic()
         stuck.check(jobs)

@@ -27,7 +27,7 @@ PE=smp
 SLOTS=${SGE_SLOTS:-$(nproc)}
 # 80 % of the machine's memory, as in slurm.sh
 MEM_MB=$(awk '/^MemTotal:/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
-TIMEOUT=${CLUSTER_TIMEOUT:-60}
+TIMEOUT=${CLUSTER_TIMEOUT:-120}
 KEEP_ON_FAILURE=${CLUSTER_KEEP_ON_FAILURE:-0}
 MARK="# added-by-glmflow-sge.sh"
 T0=$(date +%s)

@@ -52,10 +52,15 @@ def _kwargs(dataset, tmp_path, **changes):
 
 
 def _digests(folder: Path) -> dict[str, str]:
+    # like Nipype's result files, a level's stamp (level_stamps/) is rewritten by each run
+    # of the level: it records the identity of the outputs that run published
     return {
         str(p): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.name.endswith((".pklz", ".lock")) and "_report" not in p.parts
+        if p.is_file()
+        and not p.name.endswith((".pklz", ".lock"))
+        and "_report" not in p.parts
+        and "level_stamps" not in p.parts
     }
 
 

@@ -224,7 +224,9 @@ def _run_participant(args: argparse.Namespace, options, space: str) -> int:
     )
     elapsed = time.perf_counter() - start
     _summary(args, result)  # the folders first: the last line stays the count and the cache
-    what = f"{len(result.runs)} run(s) of {len(result.subjects)} subject(s)"
+    # a recalled level says its stored count (its plan is read back only when used)
+    what = getattr(result, "summary", "")
+    what = what or f"{len(result.runs)} run(s) of {len(result.subjects)} subject(s)"
     return _done(what, elapsed, result, options)
 
 
@@ -271,9 +273,7 @@ def _run_group(args: argparse.Namespace, options) -> int:
         inference=_inference(args),
     )
     elapsed = time.perf_counter() - start
-    n_models = sum(len(plan.analyses) for plan in result.plans)
-    n_subjects = len({s for plan in result.plans for s in plan.subjects})
-    return _done(f"{n_models} group model(s) of {n_subjects} subject(s)", elapsed, result, options)
+    return _done(result.summary, elapsed, result, options)
 
 
 def _inference(args: argparse.Namespace) -> dict:

@@ -14,16 +14,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from glmflow.core.group.plan import GroupPlan, override_group, plan_task_group, write_design_tsv
-from glmflow.core.model import load_model
 from glmflow.core.outputs import write_dataset_description, write_derivatives
 from glmflow.errors import GroupModelError
-from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
+from glmflow.execution import ExecutionOptions, absolute_path, hold_folder, unchanged
 from glmflow.runners.entry import LevelEntry, absolute_paths, enter_level
-from glmflow.runners.reports import run_reports
-from glmflow.workflows.group_level import init_group_wf
+
+if TYPE_CHECKING:  # the plan imports nilearn, the graph Nipype: not for an unchanged rerun
+    from glmflow.core.group.plan import GroupPlan
 
 PathLike = str | os.PathLike
 
@@ -33,9 +32,17 @@ class GroupResult:
     """What a group-level run produced."""
 
     output_dir: Path
-    plans: tuple[GroupPlan, ...] = field(repr=False)
+    plans: Sequence[GroupPlan] = field(repr=False)
     files: tuple[Path, ...] = ()
     reports: tuple[Path, ...] = ()  # the group models' pages and index.html (issue 10)
+    summary: str = ""  # "N group model(s) of M subject(s)"
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            n_models = sum(len(plan.analyses) for plan in self.plans)
+            n_subjects = len({s for plan in self.plans for s in plan.subjects})
+            text = f"{n_models} group model(s) of {n_subjects} subject(s)"
+            object.__setattr__(self, "summary", text)
 
 
 def plan_group_level(
@@ -77,6 +84,9 @@ def plan_group_level(
         Overrides of ``group.inference`` keys, e.g. ``{"method": "permutation",
         "n_perm": 1000, "seed": 1}``.
     """
+    from glmflow.core.group.plan import override_group, plan_task_group
+    from glmflow.core.model import load_model
+
     specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
     if mask is not None and not Path(mask).is_file():
         raise GroupModelError(f"Group mask {mask} does not exist; check the path")
@@ -138,14 +148,49 @@ def run_group_level(
     )  # fmt: skip
     selection = absolute_paths(selection, ("design", "mask"))
     bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
+    model = absolute_path(model)
     # the output dataset is read (subject maps) as well as written: held from the start
     with hold_folder(work_dir, "work"), hold_folder(out, "output", create=False):
-        return _run_group(entry, absolute_path(model), n_jobs, selection, reports)
+        keyed = {**selection, "reports": reports}  # the pages are outputs too
+        key = _inputs_key(entry, model, keyed)
+        recalled = unchanged.recall(work_dir, "group", out, key)
+        if recalled is not None:  # nothing changed since the last run (see the module)
+            recalled.say_warnings()
+            pages = recalled.extra[1:]  # after the dataset description
+            return GroupResult(out, recalled.lazy(), recalled.files, pages, recalled.summary)
+        unchanged.forget(work_dir, "group", out)
+        with unchanged.WarningLog() as log:
+            result = _run_group(entry, model, n_jobs, selection, reports)
+        unchanged.remember(
+            work_dir, "group", out, (key, _inputs_key(entry, model, keyed)),
+            files=result.files, summary=result.summary, said=log.said, payload=tuple(result.plans),
+            extra_outputs=[out / "dataset_description.json", *result.reports],
+        )  # fmt: skip
+        return result
+
+
+def _inputs_key(entry: LevelEntry, model: Path, selection: Mapping[str, Any]) -> str:
+    """The key of what the group level reads: the raw dataset (participants.tsv), the
+    subject folders of the output, the model, design and mask files, the selection."""
+    files = [model, *(selection[k] for k in ("design", "mask") if selection.get(k))]
+    return unchanged.level_key(
+        "group",
+        [str(entry.bids_dir), str(entry.out)],
+        [[str(path), unchanged.file_digest(path)] for path in files],
+        sorted(selection.items()),
+        unchanged.tree_identity(entry.bids_dir, skip=("derivatives",)),
+        [unchanged.tree_identity(folder) for folder in sorted(entry.out.glob("sub-*"))],
+    )
 
 
 def _run_group(
     entry: LevelEntry, model: Path, n_jobs: int, selection, reports: bool = True
 ) -> GroupResult:
+    from glmflow.core.group.plan import write_design_tsv
+    from glmflow.execution import execute
+    from glmflow.runners.reports import run_reports
+    from glmflow.workflows.group_level import init_group_wf
+
     bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
     plans = plan_group_level(
         bids_dir=bids_dir, output_dir=entry.output_dir, model=model, **selection

@@ -8,24 +8,18 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from threadpoolctl import threadpool_limits
-
-from glmflow.core.bids import RunInputs, discover_runs
-from glmflow.core.bsm import is_bids_stats_model_file
-from glmflow.core.model import load_model
 from glmflow.core.outputs import write_dataset_description
-from glmflow.core.preflight import (
-    cached_check_first_level,
-    check_first_level,
-    dataset_conditions,
-)
-from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
+from glmflow.execution import ExecutionOptions, absolute_path, hold_folder, unchanged
 from glmflow.runners.entry import LevelEntry, enter_level
-from glmflow.runners.reports import run_reports
-from glmflow.workflows.base import TaskAnalysis, init_glmflow_wf
+
+if TYPE_CHECKING:  # the planning and the graph import pybids, nilearn and Nipype (~3 s):
+    # loaded when the level runs, not for a rerun that nothing touched
+    from glmflow.core.bids import RunInputs
+    from glmflow.workflows.base import TaskAnalysis
 
 LOGGER = logging.getLogger("glmflow")
 PathLike = str | os.PathLike
@@ -36,10 +30,16 @@ class ParticipantResult:
     """What a participant-level run produced (``work_dir``: the cache it used)."""
 
     output_dir: Path
-    analyses: tuple[TaskAnalysis, ...]
+    analyses: Sequence[TaskAnalysis]
     files: tuple[Path, ...]
     work_dir: Path | None = None
     reports: tuple[Path, ...] = ()  # the subject pages and index.html (issue 10)
+    summary: str = ""  # "N run(s) of M subject(s)"
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            text = f"{len(self.runs)} run(s) of {len(self.subjects)} subject(s)"
+            object.__setattr__(self, "summary", text)
 
     @property
     def runs(self) -> list[RunInputs]:
@@ -69,16 +69,17 @@ def plan_participant_level(
 ) -> list[TaskAnalysis]:
     """Load the model, find the runs and check every run's design and contrasts.
 
-    Nothing is computed on images (only headers and masks are read) and nothing is
-    written but the pybids index in ``database_dir``. Every user mistake raises a
-    :class:`glmflow.GlmflowError` here, before the graph exists.
+    Only headers and masks are read, nothing is written but the pybids index in
+    ``database_dir``; every user mistake raises a :class:`glmflow.GlmflowError` here.
     """
+    from glmflow.core import preflight
+    from glmflow.core.bids import discover_runs
+    from glmflow.core.model import load_model
+    from glmflow.workflows.base import TaskAnalysis
+
     specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
     analyses = []
-    for spec in specs:
-        if smoothing_fwhm is not None:
-            glm = dataclasses.replace(spec.glm, smoothing_fwhm=smoothing_fwhm or None)
-            spec = dataclasses.replace(spec, glm=glm)
+    for spec in map(partial(_with_smoothing, smoothing_fwhm=smoothing_fwhm), specs):
         found = discover_runs(
             bids_dir,
             derivatives=derivatives,
@@ -97,15 +98,24 @@ def plan_participant_level(
             model_file=spec.source,
         )
         # automatic contrasts are named from the whole dataset, whatever the selection
-        auto = spec.auto_contrasts
-        conditions = dataset_conditions(bids_dir, spec, cache_dir=database_dir) if auto else None
+        conditions = None
+        if spec.auto_contrasts:
+            conditions = preflight.dataset_conditions(bids_dir, spec, cache_dir=database_dir)
         check = dict(missing_conditions=missing_conditions, conditions=conditions)
         if database_dir is None:
-            plan = check_first_level(found, spec, **check)
+            plan = preflight.check_first_level(found, spec, **check)
         else:
-            plan = cached_check_first_level(found, spec, **check, cache_dir=database_dir)
+            plan = preflight.cached_check_first_level(found, spec, **check, cache_dir=database_dir)
         analyses.append(TaskAnalysis(spec, tuple(found), plan.contrasts, plan.skipped))
     return analyses
+
+
+def _with_smoothing(spec, smoothing_fwhm: float | None):
+    """``spec`` with the smoothing given on the command line (None: the model's; 0: none)."""
+    if smoothing_fwhm is None:
+        return spec
+    glm = dataclasses.replace(spec.glm, smoothing_fwhm=smoothing_fwhm or None)
+    return dataclasses.replace(spec, glm=glm)
 
 
 def run_participant_level(
@@ -144,14 +154,11 @@ def run_participant_level(
     ------
     glmflow.execution.FolderInUseError
         Another run holds the work or output folder (one line naming it).
-    """
-    if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner
-        from glmflow.runners.bsm import run_bids_stats_model
 
-        return run_bids_stats_model(
-            bids_dir=bids_dir, output_dir=output_dir, model=model, execution=execution,
-            derivatives=derivatives, missing_conditions=missing_conditions, **keywords,
-        )  # fmt: skip
+    A rerun that nothing touched (inputs, model, options, code, outputs) returns the last
+    run's result at once (:mod:`glmflow.execution.unchanged`); its ``analyses`` are read
+    back on first use.
+    """
     entry, selection = enter_level(
         bids_dir=bids_dir,
         output_dir=output_dir,
@@ -159,15 +166,85 @@ def run_participant_level(
         execution=execution,
         keywords=keywords,
     )
+    model = absolute_path(model)
+    selection = {**selection, "reports": reports}  # (part of the key: pages are outputs)
+    key = _inputs_key(entry, model, missing_conditions, selection)
+    recalled = _recalled(entry, key)
+    if recalled is not None:
+        return recalled
+    from glmflow.core.bsm import is_bids_stats_model_file
+
+    if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner
+        from glmflow.runners.bsm import run_bids_stats_model
+
+        return run_bids_stats_model(
+            bids_dir=bids_dir, output_dir=output_dir, model=model, execution=execution,
+            derivatives=derivatives, missing_conditions=missing_conditions, **keywords,
+        )  # fmt: skip
     with hold_folder(entry.work_dir, "work"):
-        return _run(entry, absolute_path(model), missing_conditions, selection, reports)
+        return _run_stamped(entry, model, missing_conditions, selection, key)
+
+
+def _recalled(entry: LevelEntry, key: str) -> ParticipantResult | None:
+    """The last run's result if nothing it read or wrote changed since (its warnings said)."""
+    with hold_folder(entry.work_dir, "work"):
+        recalled = unchanged.recall(entry.work_dir, "participant", entry.out, key)
+    if recalled is None:
+        return None
+    recalled.say_warnings()
+    pages = recalled.extra[1:]  # after the dataset description
+    return ParticipantResult(
+        entry.out, recalled.lazy(), recalled.files, entry.work_dir, pages, recalled.summary
+    )
+
+
+def _run_stamped(entry: LevelEntry, model: Path, missing_conditions: str, selection, key: str):
+    """:func:`_run`, then the stamp of its success (its inputs' key before and after it)."""
+    unchanged.forget(entry.work_dir, "participant", entry.out)
+    with unchanged.WarningLog() as log:
+        result = _run(entry, model, missing_conditions, selection)
+    unchanged.remember(
+        entry.work_dir, "participant", entry.out,
+        (key, _inputs_key(entry, model, missing_conditions, selection)),
+        files=result.files, summary=result.summary, said=log.said,
+        payload=tuple(result.analyses),
+        extra_outputs=[entry.out / DESCRIPTION, *result.reports],
+    )  # fmt: skip
+    return result
+
+
+DESCRIPTION = "dataset_description.json"
+
+
+def _inputs_key(entry: LevelEntry, model: Path, missing_conditions: str, selection) -> str:
+    """The key of everything the level reads (:func:`glmflow.execution.unchanged.level_key`).
+
+    The raw dataset but its ``derivatives`` (work and output folders may live there), the
+    fMRIPrep folder, the model file's bytes, the selection and the output folder.
+    """
+    fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
+    return unchanged.level_key(
+        "participant",
+        [str(entry.bids_dir), str(fmriprep), str(entry.out), str(model)],
+        unchanged.file_digest(model),
+        [missing_conditions, sorted(selection.items())],
+        unchanged.tree_identity(entry.bids_dir, skip=("derivatives",)),
+        unchanged.tree_identity(fmriprep),
+    )
 
 
 def _run(
-    entry: LevelEntry, model: Path, missing_conditions: str, selection: dict[str, Any],
-    reports: bool = True,
+    entry: LevelEntry, model: Path, missing_conditions: str, selection: dict[str, Any]
 ) -> ParticipantResult:
     """Plan, build and run, in the held work folder; hold the output folder to write it."""
+    from threadpoolctl import threadpool_limits
+
+    from glmflow.execution import execute
+    from glmflow.runners.reports import run_reports
+    from glmflow.workflows.base import init_glmflow_wf
+
+    selection = dict(selection)
+    reports = selection.pop("reports", True)
     bids_dir, derivatives, work_dir, out = (
         entry.bids_dir, entry.derivatives, entry.work_dir, entry.out
     )  # fmt: skip

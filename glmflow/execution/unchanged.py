@@ -1,0 +1,258 @@
+"""A level that nothing touched is not run again: the stamp of its last success.
+
+Nipype's cache reruns no node when nothing changed, but finding that out costs the whole
+planning (pybids index, pre-flight), the graph's construction and one hash check per node:
+3-70 s on 200 runs, most of a no-change rerun. After a level succeeds, its runner writes a
+*stamp* in the work folder: the key of everything the level read (every input file's
+identity, the model file's bytes, the selection options, glmflow's code and the versions of
+what it computes with) and the identity of every file it wrote. A rerun whose key and
+outputs both match returns the stamp's result without planning or building anything.
+Anything else runs the level as before, and Nipype reruns only what the change touched:
+
+- an input file rewritten, added or removed (its path, inode, size or mtime);
+- the model file edited (any byte), another option, another glmflow or dependency version,
+  an edited glmflow source file;
+- an output deleted or edited in place (its inode, size or mtime): the run publishes it
+  again (:func:`glmflow.core.publish.publish`).
+
+Execution settings (plugin, processes, memory) change nothing computed, so they are not part
+of the key. A stamp is written only if the inputs' key is the same before and after the run
+(an input edited while the level ran leaves no stamp).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import pickle
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from glmflow.core.memo import memo_key, stat_identity
+from glmflow.core.publish import atomic_write_json
+
+# what glmflow computes with: a new version of any of them runs the level again
+DEPENDENCIES = ("nipype", "nilearn", "nibabel", "numpy", "scipy", "pandas", "pybids")
+STAMP_DIR = "level_stamps"
+
+
+def _tree(folder: Path, skip: frozenset[str] = frozenset()) -> Iterator[list]:
+    """[relative path, inode, size, mtime] of every file under ``folder`` (dot files left out)."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name in skip:
+            continue
+        if entry.is_dir():
+            yield from _tree(Path(entry.path))
+        else:
+            yield [entry.path, *stat_identity(entry.stat())]
+
+
+def tree_identity(folder: str | os.PathLike, skip: Iterable[str] = ()) -> list:
+    """The identity of every file under ``folder``, minus the top-level names in ``skip``."""
+    return list(_tree(Path(folder), frozenset(skip)))
+
+
+def code_identity() -> list:
+    """glmflow's version and source files, and the versions of its dependencies."""
+    import glmflow
+
+    versions = []
+    for name in DEPENDENCIES:
+        try:
+            versions.append([name, metadata.version(name)])
+        except metadata.PackageNotFoundError:
+            versions.append([name, None])
+    source = tree_identity(Path(glmflow.__file__).parent, skip=("__pycache__",))
+    sources = [entry for entry in source if "__pycache__" not in entry[0]]
+    return [glmflow.__version__, sys.version, versions, sources]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a (small) file's bytes: the model file, a design TSV."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def level_key(level: str, *parts: Any) -> str:
+    """The key of a level's inputs: ``parts`` (JSON-able) and the code's identity."""
+    return memo_key("level", level, code_identity(), *parts)
+
+
+def _identity(path: Path) -> list[int] | None:
+    try:
+        return stat_identity(path.stat())
+    except OSError:
+        return None
+
+
+def _stamp_path(work_dir: Path, level: str, output_dir: Path) -> Path:
+    # one stamp per level and output folder: two outputs from one work folder keep theirs
+    return work_dir / STAMP_DIR / f"{level}-{memo_key(str(output_dir))[:12]}.json"
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """What the last identical run returned: its files, summary, warnings and payload."""
+
+    files: tuple[Path, ...]
+    summary: str
+    warnings: tuple[tuple[str, str], ...]
+    payload_file: Path
+    extra: tuple[Path, ...] = ()  # the other files it wrote (remember's extra_outputs)
+
+    def lazy(self) -> RecalledSequence:
+        """The payload (a tuple) as a sequence unpickled on first use."""
+        return RecalledSequence(self.payload_file)
+
+    def say_warnings(self) -> None:
+        """The warnings the run said, said again (the checks that raised them still hold)."""
+        for category, message in self.warnings:
+            warnings.warn(message, _category(category), stacklevel=3)
+
+
+class RecalledSequence(Sequence):
+    """A tuple stored with a stamp, unpickled (with what it imports) when first read."""
+
+    def __init__(self, payload_file: Path) -> None:
+        self._file = payload_file
+        self._items: tuple | None = None
+
+    def _loaded(self) -> tuple:
+        if self._items is None:
+            with open(self._file, "rb") as f:
+                self._items = tuple(pickle.load(f))
+        return self._items
+
+    def __getitem__(self, index):
+        return self._loaded()[index]
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __eq__(self, other) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(self._loaded())
+
+
+def _category(name: str) -> type[Warning]:
+    """A built-in warning class by name; glmflow's own warnings are UserWarnings."""
+    found = getattr(builtins, name, None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
+
+
+def recall(work_dir: Path, level: str, output_dir: Path, key: str) -> Recalled | None:
+    """The stamp's result if its key is ``key`` and every file it lists is as it left it."""
+    path = _stamp_path(work_dir, level, output_dir)
+    try:
+        stamp = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if stamp.get("key") != key:
+        return None
+    for name, identity in stamp["outputs"].items():
+        if _identity(Path(name)) != identity:
+            return None
+    payload = path.with_suffix(".pkl")
+    if not payload.is_file():
+        return None
+    return Recalled(
+        files=tuple(Path(name) for name in stamp["files"]),
+        summary=stamp["summary"],
+        warnings=tuple(tuple(pair) for pair in stamp["warnings"]),
+        payload_file=payload,
+        extra=tuple(Path(name) for name in stamp.get("extra", ())),
+    )
+
+
+def remember(
+    work_dir: Path,
+    level: str,
+    output_dir: Path,
+    keys: tuple[str, str],
+    *,
+    files: Sequence[Path],
+    summary: str,
+    said: Sequence[tuple[str, str]],
+    payload: Any,
+    extra_outputs: Sequence[Path] = (),
+) -> Path | None:
+    """Write the stamp of a level that succeeded (``keys``: its inputs' key before, after).
+
+    ``files`` are the outputs it returns, ``extra_outputs`` other files it wrote (the
+    dataset description); the identity of each is recorded.
+    """
+    path = _stamp_path(work_dir, level, output_dir)
+    if keys[0] != keys[1]:  # an input changed while the level ran
+        path.unlink(missing_ok=True)
+        return None
+    outputs = {str(p): _identity(Path(p)) for p in [*files, *extra_outputs]}
+    if any(identity is None for identity in outputs.values()):
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload_file = path.with_suffix(".pkl")
+    tmp = payload_file.with_name(f".{payload_file.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, payload_file)
+    stamp = {
+        "key": keys[0],
+        "outputs": outputs,
+        "files": [str(p) for p in files],
+        "extra": [str(p) for p in extra_outputs],
+        "summary": summary,
+        "warnings": [list(pair) for pair in said],
+    }
+    return atomic_write_json(path, stamp)
+
+
+def forget(work_dir: Path, level: str, output_dir: Path) -> None:
+    """Remove a level's stamp (a run that failed or changed what it wrote)."""
+    _stamp_path(work_dir, level, output_dir).unlink(missing_ok=True)
+
+
+class WarningLog:
+    """Record the warnings shown while it is active, showing them as before."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, str]] = []
+
+    def __enter__(self) -> WarningLog:
+        self._show = warnings.showwarning
+
+        def show(message, category, *args, **kwargs):
+            self.said.append((category.__name__, str(message)))
+            return self._show(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc) -> None:
+        warnings.showwarning = self._show
+
+
+__all__ = [
+    "Recalled",
+    "RecalledSequence",
+    "WarningLog",
+    "code_identity",
+    "file_digest",
+    "forget",
+    "level_key",
+    "recall",
+    "remember",
+    "tree_identity",
+]

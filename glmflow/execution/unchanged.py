@@ -78,9 +78,13 @@ def code_identity() -> list:
     return [glmflow.__version__, sys.version, versions, sources]
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 of a (small) file's bytes: the model file, a design TSV."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def file_digest(path: str | os.PathLike) -> str | None:
+    """sha256 of a (small) file's bytes (the model file, a design TSV); None when it cannot
+    be read (the level's own checks then say so in one line)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def level_key(level: str, *parts: Any) -> str:

@@ -32,13 +32,13 @@ def run_demo(args: argparse.Namespace) -> int:
     """``glmflow demo OUT``: make the small dataset, then run both levels on it."""
     from importlib.resources import files
 
-    from glmflow.data import make_synthetic_dataset
-
     out_dir = args.out_dir.resolve()
     bids_dir = out_dir / "bids"
     if bids_dir.exists():
         print(f"glmflow: reusing the synthetic dataset in {bids_dir}")
     else:
+        from glmflow.data import make_synthetic_dataset  # imports nilearn: only to make it
+
         make_synthetic_dataset(bids_dir, preset="small")
         print(f"glmflow: synthetic dataset written to {bids_dir}")
     options = argparse.Namespace(

@@ -148,25 +148,31 @@ def run_group_level(
     )  # fmt: skip
     selection = absolute_paths(selection, ("design", "mask"))
     bids_dir, work_dir, out = entry.bids_dir, entry.work_dir, entry.out
-    model = absolute_path(model)
     # the output dataset is read (subject maps) as well as written: held from the start
     with hold_folder(work_dir, "work"), hold_folder(out, "output", create=False):
-        keyed = {**selection, "reports": reports}  # the pages are outputs too
-        key = _inputs_key(entry, model, keyed)
-        recalled = unchanged.recall(work_dir, "group", out, key)
-        if recalled is not None:  # nothing changed since the last run (see the module)
-            recalled.say_warnings()
-            pages = recalled.extra[1:]  # after the dataset description
-            return GroupResult(out, recalled.lazy(), recalled.files, pages, recalled.summary)
-        unchanged.forget(work_dir, "group", out)
-        with unchanged.WarningLog() as log:
-            result = _run_group(entry, model, n_jobs, selection, reports)
-        unchanged.remember(
-            work_dir, "group", out, (key, _inputs_key(entry, model, keyed)),
-            files=result.files, summary=result.summary, said=log.said, payload=tuple(result.plans),
-            extra_outputs=[out / "dataset_description.json", *result.reports],
-        )  # fmt: skip
-        return result
+        return _recalled_or_run(entry, absolute_path(model), n_jobs, selection, reports)
+
+
+def _recalled_or_run(entry: LevelEntry, model: Path, n_jobs: int, selection, reports: bool):
+    """The last run's result if nothing it read or wrote changed (see
+    :mod:`glmflow.execution.unchanged`), else :func:`_run_group` and its stamp."""
+    work_dir, out = entry.work_dir, entry.out
+    keyed = {**selection, "reports": reports}  # the pages are outputs too
+    key = _inputs_key(entry, model, keyed)
+    recalled = unchanged.recall(work_dir, "group", out, key)
+    if recalled is not None:
+        recalled.say_warnings()
+        pages = recalled.extra[1:]  # after the dataset description
+        return GroupResult(out, recalled.lazy(), recalled.files, pages, recalled.summary)
+    unchanged.forget(work_dir, "group", out)
+    with unchanged.WarningLog() as log:
+        result = _run_group(entry, model, n_jobs, selection, reports)
+    unchanged.remember(
+        work_dir, "group", out, (key, _inputs_key(entry, model, keyed)),
+        files=result.files, summary=result.summary, said=log.said, payload=tuple(result.plans),
+        extra_outputs=[out / "dataset_description.json", *result.reports],
+    )  # fmt: skip
+    return result
 
 
 def _inputs_key(entry: LevelEntry, model: Path, selection: Mapping[str, Any]) -> str:

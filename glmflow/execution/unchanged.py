@@ -223,6 +223,21 @@ def remember(
     return atomic_write_json(path, stamp)
 
 
+# both levels rewrite the report index: it is no level's own output to check
+SHARED_PAGE = "index.html"
+
+
+def own_pages(pages: Sequence[Path]) -> list[Path]:
+    """A level's report pages but the index both levels rewrite."""
+    return [Path(p) for p in pages if Path(p).name != SHARED_PAGE]
+
+
+def pages(recalled: Recalled, output_dir: Path) -> tuple[Path, ...]:
+    """A recalled level's pages: its own (after the dataset description) and the index."""
+    index = Path(output_dir) / SHARED_PAGE
+    return (*recalled.extra[1:], *([index] if index.is_file() else []))
+
+
 def forget(work_dir: Path, level: str, output_dir: Path) -> None:
     """Remove a level's stamp (a run that failed or changed what it wrote)."""
     _stamp_path(work_dir, level, output_dir).unlink(missing_ok=True)

@@ -162,7 +162,7 @@ def _recalled_or_run(entry: LevelEntry, model: Path, n_jobs: int, selection, rep
     recalled = unchanged.recall(work_dir, "group", out, key)
     if recalled is not None:
         recalled.say_warnings()
-        pages = recalled.extra[1:]  # after the dataset description
+        pages = unchanged.pages(recalled, out)
         return GroupResult(out, recalled.lazy(), recalled.files, pages, recalled.summary)
     unchanged.forget(work_dir, "group", out)
     with unchanged.WarningLog() as log:
@@ -170,7 +170,7 @@ def _recalled_or_run(entry: LevelEntry, model: Path, n_jobs: int, selection, rep
     unchanged.remember(
         work_dir, "group", out, (key, _inputs_key(entry, model, keyed)),
         files=result.files, summary=result.summary, said=log.said, payload=tuple(result.plans),
-        extra_outputs=[out / "dataset_description.json", *result.reports],
+        extra_outputs=[out / "dataset_description.json", *unchanged.own_pages(result.reports)],
     )  # fmt: skip
     return result
 

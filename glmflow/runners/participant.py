@@ -155,17 +155,13 @@ def run_participant_level(
     glmflow.execution.FolderInUseError
         Another run holds the work or output folder (one line naming it).
 
-    A rerun that nothing touched (inputs, model, options, code, outputs) returns the last
-    run's result at once (:mod:`glmflow.execution.unchanged`); its ``analyses`` are read
-    back on first use.
+    A rerun that nothing touched returns the last run's result at once, its ``analyses``
+    read back on first use (:mod:`glmflow.execution.unchanged`).
     """
     entry, selection = enter_level(
-        bids_dir=bids_dir,
-        output_dir=output_dir,
-        derivatives=derivatives,
-        execution=execution,
+        bids_dir=bids_dir, output_dir=output_dir, derivatives=derivatives, execution=execution,
         keywords=keywords,
-    )
+    )  # fmt: skip
     model = absolute_path(model)
     selection = {**selection, "reports": reports}  # (part of the key: pages are outputs)
     key = _inputs_key(entry, model, missing_conditions, selection)
@@ -177,10 +173,9 @@ def run_participant_level(
     if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner
         from glmflow.runners.bsm import run_bids_stats_model
 
-        return run_bids_stats_model(
-            bids_dir=bids_dir, output_dir=output_dir, model=model, execution=execution,
-            derivatives=derivatives, missing_conditions=missing_conditions, **keywords,
-        )  # fmt: skip
+        return run_bids_stats_model(bids_dir=bids_dir, output_dir=output_dir, model=model,
+            execution=execution, derivatives=derivatives,
+            missing_conditions=missing_conditions, **keywords)  # fmt: skip
     with hold_folder(entry.work_dir, "work"):
         return _run_stamped(entry, model, missing_conditions, selection, key)
 
@@ -192,7 +187,7 @@ def _recalled(entry: LevelEntry, key: str) -> ParticipantResult | None:
     if recalled is None:
         return None
     recalled.say_warnings()
-    pages = recalled.extra[1:]  # after the dataset description
+    pages = unchanged.pages(recalled, entry.out)
     return ParticipantResult(
         entry.out, recalled.lazy(), recalled.files, entry.work_dir, pages, recalled.summary
     )
@@ -208,7 +203,7 @@ def _run_stamped(entry: LevelEntry, model: Path, missing_conditions: str, select
         (key, _inputs_key(entry, model, missing_conditions, selection)),
         files=result.files, summary=result.summary, said=log.said,
         payload=tuple(result.analyses),
-        extra_outputs=[entry.out / DESCRIPTION, *result.reports],
+        extra_outputs=[entry.out / DESCRIPTION, *unchanged.own_pages(result.reports)],
     )  # fmt: skip
     return result
 

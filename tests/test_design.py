@@ -582,13 +582,13 @@ def test_interface_confounds_only_and_error_names_the_file(tmp_path):
 
 
 def test_run_level_workflow_passes_the_design_files_on():
-    """Every design output of BuildDesignMatrix reaches the run level's outputnode."""
+    """Every design output of the run's build_design node reaches its outputnode."""
     from glmflow.core.model import ContrastSpec, ModelSpec
     from glmflow.workflows.run_level import init_run_level_wf
 
     contrasts = (ContrastSpec(name="face", expressions=("face",)),)
     wf = init_run_level_wf(spec=ModelSpec(name="m", task="faces"), contrasts=contrasts, mem_gb=1.0)
     # a workflow's inputs are the node inputs left unconnected
-    unconnected = set(wf.inputs.outputnode.get()) | set(wf.inputs.design_files.get())
-    assert not {"design_file", "sidecar_file", "plot_file", "in1", "in2", "in3"} & unconnected
+    unconnected = set(wf.inputs.outputnode.get())
+    assert not {"design_file", "sidecar_file", "plot_file", "design_files"} & unconnected
     assert unconnected >= {"residuals_file"}  # (connected only when minimize_memory is off)

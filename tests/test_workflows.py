@@ -167,11 +167,15 @@ def test_graph_builds_without_running_anything(pristine, tmp_path, changes):
         wf = init_glmflow_wf(analyses=[analysis], output_dir=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
     nodes = [n.fullname for n in wf._get_all_nodes()]
-    per_run = {"parse_events", "select_confounds", "mask_and_smooth", "build_design"}
-    per_run |= {"fit_first_level", "compute_contrasts"}
+    per_run = {"build_design", "mask_and_smooth", "fit_first_level", "compute_contrasts"}
     names = [n.split(".")[-1] for n in nodes]
     for node in per_run:
         assert names.count(node) == len(runs) == 8  # 2 subjects x 2 sessions x 2 runs
+    # events, confounds and design are one node, and no Merge node gathers its files
+    assert sum(name.startswith("ds_run") for name in names) == 8
+    computing = [name for name in names if name not in ("inputnode", "outputnode")]
+    subject_nodes = 2 if contrasts[0].stat_type == "F" else 4  # 2 merges (+ combine, sink)
+    assert len(computing) == 8 * (len(per_run) + 1) + 2 * subject_nodes
     assert names.count("combine_runs") == (0 if contrasts[0].stat_type == "F" else 2)
     fit = next(n for n in wf._get_all_nodes() if n.name == "fit_first_level")
     assert fit.interface.inputs.noise_model == spec.glm.noise_model

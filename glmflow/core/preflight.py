@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from glmflow.core.bids import RunInputs
-from glmflow.core.confounds import select_confounds
 from glmflow.core.contrasts import contrast_weights
-from glmflow.core.design import build_design_matrix, check_censored_rank
+from glmflow.core.design import check_censored_rank
+from glmflow.core.design.run import design_from_files
 from glmflow.core.events import parse_events, read_events
 from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
 from glmflow.core.memo import file_identity, memo_key
@@ -184,27 +184,14 @@ def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan
 
 def build_run_design(run: RunInputs, spec: ModelSpec):
     """(parsed events, design matrix, column roles, sample mask) of one run, as the graph
-    builds them (the glm-express ``Subject.generate_design_matrix`` shows this design)."""
-    events = parse_events(
-        read_events(run.events, condition_column=spec.events.condition_column),
-        spec.events,
-        source=run.events,
-        scan_end=run.n_volumes * run.tr,
-    )
-    confounds, sample_mask = select_confounds(run.confounds, spec.confounds, bold_file=run.bold)
-    with warnings.catch_warnings():
-        # nilearn's notes on singular designs: check_rank says it in one line
-        warnings.simplefilter("ignore")
-        design, roles = build_design_matrix(
-            events,
-            confounds,
-            spec.design,
-            n_volumes=run.n_volumes,
-            tr=run.tr,
-            slice_time_ref=run.slice_time_ref,
-            source=run.events,
-        )
-    return events, design, roles, sample_mask
+    builds them (:func:`glmflow.core.design.run.design_from_files`; the glm-express
+    ``Subject.generate_design_matrix`` shows this design)."""
+    built = design_from_files(
+        run.events, run.confounds, events=spec.events, confounds=spec.confounds,
+        design=spec.design, n_volumes=run.n_volumes, tr=run.tr,
+        slice_time_ref=run.slice_time_ref, bold_file=run.bold,
+    )  # fmt: skip
+    return built.events, built.design, built.roles, built.sample_mask
 
 
 def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, ...]]:

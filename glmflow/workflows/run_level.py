@@ -10,11 +10,9 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.model import ContrastSpec, ModelSpec
 from glmflow.interfaces.bold import MaskAndSmooth
-from glmflow.interfaces.confounds import SelectConfounds
 from glmflow.interfaces.contrasts import ComputeContrasts
-from glmflow.interfaces.design import BuildDesignMatrix
-from glmflow.interfaces.events import ParseEvents
 from glmflow.interfaces.glm import FitFirstLevel
+from glmflow.interfaces.run_design import BuildRunDesign, model_parts
 
 RUN_INPUTS = [
     "bold_file",
@@ -108,8 +106,10 @@ def init_run_level_wf(
     """Fit the first-level GLM of one run and compute its contrasts.
 
     Each step receives only the part of ``spec`` it depends on, so the cache reruns only
-    what a model edit touched: a contrast edit reruns ``compute_contrasts``; a confound
-    edit reruns confounds, design, fit and contrasts, never ``mask_and_smooth``.
+    what a model edit touched: a contrast edit reruns ``compute_contrasts``; an events,
+    confounds or design edit reruns ``build_design`` (events parsed, confounds selected
+    and design built in one node: the split bought no reuse), fit and contrasts, never
+    ``mask_and_smooth``. Five nodes a run, with the sink.
 
     Parameters
     ----------
@@ -145,36 +145,19 @@ def init_run_level_wf(
     outputnode = pe.Node(niu.IdentityInterface(fields=RUN_OUTPUTS), name="outputnode")
 
     nodes = _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir)
-    parse_events, select_confounds, mask_and_smooth = (
-        nodes[k] for k in ("parse_events", "select_confounds", "mask_and_smooth")
-    )
-    build_design, fit, design_files, compute_contrasts = (
-        nodes[k] for k in ("build_design", "fit_first_level", "design_files", "compute_contrasts")
-    )
+    build_design, mask_and_smooth, fit, compute_contrasts = nodes.values()
+    run_fields = [field for field in RUN_INPUTS if field != "mask_file"]
+    design_outputs = ["design_file", "sidecar_file", "plot_file", "design_files"]
 
     # fmt: off
     workflow.connect([
-        (inputnode, parse_events, [("events_file", "events_file"),
-                                   ("n_volumes", "n_volumes"),
-                                   ("tr", "tr")]),
-        (inputnode, select_confounds, [("confounds_file", "confounds_file"),
-                                       ("bold_file", "bold_file")]),
+        (inputnode, build_design, [(field, field) for field in run_fields]),
         (inputnode, mask_and_smooth, [("bold_file", "bold_file"),
                                       ("mask_file", "mask_file")]),
-        (inputnode, build_design, [("n_volumes", "n_volumes"),
-                                   ("tr", "tr"),
-                                   ("slice_time_ref", "slice_time_ref")]),
-        (parse_events, build_design, [("events_file", "events_file")]),
-        (select_confounds, build_design, [("confounds_file", "confounds_file")]),
-        (build_design, fit, [("design_file", "design_file")]),
-        (select_confounds, fit, [("sample_mask_file", "sample_mask_file")]),
-        (build_design, outputnode, [("design_file", "design_file"),
-                                    ("sidecar_file", "sidecar_file"),
-                                    ("plot_file", "plot_file")]),
+        (build_design, fit, [("design_file", "design_file"),
+                             ("sample_mask_file", "sample_mask_file")]),
+        (build_design, outputnode, [(field, field) for field in design_outputs]),
         (fit, outputnode, [("fit_file", "fit_file")]),
-        (build_design, design_files, [("design_file", "in1"), ("sidecar_file", "in2"),
-                                      ("plot_file", "in3")]),
-        (design_files, outputnode, [("out", "design_files")]),
         *fit_and_contrast_connections(mask_and_smooth, fit, compute_contrasts, outputnode),
     ])
     # fmt: on
@@ -192,24 +175,12 @@ def init_run_level_wf(
 
 def _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir) -> dict[str, pe.Node]:
     """The run's nodes, each given only the part of the spec it depends on."""
-    parse_events = pe.Node(
-        ParseEvents(**set_options(spec.events.to_dict())),
-        name="parse_events",
-        mem_gb=LIGHT_MEM_GB,
-    )
-    select_confounds = pe.Node(
-        SelectConfounds(**set_options(spec.confounds.to_dict())),
-        name="select_confounds",
-        mem_gb=LIGHT_MEM_GB,
+    build_design = pe.Node(
+        BuildRunDesign(model_parts=model_parts(spec)), name="build_design", mem_gb=LIGHT_MEM_GB
     )
     mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
     if spec.glm.smoothing_fwhm:
         mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
-    build_design = pe.Node(
-        BuildDesignMatrix(**set_options(spec.design.to_dict())),
-        name="build_design",
-        mem_gb=LIGHT_MEM_GB,
-    )
     fit = pe.Node(
         FitFirstLevel(
             noise_model=spec.glm.noise_model,
@@ -219,9 +190,8 @@ def _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir) -> dict[st
         name="fit_first_level",
         mem_gb=mem_gb,
     )
-    design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
     compute_contrasts = contrasts_node(
         contrasts, missing_conditions=missing_conditions, memo_dir=memo_dir, mem_gb=mem_gb
     )
-    nodes = [parse_events, select_confounds, mask_and_smooth, build_design, fit]
-    return {node.name: node for node in [*nodes, design_files, compute_contrasts]}
+    nodes = [build_design, mask_and_smooth, fit, compute_contrasts]
+    return {node.name: node for node in nodes}

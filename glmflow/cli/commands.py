@@ -135,6 +135,7 @@ def _execution_options(args: argparse.Namespace):
         poll_interval=getattr(args, "poll_interval", None),
         verbose=getattr(args, "verbose", False),
         progress=False if quiet else ConsoleProgress(sys.stderr, every),
+        cluster_jobs=getattr(args, "cluster_jobs", "node"),
     ).with_default_work_dir()
 
 

@@ -159,6 +159,13 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="how often running nodes / jobs are checked (default: 0.002 local, 2 on a cluster)",
     )
     execution.add_argument(
+        "--cluster-jobs",
+        choices=["node", "subject"],
+        default="node",
+        help="SLURM / SGE: one job per node (default) or per subject (its runs and their "
+        "combination in one job; for studies whose per-node jobs would flood the scheduler)",
+    )
+    execution.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"
     )
     _add_progress_options(execution)

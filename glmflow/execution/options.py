@@ -10,12 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from glmflow.execution.plugins import PLUGINS, ExecutionError, validate_plugin_args
+from glmflow.execution.plugins import (
+    BATCH_PLUGINS,
+    PLUGINS,
+    ExecutionError,
+    validate_plugin_args,
+)
 
 # Nipype reserves 0.2 GB for a node that says nothing: a smaller budget can run no node
 MIN_MEM_GB = 0.2
 # the level runners' cache when none is given, in the current folder
 DEFAULT_WORK_DIR = "work"
+# cluster jobs: one per node, or one per subject (glmflow.execution.jobs)
+CLUSTER_JOBS = ("node", "subject")
 
 
 def absolute_path(path: str | os.PathLike) -> Path:
@@ -63,6 +70,11 @@ class ExecutionOptions:
         the ``glmflow.progress`` logger (INFO, every 30 s), False says nothing, True writes
         it to stderr (in place on a terminal), a callable receives a ``Status`` every
         ``progress.every`` seconds (10 without that attribute) and once at the end.
+    cluster_jobs : str
+        SLURM / SGE: ``"node"`` (default) submits one job per node; ``"subject"`` one job
+        per subject, its runs and their combination run in it one after the other
+        (:mod:`glmflow.execution.jobs`): for studies whose per-node jobs would flood the
+        scheduler. The same cache and the same maps either way.
     """
 
     work_dir: Path | None = None
@@ -73,6 +85,7 @@ class ExecutionOptions:
     poll_interval: float | None = None
     verbose: bool = False
     progress: Callable[..., Any] | bool | None = None
+    cluster_jobs: str = "node"
 
     def __post_init__(self) -> None:
         if self.work_dir is not None:
@@ -104,6 +117,16 @@ class ExecutionOptions:
         self._check_plugin_settings()
 
     def _check_plugin_settings(self) -> None:
+        if self.cluster_jobs not in CLUSTER_JOBS:
+            raise ExecutionError(
+                f"cluster_jobs (--cluster-jobs) must be one of {', '.join(CLUSTER_JOBS)}. "
+                f"Got {self.cluster_jobs!r} instead."
+            )
+        if self.cluster_jobs != "node" and self.plugin not in BATCH_PLUGINS:
+            raise ExecutionError(
+                f"cluster_jobs={self.cluster_jobs!r} groups the jobs of a cluster plugin and "
+                f"means nothing to plugin {self.plugin!r}; leave it out"
+            )
         if self.mem_gb is not None and self.plugin != "MultiProc":
             raise ExecutionError(
                 f"mem_gb={self.mem_gb} sets MultiProc's memory budget and means nothing to "

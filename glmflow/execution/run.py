@@ -29,6 +29,7 @@ from glmflow.core.publish import publish
 from glmflow.execution import scheduler
 from glmflow.execution.batch import BATCH_RUNNERS, GraphJobDeaths
 from glmflow.execution.folders import this_command
+from glmflow.execution.jobs import JOB_PREFIX, group_jobs
 from glmflow.execution.multiproc import FrozenGCMultiProc
 from glmflow.execution.options import ExecutionOptions
 from glmflow.execution.plugins import (
@@ -220,6 +221,8 @@ def _prepare(workflow, options: ExecutionOptions) -> tuple[Any, dict[str, Any], 
     workflow = copy.deepcopy(workflow)
     workflow.base_dir = str(base)
     _configure(workflow, options.poll_interval, base / workflow.name / "crash")
+    if options.cluster_jobs == "subject":
+        workflow = group_jobs(workflow, base)
     return workflow, args, base / workflow.name
 
 
@@ -360,7 +363,7 @@ def execute(workflow, options: ExecutionOptions | None = None, /, **settings: An
     listed: dict[Path, None] = {}
     manifests = []  # sinks that stage their outputs: published now that the graph succeeded
     for node in execgraph.nodes():
-        if node.name.startswith("ds_"):
+        if node.name.startswith(("ds_", JOB_PREFIX)):  # sinks, and jobs of sub-workflows
             outputs = node.result.outputs
             if outputs is not None and outputs.out_files:
                 listed.update(dict.fromkeys(Path(f) for f in ensure_list(outputs.out_files)))

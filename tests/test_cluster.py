@@ -609,9 +609,7 @@ def _restart(scheduler: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-# the Graph plugins too once their restart and rerun have passed here (they gave the line
-# and the pre-flight's refusal at load ~20, in 88 s under SLURMGraph; see the report)
-@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
 def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
     """The controller dies while a job runs: one line, no hang; restarted, the rerun is clean.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -198,3 +199,46 @@ def test_reports_only_without_outputs_is_one_line(tmp_path, capsys):
         f"glmflow: error: --reports-only: there are no glmflow outputs in "
         f"{tmp_path / 'out' / 'glmflow'}; run the participant level first"
     ]
+
+
+def _as_second_task(source: Path, folder: Path, task: str) -> None:
+    """Copy ``source``'s files of task faces into ``folder`` as ``task``, their sidecars'
+    model renamed and unsmoothed (what a two-task model file writes for its second task)."""
+    for path in source.glob("*task-faces_*"):
+        target = folder / path.name.replace("task-faces", f"task-{task}")
+        if path.name.endswith("_statmap.json"):
+            info = json.loads(path.read_text())
+            info["Model"]["Task"] = info["ModelSpec"]["task"] = info["ModelSpec"]["name"] = task
+            info["ModelSpec"]["glm"]["smoothing_fwhm"] = None
+            target.write_text(json.dumps(info))
+        else:
+            target.write_bytes(path.read_bytes())
+
+
+def test_a_subject_with_two_tasks_has_a_methods_paragraph_for_each(study, tmp_path):
+    from glmflow.core.report import find_pages, render_report
+    from glmflow.core.report.maps import save_atlas
+    from glmflow.core.report.methods import first_level_methods
+
+    root, *_ = study
+    func = root / "out" / "glmflow" / "sub-01" / "func"
+    copy = tmp_path / "glmflow" / "sub-01" / "func"
+    copy.mkdir(parents=True)
+    for path in func.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    _as_second_task(func, copy, "motor")
+    [plan] = find_pages(tmp_path / "glmflow", root / "bids" / "derivatives" / "fmriprep")
+    atlas_image, atlas_labels = save_atlas(str(tmp_path))
+    _, staged, _ = render_report(plan.to_json(), atlas_image=atlas_image,
+                                 atlas_labels=atlas_labels, output_dir=str(tmp_path),
+                                 stage_dir=str(tmp_path / "stage"))  # fmt: skip
+    text = staged.read_text()
+    specs = {task: json.loads(next(copy.glob(f"*task-{task}_*z_statmap.json")).read_text())
+             ["ModelSpec"] for task in ("faces", "motor")}  # fmt: skip
+    paragraphs = re.findall(r'<h4>Task (\w+)</h4>\n<p class="methods">([^<]*)</p>', text)
+    assert [task for task, _ in paragraphs] == ["faces", "motor"]
+    for task, paragraph in paragraphs:
+        assert paragraph == html_escape(first_level_methods(specs[task]))
+    assert "(task faces)" in paragraphs[0][1] and "smoothed with a 8 mm FWHM" in paragraphs[0][1]
+    assert "(task motor)" in paragraphs[1][1] and "series (unsmoothed)" in paragraphs[1][1]
+    assert 'id="contrast-motor-face"' in text and 'id="contrast-faces-face"' in text

@@ -67,12 +67,15 @@ def spike_volumes(design: pd.DataFrame) -> np.ndarray:
 
 
 def censored_volumes(
-    design: pd.DataFrame, confounds_file: str | None, spec: ConfoundsSpec
+    design: pd.DataFrame, confounds_file: str | None, spec: ConfoundsSpec | None
 ) -> tuple[np.ndarray, list[str]]:
     """Censored volumes (spike regressors and the scrub sample mask) and the warnings
-    :func:`~glmflow.core.confounds.select_confounds` gave (missing optional confounds)."""
+    :func:`~glmflow.core.confounds.select_confounds` gave (missing optional confounds).
+
+    ``spec`` None: the model has no confounds rule to apply again (a BIDS Stats Model names
+    its confound columns in ``X``; its spikes are in the design)."""
     censored = spike_volumes(design)
-    if confounds_file is None:
+    if confounds_file is None or spec is None:
         return censored, []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -96,7 +99,9 @@ def framewise_displacement(confounds_file: str | None) -> np.ndarray | None:
     return table["framewise_displacement"].fillna(0.0).to_numpy(dtype=float)
 
 
-def summarize_run(design_tsv: str, confounds_file: str | None, spec: ConfoundsSpec) -> RunSummary:
+def summarize_run(
+    design_tsv: str, confounds_file: str | None, spec: ConfoundsSpec | None
+) -> RunSummary:
     """The run's design, regressor correlations, VIFs, censored volumes and FD."""
     sidecar = Path(design_tsv).with_suffix(".json")
     design, roles = read_design(design_tsv, sidecar if sidecar.is_file() else None)
@@ -121,14 +126,21 @@ def summarize_run(design_tsv: str, confounds_file: str | None, spec: ConfoundsSp
     return RunSummary(design, correlation, vif, censored, fd, notes)
 
 
+def contrast_fields(sidecar: dict) -> tuple[str, list[dict], list[str]]:
+    """A run map sidecar's contrast: its name, weights (one dict per row) and dropped
+    conditions; glmflow's sidecars nest them in ``Contrast``, the BSM path's are top-level."""
+    contrast = sidecar["Contrast"]
+    if not isinstance(contrast, dict):
+        contrast = {**sidecar, "Name": contrast}
+    return contrast["Name"], contrast.get("Weights", []), contrast.get("DroppedConditions", [])
+
+
 def contrast_matrix(sidecars: list[str], columns: list[str]) -> pd.DataFrame:
     """Contrast weights (rows: contrasts, one per F row) over the design ``columns``."""
     rows, names = [], []
     for path in sidecars:
-        contrast = json.loads(Path(path).read_text())["Contrast"]
-        for k, weights in enumerate(contrast.get("Weights", [])):
-            rows.append([float(weights.get(c, 0.0)) for c in columns])
-            names.append(
-                contrast["Name"] + (f" [{k + 1}]" if len(contrast["Weights"]) > 1 else "")
-            )
+        name, weights, _ = contrast_fields(json.loads(Path(path).read_text()))
+        for k, row in enumerate(weights):
+            rows.append([float(row.get(c, 0.0)) for c in columns])
+            names.append(name + (f" [{k + 1}]" if len(weights) > 1 else ""))
     return pd.DataFrame(rows, index=names, columns=columns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,44 @@ from glmflow.core.outputs import contrast_label
 from glmflow.core.report import figures, html
 from glmflow.core.report.maps import atlas_credit, mean_image, threshold_subject_map
 from glmflow.core.report.methods import first_level_methods
-from glmflow.core.report.runs import VIF_LIMIT, contrast_matrix, summarize_run
+from glmflow.core.report.runs import VIF_LIMIT, contrast_fields, contrast_matrix, summarize_run
 
 #: Sections every subject page has (ids of its ``<section>`` elements).
 SUBJECT_SECTIONS = ("methods", "runs", "contrasts", "warnings")
 
 
-def _model_spec(content: dict[str, Any]) -> dict[str, Any]:
-    """The ModelSpec the sidecars recorded (the first map's: one model per page's task)."""
-    for run in content["runs"]:
-        for sidecar in run["maps"]:
-            return json.loads(Path(sidecar).read_text())["ModelSpec"]
-    raise ValueError(f"subject {content['subject']} has no run maps to report on")
+@dataclass(frozen=True)
+class TaskModel:
+    """What a page needs of the model one task ran with, read from the written outputs."""
+
+    methods: str  # the methods paragraph
+    confounds: ConfoundsSpec | None  # None: no confounds rule to apply again (BSM)
+    inference: InferenceSpec  # how the page thresholds the task's subject maps
+
+
+def task_of(name: str) -> str:
+    """The ``task-`` entity of a BIDS file name ("" without one)."""
+    return next((part[5:] for part in name.split("_") if part.startswith("task-")), "")
+
+
+def _glmflow_models(content: dict[str, Any]) -> dict[str, TaskModel]:
+    """One TaskModel per task: the ModelSpec its maps' sidecars recorded."""
+    specs: dict[str, dict[str, Any]] = {}
+    sidecars = [s for run in content["runs"] for s in run["maps"]]
+    for sidecar in sidecars + [c["sidecar"] for c in content["contrasts"]]:
+        spec = json.loads(Path(sidecar).read_text())["ModelSpec"]
+        specs.setdefault(spec["task"], spec)
+    if not specs:
+        raise ValueError(f"subject {content['subject']} has no run maps to report on")
+    return {
+        task: TaskModel(first_level_methods(spec), ConfoundsSpec.from_dict(spec["confounds"]),
+                        InferenceSpec.from_dict(spec["group"]["inference"]))
+        for task, spec in specs.items()
+    }  # fmt: skip
+
+
+def _task_model(models: dict[str, TaskModel], name: str) -> TaskModel:
+    return models.get(name, next(iter(models.values())))
 
 
 def _vif_table(summary) -> str:
@@ -45,8 +72,8 @@ def _mask_figure(run: dict[str, Any], first: int) -> tuple[str, tuple | None]:
     return html.figure(uri, alt), (mean, mask)
 
 
-def _run_section(run: dict[str, Any], spec: dict[str, Any], notes: list[str]):
-    confounds = ConfoundsSpec.from_dict(spec["confounds"])
+def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
+    confounds = model.confounds
     summary = summarize_run(run["design"], run["confounds"], confounds)
     notes += [f"{run['name']}: {note}" for note in summary.warnings]
     columns = [str(c) for c in summary.design.columns]
@@ -78,7 +105,7 @@ def _run_section(run: dict[str, Any], spec: dict[str, Any], notes: list[str]):
                     summary.fd,
                     summary.censored,
                     step_s=tr,
-                    line=confounds.fd_threshold,
+                    line=(confounds or ConfoundsSpec()).fd_threshold,
                     label=text,
                 )
             )
@@ -93,6 +120,9 @@ def _run_section(run: dict[str, Any], spec: dict[str, Any], notes: list[str]):
 
 
 def _repetition_time(run: dict[str, Any]) -> float:
+    """From the design's frame times, else the BOLD's header (a BSM design has no sidecar)."""
+    if not Path(run["design_sidecar"]).is_file() and run["bold"] is not None:
+        return float(nib.load(run["bold"]).header.get_zooms()[3])
     frames = json.loads(Path(run["design_sidecar"]).read_text()).get("FrameTimes", [0.0, 1.0])
     return float(frames[1] - frames[0]) if len(frames) > 1 else 1.0
 
@@ -100,44 +130,58 @@ def _repetition_time(run: dict[str, Any]) -> float:
 def _contrast_section(contrast, inference: InferenceSpec, atlas, anatomy) -> tuple[str, list]:
     name, task = contrast["names"]
     shown = threshold_subject_map(contrast["z"], inference, atlas)
-    info = json.loads(Path(contrast["sidecar"]).read_text())["Contrast"]
-    notes = [f"contrast '{name}': dropped conditions {', '.join(info['DroppedConditions'])}"
-             ] if info.get("DroppedConditions") else []  # fmt: skip
+    dropped = contrast_fields(json.loads(Path(contrast["sidecar"]).read_text()))[2]
+    notes = [f"contrast '{name}': dropped conditions {', '.join(dropped)}"] if dropped else []
+    node = contrast.get("node")  # a BIDS Stats Model's node
     if anatomy is None or anatomy[0].shape != shown.thresholded.shape:
         anatomy = (np.zeros_like(shown.thresholded), shown.thresholded != 0)
     background, brain = anatomy
     parts = [
-        html.paragraph(f"Task {task}; shown at {shown.setting}."),
+        html.paragraph(f"Task {task}{f', node {node}' if node else ''}; shown at "
+                       f"{shown.setting}."),
         html.figure(figures.slices_figure(shown.thresholded, background, shown.centre),
                     f"thresholded slices of {name}"),
         html.figure(figures.glass_brain_figure(shown.thresholded, brain),
                     f"glass brain of {name}"),
         html.table(shown.table, css="clusters", empty="No cluster survives."),
     ]  # fmt: skip
-    section_id = f"contrast-{task}-{contrast_label(name)}"
+    section_id = f"contrast-{task}-{contrast_label(name)}" + (f"-node-{node}" if node else "")
     return html.section(section_id, f"Contrast {name}", *parts, level=3), notes
 
 
-def render_subject_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -> str:
-    """The HTML of one subject's page (``content``: :class:`~.find.PagePlan` content)."""
-    spec = _model_spec(content)
+def _methods_section(models: dict[str, TaskModel]) -> str:
+    if len(models) == 1:
+        return html.section("methods", "Methods",
+                            html.paragraph(next(iter(models.values())).methods, "methods"))
+    parts = [part for task, model in models.items()
+             for part in (html.heading(f"Task {task}"), html.paragraph(model.methods, "methods"))]
+    return html.section("methods", "Methods", *parts)  # fmt: skip
+
+
+def render_subject_page(
+    content: dict[str, Any], title: str, atlas: VolumeAtlas,
+    models: dict[str, TaskModel] | None = None,
+) -> str:  # fmt: skip
+    """The HTML of one subject's page (``content``: :class:`~.find.PagePlan` content);
+    ``models``: per task (default: the ModelSpec glmflow's sidecars recorded)."""
+    models = _glmflow_models(content) if models is None else models
     notes: list[str] = []
     runs, backgrounds = [], []
     for run in content["runs"]:
-        text, mean = _run_section(run, spec, notes)
+        text, mean = _run_section(run, _task_model(models, task_of(run["name"])), notes)
         runs.append(text)
         backgrounds.append(mean)
     anatomy = next((b for b in backgrounds if b is not None), None)
-    inference = InferenceSpec.from_dict(spec["group"]["inference"])
     contrasts = []
     for contrast in content["contrasts"]:
+        inference = _task_model(models, contrast["names"][1]).inference
         text, more = _contrast_section(contrast, inference, atlas, anatomy)
         contrasts.append(text)
         notes += more
     notes += [f"{name}: not a volume map, not drawn in this report (surfaces are not "
               "supported yet)" for name in content.get("not_drawn", [])]  # fmt: skip
     sections = [
-        html.section("methods", "Methods", html.paragraph(first_level_methods(spec), "methods")),
+        _methods_section(models),
         html.section("runs", "Runs", *runs),
         html.section("contrasts", "Contrasts", html.paragraph(atlas_credit(atlas)), *contrasts),
         html.section("warnings", "Warnings", html.warnings_list(notes)),

@@ -87,3 +87,44 @@ def test_dataset_glm_on_one_map_subjects_is_second_level_model(one_run):
     sidecar = json.loads((out / f"node-dataset/{STEM.format('z')}.json").read_text())
     assert sidecar["InputMaps"] == 3 and "Combination" not in sidecar
     assert sidecar["DegreesOfFreedom"] == 2.0
+
+
+def test_reports_of_a_bsm_run(one_run):
+    """The BSM run's pages (issue 10), drawn by the report code of glmflow's own models."""
+    import re
+
+    from glmflow.core.report.group import GROUP_SECTIONS
+    from glmflow.core.report.runs import variance_inflation
+    from glmflow.core.report.subject import SUBJECT_SECTIONS
+
+    out = one_run.output_dir
+    assert sorted(p.name for p in one_run.reports) == [
+        "group_node-dataset.html", "index.html", "sub-01.html", "sub-02.html", "sub-03.html"]
+    page = (out / "sub-02.html").read_text()
+    for section in (*SUBJECT_SECTIONS, "run-sub-02_task-faces_run-1",
+                    "contrast-faces-faceGtHouse-node-subject"):  # fmt: skip
+        assert f'<section id="{section}">' in page, section
+    assert "from the BIDS Stats Model &#x27;faces_bsm&#x27; (faces_smdl.json)" in page
+    assert "a discrete cosine basis with a 128 s high-pass cut-off" in page  # 1 / 0.0078125 Hz
+    assert "2 of 60 volumes censored (3.3 %)" in page  # the two non-steady-state columns
+    design = pd.read_csv(out / "node-run/sub-02/sub-02_task-faces_run-1_design.tsv", sep="\t")
+    vif = variance_inflation(design[["trial_type.face", "trial_type.house"]].join(
+        design.filter(regex="^(trans|rot)_|^trial_type.scrambled$|^csf$|^white_matter$")))
+    rows = dict(re.findall(r'<tr><td class="text">([\w.]+)</td><td>([\d.]+)</td>', page))
+    assert float(rows["trial_type.face"]) == pytest.approx(vif["trial_type.face"], rel=1e-3)
+    assert "intercept" not in rows and "drift_1" not in rows  # constant and drift: unchecked
+    # a subject-map peak of the cluster table is the z map's value at that coordinate
+    peak = re.search(r"<tbody><tr><td class=\"text\">1</td><td>(-?\d+)</td><td>(-?\d+)</td>"
+                     r"<td>(-?\d+)</td><td>(-?[\d.]+)</td>", page)  # fmt: skip
+    z = nib.load(out / f"node-subject/sub-02/sub-02_{STEM.format('z')}.nii.gz")
+    ijk = np.linalg.solve(z.affine, [*map(float, peak.groups()[:3]), 1.0])[:3].round().astype(int)
+    assert z.get_fdata()[tuple(ijk)] == pytest.approx(float(peak.group(4)), abs=5e-4)
+    group = (out / "group_node-dataset.html").read_text()
+    for section in (*GROUP_SECTIONS, "group-contrast-faceGtHouse"):
+        assert f'<section id="{section}">' in group, section
+    assert "took 3 effect maps of node &#x27;subject&#x27; (3 subjects)" in group
+    assert "<h2>Subjects (3)</h2>" in group
+    assert group.count('<tr><td class="text">sub-0') == 3  # a row per input map
+    assert "no thresholded map written (inference &#x27;none&#x27;)" in group
+    index = (out / "index.html").read_text()
+    assert 'href="group_node-dataset.html"' in index and 'href="sub-03.html"' in index

@@ -38,6 +38,7 @@ class BsmResult:
     plan: BsmPlan
     files: tuple[Path, ...]
     work_dir: Path
+    reports: tuple[Path, ...] = ()  # the subject and dataset pages and index.html (issue 10)
 
     @property
     def runs(self) -> list:
@@ -58,6 +59,7 @@ def run_bids_stats_model(
     missing_conditions: str = "error",
     participant_label: list[str] | None = None,
     inference: Mapping[str, Any] | None = None,
+    reports: bool = True,
     **keywords: Any,
 ) -> BsmResult:
     """Fit a BIDS Stats Model (``*_smdl.json``) on a BIDS / fMRIPrep dataset.
@@ -67,9 +69,12 @@ def run_bids_stats_model(
     drift of ``HighPassFilterCutoffHz``. ``inference``: glmflow's group inference on every
     Dataset node (:class:`glmflow.core.model.InferenceSpec` fields, e.g. ``{"method":
     "permutation", "n_perm": 1000, "permutation_stat": "tfce"}``; none by default, as
-    FitLins). ``execution`` and ``keywords`` as
+    FitLins). ``reports``: the subject and dataset nodes' HTML pages
+    (:mod:`glmflow.runners.reports`). ``execution`` and ``keywords`` as
     :func:`glmflow.runners.participant.run_participant_level`.
     """
+    from glmflow.runners.reports import run_reports
+
     spec = None if not inference else inference_spec(inference)
     entry, rest = enter_level(
         bids_dir=bids_dir,
@@ -99,8 +104,10 @@ def run_bids_stats_model(
             # the sinks stage; execute publishes once every node has succeeded
             written = execute(workflow, entry.options)
             write_dataset_description(entry.out, source_datasets=[entry.bids_dir, deriv])
+            pages = run_reports(output_dir=entry.out, fmriprep_dir=deriv,
+                                execution=entry.options) if reports else []  # fmt: skip
     files = tuple(p for p in written if p.suffix != ".json")  # maps and designs
-    return BsmResult(entry.out, plan, files, work)
+    return BsmResult(entry.out, plan, files, work, tuple(pages))
 
 
 # participant-level options that a BSM file states itself (Input) or does not have

@@ -22,6 +22,7 @@ from typing import Any
 
 from glmflow.core.memo import file_identity, memo_key
 from glmflow.core.outputs import contrast_label
+from glmflow.core.report.bsm_find import bsm_page_plans
 
 _DESIGN = "_design.tsv"
 _NOT_HASHED = ("names", "bold", "not_drawn")  # texts, and the BOLD (its identity is in the plan)
@@ -180,11 +181,18 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
 
 def find_pages(glmflow_dir: str | Path, fmriprep_dir: str | Path | None) -> list[PagePlan]:
     """Every page the output dataset ``glmflow_dir`` has: one per subject with run designs,
-    one per group model with dataset-level maps."""
+    one per group model with dataset-level maps, and those of a BIDS Stats Model's outputs
+    (:mod:`.bsm_find`; a subject with both has ``sub-<s>_desc-bsm.html`` for the BSM)."""
     glmflow_dir = Path(glmflow_dir)
     fmriprep = Path(fmriprep_dir) if fmriprep_dir is not None else None
     pages = [
         page for folder in sorted(glmflow_dir.glob("sub-*")) if folder.is_dir()
         if (page := _subject_page(folder, fmriprep)) is not None
     ]  # fmt: skip
-    return pages + _group_pages(glmflow_dir)
+    pages += _group_pages(glmflow_dir)
+    taken = {page.name for page in pages}
+    for kind, name, title, content in bsm_page_plans(glmflow_dir, fmriprep):
+        if name in taken:  # glmflow's and a BSM's outputs in one folder: both pages
+            name = name.replace(".html", "_desc-bsm.html")
+        pages.append(PagePlan(kind, name, title, content))
+    return pages

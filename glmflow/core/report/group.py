@@ -106,6 +106,37 @@ def _inference_part(inference: dict, atlas: VolumeAtlas, anatomy, notes: list[st
     ])  # fmt: skip
 
 
+def _label(z_file: str) -> str:
+    """The ``contrast-`` entity of a map's file name."""
+    return next(p[9:] for p in Path(z_file).name.split("_") if p.startswith("contrast-"))
+
+
+def group_page(
+    title: str, methods: str, design_parts: list[str], subjects: pd.DataFrame,
+    contrasts: list[dict], atlas: VolumeAtlas, notes: list[str],
+) -> str:  # fmt: skip
+    """A group page's HTML: the methods, design, subjects and each contrast's maps at every
+    inference written (``contrasts``: plan entries with ``z`` and ``inferences``)."""
+    anatomy = _background(contrasts[0]["z"])
+    maps = []
+    for contrast in contrasts:
+        parts = [_inference_part(i, atlas, anatomy, notes) for i in contrast["inferences"]]
+        if not parts:
+            notes.append(f"group contrast '{contrast['names'][0]}': no thresholded map written "
+                         "(inference 'none')")  # fmt: skip
+        maps.append(html.section(f"group-contrast-{_label(contrast['z'])}",
+                                 f"Group contrast {contrast['names'][0]}", *parts, level=3))
+    n_subjects = subjects.iloc[:, 0].nunique()
+    sections = [
+        html.section("methods", "Methods", html.paragraph(methods, "methods")),
+        html.section("design", "Design and contrasts", *design_parts),
+        html.section("subjects", f"Subjects ({n_subjects})", html.table(subjects)),
+        html.section("maps", "Maps", html.paragraph(atlas_credit(atlas)), *maps),
+        html.section("warnings", "Warnings", html.warnings_list(notes)),
+    ]  # fmt: skip
+    return html.page(title, sections, nav=[("index.html", "All reports")])
+
+
 def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -> str:
     """The HTML of one group model's page (``content``: :class:`~.find.PagePlan` content)."""
     contrasts = [c for c in content["contrasts"] if c["sidecar"] is not None]
@@ -115,31 +146,8 @@ def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -
     notes: list[str] = []
     design_parts = _design_part(content["design"], contrasts, first, notes)
     subjects = list(first["Design"]["Rows"])
-    anatomy = _background(contrasts[0]["z"])
-    maps = []
-    for contrast in contrasts:
-        parts = [_inference_part(i, atlas, anatomy, notes) for i in contrast["inferences"]]
-        if not parts:
-            notes.append(f"group contrast '{contrast['names'][0]}': no thresholded map written "
-                         "(inference 'none')")  # fmt: skip
-        label = Path(contrast["z"]).name.split("_contrast-")[1].split("_")[0]
-        maps.append(
-            html.section(
-                f"group-contrast-{label}",
-                f"Group contrast {contrast['names'][0]}",
-                *parts,
-                level=3,
-            )
-        )
     inputs = first.get("Inputs", [])
     table = pd.DataFrame({"design row": subjects, **(
         {"input map": inputs} if len(inputs) == len(subjects) else {})})  # fmt: skip
-    sections = [
-        html.section("methods", "Methods", html.paragraph(
-            group_methods(first["GroupModel"], len(set(subjects))), "methods")),
-        html.section("design", "Design and contrasts", *design_parts),
-        html.section("subjects", f"Subjects ({len(set(subjects))})", html.table(table)),
-        html.section("maps", "Maps", html.paragraph(atlas_credit(atlas)), *maps),
-        html.section("warnings", "Warnings", html.warnings_list(notes)),
-    ]  # fmt: skip
-    return html.page(title, sections, nav=[("index.html", "All reports")])
+    methods = group_methods(first["GroupModel"], len(set(subjects)))
+    return group_page(title, methods, design_parts, table, contrasts, atlas, notes)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from glmflow.core.publish import atomic_write_text, write_manifest
 from glmflow.core.report import html
+from glmflow.core.report.bsm import bsm_models, render_bsm_group_page
 from glmflow.core.report.find import PagePlan
 from glmflow.core.report.group import render_group_page
 from glmflow.core.report.maps import load_atlas
@@ -25,8 +26,15 @@ def render_report(
     """
     plan = json.loads(plan_json)
     atlas = load_atlas(atlas_image, atlas_labels)
-    render = render_subject_page if plan["kind"] == "subject" else render_group_page
-    text = render(plan["content"], plan["title"], atlas)
+    content, title = plan["content"], plan["title"]
+    if content.get("flavour") == "bsm" and plan["kind"] == "subject":
+        text = render_subject_page(content, title, atlas, bsm_models(content))
+    elif content.get("flavour") == "bsm":
+        text = render_bsm_group_page(content, title, atlas)
+    elif plan["kind"] == "subject":
+        text = render_subject_page(content, title, atlas)
+    else:
+        text = render_group_page(content, title, atlas)
     staged = atomic_write_text(Path(stage_dir) / plan["name"], text)
     destination = Path(output_dir) / plan["name"]
     manifest = write_manifest(Path(stage_dir) / "manifest.json", [(staged, destination)])

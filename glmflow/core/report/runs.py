@@ -7,6 +7,7 @@ Read from the written design (``_design.tsv`` and its sidecar), the run maps' si
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,13 +100,25 @@ def framewise_displacement(confounds_file: str | None) -> np.ndarray | None:
     return table["framewise_displacement"].fillna(0.0).to_numpy(dtype=float)
 
 
+def unwritten_roles(design: pd.DataFrame) -> dict[str, str]:
+    """Roles of a design written without a sidecar (the BSM path): a column with no variance
+    is a constant, nilearn's ``drift_<k>`` columns are the drift."""
+    roles = {}
+    for column in design.columns:
+        if design[column].nunique() == 1:
+            roles[column] = "constant"
+        elif re.fullmatch(r"drift_\d+", str(column)):
+            roles[column] = "drift"
+    return roles
+
+
 def summarize_run(
     design_tsv: str, confounds_file: str | None, spec: ConfoundsSpec | None
 ) -> RunSummary:
     """The run's design, regressor correlations, VIFs, censored volumes and FD."""
     sidecar = Path(design_tsv).with_suffix(".json")
     design, roles = read_design(design_tsv, sidecar if sidecar.is_file() else None)
-    roles = roles or {}
+    roles = roles or unwritten_roles(design)
     checked = [
         c for c in design.columns
         if roles.get(c) not in UNCHECKED_ROLES and not str(c).startswith(_SPIKES)

@@ -80,19 +80,27 @@ def run_confounds(
     *,
     bold_file: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """One run's regressors and sample mask: the preset's when given, else ``confounds``'."""
-    if denoise is None:
-        return select_confounds(confounds_file, confounds, bold_file=bold_file)
+    """One run's regressors and sample mask: the preset's when given, else ``confounds``'.
+
+    The one home of "every volume censored" for resting state (the pre-flight and the run
+    node both call this): a ConfoundsError naming the file and the strategy.
+    """
     path = Path(confounds_file)
-    n_volumes = len(read_raw(path))
-    if bold_file is not None:
-        check_volumes(path, n_volumes, Path(bold_file))
-    table, sample_mask = load_preset(
-        path, denoise.denoise_strategy, n_volumes, **dict(denoise.options)
-    )
+    if denoise is None:
+        table, sample_mask = select_confounds(path, confounds, bold_file=bold_file)
+        what = f"strategy {list(confounds.strategy)}"
+    else:
+        n_volumes = len(read_raw(path))
+        if bold_file is not None:
+            check_volumes(path, n_volumes, Path(bold_file))
+        table, sample_mask = load_preset(
+            path, denoise.denoise_strategy, n_volumes, **dict(denoise.options)
+        )
+        what = f'"{denoise.denoise_strategy}" denoise_strategy'
     if sample_mask is not None and sample_mask.size == 0:
         raise ConfoundsError(
-            f'The "{denoise.denoise_strategy}" denoise_strategy censors every volume of '
-            f"{path}; raise fd_threshold / std_dvars_threshold or use another strategy"
+            f"The confounds' {what} censors every volume of {path} (scrubbing and "
+            "non-steady-state volumes); nothing is left to correlate: raise fd_threshold / "
+            "std_dvars_threshold, use another strategy or leave the run out"
         )
     return table.astype("float64"), sample_mask

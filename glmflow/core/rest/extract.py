@@ -177,14 +177,10 @@ def clean_signals(
     sample_mask: np.ndarray | None,
     where: str,
 ) -> np.ndarray:
-    """``nilearn.signal.clean`` with the model's options, as nilearn's maskers call it."""
+    """``nilearn.signal.clean`` with the model's options, as nilearn's maskers call it
+    (``sample_mask`` from ``run_confounds``, which refuses one that keeps no volume)."""
     from nilearn.signal import clean as nilearn_clean
 
-    if sample_mask is not None and len(sample_mask) == 0:
-        raise DatasetError(
-            f"Every volume of {where} is censored (scrubbing / non-steady-state); nothing is "
-            "left to correlate: relax fd_threshold / std_dvars_threshold or leave the run out"
-        )
     check_filter(clean, signals.shape[0], tr, where)
     if confounds is not None and confounds.shape[1] == 0:
         confounds = None

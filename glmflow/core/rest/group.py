@@ -54,8 +54,12 @@ def edge_glm(
     labels: Sequence[str],
     *,
     name: str,
+    sources: Sequence[str] = (),
 ) -> EdgeResult:
-    """Fit every edge of ``matrices`` (n_subjects, n, n) and test the t contrast ``weights``."""
+    """Fit every edge of ``matrices`` (n_subjects, n, n) and test the t contrast ``weights``.
+
+    ``sources`` names each subject's file(s) in the messages.
+    """
     X = design.to_numpy(float)
     n_sub, n = matrices.shape[0], matrices.shape[1]
     if weights.ndim != 1:
@@ -71,8 +75,7 @@ def edge_glm(
         )
     i, j = _upper(n)
     Y = matrices[:, i, j]
-    if not np.isfinite(Y).all():
-        raise GroupModelError(f"Contrast {name!r}: an edge value is not finite in some subject")
+    _check_finite(Y, i, j, labels, sources)
     pinv = np.linalg.pinv(X)
     beta = pinv @ Y
     resid = Y - X @ beta
@@ -89,6 +92,19 @@ def edge_glm(
     table = _table(i, j, labels, t, p, z, keep, beta, weights)
     return EdgeResult(
         _square(t, n), _square(p, n), _square(z, n), _square(keep, n) == 1, table, rule
+    )
+
+
+def _check_finite(Y: np.ndarray, i, j, labels: Sequence[str], sources: Sequence[str]) -> None:
+    bad = np.argwhere(~np.isfinite(Y))
+    if not len(bad):
+        return
+    s, e = bad[0]
+    where = sources[s] if len(sources) > s else f"subject {s + 1}"
+    raise GroupModelError(
+        f"Edge {labels[i[e]]} - {labels[j[e]]} is {Y[s, e]} in {where} ({len(bad)} non-finite "
+        "edge value(s) in all); a node's series is constant there (an empty or flat region): "
+        'leave that node out with "exclude_labels", or the subject with --participant-label'
     )
 
 

@@ -59,11 +59,17 @@ def tangent_matrices(series: Sequence[np.ndarray]) -> np.ndarray:
     return ConnectivityMeasure(kind="tangent").fit_transform(list(series))
 
 
-def fisher_z(matrix: np.ndarray) -> np.ndarray:
-    """``arctanh`` of a correlation matrix, its diagonal NaN (written n/a)."""
-    with np.errstate(divide="ignore"):  # the diagonal's 1s: set to NaN next
-        z = np.arctanh(np.clip(matrix, -1.0, 1.0))
-    np.fill_diagonal(z, np.nan)
+#: |r| is clipped to 1 - this before ``arctanh``: r = +-1 (two identical series) gives
+#: |z| = 8.07, not an infinity that no group model can fit.
+FISHER_CLIP = 1e-7
+
+
+def fisher_z(values: np.ndarray, *, square: bool = True) -> np.ndarray:
+    """``arctanh`` of correlations, clipped by :data:`FISHER_CLIP`; a square matrix's
+    diagonal NaN (written n/a). Seed maps (``square=False``) are clipped the same way."""
+    z = np.arctanh(np.clip(values, -1.0 + FISHER_CLIP, 1.0 - FISHER_CLIP))
+    if square:
+        np.fill_diagonal(z, np.nan)
     return z
 
 

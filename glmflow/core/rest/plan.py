@@ -2,7 +2,7 @@
 
 What depends only on headers, masks and the confounds tables is checked here, for all
 runs, so that a bad input is one line before the graph starts (the run nodes repeat the
-checks that need the data: all volumes censored after scrubbing is known here too).
+checks that need the data; all volumes censored is ``run_confounds``' rule, known here too).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import nibabel as nib
 
 from glmflow.core.bids.runs import RunInputs
-from glmflow.core.images import load_mask
+from glmflow.core.images import check_same_grid, load_mask
 from glmflow.core.rest.atlas import (
     grid_labels,
     labels_on_grid,
@@ -46,21 +46,16 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> Connec
     dropped: dict[int, str] = {}
     for run in runs:
         where = f"run {run.bold}"
-        _, sample_mask = run_confounds(
-            run.confounds, spec.confounds, spec.denoise, bold_file=run.bold
-        )
-        if sample_mask is not None and len(sample_mask) == 0:
-            raise DatasetError(
-                f"Every volume of {where} is censored (scrubbing / non-steady-state); relax "
-                "fd_threshold / std_dvars_threshold or leave the run out"
-            )
+        run_confounds(run.confounds, spec.confounds, spec.denoise, bold_file=run.bold)
         check_filter(spec.clean, run.n_volumes, run.tr, where)
+        bold = nib.load(run.bold)
+        mask, affine = load_mask(run.mask)
+        check_same_grid(bold.shape, bold.affine, mask, affine, run.bold, run.mask)
         if run.mask in checked_masks:
             continue
         checked_masks.add(run.mask)
-        mask, affine = load_mask(run.mask)
         mask_where = f"{where} (mask {run.mask})"
-        shape = nib.load(run.bold).shape
+        shape = bold.shape
         if atlas is not None and atlas.kind == "labels":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore" if len(checked_masks) > 1 else "default")

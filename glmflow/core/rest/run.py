@@ -24,6 +24,7 @@ from glmflow.core.rest.measures import (
     MEASURE_LABELS,
     combine_matrices,
     connectivity_matrix,
+    fisher_z,
     seed_to_voxel,
     transform,
 )
@@ -32,13 +33,13 @@ from glmflow.core.sidecars import applied_confounds
 
 
 def seeds_atlas(spec: ConnectivitySpec) -> Atlas | None:
-    """The model's seeds as a spheres atlas (one radius each: spheres of their own)."""
+    """The model's seeds as a spheres atlas (one radius for all: the spec refuses several)."""
     if not spec.seeds:
         return None
     return Atlas(
         "spheres", "seeds", tuple(s.name for s in spec.seeds),
         coordinates=tuple(s.coordinates for s in spec.seeds),
-        radius=max(s.radius for s in spec.seeds), allow_overlap=True,
+        radius=spec.seeds[0].radius, allow_overlap=True,
     )  # fmt: skip
 
 
@@ -61,7 +62,7 @@ def connectivity_run_files(
     n_volumes = len(confounds)
     check_filter(spec.clean, n_volumes, tr, where)
     atlas = resolve_atlas(spec) if spec.atlas is not None else None
-    seeds = _per_seed(spec)
+    seeds = seeds_atlas(spec)
     raw = read_signals(bold_file, mask_file, atlas, seeds, keep_voxels=bool(spec.seeds))
     options = {
         "tr": tr,
@@ -87,7 +88,7 @@ def connectivity_run_files(
         voxel_series = clean_signals(raw.voxels, spec.clean, **options)
         maps = seed_to_voxel(seed_series, voxel_series)
         if spec.fisher_z:
-            maps = np.arctanh(np.clip(maps, -1 + 1e-7, 1 - 1e-7))
+            maps = fisher_z(maps, square=False)
         for name, values in zip(seeds.names, maps, strict=True):
             img = unmask(values.astype(np.float32), mask_file)
             result["seed_maps"][name] = str(save_nifti(img, out / f"seed-{name}.nii.gz"))
@@ -97,18 +98,6 @@ def connectivity_run_files(
     result["record"] = str(out / "run.json")
     Path(result["record"]).write_text(json.dumps(record, indent=2, sort_keys=True))
     return result
-
-
-def _per_seed(spec: ConnectivitySpec) -> Atlas | None:
-    atlas = seeds_atlas(spec)
-    radii = {s.radius for s in spec.seeds}
-    if atlas is not None and len(radii) > 1:
-        from glmflow.errors import ModelSpecError
-
-        raise ModelSpecError(
-            f"'seeds' of {spec.source} have radii {sorted(radii)}; give every seed the same radius"
-        )
-    return atlas
 
 
 def _record(spec, atlas, columns, sample_mask, n_volumes: int, tr: float) -> dict[str, Any]:

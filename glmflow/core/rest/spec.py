@@ -221,6 +221,13 @@ class ConnectivitySpec:
         for item in names:
             if names.count(item) > 1:
                 raise check.FieldError("seeds", f"names {check.show(item)} twice")
+        radii = sorted({s.radius for s in self.seeds})
+        if len(radii) > 1:
+            raise check.FieldError(
+                "seeds.radius",
+                f"has values {', '.join(f'{r:g}' for r in radii)}; give every seed the same "
+                "radius (one sphere size per model: run a model per radius)",
+            )
         check.flag(self.fisher_z, "fisher_z")
         check.flag(self.plots, "plots")
         method = self.group.inference.method

@@ -1,0 +1,140 @@
+"""Resting state: one-line refusals found by review s18 (grids, radii, labels, files)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmflow.core.bids.runs import RunInputs
+from glmflow.core.rest.spec import connectivity_spec
+from glmflow.data.rest import add_resting_state
+from glmflow.errors import ConfoundsError, DatasetError, GroupModelError, ModelSpecError
+
+SPACE = "MNI152NLin2009cAsym"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return add_resting_state(tmp_path_factory.mktemp("rest_checks") / "bids", n_subjects=2,
+                             n_volumes=60)  # fmt: skip
+
+
+def _run(root, sub="01") -> RunInputs:
+    func = root / f"derivatives/fmriprep/sub-{sub}/func"
+    stem = f"sub-{sub}_task-rest_run-1"
+    return RunInputs(
+        subject=sub, session=None, task="rest", run="1",
+        bold=str(func / f"{stem}_space-{SPACE}_desc-preproc_bold.nii.gz"),
+        mask=str(func / f"{stem}_space-{SPACE}_desc-brain_mask.nii.gz"), events="",
+        confounds=str(func / f"{stem}_desc-confounds_timeseries.tsv"), tr=2.0,
+        slice_time_ref=0.0, n_volumes=60,
+        entities={"subject": sub, "task": "rest", "run": "1", "space": SPACE},
+    )  # fmt: skip
+
+
+def _spec(root, **change):
+    atlas = {
+        "labels_img": str(root / "derivatives/truth/atlas-rest_dseg.nii.gz"),
+        "labels_tsv": str(root / "derivatives/truth/atlas-rest_dseg.tsv"),
+        "label": "synth",
+    }
+    section = {
+        "name": "rest",
+        "task": "rest",
+        "atlas": atlas,
+        "high_pass": None,
+        "low_pass": None,
+        "confounds": {"strategy": ["motion"], "motion": "basic"},
+    }
+    return connectivity_spec({"connectivity": {**section, **change}}, source="rest.json")
+
+
+def test_seeds_with_different_radii_are_refused_in_the_spec(tiny):
+    seeds = [{"name": "a", "coordinates": [0, 0, 0], "radius": 8},
+             {"name": "b", "coordinates": [10, 0, 0], "radius": 6}]  # fmt: skip
+    with pytest.raises(ModelSpecError) as err:
+        _spec(tiny, seeds=seeds)
+    assert str(err.value) == (
+        "'seeds.radius' has values 6, 8; give every seed the same radius (one sphere size "
+        "per model: run a model per radius) (in rest.json)"
+    )
+
+
+def test_mask_on_another_grid_is_one_line_in_the_preflight(tiny, tmp_path):
+    from glmflow.core.rest.plan import check_rest_runs
+
+    run = _run(tiny)
+    mask = nib.load(run.mask)
+    shifted = mask.affine.copy()
+    shifted[0, 3] += 4.0
+    cases = {"shape": nib.Nifti1Image(np.asarray(mask.dataobj)[1:], mask.affine),
+             "affine": nib.Nifti1Image(np.asarray(mask.dataobj), shifted)}  # fmt: skip
+    for differs, img in cases.items():
+        path = tmp_path / f"mask_{differs}.nii.gz"
+        nib.save(img, path)
+        with pytest.raises(DatasetError) as err:
+            check_rest_runs([dataclasses.replace(run, mask=str(path))], _spec(tiny))
+        assert re.fullmatch(
+            rf"Mask \S+mask_{differs}.nii.gz \(shape \(\d+, 24, 20\), voxels 4x4x4 mm\) is not "
+            rf"on the grid of BOLD \S+_bold.nii.gz \(shape \(20, 24, 20\), voxels 4x4x4 mm\): "
+            rf"{differs}s differ; use a mask in the same space and resolution as the BOLD",
+            str(err.value),
+        )
+
+
+def test_every_volume_censored_has_one_message(tiny, tmp_path):
+    """The pre-flight and the run node say the same line (``run_confounds``' rule)."""
+    from glmflow.core.rest.plan import check_rest_runs
+    from glmflow.core.rest.run import connectivity_run_files
+
+    run = _run(tiny)
+    spec = _spec(tiny, confounds={"denoise_strategy": "scrubbing", "fd_threshold": 1e-9,
+                                  "std_dvars_threshold": 1e-9})  # fmt: skip
+    messages = []
+    with pytest.raises(ConfoundsError) as err:
+        check_rest_runs([run], spec)
+    messages.append(str(err.value))
+    with pytest.raises(ConfoundsError) as err:
+        connectivity_run_files(bold_file=run.bold, mask_file=run.mask, tr=2.0, spec=spec,
+                               confounds_file=run.confounds, out_dir=tmp_path)  # fmt: skip
+    messages.append(str(err.value))
+    assert (
+        messages[0]
+        == messages[1]
+        == (
+            """The confounds' "scrubbing" denoise_strategy censors every volume of """
+            f"{run.confounds} "
+            "(scrubbing and non-steady-state volumes); nothing is left to correlate: raise "
+            "fd_threshold / std_dvars_threshold, use another strategy or leave the run out"
+        )
+    )
+
+
+def test_edge_glm_names_the_subject_file_and_edge_of_a_non_finite_value():
+    from glmflow.core.model.group_specs import InferenceSpec
+    from glmflow.core.rest.group import edge_glm
+
+    matrices = np.random.default_rng(0).normal(size=(4, 3, 3))
+    matrices[2, 0, 2] = matrices[2, 2, 0] = np.nan
+    design = pd.DataFrame({"intercept": np.ones(4)})
+    files = [f"sub-0{s}_relmat.tsv" for s in range(1, 5)]
+    with pytest.raises(GroupModelError) as err:
+        edge_glm(matrices, design, np.array([1.0]), InferenceSpec(), ["x", "y", "z"],
+                 name="mean", sources=files)  # fmt: skip
+    assert str(err.value) == (
+        "Edge x - z is nan in sub-03_relmat.tsv (1 non-finite edge value(s) in all); a node's "
+        "series is constant there (an empty or flat region): leave that node out with "
+        '"exclude_labels", or the subject with --participant-label'
+    )
+
+
+def test_identical_series_give_a_finite_fisher_z():
+    from glmflow.core.rest.measures import fisher_z
+
+    z = fisher_z(np.array([[1.0, 1.0], [1.0, 1.0]]))
+    assert np.isnan(z[0, 0]) and np.isclose(z[0, 1], np.arctanh(1 - 1e-7))

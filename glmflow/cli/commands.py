@@ -80,7 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
 # options of one level only, with the value that means "not given"
 PARTICIPANT_ONLY = {
     "derivatives": None, "session": None, "run": None, "desc": "preproc", "res": None,
-    "slice_time_ref": None, "missing_conditions": "error", "den": None,
+    "slice_time_ref": None, "missing_conditions": "error",
 }  # fmt: skip
 GROUP_ONLY = {
     "group_design": None, "group_mask": None, "inference": None, "alpha": None,
@@ -261,12 +261,13 @@ def _run_group(args: argparse.Namespace, options) -> int:
     from glmflow.runners.group import run_group_level
 
     spaces = _spaces(args)
-    if len(spaces) > 1 or is_surface_space(spaces[0]):
+    if len(spaces) > 1:
         raise GlmflowError(
-            f"--space {' '.join(spaces)}: the group level takes one volume space (surface "
-            "group models are not in the command line yet); give one volume --space"
+            f"--space {' '.join(spaces)}: the group level takes one space; run it once per --space"
         )
     start = time.perf_counter()
+    if is_surface_space(spaces[0]):  # issue 12: the surface subject maps
+        return _run_surface_group(args, options, start)
     result = run_group_level(
         **_level_options(args, options),
         design=args.group_design,
@@ -275,6 +276,23 @@ def _run_group(args: argparse.Namespace, options) -> int:
     )
     elapsed = time.perf_counter() - start
     return _done(result.summary, elapsed, result, options)
+
+
+def _run_surface_group(args: argparse.Namespace, options, start: float) -> int:
+    """The group level on a surface --space (GIFTI hemispheres or CIFTI)."""
+    from glmflow.runners.surface import run_surface_group_level
+
+    if args.group_mask is not None:
+        raise GlmflowError(
+            f"--group-mask {args.group_mask}: a NIfTI mask has no meaning on surface space "
+            f"{_spaces(args)[0]}; leave it out "
+            "(vertices no subject map covers are left out)"
+        )
+    result = run_surface_group_level(
+        **_level_options(args, options), den=getattr(args, "den", None),
+        design=args.group_design, inference=_inference(args),
+    )  # fmt: skip
+    return _done(result.summary, time.perf_counter() - start, result, options)
 
 
 def _inference(args: argparse.Namespace) -> dict:

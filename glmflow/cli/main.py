@@ -73,7 +73,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         help="space(s) to model: a volume space, fsaverage5|6 / fsnative (GIFTI hemispheres) "
         "or fsLR (CIFTI, with --den); several run one after the other",
     )  # fmt: skip
-    parser.add_argument("--den", help="den- entity of CIFTI runs (fsLR), e.g. 91k")
+    parser.add_argument("--den", help="den- entity of CIFTI runs and maps (fsLR), e.g. 91k")
     parser.add_argument("--desc", default="preproc", help="desc- entity of the preprocessed BOLD")
     parser.add_argument(
         "--res", help="res- entity, when fMRIPrep wrote the space at several resolutions"

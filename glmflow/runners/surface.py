@@ -1,13 +1,15 @@
-"""Check, build and run the participant level on surfaces (GIFTI fsaverage, CIFTI fsLR)."""
+"""Check, build and run the participant and group levels on surfaces (GIFTI fsaverage,
+CIFTI fsLR)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
@@ -17,9 +19,13 @@ from glmflow.core.preflight import check_first_level, dataset_conditions
 from glmflow.core.surface.discover import SurfaceRun, discover_surface_runs
 from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
-from glmflow.runners.entry import enter_level
+from glmflow.runners.entry import absolute_paths, enter_level
+from glmflow.runners.group import GroupResult
 from glmflow.runners.participant import ParticipantResult
 from glmflow.workflows.surface import init_surface_wf
+
+if TYPE_CHECKING:
+    from glmflow.core.group.plan import GroupPlan
 
 PathLike = str | os.PathLike
 
@@ -152,4 +158,94 @@ def run_surface_level(
     return ParticipantResult(entry.out, tuple(analyses), tuple(files), entry.work_dir)
 
 
-__all__ = ["SurfaceAnalysis", "plan_surface_level", "run_surface_level"]
+def plan_surface_group_level(
+    *,
+    bids_dir: PathLike,
+    output_dir: PathLike,
+    model: PathLike,
+    space: str,
+    den: str | None = None,
+    participant_label: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    design: PathLike | None = None,
+    smoothing_fwhm: float | None = None,
+    inference: Mapping[str, Any] | None = None,
+) -> list[GroupPlan]:
+    """As :func:`glmflow.runners.group.plan_group_level` on the surface subject maps of
+    ``space`` (and ``den``): the same design and contrast rules, then every subject map
+    checked to be on one mesh / brain-model layout, before any map is read whole."""
+    from glmflow.core.group.plan import override_group, plan_task_group
+    from glmflow.core.surface.group_level import (
+        check_surface_contrasts,
+        check_surface_group_spec,
+        check_surface_maps,
+        find_surface_maps,
+    )
+
+    specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
+    glmflow_dir = Path(output_dir) / "glmflow"
+    plans = []
+    for spec in specs:
+        spec = override_group(spec, smoothing_fwhm, inference)
+        check_surface_group_spec(spec, space)
+        plan = plan_task_group(
+            spec, glmflow_dir=glmflow_dir, bids_dir=bids_dir, space=space,
+            participant_label=participant_label, design_file=design,
+            maps=find_surface_maps(glmflow_dir, task=spec.task, space=space, den=den),
+            check_maps=check_surface_maps,
+        )  # fmt: skip
+        check_surface_contrasts(plan)
+        entities = {k: v for k, v in plan.entities.items() if k != "hemi"}  # set per part
+        plans.append(dataclasses.replace(plan, entities=entities))
+    return plans
+
+
+def run_surface_group_level(
+    *,
+    bids_dir: PathLike,
+    output_dir: PathLike,
+    model: PathLike,
+    space: str,
+    den: str | None = None,
+    execution: ExecutionOptions | None = None,
+    **keywords: Any,
+) -> GroupResult:
+    """The group level on surface subject maps (:func:`plan_surface_group_level`): one
+    node per group contrast, maps written as GIFTI per hemisphere or CIFTI dscalar at the
+    top of ``OUTPUT_DIR/glmflow`` once every node succeeded, as
+    :func:`glmflow.runners.group.run_group_level` writes volumes (no report pages yet)."""
+    from glmflow.core.group.plan import write_design_tsv
+    from glmflow.core.outputs import write_derivatives
+    from glmflow.workflows.surface_group import init_surface_group_wf
+
+    entry, selection = enter_level(bids_dir=bids_dir, output_dir=output_dir, derivatives=None,
+                                   execution=execution, keywords=keywords)  # fmt: skip
+    selection = absolute_paths(selection, ("design",))
+    with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output", create=False):
+        with threadpool_limits(limits=1):
+            plans = plan_surface_group_level(
+                bids_dir=entry.bids_dir, output_dir=entry.output_dir, model=absolute_path(model),
+                space=space, den=den, **selection,
+            )  # fmt: skip
+        designs = entry.work_dir / "surface_group_designs"
+        design_files = {plan.spec.task: str(write_design_tsv(plan, designs)) for plan in plans}
+        workflow = init_surface_group_wf(plans=plans, output_dir=str(entry.out),
+                                         design_files=design_files,
+                                         name=f"glmflow_{space}_group_wf")  # fmt: skip
+        files = execute(workflow, entry.options)
+        for plan in plans:
+            design_file = design_files[plan.spec.task]
+            files += write_derivatives(entry.out, entities=plan.entities, level="dataset",
+                                       maps=[], design_files=[design_file])  # fmt: skip
+        if not (entry.out / "dataset_description.json").is_file():
+            write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
+    return GroupResult(entry.out, tuple(plans), tuple(dict.fromkeys(files)))
+
+
+__all__ = [
+    "SurfaceAnalysis",
+    "plan_surface_group_level",
+    "plan_surface_level",
+    "run_surface_group_level",
+    "run_surface_level",
+]

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,11 +119,15 @@ def plan_task_group(
     participant_label: Sequence[str] | None = None,
     design_file: PathLike | None = None,
     mask: PathLike | None = None,
+    maps: dict[str, dict[str, SubjectMap]] | None = None,
+    check_maps: Callable[[list[Path]], None] | None = None,
 ) -> GroupPlan:
     """Find the subject maps of ``spec.task`` and check its group design, contrasts, maps
-    and ``mask`` (a mask on another grid than the maps warns)."""
+    and ``mask`` (a mask on another grid than the maps warns). Surfaces (issue 12) give
+    their ``maps`` and the check of each model's effect maps (``check_maps``)."""
     glmflow_dir = Path(glmflow_dir)
-    maps = find_subject_maps(glmflow_dir, task=spec.task, space=space)
+    if maps is None:
+        maps = find_subject_maps(glmflow_dir, task=spec.task, space=space)
     if not maps:
         where = f" in space {space}" if space else ""
         raise GroupModelError(
@@ -148,6 +152,9 @@ def plan_task_group(
         for first_level, rows in _inputs(spec, maps, levels, subjects, design_file)
     ]
     for analysis in analyses:
+        if check_maps is not None:
+            check_maps([m.effect for m in analysis.maps])
+            continue
         variances = [str(m.variance) for m in analysis.maps] if group.method == "fixed" else None
         check_group_inputs(
             [str(m.effect) for m in analysis.maps],

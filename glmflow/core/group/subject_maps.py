@@ -68,21 +68,28 @@ def map_entities(path: PathLike) -> dict[str, str]:
 
 
 def find_subject_maps(
-    glmflow_dir: PathLike, *, task: str, space: str | None
+    glmflow_dir: PathLike,
+    *,
+    task: str,
+    space: str | None,
+    extension: str = ".nii*",
+    require: dict[str, str] | None = None,
 ) -> dict[str, dict[str, SubjectMap]]:
     """Subject-level effect maps of ``task`` (and ``space``) by contrast label, then subject.
 
-    Reads ``sub-*/func/*_stat-effect_statmap.nii.gz`` names and their sidecars (level,
-    contrast name, dof); run-level maps are not subject maps and are passed over.
+    Reads ``sub-*/func/*_stat-effect_statmap.nii.gz`` names (``extension``: e.g. a
+    surface's ``.func.gii``, with ``require`` entities such as ``{"hemi": "L"}``) and their
+    sidecars (level, contrast name, dof); run-level maps are not subject maps and are
+    passed over.
     """
     found: dict[str, dict[str, SubjectMap]] = {}
-    for path in sorted(Path(glmflow_dir).glob("sub-*/func/sub-*_stat-effect_statmap.nii*")):
+    pattern = f"sub-*/func/sub-*_stat-effect_statmap{extension}"
+    wanted = {"task": task, **({"space": space} if space is not None else {}), **(require or {})}
+    for path in sorted(Path(glmflow_dir).glob(pattern)):
         entities = map_entities(path)
         if "subject" not in entities or "contrast" not in entities:
             continue
-        if entities.get("task") != task or "run" in entities:
-            continue
-        if space is not None and entities.get("space") != space:
+        if "run" in entities or any(entities.get(k) != v for k, v in wanted.items()):
             continue
         item = _subject_map(path, entities)
         if item is None:

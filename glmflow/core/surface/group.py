@@ -35,6 +35,11 @@ from glmflow.core.surface.meshes import block_adjacency, fslr_cortex_vertices, h
 from glmflow.core.surface.tfce import cluster_sizes, edges, tfce
 from glmflow.errors import DatasetError, GroupModelError
 
+#: The permutation FWE maps of surface group inference (the volume level's
+#: ``permutation_stat`` names; cluster mass is not offered on surfaces).
+FWE_STATS = ("max_t", "tfce", "size")
+LOGP = {"tfce": "logp_max_tfce", "cluster_size": "logp_max_size"}
+
 
 def _split(design: pd.DataFrame, contrast: ContrastDef, source: str):
     weights = contrast_weights(contrast, design.columns, name="surface", source=source)
@@ -81,9 +86,11 @@ def surface_group_inference(
     cluster_forming_p: float = 0.001,
     alpha: float = 0.05,
     seed: int = 0,
+    fwe: Sequence[str] = FWE_STATS,
+    two_sided: bool = False,
     source: str = "the design matrix",
 ) -> dict[str, np.ndarray | float]:
-    """One-sided (positive) group inference of one t contrast on surface data.
+    """Group inference of one t contrast on surface data (positive tail, or both).
 
     Parameters
     ----------
@@ -95,16 +102,20 @@ def surface_group_inference(
         Mesh adjacency (:func:`surface_adjacency`).
     n_perm, cluster_forming_p, alpha, seed
         Permutations, the one-sided p forming clusters, the FDR q, the permutation seed.
+    fwe
+        The permutation FWE maps to compute, of :data:`FWE_STATS` (none: no permutation).
+    two_sided
+        Both tails: max-t of |t| (nilearn's ``two_sided_test``), TFCE and clusters of each
+        sign (one family), FDR of |z| at ``alpha / 2`` (nilearn's ``threshold_stats_img``).
 
     Returns
     -------
     dict
-        ``t``, ``z``, ``p`` (uncorrected), ``fdr_threshold`` (z; inf when nothing passes),
-        ``logp_max_t`` (nilearn's max-t FWE), ``tfce`` and ``logp_max_tfce``,
-        ``cluster_size`` and ``logp_max_size`` (-log10 FWE p), ``dof``.
+        ``t``, ``z``, ``p`` (uncorrected, one-sided), ``fdr_threshold`` (z; inf when
+        nothing passes), ``dof``; those of ``fwe``: ``logp_max_t`` (nilearn's max-t FWE),
+        ``tfce`` and ``logp_max_tfce``, ``cluster_size`` and ``logp_max_size`` (-log10 FWE p).
     """
     from nilearn.glm import fdr_threshold
-    from nilearn.mass_univariate import permuted_ols
 
     design = check_design(design, source=source)
     if len(design) != data.shape[0]:
@@ -113,33 +124,64 @@ def surface_group_inference(
             "row per map"
         )
     tested, confounds = _split(design, contrast, source)
-    max_t = permuted_ols(tested, data, confounding_vars=confounds, model_intercept=False,
-                         n_perm=n_perm, two_sided_test=False, random_state=seed)  # fmt: skip
     x, y, rank = _residualise(tested, data, confounds)
     dof = data.shape[0] - 1 - rank
     t = _t_of(x[None, :], y, dof)[0]
     p = stats.t.sf(t, dof)
     z = stats.norm.isf(p)
-    graph = edges(adjacency)
-    threshold = stats.t.isf(cluster_forming_p, dof)
-    out = {"t": t, "z": z, "p": p, "dof": float(dof), "tfce": tfce(t, graph),
-           "cluster_size": cluster_sizes(t > threshold, graph).astype(float),
-           "logp_max_t": np.ravel(max_t["logp_max_t"]),
-           "fdr_threshold": float(fdr_threshold(z, alpha))}  # fmt: skip
-    null = _null_maxima(x, y, dof, n_perm, np.random.default_rng(seed), threshold, graph)
-    for key, name in (("tfce", "logp_max_tfce"), ("cluster_size", "logp_max_size")):
-        exceed = (null[key][None, :] >= out[key][:, None]).sum(axis=1)
-        out[name] = -np.log10((exceed + 1) / (n_perm + 1))
+    fdr = fdr_threshold(np.abs(z), alpha / 2) if two_sided else fdr_threshold(z, alpha)
+    out = {"t": t, "z": z, "p": p, "dof": float(dof), "fdr_threshold": float(fdr)}
+    if fwe:
+        out.update(_fwe(tested, confounds, data, (x, y, dof), adjacency, fwe=fwe,
+                        n_perm=n_perm, cluster_forming_p=cluster_forming_p, seed=seed,
+                        two_sided=two_sided, t=t))  # fmt: skip
     return out
 
 
-def _null_maxima(x, y, dof, n_perm, rng, threshold, graph) -> dict[str, np.ndarray]:
+def _fwe(tested, confounds, data, residualised, adjacency, *, fwe, n_perm, cluster_forming_p,
+         seed, two_sided, t) -> dict[str, np.ndarray]:  # fmt: skip
+    """The permutation FWE maps of ``fwe`` (and the TFCE and cluster-size maps)."""
+    from nilearn.mass_univariate import permuted_ols
+
+    out = {}
+    if "max_t" in fwe:
+        max_t = permuted_ols(tested, data, confounding_vars=confounds, model_intercept=False,
+                             n_perm=n_perm, two_sided_test=two_sided,
+                             random_state=seed)  # fmt: skip
+        out["logp_max_t"] = np.ravel(max_t["logp_max_t"])
+    clustered = [k for k in ("tfce", "cluster_size") if k in fwe or k.split("_")[-1] in fwe]
+    if not clustered:
+        return out
+    x, y, dof = residualised
+    measures = _measures(edges(adjacency), stats.t.isf(cluster_forming_p, dof), two_sided)
+    out.update({key: measures[key](t) for key in clustered})
+    null = _null_maxima(x, y, dof, n_perm, np.random.default_rng(seed), measures, clustered)
+    for key in clustered:
+        exceed = (null[key][None, :] >= out[key][:, None]).sum(axis=1)
+        out[LOGP[key]] = -np.log10((exceed + 1) / (n_perm + 1))
+    return out
+
+
+def _measures(graph, threshold: float, two_sided: bool) -> dict:
+    """TFCE and cluster size of a t map: of its positive part, or of each sign's."""
+
+    def tfce_of(t):
+        return tfce(t, graph) + (tfce(-t, graph) if two_sided else 0.0)
+
+    def size_of(t):
+        sizes = cluster_sizes(t > threshold, graph)
+        return (sizes + (cluster_sizes(-t > threshold, graph) if two_sided else 0)).astype(float)
+
+    return {"tfce": tfce_of, "cluster_size": size_of}
+
+
+def _null_maxima(x, y, dof, n_perm, rng, measures, keys) -> dict[str, np.ndarray]:
     """Max TFCE and max cluster size of each permuted t map."""
-    null: dict[str, list[float]] = {"tfce": [], "cluster_size": []}
+    null: dict[str, list[float]] = {key: [] for key in keys}
     for start in range(0, n_perm, 100):  # t maps 100 at a time: one matrix product each
         for t in _t_of(_permuted(x, min(100, n_perm - start), rng), y, dof):
-            null["tfce"].append(tfce(t, graph).max(initial=0.0))
-            null["cluster_size"].append(cluster_sizes(t > threshold, graph).max(initial=0))
+            for key in keys:
+                null[key].append(measures[key](t).max(initial=0.0))
     return {key: np.asarray(values, float) for key, values in null.items()}
 
 
@@ -209,6 +251,8 @@ def surface_group_files(
     bounds = np.cumsum([0, *sizes])
     written: dict[str, dict[str, Path]] = {}
     for key in ("t", "z", "logp_max_t", "tfce", "logp_max_tfce", "cluster_size", "logp_max_size"):
+        if key not in result:
+            continue
         for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True):
             path = out_dir / f"{part}_{key}{map_extension(first[part])}"
             written.setdefault(key, {})[part] = save_surface_map(

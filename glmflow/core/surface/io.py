@@ -264,6 +264,17 @@ def _save_dscalar_row(full: np.ndarray, source: str, path: Path, name: str) -> P
     return path
 
 
+def brain_models_key(path: str | os.PathLike) -> tuple:
+    """(grayordinates, brain models) of a CIFTI map, to compare two maps' layouts: the
+    stored XML less its dimension-0 (map names) part, read without parsing it (a 91k
+    header's XML takes most of a second to parse); nibabel's axis when not stored so."""
+    count = int(nib.Nifti2Image.from_filename(path).shape[-1])
+    stored = _stored_xml(str(path))
+    if stored is not None and len(_SERIES_MAP.findall(stored)) == 1:
+        return count, _SERIES_MAP.sub("", stored)
+    return count, brain_model_axis(path)
+
+
 def read_surface_map(path: str | os.PathLike) -> np.ndarray:
     """A surface map's values, (n_vertices,) or (rows, n_vertices), float64."""
     if str(path).endswith(DSCALAR):  # the NIfTI-2 data alone: the XML is the writer's

@@ -89,6 +89,7 @@ def test_contrast_edit_at_the_dataset_node_reruns_only_that_node(cold):
     assert _executed(before, _results(root / "work")) == {
         f"fit_{DATASET_UNIT}",
         f"ds_{DATASET_UNIT}",
+        "ds_report_group_node_dataset",  # the one report page that shows the dataset node
     }
     old = nib.load(out / "contrast-faceGtHouse_stat-effect_statmap.nii.gz").get_fdata()
     # pybids names a contrast over one incoming contrast "<incoming>_<name>"

@@ -97,13 +97,13 @@ def bsm_models(content: dict[str, Any]) -> dict[str, TaskModel]:
     """The subject page's models: every task the runs have, one methods paragraph (the
     model file holds one run node for them all). Subject maps are shown at glmflow's
     default inference (a BSM states none)."""
-    text = bsm_methods(read_model(content["model"]), content["model"])
     inference = InferenceSpec()
     tasks = sorted({task_of(run["name"]) for run in content["runs"]})
-    return {task: TaskModel(text, None, inference) for task in tasks}
+    return {task: TaskModel(content["methods"], None, inference) for task in tasks}
 
 
-def _source(model: dict[str, Any] | None, node: str) -> str | None:
+def source_node(model: dict[str, Any] | None, node: str) -> str | None:
+    """The node whose maps fed ``node`` (its edge; by default the previous node)."""
     if model is None:
         return None
     nodes = [n["Name"] for n in model["Nodes"]]
@@ -112,11 +112,10 @@ def _source(model: dict[str, Any] | None, node: str) -> str | None:
     return next((e["Source"] for e in edges if e["Destination"] == node), None)
 
 
-def _inputs(top: Path, source: str | None, label: str) -> list[str]:
-    if source is None:
-        return []
-    pattern = f"sub-*/**/*_contrast-{label}_stat-effect_statmap.nii.gz"
-    return sorted(p.name for p in (top / f"node-{source}").glob(pattern))
+def combination(model: dict[str, Any] | None, node: str) -> str:
+    """How ``node`` combined its inputs, in words."""
+    nodes = model["Nodes"] if model else []
+    return next((_kind(n) for n in nodes if n["Name"] == node), "its model (file unreadable)")
 
 
 def _design(contrasts: list[dict], info: dict, inputs: list[str], notes: list[str]) -> list:
@@ -145,28 +144,22 @@ def _design(contrasts: list[dict], info: dict, inputs: list[str], notes: list[st
 
 def render_bsm_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -> str:
     """The HTML of one BSM dataset node's page (``content``: its page plan's content)."""
-    contrasts = content["contrasts"]
+    contrasts, inputs, source = content["contrasts"], content["inputs"], content["source"]
     first = json.loads(Path(contrasts[0]["sidecar"]).read_text())
-    model = read_model(content["model"])
-    source = _source(model, content["node"])
-    label = Path(contrasts[0]["z"]).name.split("contrast-")[1].split("_")[0]
-    inputs = _inputs(Path(contrasts[0]["z"]).parents[1], source, label)
     notes: list[str] = []
     if len(inputs) != first.get("InputMaps", len(inputs)):
         notes.append(f"{first['InputMaps']} input maps went in, {len(inputs)} found in "
                      f"node-{source} (an edge's Filter selects some)")  # fmt: skip
     subjects = pd.DataFrame({"subject": [n.split("_")[0] for n in inputs], "input map": inputs})
-    n_subjects = subjects["subject"].nunique()
-    nodes = model["Nodes"] if model else []
-    kind = next((_kind(n) for n in nodes if n["Name"] == content["node"]), "its model")
+    desc = sorted({Path(i["map"]).name.split("_desc-")[1].split("_")[0]
+                   for c in contrasts for i in c["inferences"]})  # fmt: skip
     methods = (
-        f"The dataset node '{content['node']}' of {Path(content['model'] or '?').name} took "
+        f"The dataset node '{content['node']}' of {content['model_name']} took "
         f"{first.get('InputMaps', len(inputs))} effect maps of node '{source}' "
-        f"({n_subjects} subjects) and combined them by {kind} with the "
-        f"columns {', '.join(map(str, first.get('Columns', [])))}, with {software()}. "
-        "Thresholded maps: "
-        + (", ".join(sorted({Path(i["map"]).name.split("_desc-")[1].split("_")[0]
-                             for c in contrasts for i in c["inferences"]})) or "none") + "."
-    )  # fmt: skip
+        f"({subjects['subject'].nunique()} subjects) and combined them by "
+        f"{content['combination']} with the columns "
+        f"{', '.join(map(str, first.get('Columns', [])))}, with {software()}. "
+        f"Thresholded maps: {', '.join(desc) or 'none'}."
+    )
     design = _design(contrasts, first, inputs, notes)
     return group_page(title, methods, design, subjects, contrasts, atlas, notes)

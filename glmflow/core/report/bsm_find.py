@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from glmflow.core.memo import file_identity
+from glmflow.core.report.bsm import bsm_methods, combination, read_model, source_node
 
 _Z = "*_stat-z_statmap.json"
 _DESIGN = "_design.tsv"
@@ -71,7 +72,15 @@ def _model_file(folders: list[Path]) -> str | None:
     return None
 
 
-def _subject_plan(label: str, run_nodes, other_nodes, fmriprep, model) -> tuple | None:
+def _model_facts(path: str | None) -> dict[str, Any]:
+    """What the pages say of the model file: the text, not the file (so that a contrast
+    edit re-renders only the pages that show the contrast)."""
+    model = read_model(path)
+    return {"model_name": Path(path).name if path else None, "model": model,
+            "methods": bsm_methods(model, path)}  # fmt: skip
+
+
+def _subject_plan(label: str, run_nodes, other_nodes, fmriprep, facts) -> tuple | None:
     runs = [
         _run(design, node, fmriprep)
         for node in run_nodes for design in sorted((node / label).rglob(f"*{_DESIGN}"))
@@ -89,8 +98,9 @@ def _subject_plan(label: str, run_nodes, other_nodes, fmriprep, model) -> tuple 
         contrasts = [_contrast(Path(s), tasks, node.name.removeprefix("node-"))
                      for node in run_nodes for r in runs for s in r["maps"]
                      if Path(s).parent.is_relative_to(node)]  # fmt: skip
-    content = {"flavour": "bsm", "model": model, "subject": label.removeprefix("sub-"),
-               "runs": runs, "contrasts": contrasts, "not_drawn": []}  # fmt: skip
+    content = {"flavour": "bsm", "methods": facts["methods"], "runs": runs,
+               "subject": label.removeprefix("sub-"), "contrasts": contrasts,
+               "not_drawn": []}  # fmt: skip
     return ("subject", f"{label}.html", f"Subject {label}", content)
 
 
@@ -105,7 +115,7 @@ def _inferences(folder: Path, z: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _dataset_plan(node: Path, model: str | None) -> tuple | None:
+def _dataset_plan(node: Path, facts: dict[str, Any]) -> tuple | None:
     contrasts = []
     for sidecar in _unthresholded(node):
         info = _read(sidecar)
@@ -116,7 +126,14 @@ def _dataset_plan(node: Path, model: str | None) -> tuple | None:
     if not contrasts:
         return None
     name = node.name.removeprefix("node-")
-    content = {"flavour": "bsm", "model": model, "node": name, "contrasts": contrasts}
+    source = source_node(facts["model"], name)
+    label = contrasts[0]["z"].split("contrast-")[-1].split("_")[0]
+    inputs = [] if source is None else sorted(
+        p.name for p in (node.parent / f"node-{source}").glob(
+            f"sub-*/**/*_contrast-{label}_stat-effect_statmap.nii.gz"))  # fmt: skip
+    content = {"flavour": "bsm", "model_name": facts["model_name"], "node": name,
+               "source": source, "inputs": inputs, "contrasts": contrasts,
+               "combination": combination(facts["model"], name)}  # fmt: skip
     return ("group", f"group_node-{name}.html", f"Dataset node {name}", content)
 
 
@@ -126,8 +143,10 @@ def bsm_page_plans(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
     nodes = sorted(d for d in glmflow_dir.glob("node-*") if d.is_dir())
     run_nodes = [d for d in nodes if next(d.glob(f"sub-*/**/*{_DESIGN}"), None)]
     others = [d for d in nodes if d not in run_nodes]
-    model = _model_file(nodes)
+    if not nodes:
+        return []
+    facts = _model_facts(_model_file(nodes))
     labels = sorted({p.name for d in nodes for p in d.glob("sub-*") if p.is_dir()})
-    plans = [_subject_plan(label, run_nodes, others, fmriprep, model) for label in labels]
-    plans += [_dataset_plan(node, model) for node in others]
+    plans = [_subject_plan(label, run_nodes, others, fmriprep, facts) for label in labels]
+    plans += [_dataset_plan(node, facts) for node in others]
     return [plan for plan in plans if plan is not None]

@@ -242,3 +242,30 @@ def test_a_subject_with_two_tasks_has_a_methods_paragraph_for_each(study, tmp_pa
     assert "(task faces)" in paragraphs[0][1] and "smoothed with a 8 mm FWHM" in paragraphs[0][1]
     assert "(task motor)" in paragraphs[1][1] and "series (unsmoothed)" in paragraphs[1][1]
     assert 'id="contrast-motor-face"' in text and 'id="contrast-faces-face"' in text
+
+
+def test_a_page_that_cannot_be_made_fails_the_level_and_leaves_no_stale_page(study, tmp_path):
+    from glmflow.execution import ExecutionError, ExecutionOptions
+    from glmflow.runners.reports import run_reports
+
+    root, *_ = study
+    out = tmp_path / "glmflow"
+    func = out / "sub-01" / "func"
+    func.mkdir(parents=True)
+    for path in (root / "out" / "glmflow" / "sub-01" / "func").iterdir():
+        (func / path.name).write_bytes(path.read_bytes())
+    (out / "sub-01.html").write_text("an older page, of other maps")
+    design = next(func.glob("*_design.tsv"))
+    lines = design.read_text().splitlines()
+    design.write_text("\n".join([lines[0] + "\tnote"] + [f"{line}\tbad" for line in lines[1:]]))
+    options = ExecutionOptions(work_dir=tmp_path / "work", plugin="Linear", progress=False)
+    with pytest.raises(ExecutionError) as info:
+        run_reports(output_dir=out, fmriprep_dir=root / "bids" / "derivatives" / "fmriprep",
+                    execution=options)  # fmt: skip
+    message = str(info.value)
+    assert message.startswith("Report pages not made (Node 'reports_wf.ds_report_sub_01' failed")
+    assert "non-numeric column(s) note" in message
+    assert message.endswith("the level's outputs are written and 1 older page(s) removed: fix "
+                            "the cause and rerun with --reports-only")  # fmt: skip
+    assert not (out / "sub-01.html").exists()
+    assert re.findall(r'<a href="([^"]+)"', (out / "index.html").read_text()) == []

@@ -8,7 +8,6 @@ calls :func:`rebuild_reports`: every page, from what was written, without runnin
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ def run_reports(
     ``index.html`` linking every page there is.
 
     Cached like every node (``execution.work_dir``): a page is rendered again only when a
-    file it shows changed. Returns the pages rendered or reused, and the index.
+    file it shows changed. Returns the pages rendered or reused, and the index. A page that
+    cannot be made raises :class:`~glmflow.execution.ExecutionError` (see :func:`_fail`).
     """
     output_dir = Path(output_dir)
     pages = find_pages(output_dir, fmriprep_dir)
@@ -42,15 +42,25 @@ def run_reports(
     if chosen:
         try:
             execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), execution)
-        except ExecutionError as err:  # the level's own outputs are written: say it, go on
-            # RuntimeWarning: a level's own UserWarnings are silenced while it publishes
-            warnings.warn(
-                f"Report pages not made ({err}); the outputs are written: fix the cause and "
-                "rerun with --reports-only", RuntimeWarning, stacklevel=2,
-            )  # fmt: skip
-            chosen = [page for page in chosen if (output_dir / page.name).is_file()]
+        except ExecutionError as err:
+            _fail(output_dir, pages, chosen, err)
     index = write_index(output_dir, pages)
     return [output_dir / page.name for page in chosen] + [index]
+
+
+def _fail(output_dir: Path, pages: list, chosen: list, err: ExecutionError) -> None:
+    """A page that cannot be made fails the level, after its outputs were published (they
+    are whole): the pages are outputs too (issue 10). None of this level's pages is
+    published then, and an older copy of them would describe other maps: they are removed,
+    and ``index.html`` links only the pages that remain."""
+    removed = [page for page in chosen if (output_dir / page.name).is_file()]
+    for page in removed:
+        (output_dir / page.name).unlink()
+    write_index(output_dir, [page for page in pages if (output_dir / page.name).is_file()])
+    raise ExecutionError(
+        f"Report pages not made ({err}); the level's outputs are written and "
+        f"{len(removed)} older page(s) removed: fix the cause and rerun with --reports-only"
+    ) from err
 
 
 def rebuild_reports(

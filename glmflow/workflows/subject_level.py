@@ -1,4 +1,8 @@
-"""Subject level: every run of one subject and task, combined by fixed effects."""
+"""Subject level: every run of one subject and task, combined by fixed effects.
+
+The sinks, the subject's contrasts and entities and the sidecars' model metadata are public:
+the surface subject level (:mod:`glmflow.workflows.surface`) wires its parts with them.
+"""
 
 from __future__ import annotations
 
@@ -86,7 +90,7 @@ def init_subject_level_wf(
     skipped = skipped or {}
     workflow = pe.Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=["subject_files"]), name="outputnode")
-    metadata = json.dumps(_model_metadata(spec, contrasts), sort_keys=True)
+    metadata = json.dumps(model_metadata(spec, contrasts), sort_keys=True)
     # cheap bookkeeping nodes run in the driver, not as cluster jobs
     merge_index = pe.Node(
         niu.Merge(len(runs)), name="merge_contrast_indices", run_without_submitting=True
@@ -95,7 +99,9 @@ def init_subject_level_wf(
     merge_masks = pe.Node(niu.Merge(len(runs)), name="merge_masks", run_without_submitting=True)
     for i, run in enumerate(runs, start=1):
         run_wf = _run_wf(run, spec, contrasts, missing_conditions, memo_dir)
-        sink = _sink(output_dir, run.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}")
+        sink = derivatives_sink(
+            output_dir, run.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}"
+        )
         # fmt: off
         workflow.connect([
             (run_wf, merge_index, [("outputnode.contrasts_json", f"in{i}")]),
@@ -108,10 +114,12 @@ def init_subject_level_wf(
                 [(run_wf, sink, [(f"outputnode.{k}_file", f"{k}_file") for k in MODEL_MAP_KINDS])]
             )
 
-    names = [c.name for c in _subject_contrasts(runs, contrasts, skipped)]
+    names = [c.name for c in subject_contrasts(runs, contrasts, skipped)]
     if names:
         combine = _combine_node(runs, spec, names, memo_dir)
-        sink = _sink(output_dir, _subject_entities(runs), "subject", metadata, name="ds_subject")
+        sink = derivatives_sink(
+            output_dir, subject_entities(runs), "subject", metadata, name="ds_subject"
+        )
         # fmt: off
         workflow.connect([
             (merge_index, combine, [("out", "index_files")]),
@@ -153,7 +161,9 @@ def _combine_node(runs, spec: ModelSpec, names: list[str], memo_dir) -> pe.Node:
     return pe.Node(combine, name="combine_runs", mem_gb=mem_gb)
 
 
-def _sink(output_dir: str, entities: dict, level: str, metadata: str, *, name: str) -> pe.Node:
+def derivatives_sink(
+    output_dir: str, entities: dict, level: str, metadata: str, *, name: str
+) -> pe.Node:
     """A DerivativesSink; cheap bookkeeping, so it runs in the driver, not as a cluster job."""
     sink = DerivativesSink(
         output_dir=output_dir,
@@ -164,7 +174,7 @@ def _sink(output_dir: str, entities: dict, level: str, metadata: str, *, name: s
     return pe.Node(sink, name=name, run_without_submitting=True)
 
 
-def _subject_contrasts(
+def subject_contrasts(
     runs: Sequence[RunInputs], contrasts: Sequence[ContrastSpec], skipped: dict[str, set[str]]
 ) -> list[ContrastSpec]:
     """t contrasts present in at least one run; say which ones are left at the run level."""
@@ -188,7 +198,7 @@ def _subject_contrasts(
     return kept
 
 
-def _subject_entities(runs: Sequence[RunInputs]) -> dict[str, str]:
+def subject_entities(runs: Sequence[RunInputs]) -> dict[str, str]:
     """Entities shared by every run (subject, task, space...): run and session combine."""
     common = dict(runs[0].entities)
     for run in runs[1:]:
@@ -197,7 +207,9 @@ def _subject_entities(runs: Sequence[RunInputs]) -> dict[str, str]:
     return common
 
 
-def _model_metadata(spec: ModelSpec, contrasts: Sequence[ContrastSpec]) -> dict:
+def model_metadata(spec: ModelSpec, contrasts: Sequence[ContrastSpec]) -> dict:
+    """What every first-level sidecar says of the model: its name and source, the spec (only
+    the applied confound strategies) and each contrast's expressions and type."""
     model = json.loads(spec.to_json())
     return {
         "Model": {"Name": spec.name, "Task": spec.task, "Source": spec.source},

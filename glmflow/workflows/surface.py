@@ -33,11 +33,11 @@ from glmflow.workflows.run_level import (
 )
 from glmflow.workflows.subject_level import (
     SINK_FIELDS,
-    _model_metadata,
-    _sink,
-    _subject_contrasts,
-    _subject_entities,
+    derivatives_sink,
+    model_metadata,
     run_wf_name,
+    subject_contrasts,
+    subject_entities,
 )
 
 RUN_INPUTS = ["events_file", "confounds_file", "bold_file", "n_volumes", "tr", "slice_time_ref"]
@@ -175,7 +175,7 @@ def init_surface_subject_wf(
     """
     workflow = pe.Workflow(name=name)
     outputnode = pe.Node(niu.IdentityInterface(fields=["subject_files"]), name="outputnode")
-    metadata = json.dumps(_model_metadata(spec, contrasts), sort_keys=True)
+    metadata = json.dumps(model_metadata(spec, contrasts), sort_keys=True)
     parts = tuple(runs[0].parts)
     merges = {
         (part, kind): pe.Node(
@@ -205,7 +205,7 @@ def init_surface_subject_wf(
         for part, path in run.parts.items():
             setattr(node.inputs, f"bold_{part}", path)
         for part in parts:
-            sink = _sink(
+            sink = derivatives_sink(
                 output_dir,
                 _part_entities(inputs.entities, part),
                 "run",
@@ -229,18 +229,16 @@ def init_surface_subject_wf(
                 ]
             )
         # the design is the run's, not a part's: no hemi- in its name
-        design_sink = _sink(
+        design_sink = derivatives_sink(
             output_dir, inputs.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}_design"
         )
         design_sink.inputs.contrast_names = []
         workflow.connect(run_wf, "outputnode.design_files", design_sink, "design_files")
-    names = [
-        c.name for c in _subject_contrasts([r.inputs for r in runs], contrasts, skipped or {})
-    ]
+    names = [c.name for c in subject_contrasts([r.inputs for r in runs], contrasts, skipped or {})]
     if not names:
         return workflow
     collect = pe.Node(niu.Merge(len(parts)), name="subject_files", run_without_submitting=True)
-    entities = _subject_entities([r.inputs for r in runs])
+    entities = subject_entities([r.inputs for r in runs])
     for j, part in enumerate(parts, start=1):
         combine = pe.Node(
             CombineSurfaceRuns(
@@ -251,7 +249,7 @@ def init_surface_subject_wf(
             name=f"combine_runs_{part}",
             mem_gb=map_mem_gb(LIGHT_MEM_GB * 2),
         )
-        sink = _sink(
+        sink = derivatives_sink(
             output_dir,
             _part_entities(entities, part),
             "subject",

@@ -92,6 +92,24 @@ def level_key(level: str, *parts: Any) -> str:
     return memo_key("level", level, code_identity(), *parts)
 
 
+def dataset_level_key(
+    level: str, *, bids_dir: Path, fmriprep: Path, output_dir: Path, model: Path, options: Any
+) -> str:
+    """The key of a level that reads a dataset and a model file (:func:`level_key`).
+
+    The raw dataset but its ``derivatives`` (work and output folders may live there), the
+    fMRIPrep folder, the model file's bytes, ``options`` (JSON-able) and the output folder.
+    """
+    return level_key(
+        level,
+        [str(bids_dir), str(fmriprep), str(output_dir), str(model)],
+        file_digest(model),
+        options,
+        tree_identity(bids_dir, skip=("derivatives",)),
+        tree_identity(fmriprep),
+    )
+
+
 def _identity(path: Path) -> list[int] | None:
     try:
         return stat_identity(path.stat())
@@ -268,6 +286,7 @@ __all__ = [
     "RecalledSequence",
     "WarningLog",
     "code_identity",
+    "dataset_level_key",
     "file_digest",
     "forget",
     "level_key",

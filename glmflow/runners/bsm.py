@@ -8,37 +8,51 @@ whole graph has succeeded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from threadpoolctl import threadpool_limits
-
-from glmflow.core.bids.layout import load_layout
-from glmflow.core.bsm.chain import check_inference
-from glmflow.core.bsm.plan import BsmPlan, plan_bids_stats_model
-from glmflow.core.model import InferenceSpec
-from glmflow.core.publish import write_dataset_description
 from glmflow.errors import ModelSpecError
-from glmflow.execution import ExecutionOptions, execute, hold_folder
-from glmflow.runners.entry import enter_level
-from glmflow.workflows.bsm import init_bsm_wf
+from glmflow.execution import ExecutionOptions, absolute_path, hold_folder, unchanged
+from glmflow.runners.entry import LevelEntry, enter_level
+
+if TYPE_CHECKING:  # planning and the graph import pybids, nilearn and Nipype (~4 s): loaded
+    # when the level runs, not for a rerun that nothing touched
+    from glmflow.core.bsm.plan import BsmPlan
+    from glmflow.core.model import InferenceSpec
 
 PathLike = str | os.PathLike
+LEVEL = "bsm"
+DESCRIPTION = "dataset_description.json"
 
 
 @dataclass(frozen=True)
 class BsmResult:
-    """What a BSM run wrote (``output_dir/glmflow/node-<Name>/...``) and its plan."""
+    """What a BSM run wrote (``output_dir/glmflow/node-<Name>/...``) and its plan.
+
+    ``plans`` holds the one plan (read back on first use when the run was recalled; pybids'
+    graph is not kept); ``summary``: "N run(s) of M subject(s)".
+    """
 
     output_dir: Path
-    plan: BsmPlan
+    plans: Sequence[BsmPlan]
     files: tuple[Path, ...]
     work_dir: Path
     reports: tuple[Path, ...] = ()  # the subject and dataset pages and index.html (issue 10)
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.summary:
+            text = f"{len(self.runs)} run(s) of {len(self.subjects)} subject(s)"
+            object.__setattr__(self, "summary", text)
+
+    @property
+    def plan(self) -> BsmPlan:
+        return self.plans[0]
 
     @property
     def runs(self) -> list:
@@ -72,9 +86,11 @@ def run_bids_stats_model(
     FitLins). ``reports``: the subject and dataset nodes' HTML pages
     (:mod:`glmflow.runners.reports`). ``execution`` and ``keywords`` as
     :func:`glmflow.runners.participant.run_participant_level`.
-    """
-    from glmflow.runners.reports import run_reports
 
+    A rerun that nothing touched (the model file's bytes, every input file, the options,
+    every output) returns the last run's result at once, without pybids or a graph
+    (:mod:`glmflow.execution.unchanged`); its plan is read back on first use.
+    """
     spec = None if not inference else inference_spec(inference)
     entry, rest = enter_level(
         bids_dir=bids_dir,
@@ -87,27 +103,94 @@ def run_bids_stats_model(
     if rest.get("desc") == "preproc":  # the CLI's default: fMRIPrep's preprocessed BOLD
         rest.pop("desc")
     _refuse_selection(rest)
-    deriv = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
-    work = entry.work_dir
-    with hold_folder(work, "work"):
+    run = _BsmRun(entry, absolute_path(model), spec, {
+        "missing": missing_conditions, "participant_label": participant_label, "space": space,
+        "inference": sorted((inference or {}).items()), "reports": reports,
+    })  # fmt: skip
+    with hold_folder(entry.work_dir, "work"):
+        return run.recalled() or run.stamped()
+
+
+@dataclass(frozen=True)
+class _BsmRun:
+    """One BSM level run: its folders, model file, inference and options (the key's)."""
+
+    entry: LevelEntry
+    model: Path
+    spec: InferenceSpec | None
+    options: Mapping[str, Any]
+
+    def key(self) -> str:
+        return unchanged.dataset_level_key(
+            LEVEL, bids_dir=self.entry.bids_dir, fmriprep=self.fmriprep,
+            output_dir=self.entry.out, model=self.model, options=sorted(self.options.items()),
+        )  # fmt: skip
+
+    @property
+    def fmriprep(self) -> Path:
+        return self.entry.derivatives or self.entry.bids_dir / "derivatives" / "fmriprep"
+
+    def recalled(self) -> BsmResult | None:
+        """The last run's result if nothing it read or wrote changed (its warnings said)."""
+        entry = self.entry
+        recalled = unchanged.recall(entry.work_dir, LEVEL, entry.out, self.key())
+        if recalled is None:
+            return None
+        recalled.say_warnings()
+        files = tuple(p for p in recalled.files if p.suffix != ".json")  # maps and designs
+        pages = unchanged.pages(recalled, entry.out)
+        return BsmResult(
+            entry.out, recalled.lazy(), files, entry.work_dir, pages, summary=recalled.summary
+        )
+
+    def stamped(self) -> BsmResult:
+        """The level run, then the stamp of its success (its inputs' key before and after)."""
+        entry, key = self.entry, self.key()
+        unchanged.forget(entry.work_dir, LEVEL, entry.out)
+        with unchanged.WarningLog() as log:
+            result, sidecars = self.run()
+        plan = dataclasses.replace(result.plan, graph=None)  # pybids' graph holds the index
+        unchanged.remember(
+            entry.work_dir, LEVEL, entry.out, (key, self.key()),
+            files=[*result.files, *sidecars], summary=result.summary, said=log.said,
+            payload=(plan,),
+            extra_outputs=[entry.out / DESCRIPTION, *unchanged.own_pages(result.reports)],
+        )  # fmt: skip
+        return result
+
+    def run(self) -> tuple[BsmResult, list[Path]]:
+        """Plan, build and run (the work folder held): the result and the sidecars written."""
+        from threadpoolctl import threadpool_limits
+
+        from glmflow.core.bids.layout import load_layout
+        from glmflow.core.bsm.chain import check_inference
+        from glmflow.core.bsm.plan import plan_bids_stats_model
+        from glmflow.core.publish import write_dataset_description
+        from glmflow.execution import execute
+        from glmflow.runners.reports import run_reports
+        from glmflow.workflows.bsm import init_bsm_wf
+
+        entry, options, work = self.entry, self.options, self.entry.work_dir
         with threadpool_limits(limits=1):
-            layout = load_layout(entry.bids_dir, deriv, work / "bids_db")
-            plan = plan_bids_stats_model(model, layout, work / "bsm_designs", space=space,
-                                         participant_label=participant_label,
-                                         missing=missing_conditions)  # fmt: skip
-        if spec is not None:
-            check_inference(plan.units, spec.method, plan.source)
-        workflow = init_bsm_wf(plan=plan, output_dir=str(entry.out), inference=spec,
+            layout = load_layout(entry.bids_dir, self.fmriprep, work / "bids_db")
+            plan = plan_bids_stats_model(self.model, layout, work / "bsm_designs",
+                                         space=options["space"],
+                                         participant_label=options["participant_label"],
+                                         missing=options["missing"])  # fmt: skip
+        if self.spec is not None:
+            check_inference(plan.units, self.spec.method, plan.source)
+        workflow = init_bsm_wf(plan=plan, output_dir=str(entry.out), inference=self.spec,
                                memo_dir=str(work / "contrast_memo"))  # fmt: skip
         with hold_folder(entry.out, "output"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             # the sinks stage; execute publishes once every node has succeeded
             written = execute(workflow, entry.options)
-            write_dataset_description(entry.out, source_datasets=[entry.bids_dir, deriv])
-            pages = run_reports(output_dir=entry.out, fmriprep_dir=deriv,
-                                execution=entry.options) if reports else []  # fmt: skip
-    files = tuple(p for p in written if p.suffix != ".json")  # maps and designs
-    return BsmResult(entry.out, plan, files, work, tuple(pages))
+            write_dataset_description(entry.out, source_datasets=[entry.bids_dir, self.fmriprep])
+            pages = run_reports(output_dir=entry.out, fmriprep_dir=self.fmriprep,
+                                execution=entry.options) if options["reports"] else []  # fmt: skip
+        files = tuple(p for p in written if p.suffix != ".json")  # maps and designs
+        sidecars = [p for p in written if p.suffix == ".json"]
+        return BsmResult(entry.out, (plan,), files, work, tuple(pages)), sidecars
 
 
 # participant-level options that a BSM file states itself (Input) or does not have
@@ -137,6 +220,8 @@ def _refuse_selection(rest: dict[str, Any]) -> None:
 
 def inference_spec(inference: Mapping[str, Any]) -> InferenceSpec:
     """The inference options checked (one line naming the option on a bad value)."""
+    from glmflow.core.model import InferenceSpec
+
     options = dict(inference)
     if options.get("method") == "tdp":
         options.setdefault("two_sided", False)  # tdp tests positive clusters only

@@ -163,19 +163,19 @@ def run_participant_level(
         keywords=keywords,
     )  # fmt: skip
     model = absolute_path(model)
+    from glmflow.core.bsm import is_bids_stats_model_file
+
+    if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner (and stamp)
+        from glmflow.runners.bsm import run_bids_stats_model
+
+        return run_bids_stats_model(bids_dir=bids_dir, output_dir=output_dir, model=model,
+            execution=execution, derivatives=derivatives,
+            missing_conditions=missing_conditions, reports=reports, **keywords)  # fmt: skip
     selection = {**selection, "reports": reports}  # (part of the key: pages are outputs)
     key = _inputs_key(entry, model, missing_conditions, selection)
     recalled = _recalled(entry, key)
     if recalled is not None:
         return recalled
-    from glmflow.core.bsm import is_bids_stats_model_file
-
-    if is_bids_stats_model_file(model):  # issue 9: BSM files have their own runner
-        from glmflow.runners.bsm import run_bids_stats_model
-
-        return run_bids_stats_model(bids_dir=bids_dir, output_dir=output_dir, model=model,
-            execution=execution, derivatives=derivatives,
-            missing_conditions=missing_conditions, **keywords)  # fmt: skip
     with hold_folder(entry.work_dir, "work"):
         return _run_stamped(entry, model, missing_conditions, selection, key)
 
@@ -218,14 +218,10 @@ def _inputs_key(entry: LevelEntry, model: Path, missing_conditions: str, selecti
     fMRIPrep folder, the model file's bytes, the selection and the output folder.
     """
     fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
-    return unchanged.level_key(
-        "participant",
-        [str(entry.bids_dir), str(fmriprep), str(entry.out), str(model)],
-        unchanged.file_digest(model),
-        [missing_conditions, sorted(selection.items())],
-        unchanged.tree_identity(entry.bids_dir, skip=("derivatives",)),
-        unchanged.tree_identity(fmriprep),
-    )
+    return unchanged.dataset_level_key(
+        "participant", bids_dir=entry.bids_dir, fmriprep=fmriprep, output_dir=entry.out,
+        model=model, options=[missing_conditions, sorted(selection.items())],
+    )  # fmt: skip
 
 
 def _run(

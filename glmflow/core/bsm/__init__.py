@@ -20,16 +20,30 @@ other than t, F and FEMA, an F contrast feeding a later node, a node that passes
 contrast on.
 """
 
-from glmflow.core.bsm.chain import HigherUnit, MapSource, plan_later_nodes
-from glmflow.core.bsm.graph import (
-    RunDesign,
-    is_bids_stats_model,
-    is_bids_stats_model_file,
-    load_graph,
-    read_bids_stats_model,
-    run_designs,
-)
-from glmflow.core.bsm.schema import check_model, convert_steps
+from glmflow.core.bsm.detect import is_bids_stats_model, is_bids_stats_model_file
+
+# these import pandas, nilearn and pybids (~3 s): loaded on first use, so that telling a BSM
+# file apart (the CLI, a rerun that nothing touched) imports none of them
+_LAZY = {
+    "HigherUnit": "chain",
+    "MapSource": "chain",
+    "plan_later_nodes": "chain",
+    "RunDesign": "graph",
+    "load_graph": "graph",
+    "read_bids_stats_model": "graph",
+    "run_designs": "graph",
+    "check_model": "schema",
+    "convert_steps": "schema",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f"glmflow.core.bsm.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'glmflow.core.bsm' has no attribute {name!r}")
+
 
 __all__ = [
     "RunDesign",

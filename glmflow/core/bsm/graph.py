@@ -45,23 +45,6 @@ class RunDesign:
     dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def is_bids_stats_model(data: Any) -> bool:
-    """True when a parsed model file is a BIDS Stats Model (``Nodes``, ``Steps`` with
-    ``Level``s, or ``BIDSModelVersion``)."""
-    if not isinstance(data, Mapping):
-        return False
-    return "Nodes" in data or "BIDSModelVersion" in data or "Steps" in data
-
-
-def is_bids_stats_model_file(path: str | Path) -> bool:
-    """True when ``path`` is a JSON file holding a BIDS Stats Model (an unreadable file is
-    left to the model reader's one-line error)."""
-    try:
-        return is_bids_stats_model(read_json(path))
-    except (ModelSpecError, OSError):
-        return False
-
-
 def read_bids_stats_model(path: str | Path) -> dict[str, Any]:
     """Read and check a BSM file (:func:`glmflow.core.bsm.schema.check_model`)."""
     return check_model(read_json(path), str(path))

@@ -31,7 +31,8 @@ def _write(model: dict, folder: Path) -> Path:
 
 
 def _results(work: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+    """The BSM graph's node results (the report pages' graph reruns for changed maps)."""
+    return {str(p): p.stat().st_mtime_ns for p in (work / "bsm_wf").rglob("result_*.pklz")}
 
 
 def _executed(before: dict[str, int], after: dict[str, int]) -> set[str]:

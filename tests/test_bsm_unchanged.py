@@ -3,9 +3,9 @@
 One subject x one run of 60 volumes, the packaged faces model's run and subject nodes. The
 no-change rerun (through the CLI, in a fresh process) imports neither pybids nor nilearn nor
 Nipype and writes no node result; each change that matters (the model file's bytes, an input
-file rewritten, an option, an output deleted or edited) plans and builds the graph again and
-leaves the maps a clean run gives. Local runs poll Nipype's scheduler every
-``LOCAL_POLL_SECONDS``, not its default 2 s.
+file rewritten, an option, an output or its sidecar deleted or edited) plans and builds the
+graph again and leaves the maps a clean run gives. Local runs poll Nipype's scheduler every
+``LOCAL_POLL_SECONDS``, not its default 2 s (the BSM graph and its report pages' graph).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from glmflow.runners.bsm import run_bids_stats_model
 pytestmark = pytest.mark.slow
 FACES = json.loads((files("glmflow.data") / "models" / "faces_smdl.json").read_text())
 FACES["Nodes"] = FACES["Nodes"][:2]  # run -> subject (meta)
+# one BSM graph built, it and the report pages' graph run at the local poll, not Nipype's 2 s
+BUILT = ["built", f"bsm_wf {LOCAL_POLL_SECONDS}", f"reports_wf {LOCAL_POLL_SECONDS}"]
 RUN = "node-run/sub-01/sub-01_task-faces_run-1_contrast-faceGtHouse_stat-{}_statmap.nii.gz"
 SUBJECT = "node-subject/sub-01/sub-01_contrast-faceGtHouse_stat-{}_statmap.nii.gz"
 
@@ -78,7 +80,7 @@ def _results(work: Path) -> dict[str, int]:
 
 @pytest.fixture
 def builds(monkeypatch) -> list[str]:
-    """The poll interval of every BSM graph built and run in this process."""
+    """ "built" for each BSM graph built, "<name> <poll seconds>" for each graph run."""
     built: list[str] = []
     real_build, real_run = bsm_workflows.init_bsm_wf, pe.Workflow.run
 
@@ -87,7 +89,7 @@ def builds(monkeypatch) -> list[str]:
         return real_build(**kwargs)
 
     def run(self, *args, **kwargs):
-        built.append(self.config["execution"].get("poll_sleep_duration"))
+        built.append(f"{self.name} {self.config['execution'].get('poll_sleep_duration')}")
         return real_run(self, *args, **kwargs)
 
     monkeypatch.setattr(bsm_workflows, "init_bsm_wf", build)
@@ -113,8 +115,8 @@ def test_no_change_rerun_plans_and_builds_nothing(study):
     assert proc.returncode == 0, proc.stderr[-3000:]
     *_, done, imported = proc.stdout.splitlines()
     assert imported == "[]"  # no pybids, no nilearn, no Nipype: nothing planned or built
-    assert done.startswith("glmflow: 1 run(s) of 1 subject(s) done in ")
-    assert done.endswith(f" s; 11 file(s) in {study['out']}; cache in {kwargs['work_dir']}")
+    assert done.startswith("glmflow: 1 run(s) of 1 subject(s) done in ")  # 11 files + 2 pages
+    assert done.endswith(f" s; 13 file(s) in {study['out']}; cache in {kwargs['work_dir']}")
     assert _results(study["root"] / "work") == before
 
 
@@ -122,7 +124,8 @@ def test_the_recalled_result_reads_back_the_plan(study, builds):
     result = run_bids_stats_model(**study["kwargs"])
     assert builds == []
     assert isinstance(result.plans, unchanged.RecalledSequence)
-    assert result.files == study["first"].files
+    assert result.files == study["first"].files  # 10 maps and the design
+    assert result.reports == study["first"].reports and len(result.reports) == 2  # + index
     assert result.summary == "1 run(s) of 1 subject(s)" and result.subjects == ["01"]
     recalled, first = result.plan.runs[0], study["first"].plan.runs[0]
     assert dict(recalled.entities) == {"run": "1", "subject": "01", "task": "faces"}
@@ -139,13 +142,12 @@ def _rewrite(path: Path) -> None:
     [
         "sub-01/func/sub-01_task-faces_run-1_events.tsv",
         "derivatives/fmriprep/sub-01/func/sub-01_task-faces_run-1_desc-confounds_timeseries.tsv",
-        "participants.tsv",
     ],
 )
 def test_a_rewritten_input_file_runs_the_level_again(study, builds, inputs):
     _rewrite(study["bids"] / inputs)
     run_bids_stats_model(**study["kwargs"])
-    assert builds == ["built", str(LOCAL_POLL_SECONDS)]
+    assert builds == BUILT
     _assert_clean(study)
 
 
@@ -156,7 +158,7 @@ def test_model_file_bytes_and_options_run_the_level_again(study, builds):
     run_bids_stats_model(**study["kwargs"], missing_conditions="drop")  # nothing to drop
     run_bids_stats_model(**study["kwargs"], participant_label=["01"])
     run_bids_stats_model(**study["kwargs"])  # the cold run's options again: one stamp
-    assert builds == ["built", str(LOCAL_POLL_SECONDS)] * 4
+    assert builds == BUILT * 4
     _assert_clean(study)
 
 
@@ -166,7 +168,7 @@ def test_an_edited_contrast_runs_again_with_its_maps(study, builds):
     edited["Nodes"][0]["Contrasts"][0]["Weights"] = [2, -2]
     model.write_text(json.dumps(edited))
     run_bids_stats_model(**study["kwargs"])
-    assert builds == ["built", str(LOCAL_POLL_SECONDS)]
+    assert builds == BUILT
     new = {name: _map(study["out"] / name) for name in _names()}
     for name, expected in study["maps"].items():  # the effect doubles, the statistics do not
         scale = {"effect": 2, "variance": 4}.get(name.split("stat-")[1].split("_")[0], 1)
@@ -176,19 +178,21 @@ def test_an_edited_contrast_runs_again_with_its_maps(study, builds):
     _assert_clean(study)
 
 
-@pytest.mark.parametrize("name", [RUN.format("z"), SUBJECT.format("effect")])
-def test_a_deleted_or_edited_output_is_written_again(study, builds, name):
-    path = study["out"] / name
+def test_deleted_or_edited_outputs_are_written_again(study, builds):
+    paths = [study["out"] / RUN.format("z"), study["out"] / SUBJECT.format("effect")]
+    sidecars = [path.with_name(path.name.replace(".nii.gz", ".json")) for path in paths]
     before = _results(study["root"] / "work")
-    path.unlink()
+    for path in paths:
+        path.unlink()
     run_bids_stats_model(**study["kwargs"])
-    image = nib.load(path)
-    nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine), path)
+    for path in paths:
+        image = nib.load(path)
+        nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine), path)
     run_bids_stats_model(**study["kwargs"])
-    sidecar = path.with_name(path.name.replace(".nii.gz", ".json"))
-    sidecar.write_text("{}")
+    for sidecar in sidecars:
+        sidecar.write_text("{}")
     run_bids_stats_model(**study["kwargs"])
-    assert json.loads(sidecar.read_text())["Contrast"] == "face_gt_house"
-    assert builds == ["built", str(LOCAL_POLL_SECONDS)] * 3
+    assert [json.loads(p.read_text())["Node"] for p in sidecars] == ["run", "subject"]
+    assert builds == BUILT * 3
     assert _results(study["root"] / "work") == before  # the cache had it all
     _assert_clean(study)

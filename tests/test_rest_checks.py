@@ -138,3 +138,30 @@ def test_identical_series_give_a_finite_fisher_z():
 
     z = fisher_z(np.array([[1.0, 1.0], [1.0, 1.0]]))
     assert np.isnan(z[0, 0]) and np.isclose(z[0, 1], np.arctanh(1 - 1e-7))
+
+
+def test_an_atlas_edited_at_the_same_path_changes_the_run_node_hash(tiny, tmp_path):
+    import shutil
+
+    from glmflow.workflows.rest import init_rest_wf
+
+    for name in ("atlas-rest_dseg.nii.gz", "atlas-rest_dseg.tsv"):
+        shutil.copy(tiny / "derivatives/truth" / name, tmp_path / name)
+    spec = connectivity_spec({"connectivity": {
+        "name": "rest", "task": "rest", "atlas": {"labels_img": "atlas-rest_dseg.nii.gz",
+                                                  "labels_tsv": "atlas-rest_dseg.tsv"},
+    }}, source=str(tmp_path / "rest.json"))  # fmt: skip
+    spec = dataclasses.replace(spec, base_dir=str(tmp_path))
+
+    def node_hash() -> str:
+        wf = init_rest_wf(runs=[_run(tiny)], spec=spec, output_dir=str(tmp_path / "out"))
+        node = wf.get_node("sub_01_wf").get_node("connectivity_run_1")
+        return node.inputs.get_hashval(hash_method="content")[1]
+
+    before = node_hash()
+    table = tmp_path / "atlas-rest_dseg.tsv"
+    table.write_text(table.read_text().replace("solo2", "solo9"))
+    edited = node_hash()
+    img = nib.load(tmp_path / "atlas-rest_dseg.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1], img.affine), img.get_filename())
+    assert len({before, edited, node_hash()}) == 3

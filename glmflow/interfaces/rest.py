@@ -27,6 +27,10 @@ class _RunInputSpec(BaseInterfaceInputSpec):
     confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
     tr = traits.Float(mandatory=True, desc="repetition time (s) of the run")
     model = traits.Str(mandatory=True, desc="JSON of the connectivity model (absolute paths)")
+    # the model names these files by path only: as inputs, Nipype hashes them, so that an
+    # image or a table edited at the same path reruns the node
+    atlas_file = File(exists=True, desc="the model's labels_img (hashed, read through model)")
+    labels_file = File(exists=True, desc="the model's labels_tsv (hashed, read through model)")
 
 
 class _ResultOutputSpec(TraitedSpec):

@@ -50,6 +50,7 @@ def init_rest_wf(
         {k: v for k, v in spec.portable().items() if k not in ("group", "plots")}, sort_keys=True
     )
     meta = json.dumps({"ModelName": spec.name, "ModelSource": spec.source})
+    atlas_files = _atlas_files(spec)
     for subject, group in groupby(runs, key=lambda r: r.subject):
         sub_wf = pe.Workflow(name=f"sub_{subject}_wf")
         subject_runs = list(group)
@@ -60,7 +61,7 @@ def init_rest_wf(
             node = pe.Node(
                 ComputeRunConnectivity(
                     bold_file=run.bold, mask_file=run.mask, confounds_file=run.confounds,
-                    tr=run.tr, model=model,
+                    tr=run.tr, model=model, **atlas_files,
                 ),
                 name=f"connectivity_{label}",
                 mem_gb=estimate_mem_gb(run.bold),
@@ -96,6 +97,13 @@ def init_rest_wf(
             ])  # fmt: skip
         workflow.add_nodes([sub_wf])
     return workflow
+
+
+def _atlas_files(spec: ConnectivitySpec) -> dict[str, str]:
+    """A user's atlas files as File inputs of the run nodes (hashed by Nipype)."""
+    atlas = spec.portable().get("atlas", {})
+    keys = {"atlas_file": "labels_img", "labels_file": "labels_tsv"}
+    return {k: atlas[v] for k, v in keys.items() if atlas.get(v)}
 
 
 def _merge(n: int):

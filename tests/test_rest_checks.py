@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -165,3 +166,80 @@ def test_an_atlas_edited_at_the_same_path_changes_the_run_node_hash(tiny, tmp_pa
     img = nib.load(tmp_path / "atlas-rest_dseg.nii.gz")
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1], img.affine), img.get_filename())
     assert len({before, edited, node_hash()}) == 3
+
+
+def test_models_and_runs_without_run_entity_get_their_own_names():
+    from glmflow.core.rest.files import (
+        connectivity_path,
+        subject_entities,
+        subject_names_are_run_names,
+    )
+
+    ents = {"subject": "01", "task": "rest", "space": SPACE}
+    names = {connectivity_path("o", ents, level="run", suffix="relmat", seg="ho", meas="x",
+                               desc=model).name for model in ("rest", "restgsr")}  # fmt: skip
+    assert names == {f"sub-01_task-rest_space-{SPACE}_seg-ho_meas-x_desc-{m}_relmat.tsv"
+                     for m in ("rest", "restgsr")}  # fmt: skip
+    assert subject_names_are_run_names([ents])  # the subject sink alone writes the matrices
+    assert not subject_names_are_run_names([{**ents, "run": "1"}])
+    acq = [{**ents, "acquisition": "a"}, {**ents, "acquisition": "b"}]
+    assert subject_entities(acq) == ents and not subject_names_are_run_names(acq)
+
+
+def test_one_run_without_run_entity_has_one_writer_of_its_matrices(tiny):
+    from glmflow.workflows.rest import init_rest_wf
+
+    run = _run(tiny)
+    run = dataclasses.replace(run, run=None, entities={"subject": "01", "task": "rest",
+                                                       "space": SPACE})  # fmt: skip
+    wf = init_rest_wf(runs=[run], spec=_spec(tiny), output_dir="out").get_node("sub_01_wf")
+    sinks = {n: wf.get_node(n).inputs.matrices for n in wf.list_node_names() if "ds_" in n}
+    assert sinks == {"ds_subject": True, next(n for n in sinks if n != "ds_subject"): False}
+
+
+def _write_subject(out, sub, *, space=SPACE, desc="rest", labels=("A1", "A2", "A3"), run=None):
+    import json
+
+    from glmflow.core.rest.files import connectivity_path, write_matrix
+
+    ents = {"subject": sub, "task": "rest", "space": space, "run": run}
+    ents = {k: v for k, v in ents.items() if v}
+    path = connectivity_path(out, ents, level="run", suffix="relmat", seg="synth",
+                             meas="correlation", desc=desc)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_matrix(path, np.full((len(labels),) * 2, float(sub)))
+    meta = {"NodeLabels": list(labels), "Runs": [60]}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_group_files_are_chosen_by_model_and_space_with_the_same_labels(tiny, tmp_path):
+    from glmflow.core.rest.group_files import subject_matrices
+
+    spec = _spec(tiny)
+    for sub in ("01", "02"):
+        _write_subject(tmp_path, sub)
+        _write_subject(tmp_path, sub, space="MNI152NLin6Asym", labels=("x", "y", "z"))
+        _write_subject(tmp_path, sub, desc="restgsr", labels=("x", "y", "z"))
+    chosen, matrices, labels, _ = subject_matrices(tmp_path, spec, SPACE, "synth", "correlation")
+    assert chosen == ["01", "02"] and labels == ["A1", "A2", "A3"]
+    assert matrices[:, 0, 1].tolist() == [1.0, 2.0]
+    other = _write_subject(tmp_path, "02", labels=("A1", "A3", "B1"), run="2")
+    with pytest.raises(DatasetError) as err:
+        subject_matrices(tmp_path, spec, SPACE, "synth", "correlation")
+    assert re.fullmatch(
+        r"sub-02 has 2 subject-level matrices for one model, space, atlas and measure \(\S+"
+        r"sub-02_task-rest_run-2_\S+_relmat.tsv, \S+sub-02_task-rest_space-\S+_relmat.tsv\); "
+        r"remove the stale ones or use another output folder",
+        str(err.value),
+    )
+    first = tmp_path / f"sub-02/func/sub-02_task-rest_space-{SPACE}_seg-synth_meas-correlation_"
+    Path(f"{first}desc-rest_relmat.tsv").unlink()
+    with pytest.raises(DatasetError) as err:
+        subject_matrices(tmp_path, spec, SPACE, "synth", "correlation")
+    assert str(err.value) == (
+        f"NodeLabels of {other.with_suffix('.json')} differ from "
+        f"{_write_subject(tmp_path, '01').with_suffix('.json')} (missing ['A2'], extra ['B1']): "
+        "edges of different regions cannot be tested together; rerun the participant level of "
+        'every subject in one invocation, or list the labels in "exclude_labels"'
+    )

@@ -10,6 +10,7 @@ from glmflow.cli.main import main
 from glmflow.data.rest import add_resting_state
 
 SPACE = "space-MNI152NLin2009cAsym"
+GROUP = f"task-rest_{SPACE}_seg-synth"  # the group level's names
 
 
 def _model(root) -> dict:
@@ -47,15 +48,17 @@ def test_participant_then_group(dataset, participant, capsys):
     common = ["--model", str(model), "-w", str(work), "-q"]
     assert participant == 0
     func = out / "glmflow/sub-03/func"
-    for name in (f"sub-03_task-rest_run-1_{SPACE}_seg-synth_timeseries.tsv",
-                 f"sub-03_task-rest_run-1_{SPACE}_seg-synth_meas-correlation_relmat.tsv",
-                 f"sub-03_task-rest_{SPACE}_seg-synth_meas-correlation_relmat.json"):  # fmt: skip
+    for name in (f"sub-03_task-rest_run-1_{SPACE}_seg-synth_desc-rest_timeseries.tsv",
+                 f"sub-03_task-rest_run-1_{SPACE}_seg-synth_meas-correlation_desc-rest_"
+                 "relmat.tsv",
+                 f"sub-03_task-rest_{SPACE}_seg-synth_meas-correlation_desc-rest_"
+                 "relmat.json"):  # fmt: skip
         assert (func / name).is_file(), name
     assert main([str(root), str(out), "group", *common]) == 0
     assert "connectivity group model of rest done" in capsys.readouterr().out
-    stem = out / "glmflow/task-rest_seg-synth_meas-correlation_contrast-patientMinusControl"
-    assert (stem.parent / f"{stem.name}_edges.tsv").is_file()
-    assert (stem.parent / f"{stem.name}_stat-t_relmat.tsv").is_file()
+    stem = out / f"glmflow/{GROUP}_meas-correlation_contrast-patientMinusControl"
+    assert (stem.parent / f"{stem.name}_desc-rest_edges.tsv").is_file()
+    assert (stem.parent / f"{stem.name}_stat-t_desc-rest_relmat.tsv").is_file()
 
 
 @pytest.mark.parametrize(
@@ -100,15 +103,17 @@ def test_covariate_design_end_to_end(dataset, participant):
     result = run_connectivity_group(root, tmp / "out", _covariates_model(root, ["age"]),
                                     work_dir=tmp / "work")  # fmt: skip
     top = tmp / "out/glmflow"
-    t_file = top / "task-rest_seg-synth_meas-correlation_contrast-age_stat-t_relmat.tsv"
+    t_file = top / f"{GROUP}_meas-correlation_contrast-age_stat-t_desc-rest_relmat.tsv"
     assert t_file in result.files
     age = pd.read_csv(root / "participants.tsv", sep="\t")["age"].to_numpy(float)
     subjects = [read_matrix(top / f"sub-0{s}/func/sub-0{s}_task-rest_{SPACE}_seg-synth_"
-                            "meas-correlation_relmat.tsv") for s in range(1, 5)]  # fmt: skip
+                            "meas-correlation_desc-rest_relmat.tsv")
+                for s in range(1, 5)]  # fmt: skip
     y = np.stack(subjects)[:, 0, 1]  # edge A1-A2, Fisher z
     fit = stats.linregress(age, y)
     assert abs(read_matrix(t_file)[0, 1] - fit.slope / fit.stderr) < 1e-6
-    design = pd.read_csv(top / "task-rest_seg-synth_meas-correlation_design.tsv", sep="\t")
+    design = f"{GROUP}_meas-correlation_desc-rest_design.tsv"
+    design = pd.read_csv(top / design, sep="\t")
     assert abs(design["age"].mean()) < 1e-12  # demeaned
 
 

@@ -175,7 +175,7 @@ def test_written_run_matrices_equal_nilearn(written, measure, fisher_z):
     for sub in SUBJECTS:
         func = tmp / f"out{fisher_z}" / "glmflow" / f"sub-{sub}" / "func"
         name = (f"sub-{sub}_task-rest_run-1_space-MNI152NLin2009cAsym_seg-synth_"
-                f"meas-{MEASURE_LABELS[measure]}_relmat.tsv")  # fmt: skip
+                f"meas-{MEASURE_LABELS[measure]}_desc-rest_relmat.tsv")  # fmt: skip
         theirs = _nilearn_matrix(_nilearn_series(root, sub), measure, fisher_z)
         _same(read_matrix(func / name), theirs)
         if fisher_z and measure == "correlation":  # the transform is applied, not skipped
@@ -190,8 +190,9 @@ def test_written_group_tangent_equals_nilearn(written, fisher_z):
 
     root, tmp = written
     top = tmp / f"out{fisher_z}" / "glmflow"
-    t_file = (
-        top / "task-rest_seg-synth_meas-tangent_contrast-patientMinusControl_stat-t_relmat.tsv"
+    t_file = top / (
+        "task-rest_space-MNI152NLin2009cAsym_seg-synth_meas-tangent_"
+        "contrast-patientMinusControl_stat-t_desc-rest_relmat.tsv"
     )
     groups = pd.read_csv(root / "participants.tsv", sep="\t").set_index("participant_id")["group"]
     series = [_nilearn_series(root, sub).astype(np.float64) for sub in SUBJECTS]

@@ -14,6 +14,7 @@ from glmflow.data.rest import PLANTED_EDGE, add_resting_state
 from glmflow.runners.rest import run_connectivity, run_connectivity_group
 
 SPACE = "space-MNI152NLin2009cAsym"
+GROUP = f"task-rest_{SPACE}_seg-synth"  # the group level's names
 
 
 def _model(root, plots=True, **group):
@@ -43,12 +44,13 @@ def participant(tmp_path_factory):
 def test_participant_outputs(participant):
     root, tmp, result = participant
     out = tmp / "out" / "glmflow" / "sub-02" / "func"
-    run = out / f"sub-02_task-rest_run-2_{SPACE}_seg-synth_meas-partialCorrelation_relmat.tsv"
-    subject = out / f"sub-02_task-rest_{SPACE}_seg-synth_meas-correlation_relmat.tsv"
-    series = out / f"sub-02_task-rest_run-1_{SPACE}_seg-synth_timeseries.tsv"
+    run = f"sub-02_task-rest_run-2_{SPACE}_seg-synth_meas-partialCorrelation_desc-rest_relmat.tsv"
+    run = out / run
+    subject = out / f"sub-02_task-rest_{SPACE}_seg-synth_meas-correlation_desc-rest_relmat.tsv"
+    series = out / f"sub-02_task-rest_run-1_{SPACE}_seg-synth_desc-rest_timeseries.tsv"
     for path in (run, subject, series):
         assert path in result.files and path.with_suffix(".json") in result.files
-    name = "sub-02_task-rest_run-{}_" + SPACE + "_seg-synth_meas-correlation_relmat.tsv"
+    name = "sub-02_task-rest_run-{}_" + SPACE + "_seg-synth_meas-correlation_desc-rest_relmat.tsv"
     runs = [read_matrix(out / name.format(r)) for r in (1, 2)]
     combined = read_matrix(subject)
     assert np.allclose(combined, (runs[0] + runs[1]) / 2, equal_nan=True)
@@ -97,25 +99,26 @@ def test_group_finds_the_planted_edge_only(participant, method):
     top = tmp / "out" / "glmflow"
     for meas in ("correlation", "tangent"):
         edges = pd.read_csv(
-            top / f"task-rest_seg-synth_meas-{meas}_contrast-patientMinusControl_edges.tsv",
+            top / f"{GROUP}_meas-{meas}_contrast-patientMinusControl_desc-rest_edges.tsv",
             sep="\t",
         )
         assert [(int(r.node_i), int(r.node_j)) for r in edges.itertuples()] == [PLANTED_EDGE]
         assert edges.loc[0, "label_i"] == "solo1" and edges.loc[0, "t"] > 4
-        reverse = top / f"task-rest_seg-synth_meas-{meas}_contrast-controlMinusPatient_edges.tsv"
+        reverse = f"{GROUP}_meas-{meas}_contrast-controlMinusPatient_desc-rest_edges.tsv"
+        reverse = top / reverse
         reverse = pd.read_csv(reverse, sep="\t")  # the same edge, negative t
         assert len(reverse) == 1 and reverse.loc[0, "t"] == -edges.loc[0, "t"]
-    stem = "task-rest_seg-synth_meas-correlation_contrast-patientMinusControl_stat-"
-    t = read_matrix(top / f"{stem}t_relmat.tsv")
+    stem = f"{GROUP}_meas-correlation_contrast-patientMinusControl_stat-"
+    t = read_matrix(top / f"{stem}t_desc-rest_relmat.tsv")
     assert t.shape == (8, 8) and np.isnan(np.diag(t)).all() and np.allclose(t, t.T, equal_nan=True)
-    sidecar = json.loads((top / f"{stem}p_relmat.json").read_text())
+    sidecar = json.loads((top / f"{stem}p_desc-rest_relmat.json").read_text())
     assert len(sidecar["Subjects"]) == 12 and sidecar["Threshold"].startswith(
         {"fdr": "Benjamini-Hochberg", "permutation": "permutation max-t"}[method]
     )
     assert any(p.name.endswith("_design.tsv") for p in result.files)
     if method == "fdr":  # pictures are drawn when the model says "plots" (the default)
-        assert (top / f"{stem}t_relmat.svg") in result.files
-        connectome = f"{stem[:-6]}_connectome.svg"
+        assert (top / f"{stem}t_desc-rest_relmat.svg") in result.files
+        connectome = f"{stem[:-6]}_desc-rest_connectome.svg"
         assert (top / connectome) in result.files
 
 
@@ -128,10 +131,8 @@ def test_command_line(participant, tmp_path, capsys):
     common = [str(root), str(tmp / "out"), "group", "--model", str(model), "-w", str(tmp / "work")]
     assert main([*common, "--inference", "bonferroni", "-q"]) == 0
     assert "connectivity group model of rest done" in capsys.readouterr().out
-    edges = (
-        tmp
-        / "out/glmflow/task-rest_seg-synth_meas-correlation_contrast-patientMinusControl_edges.tsv"
-    )
+    edges = f"{GROUP}_meas-correlation_contrast-patientMinusControl_desc-rest_edges.tsv"
+    edges = tmp / "out/glmflow" / edges
     sidecar = json.loads(edges.with_suffix(".json").read_text())
     assert sidecar["Threshold"] == "p < 0.05 / 28 edges (Bonferroni)"
     assert main([*common, "--group-mask", str(model)]) == 2

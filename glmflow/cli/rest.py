@@ -41,7 +41,7 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
     start = time.perf_counter()
     if args.analysis_level == "group":
         result = rest.run_connectivity_group(
-            args.bids_dir, args.output_dir, _inference(spec, args), **common
+            args.bids_dir, args.output_dir, _inference(spec, args), space=space, **common
         )
         what = f"connectivity group model of {spec.task}"
     else:

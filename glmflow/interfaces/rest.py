@@ -78,6 +78,9 @@ class CombineRunConnectivity(CoreInterface):
 class _SinkInputSpec(StagedSinkInputSpec):
     level = traits.Enum("run", "subject", mandatory=True, desc="run or subject (runs combined)")
     result_file = File(exists=True, mandatory=True, desc="result.json of the run or combine node")
+    matrices = traits.Bool(
+        True, usedefault=True, desc="stage the matrices (False: the subject sink has them)"
+    )
 
 
 class ConnectivitySink(StagedSink):
@@ -91,5 +94,6 @@ class ConnectivitySink(StagedSink):
         written, manifest = stage_connectivity(
             output_dir=inputs.output_dir, entities=json.loads(inputs.entities),
             level=inputs.level, result=result, metadata=metadata, stage_dir=out_dir,
+            matrices=inputs.matrices,
         )  # fmt: skip
         return self._staged(written, [], manifest)

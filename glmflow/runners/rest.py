@@ -19,7 +19,7 @@ from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.bids.runs import DEFAULT_SPACE
 from glmflow.core.outputs import write_dataset_description
 from glmflow.core.publish import publish
-from glmflow.core.rest.group_files import atlas_labels, connectivity_group_files
+from glmflow.core.rest.group_files import connectivity_group_files
 from glmflow.core.rest.plan import check_rest_runs
 from glmflow.core.rest.spec import ConnectivitySpec, connectivity_spec
 from glmflow.execution import ExecutionOptions, execute, hold_folder
@@ -76,9 +76,11 @@ def run_connectivity(
         The cache folder (default ``./work``; a rerun recomputes only what changed) and the
         execution options (``plugin``, ``n_procs``, ...) as in ``run_participant_level``.
 
-    Returns a :class:`ConnectivityResult`: per run ``..._seg-<atlas>_timeseries.tsv`` and
-    ``..._seg-<atlas>_meas-<m>_relmat.tsv`` (+ JSON sidecars: labels, denoising, censored
-    volumes), seed maps ``..._seed-<name>_meas-correlation_statmap.nii.gz``, and per subject
+    Returns a :class:`ConnectivityResult`: per run
+    ``..._seg-<atlas>_desc-<model>_timeseries.tsv`` and
+    ``..._seg-<atlas>_meas-<m>_desc-<model>_relmat.tsv`` (+ JSON sidecars: labels, denoising,
+    censored volumes), seed maps ``..._seed-<name>_meas-correlation_desc-<model>_statmap.nii.gz``,
+    and per subject
     the matrices of its runs combined (their mean). Raises a ``glmflow.errors.GlmflowError``
     (one line, before any compute) on a bad model, dataset, atlas, seed or run.
     """
@@ -114,18 +116,22 @@ def run_connectivity_group(
     work_dir: PathLike | None = None,
     execution: ExecutionOptions | None = None,
     participants: PathLike | None = None,
+    space: str = DEFAULT_SPACE,
     **settings: Any,
 ) -> ConnectivityResult:
     """Group level of a connectivity model: an edge-wise GLM per measure and contrast.
 
     Reads the subject-level matrices :func:`run_connectivity` wrote in the same
-    ``output_dir`` (``tangent``: the subjects' time series, fitted here); the design comes
+    ``output_dir`` for this model (``desc-<name>``) and ``space`` (``tangent``: the
+    subjects' time series, fitted here); every subject's node labels must match; the design comes
     from ``participants`` (default ``<bids_dir>/participants.tsv``) and the model's
     ``group`` section (``design`` one-sample / two-sample / covariates, ``group_column``,
     ``covariates``, ``contrasts`` (default: the design's), ``inference``: fdr, bonferroni,
     fpr, permutation (max-t over edges) or none). Writes, at the top of
-    ``output_dir/glmflow``, ``task-<t>_seg-<a>_meas-<m>_contrast-<c>_stat-<t|z|p>_relmat.tsv``,
-    ``..._contrast-<c>_edges.tsv`` (significant edges with region labels) and the design.
+    ``output_dir/glmflow``,
+    ``task-<t>_space-<s>_seg-<a>_meas-<m>_contrast-<c>_stat-<t|z|p>_desc-<name>_relmat.tsv``,
+    ``..._contrast-<c>_desc-<name>_edges.tsv`` (significant edges with region labels) and the
+    design.
     ``participant_label`` keeps only these subjects; ``work_dir`` / ``execution`` as above
     (the group outputs are staged there and published once all are computed).
     """
@@ -144,11 +150,10 @@ def run_connectivity_group(
     table = Path(participants) if participants else entry.bids_dir / "participants.tsv"
     seg = spec.atlas.seg
     with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output"):
-        stage = entry.work_dir / "connectivity_group" / f"{spec.name}_seg-{seg}"
+        stage = entry.work_dir / "connectivity_group" / f"{spec.name}_space-{space}_seg-{seg}"
         written, manifest = connectivity_group_files(
-            output_dir=entry.out, spec=spec, participants_file=table,
-            labels=atlas_labels(entry.out, spec, seg), seg=seg, subjects=subjects,
-            stage_dir=stage,
+            output_dir=entry.out, spec=spec, participants_file=table, space=space,
+            subjects=subjects, stage_dir=stage,
         )  # fmt: skip
         publish([manifest])
         write_dataset_description(entry.out, source_datasets=[entry.bids_dir])

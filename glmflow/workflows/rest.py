@@ -10,6 +10,7 @@ from nipype.pipeline import engine as pe
 
 from glmflow.core.bids import RunInputs
 from glmflow.core.images import estimate_mem_gb
+from glmflow.core.rest.files import subject_entities, subject_names_are_run_names
 from glmflow.core.rest.spec import ConnectivitySpec
 from glmflow.interfaces.rest import (
     CombineRunConnectivity,
@@ -54,6 +55,9 @@ def init_rest_wf(
     for subject, group in groupby(runs, key=lambda r: r.subject):
         sub_wf = pe.Workflow(name=f"sub_{subject}_wf")
         subject_runs = list(group)
+        entities = subject_entities([r.entities for r in subject_runs])
+        # one run without run- / ses-: its matrices are the subject's, written once, there
+        shared = subject_names_are_run_names([r.entities for r in subject_runs])
         combine = pe.Node(CombineRunConnectivity(plots=spec.plots), name="combine_runs")
         results = []
         for run in subject_runs:
@@ -69,7 +73,7 @@ def init_rest_wf(
             sink = pe.Node(
                 ConnectivitySink(
                     output_dir=output_dir, entities=json.dumps(run.entities), level="run",
-                    metadata=meta,
+                    metadata=meta, matrices=not shared,
                 ),
                 name=f"ds_{label}",
                 run_without_submitting=True,
@@ -85,7 +89,7 @@ def init_rest_wf(
                 sub_wf.connect([(node, merge, [("result_file", f"in{i}")])])
             ds_subject = pe.Node(
                 ConnectivitySink(
-                    output_dir=output_dir, entities=json.dumps(subject_runs[0].entities),
+                    output_dir=output_dir, entities=json.dumps(entities),
                     level="subject", metadata=meta,
                 ),
                 name="ds_subject",

@@ -163,9 +163,8 @@ def combine_subject_files(
     results = [json.loads(Path(f).read_text()) for f in result_files]
     records = [json.loads(Path(r["record"]).read_text()) for r in results]
     matrices = {m: [r["matrices"][m] for r in results] for m in results[0]["matrices"]}
-    record = {
-        k: v for k, v in records[0].items() if k not in ("CensoredVolumes", "NumberOfVolumes")
-    }
+    per_run = ("CensoredVolumes", "NumberOfVolumes") if len(records) > 1 else ()
+    record = {k: v for k, v in records[0].items() if k not in per_run}  # one run: all of it
     record["Runs"] = [r["NumberOfVolumes"] for r in records]
     record["RunCombination"] = "mean of the runs' matrices (of the Fisher z values when FisherZ)"
     combined = combine_run_files(matrices, out_dir, labels=record.get("NodeLabels"), plots=plots)
@@ -182,18 +181,23 @@ def stage_connectivity(
     result: dict[str, Any],
     metadata: dict[str, Any],
     stage_dir: str | os.PathLike,
+    matrices: bool = True,
 ) -> tuple[list[Path], Path]:
     """Stage one run's (``level="run"``) or subject's (``"subject"``) outputs for publish.
 
     ``result`` is :func:`connectivity_run_files`' (or :func:`combine_run_files`' matrices
     under ``"matrices"``); ``metadata`` goes into every sidecar (the run record: labels,
-    denoising, censored volumes; the model's name and source).
+    denoising, censored volumes; the model's name, the ``desc-`` label, and source).
+    ``matrices=False`` leaves the matrices to the subject's sink (a subject of one run whose
+    names are the run's).
     """
     from glmflow.core.rest.files import connectivity_path, stage_files
 
     seg = metadata.get("Atlas", {}).get("Label")
     pairs = []
-    where = {"level": level, "seg": seg}
+    where = {"level": level, "seg": seg, "desc": metadata["ModelName"]}
+    if not matrices:
+        result = {k: v for k, v in result.items() if k != "matrices"}
     if result.get("timeseries"):
         dst = connectivity_path(output_dir, entities, suffix="timeseries", **where)
         pairs.append((result["timeseries"], dst, metadata))
@@ -208,7 +212,8 @@ def stage_connectivity(
         )
     for seed, src in result.get("seed_maps", {}).items():
         dst = connectivity_path(
-            output_dir, entities, level=level, suffix="statmap", seed=seed, meas="correlation"
-        )
+            output_dir, entities, level=level, suffix="statmap", seed=seed, meas="correlation",
+            desc=where["desc"],
+        )  # fmt: skip
         pairs.append((src, dst, {**metadata, "Seed": seed, "Measure": "correlation"}))
     return stage_files(pairs, stage_dir)

@@ -169,3 +169,57 @@ def test_demo_group_table_names_the_face_region(demo):
     low, high = face_box_mm(load_truth(demo.parents[1] / "bids"))
     page = demo / "group_task-faces_contrast-face.html"
     assert face_region_labels(page, "group-contrast-face", low, high)[0] == "Right Thalamus"
+
+
+@pytest.fixture(scope="module")
+def more_pages(demo, tmp_path_factory):
+    """The BIDS Stats Model and connectivity pages: the packaged faces BSM on two of the
+    demo's subjects, and a connectivity model on a 2-subject resting-state dataset."""
+    import warnings
+    from importlib.resources import files
+
+    from glmflow.data.rest import add_resting_state
+    from glmflow.runners.bsm import run_bids_stats_model
+    from glmflow.runners.rest import run_connectivity, run_connectivity_group
+
+    root = tmp_path_factory.mktemp("more-pages")
+    model = root / "faces_smdl.json"
+    model.write_text((files("glmflow.data") / "models" / "faces_smdl.json").read_text())
+    bsm = run_bids_stats_model(bids_dir=demo.parents[1] / "bids", output_dir=root / "bsm",
+                               model=model, work_dir=root / "bsm-work",
+                               participant_label=["01", "02"], progress=False)  # fmt: skip
+    rest = add_resting_state(root / "rest-bids", n_subjects=2, n_runs=1, n_volumes=60)
+    truth = rest / "derivatives/truth"
+    spec = {"connectivity": {
+        "name": "rest", "task": "rest", "plots": False, "measures": ["correlation"],
+        "atlas": {"labels_img": str(truth / "atlas-rest_dseg.nii.gz"),
+                  "labels_tsv": str(truth / "atlas-rest_dseg.tsv"), "label": "synth"},
+        "confounds": {"strategy": ["motion", "scrub"], "motion": "basic"},
+        "group": {"design": "one-sample"},
+    }}  # fmt: skip
+    common = dict(work_dir=root / "rest-work", plugin="Linear", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_connectivity(rest, root / "rest", spec, **common)
+        run_connectivity_group(rest, root / "rest", spec, **common)
+    return bsm.output_dir, root / "rest" / "glmflow"
+
+
+def test_bsm_and_connectivity_pages_in_chromium(driver, more_pages):
+    bsm, rest = more_pages
+    assert sorted(p.name for p in bsm.glob("*.html")) == [
+        "group_node-dataset.html", "index.html", "sub-01.html", "sub-02.html"]
+    for page in ("sub-01.html", "sub-02.html"):
+        _check_page(driver, bsm / page, SUBJECT_SECTIONS + ("run-sub-01_task-faces_run-1",)
+                    if page == "sub-01.html" else SUBJECT_SECTIONS)  # fmt: skip
+    _check_page(driver, bsm / "group_node-dataset.html", GROUP_SECTIONS)
+    links = driver.execute_script("return [...document.links].map(a => a.getAttribute('href'))")
+    assert links == ["index.html"]  # the group page's link back (the index: as the demo's)
+    assert sorted(p.name for p in rest.glob("*.html")) == [
+        "group_task-rest_connectivity.html", "index.html", "sub-01_task-rest_connectivity.html",
+        "sub-02_task-rest_connectivity.html"]
+    for page in ("sub-01", "sub-02"):
+        _check_page(driver, rest / f"{page}_task-rest_connectivity.html",
+                    ("methods", "runs", "matrices", "warnings"))  # fmt: skip
+    _check_page(driver, rest / "group_task-rest_connectivity.html",
+                ("design", "subjects", "maps", "warnings"))  # fmt: skip

@@ -54,6 +54,9 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
         f"glmflow: {what} done in {time.perf_counter() - start:.1f} s; {len(result.files)} "
         f"file(s) in {result.output_dir}; cache in {options.work_dir}"
     )
+    if result.reports:  # as the GLM levels say theirs
+        print(f"glmflow: reports: {result.reports[-1]} ({len(result.reports) - 1} page(s) "
+              "rendered or reused)")  # fmt: skip
     return 0
 
 

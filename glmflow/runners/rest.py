@@ -39,6 +39,7 @@ class ConnectivityResult:
     runs: tuple[RunInputs, ...]
     files: tuple[Path, ...]
     work_dir: Path
+    reports: tuple[Path, ...] = ()  # the connectivity pages and index.html (issue 10)
 
     @property
     def subjects(self) -> list[str]:
@@ -104,7 +105,17 @@ def run_connectivity(
         with hold_folder(entry.out, "output"):
             files = execute(workflow, entry.options)
             write_dataset_description(entry.out, source_datasets=[entry.bids_dir, fmriprep])
-    return ConnectivityResult(entry.out, spec, tuple(found), tuple(files), entry.work_dir)
+            pages = _reports(entry, fmriprep, "subject")
+    return ConnectivityResult(entry.out, spec, tuple(found), tuple(files), entry.work_dir,
+                              pages)  # fmt: skip
+
+
+def _reports(entry, fmriprep, kind: str) -> tuple[Path, ...]:
+    """The level's report pages and ``index.html`` (:mod:`glmflow.runners.reports`)."""
+    from glmflow.runners.reports import run_reports
+
+    return tuple(run_reports(output_dir=entry.out, fmriprep_dir=fmriprep,
+                             execution=entry.options, kinds=(kind,)))  # fmt: skip
 
 
 def run_connectivity_group(
@@ -157,8 +168,9 @@ def run_connectivity_group(
         )  # fmt: skip
         publish([manifest])
         write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
+        pages = _reports(entry, None, "group")
     files = [p for p in written if p.is_file()]
-    return ConnectivityResult(entry.out, spec, (), tuple(files), entry.work_dir)
+    return ConnectivityResult(entry.out, spec, (), tuple(files), entry.work_dir, pages)
 
 
 __all__ = ["ConnectivityResult", "run_connectivity", "run_connectivity_group"]

@@ -23,6 +23,7 @@ from typing import Any
 from glmflow.core.memo import file_identity, memo_key
 from glmflow.core.outputs import contrast_label
 from glmflow.core.report.bsm_find import bsm_page_plans
+from glmflow.core.report.rest import rest_page_plans
 
 _DESIGN = "_design.tsv"
 _NOT_HASHED = ("names", "bold", "not_drawn")  # texts, and the BOLD (its identity is in the plan)
@@ -182,7 +183,8 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
 def find_pages(glmflow_dir: str | Path, fmriprep_dir: str | Path | None) -> list[PagePlan]:
     """Every page the output dataset ``glmflow_dir`` has: one per subject with run designs,
     one per group model with dataset-level maps, and those of a BIDS Stats Model's outputs
-    (:mod:`.bsm_find`; a subject with both has ``sub-<s>_desc-bsm.html`` for the BSM)."""
+    (:mod:`.bsm_find`; a subject with both has ``sub-<s>_desc-bsm.html`` for the BSM) and
+    of connectivity outputs (:mod:`.rest`)."""
     glmflow_dir = Path(glmflow_dir)
     fmriprep = Path(fmriprep_dir) if fmriprep_dir is not None else None
     pages = [
@@ -191,7 +193,8 @@ def find_pages(glmflow_dir: str | Path, fmriprep_dir: str | Path | None) -> list
     ]  # fmt: skip
     pages += _group_pages(glmflow_dir)
     taken = {page.name for page in pages}
-    for kind, name, title, content in bsm_page_plans(glmflow_dir, fmriprep):
+    planned = bsm_page_plans(glmflow_dir, fmriprep) + rest_page_plans(glmflow_dir, fmriprep)
+    for kind, name, title, content in planned:
         if name in taken:  # glmflow's and a BSM's outputs in one folder: both pages
             name = name.replace(".html", "_desc-bsm.html")
         pages.append(PagePlan(kind, name, title, content))

@@ -11,6 +11,7 @@ from glmflow.core.report.bsm import bsm_models, render_bsm_group_page
 from glmflow.core.report.find import PagePlan
 from glmflow.core.report.group import render_group_page
 from glmflow.core.report.maps import load_atlas
+from glmflow.core.report.rest import render_rest_group_page, render_rest_subject_page
 from glmflow.core.report.subject import render_subject_page
 
 INDEX = "index.html"
@@ -27,7 +28,10 @@ def render_report(
     plan = json.loads(plan_json)
     atlas = load_atlas(atlas_image, atlas_labels)
     content, title = plan["content"], plan["title"]
-    if content.get("flavour") == "bsm" and plan["kind"] == "subject":
+    if content.get("flavour") == "rest":
+        rest = render_rest_subject_page if plan["kind"] == "subject" else render_rest_group_page
+        text = rest(content, title)
+    elif content.get("flavour") == "bsm" and plan["kind"] == "subject":
         text = render_subject_page(content, title, atlas, bsm_models(content))
     elif content.get("flavour") == "bsm":
         text = render_bsm_group_page(content, title, atlas)

@@ -243,3 +243,43 @@ def test_group_files_are_chosen_by_model_and_space_with_the_same_labels(tiny, tm
         "edges of different regions cannot be tested together; rerun the participant level of "
         'every subject in one invocation, or list the labels in "exclude_labels"'
     )
+
+
+def test_resting_state_object_with_a_run_without_run_entity(tiny, tmp_path):
+    """glm-express's run=1 and "ALL" find a lone run without run-; method="maps" refused."""
+    import json
+    import shutil
+    import warnings
+
+    from glmflow.glm_express import RestingState
+    from glmflow.glm_express.project import UnsupportedError
+
+    bids = tmp_path / "bids"
+    shutil.copytree(tiny, bids, ignore=shutil.ignore_patterns("sub-02"))
+    for path in [p for p in bids.rglob("*_run-1_*") if p.is_file()]:
+        path.rename(path.with_name(path.name.replace("_run-1", "")))
+    (tmp_path / "task_information.json").write_text(
+        json.dumps({"rest": {"confound_regressors": ["trans_x", "trans_y", "trans_z"]}})
+    )
+    atlas = {
+        "method": "labels",
+        "atlas_to_use": str(bids / "derivatives/truth/atlas-rest_dseg.nii.gz"),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        state = RestingState("01", bids_root=bids, suppress=True, plugin="Linear")
+        with pytest.raises(UnsupportedError) as err:
+            state.extract_time_series(**{**atlas, "method": "maps"})
+        assert str(err.value) == (
+            "method='maps' (nilearn's NiftiMapsMasker on a 4-D probabilistic atlas) is not "
+            "supported by glmflow.glm_express; pass method='labels' with a 3-D labels image or "
+            "an offline atlas name"
+        )
+        series = state.extract_time_series(run="ALL", **atlas)
+        assert series.shape == (60, 8)
+        assert np.array_equal(state.extract_time_series(run=1, **atlas), series)
+        matrix = state.matrix_from_masker(run=1, show_plots=False, **atlas)
+        assert np.array_equal(state.matrix_from_masker(show_plots=False, **atlas), matrix)
+        assert len(state.load_confounds(run=1)) == 60
+        with pytest.raises(DatasetError, match=r"^Run 2 not found for sub-01 \(runs: 1, ALL\)$"):
+            state.load_confounds(run=2)

@@ -22,12 +22,17 @@ import numpy as np
 import pandas as pd
 
 from glmflow.core.atlases import COORDINATE_ATLASES, VOLUME_ATLASES
-from glmflow.core.bids import discover_runs
+from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.confounds.select import select_confounds
 from glmflow.core.memo import memo_key
 from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.publish import atomic_write_text
-from glmflow.core.rest.files import read_matrix, read_timeseries
+from glmflow.core.rest.files import (
+    connectivity_path,
+    read_matrix,
+    read_timeseries,
+    subject_entities,
+)
 from glmflow.core.rest.measures import MEASURE_LABELS
 from glmflow.core.sidecars import sidecar_path
 from glmflow.errors import DatasetError, ModelSpecError
@@ -43,10 +48,13 @@ METHODS = ("maps", "labels")
 class RestingState:
     """One subject's resting-state connectivity, with glm-express 2.0.3's arguments.
 
-    ``**glmflow`` as :class:`glmflow.glm_express.Subject`. ``atlas_to_use`` (every
-    method): an offline atlas name (``harvard_oxford``, ``aal``, ``juelich``, or the
-    coordinate atlases ``power_2011``, ``dosenbach_2010``, ``seitzman_2018``) or a 3-D
-    labels image (``labels_to_use``: the names of its labels 1..n, in order).
+    ``**glmflow`` as :class:`glmflow.glm_express.Subject`. ``method`` must be ``"labels"``
+    (``"maps"``, glm-express's default, is nilearn's NiftiMapsMasker on a probabilistic
+    atlas: refused in one line). ``run``: a ``run-`` label, ``1`` for a lone run without
+    one, or ``"ALL"``. ``atlas_to_use`` (every method): an offline atlas name
+    (``harvard_oxford``, ``aal``, ``juelich``, or the coordinate atlases ``power_2011``,
+    ``dosenbach_2010``, ``seitzman_2018``) or a 3-D labels image (``labels_to_use``: the
+    names of its labels 1..n, in order).
     """
 
     def __init__(
@@ -114,13 +122,7 @@ class RestingState:
         """The confounds glmflow regresses out of the run (every method's default flags):
         one row per volume; ``"ALL"``: the runs' tables stacked, with a ``run`` column."""
         spec = ConfoundsSpec.from_dict(self._confounds({}), what="'confounds'")
-        runs = (
-            self._runs
-            if run == "ALL"
-            else [r for r in self._runs if _is_run(f"_run-{r.run}_", run)]
-        )
-        if not runs:
-            raise self._no_run(run)
+        runs = self._runs if run == "ALL" else [self._run(run)]
         tables = [select_confounds(r.confounds, spec, bold_file=r.bold)[0] for r in runs]
         if run != "ALL":
             return tables[0]
@@ -132,6 +134,11 @@ class RestingState:
             raise ModelSpecError(f"method must be one of {', '.join(METHODS)}. Got {method!r}")
         if atlas_to_use is None:
             self.pull_msdl_atlas()
+        if method == "maps":
+            raise unsupported(
+                "method='maps' (nilearn's NiftiMapsMasker on a 4-D probabilistic atlas)",
+                "pass method='labels' with a 3-D labels image or an offline atlas name",
+            )
         if isinstance(atlas_to_use, str) and atlas_to_use in VOLUME_ATLASES:
             return {"name": atlas_to_use}
         if isinstance(atlas_to_use, str) and atlas_to_use in COORDINATE_ATLASES:
@@ -173,19 +180,31 @@ class RestingState:
 
     def _file(self, run, measure: str | None, suffix: str) -> Path:
         """The run's (or, for ``"ALL"``, the subject's) file of the last call."""
-        wanted = "relmat.tsv" if suffix == "relmat" else "timeseries.tsv"
-        meas = f"_meas-{MEASURE_LABELS[measure]}_" if measure else ""
-        for path in self.result.files:
-            name = path.name
-            has_run = "_run-" in name
-            if not name.endswith(wanted) or (meas and meas not in name):
-                continue
-            if (run == "ALL" and not has_run) or (run != "ALL" and _is_run(name, run)):
-                return path
+        spec = self.result.spec
+        where = {"suffix": suffix, "seg": spec.atlas.seg, "desc": spec.name}
+        if measure:
+            where["meas"] = MEASURE_LABELS[measure]
+        out = self.result.output_dir
+        if run == "ALL":
+            ents = subject_entities([r.entities for r in self._runs])
+            path = connectivity_path(out, ents, level="subject", **where)
+        else:
+            path = connectivity_path(out, self._run(run).entities, level="run", **where)
+        if path not in self.result.files:
+            raise self._no_run(run)
+        return path
+
+    def _run(self, run) -> RunInputs:
+        """The run glm-express's ``run`` means: its ``run-`` label (1 = a lone run without)."""
+        for r in self._runs:
+            if r.run is not None and _same_label(r.run, str(run)):
+                return r
+        if len(self._runs) == 1 and self._runs[0].run is None and str(run) == "1":
+            return self._runs[0]
         raise self._no_run(run)
 
     def _no_run(self, run) -> DatasetError:
-        runs = ", ".join(str(r.run) for r in self._runs)
+        runs = ", ".join(str(r.run or 1) for r in self._runs)
         return DatasetError(f"Run {run!r} not found for sub-{self.sub_id} (runs: {runs}, ALL)")
 
     # ---- glm-express's methods
@@ -198,10 +217,8 @@ class RestingState:
         flags = {"motion_outliers": regress_motion_outliers, "a_comp_cor": a_comp_cor,
                  "t_comp_cor": t_comp_cor}  # fmt: skip
         self._connectivity("correlation", atlas_to_use, labels_to_use, method, standardize, flags)
-        if run != "ALL":
-            return read_timeseries(self._file(run, None, "timeseries"))
-        return np.vstack([read_timeseries(self._file(r.run, None, "timeseries"))
-                          for r in self._runs])  # fmt: skip
+        runs = [run] if run != "ALL" else [r.run or 1 for r in self._runs]
+        return np.vstack([read_timeseries(self._file(r, None, "timeseries")) for r in runs])
 
     def matrix_from_masker(
         self, run="ALL", method="maps", atlas_to_use=None, labels_to_use=None,
@@ -292,10 +309,8 @@ class RestingState:
         return read_matrix(found[0])
 
 
-def _is_run(name: str, run) -> bool:
-    label = name.split("_run-")[1].split("_")[0] if "_run-" in name else None
-    return label is not None and (label == str(run) or (
-        label.isdigit() and str(run).isdigit() and int(label) == int(run)))  # fmt: skip
+def _same_label(label: str, run: str) -> bool:
+    return label == run or (label.isdigit() and run.isdigit() and int(label) == int(run))
 
 
 __all__ = ["RestingState"]

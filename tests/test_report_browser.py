@@ -216,10 +216,11 @@ def test_bsm_and_connectivity_pages_in_chromium(driver, more_pages):
     links = driver.execute_script("return [...document.links].map(a => a.getAttribute('href'))")
     assert links == ["index.html"]  # the group page's link back (the index: as the demo's)
     assert sorted(p.name for p in rest.glob("*.html")) == [
-        "group_task-rest_connectivity.html", "index.html", "sub-01_task-rest_connectivity.html",
-        "sub-02_task-rest_connectivity.html"]
+        "group_task-rest_desc-rest_connectivity.html", "index.html",
+        "sub-01_task-rest_desc-rest_connectivity.html",
+        "sub-02_task-rest_desc-rest_connectivity.html"]
     for page in ("sub-01", "sub-02"):
-        _check_page(driver, rest / f"{page}_task-rest_connectivity.html",
+        _check_page(driver, rest / f"{page}_task-rest_desc-rest_connectivity.html",
                     ("methods", "runs", "matrices", "warnings"))  # fmt: skip
-    _check_page(driver, rest / "group_task-rest_connectivity.html",
+    _check_page(driver, rest / "group_task-rest_desc-rest_connectivity.html",
                 ("design", "subjects", "maps", "warnings"))  # fmt: skip

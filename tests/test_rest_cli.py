@@ -143,28 +143,28 @@ def test_connectivity_report_pages(dataset, participant):
     root, tmp, _ = dataset
     assert participant == 0
     out = tmp / "out" / "glmflow"
-    page = (out / "sub-03_task-rest_connectivity.html").read_text()
+    page = (out / "sub-03_task-rest_desc-rest_connectivity.html").read_text()
     for section in ("methods", "runs", "matrices", "warnings",
                     f"run-sub-03_task-rest_run-1_{SPACE}"):  # fmt: skip
         assert f'<section id="{section}">' in page, section
     assert "Atlas &#x27;synth&#x27; (labels, from atlas-rest_dseg.nii.gz): 8 nodes." in page
     assert "strategies motion, scrub (regressors rot_x, rot_y, rot_z, trans_x" in page
     assert "high-pass 0.01 Hz, low-pass 0.08 Hz" in page
-    name = f"sub-03_task-rest_run-1_{SPACE}_seg-synth_meas-correlation_relmat.json"
+    name = f"sub-03_task-rest_run-1_{SPACE}_seg-synth_meas-correlation_desc-rest_relmat.json"
     run = json.loads((out / "sub-03/func" / name).read_text())
     n = len(run["CensoredVolumes"])
     assert n > 0 and f"{n} of 80 volumes censored ({100 * (n / 80):.1f} %)" in page
     assert page.count('fill="#d62728"') == n  # one red band per censored volume
     # the matrix drawn is the written one: its cells' colours are the relmat's, its labels
     matrix = read_matrix(out / "sub-03/func" / f"sub-03_task-rest_{SPACE}_seg-synth_"
-                         "meas-correlation_relmat.tsv")  # fmt: skip
+                         "meas-correlation_desc-rest_relmat.tsv")  # fmt: skip
     assert matrix.shape == (8, 8) and np.isnan(np.diag(matrix)).all()
     labels = re.findall(r'rotate\(-90\)">(\w+)</text>', page)
     assert labels == ["A1", "A2", "A3", "B1", "B2", "B3", "solo1", "solo2"]
-    group = (out / "group_task-rest_connectivity.html").read_text()
+    group = (out / "group_task-rest_desc-rest_connectivity.html").read_text()
     for section in ("design", "subjects", "maps", "contrast-correlation-patientMinusControl"):
         assert f'<section id="{section}">' in group, section
     assert "<h2>Subjects (4)</h2>" in group and "Benjamini-Hochberg FDR q &lt;= 0.05" in group
     index = (out / "index.html").read_text()
-    assert 'href="group_task-rest_connectivity.html"' in index
-    assert index.count("_task-rest_connectivity.html") == 5
+    assert 'href="group_task-rest_desc-rest_connectivity.html"' in index
+    assert index.count("_task-rest_desc-rest_connectivity.html") == 5

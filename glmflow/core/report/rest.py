@@ -1,12 +1,13 @@
 """Resting-state report pages: one per subject, one per task's group level, from what
 :func:`glmflow.runners.rest.run_connectivity` and ``run_connectivity_group`` wrote.
 
-A subject page (``sub-<s>_task-<t>_connectivity.html``) shows each subject-level matrix
-(``relmat.tsv``, runs combined) as a figure with its node labels, the atlas (its label,
-kind and file), the denoising (the sidecar's ``Denoising``) and, per run, the censored
-volumes (``CensoredVolumes``) on fMRIPrep's framewise displacement. A group page
-(``group_task-<t>_connectivity.html``) shows each contrast's z matrix, its threshold, the
-significant edges and the subjects that went in. The matrices are read, never recomputed.
+A subject page (``sub-<s>_task-<t>_desc-<model>_connectivity.html``) shows each
+subject-level matrix (``relmat.tsv``, runs combined) as a figure with its node labels, the
+atlas (its label, kind and file), the denoising (the sidecar's ``Denoising``) and, per run,
+the censored volumes (``CensoredVolumes``) on fMRIPrep's framewise displacement. A group
+page (``group_task-<t>_desc-<model>_connectivity.html``) shows each contrast's z matrix,
+its threshold, the significant edges and the subjects that went in. The matrices are read,
+never recomputed.
 """
 
 from __future__ import annotations
@@ -46,60 +47,54 @@ def _table(sidecar: Path) -> str:
 
 
 def _edges(z_sidecar: str) -> str:
-    return z_sidecar.split("_stat-z")[0] + "_edges.tsv"
+    """The edges table of a group z matrix (its name without ``stat-z``)."""
+    return z_sidecar.replace("_stat-z", "").removesuffix(_RELMAT) + "_edges.tsv"
+
+
+def _model_part(name: str) -> str:
+    """``_desc-<model>`` of a connectivity file (outputs are named by their model), or ""."""
+    desc = _entity(name, "desc")
+    return f"_desc-{desc}" if desc else ""
+
+
+def _subject_pages(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
+    subjects: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for sidecar in sorted(glmflow_dir.glob(f"sub-*/**/*_seg-*_meas-*{_RELMAT}")):
+        key = (_entity(sidecar.name, "sub"), _entity(sidecar.name, "task"),
+               _model_part(sidecar.name))  # fmt: skip
+        page = subjects.setdefault(key, {"flavour": "rest", "subject": key[0], "task": key[1],
+                                         "runs": [], "matrices": [], "tables": []})  # fmt: skip
+        run = sidecar.name.split("_seg-")[0]
+        if _entity(sidecar.name, "run") is None and _entity(sidecar.name, "ses") is None:
+            page["matrices"].append(str(sidecar))
+            page["tables"].append(_table(sidecar))  # in the page's key
+        elif not any(r["name"] == run for r in page["runs"]):
+            confounds = _confounds(sidecar, fmriprep, glmflow_dir)
+            page["runs"].append({"name": run, "sidecar": str(sidecar), "confounds": confounds})
+    return [
+        ("subject", f"sub-{s}_task-{t}{m}_connectivity.html",
+         f"Subject sub-{s}: {t} connectivity{m.replace('_desc-', ', model ')}", content)
+        for (s, t, m), content in subjects.items() if content["matrices"]
+    ]  # fmt: skip
 
 
 def rest_page_plans(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
-    """``(kind, name, title, content)`` of the connectivity pages in ``glmflow_dir``."""
-    subjects: dict[tuple[str, str], dict[str, Any]] = {}
-    for sidecar in sorted(glmflow_dir.glob(f"sub-*/**/*_seg-*_meas-*{_RELMAT}")):
-        task, subject = _entity(sidecar.name, "task"), _entity(sidecar.name, "sub")
-        page = subjects.setdefault(
-            (subject, task),
-            {"flavour": "rest", "subject": subject, "task": task, "runs": [], "matrices": []},
-        )
-        if _entity(sidecar.name, "run") is None and _entity(sidecar.name, "ses") is None:
-            page["matrices"].append(str(sidecar))
-            page.setdefault("tables", []).append(_table(sidecar))  # in the page's key
-        elif not any(r["name"] == sidecar.name.split("_seg-")[0] for r in page["runs"]):
-            page["runs"].append(
-                {
-                    "name": sidecar.name.split("_seg-")[0],
-                    "sidecar": str(sidecar),
-                    "confounds": _confounds(sidecar, fmriprep, glmflow_dir),
-                }
-            )
-    plans = [
-        (
-            "subject",
-            f"sub-{s}_task-{t}_connectivity.html",
-            f"Subject sub-{s}: {t} connectivity",
-            content,
-        )
-        for (s, t), content in subjects.items()
-        if content["matrices"]
-    ]
-    groups: dict[str, list[str]] = {}
-    for sidecar in sorted(glmflow_dir.glob(f"task-*_seg-*_meas-*_contrast-*_stat-z{_RELMAT}")):
-        groups.setdefault(_entity(sidecar.name, "task"), []).append(str(sidecar))
-    for task, sidecars in groups.items():
-        design = next(glmflow_dir.glob(f"task-{task}_seg-*_design.tsv"), None)
+    """``(kind, name, title, content)`` of the connectivity pages in ``glmflow_dir``: one
+    per subject, task and model, one per task and model's group level."""
+    plans = _subject_pages(glmflow_dir, fmriprep)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for sidecar in sorted(glmflow_dir.glob(f"task-*_meas-*_contrast-*{_RELMAT}")):
+        if _entity(sidecar.name, "stat") == "z":
+            key = (_entity(sidecar.name, "task"), _model_part(sidecar.name))
+            groups.setdefault(key, []).append(str(sidecar))
+    for (task, model), sidecars in groups.items():
+        design = next(glmflow_dir.glob(f"task-{task}_*{model}_design.tsv"), None)
         tables = [t for s in sidecars for t in (_table(Path(s)), _edges(s)) if Path(t).is_file()]
-        content = {
-            "flavour": "rest",
-            "task": task,
-            "contrasts": sidecars,
-            "tables": tables,
-            "design": str(design) if design else None,
-        }
-        plans.append(
-            (
-                "group",
-                f"group_task-{task}_connectivity.html",
-                f"Group level: {task} connectivity",
-                content,
-            )
-        )
+        content = {"flavour": "rest", "task": task, "contrasts": sidecars, "tables": tables,
+                   "design": str(design) if design else None}  # fmt: skip
+        plans.append(("group", f"group_task-{task}{model}_connectivity.html",
+                      f"Group level: {task} connectivity{model.replace('_desc-', ', model ')}",
+                      content))  # fmt: skip
     return plans
 
 

@@ -77,13 +77,11 @@ def run_connectivity(
         The cache folder (default ``./work``; a rerun recomputes only what changed) and the
         execution options (``plugin``, ``n_procs``, ...) as in ``run_participant_level``.
 
-    Returns a :class:`ConnectivityResult`: per run
-    ``..._seg-<atlas>_desc-<model>_timeseries.tsv`` and
-    ``..._seg-<atlas>_meas-<m>_desc-<model>_relmat.tsv`` (+ JSON sidecars: labels, denoising,
-    censored volumes), seed maps ``..._seed-<name>_meas-correlation_desc-<model>_statmap.nii.gz``,
-    and per subject
-    the matrices of its runs combined (their mean). Raises a ``glmflow.errors.GlmflowError``
-    (one line, before any compute) on a bad model, dataset, atlas, seed or run.
+    Returns a :class:`ConnectivityResult`: per run ``..._desc-<model>_timeseries.tsv``,
+    ``..._meas-<m>_desc-<model>_relmat.tsv`` (+ JSON sidecars: labels, denoising, censored
+    volumes) and seed maps, per subject its runs' mean matrices (names:
+    :mod:`glmflow.core.rest.files`). Raises a one-line ``glmflow.errors.GlmflowError``
+    before any compute on a bad model, dataset, atlas, seed or run.
     """
     spec = connectivity_spec(model)
     if work_dir is not None:

@@ -299,15 +299,20 @@ def test_cifti_run_level_writes_dscalar_with_scalar_names(surface_ds, tmp_path):
     assert z[truth["spaces"]["fsLR"]["house"]["cifti"]].mean() < -1.0
 
 
-def test_smoothing_on_a_surface_is_refused(surface_ds):
+def test_smoothing_without_an_offline_mesh_is_refused(surface_ds):
+    """Surfaces are smoothed on their mesh (tests/test_surface_smooth.py); a space whose mesh
+    glmflow does not ship offline is refused in one line, before discovery."""
     from glmflow.runners.surface import plan_surface_level
 
+    (analysis,) = plan_surface_level(bids_dir=surface_ds, model=MODEL, space="fsaverage5",
+                                     participant_label=["01"])  # fmt: skip
+    assert analysis.spec.glm.smoothing_fwhm == 6 and len(analysis.runs) == 2
     with pytest.raises(ModelSpecError) as err:
-        plan_surface_level(bids_dir=surface_ds, model=MODEL, space="fsaverage5")
+        plan_surface_level(bids_dir=surface_ds, model=MODEL, space="fsaverage6")
     assert str(err.value) == (
-        f"smoothing_fwhm=6 in {MODEL} cannot be applied on surface space fsaverage5: glmflow "
-        "does not smooth surfaces (nilearn 0.14 has no surface smoothing); set it to 0 / "
-        "--smoothing-fwhm 0, or smooth the data beforehand (e.g. wb_command -cifti-smoothing)"
+        f"smoothing_fwhm=6 in {MODEL} cannot be applied on surface space fsaverage6: glmflow "
+        "smooths on the meshes it ships offline (fsaverage5, fsLR); set it to 0 / "
+        "--smoothing-fwhm 0, or smooth the data beforehand (e.g. mri_surf2surf --fwhm)"
     )
 
 

@@ -18,8 +18,9 @@ from nipype.interfaces.base import (
 from glmflow.core.formula import MissingTerms
 from glmflow.core.images import write_masked
 from glmflow.core.model import RunCombination
-from glmflow.core.surface.io import read_surface_bold, write_geometry
+from glmflow.core.surface.io import write_geometry
 from glmflow.core.surface.maps import combine_surface_runs, compute_surface_contrast_maps
+from glmflow.core.surface.smooth import read_smoothed_bold
 from glmflow.errors import ContrastError
 from glmflow.interfaces.base import CoreInterface, given
 from glmflow.interfaces.maps import MapListsOutputSpec
@@ -29,7 +30,9 @@ class _ReadSurfaceBoldInputSpec(BaseInterfaceInputSpec):
     bold_file = File(
         exists=True, mandatory=True, desc="one hemisphere's .func.gii or a .dtseries.nii"
     )
-    smoothing_fwhm = traits.Float(desc="refused when set: glmflow does not smooth on surfaces")
+    smoothing_fwhm = traits.Float(
+        desc="FWHM (mm) of the smoothing on the part's mesh (glmflow.core.surface.smooth)"
+    )
 
 
 class _ReadSurfaceBoldOutputSpec(TraitedSpec):
@@ -39,13 +42,14 @@ class _ReadSurfaceBoldOutputSpec(TraitedSpec):
 
 
 class ReadSurfaceBold(CoreInterface):
-    """Read one part with glmflow.core.surface.io.read_surface_bold into runtime.cwd."""
+    """Read (and smooth) one part with glmflow.core.surface.smooth.read_smoothed_bold into
+    runtime.cwd."""
 
     input_spec = _ReadSurfaceBoldInputSpec
     output_spec = _ReadSurfaceBoldOutputSpec
 
     def _run_core(self, inputs, out_dir):
-        bold = read_surface_bold(inputs.bold_file, smoothing_fwhm=given(inputs.smoothing_fwhm))
+        bold = read_smoothed_bold(inputs.bold_file, smoothing_fwhm=given(inputs.smoothing_fwhm))
         record = Path(out_dir) / "bold_record.json"
         record.write_text(json.dumps(bold.record(), sort_keys=True))
         return {

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from glmflow.core.group.plan import GroupPlan
 
 PathLike = str | os.PathLike
+#: Surface spaces whose runs glmflow smooths (the offline meshes of core/surface/meshes.py).
+SMOOTHING_SPACES = ("fsaverage5", "fsLR")
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,14 @@ class SurfaceAnalysis:
 
 
 def check_surface_spec(spec: ModelSpec, space: str) -> None:
-    """What a surface analysis refuses, in one line each (never silently ignored)."""
-    if spec.glm.smoothing_fwhm:
+    """What a surface analysis refuses, in one line each (never silently ignored): smoothing
+    without an offline mesh, the residual maps."""
+    if spec.glm.smoothing_fwhm and space not in SMOOTHING_SPACES:
         raise ModelSpecError(
             f"smoothing_fwhm={spec.glm.smoothing_fwhm:g} in {spec.source} cannot be applied "
-            f"on surface space {space}: glmflow does not smooth surfaces (nilearn 0.14 has "
-            "no surface smoothing); set it to 0 / --smoothing-fwhm 0, or smooth the data "
-            "beforehand (e.g. wb_command -cifti-smoothing)"
+            f"on surface space {space}: glmflow smooths on the meshes it ships offline "
+            f"({', '.join(SMOOTHING_SPACES)}); set it to 0 / --smoothing-fwhm 0, or smooth "
+            "the data beforehand (e.g. mri_surf2surf --fwhm)"
         )
     if not spec.glm.minimize_memory:
         raise ModelSpecError(

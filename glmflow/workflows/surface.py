@@ -117,7 +117,7 @@ def init_surface_run_wf(
     # fmt: on
     for part in parts:
         read = pe.Node(ReadSurfaceBold(), name=f"read_{part}", mem_gb=mem_gb)
-        if spec.glm.smoothing_fwhm:  # refused by the node, never silently ignored
+        if spec.glm.smoothing_fwhm:  # on the mesh, as the node reads the part
             read.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm
         fit = pe.Node(
             FitFirstLevel(

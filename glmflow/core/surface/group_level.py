@@ -62,7 +62,8 @@ def check_surface_group_spec(spec: ModelSpec, space: str) -> None:
         (group.method != "ols", f"group.method={group.method!r}", "surface group models are "
          "OLS; set it to \"ols\""),
         (bool(group.smoothing_fwhm), f"group.smoothing_fwhm={group.smoothing_fwhm}",
-         "glmflow does not smooth surfaces; set it to 0 or null"),
+         "glmflow smooths surface data at the first level (glm.smoothing_fwhm), not group "
+         "maps; set it to 0 or null"),
         (group.target_affine is not None or group.target_shape is not None,
          "group.target_affine/target_shape", "a surface map has no grid; remove them"),
         (inference.method not in SURFACE_METHODS, f"group.inference.method={inference.method!r}",

@@ -21,6 +21,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -114,23 +115,22 @@ class SurfaceBold:
     data: np.ndarray
     kept: np.ndarray
     source: str
+    smoothing: tuple[dict[str, float], ...] = ()
 
-    def record(self) -> dict[str, int]:
-        """Sidecar fields: vertices (or grayordinates) of the part and those left out."""
+    def record(self) -> dict[str, Any]:
+        """Sidecar fields: vertices (or grayordinates) of the part and those left out, and
+        how it was smoothed (one entry per graph: a hemisphere, or CIFTI's cortices and
+        voxels)."""
         return {
             "SurfaceVertices": int(self.kept.size),
             "ExcludedVertices": int(self.kept.size - self.kept.sum()),
+            **({"SurfaceSmoothing": list(self.smoothing)} if self.smoothing else {}),
         }
 
 
-def read_surface_bold(path: str | os.PathLike, smoothing_fwhm: float | None = None) -> SurfaceBold:
-    """Read one part; bad vertices left out (warned; more than the threshold is an error)."""
-    if smoothing_fwhm:
-        raise DatasetError(
-            f"smoothing_fwhm={smoothing_fwhm:g} was asked for surface BOLD {path}: glmflow does "
-            "not smooth on surfaces (nilearn 0.14 has no surface smoothing); smooth the data "
-            "beforehand (e.g. wb_command -cifti-smoothing) and set smoothing_fwhm to null"
-        )
+def read_surface_bold(path: str | os.PathLike) -> SurfaceBold:
+    """Read one part; bad vertices left out (warned; more than the threshold is an error).
+    :func:`glmflow.core.surface.smooth.read_smoothed_bold` smooths it too."""
     path = str(path)
     data = _series(path)
     finite = np.isfinite(data).all(axis=0)

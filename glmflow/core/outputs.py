@@ -179,9 +179,9 @@ def derivative_path(
         )
     if stat not in STATS:
         raise ValueError(f"'stat' must be one of {', '.join(STATS)}. Got {stat!r} instead")
-    fields = _fields(entities, level)
+    fields = output_fields(entities, level)
     fields += [("contrast", contrast_label(contrast)), ("stat", stat)]
-    return _place(output_dir, entities, level, fields, f"statmap{extension}")
+    return output_path(output_dir, entities, level, fields, f"statmap{extension}")
 
 
 def design_path(
@@ -200,8 +200,9 @@ def design_path(
         raise ValueError(
             f"'extension' must be '.tsv', '.json' or '.svg'. Got {extension!r} instead"
         )
-    fields = [f for f in _fields(entities, level) if f[0] not in (ENTITY_KEYS[g] for g in _GRID)]
-    return _place(output_dir, entities, level, fields, f"design{extension}")
+    grid = [ENTITY_KEYS[g] for g in _GRID]
+    fields = [f for f in output_fields(entities, level) if f[0] not in grid]
+    return output_path(output_dir, entities, level, fields, f"design{extension}")
 
 
 # FitFirstLevel's optional model maps (minimize_memory off) -> name tail
@@ -218,10 +219,12 @@ def model_map_path(output_dir: str | os.PathLike, entities: Mapping[str, Any], k
         raise ValueError(
             f"'kind' must be one of {', '.join(RUN_MODEL_MAPS)}. Got {kind!r} instead"
         )
-    return _place(output_dir, entities, "run", _fields(entities, "run"), RUN_MODEL_MAPS[kind])
+    fields = output_fields(entities, "run")
+    return output_path(output_dir, entities, "run", fields, RUN_MODEL_MAPS[kind])
 
 
-def _fields(entities: Mapping[str, Any], level: str) -> list[tuple[str, str]]:
+def output_fields(entities: Mapping[str, Any], level: str) -> list[tuple[str, str]]:
+    """The (key, label) pairs of an output name at ``level``, in BIDS order (checked)."""
     if level not in LEVELS:
         raise ValueError(f"'level' must be one of {', '.join(LEVELS)}. Got {level!r} instead")
     unknown = sorted(set(entities) - set(ENTITY_KEYS))
@@ -246,7 +249,8 @@ def _fields(entities: Mapping[str, Any], level: str) -> list[tuple[str, str]]:
     return fields
 
 
-def _place(output_dir, entities, level, fields, tail) -> Path:
+def output_path(output_dir, entities, level, fields, tail) -> Path:
+    """``fields`` and ``tail`` joined as a file name in the level's folder (<= 255 bytes)."""
     folder = Path(output_dir)
     if level != "dataset":
         folder = folder / f"sub-{entities['subject']}"

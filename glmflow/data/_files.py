@@ -147,7 +147,7 @@ def make_confounds(
         "white_matter": stats.white_matter,
     }
     for name, values in means.items():
-        columns |= _expansions(name, values)
+        columns |= confound_expansions(name, values)
         sidecar[name] = {"Method": "Mean"}
     columns["csf_wm"] = stats.csf_wm
     columns["tcompcor"] = stats.tcompcor
@@ -175,14 +175,15 @@ def make_confounds(
     for k in range(n_nss):
         columns[f"non_steady_state_outlier{k:02d}"] = np.eye(n, dtype=int)[k]
     for j, name in enumerate(MOTION):
-        columns |= _expansions(name, motion[:, j])
+        columns |= confound_expansions(name, motion[:, j])
     spikes = np.flatnonzero((fd > FD_THRESHOLD) | (stats.std_dvars > STD_DVARS_THRESHOLD))
     for k, frame in enumerate(spikes):
         columns[f"motion_outlier{k:02d}"] = np.eye(n, dtype=int)[frame]
     return pd.DataFrame(columns), sidecar
 
 
-def _expansions(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+def confound_expansions(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+    """fMRIPrep's expansions of a confound: itself, its derivative, their squares."""
     derivative = np.concatenate([[np.nan], np.diff(values)])
     return {
         name: values,
@@ -244,7 +245,7 @@ _EVENTS_JSON = {
         "Levels": {"high": "high load", "low": "low load"},
     },
 }
-_FMRIPREP_DESCRIPTION = {
+FMRIPREP_DESCRIPTION = {
     "Name": "fMRIPrep - fMRI PREProcessing workflow",
     "BIDSVersion": BIDS_VERSION,
     "DatasetType": "derivative",
@@ -290,5 +291,5 @@ def write_dataset_metadata(root: Path, preset: str, seed: int, participants: pd.
     write_json(root / f"task-{TASK}_events.json", _EVENTS_JSON)
     fmriprep = root / "derivatives" / "fmriprep"
     fmriprep.mkdir(parents=True)
-    write_json(fmriprep / "dataset_description.json", _FMRIPREP_DESCRIPTION)
+    write_json(fmriprep / "dataset_description.json", FMRIPREP_DESCRIPTION)
     write_json(root / "derivatives" / "truth" / "dataset_description.json", _TRUTH_DESCRIPTION)

@@ -29,10 +29,10 @@ import pandas as pd
 
 from glmflow.data import _anatomy as anatomy
 from glmflow.data._files import (
-    _FMRIPREP_DESCRIPTION,
+    FMRIPREP_DESCRIPTION,
     HEAD_RADIUS_MM,
     MOTION,
-    _expansions,
+    confound_expansions,
     cosine_basis,
     write_image,
     write_json,
@@ -108,10 +108,10 @@ def _confounds(motion: np.ndarray, spikes: np.ndarray, global_signal: np.ndarray
     columns = {}
     for name, values in {"global_signal": global_signal, "csf": global_signal * 0.1,
                          "white_matter": global_signal * 0.2}.items():  # fmt: skip
-        columns |= _expansions(name, values)
+        columns |= confound_expansions(name, values)
     columns |= {"std_dvars": std_dvars, "dvars": std_dvars * 10, "framewise_displacement": fd}
     for j, name in enumerate(MOTION):
-        columns |= _expansions(name, motion[:, j])
+        columns |= confound_expansions(name, motion[:, j])
     for k, frame in enumerate(sorted(set(np.flatnonzero(fd > 0.5)) | set(spikes.tolist()))):
         columns[f"motion_outlier{k:02d}"] = np.eye(n, dtype=int)[frame]
     for k, values in enumerate(cosine_basis(n, tr).T):  # fMRIPrep's high-pass basis
@@ -137,7 +137,7 @@ def _participants(root: Path, n_subjects: int) -> pd.DataFrame:
     write_tsv(path, table)
     fmriprep = root / "derivatives" / "fmriprep"
     fmriprep.mkdir(parents=True, exist_ok=True)
-    write_json(fmriprep / "dataset_description.json", _FMRIPREP_DESCRIPTION)
+    write_json(fmriprep / "dataset_description.json", FMRIPREP_DESCRIPTION)
     return table
 
 

@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from glmflow.core.outputs import _fields, _place, atomic_write_json, atomic_write_text
+from glmflow.core.outputs import (
+    atomic_write_json,
+    atomic_write_text,
+    output_fields,
+    output_path,
+)
 from glmflow.core.publish import write_manifest
 from glmflow.core.sidecars import sidecar_path
 
@@ -49,7 +54,7 @@ def connectivity_path(
     ents = dict(entities)
     if seg is not None:
         ents["segmentation"] = seg
-    fields = _fields(ents, level)
+    fields = output_fields(ents, level)
     if seed is not None:
         fields.append(("seed", seed))
     if meas is not None:
@@ -60,7 +65,7 @@ def connectivity_path(
     tail = {"timeseries": "timeseries.tsv", "relmat": "relmat.tsv", "statmap": "statmap.nii.gz",
             "edges": "edges.tsv", "design": "design.tsv", "plot": "relmat.svg",
             "connectome": "connectome.svg"}  # fmt: skip
-    return _place(output_dir, ents, level, fields, tail[suffix])
+    return output_path(output_dir, ents, level, fields, tail[suffix])
 
 
 def subject_entities(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from glmflow.core.bsm import check_model, load_graph, read_bids_stats_model, run_designs
-from glmflow.errors import ModelSpecError
+from glmflow.errors import GlmflowError, ModelSpecError
 
 pytestmark = pytest.mark.realdata
 SUBJECTS = ["01", "02"]
@@ -125,10 +126,11 @@ BAD_MODELS = [
         "in Hz (e.g. 0.0078125 for 128 s); got -1",
     ),
     (
-        _edit(["Nodes", 0, "Model", "Options", "Mask"], "brain_mask.nii.gz"),
-        _M + "node 'subject': 'Model.Options.Mask' \"brain_mask.nii.gz\" must be an object of "
+        _edit(["Nodes", 0, "Model", "Options", "Mask"], "brain_mask.txt"),
+        _M + "node 'subject': 'Model.Options.Mask' \"brain_mask.txt\" must be an object of "
         'BIDS entities selecting one mask image per run, e.g. {"desc": "brain", "suffix": '
-        '"mask"}',
+        '"mask"}, or the path of a NIfTI mask (.nii, .nii.gz; absolute or from the model '
+        "file's folder)",
     ),
     (
         _edit(["Nodes", 1, "Model", "Options"], {"Mask": {"desc": "brain"}}),
@@ -254,6 +256,33 @@ def test_model_checked_against_the_data(zoo_model, layout, edit, message):
     with pytest.raises(ModelSpecError) as info:
         _designs(model, layout)
     assert str(info.value) == message
+
+
+def test_options_mask_as_an_image_path_is_checked_before_compute(zoo_model, layout, tmp_path):
+    run = _designs(copy.deepcopy(zoo_model), layout)[0]
+    roi = tmp_path / "roi_mask.nii.gz"
+    nib.save(nib.load(run.mask_file), roi)
+    small = tmp_path / "small_mask.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((3, 4, 5), np.uint8), np.eye(4)), small)
+    model = copy.deepcopy(zoo_model)
+    options = model["Nodes"][0]["Model"].setdefault("Options", {})
+    options["Mask"] = str(roi)
+    assert {r.mask_file for r in _designs(copy.deepcopy(model), layout)} == {str(roi)}
+    where = "model.json: node 'subject'"
+    bold_shape = nib.load(run.bold_file).shape[:3]
+    fix = "give a NIfTI mask on the BOLD grid, absolute or from the model file's folder"
+    cases = {
+        "nowhere/roi.nii.gz": f"{where}: 'Model.Options.Mask' \"nowhere/roi.nii.gz\": no file "
+        f"{Path.cwd() / 'nowhere/roi.nii.gz'}; {fix}",
+        str(small): f"{where} (subject 01, task rhymejudgment): 'Model.Options.Mask' "
+        f'"{small}" names {small}, which is not on the grid of {run.bold_file} (shape '
+        f"(3, 4, 5) vs {bold_shape}); select a mask in its space",
+    }
+    for value, message in cases.items():
+        options["Mask"] = value
+        with pytest.raises(GlmflowError) as info:
+            _designs(copy.deepcopy(model), layout)
+        assert str(info.value) == message
 
 
 def test_missing_condition_dropped_on_request_with_a_warning(zoo_model, layout):

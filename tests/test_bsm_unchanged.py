@@ -196,3 +196,26 @@ def test_deleted_or_edited_outputs_are_written_again(study, builds):
     assert builds == BUILT * 3
     assert _results(study["root"] / "work") == before  # the cache had it all
     _assert_clean(study)
+
+
+def test_a_mask_image_path_is_the_fit_mask_and_part_of_the_key(study, builds, tmp_path):
+    brain = nib.load(study["first"].plan.runs[0].mask_file)
+    inside = np.asanyarray(brain.dataobj) > 0
+    inside[: inside.shape[0] // 2] = False
+    roi = tmp_path / "roi_mask.nii.gz"  # outside the dataset
+    nib.save(nib.Nifti1Image(inside.astype(np.uint8), brain.affine), roi)
+    model = Path(study["kwargs"]["model"])
+    edited = json.loads(json.dumps(FACES))
+    edited["Nodes"][0]["Model"]["Options"]["Mask"] = str(roi)
+    model.write_text(json.dumps(edited))
+    result = run_bids_stats_model(**study["kwargs"])
+    assert [run.mask_file for run in result.plan.runs] == [str(roi)]
+    z = _map(study["out"] / RUN.format("z"))
+    assert np.count_nonzero(z[~inside]) == 0 and np.count_nonzero(z[inside]) == inside.sum()
+    np.testing.assert_allclose(z[inside], study["maps"][RUN.format("z")][inside], atol=1e-4)
+    _rewrite(roi)  # the mask is read beside the dataset: part of the level's key
+    run_bids_stats_model(**study["kwargs"])
+    assert builds == BUILT * 2
+    model.write_text(json.dumps(FACES))
+    run_bids_stats_model(**study["kwargs"])
+    _assert_clean(study)

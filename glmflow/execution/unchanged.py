@@ -117,6 +117,12 @@ def _identity(path: Path) -> list[int] | None:
         return None
 
 
+def file_identities(paths: Iterable[str | os.PathLike]) -> list:
+    """[path, its identity or None] of each of ``paths`` (files a level reads beside the
+    dataset, such as a model's mask image)."""
+    return [[str(p), _identity(Path(p))] for p in paths]
+
+
 def _stamp_path(work_dir: Path, level: str, output_dir: Path) -> Path:
     # one stamp per level and output folder: two outputs from one work folder keep theirs
     return work_dir / STAMP_DIR / f"{level}-{memo_key(str(output_dir))[:12]}.json"
@@ -287,6 +293,7 @@ __all__ = [
     "WarningLog",
     "code_identity",
     "dataset_level_key",
+    "file_identities",
     "file_digest",
     "forget",
     "level_key",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from glmflow.core.bsm.detect import mask_images
 from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, absolute_path, hold_folder, unchanged
 from glmflow.runners.entry import LevelEntry, enter_level
@@ -121,9 +122,12 @@ class _BsmRun:
     options: Mapping[str, Any]
 
     def key(self) -> str:
+        """The level key, with the mask images the model names by path (outside the data)."""
+        masks = unchanged.file_identities(mask_images(self.model))
         return unchanged.dataset_level_key(
             LEVEL, bids_dir=self.entry.bids_dir, fmriprep=self.fmriprep,
-            output_dir=self.entry.out, model=self.model, options=sorted(self.options.items()),
+            output_dir=self.entry.out, model=self.model,
+            options=[sorted(self.options.items()), masks],
         )  # fmt: skip
 
     @property

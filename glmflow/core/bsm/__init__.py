@@ -8,16 +8,16 @@ node becomes one design per run: pybids' ``X`` (after ``Convolve``) plus the cos
 ``DummyContrasts`` become glmflow contrasts over ``X``'s columns.
 
 Supported: Run nodes (``glm``: AR(1); ``Options.Mask``: BIDS entities selecting one mask
-per run); Session, Subject and Dataset nodes (:mod:`.higher`: ``meta`` or a ``FEMA`` test =
-precision-weighted fixed effects, ``glm`` = OLS on the effect maps, participants.tsv
-variables through pybids), every unit planned and checked before compute (:mod:`.chain`)
-and fitted in the same cached Nipype graph as the runs; ``Model.HRF`` (as pybids'
-``Convolve``); ``Contrasts`` with t and F tests and 2-D weights, ``DummyContrasts``;
-``Edges`` with ``Filter``; several nodes at one level. Refused with one line:
-``LowPassFilterCutoffHz`` (a low-pass before the AR(1) fit biases its noise model),
-``Options.Mask`` as an image path or on a later node, ``AggregateAutocorrelations``, tests
-other than t, F and FEMA, an F contrast feeding a later node, a node that passes no
-contrast on.
+per run, or the path of one NIfTI mask for every run, absolute or from the model file's
+folder, its grid checked against every run's BOLD); Session, Subject and Dataset nodes
+(:mod:`.higher`: ``meta`` or a ``FEMA`` test = precision-weighted fixed effects, ``glm`` =
+OLS on the effect maps, participants.tsv variables through pybids), every unit planned and
+checked before compute (:mod:`.chain`) and fitted in the same cached Nipype graph as the
+runs; ``Model.HRF`` (as pybids' ``Convolve``); ``Contrasts`` with t and F tests and 2-D
+weights, ``DummyContrasts``; ``Edges`` with ``Filter``; several nodes at one level. Refused
+with one line: ``LowPassFilterCutoffHz`` (a low-pass before the AR(1) fit biases its noise
+model), ``Options.Mask`` on a later node, ``AggregateAutocorrelations``, tests other than
+t, F and FEMA, an F contrast feeding a later node, a node that passes no contrast on.
 """
 
 from glmflow.core.bsm.detect import is_bids_stats_model, is_bids_stats_model_file

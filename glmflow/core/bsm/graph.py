@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from nilearn.glm.first_level import make_first_level_design_matrix
 
+from glmflow.core.bsm.detect import mask_image_path
 from glmflow.core.bsm.schema import check_model
 from glmflow.core.model import ContrastSpec
 from glmflow.core.model.jsonfile import read_json
@@ -94,7 +95,29 @@ def run_designs(graph, layout, source: str, *, missing: str = "error") -> list[R
             f"{dict(graph.model.get('input', {}))}; check 'Input' and the dataset"
         )
     space = graph.model.get("input", {}).get("space")
-    return [_run_design(out, node, layout, where, missing, space) for out in outputs]
+    mask = node.model.get("options", {}).get("mask")
+    if isinstance(mask, str):  # one image for every run: its file checked once, here
+        mask = (mask, _mask_image(mask, source, where))
+    return [_run_design(out, node, layout, where, missing, space, mask) for out in outputs]
+
+
+def _mask_image(value: str, source: str, where: str) -> str:
+    """The image an ``Options.Mask`` path names, readable as NIfTI (one line otherwise)."""
+    import nibabel as nib
+
+    path = mask_image_path(value, source)
+    field = f"'Model.Options.Mask' {json.dumps(value)}"
+    fix = "give a NIfTI mask on the BOLD grid, absolute or from the model file's folder"
+    if not path.is_file():
+        raise ModelSpecError(f"{where}: {field}: no file {path}; {fix}")
+    try:
+        image = nib.load(path)
+    except Exception as err:  # nibabel raises several types for a file that is no image
+        message = f"{where}: {field}: {path} is not a NIfTI image ({err}); {fix}"
+        raise ModelSpecError(message) from None
+    if len(image.shape) != 3:
+        raise ModelSpecError(f"{where}: {field}: {path} has shape {image.shape}, not 3-D; {fix}")
+    return str(path)
 
 
 def _check_group_by(node, layout, where: str) -> None:
@@ -113,7 +136,7 @@ def _check_group_by(node, layout, where: str) -> None:
             )
 
 
-def _run_design(out, node, layout, where, missing, space) -> RunDesign:
+def _run_design(out, node, layout, where, missing, space, mask_option) -> RunDesign:
     entities = {k: str(v) for k, v in out.entities.items() if k in _RUN_ENTITIES}
     meta = out.metadata
     units = meta[[c for c in _RUN_ENTITIES if c in meta]].drop_duplicates()
@@ -130,9 +153,11 @@ def _run_design(out, node, layout, where, missing, space) -> RunDesign:
     design, roles = _with_drift(x, node.model, tr)
     contrasts, dropped = _contrasts(out.contrasts, list(x.columns), unit, missing)
     bold, mask = _bold_and_mask(layout, entities, space, unit, len(design))
-    mask_filter = node.model.get("options", {}).get("mask")
-    if mask_filter:
-        mask = _model_mask(layout, entities, bold, dict(mask_filter), unit)
+    if isinstance(mask_option, tuple):  # (the model's value, the image it names)
+        value, path = mask_option
+        mask = _on_grid(path, bold, unit, f"'Model.Options.Mask' {json.dumps(value)} names")
+    elif mask_option:
+        mask = _model_mask(layout, entities, bold, dict(mask_option), unit)
     return RunDesign(entities, design, roles, tr, contrasts, bold, mask, dropped)
 
 
@@ -247,11 +272,22 @@ def _bold_and_mask(layout, entities, space, unit: str, n_rows: int) -> tuple[str
     return bold.path, masks[0].path
 
 
+def _on_grid(mask: str, bold: str, unit: str, what: str) -> str:
+    """``mask`` if it is on the grid of ``bold`` (shape and affine), else one line."""
+    import nibabel as nib
+
+    header, image = nib.load(mask), nib.load(bold)
+    if header.shape[:3] != image.shape[:3] or not np.allclose(header.affine, image.affine):
+        raise DatasetError(
+            f"{unit}: {what} {mask}, which is not on the grid of {bold} "
+            f"(shape {header.shape[:3]} vs {image.shape[:3]}); select a mask in its space"
+        )
+    return mask
+
+
 def _model_mask(layout, entities, bold: str, wanted: dict, unit: str) -> str:
     """The mask ``Options.Mask`` selects for one run: the run's entities, then its session's,
     its subject's, the dataset's (a mask without task / run entities serves every run)."""
-    import nibabel as nib
-
     query = {"suffix": "mask", "extension": [".nii", ".nii.gz"], **wanted}
     space = layout.get_file(bold).entities.get("space")
     if space and "space" not in query:
@@ -266,12 +302,5 @@ def _model_mask(layout, entities, bold: str, wanted: dict, unit: str) -> str:
                 f"({', '.join(f.filename for f in found[:3])}); add entities to select one"
             )
         if found:
-            mask, image = found[0].path, nib.load(bold)
-            header = nib.load(mask)
-            if header.shape[:3] != image.shape[:3] or not np.allclose(header.affine, image.affine):
-                raise DatasetError(
-                    f"{unit}: {field} selects {mask}, which is not on the grid of {bold} "
-                    f"(shape {header.shape[:3]} vs {image.shape[:3]}); select a mask in its space"
-                )
-            return mask
+            return _on_grid(found[0].path, bold, unit, f"{field} selects")
     raise DatasetError(f"{unit}: {field} selects no mask image in the dataset; check its entities")

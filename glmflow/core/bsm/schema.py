@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from glmflow.core.bsm.detect import MASK_SUFFIXES
 from glmflow.core.bsm.steps import DEFAULT_GROUP_BY, convert_steps
 from glmflow.core.model.validation import show as _show
 from glmflow.errors import ModelSpecError
@@ -232,7 +233,9 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
 
 
 def _check_mask(check: _Checker, mask: Any, where: str, level: str) -> None:
-    """``Options.Mask``: BIDS entities selecting one mask image per run (Run nodes only)."""
+    """``Options.Mask``: BIDS entities selecting one mask image per run, or the path of one
+    NIfTI mask for every run (Run nodes only; the file and its grid are checked with the
+    data, :mod:`glmflow.core.bsm.graph`)."""
     field = f"'Model.Options.Mask' {_show(mask)}"
     if level.lower() != "run":
         raise check.fail(
@@ -240,6 +243,8 @@ def _check_mask(check: _Checker, mask: Any, where: str, level: str) -> None:
             f"{field}: glmflow masks at the Run node (a later node fits within the "
             "intersection of its inputs' masks); move it to the Run node",
         )
+    if isinstance(mask, str) and mask.endswith(MASK_SUFFIXES):
+        return
     if (
         not isinstance(mask, Mapping)
         or not mask
@@ -248,7 +253,8 @@ def _check_mask(check: _Checker, mask: Any, where: str, level: str) -> None:
         raise check.fail(
             where,
             f"{field} must be an object of BIDS entities selecting one mask image per run, "
-            'e.g. {"desc": "brain", "suffix": "mask"}',
+            'e.g. {"desc": "brain", "suffix": "mask"}, or the path of a NIfTI mask (.nii, '
+            ".nii.gz; absolute or from the model file's folder)",
         )
 
 

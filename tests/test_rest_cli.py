@@ -168,3 +168,17 @@ def test_connectivity_report_pages(dataset, participant):
     index = (out / "index.html").read_text()
     assert 'href="group_task-rest_desc-rest_connectivity.html"' in index
     assert index.count("_task-rest_desc-rest_connectivity.html") == 5
+
+
+def test_group_reads_the_space_given(dataset, participant, capsys):
+    """--space reaches the group level: the participant level wrote no MNI152NLin6Asym files."""
+    root, tmp, model = dataset
+    assert participant == 0
+    argv = [str(root), str(tmp / "out"), "group", "--model", str(model), "--space",
+            "MNI152NLin6Asym", "-w", str(tmp / "work"), "-q"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "glmflow: error: No subject-level space-MNI152NLin6Asym seg-synth desc-rest "
+        f"meas-correlation relmat files of task 'rest' in {tmp / 'out' / 'glmflow'}; run the "
+        "participant level of this connectivity model first (same output folder and --space)"
+    )

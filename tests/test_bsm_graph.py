@@ -31,8 +31,7 @@ def _write(model: dict, folder: Path) -> Path:
 
 
 def _results(work: Path) -> dict[str, int]:
-    """The BSM graph's node results (the report pages' graph reruns for changed maps)."""
-    return {str(p): p.stat().st_mtime_ns for p in (work / "bsm_wf").rglob("result_*.pklz")}
+    return {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
 
 
 def _executed(before: dict[str, int], after: dict[str, int]) -> set[str]:
@@ -44,8 +43,11 @@ def files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
-@pytest.fixture
-def cold(tmp_path):
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory):
+    """One cold run shared by the tests below, in file order (each edit starts from the
+    packaged model, whatever the previous test left)."""
+    tmp_path = tmp_path_factory.mktemp("bsm_graph")
     dataset = make_synthetic_dataset(tmp_path / "ds", n_subjects=2, n_runs=2, n_volumes=60)
     kwargs = dict(
         bids_dir=dataset,

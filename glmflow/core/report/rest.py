@@ -65,10 +65,11 @@ def _subject_pages(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
         page = subjects.setdefault(key, {"flavour": "rest", "subject": key[0], "task": key[1],
                                          "runs": [], "matrices": [], "tables": []})  # fmt: skip
         run = sidecar.name.split("_seg-")[0]
-        if _entity(sidecar.name, "run") is None and _entity(sidecar.name, "ses") is None:
-            page["matrices"].append(str(sidecar))
+        one_run = "RunCombination" not in _read(sidecar)  # the runs combined say how
+        if not one_run and _entity(sidecar.name, "ses") is None:
+            page["matrices"].append(str(sidecar))  # the subject's runs combined
             page["tables"].append(_table(sidecar))  # in the page's key
-        elif not any(r["name"] == run for r in page["runs"]):
+        elif one_run and not any(r["name"] == run for r in page["runs"]):
             confounds = _confounds(sidecar, fmriprep, glmflow_dir)
             page["runs"].append({"name": run, "sidecar": str(sidecar), "confounds": confounds})
     return [

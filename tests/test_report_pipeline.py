@@ -201,6 +201,15 @@ def test_reports_only_without_outputs_is_one_line(tmp_path, capsys):
     ]
 
 
+def _copy_subject(func: Path, out: Path) -> Path:
+    """A copy of one subject's ``func`` folder of outputs in ``out``; returns the copy."""
+    copy = out / func.parent.name / "func"
+    copy.mkdir(parents=True)
+    for path in func.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    return copy
+
+
 def _as_second_task(source: Path, folder: Path, task: str) -> None:
     """Copy ``source``'s files of task faces into ``folder`` as ``task``, their sidecars'
     model renamed and unsmoothed (what a two-task model file writes for its second task)."""
@@ -222,10 +231,7 @@ def test_a_subject_with_two_tasks_has_a_methods_paragraph_for_each(study, tmp_pa
 
     root, *_ = study
     func = root / "out" / "glmflow" / "sub-01" / "func"
-    copy = tmp_path / "glmflow" / "sub-01" / "func"
-    copy.mkdir(parents=True)
-    for path in func.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+    copy = _copy_subject(func, tmp_path / "glmflow")
     _as_second_task(func, copy, "motor")
     [plan] = find_pages(tmp_path / "glmflow", root / "bids" / "derivatives" / "fmriprep")
     atlas_image, atlas_labels = save_atlas(str(tmp_path))
@@ -250,10 +256,7 @@ def test_a_page_that_cannot_be_made_fails_the_level_and_leaves_no_stale_page(stu
 
     root, *_ = study
     out = tmp_path / "glmflow"
-    func = out / "sub-01" / "func"
-    func.mkdir(parents=True)
-    for path in (root / "out" / "glmflow" / "sub-01" / "func").iterdir():
-        (func / path.name).write_bytes(path.read_bytes())
+    func = _copy_subject(root / "out" / "glmflow" / "sub-01" / "func", out)
     (out / "sub-01.html").write_text("an older page, of other maps")
     design = next(func.glob("*_design.tsv"))
     lines = design.read_text().splitlines()
@@ -269,3 +272,51 @@ def test_a_page_that_cannot_be_made_fails_the_level_and_leaves_no_stale_page(stu
                             "the cause and rerun with --reports-only")  # fmt: skip
     assert not (out / "sub-01.html").exists()
     assert re.findall(r'<a href="([^"]+)"', (out / "index.html").read_text()) == []
+
+
+def test_an_fsaverage5_subject_map_is_drawn_on_the_mesh(study, tmp_path):
+    """Subject-level GIFTI z maps (one per hemisphere, the participant level's names) with
+    a patch planted at the left hemisphere's most lateral point: the patch is the red of
+    the left lateral view only, at the model's fdr threshold."""
+    import base64
+    import io
+
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+
+    from glmflow.core.report import find_pages, render_report
+    from glmflow.core.report.maps import save_atlas
+    from glmflow.core.surface.meshes import fsaverage5_mesh
+
+    root, *_ = study
+    func = root / "out" / "glmflow" / "sub-01" / "func"
+    copy = _copy_subject(func, tmp_path / "glmflow")
+    volume = next(copy.glob("sub-01_task-faces_space-*_contrast-face_stat-z_statmap.json"))
+    rng = np.random.default_rng(0)
+    for hemi in ("L", "R"):
+        coords = fsaverage5_mesh(hemi)[0]
+        z = rng.normal(size=len(coords)).clip(-3, 3)
+        if hemi == "L":
+            z[np.linalg.norm(coords - coords[np.argmin(coords[:, 0])], axis=1) < 15] = 8.0
+        name = f"sub-01_task-faces_hemi-{hemi}_space-fsaverage5_contrast-face_stat-z_statmap"
+        stem = copy / name
+        nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(z.astype(np.float32))]),
+                 f"{stem}.func.gii")  # fmt: skip
+        Path(f"{stem}.json").write_text(volume.read_text())
+    [plan] = find_pages(tmp_path / "glmflow", None)
+    [surface] = [c for c in plan.content["contrasts"] if "surface" in c]
+    assert sorted(surface["surface"]) == ["L", "R"] and plan.content["not_drawn"] == []
+    atlas_image, atlas_labels = save_atlas(str(tmp_path))
+    _, staged, _ = render_report(plan.to_json(), atlas_image=atlas_image,
+                                 atlas_labels=atlas_labels, output_dir=str(tmp_path),
+                                 stage_dir=str(tmp_path / "stage"))  # fmt: skip
+    text = staged.read_text()
+    section = text.split('<section id="contrast-faces-face-fsaverage5">')[1].split("</section>")[0]
+    assert "Task faces, surface fsaverage5 (L, R); shown at fdr at alpha 0.05" in section
+    uri = re.search(r'<img src="(data:image/png;base64,[^"]+)"', section).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))))
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80)
+    quarter = pixels.shape[1] // 4
+    counts = [int(red[:, k * quarter : (k + 1) * quarter].sum()) for k in range(4)]
+    assert counts[0] > 200 and counts[2] == counts[3] == 0  # left lateral; right: noise only

@@ -235,3 +235,42 @@ def design_svg(values: np.ndarray, columns: Sequence[str], label: str = "") -> s
     n = len(values)
     return matrix_svg(values, [""] * n, columns, cell=(14, max(1, 300 // max(n, 1))),
                       symmetric=False, label=label)  # fmt: skip
+
+
+def _surface_view(coords: np.ndarray, values: np.ndarray, limit: float, toward: float,
+                  height: int) -> np.ndarray:  # fmt: skip
+    """One view of a hemisphere seen along x from ``toward`` (-1: from the left, +1: from
+    the right): each vertex splatted over 3 x 3 pixels, the nearest vertex per pixel kept
+    (a z-buffer), gray where the map is 0 (lighter nearer the viewer)."""
+    y, z, depth = coords[:, 1], coords[:, 2], -toward * coords[:, 0]
+    scale = (height - 3) / max(np.ptp(z), 1e-6)
+    cols = ((y - y.min()) * scale).astype(int)
+    if toward > 0:  # seen from the right, anterior is on the right
+        cols = cols.max() - cols
+    rows = ((z.max() - z) * scale).astype(int)
+    width = int(cols.max()) + 3
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    near = (depth.max() - depth) / max(np.ptp(depth), 1e-6)  # 1: nearest, for shading
+    shade = np.repeat((130 + 100 * near)[:, None], 3, axis=1).astype(np.uint8)
+    colour = np.where((values != 0)[:, None], diverging(values, limit), shade)
+    offsets = [(dr, dc) for dr in (0, 1, 2) for dc in (0, 1, 2)]
+    pixel = np.concatenate([(rows + dr) * width + cols + dc for dr, dc in offsets])
+    vertex = np.tile(np.arange(len(coords)), len(offsets))
+    order = np.lexsort((depth[vertex], pixel))  # within each pixel, the nearest first
+    first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]]
+    canvas.reshape(-1, 3)[pixel[first]] = colour[vertex[first]]
+    return canvas
+
+
+def surface_figure(hemispheres: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> str:
+    """Lateral and medial views of each hemisphere ``(hemi, coordinates, values)``, values
+    0 where the thresholded map shows nothing."""
+    shown = [v for _, _, v in hemispheres]
+    limit = _limit(np.concatenate(shown)) if shown else 1.0
+    panels = []
+    for hemi, coords, values in hemispheres:
+        outward = -1.0 if hemi == "L" else 1.0
+        views = (outward, -outward) if hemi == "L" else (-outward, outward)
+        panels += [_surface_view(coords, values, limit, toward, PANEL_PIXELS // 2 + 20)
+                   for toward in views]  # fmt: skip
+    return png_uri(_row(panels))

@@ -122,19 +122,26 @@ def _subject_page(folder: Path, fmriprep: Path | None) -> PagePlan | None:
         return None
     runs = [_run_plan(d, fmriprep, folder.parent) for d in designs]
     contrasts = []
-    not_drawn = []  # surface maps (GIFTI, CIFTI): the report draws volumes only, and says so
+    surfaces: dict[str, dict[str, Any]] = {}  # fsaverage5 GIFTI maps, both hemispheres
+    not_drawn = []  # other surface maps (fsaverage6, fsLR CIFTI): not drawn, and said so
     for sidecar in sorted(folder.rglob("*_contrast-*_stat-z_statmap.json")):
         info = _read(sidecar)
         if info.get("Level") not in ("subject", "session"):
             continue
         image = Path(str(sidecar).removesuffix(".json") + ".nii.gz")
-        if not image.is_file():
+        names = [info["Contrast"]["Name"], info["Model"]["Task"]]
+        gifti = Path(str(sidecar).removesuffix(".json") + ".func.gii")
+        hemi = next((p[5:] for p in sidecar.name.split("_") if p.startswith("hemi-")), None)
+        if not image.is_file() and gifti.is_file() and hemi and "_space-fsaverage5_" in gifti.name:
+            key = sidecar.name.replace(f"_hemi-{hemi}", "")
+            entry = surfaces.setdefault(key, {"surface": {}, "sidecar": str(sidecar),
+                                              "names": names})  # fmt: skip
+            entry["surface"][hemi] = str(gifti)
+        elif not image.is_file():
             not_drawn.append(sidecar.name.removesuffix(".json"))
-            continue
-        contrasts.append({
-            "z": str(image), "sidecar": str(sidecar),
-            "names": [info["Contrast"]["Name"], info["Model"]["Task"]],
-        })  # fmt: skip
+        else:
+            contrasts.append({"z": str(image), "sidecar": str(sidecar), "names": names})
+    contrasts += list(surfaces.values())
     label = folder.name
     content = {"subject": label.removeprefix("sub-"), "runs": runs, "contrasts": contrasts,
                "not_drawn": not_drawn}  # fmt: skip

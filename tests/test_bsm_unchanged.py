@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
@@ -216,6 +217,32 @@ def test_a_mask_image_path_is_the_fit_mask_and_part_of_the_key(study, builds, tm
     _rewrite(roi)  # the mask is read beside the dataset: part of the level's key
     run_bids_stats_model(**study["kwargs"])
     assert builds == BUILT * 2
+    model.write_text(json.dumps(FACES))
+    run_bids_stats_model(**study["kwargs"])
+    _assert_clean(study)
+
+
+def test_warnings_are_said_again_by_a_recalled_run(study, builds):
+    model = Path(study["kwargs"]["model"])
+    edited = json.loads(json.dumps(FACES))
+    edited["Nodes"][0]["Contrasts"][0]["ConditionList"].append("trial_type.nothing")
+    edited["Nodes"][0]["Contrasts"][0]["Weights"].append(1)
+    model.write_text(json.dumps(edited))
+    said = []
+    for _ in range(2):  # planned and run, then recalled
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_bids_stats_model(**study["kwargs"], missing_conditions="drop")
+        said.append(sorted({str(w.message) for w in caught if "nothing" in str(w.message)}))
+    assert builds == BUILT  # the second run was recalled
+    assert (
+        said[0]
+        == said[1]
+        == [
+            f"{model}: node 'run' (run 1, subject 01, task faces): contrast 'face_gt_house' "
+            "drops ['trial_type.nothing'] (not columns of X)"
+        ]
+    )
     model.write_text(json.dumps(FACES))
     run_bids_stats_model(**study["kwargs"])
     _assert_clean(study)

@@ -53,11 +53,37 @@ def test_t_and_max_t_are_nilearn_permuted_ols(patch):
     data = rng.standard_normal((14, 300)) + 0.1 * (age - 30)[:, None]
     design = pd.DataFrame({"intercept": np.ones(14), "age": age})
     out = surface_group_inference(data, design, "age", adjacency, n_perm=50, seed=1)
-    ref = permuted_ols(age, data, confounding_vars=np.ones((14, 1)), model_intercept=False,
-                       n_perm=50, two_sided_test=False, random_state=1)  # fmt: skip
+    ref = permuted_ols(age, data, model_intercept=True, n_perm=50, two_sided_test=False,
+                       random_state=1)  # fmt: skip
     assert np.abs(out["t"] - np.ravel(ref["t"])).max() < 1e-10
     assert np.array_equal(out["logp_max_t"], np.ravel(ref["logp_max_t"]))
     assert out["dof"] == 12.0
+
+
+def test_two_sample_t_is_ols_of_the_full_design(patch):
+    """group_A - group_B weights every column (no intercept): the grand mean is still
+    modelled. t and dof are plain OLS on both columns; max-t is nilearn's permuted_ols of
+    A - B with the intercept it adds (model_intercept=True)."""
+    from nilearn.mass_univariate import permuted_ols
+
+    _, adjacency = patch
+    rng = np.random.default_rng(4)
+    group = np.r_[np.ones(6), np.zeros(9)]  # unbalanced: 6 and 9
+    data = 5.0 + rng.standard_normal((15, 300))
+    data[:6, :40] += 1.5
+    design = pd.DataFrame({"group_A": group, "group_B": 1 - group})
+    out = surface_group_inference(data, design, "group_A - group_B", adjacency, n_perm=40,
+                                  seed=2, fwe=("max_t",))  # fmt: skip
+    x, c = design.to_numpy(), np.array([1.0, -1.0])
+    beta = np.linalg.pinv(x) @ data
+    sigma2 = ((data - x @ beta) ** 2).sum(0) / 13
+    t = (c @ beta) / np.sqrt(sigma2 * (c @ np.linalg.inv(x.T @ x) @ c))
+    assert out["dof"] == 13.0
+    assert np.abs(out["t"] - t).max() < 1e-10
+    assert out["t"][:40].mean() > 2.5  # measured 2.99 (-0.27 before: the mean left unmodelled)
+    ref = permuted_ols(group - (1 - group), data, model_intercept=True, n_perm=40,
+                       two_sided_test=False, random_state=2)  # fmt: skip
+    assert np.array_equal(out["logp_max_t"], np.ravel(ref["logp_max_t"]))
 
 
 def test_planted_patch_found_by_tfce_and_max_t(patch):

@@ -1,7 +1,10 @@
 """Permutation inference of one group t contrast, with nilearn's public functions.
 
 :func:`permutation_inference` runs :func:`nilearn.glm.second_level.non_parametric_inference`
-and adds the unpermuted t map nilearn returns only with cluster or TFCE inference.
+on the design reparametrised by :func:`glmflow.core.group.contrasts.split_contrast` (nilearn's
+own split keeps only the zero-weight columns as confounds, which loses part of the design when
+the contrast weights several columns, e.g. ``a - 0.5*b - 0.5*c``), and adds the unpermuted t
+map nilearn returns only with cluster or TFCE inference.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from nilearn.image import mean_img
 from nilearn.maskers import NiftiMasker
 from nilearn.mass_univariate import permuted_ols
 
-from glmflow.core.group.contrasts import ContrastDef, contrast_weights
+from glmflow.core.group.contrasts import ContrastDef, TestedSplit, contrast_weights, split_contrast
 from glmflow.core.group.design import check_design
 from glmflow.core.group.inputs import ImageLike, check_design_rows, check_group_inputs
 from glmflow.errors import GroupModelError
@@ -60,23 +63,24 @@ def permutation_inference(
     """
     files = check_design_rows(effect_files, design, design_source)
     design = check_design(design, source=design_source)
-    weights = _t_weights(contrast, design, contrast_source)
+    split = _split(design, _t_weights(contrast, design, contrast_source), model_intercept)
+    reparametrised = _design_of(split)
     check_group_inputs(files)
     # Paths go to nilearn as they are: it reads every map once here, and holding them
     # in memory as well would double the peak memory for large groups.
     out = non_parametric_inference(
         files,
-        design_matrix=design.reset_index(drop=True),
-        second_level_contrast=weights,
+        design_matrix=reparametrised,
+        second_level_contrast=[1.0] + [0.0] * (reparametrised.shape[1] - 1),
         mask=mask,
-        smoothing_fwhm=smoothing_fwhm, model_intercept=model_intercept, n_perm=n_perm,
+        smoothing_fwhm=smoothing_fwhm, model_intercept=split.model_intercept, n_perm=n_perm,
         two_sided_test=two_sided, random_state=random_state, n_jobs=n_jobs,
         threshold=cluster_forming_p, tfce=tfce,
     )  # fmt: skip
     if isinstance(out, dict):
         return dict(out)
     return {
-        "t": _original_t(files, design, weights, mask, smoothing_fwhm, model_intercept),
+        "t": _original_t(files, split, mask, smoothing_fwhm),
         "logp_max_t": out,
     }
 
@@ -92,30 +96,43 @@ def _t_weights(contrast: ContrastDef, design: pd.DataFrame, source: str) -> np.n
     return weights
 
 
+def _split(design: pd.DataFrame, weights: np.ndarray, model_intercept: bool) -> TestedSplit:
+    """The reparametrised design; ``model_intercept`` adds the constant when it lacks one."""
+    x = design.to_numpy(float)
+    ones = np.ones((len(x), 1))
+    if model_intercept and np.linalg.matrix_rank(np.hstack([x, ones])) > x.shape[1]:
+        x, weights = np.hstack([x, ones]), np.r_[weights, 0.0]
+    return split_contrast(x, weights)
+
+
+def _design_of(split: TestedSplit) -> pd.DataFrame:
+    """The split as a design whose first column is tested and whose others are confounds."""
+    columns = {"tested": split.tested}
+    if split.confounds is not None:
+        columns |= {f"confound_{i + 1}": col for i, col in enumerate(split.confounds.T)}
+    return pd.DataFrame(columns)
+
+
 def _original_t(
     maps: list[ImageLike],
-    design: pd.DataFrame,
-    weights: np.ndarray,
+    split: TestedSplit,
     mask: ImageLike | None,
     smoothing_fwhm: float | None,
-    model_intercept: bool,
 ) -> nib.Nifti1Image:
     """The t map of the unpermuted data, as non_parametric_inference computes it.
 
     nilearn returns it only with cluster or TFCE inference; this repeats its masking and
-    design split (tested variate = design @ weights, confounds = columns of zero weight) and
-    runs permuted_ols without permutations, so the map is the one nilearn would return.
+    runs permuted_ols on the same split without permutations, so the map is the one nilearn
+    would return.
     """
     masker = NiftiMasker(mask_img=mask, smoothing_fwhm=smoothing_fwhm, standardize=None)
     # nilearn learns a mask from the mean map when none is given (one more read of the maps)
     masker.fit(mean_img(maps) if mask is None else None)
-    x = design.to_numpy()
-    confounds = x[:, weights == 0] if np.any(weights == 0) else None
     result = permuted_ols(
-        x @ weights,
+        split.tested,
         masker.transform(maps),
-        confounding_vars=confounds,
-        model_intercept=model_intercept,
+        confounding_vars=split.confounds,
+        model_intercept=split.model_intercept,
         n_perm=0,
     )
     return masker.inverse_transform(np.ravel(result["t"]))

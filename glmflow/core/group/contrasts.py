@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg import null_space
 
 from glmflow.core.formula import FormulaError, check_contrast, check_finite, formula_weights
 from glmflow.errors import GroupModelError
@@ -137,3 +139,69 @@ def parse_contrast(text: str) -> ContrastDef:
         return json.loads(text)
     except ValueError:
         return text
+
+
+@dataclass(frozen=True)
+class TestedSplit:
+    """A design and one t contrast as the arguments of nilearn's ``permuted_ols``.
+
+    ``tested`` (n,) and ``confounds`` (n, k) or None span the design, ``model_intercept``
+    says whether nilearn adds the constant to the confounds, ``sign_flip`` whether the test
+    is of the constant (nilearn sign-flips then: ``tested`` is exactly constant),
+    ``dof = n - rank(design)``.
+    """
+
+    tested: np.ndarray
+    confounds: np.ndarray | None
+    model_intercept: bool
+    sign_flip: bool
+    dof: int
+
+    def null_model(self) -> np.ndarray | None:
+        """The reduced model's columns (the confounds, with the constant nilearn adds)."""
+        if not self.model_intercept:
+            return self.confounds
+        ones = np.ones((self.tested.size, 1))
+        return ones if self.confounds is None else np.hstack([self.confounds, ones])
+
+
+def _basis(matrix: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning ``matrix``'s (n, k) columns of unit scale (abs. tolerance)."""
+    u, s, _ = np.linalg.svd(matrix, full_matrices=False)
+    return u[:, s > 1e-8]
+
+
+def _in_span(vector: np.ndarray, basis: np.ndarray | None) -> bool:
+    if basis is None or not basis.size:
+        return False
+    residual = vector - basis @ (basis.T @ vector)
+    return bool(np.linalg.norm(residual) <= 1e-8 * np.linalg.norm(vector))
+
+
+def split_contrast(design: np.ndarray, weights: np.ndarray) -> TestedSplit:
+    """Reparametrise a full-rank ``design`` and t contrast ``weights`` (Winkler et al. 2014).
+
+    The tested variate is ``X D c (c'Dc)^-1`` (``D = (X'X)^-1``), whose OLS coefficient is
+    ``c'beta``; the confounds span ``X null(c')``, the reduced model (Winkler's
+    ``X D C_v (C_v' D C_v)^-1`` has that span; ``X D null(c')`` has not when the columns are
+    unbalanced). Nothing is dropped whatever the weights: in a two-sample design tested by
+    ``A - B`` the confounds are the grand mean. The constant, when the reduced model holds
+    it, is left to nilearn's ``model_intercept``; when only the full model holds it (a mean
+    tested), the tested variate is the constant itself, so nilearn sign-flips.
+    """
+    x = np.asarray(design, float)
+    c = np.asarray(weights, float)[:, None]
+    d = np.linalg.pinv(x.T @ x)
+    tested = (x @ d @ c @ np.linalg.pinv(c.T @ d @ c))[:, 0]
+    reduced = _basis(x @ null_space(c.T)) if x.shape[1] > 1 else np.zeros((len(x), 0))
+    ones = np.ones(len(x)) / np.sqrt(len(x))
+    dof = len(x) - int(np.linalg.matrix_rank(x))
+    if _in_span(ones, reduced):
+        # the constant goes to nilearn; the other confounds are orthogonal to it
+        rest = _basis(reduced - np.outer(ones, ones @ reduced))
+        return TestedSplit(tested, rest if rest.shape[1] else None, True, False, dof)
+    confounds = reduced if reduced.shape[1] else None
+    if _in_span(ones, _basis(x / np.linalg.norm(x, axis=0))):
+        sign = 1.0 if tested.sum() >= 0 else -1.0
+        return TestedSplit(np.full(len(x), sign), confounds, False, True, dof)
+    return TestedSplit(tested, confounds, False, False, dof)

@@ -3,11 +3,12 @@
 The design and contrast rules are the volume group level's
 (:func:`glmflow.core.group.design.check_design`,
 :func:`glmflow.core.group.contrasts.contrast_weights`); the t map and its max-t FWE p-values
-are nilearn's ``permuted_ols`` (the split of :mod:`glmflow.core.permutation`: tested variate
-``design @ weights``, confounds the zero-weight columns), FDR nilearn's ``fdr_threshold``.
+are nilearn's ``permuted_ols`` on the design reparametrised by
+:func:`glmflow.core.group.contrasts.split_contrast` (dof ``n - rank(design)``), FDR nilearn's
+``fdr_threshold``.
 Cluster-size and TFCE FWE p-values (:mod:`.tfce` on the mesh adjacency) come from the same
 scheme, permuted here: the tested variate and the maps are residualised on the confounds,
-then signs are flipped (a one-sample test: the tested variate is constant) or rows permuted.
+then signs are flipped (a test of the constant, as nilearn's) or rows permuted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from glmflow.core.group.contrasts import ContrastDef, contrast_weights
+from glmflow.core.group.contrasts import (
+    ContrastDef,
+    TestedSplit,
+    contrast_weights,
+    split_contrast,
+)
 from glmflow.core.group.design import check_design
 from glmflow.core.surface.io import (
     brain_model_axis,
@@ -41,24 +47,23 @@ FWE_STATS = ("max_t", "tfce", "size")
 LOGP = {"tfce": "logp_max_tfce", "cluster_size": "logp_max_size"}
 
 
-def _split(design: pd.DataFrame, contrast: ContrastDef, source: str):
+def _split(design: pd.DataFrame, contrast: ContrastDef, source: str) -> TestedSplit:
     weights = contrast_weights(contrast, design.columns, name="surface", source=source)
     if weights.ndim != 1:
         raise GroupModelError(
             f"Surface group inference tests one t contrast, got {len(weights)} rows from "
             f"{source}; give a single formula or weight vector"
         )
-    x = design.to_numpy(float)
-    confounds = x[:, weights == 0] if np.any(weights == 0) else None
-    return x @ weights, confounds
+    return split_contrast(design.to_numpy(float), weights)
 
 
-def _residualise(tested, data, confounds):
-    if confounds is None:
-        return tested.astype(float), data.astype(float), 0
-    pinv = np.linalg.pinv(confounds)
-    return (tested - confounds @ (pinv @ tested), data - confounds @ (pinv @ data),
-            np.linalg.matrix_rank(confounds))  # fmt: skip
+def _residualise(split: TestedSplit, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tested variate and the maps with the reduced model regressed out."""
+    null = split.null_model()
+    if null is None:
+        return split.tested.astype(float), data.astype(float)
+    pinv = np.linalg.pinv(null)
+    return split.tested - null @ (pinv @ split.tested), data - null @ (pinv @ data)
 
 
 def _t_of(x: np.ndarray, y: np.ndarray, dof: int) -> np.ndarray:
@@ -69,9 +74,9 @@ def _t_of(x: np.ndarray, y: np.ndarray, dof: int) -> np.ndarray:
     return beta / np.sqrt(np.maximum(ssr, 1e-300) / dof / xx)
 
 
-def _permuted(x: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
-    """Sign flips (a constant tested variate) or row permutations of ``x``."""
-    if np.allclose(x, x[0]):
+def _permuted(x: np.ndarray, n_perm: int, rng: np.random.Generator, flip: bool) -> np.ndarray:
+    """Sign flips (a test of the constant, as nilearn's) or row permutations of ``x``."""
+    if flip:
         return x[None, :] * rng.choice([-1.0, 1.0], size=(n_perm, x.size))
     return np.stack([x[rng.permutation(x.size)] for _ in range(n_perm)])
 
@@ -123,29 +128,30 @@ def surface_group_inference(
             f"{source} has {len(design)} rows for {data.shape[0]} subject maps; give one "
             "row per map"
         )
-    tested, confounds = _split(design, contrast, source)
-    x, y, rank = _residualise(tested, data, confounds)
-    dof = data.shape[0] - 1 - rank
+    split = _split(design, contrast, source)
+    x, y = _residualise(split, data)
+    dof = split.dof
     t = _t_of(x[None, :], y, dof)[0]
     p = stats.t.sf(t, dof)
     z = stats.norm.isf(p)
     fdr = fdr_threshold(np.abs(z), alpha / 2) if two_sided else fdr_threshold(z, alpha)
     out = {"t": t, "z": z, "p": p, "dof": float(dof), "fdr_threshold": float(fdr)}
     if fwe:
-        out.update(_fwe(tested, confounds, data, (x, y, dof), adjacency, fwe=fwe,
+        out.update(_fwe(split, data, (x, y, dof), adjacency, fwe=fwe,
                         n_perm=n_perm, cluster_forming_p=cluster_forming_p, seed=seed,
                         two_sided=two_sided, t=t))  # fmt: skip
     return out
 
 
-def _fwe(tested, confounds, data, residualised, adjacency, *, fwe, n_perm, cluster_forming_p,
+def _fwe(split, data, residualised, adjacency, *, fwe, n_perm, cluster_forming_p,
          seed, two_sided, t) -> dict[str, np.ndarray]:  # fmt: skip
     """The permutation FWE maps of ``fwe`` (and the TFCE and cluster-size maps)."""
     from nilearn.mass_univariate import permuted_ols
 
     out = {}
     if "max_t" in fwe:
-        max_t = permuted_ols(tested, data, confounding_vars=confounds, model_intercept=False,
+        max_t = permuted_ols(split.tested, data, confounding_vars=split.confounds,
+                             model_intercept=split.model_intercept,
                              n_perm=n_perm, two_sided_test=two_sided,
                              random_state=seed)  # fmt: skip
         out["logp_max_t"] = np.ravel(max_t["logp_max_t"])
@@ -155,7 +161,8 @@ def _fwe(tested, confounds, data, residualised, adjacency, *, fwe, n_perm, clust
     x, y, dof = residualised
     measures = _measures(edges(adjacency), stats.t.isf(cluster_forming_p, dof), two_sided)
     out.update({key: measures[key](t) for key in clustered})
-    null = _null_maxima(x, y, dof, n_perm, np.random.default_rng(seed), measures, clustered)
+    rng = np.random.default_rng(seed)
+    null = _null_maxima(x, y, dof, (n_perm, rng, split.sign_flip), measures, clustered)
     for key in clustered:
         exceed = (null[key][None, :] >= out[key][:, None]).sum(axis=1)
         out[LOGP[key]] = -np.log10((exceed + 1) / (n_perm + 1))
@@ -175,11 +182,12 @@ def _measures(graph, threshold: float, two_sided: bool) -> dict:
     return {"tfce": tfce_of, "cluster_size": size_of}
 
 
-def _null_maxima(x, y, dof, n_perm, rng, measures, keys) -> dict[str, np.ndarray]:
-    """Max TFCE and max cluster size of each permuted t map."""
+def _null_maxima(x, y, dof, scheme, measures, keys) -> dict[str, np.ndarray]:
+    """Max TFCE and max cluster size of each permuted t map (``scheme``: count, rng, flip)."""
+    n_perm, rng, flip = scheme
     null: dict[str, list[float]] = {key: [] for key in keys}
     for start in range(0, n_perm, 100):  # t maps 100 at a time: one matrix product each
-        for t in _t_of(_permuted(x, min(100, n_perm - start), rng), y, dof):
+        for t in _t_of(_permuted(x, min(100, n_perm - start), rng, flip), y, dof):
             for key in keys:
                 null[key].append(measures[key](t).max(initial=0.0))
     return {key: np.asarray(values, float) for key, values in null.items()}

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from glmflow.core.group.contrasts import split_contrast
 from glmflow.core.model.group_specs import InferenceSpec
 from glmflow.errors import GroupModelError
 
@@ -126,17 +127,13 @@ def _threshold(p, inference: InferenceSpec, X, weights, Y) -> tuple[np.ndarray, 
 
 
 def _max_t(X, weights, Y, inference: InferenceSpec) -> np.ndarray:
-    """FWE-corrected p < alpha by max-t over edges, contrast reparametrised (Smith 2007)."""
+    """FWE-corrected p < alpha by max-t over edges, on the split of ``split_contrast``."""
     from nilearn.mass_univariate import permuted_ols
-    from scipy.linalg import null_space
 
-    c = weights[:, None]
-    D = np.linalg.pinv(X.T @ X)
-    tested = X @ D @ c @ np.linalg.pinv(c.T @ D @ c)
-    rest = null_space(c.T)
-    confounds = X @ D @ rest @ np.linalg.pinv(rest.T @ D @ rest) if rest.size else None
+    split = split_contrast(X, weights)
     out = permuted_ols(
-        tested, Y, confounding_vars=confounds, model_intercept=False,
+        split.tested, Y, confounding_vars=split.confounds,
+        model_intercept=split.model_intercept,
         n_perm=inference.n_perm, two_sided_test=inference.two_sided,
         random_state=inference.seed, n_jobs=1, verbose=0, output_type="dict",
     )  # fmt: skip

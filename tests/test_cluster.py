@@ -433,9 +433,13 @@ def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_pat
     message = (
         rf"^ERROR: Node 'chain_wf\.step0' failed with JobDiedError: {scheduler} job {job} "
         rf"ended without a result \({account}\); rerun `.+` to resume \(finished nodes are "
-        rf"reused\); crash file: {crash}/crash-\S+-step0-\S+\.txt$"
+        rf"reused\); crash file: {crash}/crash-\S+-step0-\S+\.txt"
     )
-    assert re.match(message, line), line
+    # SGE releases a dependent's -hold_jid when qdel removes its parent: under SGEGraph the
+    # dependent's job may start before glmflow cancels it, and fail on its missing inputs
+    # (its node never runs); the line still names the death first
+    more = rf" \(1 more failed node\(s\), crash files in {crash}\)" if plugin == "SGEGraph" else ""
+    assert re.match(rf"{message}(?:{more})?$", line), line
     assert took < 30, f"the driver took {took:.0f} s to say that job {job} died"
     assert runs_of(tmp_path / "runs") == ["step0"]  # the dependent step never ran
     assert queued_jobs(plugin, work_dir / "chain_wf" / "batch") == {}

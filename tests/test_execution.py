@@ -606,3 +606,22 @@ def test_a_folder_made_for_a_run_that_wrote_nothing_is_removed(tmp_path):
     with hold_folder(tmp_path / "out" / "glmflow", "output") as out:
         (out / "map.nii.gz").write_bytes(b"")
     assert [p.name for p in (tmp_path / "out" / "glmflow").iterdir()] == ["map.nii.gz"]
+
+
+def test_the_line_names_a_dead_job_before_the_dependent_that_crashed_first(tmp_path):
+    """SGE releases a dependent's -hold_jid when qdel removes its parent: the dependent's
+    crash (missing inputs) can be written before the watcher writes the death's; the one
+    line still names the death, and counts the other."""
+    from glmflow.execution.run import _failure
+
+    dependent, death = tmp_path / "crash-1-step1-a.txt", tmp_path / "crash-2-step0-b.txt"
+    dependent.write_text("Node: chain_wf.step1\nRuntimeError: Error populating the inputs\n")
+    death.write_text("Node: chain_wf.step0\nJobDiedError: SGE job 7 ended without a result\n")
+    os.utime(dependent, (1_000, 1_000))
+    os.utime(death, (2_000, 2_000))
+    both = {dependent, death}
+    assert str(_failure(both)).startswith("Node 'chain_wf.step1' failed with RuntimeError")
+    assert str(_failure(both, [death])) == (
+        "Node 'chain_wf.step0' failed with JobDiedError: SGE job 7 ended without a result; "
+        f"crash file: {death} (1 more failed node(s), crash files in {tmp_path})"
+    )

@@ -122,6 +122,10 @@ class GraphJobDeaths:
         self.crashes = set(crash_dir.glob("crash-*"))
         self.seen: dict[str, object] = {}  # {job id: node} of this run's queued jobs
         self.late: dict[str, tuple[object, float, str]] = {}  # finished well, no result yet
+        # the crash files this watcher wrote: the deaths, which the run's line names first
+        # (SGE releases a dependent's -hold_jid when qdel removes its parent, and the
+        # dependent's own crash, for its missing inputs, can be written before the cause's)
+        self.reported: list[Path] = []
 
     def _node(self, script: str):
         ends = [end for end in self.ends if script.endswith(end)]
@@ -163,7 +167,7 @@ class GraphJobDeaths:
             doomed = self._descendants(set(causes))
             cancel_jobs(self.plugin, [job for job, node in self.seen.items() if node in doomed])
             for node, line in causes.items():
-                report_crash(node, traceback=[line])
+                self.reported.append(Path(report_crash(node, traceback=[line])))
         return bool(self.late)
 
     def _died(self, job: str, node) -> str | None:

@@ -60,11 +60,17 @@ def _crash_files(crash_dir: Path) -> set[Path]:
     return set(crash_dir.glob("crash-*")) if crash_dir.is_dir() else set()
 
 
-def _failure(new_crashes: set[Path]) -> ExecutionError | None:
-    """One line naming the first failed node, its error and crash file."""
+def _failure(new_crashes: set[Path], causes: list[Path] = ()) -> ExecutionError | None:
+    """One line naming the first failed node, its error and crash file.
+
+    ``causes`` (crash files of jobs that died, written by the Graph plugins' watcher) come
+    before the crashes of their dependents, whatever the order they were written in.
+    """
     if not new_crashes:
         return None
-    first, *rest = sorted(new_crashes, key=lambda p: (p.stat().st_mtime, p.name))
+    first, *rest = sorted(
+        new_crashes, key=lambda p: (p not in causes, p.stat().st_mtime, p.name)
+    )
     lines = first.read_text(errors="replace").splitlines() if first.suffix == ".txt" else []
     node = next((ln[len("Node: ") :] for ln in lines if ln.startswith("Node: ")), first.name)
     # the innermost exception ("ValueError: ..."), not nipype's NodeExecutionError around it
@@ -267,6 +273,7 @@ def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
     plugin, batch_dir, crash_dir = options.plugin, top / "batch", top / "crash"
     poll = float(workflow.config["execution"].get("poll_sleep_duration", NIPYPE_POLL_SECONDS))
     crashes_before = _crash_files(crash_dir)
+    causes: list[Path] = []  # the deaths the Graph plugins' watcher said
     try:
         runner = _runner(plugin, args, Tracker(workflow.name))
         refresh = _graph_poll(runner, plugin, batch_dir) if plugin.endswith("Graph") else None
@@ -278,14 +285,15 @@ def _run(workflow, options: ExecutionOptions, args: dict[str, Any], top: Path):
             execgraph = workflow.run(plugin=runner, plugin_args=args)
             if plugin.endswith("Graph"):
                 deaths = GraphJobDeaths(plugin, runner.graph_nodes, crash_dir)
+                causes = deaths.reported
                 scheduler.wait_for_jobs(plugin, batch_dir, poll, "submitted by this run", deaths)
     except RuntimeError as exc:
-        error = _failure(_crash_files(crash_dir) - crashes_before)
+        error = _failure(_crash_files(crash_dir) - crashes_before, causes)
         error = error or scheduler.submission_error(exc, plugin)
         if error is None:
             raise
         raise error from exc
-    error = _failure(_crash_files(crash_dir) - crashes_before)
+    error = _failure(_crash_files(crash_dir) - crashes_before, causes)
     if error is not None:
         raise error
     return execgraph

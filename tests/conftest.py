@@ -122,6 +122,7 @@ def _cluster_queue_of_its_own(request):
     yield
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the groups
 def pytest_collection_modifyitems(config, items):
     # a cluster test that hangs costs 10 min, not the 15 of the suite's default timeout
     for item in items:

@@ -27,6 +27,13 @@ from glmflow.execution.scheduler import cancel_jobs, queued_jobs
 pytestmark = pytest.mark.cluster
 
 POLL = 0.5
+# Each batch job costs seconds (a Python start, a Nipype import), so most fault tests run
+# under two plugins that between them cover both schedulers and both kinds of plugin (the
+# per-node ones submit as nodes become ready; the Graph ones submit all at once): the
+# parity and cancelled-job tests run under all four
+SPLIT_A = ["SLURM", "SGEGraph"]
+SPLIT_B = ["SLURMGraph", "SGE"]
+GRAPHS = ["SLURMGraph", "SGEGraph"]  # a graph of many jobs: all queued at once, quicker
 CHECK = {"SLURM": ["sinfo", "-h", "-o", "%t"], "SGE": ["qstat", "-f"]}
 START = {"SLURM": "scripts/cluster/slurm.sh start", "SGE": "scripts/cluster/sge.sh start"}
 
@@ -150,7 +157,7 @@ def test_cluster_matches_multiproc_and_requests_resources(
     assert queued_jobs(plugin, work_dir / "toy_wf" / "batch") == {}
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_A)
 def test_failed_node_on_cluster(plugin, tmp_path, work_dir):
     """(b) one line naming the node, its error and its crash file; dependents do not run."""
     require_cluster(plugin)
@@ -339,7 +346,7 @@ def multiproc_participant(small_dataset, tmp_path_factory):
     return _participant(small_dataset, tmp_path_factory.mktemp("participant_mp"), "MultiProc")
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", GRAPHS)
 def test_participant_level_on_cluster_equals_multiproc(
     plugin, small_dataset, multiproc_participant, tmp_path
 ):
@@ -454,7 +461,7 @@ def test_a_cancelled_job_is_one_line_with_the_schedulers_account(plugin, tmp_pat
     assert _chain_values(work_dir) == _clean_chain(tmp_path) == ["3", "10"]
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_B)
 def test_a_job_that_finished_without_its_result_is_one_line(
     plugin, tmp_path, work_dir, monkeypatch
 ):
@@ -489,7 +496,7 @@ def test_a_job_that_finished_without_its_result_is_one_line(
     assert queued_jobs(plugin, work_dir / "chain_wf" / "batch") == {}
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_B)
 def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
     """A `timeout` or the driver job's own time limit: this run's jobs do not run on.
 
@@ -515,7 +522,7 @@ def test_sigterm_cancels_the_jobs_of_this_run(plugin, tmp_path, work_dir):
 HOLD = {"SLURM": {"sbatch_args": "--hold"}, "SGE": {"qsub_args": "-h"}}
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_A)
 def test_a_job_that_cannot_start_ends_the_wait_with_one_line(
     plugin, tmp_path, work_dir, monkeypatch
 ):
@@ -616,7 +623,7 @@ def _restart(scheduler: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_A)
 def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
     """The controller dies while a job runs: one line, no hang; restarted, the rerun is clean.
 
@@ -674,7 +681,7 @@ def test_controller_stopped_mid_run_then_restarted(plugin, tmp_path, work_dir):
 
 
 # ------------------------------------------------------------------------------ progress
-@pytest.mark.parametrize("plugin", BATCH_PLUGINS)
+@pytest.mark.parametrize("plugin", SPLIT_B)
 def test_progress_counts_this_runs_jobs(plugin, tmp_path, work_dir):
     """The live status on a cluster: this run's jobs queued / running, then every node done."""
     require_cluster(plugin)

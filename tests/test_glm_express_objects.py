@@ -349,9 +349,13 @@ def test_resting_state_bad_arguments_are_one_line(rest):
     with pytest.raises(UnsupportedError) as err:
         state.matrix_from_masker(show_plots=False)  # glm-express's MSDL download
     _one_line(err, re.escape(
-        "pull_msdl_atlas (a download) is not supported by glmflow.glm_express; glmflow's "
-        "atlases work offline: pass atlas_to_use= one of aal, harvard_oxford, juelich, "
-        "power_2011, dosenbach_2010, seitzman_2018 or a labels image"))  # fmt: skip
+        "atlas_to_use=None (glm-express's default: the MSDL atlas, a download by nilearn's "
+        "fetch_atlas_msdl; no msdl_atlas/MSDL_rois/msdl_rois.nii in "
+        f"{rest['bids']}/derivatives/nilearn_masks or nilearn's data folders, and glmflow "
+        "works offline) is not supported by glmflow.glm_express; pass atlas_to_use= a 4-D "
+        "probabilistic atlas file (method='maps'), harvard_oxford or juelich (offline "
+        "probability maps, method='maps'), or method='labels' with a 3-D labels image or "
+        "one of aal, harvard_oxford, juelich, power_2011, dosenbach_2010, seitzman_2018"))
     with pytest.raises(DatasetError) as err:
         state.extract_time_series(method="labels", atlas_to_use=rest["atlas"],
                                   labels_to_use=REST_LABELS[:3])  # fmt: skip

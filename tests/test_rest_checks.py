@@ -246,11 +246,13 @@ def test_group_files_are_chosen_by_model_and_space_with_the_same_labels(tiny, tm
 
 
 def test_resting_state_object_with_a_run_without_run_entity(tiny, tmp_path):
-    """glm-express's run=1 and "ALL" find a lone run without run-; method="maps" refused."""
+    """glm-express's run=1 and "ALL" find a lone run without run-; method="maps" (its
+    default) reads a 4-D atlas, refuses a 3-D one and, offline, the MSDL default (one line)."""
     import json
     import shutil
     import warnings
 
+    from glmflow.core.sidecars import sidecar_path
     from glmflow.glm_express import RestingState
     from glmflow.glm_express.project import UnsupportedError
 
@@ -271,10 +273,37 @@ def test_resting_state_object_with_a_run_without_run_entity(tiny, tmp_path):
         with pytest.raises(UnsupportedError) as err:
             state.extract_time_series(**{**atlas, "method": "maps"})
         assert str(err.value) == (
-            "method='maps' (nilearn's NiftiMapsMasker on a 4-D probabilistic atlas) is not "
-            "supported by glmflow.glm_express; pass method='labels' with a 3-D labels image or "
-            "an offline atlas name"
+            "method='maps' with atlas_to_use atlas-rest_dseg.nii.gz (a 3-D image, not one map "
+            "per region) is not supported by glmflow.glm_express; pass method='labels' for a "
+            "labels image, or a 4-D probabilistic atlas"
         )
+        with pytest.raises(UnsupportedError) as err:
+            state.extract_time_series()  # glm-express's default: maps, the MSDL atlas
+        assert str(err.value) == (
+            "atlas_to_use=None (glm-express's default: the MSDL atlas, a download by nilearn's "
+            "fetch_atlas_msdl; no msdl_atlas/MSDL_rois/msdl_rois.nii in "
+            f"{bids}/derivatives/nilearn_masks or nilearn's data folders, and glmflow works "
+            "offline) is not supported by glmflow.glm_express; pass atlas_to_use= a 4-D "
+            "probabilistic atlas file (method='maps'), harvard_oxford or juelich (offline "
+            "probability maps, method='maps'), or method='labels' with a 3-D labels image or "
+            "one of aal, harvard_oxford, juelich, power_2011, dosenbach_2010, seitzman_2018"
+        )
+        maps = state.extract_time_series(atlas_to_use=str(_maps_file(bids, tmp_path)),
+                                         labels_to_use=list("abcdefgh"))  # fmt: skip
+        assert maps.shape == (60, 8)
+        meta = json.loads(sidecar_path(state._file(1, None, "timeseries")).read_text())
+        assert meta["Atlas"]["Kind"] == "maps" and meta["NodeLabels"] == list("abcdefgh")
+        # where glm-express's pull_msdl_atlas saved MSDL, the default call uses it
+        msdl = bids / "derivatives/nilearn_masks/msdl_atlas/MSDL_rois"
+        msdl.mkdir(parents=True)
+        nib.save(nib.load(tmp_path / "maps.nii.gz"), msdl / "msdl_rois.nii")
+        pd.DataFrame({"name": [f" r{i} " for i in range(8)], "x": 0}).to_csv(
+            msdl / "msdl_rois_labels.csv", index=False
+        )
+        assert np.array_equal(state.extract_time_series(), maps)
+        meta = json.loads(sidecar_path(state._file(1, None, "timeseries")).read_text())
+        assert meta["Atlas"]["Source"] == str(msdl / "msdl_rois.nii")
+        assert meta["NodeLabels"] == [f"r{i}" for i in range(8)]
         series = state.extract_time_series(run="ALL", **atlas)
         assert series.shape == (60, 8)
         assert np.array_equal(state.extract_time_series(run=1, **atlas), series)
@@ -283,3 +312,75 @@ def test_resting_state_object_with_a_run_without_run_entity(tiny, tmp_path):
         assert len(state.load_confounds(run=1)) == 60
         with pytest.raises(DatasetError, match=r"^Run 2 not found for sub-01 \(runs: 1, ALL\)$"):
             state.load_confounds(run=2)
+
+
+def _maps_file(root, tmp_path) -> Path:
+    """The tiny atlas' 8 parcels as overlapping probability maps (smoothed, 4-D float32)."""
+    from scipy.ndimage import gaussian_filter
+
+    img = nib.load(root / "derivatives/truth/atlas-rest_dseg.nii.gz")
+    labels = np.asarray(img.dataobj)
+    maps = [gaussian_filter((labels == k).astype(np.float32), 1.0) for k in range(1, 9)]
+    path = tmp_path / "maps.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack(maps, axis=-1), img.affine), path)
+    return path
+
+
+def test_maps_atlas_equals_nilearn_niftimapsmasker(tiny, tmp_path):
+    """A 4-D probabilistic atlas: nilearn's NiftiMapsMasker's series; 3-D is one line."""
+    import json
+
+    from nilearn.maskers import NiftiMapsMasker
+
+    from glmflow.core.rest.plan import check_rest_runs
+    from glmflow.core.rest.run import connectivity_run_files
+
+    maps = _maps_file(tiny, tmp_path)
+    run = _run(tiny)
+    spec = _spec(tiny, atlas={"maps_img": str(maps), "label": "maps"}, standardize="zscore_sample",
+                 detrend=True)  # fmt: skip
+    assert check_rest_runs([run], spec) is spec
+    out = tmp_path / "node"
+    out.mkdir()
+    result = connectivity_run_files(bold_file=run.bold, mask_file=run.mask,
+                                    confounds_file=run.confounds, tr=2.0, spec=spec,
+                                    out_dir=out)  # fmt: skip
+    ours = pd.read_csv(result["timeseries"], sep="\t").to_numpy()
+    record = json.loads(Path(result["record"]).read_text())
+    columns = record["Denoising"]["confound_columns"]
+    confounds = pd.read_csv(run.confounds, sep="\t")[columns].to_numpy()
+    masker = NiftiMapsMasker(str(maps), mask_img=run.mask, standardize="zscore_sample",
+                             detrend=True, t_r=2.0)  # fmt: skip
+    theirs = masker.fit_transform(run.bold, confounds=confounds - confounds.mean(axis=0))
+    assert ours.shape == theirs.shape == (60, 8)
+    print("max abs diff", np.abs(ours - theirs).max())
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert record["Atlas"] == {"Label": "maps", "Source": str(maps), "Kind": "maps",
+                               "Extraction": "nilearn.maskers.NiftiMapsMasker"}  # fmt: skip
+    assert record["NodeIndices"] == list(range(1, 9)) and len(record["NodeCoordinates"]) == 8
+    from glmflow.workflows.rest import init_rest_wf
+
+    def node():
+        wf = init_rest_wf(runs=[run], spec=spec, output_dir=str(tmp_path / "out"))
+        return wf.get_node("sub_01_wf").get_node("connectivity_run_1").inputs
+
+    before = node().get_hashval(hash_method="content")[1]
+    assert node().atlas_file == str(maps)  # the maps file is hashed: edited, the node reruns
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(maps).dataobj)[::-1], nib.load(maps).affine),
+             maps)  # fmt: skip
+    assert node().get_hashval(hash_method="content")[1] != before
+    three_d = tiny / "derivatives/truth/atlas-rest_dseg.nii.gz"
+    with pytest.raises(DatasetError) as err:
+        check_rest_runs([run], _spec(tiny, atlas={"maps_img": str(three_d)}))
+    assert str(err.value) == (
+        f"Atlas {three_d} (atlas.maps_img) is a 3-D image of shape {nib.load(three_d).shape}; "
+        "a probabilistic atlas is 4-D, one map per region: pass a 3-D labels image as "
+        '"labels_img" instead'
+    )
+    empty = nib.load(_maps_file(tiny, tmp_path))
+    data = np.asarray(empty.dataobj).copy()
+    data[..., 2] = 0
+    nib.save(nib.Nifti1Image(data, empty.affine), tmp_path / "empty.nii.gz")
+    one_line = r"^Atlas .*empty\.nii\.gz map 3 \(3\) has no weight in the brain mask of run "
+    with pytest.raises(DatasetError, match=one_line + r".*; set \"missing_labels\": \"drop\""):
+        check_rest_runs([run], _spec(tiny, atlas={"maps_img": str(tmp_path / "empty.nii.gz")}))

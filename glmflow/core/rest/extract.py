@@ -10,6 +10,8 @@ are asked for, the in-mask voxels kept. Values are nilearn's: non-finite values 
 (``ensure_finite``), float32 data give float32 signals; then ``nilearn.signal.clean``
 (detrend, band-pass with the run's TR, confounds, sample mask, standardisation) exactly as
 the maskers call it. tests/test_rest_parity.py pins this to the installed nilearn.
+A probabilistic atlas (``maps``) is nilearn's own ``NiftiMapsMasker`` (a weighted least
+squares fit per volume, no streaming shortcut), then the same cleaning.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from nibabel.volumeutils import apply_read_scaling
 
 from glmflow.core.images import check_same_grid, load_image, load_mask
 from glmflow.core.nifti_stream import iter_raw_volumes, scaling
-from glmflow.core.rest.atlas import Atlas, labels_on_grid, sphere_voxels
+from glmflow.core.rest.atlas import (
+    Atlas,
+    empty_maps,
+    labels_on_grid,
+    maps_on_grid,
+    refuse_missing,
+    sphere_voxels,
+)
 from glmflow.core.rest.spec import CleanSpec
 from glmflow.errors import DatasetError
 
@@ -67,6 +76,8 @@ def read_signals(
         centroids = label_centroids(labels, atlas.indices, img.affine)
         regions = np.empty((n, len(atlas.indices)), np.float64)
         reducers.append(_label_reducer(labels, atlas.indices, img.shape[:3], regions))
+    if atlas is not None and atlas.kind == "maps":
+        regions, centroids = map_signals(atlas, img, mask_file, mask, where)
     spheres_of = [a for a in (atlas, seeds) if a is not None and a.kind == "spheres"]
     sphere_out = []
     for sph in spheres_of:
@@ -91,6 +102,19 @@ def read_signals(
     if seeds is not None:
         seed_ts = sphere_out.pop(0)
     return RawSignals(regions, seed_ts, voxels, mask, mask_affine, centroids)
+
+
+def map_signals(atlas: Atlas, img, mask_file, mask: np.ndarray, where: str):
+    """Uncleaned region signals of a probabilistic atlas, by nilearn's ``NiftiMapsMasker``
+    (the run's mask, the maps on the BOLD grid), and each map's centre (mm)."""
+    from nilearn.maskers import NiftiMapsMasker
+    from nilearn.plotting import find_probabilistic_atlas_cut_coords
+
+    maps = maps_on_grid(atlas, img.shape, img.affine, where)
+    refuse_missing(empty_maps(maps, atlas, mask), atlas, where)
+    masker = NiftiMapsMasker(maps_img=maps, mask_img=str(mask_file), standardize=None)
+    signals = masker.fit_transform(img)
+    return signals, find_probabilistic_atlas_cut_coords(maps)
 
 
 def label_centroids(labels: np.ndarray, indices, affine: np.ndarray) -> np.ndarray:

@@ -16,9 +16,12 @@ import nibabel as nib
 from glmflow.core.bids.runs import RunInputs
 from glmflow.core.images import check_same_grid, load_mask
 from glmflow.core.rest.atlas import (
+    empty_maps,
     grid_labels,
     labels_on_grid,
+    maps_on_grid,
     missing_labels,
+    refuse_missing,
     resolve_atlas,
     sphere_voxels,
 )
@@ -64,6 +67,14 @@ def check_rest_runs(runs: Sequence[RunInputs], spec: ConnectivitySpec) -> Connec
                     dropped.update(missing_labels(labels, atlas))
                 else:
                     labels_on_grid(atlas, shape, affine, mask, mask_where)
+        if atlas is not None and atlas.kind == "maps":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore" if len(checked_masks) > 1 else "default")
+                empty = empty_maps(maps_on_grid(atlas, shape, affine, mask_where), atlas, mask)
+            if spec.atlas.missing_labels == "drop":
+                dropped.update(empty)
+            else:
+                refuse_missing(empty, atlas, mask_where)
         if atlas is not None and atlas.kind == "spheres" and spec.atlas.missing_labels == "drop":
             found = sphere_voxels(atlas, affine, mask, mask_where, allow_empty=True)
             empty = [i for i, voxels in enumerate(found) if not len(voxels)]

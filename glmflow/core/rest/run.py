@@ -120,8 +120,10 @@ def _record(spec, atlas, columns, sample_mask, n_volumes: int, tr: float) -> dic
     }
     if atlas is not None:
         record["Atlas"] = {"Label": atlas.seg, "Source": atlas.source, "Kind": atlas.kind}
+        if atlas.kind == "maps":
+            record["Atlas"]["Extraction"] = "nilearn.maskers.NiftiMapsMasker"
         record["NodeLabels"] = list(atlas.names)
-        if atlas.kind == "labels":
+        if atlas.kind in ("labels", "maps"):
             record["NodeIndices"] = list(atlas.indices)
         else:
             record["NodeCoordinates"] = [list(c) for c in atlas.coordinates]

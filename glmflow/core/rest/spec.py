@@ -6,6 +6,8 @@ A model file for resting state holds one object::
         "name": "rest", "task": "rest",
         "atlas": {"name": "harvard_oxford"}                      # an offline parcellation
               | {"labels_img": "atlas.nii.gz", "labels_tsv": "atlas.tsv", "label": "mine"}
+              | {"maps_img": "maps.nii.gz", "labels_tsv": "maps.tsv"}   # 4-D probabilistic
+              | {"maps": "harvard_oxford"}              # an offline probabilistic atlas
               | {"coordinates": "power_2011", "radius": 5}       # a coordinate atlas
               | {"coordinates": [[0, -52, 26], ...], "names": ["pcc", ...], "label": "dmn"},
         "seeds": [{"name": "pcc", "coordinates": [0, -52, 26], "radius": 8}],
@@ -17,14 +19,15 @@ A model file for resting state holds one object::
         "group": {... glmflow's group section: design, group_column, covariates,
                   contrasts, inference (fdr, bonferroni, fpr, permutation max_t, none)}}}
 
-Relative paths (``labels_img``, ``labels_tsv``) are taken from the model file's folder.
+Relative paths (``labels_img``, ``maps_img``, ``labels_tsv``) are taken from the model
+file's folder.
 Every field is checked here, once; errors are one line naming the field and the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +37,7 @@ from glmflow.core.model.group_specs import GroupSpec
 from glmflow.core.model.jsonfile import read_json
 from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.model.validation import locate
+from glmflow.core.rest.atlas_spec import AtlasSpec, MapsAtlas, check_coordinate
 from glmflow.core.rest.denoise import DenoiseSpec
 from glmflow.errors import ModelSpecError
 
@@ -48,96 +52,8 @@ Measure = Literal[
 #: The measures whose values are correlations (Fisher z applies to them).
 CORRELATIONS = ("correlation", "partial correlation")
 Standardize = Literal["zscore_sample", "psc"]
-CoordinateAtlas = Literal["power_2011", "dosenbach_2010", "seitzman_2018"]
-VolumeAtlas = Literal["harvard_oxford", "aal", "juelich"]
-MissingLabels = Literal["error", "drop"]
 #: Group inference methods an edge-wise model supports (the others are voxel-map methods).
 EDGE_INFERENCE = ("none", "fpr", "fdr", "bonferroni", "permutation")
-
-
-def _coordinate(value: Any, name: str) -> tuple[float, float, float]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 3:
-        raise check.bad(name, "[x, y, z] in mm", value)
-    return tuple(check.number(v, name) for v in value)
-
-
-@dataclass(frozen=True)
-class AtlasSpec(check.Spec):
-    """Exactly one of ``name`` (an offline parcellation of :mod:`glmflow.core.atlases`),
-    ``labels_img`` (+ ``labels_tsv`` with ``index`` and ``name`` columns) or ``coordinates``
-    (a bundled coordinate atlas or a list of [x, y, z]; spheres of ``radius`` mm). ``label``
-    is the ``seg-`` label of the outputs (default: the name without non-alphanumerics).
-    ``exclude_labels`` leaves label values out (coordinates: their 1-based positions);
-    ``missing_labels`` "drop" leaves out, with a warning, the labels (spheres) with no voxel
-    in some run's mask (for every run, so that all
-    matrices have the same nodes), "error" (default) refuses them."""
-
-    name: str | None = None
-    labels_img: str | None = None
-    labels_tsv: str | None = None
-    coordinates: str | tuple[tuple[float, float, float], ...] | None = None
-    names: tuple[str, ...] = ()
-    radius: float = 5.0
-    allow_overlap: bool = False
-    label: str | None = None
-    exclude_labels: tuple[int, ...] = ()
-    missing_labels: MissingLabels = "error"
-
-    def __post_init__(self) -> None:
-        given = [k for k in ("name", "labels_img", "coordinates") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ModelSpecError(
-                'The atlas needs exactly one of "name", "labels_img" or "coordinates"; got '
-                + (", ".join(given) or "none")
-            )
-        if self.name is not None:
-            check.choice(self.name, "name", VolumeAtlas)
-        if isinstance(self.exclude_labels, str) or not isinstance(self.exclude_labels, Sequence):
-            raise check.bad("exclude_labels", "a list of label values", self.exclude_labels)
-        excluded = tuple(check.integer(v, "exclude_labels", low=1) for v in self.exclude_labels)
-        check.assign(self, "exclude_labels", tuple(sorted(set(excluded))))
-        check.choice(self.missing_labels, "missing_labels", MissingLabels)
-        if self.labels_tsv is not None and self.labels_img is None:
-            raise check.FieldError("labels_tsv", 'is only used with "labels_img"; remove it')
-        for key in ("labels_img", "labels_tsv"):
-            if getattr(self, key) is not None:
-                check.text(getattr(self, key), key)
-        self._check_coordinates()
-        check.number(self.radius, "radius", low=0)
-        check.flag(self.allow_overlap, "allow_overlap")
-        if self.label is not None:
-            check.label(self.label, "label")
-
-    def _check_coordinates(self) -> None:
-        coords, names = self.coordinates, check.texts(self.names, "names")
-        check.assign(self, "names", names)
-        if isinstance(coords, str):
-            check.choice(coords, "coordinates", CoordinateAtlas)
-        elif coords is not None:
-            if not isinstance(coords, Sequence) or not coords:
-                raise check.bad("coordinates", "a list of [x, y, z] or an atlas name", coords)
-            coords = tuple(_coordinate(c, "coordinates") for c in coords)
-            check.assign(self, "coordinates", coords)
-            if names and len(names) != len(coords):
-                raise check.FieldError(
-                    "names", f"has {len(names)} names for {len(coords)} coordinates"
-                )
-        if names and not isinstance(coords, tuple):
-            raise check.FieldError("names", "names a list of coordinates; remove it")
-
-    @property
-    def kind(self) -> str:
-        """ "labels" (a parcellation) or "spheres" (coordinates)."""
-        return "spheres" if self.coordinates is not None else "labels"
-
-    @property
-    def seg(self) -> str:
-        """The ``seg-`` label of the outputs."""
-        if self.label is not None:
-            return self.label
-        source = self.name or (self.coordinates if isinstance(self.coordinates, str) else None)
-        source = source or (Path(self.labels_img).name.split(".")[0] if self.labels_img else "")
-        return "".join(c for c in source if c.isalnum()) or "custom"
 
 
 @dataclass(frozen=True)
@@ -150,7 +66,7 @@ class SeedSpec(check.Spec):
 
     def __post_init__(self) -> None:
         check.label(self.name, "name")
-        check.assign(self, "coordinates", _coordinate(self.coordinates, "coordinates"))
+        check.assign(self, "coordinates", check_coordinate(self.coordinates, "coordinates"))
         check.number(self.radius, "radius", low=0)
 
 
@@ -250,7 +166,7 @@ class ConnectivitySpec:
     def portable(self) -> dict[str, Any]:
         """:meth:`to_dict` with the atlas files as absolute paths (what graph nodes take)."""
         data = self.to_dict()
-        for key in ("labels_img", "labels_tsv"):
+        for key in ("labels_img", "maps_img", "labels_tsv"):
             if data.get("atlas", {}).get(key):
                 data["atlas"][key] = str(Path(self.resolve(data["atlas"][key])).resolve())
         return data
@@ -384,6 +300,7 @@ __all__ = [
     "AtlasSpec",
     "CleanSpec",
     "ConnectivitySpec",
+    "MapsAtlas",
     "Measure",
     "SeedSpec",
     "connectivity_spec",

@@ -27,7 +27,8 @@ WHERE = " (in rest.json)"
         ({"atlas": {"name": "harvard"}},
          """'atlas.name' must be one of "harvard_oxford", "aal", "juelich"; got "harvard\""""),
         ({"atlas": {"name": "aal", "coordinates": "power_2011"}},
-         'The atlas needs exactly one of "name", "labels_img" or "coordinates"; got name, '
+         'The atlas needs exactly one of "name", "labels_img", "maps_img", "maps" or '
+         '"coordinates"; got name, '
          "coordinates"),
         ({"atlas": {"coordinates": "power"}},
          """'atlas.coordinates' must be one of "power_2011", "dosenbach_2010", """

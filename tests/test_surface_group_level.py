@@ -254,3 +254,46 @@ def test_group_mask_on_a_surface_is_one_line(study, tmp_path, capsys):
         f"glmflow: error: --group-mask {study['model']}: a NIfTI mask has no meaning on "
         "surface space fsaverage5; leave it out (vertices no subject map covers are left out)"
     ]
+
+
+def test_vertices_without_data_in_one_map_are_left_out(tmp_path):
+    """A vertex 0 in one subject's map and NaN in another's is not fitted as data (item 17):
+    left out, warned about, counted in the sidecars; the other vertices' t is unchanged."""
+    from glmflow.core.surface.group_level import surface_group_contrast_files
+
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((4, 60)) + 1.0
+    data[:, 0] = 0.0  # no map: the medial wall
+    data[1, 5], data[2, 7] = 0.0, np.nan
+    effects = []
+    for s, row in enumerate(data, start=1):
+        stem = f"sub-{s:02d}_hemi-{{}}_space-fsaverage5_stat-effect_statmap.func.gii"
+        for hemi, values in zip("LR", (row[:30], row[30:]), strict=True):
+            _gifti(tmp_path / stem.format(hemi), values)
+        effects.append(str(tmp_path / stem.format("L")))
+    design = tmp_path / "design.tsv"
+    pd.DataFrame({"intercept": [1.0] * 4}).to_csv(design, sep="\t", index=False)
+    inference = {"method": "none", "two_sided": True, "alpha": 0.05, "definition": [1.0],
+                 "permutation_stat": "max_t", "n_perm": 0, "cluster_forming_p": None,
+                 "seed": 0, "cluster_threshold": 0}  # fmt: skip
+    (tmp_path / "stage").mkdir()
+    with pytest.warns(UserWarning) as caught:
+        written, staged, _ = surface_group_contrast_files(
+            effects, design_file=design, contrast="mean", inference=inference,
+            entities={"task": "x", "space": "fsaverage5"}, output_dir=tmp_path / "out",
+            metadata={}, out_dir=tmp_path / "stage",
+        )  # fmt: skip
+    assert [str(w.message) for w in caught] == [
+        "2 vertices with data in some subject maps are 0 or not finite in others (1 of them "
+        f"in {effects[1]}); they are left out of the group inference"
+    ]
+    sidecar = json.loads(staged[0].read_text())
+    assert sidecar["ExcludedVertices"] == 3
+    assert sidecar["ExcludedVerticesWithDataInSomeMaps"] == 2
+    t = np.concatenate([_gii(tmp_path / "stage" / f"{h}_t_map.func.gii") for h in "LR"])
+    assert np.flatnonzero(t == 0).tolist() == [0, 5, 7]
+    kept = np.ones(60, bool)
+    kept[[0, 5, 7]] = False
+    y = data[:, kept]
+    expected = y.mean(0) / (y.std(0, ddof=1) / 2.0)
+    np.testing.assert_allclose(t[kept], expected, rtol=1e-5)  # maps stored as float32

@@ -9,9 +9,10 @@ before any compute that every map is on one mesh / brain-model layout, and
 :func:`glmflow.core.surface.group.surface_group_inference` and stages BIDS-named maps and
 sidecars as the volume group level names them
 (:func:`glmflow.core.group.outputs.group_map_path`). Height control is nilearn's
-``threshold_stats_img`` on the same z values; vertices that no subject map covers (all
-zero: medial wall, left-out vertices) are left out of the inference, as a volume group
-mask's voxels without data are.
+``threshold_stats_img`` on the same z values; vertices that are 0 or not finite in any
+subject's map (medial wall, vertices left out of a subject's fit) are left out of the
+inference (:func:`analysed_vertices`, a warning when some maps have data there), as a volume
+group mask's voxels without data are, and counted in the sidecars.
 """
 
 from __future__ import annotations
@@ -183,6 +184,30 @@ def _read(effects: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray, 
     return parts, np.stack([np.concatenate(r) for r in rows]), [v.size for v in rows[0]]
 
 
+def analysed_vertices(
+    data: np.ndarray, effect_files: Sequence[str | os.PathLike]
+) -> tuple[np.ndarray, int]:
+    """The vertices with a finite non-zero value in every subject map (n_subjects, n).
+
+    A vertex 0 or NaN in one map only would enter the fit as a real value; it is left out,
+    with a warning naming the map that misses most. Returns the mask and the number of
+    vertices left out that some map had data at.
+    """
+    valid = np.isfinite(data) & (data != 0)
+    kept = valid.all(axis=0)
+    partly = valid.any(axis=0) & ~kept
+    if partly.any():
+        missing = (~valid[:, partly]).sum(axis=1)
+        worst = int(np.argmax(missing))
+        warnings.warn(
+            f"{int(partly.sum())} vertices with data in some subject maps are 0 or not finite "
+            f"in others ({int(missing[worst])} of them in {effect_files[worst]}); they are left "
+            "out of the group inference",
+            stacklevel=3,
+        )
+    return kept, int(partly.sum())
+
+
 def _thresholded(result, inference, graph) -> dict[tuple[str, str | None], np.ndarray]:
     """The maps of one contrast: t, z, p, and the thresholded (and -log10 FWE p) maps."""
     t, z = result["t"], result["z"]
@@ -212,9 +237,9 @@ LOGP_OF = {"max_t": "logp_max_t", "size": "logp_max_size", "tfce": "logp_max_tfc
 
 
 def _infer(effect_files, design_file, inference) -> tuple[dict, np.ndarray, list, list]:
-    """Read the maps and run the inference on the vertices some map covers."""
+    """Read the maps and run the inference on the vertices every map covers."""
     parts, data, sizes = _read(effect_files)
-    covered = np.any(data != 0, axis=0)
+    covered, partly = analysed_vertices(data, effect_files)
     method = inference["method"]
     fwe = (inference["permutation_stat"],) if method == "permutation" else ()
     graph, adjacency = None, None
@@ -230,7 +255,7 @@ def _infer(effect_files, design_file, inference) -> tuple[dict, np.ndarray, list
         two_sided=inference["two_sided"], source=str(design_file),
     )  # fmt: skip
     maps = _thresholded(result, inference, graph)  # adds the height threshold to result
-    return {**result, "maps": maps}, covered, parts, sizes
+    return {**result, "maps": maps, "partly": partly}, covered, parts, sizes
 
 
 def surface_group_contrast_files(
@@ -267,6 +292,7 @@ def surface_group_contrast_files(
         "Level": "dataset", "Contrast": sidecar_contrast(contrast, info),
         "Tail": "two-sided" if inference["two_sided"] else "positive",
         "ExcludedVertices": int(covered.size - covered.sum()),
+        "ExcludedVerticesWithDataInSomeMaps": result["partly"],
     }  # fmt: skip
     bounds = np.cumsum([0, *sizes])
     written, staged, pairs = [], [], []

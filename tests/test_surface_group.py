@@ -142,3 +142,23 @@ def test_group_files_on_both_hemispheres(tmp_path):
     t_left = nib.load(out["t"]["L"]).darrays[0].data
     assert out["t"]["L"].name == "L_t.func.gii" and t_left.shape == (10242,)
     assert t_left[:40].mean() > 3 and abs(nib.load(out["t"]["R"]).darrays[0].data.mean()) < 0.2
+
+
+def test_tfce_null_uses_the_observed_maps_step(patch):
+    """Every permuted map's TFCE is integrated at the observed map's dh (item 18): the null
+    maxima equal TFCE at that step of the sign-flipped t maps, rebuilt here."""
+    _, adjacency = patch
+    rng = np.random.default_rng(8)
+    data = rng.standard_normal((8, 300))
+    data[:, :30] += 1.0
+    out = surface_group_inference(data, pd.DataFrame({"intercept": np.ones(8)}), [1.0],
+                                  adjacency, n_perm=6, seed=4, fwe=("tfce",))  # fmt: skip
+    assert out["tfce_step"] == pytest.approx(out["t"].max() / 50, rel=1e-12)
+    graph = edges(adjacency)
+    flips = np.random.default_rng(4).choice([-1.0, 1.0], size=(6, 8))
+    maxima = []
+    for flip in flips:
+        y = flip[:, None] * data
+        t = y.mean(0) / (y.std(0, ddof=1) / np.sqrt(8))
+        maxima.append(tfce(t, graph, dh=out["tfce_step"]).max())
+    np.testing.assert_allclose(out["h0_max_tfce"], maxima, rtol=1e-9)

@@ -38,7 +38,7 @@ from glmflow.core.surface.io import (
     save_surface_map,
 )
 from glmflow.core.surface.meshes import block_adjacency, fslr_cortex_vertices, hemisphere_adjacency
-from glmflow.core.surface.tfce import cluster_sizes, edges, tfce
+from glmflow.core.surface.tfce import cluster_sizes, edges, tfce, tfce_step
 from glmflow.errors import DatasetError, GroupModelError
 
 #: The permutation FWE maps of surface group inference (the volume level's
@@ -118,7 +118,8 @@ def surface_group_inference(
     dict
         ``t``, ``z``, ``p`` (uncorrected, one-sided), ``fdr_threshold`` (z; inf when
         nothing passes), ``dof``; those of ``fwe``: ``logp_max_t`` (nilearn's max-t FWE),
-        ``tfce`` and ``logp_max_tfce``, ``cluster_size`` and ``logp_max_size`` (-log10 FWE p).
+        ``tfce`` and ``logp_max_tfce``, ``cluster_size`` and ``logp_max_size`` (-log10 FWE p),
+        the permuted maxima ``h0_max_tfce`` / ``h0_max_cluster_size`` and ``tfce_step``.
     """
     from nilearn.glm import fdr_threshold
 
@@ -129,8 +130,7 @@ def surface_group_inference(
             "row per map"
         )
     split = _split(design, contrast, source)
-    x, y = _residualise(split, data)
-    dof = split.dof
+    (x, y), dof = _residualise(split, data), split.dof
     t = _t_of(x[None, :], y, dof)[0]
     p = stats.t.sf(t, dof)
     z = stats.norm.isf(p)
@@ -159,21 +159,27 @@ def _fwe(split, data, residualised, adjacency, *, fwe, n_perm, cluster_forming_p
     if not clustered:
         return out
     x, y, dof = residualised
-    measures = _measures(edges(adjacency), stats.t.isf(cluster_forming_p, dof), two_sided)
+    # one TFCE step, the observed map's, for it and every permuted map
+    dh = tfce_step(t, two_sided=two_sided)
+    threshold = stats.t.isf(cluster_forming_p, dof)
+    measures = _measures(edges(adjacency), threshold, two_sided, dh)
     out.update({key: measures[key](t) for key in clustered})
+    if "tfce" in clustered:
+        out["tfce_step"] = dh
     rng = np.random.default_rng(seed)
     null = _null_maxima(x, y, dof, (n_perm, rng, split.sign_flip), measures, clustered)
     for key in clustered:
+        out[f"h0_max_{key}"] = null[key]
         exceed = (null[key][None, :] >= out[key][:, None]).sum(axis=1)
         out[LOGP[key]] = -np.log10((exceed + 1) / (n_perm + 1))
     return out
 
 
-def _measures(graph, threshold: float, two_sided: bool) -> dict:
-    """TFCE and cluster size of a t map: of its positive part, or of each sign's."""
+def _measures(graph, threshold: float, two_sided: bool, dh: float) -> dict:
+    """TFCE (step ``dh``) and cluster size of a t map: of its positive part, or each sign's."""
 
     def tfce_of(t):
-        return tfce(t, graph) + (tfce(-t, graph) if two_sided else 0.0)
+        return tfce(t, graph, dh=dh) + (tfce(-t, graph, dh=dh) if two_sided else 0.0)
 
     def size_of(t):
         sizes = cluster_sizes(t > threshold, graph)

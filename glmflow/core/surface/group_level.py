@@ -293,7 +293,7 @@ def surface_group_contrast_files(
         "Tail": "two-sided" if inference["two_sided"] else "positive",
         "ExcludedVertices": int(covered.size - covered.sum()),
         "ExcludedVerticesWithDataInSomeMaps": result["partly"],
-    }  # fmt: skip
+    } | ({"TFCEStep": result["tfce_step"]} if "tfce_step" in result else {})  # fmt: skip
     bounds = np.cumsum([0, *sizes])
     written, staged, pairs = [], [], []
     for (stat, desc), values in result["maps"].items():

@@ -4,7 +4,8 @@ A cluster is a connected set of supra-threshold vertices (edges of the mesh; CIF
 their faces). TFCE (Smith & Nichols 2009) sums, for each vertex, ``e(h)^E h^H dh`` over the
 thresholds ``h`` below its value, ``e(h)`` the vertex count of its cluster at ``h``; on
 surfaces E = 1, H = 2 (their recommendation for 2-D data; volumes use E = 0.5), ``dh`` the
-value range over :data:`TFCE_STEPS`. Vertex counts, not areas: fsaverage and fsLR meshes are
+observed map's range over :data:`TFCE_STEPS` (:func:`tfce_step`), kept for every permuted
+map (as FSL and MNE keep a fixed step). Vertex counts, not areas: fsaverage and fsLR meshes are
 near-uniform, and counts keep the statistic free of a mesh choice.
 """
 
@@ -51,6 +52,16 @@ def cluster_sizes(supra: np.ndarray, graph: MeshGraph) -> np.ndarray:
     labels = cluster_labels(supra, graph)
     counts = np.bincount(labels[labels >= 0], minlength=supra.size)
     return np.where(labels >= 0, counts[np.maximum(labels, 0)], 0)
+
+
+def tfce_step(values: np.ndarray, *, two_sided: bool = False) -> float:
+    """``dh`` of a map's TFCE: its maximum (of ``|values|`` when two-sided) over
+    :data:`TFCE_STEPS` (the range of ``|values|`` when nothing is positive: the null maps
+    still need a step)."""
+    top = float(np.max(np.abs(values) if two_sided else values, initial=0.0))
+    if top <= 0:
+        top = float(np.max(np.abs(values), initial=0.0)) or 1.0
+    return top / TFCE_STEPS
 
 
 def tfce(values: np.ndarray, graph: MeshGraph, *, dh: float | None = None) -> np.ndarray:

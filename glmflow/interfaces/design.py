@@ -54,7 +54,9 @@ class _BuildDesignMatrixInputSpec(BaseInterfaceInputSpec):
     plot = traits.Bool(True, usedefault=True, desc="also draw the design as an SVG")
 
 
-class _BuildDesignMatrixOutputSpec(TraitedSpec):
+class DesignFilesOutputSpec(TraitedSpec):
+    """A run design's files: BuildDesignMatrix's outputs, and BuildRunDesign's first ones."""
+
     design_file = File(exists=True, desc="design.tsv: one column per regressor, design order")
     sidecar_file = File(
         exists=True, desc='design.json: {"FrameTimes": [s, ...], "Roles": {column: role}}'
@@ -66,7 +68,7 @@ class BuildDesignMatrix(CoreInterface):
     """Build and write one run's design with glmflow.core.design.build_design_files."""
 
     input_spec = _BuildDesignMatrixInputSpec
-    output_spec = _BuildDesignMatrixOutputSpec
+    output_spec = DesignFilesOutputSpec
 
     def _run_core(self, inputs, out_dir):
         # the spec's fields are this interface's traits; the spec validates them, once

@@ -14,7 +14,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, OutputMultiObje
 from glmflow.core.design.run import write_run_design
 from glmflow.core.model import ConfoundsSpec, DesignSpec, EventsSpec
 from glmflow.interfaces.base import CoreInterface, given
-from glmflow.interfaces.design import _BuildDesignMatrixOutputSpec as DesignOutputSpec
+from glmflow.interfaces.design import DesignFilesOutputSpec
 
 _PARTS = {"events": EventsSpec, "confounds": ConfoundsSpec, "design": DesignSpec}
 
@@ -40,7 +40,7 @@ class _BuildRunDesignInputSpec(BaseInterfaceInputSpec):
     plot = traits.Bool(True, usedefault=True, desc="also draw the design as an SVG")
 
 
-class _BuildRunDesignOutputSpec(DesignOutputSpec):
+class _BuildRunDesignOutputSpec(DesignFilesOutputSpec):
     """BuildDesignMatrix's outputs, the sample mask and the list the sink writes."""
 
     sample_mask_file = File(

@@ -79,7 +79,7 @@ def plan_participant_level(
 
     specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
     analyses = []
-    for spec in map(partial(_with_smoothing, smoothing_fwhm=smoothing_fwhm), specs):
+    for spec in map(partial(with_smoothing, smoothing_fwhm=smoothing_fwhm), specs):
         found = discover_runs(
             bids_dir,
             derivatives=derivatives,
@@ -110,7 +110,7 @@ def plan_participant_level(
     return analyses
 
 
-def _with_smoothing(spec, smoothing_fwhm: float | None):
+def with_smoothing(spec, smoothing_fwhm: float | None):
     """``spec`` with the smoothing given on the command line (None: the model's; 0: none)."""
     if smoothing_fwhm is None:
         return spec

@@ -21,7 +21,7 @@ from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
 from glmflow.runners.entry import absolute_paths, enter_level
 from glmflow.runners.group import GroupResult
-from glmflow.runners.participant import ParticipantResult
+from glmflow.runners.participant import ParticipantResult, with_smoothing
 from glmflow.workflows.surface import init_surface_wf
 
 if TYPE_CHECKING:
@@ -79,10 +79,7 @@ def plan_surface_level(
     (:func:`glmflow.core.preflight.check_first_level`, as for volumes)."""
     specs = [load_model(model, task) for task in tasks] if tasks else [load_model(model)]
     analyses = []
-    for spec in specs:
-        if smoothing_fwhm is not None:
-            glm = dataclasses.replace(spec.glm, smoothing_fwhm=smoothing_fwhm or None)
-            spec = dataclasses.replace(spec, glm=glm)
+    for spec in (with_smoothing(s, smoothing_fwhm) for s in specs):
         check_surface_spec(spec, space)
         found = discover_surface_runs(
             bids_dir,

@@ -180,7 +180,7 @@ def _run_inputs(bold, layout, files, bids_dir, deriv_dir, *, spec_tr, model_file
         events=ev.path if ev is not None else "",
         confounds=conf.path,
         tr=tr,
-        slice_time_ref=_slice_time_ref(
+        slice_time_ref=resolve_slice_time_ref(
             meta.get("StartTime"), tr, slice_time_ref, _sidecar_name(bold.path)
         ),
         n_volumes=n_volumes,
@@ -189,7 +189,7 @@ def _run_inputs(bold, layout, files, bids_dir, deriv_dir, *, spec_tr, model_file
     return run, "StartTime" in meta
 
 
-def _slice_time_ref(start_time, tr: float, override: float | None, sidecar: str) -> float:
+def resolve_slice_time_ref(start_time, tr: float, override: float | None, sidecar: str) -> float:
     """StartTime / TR as nilearn's first_level_from_bids, unless overridden; 0.0 if absent."""
     if start_time is None:
         return 0.0 if override is None else float(override)

@@ -18,7 +18,7 @@ from typing import Any
 
 from glmflow.core.bids.companions import companion, identity
 from glmflow.core.bids.layout import by_subject, get_files, load_layout
-from glmflow.core.bids.runs import RunInputs, _slice_time_ref
+from glmflow.core.bids.runs import RunInputs, resolve_slice_time_ref
 from glmflow.core.bids.select import apply_excludes, as_list, check_dataset_dirs, select_bolds
 from glmflow.core.model import check_repetition_time
 from glmflow.core.surface import CIFTI_SPACES, GIFTI_SPACES, is_surface_space
@@ -218,7 +218,7 @@ def _surface_run(
         events=ev.path,
         confounds=conf.path,
         tr=tr,
-        slice_time_ref=_slice_time_ref(meta.get("StartTime"), tr, slice_time_ref, sidecar),
+        slice_time_ref=resolve_slice_time_ref(meta.get("StartTime"), tr, slice_time_ref, sidecar),
         n_volumes=n_volumes,
         entities=identity({k: v for k, v in ent.items() if k != "hemi"}),
     )

@@ -338,3 +338,47 @@ def test_dscalar_maps_carry_the_runs_brain_models(surface_ds, tmp_path):
         assert img.nifti_header.get_intent()[0] == "ConnDenseScalar"
     assert np.array_equal(read_surface_map(path), values)
     assert np.array_equal(read_surface_map(rows)[1], -values)
+
+
+def test_surface_run_design_is_the_volume_levels_design_node(surface_ds, tmp_path):
+    """The surface run builds its design in run_level.py's BuildRunDesign (review s18
+    item 10), with the same files as the three nodes it replaced."""
+    from nipype.pipeline import engine as pe
+
+    from glmflow.core.model import load_model
+    from glmflow.interfaces.confounds import SelectConfounds
+    from glmflow.interfaces.design import BuildDesignMatrix
+    from glmflow.interfaces.events import ParseEvents
+    from glmflow.interfaces.run_design import BuildRunDesign
+    from glmflow.workflows.run_level import set_options
+    from glmflow.workflows.surface import init_surface_run_wf
+
+    spec = load_model(MODEL)
+    wf = init_surface_run_wf(spec=spec, contrasts=spec.contrasts, parts=("L", "R"), mem_gb=1)
+    assert isinstance(wf.get_node("build_design").interface, BuildRunDesign)
+    assert {"parse_events", "select_confounds", "design_files"}.isdisjoint(wf.list_node_names())
+    run = discover_surface_runs(surface_ds, space="fsaverage5")[0].inputs
+    given = {"n_volumes": run.n_volumes, "tr": run.tr, "slice_time_ref": run.slice_time_ref}
+    node = wf.get_node("build_design")
+    node.base_dir = str(tmp_path / "new")
+    for name, value in {**given, "events_file": str(run.events), "bold_file": str(run.bold),
+                        "confounds_file": str(run.confounds)}.items():  # fmt: skip
+        setattr(node.inputs, name, value)
+    new = node.run().outputs
+    def outputs(interface, name):
+        return pe.Node(interface, name=name, base_dir=str(tmp_path / "old")).run().outputs
+
+    events = outputs(ParseEvents(**set_options(spec.events.to_dict()),
+                                 events_file=str(run.events), n_volumes=run.n_volumes,
+                                 tr=run.tr), "events")  # fmt: skip
+    confounds = outputs(SelectConfounds(**set_options(spec.confounds.to_dict()),
+                                        confounds_file=str(run.confounds),
+                                        bold_file=str(run.bold)), "confounds")  # fmt: skip
+    old = outputs(BuildDesignMatrix(**set_options(spec.design.to_dict()), plot=False,
+                                    events_file=events.events_file,
+                                    confounds_file=confounds.confounds_file, **given),
+                  "design")  # fmt: skip
+    for key in ("design_file", "sidecar_file"):
+        assert Path(getattr(new, key)).read_text() == Path(getattr(old, key)).read_text()
+    assert Path(new.sample_mask_file).read_text() == Path(confounds.sample_mask_file).read_text()
+    assert [Path(f).name for f in new.design_files] == ["design.tsv", "design.json", "design.svg"]

@@ -1,8 +1,9 @@
 """Surface participant level: runs on GIFTI hemispheres or CIFTI, through the volume engine.
 
-A run's events, confounds and design are built by the volume level's interfaces, once per
-run; each *part* of the run (``L`` and ``R`` for fsaverage GIFTI, ``cifti`` for CIFTI) is
-read into a 2-D array, fitted by :class:`glmflow.interfaces.glm.FitFirstLevel` and its
+A run's design is built by the volume level's one design node
+(:class:`glmflow.interfaces.run_design.BuildRunDesign`: the design the pre-flight checked),
+once per run; each *part* of the run (``L`` and ``R`` for fsaverage GIFTI, ``cifti`` for
+CIFTI) is read into a 2-D array, fitted by :class:`glmflow.interfaces.glm.FitFirstLevel` and its
 contrasts computed (:class:`glmflow.interfaces.surface.ComputeSurfaceContrasts`); the runs
 of a subject are combined per part, and the same :class:`DerivativesSink` writes
 ``hemi-L|R_..._statmap.func.gii`` or ``..._statmap.dscalar.nii`` with the same sidecars.
@@ -19,17 +20,14 @@ from nipype.pipeline import engine as pe
 from glmflow.core.model import ContrastSpec, ModelSpec
 from glmflow.core.surface.discover import SurfaceRun
 from glmflow.core.surface.meshes import CIFTI_DENSITIES, FSAVERAGE_VERTICES
-from glmflow.interfaces.confounds import SelectConfounds
-from glmflow.interfaces.design import BuildDesignMatrix
-from glmflow.interfaces.events import ParseEvents
 from glmflow.interfaces.glm import FitFirstLevel
+from glmflow.interfaces.run_design import BuildRunDesign, model_parts
 from glmflow.interfaces.surface import CombineSurfaceRuns, ComputeSurfaceContrasts, ReadSurfaceBold
 from glmflow.workflows.run_level import (
     LIGHT_MEM_GB,
     MAP_OUTPUTS,
     contrasts_json,
     map_mem_gb,
-    set_options,
 )
 from glmflow.workflows.subject_level import (
     SINK_FIELDS,
@@ -86,33 +84,13 @@ def init_surface_run_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=fields), name="inputnode")
     outs = ["design_files", *(f"{f}_{p}" for p in parts for f in PART_OUTPUTS)]
     outputnode = pe.Node(niu.IdentityInterface(fields=outs), name="outputnode")
-    parse_events = pe.Node(
-        ParseEvents(**set_options(spec.events.to_dict())), name="parse_events", mem_gb=LIGHT_MEM_GB
-    )
-    select_confounds = pe.Node(
-        SelectConfounds(**set_options(spec.confounds.to_dict())),
-        name="select_confounds",
-        mem_gb=LIGHT_MEM_GB,
-    )
     build_design = pe.Node(
-        BuildDesignMatrix(**set_options(spec.design.to_dict())),
-        name="build_design",
-        mem_gb=LIGHT_MEM_GB,
+        BuildRunDesign(model_parts=model_parts(spec)), name="build_design", mem_gb=LIGHT_MEM_GB
     )
-    design_files = pe.Node(niu.Merge(3), name="design_files", run_without_submitting=True)
     # fmt: off
     workflow.connect([
-        (inputnode, parse_events, [("events_file", "events_file"), ("n_volumes", "n_volumes"),
-                                   ("tr", "tr")]),
-        (inputnode, select_confounds, [("confounds_file", "confounds_file"),
-                                       ("bold_file", "bold_file")]),
-        (inputnode, build_design, [("n_volumes", "n_volumes"), ("tr", "tr"),
-                                   ("slice_time_ref", "slice_time_ref")]),
-        (parse_events, build_design, [("events_file", "events_file")]),
-        (select_confounds, build_design, [("confounds_file", "confounds_file")]),
-        (build_design, design_files, [("design_file", "in1"), ("sidecar_file", "in2"),
-                                      ("plot_file", "in3")]),
-        (design_files, outputnode, [("out", "design_files")]),
+        (inputnode, build_design, [(field, field) for field in RUN_INPUTS]),
+        (build_design, outputnode, [("design_files", "design_files")]),
     ])
     # fmt: on
     for part in parts:
@@ -138,8 +116,8 @@ def init_surface_run_wf(
         workflow.connect([
             (inputnode, read, [(f"bold_{part}", "bold_file")]),
             (read, fit, [("data_file", "data_file"), ("geometry_file", "mask_file")]),
-            (build_design, fit, [("design_file", "design_file")]),
-            (select_confounds, fit, [("sample_mask_file", "sample_mask_file")]),
+            (build_design, fit, [("design_file", "design_file"),
+                                 ("sample_mask_file", "sample_mask_file")]),
             (fit, maps, [("fit_file", "fit_file")]),
             (read, maps, [("geometry_file", "geometry_file"), ("record_file", "run_record_file")]),
             (read, outputnode, [("geometry_file", f"geometry_file_{part}")]),

@@ -84,7 +84,6 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
     columns = [str(c) for c in summary.design.columns]
     weights = contrast_matrix(run["maps"], columns)
     shown = [c for c in columns if weights[c].any()] if len(weights) else columns
-    tr = _repetition_time(run)
     name = run["name"]
     corr = summary.correlation
     parts = [
@@ -101,9 +100,12 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
         html.heading("Framewise displacement"),
     ]  # fmt: skip
     if summary.fd is not None:
+        tr = _repetition_time(run)
         text = (
             f"FD (mm), {int(summary.censored.sum())} of {len(summary.fd)} volumes censored (red)"
         )
+        if tr is None:  # the axis counts volumes
+            tr, text = 1.0, f"{text}; x axis in volumes (no design sidecar or BOLD gives the TR)"
         parts.append(
             html.svg(
                 figures.trace_svg(
@@ -124,9 +126,12 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
     return html.section(f"run-{run['name']}", run["name"], *parts, level=3), mean
 
 
-def _repetition_time(run: dict[str, Any]) -> float:
-    """From the design's frame times, else the BOLD's header (a BSM design has no sidecar)."""
-    if not Path(run["design_sidecar"]).is_file() and run["bold"] is not None:
+def _repetition_time(run: dict[str, Any]) -> float | None:
+    """From the design's frame times, else the BOLD's header (a BSM design has no sidecar);
+    None when neither is there (a BSM run whose fMRIPrep BOLD was not found)."""
+    if not Path(run["design_sidecar"]).is_file():
+        if run["bold"] is None:
+            return None
         return float(nib.load(run["bold"]).header.get_zooms()[3])
     frames = json.loads(Path(run["design_sidecar"]).read_text()).get("FrameTimes", [0.0, 1.0])
     return float(frames[1] - frames[0]) if len(frames) > 1 else 1.0

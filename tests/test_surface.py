@@ -297,6 +297,15 @@ def test_cifti_run_level_writes_dscalar_with_scalar_names(surface_ds, tmp_path):
     z = np.asarray(img.dataobj)[0]
     assert z[truth["spaces"]["fsLR"]["face"]["cifti"]].mean() > 1.0
     assert z[truth["spaces"]["fsLR"]["house"]["cifti"]].mean() < -1.0
+    # a rerun that nothing touched is the stamp's (execution/unchanged.py), same files
+    from glmflow.execution.unchanged import RecalledSequence
+
+    again = run_surface_level(bids_dir=surface_ds, output_dir=tmp_path / "out", model=MODEL,
+                              space="fsLR", den="91k", smoothing_fwhm=0,
+                              participant_label=["01"], work_dir=tmp_path / "work")  # fmt: skip
+    assert isinstance(again.analyses, RecalledSequence)
+    assert again.files == result.files and again.summary == result.summary
+    assert again.analyses[0].runs == result.analyses[0].runs
 
 
 def test_smoothing_without_an_offline_mesh_is_refused(surface_ds):

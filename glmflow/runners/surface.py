@@ -18,7 +18,7 @@ from glmflow.core.outputs import write_dataset_description
 from glmflow.core.preflight import check_first_level, dataset_conditions
 from glmflow.core.surface.discover import SurfaceRun, discover_surface_runs
 from glmflow.errors import ModelSpecError
-from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder
+from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder, unchanged
 from glmflow.runners.entry import absolute_paths, enter_level
 from glmflow.runners.group import GroupResult
 from glmflow.runners.participant import ParticipantResult, with_smoothing
@@ -123,7 +123,9 @@ def run_surface_level(
     """Fit the first level on ``space`` (and ``den``) and write BIDS derivatives.
 
     As :func:`glmflow.runners.participant.run_participant_level` (its result holds
-    :class:`SurfaceAnalysis` objects).
+    :class:`SurfaceAnalysis` objects), with its no-change stamp
+    (:mod:`glmflow.execution.unchanged`, one per space): a rerun that nothing touched
+    returns the last result at once.
     """
     entry, selection = enter_level(
         bids_dir=bids_dir,
@@ -132,29 +134,49 @@ def run_surface_level(
         execution=execution,
         keywords=keywords,
     )
+    model, level = absolute_path(model), f"participant-{space}-{den or ''}"
+    fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
+
+    def key() -> str:
+        return unchanged.dataset_level_key(
+            level, bids_dir=entry.bids_dir, fmriprep=fmriprep, output_dir=entry.out,
+            model=model, options=[missing_conditions, sorted(selection.items())],
+        )  # fmt: skip
+
     with hold_folder(entry.work_dir, "work"):
-        with threadpool_limits(limits=1):
-            analyses = plan_surface_level(
-                bids_dir=entry.bids_dir,
-                model=absolute_path(model),
-                space=space,
-                den=den,
-                derivatives=entry.derivatives,
-                missing_conditions=missing_conditions,
-                database_dir=entry.work_dir / "bids_db",
-                **selection,
-            )
-        workflow = init_surface_wf(
-            analyses=analyses,
-            output_dir=str(entry.out),
-            missing_conditions=missing_conditions,
-            name=f"glmflow_{space}_wf",
-        )
-        fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
-        with hold_folder(entry.out, "output"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            files = execute(workflow, entry.options)
-            write_dataset_description(entry.out, source_datasets=[entry.bids_dir, fmriprep])
+        before = key()
+        recalled = unchanged.recall(entry.work_dir, level, entry.out, before)
+        if recalled is not None:
+            recalled.say_warnings()
+            return ParticipantResult(entry.out, recalled.lazy(), recalled.files,
+                                     entry.work_dir, summary=recalled.summary)  # fmt: skip
+        unchanged.forget(entry.work_dir, level, entry.out)
+        with unchanged.WarningLog() as log:
+            result = _run_surface(entry, model, space, den, missing_conditions, selection)
+        unchanged.remember(
+            entry.work_dir, level, entry.out, (before, key()), files=result.files,
+            summary=result.summary, said=log.said, payload=tuple(result.analyses),
+            extra_outputs=[entry.out / "dataset_description.json"],
+        )  # fmt: skip
+    return result
+
+
+def _run_surface(entry, model, space, den, missing_conditions, selection) -> ParticipantResult:
+    """Plan, build and run the surface graph (in the held work folder)."""
+    with threadpool_limits(limits=1):
+        analyses = plan_surface_level(
+            bids_dir=entry.bids_dir, model=model, space=space, den=den,
+            derivatives=entry.derivatives, missing_conditions=missing_conditions,
+            database_dir=entry.work_dir / "bids_db", **selection,
+        )  # fmt: skip
+    workflow = init_surface_wf(analyses=analyses, output_dir=str(entry.out),
+                               missing_conditions=missing_conditions,
+                               name=f"glmflow_{space}_wf")  # fmt: skip
+    fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
+    with hold_folder(entry.out, "output"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        files = execute(workflow, entry.options)
+        write_dataset_description(entry.out, source_datasets=[entry.bids_dir, fmriprep])
     return ParticipantResult(entry.out, tuple(analyses), tuple(files), entry.work_dir)
 
 

@@ -103,7 +103,7 @@ def plan_later_nodes(
             MapSource(u.key, {**u.outputs[name], "contrast": name})
             for u in made
             for name, spec in u.contrasts.items()
-            if np.ndim(spec["weights"]) == 1
+            if not is_f_test(spec)
         ]
         pending += [(child, passed) for child in node.children]
     return units
@@ -188,6 +188,12 @@ def _plan_unit(node, out, inputs, where, missing) -> HigherUnit:
     )
 
 
+def is_f_test(spec: Mapping[str, Any]) -> bool:
+    """Whether a unit's contrast (``{"test", "weights"}``) is an F test: its test says so, or
+    it has several rows."""
+    return spec.get("test") == "F" or np.ndim(spec["weights"]) == 2
+
+
 def _contrasts(infos, columns: list[str], unit: str, missing: str):
     contrasts, outputs, dropped = {}, {}, {}
     for info in infos:
@@ -200,8 +206,11 @@ def _contrasts(infos, columns: list[str], unit: str, missing: str):
         matrix = np.zeros((len(rows), len(columns)))
         for j, c in enumerate(conditions):
             matrix[:, columns.index(c)] = rows[:, j]
-        weights = matrix[0] if len(rows) == 1 else matrix
-        contrasts[name] = {"test": info.test or "t", "weights": weights.tolist()}
+        test = info.test or "t"
+        # an F contrast keeps its rows even when it has one: later nodes and the inference
+        # checks tell t from F by the test, and nilearn's F needs a matrix
+        weights = matrix if test == "F" or len(rows) > 1 else matrix[0]
+        contrasts[name] = {"test": test, "weights": weights.tolist()}
         outputs[name] = {k: str(v) for k, v in info.entities.items() if k != "contrast"}
     return contrasts, outputs, dropped
 
@@ -214,7 +223,7 @@ def check_inference(units: Sequence[HigherUnit], method: str, source: str) -> No
         if unit.level.lower() != "dataset":
             continue
         for name, spec in unit.contrasts.items():
-            if np.ndim(spec["weights"]) == 2:
+            if is_f_test(spec):
                 raise ModelSpecError(
                     f"{source}: node '{unit.node}': contrast '{name}' is an F test, and "
                     "--inference permutation permutes t contrasts only; use a height method "

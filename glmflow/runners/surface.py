@@ -20,7 +20,7 @@ from glmflow.core.surface.discover import SurfaceRun, discover_surface_runs
 from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder, unchanged
 from glmflow.runners.entry import absolute_paths, enter_level
-from glmflow.runners.group import GroupResult
+from glmflow.runners.group import GroupResult, group_inputs_key
 from glmflow.runners.participant import ParticipantResult, with_smoothing
 from glmflow.workflows.surface import init_surface_wf
 
@@ -235,32 +235,55 @@ def run_surface_group_level(
     """The group level on surface subject maps (:func:`plan_surface_group_level`): one
     node per group contrast, maps written as GIFTI per hemisphere or CIFTI dscalar at the
     top of ``OUTPUT_DIR/glmflow`` once every node succeeded, as
-    :func:`glmflow.runners.group.run_group_level` writes volumes (no report pages yet)."""
+    :func:`glmflow.runners.group.run_group_level` writes volumes (no report pages yet),
+    with its no-change stamp (one per space and density).
+    """
+    entry, selection = enter_level(bids_dir=bids_dir, output_dir=output_dir, derivatives=None,
+                                   execution=execution, keywords=keywords)  # fmt: skip
+    selection = absolute_paths(selection, ("design",))
+    model, level = absolute_path(model), f"group-{space}-{den or ''}"
+    keyed = {**selection, "space": space, "den": den}
+    with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output", create=False):
+        before = group_inputs_key(entry, model, keyed)
+        recalled = unchanged.recall(entry.work_dir, level, entry.out, before)
+        if recalled is not None:
+            recalled.say_warnings()
+            return GroupResult(entry.out, recalled.lazy(), recalled.files,
+                               summary=recalled.summary)  # fmt: skip
+        unchanged.forget(entry.work_dir, level, entry.out)
+        with unchanged.WarningLog() as log:
+            result = _run_surface_group(entry, model, space, den, selection)
+        unchanged.remember(
+            entry.work_dir, level, entry.out, (before, group_inputs_key(entry, model, keyed)),
+            files=result.files, summary=result.summary, said=log.said,
+            payload=tuple(result.plans), extra_outputs=[entry.out / "dataset_description.json"],
+        )  # fmt: skip
+    return result
+
+
+def _run_surface_group(entry, model, space, den, selection) -> GroupResult:
+    """Plan, build and run the surface group graph, then write the designs."""
     from glmflow.core.group.plan import write_design_tsv
     from glmflow.core.outputs import write_derivatives
     from glmflow.workflows.surface_group import init_surface_group_wf
 
-    entry, selection = enter_level(bids_dir=bids_dir, output_dir=output_dir, derivatives=None,
-                                   execution=execution, keywords=keywords)  # fmt: skip
-    selection = absolute_paths(selection, ("design",))
-    with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output", create=False):
-        with threadpool_limits(limits=1):
-            plans = plan_surface_group_level(
-                bids_dir=entry.bids_dir, output_dir=entry.output_dir, model=absolute_path(model),
-                space=space, den=den, **selection,
-            )  # fmt: skip
-        designs = entry.work_dir / "surface_group_designs"
-        design_files = {plan.spec.task: str(write_design_tsv(plan, designs)) for plan in plans}
-        workflow = init_surface_group_wf(plans=plans, output_dir=str(entry.out),
-                                         design_files=design_files,
-                                         name=f"glmflow_{space}_group_wf")  # fmt: skip
-        files = execute(workflow, entry.options)
-        for plan in plans:
-            design_file = design_files[plan.spec.task]
-            files += write_derivatives(entry.out, entities=plan.entities, level="dataset",
-                                       maps=[], design_files=[design_file])  # fmt: skip
-        if not (entry.out / "dataset_description.json").is_file():
-            write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
+    with threadpool_limits(limits=1):
+        plans = plan_surface_group_level(
+            bids_dir=entry.bids_dir, output_dir=entry.output_dir, model=model, space=space,
+            den=den, **selection,
+        )  # fmt: skip
+    designs = entry.work_dir / "surface_group_designs"
+    design_files = {plan.spec.task: str(write_design_tsv(plan, designs)) for plan in plans}
+    workflow = init_surface_group_wf(plans=plans, output_dir=str(entry.out),
+                                     design_files=design_files,
+                                     name=f"glmflow_{space}_group_wf")  # fmt: skip
+    files = execute(workflow, entry.options)
+    for plan in plans:
+        design_file = design_files[plan.spec.task]
+        files += write_derivatives(entry.out, entities=plan.entities, level="dataset",
+                                   maps=[], design_files=[design_file])  # fmt: skip
+    if not (entry.out / "dataset_description.json").is_file():
+        write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
     return GroupResult(entry.out, tuple(plans), tuple(dict.fromkeys(files)))
 
 

@@ -194,12 +194,20 @@ def test_bad_arguments_are_one_line(study, subject, aggregator):
         f"Task 'rest' not found in BIDS project {deriv} (tasks with preprocessed BOLD: "
         "faces); check task"))  # fmt: skip
     group = GroupLevel("faces", bids)
-    with pytest.raises(ContrastError) as err:
-        group.uncorrected_model("face-houses", sub_smoothing=0)
-    _one_line(err, re.escape(
-        f"Contrast 'face-houses' has no subject-level maps of task 'faces' in "
-        f"{bids / 'derivatives' / 'glmflow'}: did you mean 'face-house'? (contrasts: face, "
-        "face-house, face-others, face-scrambled, house, scrambled)"))  # fmt: skip
+    lookups = (  # every use of a contrast name goes through one lookup and its one line
+        lambda: group.uncorrected_model("face-houses", sub_smoothing=0),
+        lambda: group.corrected_model("face-houses", sub_smoothing=0),
+        lambda: group.get_brain_data("face-houses", 0),
+        lambda: group.plot_brain_mosaic("face-houses", 0),
+        lambda: group._subject_maps("face-houses", 0),  # was a bare StopIteration (_named)
+    )
+    for lookup in lookups:
+        with pytest.raises(ContrastError) as err:
+            lookup()
+        _one_line(err, re.escape(
+            f"Contrast 'face-houses' has no subject-level maps of task 'faces' in "
+            f"{bids / 'derivatives' / 'glmflow'}: did you mean 'face-house'? (contrasts: "
+            "face, face-house, face-others, face-scrambled, house, scrambled)"))  # fmt: skip
     with pytest.raises(GroupModelError) as err:
         group.uncorrected_model("face-house")  # glm-express's default 8 mm
     _one_line(err, r"The subject maps of 'face-house' \(sub-01_.*\) were smoothed with 0 mm "

@@ -80,24 +80,7 @@ class GroupLevel:
     ) -> list[str]:  # fmt: skip
         """The subject-level effect maps of ``contrast`` (name or file label), one per
         subject, checked to be smoothed with ``smoothing`` mm at the first level."""
-        maps = self._maps
-        if not maps:
-            raise GroupModelError(
-                f"No subject-level maps of task '{self.task}' in {self.output_path}; run "
-                "Subject(...).run_first_level_glm() or Aggregator(...).run_all_models() first"
-            )
-        found = maps.get(contrast) or next(
-            (m for m in maps.values() if next(iter(m.values())).label == contrast), None
-        )
-        if found is None:
-            close = difflib.get_close_matches(contrast, list(maps), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ContrastError(
-                f"Contrast '{contrast}' has no subject-level maps of task '{self.task}' in "
-                f"{self.output_path}: {hint}(contrasts: {', '.join(sorted(maps))})"
-            )
-        for item in found.values():
-            _check_smoothing(item, smoothing)
+        found = self._subject_maps(contrast, smoothing)
         return [str(found[s].effect) for s in sorted(found)]
 
     def make_design_matrix(self, direction: int = 1) -> pd.DataFrame:
@@ -150,8 +133,7 @@ class GroupLevel:
 
     def _fit(self, contrast, sub_smoothing, group_smoothing, direction, inference) -> GroupResult:
         _check_direction(direction)
-        self.get_brain_data(contrast, sub_smoothing)  # the maps exist, smoothed as said
-        name = next(iter(self._named(contrast).values())).contrast
+        name = next(iter(self._subject_maps(contrast, sub_smoothing).values())).contrast
         spec = self._group_spec(name, group_smoothing, direction, inference)
         self.result = run_group_level(
             bids_dir=self._project.bids_root, output_dir=self._project.output_dir,
@@ -161,11 +143,29 @@ class GroupLevel:
         self.last_maps = {s: self._output(self.result, s, None) for s in MAP_STATS}
         return self.result
 
-    def _named(self, contrast: str) -> dict[str, SubjectMap]:
+    def _subject_maps(self, contrast: str, smoothing: Any) -> dict[str, SubjectMap]:
+        """The subject maps of ``contrast`` (its name or file label) by subject, checked to be
+        smoothed with ``smoothing`` mm; a missing contrast is one line naming it and the
+        contrasts there are."""
         maps = self._maps
-        return maps.get(contrast) or next(
-            m for m in maps.values() if next(iter(m.values())).label == contrast
+        if not maps:
+            raise GroupModelError(
+                f"No subject-level maps of task '{self.task}' in {self.output_path}; run "
+                "Subject(...).run_first_level_glm() or Aggregator(...).run_all_models() first"
+            )
+        found = maps.get(contrast) or next(
+            (m for m in maps.values() if next(iter(m.values())).label == contrast), None
         )
+        if found is None:
+            close = difflib.get_close_matches(contrast, list(maps), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ContrastError(
+                f"Contrast '{contrast}' has no subject-level maps of task '{self.task}' in "
+                f"{self.output_path}: {hint}(contrasts: {', '.join(sorted(maps))})"
+            )
+        for item in found.values():
+            _check_smoothing(item, smoothing)
+        return found
 
     def _group_spec(self, name, smoothing, direction, inference) -> ModelSpec:
         spec = self._project.compile({self.task: self.task_file}, self.task)
@@ -215,8 +215,7 @@ class GroupLevel:
         import matplotlib.pyplot as plt
         from nilearn import plotting
 
-        self.get_brain_data(contrast, smoothing)
-        maps = self._named(contrast)
+        maps = self._subject_maps(contrast, smoothing)
         rows = -(-len(maps) // 5)
         figure, axes = plt.subplots(nrows=rows, ncols=5, figsize=(20, 4 * rows), squeeze=False)
         for axis in axes.flat:

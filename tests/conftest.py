@@ -77,13 +77,15 @@ def pytest_runtest_makereport(item, call):
 
 
 def _queued_anywhere() -> dict[str, list[str]]:
-    """{scheduler: ids of this user's queued jobs} on the clusters that answer."""
+    """{scheduler: ids of this user's queued jobs} on the clusters that answer; a job being
+    deleted or completing (SGE's "d" states, SLURM's CG: a qdel'd job lingers for up to a
+    minute) holds nothing and is left out."""
     import shutil
     import subprocess
 
     from glmflow.execution.scheduler import user
 
-    commands = {"SLURM": ["squeue", "-h", "-u", user(), "-o", "%i"],
+    commands = {"SLURM": ["squeue", "-h", "-u", user(), "-o", "%i %t"],
                 "SGE": ["qstat", "-u", user()]}  # fmt: skip
     queued = {}
     for scheduler, command in commands.items():
@@ -93,15 +95,19 @@ def _queued_anywhere() -> dict[str, list[str]]:
             out = subprocess.run(command, capture_output=True, text=True, timeout=20).stdout
         except subprocess.TimeoutExpired:
             continue
-        ids = [line.split()[0] for line in out.splitlines() if line.split()[:1] != []]
-        queued[scheduler] = [job for job in ids if job.isdigit()]
+        rows = [line.split() for line in out.splitlines()]
+        if scheduler == "SLURM":
+            live = [row[0] for row in rows if len(row) == 2 and row[1] != "CG"]
+        else:  # job-ID prior name user state ...
+            live = [row[0] for row in rows if len(row) > 4 and "d" not in row[4]]
+        queued[scheduler] = [job for job in live if job.isdigit()]
     return queued
 
 
 @pytest.fixture(autouse=True)
 def _cluster_queue_of_its_own(request):
     """A cluster test starts on an empty queue: jobs an earlier test left behind (a node's
-    whole CPUs held) would make its jobs wait without bound. They get 60 s, then are
+    whole CPUs held) would make its jobs wait without bound. They get 30 s, then are
     cancelled, with a warning naming them."""
     if request.node.get_closest_marker("cluster") is None:
         yield
@@ -110,8 +116,12 @@ def _cluster_queue_of_its_own(request):
     import time
     import warnings
 
-    deadline = time.monotonic() + 60
-    while any(queued := _queued_anywhere()) and time.monotonic() < deadline:
+    mine = _scheduler_of(request.node)  # the other scheduler's tests may run beside it
+    deadline = time.monotonic() + 30
+    while True:
+        queued = {k: v for k, v in _queued_anywhere().items() if mine in (None, k)}
+        if not any(queued.values()) or time.monotonic() >= deadline:
+            break
         time.sleep(2)
     for scheduler, jobs in queued.items():
         if jobs:
@@ -128,11 +138,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(600))
-    # under pytest-xdist (`-n N --dist loadgroup`): the cluster tests share the daemons (some
-    # stop and restart them), so they run one after another on one worker, beside the rest;
-    # every other file stays on one worker, which computes its module fixtures once
+    # under pytest-xdist (`-n N --dist loadgroup`): a scheduler's tests share its daemons
+    # (some stop and restart them), so they run one after another on one worker, beside the
+    # other scheduler's and the rest; every other file stays on one worker, which computes
+    # its module fixtures once
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
-            cluster = item.get_closest_marker("cluster") is not None
-            group = "cluster" if cluster else item.path.name
+            if item.get_closest_marker("cluster") is None:
+                group = item.path.name
+            else:  # SLURM's tests and SGE's run side by side, each scheduler's in turn
+                group = f"cluster-{_scheduler_of(item) or 'both'}"
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _scheduler_of(item) -> str | None:
+    """SLURM or SGE for a test parametrized by ``plugin``, else None."""
+    plugin = getattr(getattr(item, "callspec", None), "params", {}).get("plugin")
+    if not isinstance(plugin, str) or not plugin.startswith(("SLURM", "SGE")):
+        return None
+    return "SLURM" if plugin.startswith("SLURM") else "SGE"

@@ -58,8 +58,9 @@ def multiproc_maps(bsm_case, tmp_path_factory):
     return _maps(*bsm_case, tmp_path_factory.mktemp("bsm_mp"), "MultiProc")
 
 
-# the Graph plugins queue the 11 jobs at once (the per-node ones are tested on smaller graphs)
-@pytest.mark.parametrize("plugin", ["SLURMGraph", "SGEGraph"])
+# one scheduler (the participant level runs on the other, tests/test_cluster.py), under a
+# Graph plugin, which queues the 11 jobs at once (the per-node ones run smaller graphs)
+@pytest.mark.parametrize("plugin", ["SGEGraph"])
 def test_bsm_graph_on_cluster_equals_multiproc(plugin, bsm_case, multiproc_maps, tmp_path):
     require_cluster(plugin)
     maps = _maps(*bsm_case, tmp_path, plugin)

@@ -33,7 +33,6 @@ POLL = 0.5
 # parity and cancelled-job tests run under all four
 SPLIT_A = ["SLURM", "SGEGraph"]
 SPLIT_B = ["SLURMGraph", "SGE"]
-GRAPHS = ["SLURMGraph", "SGEGraph"]  # a graph of many jobs: all queued at once, quicker
 CHECK = {"SLURM": ["sinfo", "-h", "-o", "%t"], "SGE": ["qstat", "-f"]}
 START = {"SLURM": "scripts/cluster/slurm.sh start", "SGE": "scripts/cluster/sge.sh start"}
 
@@ -346,7 +345,8 @@ def multiproc_participant(small_dataset, tmp_path_factory):
     return _participant(small_dataset, tmp_path_factory.mktemp("participant_mp"), "MultiProc")
 
 
-@pytest.mark.parametrize("plugin", GRAPHS)
+# one scheduler (the BSM graph runs on the other, tests/test_bsm_cluster.py)
+@pytest.mark.parametrize("plugin", ["SLURMGraph"])
 def test_participant_level_on_cluster_equals_multiproc(
     plugin, small_dataset, multiproc_participant, tmp_path
 ):

@@ -138,16 +138,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(600))
-    # under pytest-xdist (`-n N --dist loadgroup`): a scheduler's tests share its daemons
-    # (some stop and restart them), so they run one after another on one worker, beside the
-    # other scheduler's and the rest; every other file stays on one worker, which computes
-    # its module fixtures once
+    # under pytest-xdist (`-n N --dist loadgroup`): the cluster tests share the daemons (some
+    # stop and restart a controller; fixtures list and cancel on both schedulers), so they
+    # run one after another on one worker, beside the rest (SLURM's beside SGE's failed
+    # there); every other file stays on one worker, which computes its module fixtures once
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
-            if item.get_closest_marker("cluster") is None:
-                group = item.path.name
-            else:  # SLURM's tests and SGE's run side by side, each scheduler's in turn
-                group = f"cluster-{_scheduler_of(item) or 'both'}"
+            cluster = item.get_closest_marker("cluster") is not None
+            group = "cluster" if cluster else item.path.name
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -544,7 +544,7 @@ def test_a_job_that_cannot_start_ends_the_wait_with_one_line(
     cancel = "scancel" if _scheduler(plugin) == "SLURM" else "qdel"
     assert re.match(
         rf"^{n_jobs} {plugin} job\(s\) {what} cannot start after 3 s: {jobs}; release them "
-        rf"\(or {cancel} them and fix the partition / queue\), then rerun `python -m pytest .*` "
+        rf"\(or {cancel} them and fix the partition / queue\), then rerun `.+` "
         "to resume$",
         str(info.value),
     ), str(info.value)
@@ -586,7 +586,7 @@ def test_a_rerun_waiting_for_a_left_job_that_cannot_start_says_so_and_stops(
     cancel = "scancel" if plugin == "SLURM" else "qdel"
     assert re.match(
         rf"^1 {plugin} job\(s\) {what} cannot start after 3 s: {job} \({held}\); release them "
-        rf"\(or {cancel} them and fix the partition / queue\), then rerun `python -m pytest .*` "
+        rf"\(or {cancel} them and fix the partition / queue\), then rerun `.+` "
         "to resume$",
         str(info.value),
     ), str(info.value)

@@ -41,7 +41,9 @@ def run_reports(
     chosen = [page for page in pages if page.kind in kinds]
     if chosen:
         try:
-            execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), execution)
+            # one node a page at the top of the graph: nothing to group by subject
+            pages_only = ExecutionOptions.from_settings(execution, cluster_jobs="node")
+            execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), pages_only)
         except ExecutionError as err:
             _fail(output_dir, pages, chosen, err)
     index = write_index(output_dir, pages)

@@ -335,6 +335,19 @@ ENV = {**os.environ, "NIPYPE_NO_ET": "1"}
 # two runs at once on the same folders: tests/test_concurrency.py
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_rerun_after_kill_9_takes_the_lock_over_and_gives_the_same_maps(dataset, single, tmp_path):
     model, reference = single
     out, work = tmp_path / "out", tmp_path / "work"
@@ -346,9 +359,15 @@ def test_rerun_after_kill_9_takes_the_lock_over_and_gives_the_same_maps(dataset,
             assert driver.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no node finished within 120 s"
             time.sleep(0.02)
+        workers = _children(driver.pid)  # the MultiProc pool's
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+    assert workers, "the driver had no MultiProc worker"
+    deadline = time.monotonic() + 20  # they end with their driver, not idle forever
+    while alive := [pid for pid in workers if Path(f"/proc/{pid}").exists()]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived the killed driver"
+        time.sleep(0.1)
     assert (work / ".glmflow.lock").is_file()  # left behind by the killed run
     rerun = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

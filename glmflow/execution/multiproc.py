@@ -10,14 +10,26 @@ done-callback, where the exception is lost, and the driver then waits for that r
 forever. Here the callback records the lost node as a failed one, so Nipype reports it (a
 crash file naming the node), stops submitting to the broken pool, and the run ends with one
 line; a rerun resumes from the cache.
+
+A driver killed with kill -9 left its idle workers behind, each holding a Python heap,
+forever (the pool's pipe stays open among the siblings). On Linux the workers here ask the
+kernel to end them with their driver (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import multiprocessing as mp
+import signal
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from nipype.pipeline.plugins import MultiProcPlugin
+from nipype.pipeline.plugins.multiproc import process_initializer
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 WORKER_DIED = (
     "BrokenProcessPool: the worker process running this node died (killed by a signal: "
@@ -26,8 +38,26 @@ WORKER_DIED = (
 )
 
 
+def _worker_initializer(cwd: str) -> None:
+    """Nipype's set-up of a worker, which on Linux also ends when its driver does."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    process_initializer(cwd)
+
+
 class FrozenGCMultiProc(MultiProcPlugin):
     """MultiProc with the driver's heap frozen out of gc and dead workers made node failures."""
+
+    def __init__(self, plugin_args=None):
+        super().__init__(plugin_args=plugin_args)
+        # Nipype's pool has started no worker yet (they start at the first submit)
+        self.pool.shutdown(wait=False)
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.processors,
+            initializer=_worker_initializer,
+            initargs=(self._cwd,),
+            mp_context=mp.get_context(self.plugin_args.get("mp_context")),
+        )
 
     def run(self, graph, config, updatehash=False):
         gc.collect()

@@ -39,9 +39,13 @@ WORKER_DIED = (
 
 
 def _worker_initializer(cwd: str) -> None:
-    """Nipype's set-up of a worker, which on Linux also ends when its driver does."""
+    """Nipype's set-up of a worker, which on Linux also ends when its driver does.
+
+    SIGKILL, not SIGTERM: a forked worker inherits the driver's SIGTERM handler (glmflow's
+    run raises KeyboardInterrupt on it), which a busy worker catches with its node's error,
+    and then it waits for work forever."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     process_initializer(cwd)
 
 

@@ -199,6 +199,25 @@ def test_cifti_run_maps_equal_nilearn_run_glm(surface_ds):
     assert np.abs(ours - reference).max() < 1e-3
 
 
+def test_cifti_read_is_nibabels_data_and_leaves_out_bad_grayordinates(surface_ds, tmp_path):
+    """The block-transposed read equals nibabel's get_fdata; a NaN, an inf or a constant
+    series (one value each) leaves exactly that grayordinate out, with a warning."""
+    from glmflow.core.bold import ExcludedVoxelsWarning
+
+    img = nib.load(surface_ds / CIFTI_RUN)
+    expected = img.get_fdata()
+    assert np.array_equal(read_surface_bold(surface_ds / CIFTI_RUN).data, expected)
+    bad = expected.copy()
+    bad[17, 3], bad[0, 40000], bad[:, 91281] = np.nan, -np.inf, 5.0
+    path = tmp_path / CIFTI_RUN.name
+    nib.save(nib.Cifti2Image(bad.astype(np.float32), header=img.header), path)
+    with pytest.warns(ExcludedVoxelsWarning, match=r"3 of the 91282 vertices .* \(2 with "
+                      r"NaN/inf values, 1 constant\); left out"):
+        bold = read_surface_bold(path)
+    assert np.flatnonzero(~bold.kept).tolist() == [3, 40000, 91281]
+    assert np.array_equal(bold.data, np.delete(expected, [3, 40000, 91281], axis=1))
+
+
 def _gii(path: Path) -> np.ndarray:
     return np.asarray(nib.load(path).darrays[0].data)
 

@@ -35,20 +35,19 @@ def _whiten(x: np.ndarray, rho) -> np.ndarray:
 class _Source:
     """Float64 voxel chunks of the (sample-masked, scaled) data; the input is never modified.
 
-    The first pass reads contiguous chunks; with ``keep`` it stores them (in the data's
-    float dtype, after masking and scaling) so the second pass re-reads that copy instead of
-    masking and scaling again.
+    Each pass reads the chunk again (a page-cache or in-memory read, then the scaling in
+    cache): measured faster than storing the scaled data for the second pass, and it keeps
+    no copy of the run in memory. Scaling is done in ``work_dtype`` (nilearn scales Y in
+    its own dtype: float32 for a volume's masked data, float64 for surface data).
     """
 
-    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool, keep: bool):
+    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool, work_dtype):
         self.data = data
         self.rows = rows
         self.scale = scale
-        self.work_dtype = data.dtype if data.dtype.kind == "f" else np.dtype(np.float32)
-        self.store = None
-        if keep and (scale or rows is not None):
-            n_rows = data.shape[0] if rows is None else rows.size
-            self.store = large_empty((n_rows, data.shape[1]), self.work_dtype)
+        if work_dtype is None:
+            work_dtype = data.dtype if data.dtype.kind == "f" else np.float32
+        self.work_dtype = np.dtype(work_dtype)
 
     def first(self, columns: slice) -> np.ndarray:
         block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
@@ -67,15 +66,13 @@ class _Source:
             block /= np.maximum(mean, 1)
             block -= 1
             block *= 100
-        if self.store is not None:
-            self.store[:, columns] = block
-        return block.astype(np.float64)
+        return block.astype(np.float64, copy=False)
 
     def again(self, columns: slice) -> np.ndarray:
-        """The chunk ``first`` returned, from the stored copy when there is one."""
-        if self.store is None:
+        """The chunk ``first`` returned, read and scaled again (the same values)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # said by the first pass
             return self.first(columns)
-        return self.store[:, columns].astype(np.float64)
 
 
 def _chunks(n_items: int, size: int):
@@ -94,6 +91,7 @@ def fit_glm(
     minimize_memory: bool = True,
     column_names: Sequence[str] | None = None,
     source: str = "",
+    work_dtype: np.dtype | type | None = None,
 ) -> FirstLevelFit:
     """Fit a first-level GLM to masked BOLD data, as nilearn's ``FirstLevelModel`` does.
 
@@ -113,6 +111,11 @@ def fit_glm(
         If False, the FirstLevelFit also holds residuals, predicted and r_square.
     column_names, source : sequence of str, str
         Names of an ndarray design's columns; the design file (messages, kept in the fit).
+    work_dtype : dtype, optional
+        Dtype the signal scaling is computed in (default: the data's float dtype, as nilearn
+        scales its input). Surface data are read as float32 and scaled in float64, as
+        nilearn's ``SurfaceMasker`` hands float64 to ``FirstLevelModel``: the same values as
+        converting the whole run first, without a float64 copy of it.
     """
     scale = check_options(noise_model, signal_scaling, bins)
     data = np.asarray(data)
@@ -127,7 +130,8 @@ def fit_glm(
     # Chunks are small matrix products: threaded BLAS only adds contention (nodes are
     # scheduled as one process each), and one thread keeps results machine-independent.
     with threadpool_limits(limits=1, user_api="blas"):
-        fit = _fit(data, X, rows, scale=scale, noise_model=noise_model, bins=bins, keep=keep)
+        reader = _Source(data, rows, scale, work_dtype)
+        fit = _fit(reader, X, noise_model=noise_model, bins=bins, keep=keep)
     theta, dispersion, labels, values, covs, extras = fit
     return FirstLevelFit(
         theta=theta,
@@ -144,14 +148,12 @@ def fit_glm(
     )
 
 
-def _fit(data, X, rows, *, scale: bool, noise_model: str, bins: int, keep: bool):
-    n_voxels = data.shape[1]
+def _fit(reader: _Source, X, *, noise_model: str, bins: int, keep: bool):
+    n_voxels = reader.data.shape[1]
     chunk = max(1, _CHUNK_ELEMENTS // X.shape[0])
     if noise_model == "ols":
-        reader = _Source(data, rows, scale, keep=False)
         zeros = np.zeros(n_voxels, np.intp)
         return _fit_groups(reader, X, zeros, np.zeros(1), chunk, keep, whiten=False)
-    reader = _Source(data, rows, scale, keep=True)
     rho = _ar1_coefficients(reader, X, n_voxels, chunk)
     quantised = np.trunc(rho * bins) / bins  # nilearn: (rho * bins).astype(int) / bins
     values, labels = np.unique(quantised, return_inverse=True)
@@ -213,7 +215,7 @@ def _sorted_by_group(y: np.ndarray, labs: np.ndarray, part: slice, n_groups: int
 def _fit_groups(source: _Source, X, labels, values, chunk, keep, *, whiten):
     """(Whitened) least squares per noise group, voxels sorted by group and chunked.
 
-    Chunks of consecutive voxels (re-read from the first pass's stored copy for AR(1)) are
+    Chunks of consecutive voxels (read and scaled again for AR(1)) are
     sorted by group in cache, so each group is one matrix product per chunk.
     """
     n, p = X.shape

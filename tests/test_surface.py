@@ -211,8 +211,11 @@ def test_cifti_read_is_nibabels_data_and_leaves_out_bad_grayordinates(surface_ds
     bad[17, 3], bad[0, 40000], bad[:, 91281] = np.nan, -np.inf, 5.0
     path = tmp_path / CIFTI_RUN.name
     nib.save(nib.Cifti2Image(bad.astype(np.float32), header=img.header), path)
-    with pytest.warns(ExcludedVoxelsWarning, match=r"3 of the 91282 vertices .* \(2 with "
-                      r"NaN/inf values, 1 constant\); left out"):
+    with pytest.warns(
+        ExcludedVoxelsWarning,
+        match=r"3 of the 91282 vertices .* \(2 with "
+        r"NaN/inf values, 1 constant\); left out",
+    ):
         bold = read_surface_bold(path)
     assert np.flatnonzero(~bold.kept).tolist() == [3, 40000, 91281]
     assert np.array_equal(bold.data, np.delete(expected, [3, 40000, 91281], axis=1))
@@ -393,6 +396,7 @@ def test_surface_run_design_is_the_volume_levels_design_node(surface_ds, tmp_pat
                         "confounds_file": str(run.confounds)}.items():  # fmt: skip
         setattr(node.inputs, name, value)
     new = node.run().outputs
+
     def outputs(interface, name):
         return pe.Node(interface, name=name, base_dir=str(tmp_path / "old")).run().outputs
 

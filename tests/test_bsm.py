@@ -8,6 +8,7 @@ right length (glmflow.data.realdata); models: the public files in
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from glmflow.core.bsm import check_model, load_graph, read_bids_stats_model, run_designs
-from glmflow.errors import GlmflowError, ModelSpecError
+from glmflow.errors import DatasetError, GlmflowError, ModelSpecError
 
 pytestmark = pytest.mark.realdata
 SUBJECTS = ["01", "02"]
@@ -114,11 +115,23 @@ BAD_MODELS = [
         'fits the BOLD data: use "glm"',
     ),
     (
-        _edit(["Nodes", 0, "Model", "Options", "LowPassFilterCutoffHz"], 0.1),
-        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' 0.1: glmflow does not "
-        "low-pass the BOLD and the design (a low-pass filter makes the noise smooth, which the "
-        "run node's AR(1) model then misestimates); remove it, or band-pass the data before "
-        "glmflow",
+        _edit(["Nodes", 1, "Model", "Options"], {"LowPassFilterCutoffHz": 0.1}),
+        _M + "node 't-test': 'Model.Options.LowPassFilterCutoffHz' 0.1: a later node fits "
+        "effect maps, not time series; move it to the Run node",
+    ),
+    (
+        _edit(
+            ["Nodes", 0, "Model", "Options"],
+            {"HighPassFilterCutoffHz": 0.01, "LowPassFilterCutoffHz": 0.01},
+        ),
+        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' 0.01: the low-pass cutoff "
+        "must be above 'Model.Options.HighPassFilterCutoffHz' 0.01 (the band kept lies between "
+        "them); raise it or lower the high-pass",
+    ),
+    (
+        _edit(["Nodes", 0, "Model", "Options", "LowPassFilterCutoffHz"], "0.1"),
+        _M + "node 'subject': 'Model.Options.LowPassFilterCutoffHz' must be a positive "
+        'frequency in Hz (e.g. 0.1 for 10 s); got "0.1"',
     ),
     (
         _edit(["Nodes", 0, "Model", "Options", "HighPassFilterCutoffHz"], -1),
@@ -391,6 +404,135 @@ def test_run_maps_equal_nilearn_on_the_same_design(models, ds003, tmp_path):
     ).is_file()
 
 
+# --------------------------------------------------------------------- low-pass (Options)
+def _low_pass_model(zoo_model, cutoff):
+    model = copy.deepcopy(zoo_model)
+    model["Nodes"][0]["Model"]["Options"] = {
+        "HighPassFilterCutoffHz": 1 / 128, "LowPassFilterCutoffHz": cutoff,
+    }  # fmt: skip
+    return model
+
+
+def _run_node_wf(zoo_model, run, folder: Path):
+    """The BSM graph of one run of the zoo model's run node (its sink included)."""
+    from glmflow.core.bsm.plan import BsmPlan
+    from glmflow.core.design.files import write_design
+    from glmflow.workflows.bsm import init_bsm_wf
+
+    (folder / "design").mkdir(parents=True, exist_ok=True)
+    tsv, _, _ = write_design(run.design, dict(run.roles), folder / "design", plot=False)
+    plan = BsmPlan(zoo_model, "model.json", "subject", (run,), (str(tsv),))
+    workflow = init_bsm_wf(plan=plan, output_dir=str(folder / "out"))
+    workflow.base_dir = str(folder / "work")
+    return workflow, tsv
+
+
+def _executed(work: Path, before: dict[str, int]) -> tuple[set[str], dict[str, int]]:
+    after = {str(p): p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+    return {Path(p).parent.name for p, t in after.items() if before.get(p) != t}, after
+
+
+def _nilearn_z(bold, design, mask, vector, filtered: bool):
+    from nilearn.glm.first_level import FirstLevelModel
+    from nilearn.signal import butterworth
+
+    img = nib.load(bold)
+    data = img.get_fdata()
+    if filtered:  # nilearn's filter along time, every voxel, then nilearn's own fit
+        series = butterworth(data.reshape(-1, data.shape[3]).T, sampling_rate=0.5,
+                             low_pass=0.1, copy=True)  # fmt: skip
+        data = series.T.reshape(data.shape)
+    flm = FirstLevelModel(t_r=2.0, mask_img=mask, noise_model="ar1", signal_scaling=0)
+    flm.fit(nib.Nifti1Image(data, img.affine), design_matrices=design)
+    inside = nib.load(mask).get_fdata() > 0
+    maps = flm.compute_contrast(vector, output_type="all")
+    return {k: maps[k].get_fdata()[inside] for k in ("z_score", "effect_size")}
+
+
+def test_low_pass_maps_equal_nilearn_on_filtered_data_and_design(zoo_model, layout, tmp_path):
+    run = _designs(_low_pass_model(zoo_model, 0.1), layout)[0]
+    unfiltered = copy.deepcopy(zoo_model)
+    unfiltered["Nodes"][0]["Model"]["Options"] = {"HighPassFilterCutoffHz": 1 / 128}
+    raw = _designs(unfiltered, layout)[0]
+    assert run.low_pass == 0.1 and raw.low_pass is None
+    # the design is the drift-added design, low-passed column by column (a constant stays)
+    assert list(run.design.columns) == list(raw.design.columns)
+    np.testing.assert_allclose(run.design["intercept"], 1.0, atol=1e-12)
+    workflow, tsv = _run_node_wf(zoo_model, run, tmp_path)
+    workflow.run()
+    nodes, stamps = _executed(tmp_path / "work", {})
+    assert {"mask_bold", "low_pass_bold", "fit_first_level"} <= nodes
+    index = json.loads(next((tmp_path / "work").rglob("compute_contrasts/contrasts.json"))
+                       .read_text())  # fmt: skip
+    record = index["trial_type.word"]
+    vector = np.asarray(run.design.columns == "trial_type.word", dtype=float)
+    inside = nib.load(run.mask_file).get_fdata() > 0
+    ours = {k: nib.load(record[key]).get_fdata()[inside]
+            for k, key in (("z_score", "z"), ("effect_size", "effect"))}  # fmt: skip
+    theirs = _nilearn_z(run.bold_file, run.design, run.mask_file, vector, filtered=True)
+    assert np.abs(ours["z_score"] - theirs["z_score"]).max() < 1e-3
+    scale = np.abs(theirs["effect_size"]).max()
+    assert np.abs(ours["effect_size"] - theirs["effect_size"]).max() < 1e-4 * scale
+    # the filter changes the maps: nilearn's fit of the unfiltered run is another map
+    before = _nilearn_z(raw.bold_file, raw.design, raw.mask_file, vector, filtered=False)
+    assert np.abs(ours["z_score"] - before["z_score"]).max() > 0.1  # 0.60 here, parity 3e-6
+    sidecar = next((tmp_path / "work").rglob("*contrast-trialTypeWord_stat-z_statmap.json"))
+    assert json.loads(sidecar.read_text())["LowPassFilterCutoffHz"] == 0.1
+    # a design edit refits without reading or filtering the BOLD again
+    design = pd.read_csv(tsv, sep="\t").drop(columns="rot_z")
+    design.to_csv(tsv, sep="\t", index=False)
+    workflow.run()
+    nodes, stamps = _executed(tmp_path / "work", stamps)
+    assert "fit_first_level" in nodes and not nodes & {"mask_bold", "low_pass_bold"}
+    # a new cutoff filters the masked data again, without reading the BOLD
+    workflow, _ = _run_node_wf(zoo_model, dataclasses.replace(run, low_pass=0.12), tmp_path)
+    workflow.run()
+    nodes, _ = _executed(tmp_path / "work", stamps)
+    assert "low_pass_bold" in nodes and "mask_bold" not in nodes
+
+
+def test_the_methods_paragraph_names_the_low_pass(zoo_model):
+    from glmflow.core.report.bsm import bsm_methods
+
+    assert (
+        " and an intercept; the BOLD series and the design were low-passed at 0.1 Hz (nilearn's "
+        "order 5 Butterworth filter, forwards and backwards); it was fitted with a first-order "
+        "autoregressive noise model (AR(1))"
+    ) in bsm_methods(_low_pass_model(zoo_model, 0.1), "model.json")
+    assert "low-passed" not in bsm_methods(zoo_model, "model.json")
+
+
+def _nyquist_message(unit: str, bold: str) -> str:
+    return (
+        f"{unit}: 'Model.Options.LowPassFilterCutoffHz' 0.3 Hz is at or above the Nyquist "
+        f"frequency 0.25 Hz of {bold} (TR 2 s); lower it or remove it"
+    )
+
+
+def test_a_low_pass_the_run_cannot_carry_is_one_line(zoo_model, layout, realdata, tmp_path):
+    from bids import BIDSLayout
+
+    from glmflow.data.realdata import make_events_dataset
+
+    unit = "model.json: node 'subject' (subject 01, task rhymejudgment)"
+    bold = layout.get(subject="01", desc="preproc", suffix="bold", extension=".nii.gz")[0]
+    with pytest.raises(DatasetError) as info:
+        _designs(_low_pass_model(zoo_model, 0.3), layout)
+    assert str(info.value) == _nyquist_message(unit, bold.path)
+    # 18 volumes: scipy's sosfiltfilt pads order 5 low-pass sections by 18 samples
+    short = make_events_dataset(realdata / "bids-examples" / "ds003", tmp_path / "short",
+                                n_volumes=18, subjects=["01"])  # fmt: skip
+    short_layout = BIDSLayout(short, derivatives=[short / "derivatives" / "fmriprep"])
+    bold = short_layout.get(desc="preproc", suffix="bold", extension=".nii.gz")[0]
+    with pytest.raises(DatasetError) as info:
+        _designs(_low_pass_model(zoo_model, 0.1), short_layout)
+    assert str(info.value) == (
+        f"{unit}: {bold.path} has 18 volumes, but nilearn's low-pass filter (order 5 "
+        "Butterworth, filtered both ways) needs more than 18; remove "
+        "'Model.Options.LowPassFilterCutoffHz' or leave this run out of 'Input'"
+    )
+
+
 # --------------------------------------------------------------------- subject and dataset
 @pytest.fixture(scope="module")
 def ds005(realdata, tmp_path_factory):
@@ -575,6 +717,12 @@ def test_cli_runs_a_bsm_file(models, ds003, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------- every node before compute
+def _preproc_bold(dataset: Path, subject: str) -> Path:
+    return next(
+        dataset.glob(f"derivatives/fmriprep/sub-{subject}/func/*_desc-preproc_bold.nii.gz")
+    )
+
+
 def _mixed_events(ds003, tmp_path):
     """ds003 with one run's trial_type coded as numbers but one 'word' left as text."""
     import shutil
@@ -611,6 +759,11 @@ BEFORE_COMPUTE = [
         "both kinds ('trial_type.2', 'trial_type.word'); recode 'trial_type' as text in every "
         "file (e.g. 'trial_type2')",
     ),
+    (
+        "low_pass_above_nyquist",
+        lambda m: m["Nodes"][0]["Model"].update(Options={"LowPassFilterCutoffHz": 0.3}),
+        _nyquist_message("{model}: node 'subject' (subject 01, task rhymejudgment)", "{bold}"),
+    ),
 ]
 
 
@@ -632,7 +785,8 @@ def test_cli_checks_every_node_before_any_compute(
     err = capsys.readouterr().err
     assert code == 2
     assert [line for line in err.splitlines() if line.startswith("glmflow: error:")] == [
-        "glmflow: error: " + message.format(model=path, events=events)
+        "glmflow: error: "
+        + message.format(model=path, events=events, bold=_preproc_bold(dataset, "01"))
     ]
     assert not out.exists()
     assert not list(work.rglob("result_*.pklz"))  # no node ran

@@ -1,4 +1,5 @@
-"""MaskAndSmooth: read a BOLD run's in-mask time series (optionally smoothed) into a .npy."""
+"""MaskAndSmooth: read a BOLD run's in-mask time series (optionally smoothed) into a .npy;
+LowPassBold: nilearn's Butterworth low-pass of such a .npy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
 
 from glmflow.core.bold import read_bold, save_nifti, write_masked
+from glmflow.core.temporal_filter import low_pass_masked_file
 from glmflow.interfaces.base import CoreInterface, given
 
 
@@ -54,3 +56,28 @@ class MaskAndSmooth(CoreInterface):
         record = cwd / "bold_record.json"
         record.write_text(json.dumps(bold.record(), sort_keys=True))
         return {"data_file": data_file, "mask_file": mask_file, "record_file": str(record)}
+
+
+class _LowPassBoldInputSpec(BaseInterfaceInputSpec):
+    data_file = File(
+        exists=True, mandatory=True, desc="masked BOLD .npy (n_volumes, n_voxels), MaskAndSmooth"
+    )
+    cutoff_hz = traits.Float(mandatory=True, desc="low-pass cutoff (Hz), below Nyquist")
+    repetition_time = traits.Float(mandatory=True, desc="the run's TR (s)")
+
+
+class _LowPassBoldOutputSpec(TraitedSpec):
+    data_file = File(exists=True, desc="bold_lowpass.npy: the data filtered, same shape, dtype")
+
+
+class LowPassBold(CoreInterface):
+    """Low-pass masked data (glmflow.core.temporal_filter.low_pass_masked_file)."""
+
+    input_spec = _LowPassBoldInputSpec
+    output_spec = _LowPassBoldOutputSpec
+
+    def _run_core(self, inputs, out_dir):
+        path = low_pass_masked_file(
+            inputs.data_file, out_dir, cutoff_hz=inputs.cutoff_hz, tr=inputs.repetition_time
+        )
+        return {"data_file": str(path)}

@@ -81,10 +81,11 @@ def run_bids_stats_model(
 
     Every check (the model's structure, its variables, entities and contrasts against the
     dataset) runs before any compute; each run's design is pybids' ``X`` plus the cosine
-    drift of ``HighPassFilterCutoffHz``. ``inference``: glmflow's group inference on every
-    Dataset node (:class:`glmflow.core.model.InferenceSpec` fields, e.g. ``{"method":
-    "permutation", "n_perm": 1000, "permutation_stat": "tfce"}``; none by default, as
-    FitLins). ``reports``: the subject and dataset nodes' HTML pages
+    drift of ``HighPassFilterCutoffHz`` (with ``LowPassFilterCutoffHz``, the design and the
+    run's data low-passed alike by nilearn's Butterworth filter). ``inference``: glmflow's
+    group inference on every Dataset node (:class:`glmflow.core.model.InferenceSpec`
+    fields, e.g. ``{"method": "permutation", "n_perm": 1000, "permutation_stat": "tfce"}``;
+    none by default, as FitLins). ``reports``: the subject and dataset nodes' HTML pages
     (:mod:`glmflow.runners.reports`). ``execution`` and ``keywords`` as
     :func:`glmflow.runners.participant.run_participant_level`.
 

@@ -34,6 +34,13 @@ def _unit_mem_gb(plan: BsmPlan, n_maps: int) -> float:
     return max(0.5, 4 * 2 * 8 * n_voxels * n_maps / 1e9 + 0.3)
 
 
+def _run_metadata(metadata: str, low_pass: float | None) -> str:
+    """The run node's sidecar metadata: the model's, and the low-pass cutoff when set."""
+    if low_pass is None:
+        return metadata
+    return json.dumps({**json.loads(metadata), "LowPassFilterCutoffHz": low_pass})
+
+
 def _pick(files, index: int):
     # Nipype hands a one-element OutputMultiObject on as the element itself
     return (files if isinstance(files, list) else [files])[index]
@@ -141,6 +148,8 @@ def init_bsm_wf(
             contrasts=run.contrasts,
             mem_gb=_run_mem_gb(run.bold_file),
             memo_dir=memo_dir,
+            low_pass=run.low_pass,
+            tr=run.tr,
             name=key,
         )
         run_wf.inputs.inputnode.bold_file = run.bold_file
@@ -152,7 +161,7 @@ def init_bsm_wf(
                 node=plan.run_node,
                 entities=json.dumps(dict(run.entities)),
                 outputs=json.dumps({c.name: dict(run.entities) for c in run.contrasts}),
-                metadata=metadata,
+                metadata=_run_metadata(metadata, run.low_pass),
                 design_file=design_file,
             ),
             name=f"ds_{key}",

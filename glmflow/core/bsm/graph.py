@@ -2,10 +2,11 @@
 
 Every variable, ``Input`` selector and transformation is pybids'
 (:class:`bids.modeling.BIDSStatsModelsGraph`); glmflow adds the cosine drift of
-``HighPassFilterCutoffHz`` to the run node's ``X``, and checks before any compute what pybids
-drops or defers: ``GroupBy`` entities, ``X`` variables and contrast conditions that do not
-exist (pybids drops such contrasts silently; here they are an error unless
-``missing="drop"``, which warns and records the drop).
+``HighPassFilterCutoffHz`` to the run node's ``X`` (then nilearn's Butterworth low-pass of
+``LowPassFilterCutoffHz`` to the whole design, as to the data), and checks before any
+compute what pybids drops or defers: ``GroupBy`` entities, ``X`` variables and contrast
+conditions that do not exist (pybids drops such contrasts silently; here they are an error
+unless ``missing="drop"``, which warns and records the drop).
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ from glmflow.core.bsm.detect import mask_image_path
 from glmflow.core.bsm.schema import check_model
 from glmflow.core.model import ContrastSpec
 from glmflow.core.model.jsonfile import read_json
+from glmflow.core.temporal_filter import check_butterworth, low_pass_design
 from glmflow.errors import DatasetError, ModelSpecError
 
 _RUN_ENTITIES = ("subject", "session", "task", "run", "acquisition")
+_LOW_PASS = "'Model.Options.LowPassFilterCutoffHz'"
 
 
 @dataclass(frozen=True)
 class RunDesign:
-    """One unit of the run node: its entities, design (X + drift), contrasts and files."""
+    """One unit of the run node: its entities, design (X + drift, low-passed when
+    ``low_pass`` is set), contrasts and files."""
 
     entities: Mapping[str, str]
     design: pd.DataFrame
@@ -44,6 +48,7 @@ class RunDesign:
     bold_file: str
     mask_file: str
     dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    low_pass: float | None = None  # Options.LowPassFilterCutoffHz: data and design filtered
 
 
 def read_bids_stats_model(path: str | Path) -> dict[str, Any]:
@@ -153,12 +158,26 @@ def _run_design(out, node, layout, where, missing, space, mask_option) -> RunDes
     design, roles = _with_drift(x, node.model, tr)
     contrasts, dropped = _contrasts(out.contrasts, list(x.columns), unit, missing)
     bold, mask = _bold_and_mask(layout, entities, space, unit, len(design))
+    cutoff = node.model.get("options", {}).get("low_pass_filter_cutoff_hz")
+    if cutoff is not None:
+        cutoff = float(cutoff)
+        design = _low_passed(design, cutoff, tr, bold, unit)
     if isinstance(mask_option, tuple):  # (the model's value, the image it names)
         value, path = mask_option
         mask = _on_grid(path, bold, unit, f"'Model.Options.Mask' {json.dumps(value)} names")
     elif mask_option:
         mask = _model_mask(layout, entities, bold, dict(mask_option), unit)
-    return RunDesign(entities, design, roles, tr, contrasts, bold, mask, dropped)
+    return RunDesign(entities, design, roles, tr, contrasts, bold, mask, dropped, cutoff)
+
+
+def _low_passed(design: pd.DataFrame, cutoff: float, tr: float, bold: str, unit: str):
+    """The design low-passed as the run's data will be, once the TR and the run's length
+    can carry nilearn's filter (the data are filtered by the run's graph node)."""
+    check_butterworth(
+        len(design), tr, bold, low_pass=cutoff, fields=("", _LOW_PASS), prefix=f"{unit}: ",
+        kind="low-pass", length_fix=f"remove {_LOW_PASS} or leave this run out of 'Input'",
+    )  # fmt: skip
+    return low_pass_design(design, cutoff, tr)
 
 
 def _describe(entities: Mapping[str, str]) -> str:

@@ -49,9 +49,6 @@ _KEYS = {
 }
 _INPUT = ("task", "subject", "session", "run", "acquisition", "space", "desc", "res")
 _REFUSED = {  # fields glmflow reads but cannot honour yet: refused, never ignored
-    "LowPassFilterCutoffHz": "glmflow does not low-pass the BOLD and the design (a low-pass "
-    "filter makes the noise smooth, which the run node's AR(1) model then misestimates); "
-    "remove it, or band-pass the data before glmflow",
     "AggregateAutocorrelations": "aggregated autocorrelations are not supported; remove it",
 }
 _HRF_MODELS = (
@@ -213,15 +210,19 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
             raise check.fail(where, f"'Model.Options.{key}' {_show(options[key])}: {fix}")
     if "Mask" in options:
         _check_mask(check, options["Mask"], where, level)
-    cutoff = options.get("HighPassFilterCutoffHz")
-    if cutoff is not None and (
-        not isinstance(cutoff, int | float) or isinstance(cutoff, bool) or cutoff <= 0
-    ):
-        raise check.fail(
-            where,
-            "'Model.Options.HighPassFilterCutoffHz' must be a positive "
-            f"frequency in Hz (e.g. 0.0078125 for 128 s); got {_show(cutoff)}",
-        )
+    for key, example in (("HighPassFilterCutoffHz", "0.0078125 for 128 s"),
+                         ("LowPassFilterCutoffHz", "0.1 for 10 s")):  # fmt: skip
+        cutoff = options.get(key)
+        if cutoff is not None and (
+            not isinstance(cutoff, int | float) or isinstance(cutoff, bool) or cutoff <= 0
+        ):
+            raise check.fail(
+                where,
+                f"'Model.Options.{key}' must be a positive "
+                f"frequency in Hz (e.g. {example}); got {_show(cutoff)}",
+            )
+    if "LowPassFilterCutoffHz" in options:
+        _check_low_pass(check, options, where, level)
     if "HRF" in model:
         hrf = check.keys(model["HRF"], "HRF", f"{where} Model.HRF")
         if hrf.get("Model", "spm") not in _HRF_MODELS:
@@ -230,6 +231,25 @@ def _check_model_section(check: _Checker, model: Any, where: str, level: str) ->
                 f"'Model.HRF.Model' must be one of {', '.join(_HRF_MODELS)}; "
                 f"got {_show(hrf.get('Model'))}",
             )
+
+
+def _check_low_pass(check: _Checker, options: Mapping, where: str, level: str) -> None:
+    """``Options.LowPassFilterCutoffHz``: a Run node's, above its high-pass cutoff (what
+    depends on the data, the TR's Nyquist frequency and the run's length, is checked with the
+    data, :mod:`glmflow.core.bsm.graph`)."""
+    low, high = options["LowPassFilterCutoffHz"], options.get("HighPassFilterCutoffHz")
+    field = f"'Model.Options.LowPassFilterCutoffHz' {_show(low)}"
+    if level.lower() != "run":
+        raise check.fail(
+            where,
+            f"{field}: a later node fits effect maps, not time series; move it to the Run node",
+        )
+    if high is not None and low <= high:
+        raise check.fail(
+            where,
+            f"{field}: the low-pass cutoff must be above 'Model.Options.HighPassFilterCutoffHz' "
+            f"{_show(high)} (the band kept lies between them); raise it or lower the high-pass",
+        )
 
 
 def _check_mask(check: _Checker, mask: Any, where: str, level: str) -> None:

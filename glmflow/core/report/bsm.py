@@ -63,13 +63,16 @@ def _run_sentence(node: dict[str, Any]) -> str:
     cutoff = node.get("Model", {}).get("Options", {}).get("HighPassFilterCutoffHz")
     drift = (f"a discrete cosine basis with a {1 / cutoff:.0f} s high-pass cut-off" if cutoff
              else "no drift regressors")  # fmt: skip
+    low = node.get("Model", {}).get("Options", {}).get("LowPassFilterCutoffHz")
+    low_pass = (f"; the BOLD series and the design were low-passed at {low:g} Hz (nilearn's "
+                "order 5 Butterworth filter, forwards and backwards)" if low else "")  # fmt: skip
     return (
         f"its run node '{node['Name']}' modelled each run's preprocessed BOLD series "
         f"(unsmoothed) with a general linear model: {', '.join(names) or 'no regressor'} "
         f"convolved with the {hrf} haemodynamic response function, drifts modelled with "
         f"{drift}, and the further columns {', '.join(others) or 'none'}"
-        f"{' and an intercept' if '1' in x else ''}; it was fitted with a first-order "
-        "autoregressive noise model (AR(1))"
+        f"{' and an intercept' if '1' in x else ''}{low_pass}; it was fitted with a "
+        "first-order autoregressive noise model (AR(1))"
     )
 
 

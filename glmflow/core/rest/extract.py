@@ -33,10 +33,8 @@ from glmflow.core.rest.atlas import (
     sphere_voxels,
 )
 from glmflow.core.rest.spec import CleanSpec
+from glmflow.core.temporal_filter import check_butterworth
 from glmflow.errors import DatasetError
-
-#: nilearn's Butterworth filter order (``nilearn.signal.butterworth``).
-_BUTTERWORTH_ORDER = 5
 
 
 @dataclass(frozen=True)
@@ -163,33 +161,9 @@ def _sphere_reducer(members: list[np.ndarray], out: np.ndarray):
 
 
 def check_filter(clean: CleanSpec, n_volumes: int, tr: float, where: str) -> None:
-    """Refuse a band that the run's TR cannot carry, or a run too short to filter."""
-    nyquist = 0.5 / tr
-    for key in ("high_pass", "low_pass"):
-        value = getattr(clean, key)
-        if value is not None and value >= nyquist:
-            raise DatasetError(
-                f"{key} {value:g} Hz is at or above the Nyquist frequency {nyquist:g} Hz of "
-                f"{where} (TR {tr:g} s); lower it or remove it"
-            )
-    if clean.high_pass is None and clean.low_pass is None:
-        return
-    from scipy.signal import butter
-
-    band = [f for f in (clean.high_pass, clean.low_pass) if f is not None]
-    btype = "band" if len(band) == 2 else ("high" if clean.high_pass else "low")
-    sos = butter(
-        _BUTTERWORTH_ORDER, band if len(band) == 2 else band[0], btype, output="sos", fs=1 / tr
-    )
-    # scipy.signal.sosfiltfilt's default padding
-    zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
-    padlen = 3 * (2 * len(sos) + 1 - zeros)
-    if n_volumes <= padlen:
-        raise DatasetError(
-            f"{where} has {n_volumes} volumes, but nilearn's band-pass filter (order "
-            f"{_BUTTERWORTH_ORDER} Butterworth, filtered both ways) needs more than {padlen}; "
-            "remove high_pass / low_pass for this run or leave it out"
-        )
+    """Refuse a band that the run's TR cannot carry, or a run too short to filter
+    (:func:`glmflow.core.temporal_filter.check_butterworth`)."""
+    check_butterworth(n_volumes, tr, where, high_pass=clean.high_pass, low_pass=clean.low_pass)
 
 
 def clean_signals(

@@ -491,6 +491,27 @@ def test_low_pass_maps_equal_nilearn_on_filtered_data_and_design(zoo_model, layo
     assert "low_pass_bold" in nodes and "mask_bold" not in nodes
 
 
+def test_masked_data_are_low_passed_in_chunks_as_nilearn_filters_them_whole(tmp_path):
+    from nilearn.signal import butterworth
+
+    from glmflow.core import temporal_filter
+
+    rng = np.random.default_rng(0)
+    data = (100 + rng.standard_normal((40, 2 * temporal_filter._CHUNK_VOXELS + 5))).astype(
+        np.float32
+    )  # three chunks, the last of 5 voxels
+    source = tmp_path / "bold_masked.npy"
+    np.save(source, data)
+    (tmp_path / "out").mkdir()
+    path = temporal_filter.low_pass_masked_file(source, tmp_path / "out", cutoff_hz=0.1, tr=2.0)
+    ours = np.load(path)
+    theirs = butterworth(data.astype(np.float64), sampling_rate=0.5, low_pass=0.1, copy=True)
+    assert ours.dtype == np.float32 and ours.shape == data.shape
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4)
+    assert np.abs(ours - data).max() > 1  # filtered
+    np.testing.assert_array_equal(np.load(source), data)  # the input file as it was
+
+
 def test_the_methods_paragraph_names_the_low_pass(zoo_model):
     from glmflow.core.report.bsm import bsm_methods
 

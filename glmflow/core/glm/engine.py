@@ -37,17 +37,15 @@ class _Source:
 
     Each pass reads the chunk again (a page-cache or in-memory read, then the scaling in
     cache): measured faster than storing the scaled data for the second pass, and it keeps
-    no copy of the run in memory. Scaling is done in ``work_dtype`` (nilearn scales Y in
-    its own dtype: float32 for a volume's masked data, float64 for surface data).
+    no copy of the run in memory. Scaling is done in the data's float dtype, as nilearn
+    scales Y in its own dtype (float32 for a volume's masked data, float64 for surfaces).
     """
 
-    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool, work_dtype):
+    def __init__(self, data: np.ndarray, rows: np.ndarray | None, scale: bool):
         self.data = data
         self.rows = rows
         self.scale = scale
-        if work_dtype is None:
-            work_dtype = data.dtype if data.dtype.kind == "f" else np.float32
-        self.work_dtype = np.dtype(work_dtype)
+        self.work_dtype = data.dtype if data.dtype.kind == "f" else np.dtype(np.float32)
 
     def first(self, columns: slice) -> np.ndarray:
         block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
@@ -91,7 +89,6 @@ def fit_glm(
     minimize_memory: bool = True,
     column_names: Sequence[str] | None = None,
     source: str = "",
-    work_dtype: np.dtype | type | None = None,
 ) -> FirstLevelFit:
     """Fit a first-level GLM to masked BOLD data, as nilearn's ``FirstLevelModel`` does.
 
@@ -111,11 +108,6 @@ def fit_glm(
         If False, the FirstLevelFit also holds residuals, predicted and r_square.
     column_names, source : sequence of str, str
         Names of an ndarray design's columns; the design file (messages, kept in the fit).
-    work_dtype : dtype, optional
-        Dtype the signal scaling is computed in (default: the data's float dtype, as nilearn
-        scales its input). Surface data are read as float32 and scaled in float64, as
-        nilearn's ``SurfaceMasker`` hands float64 to ``FirstLevelModel``: the same values as
-        converting the whole run first, without a float64 copy of it.
     """
     scale = check_options(noise_model, signal_scaling, bins)
     data = np.asarray(data)
@@ -130,7 +122,7 @@ def fit_glm(
     # Chunks are small matrix products: threaded BLAS only adds contention (nodes are
     # scheduled as one process each), and one thread keeps results machine-independent.
     with threadpool_limits(limits=1, user_api="blas"):
-        reader = _Source(data, rows, scale, work_dtype)
+        reader = _Source(data, rows, scale)
         fit = _fit(reader, X, noise_model=noise_model, bins=bins, keep=keep)
     theta, dispersion, labels, values, covs, extras = fit
     return FirstLevelFit(

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,15 @@ def walk_files(
 def files_identity(root: str | os.PathLike, skip_top: Iterable[str] = ()) -> list[list]:
     """[relative path, *:func:`stat_identity`] of each of :func:`walk_files`."""
     return [[path, *stat_identity(stat)] for path, stat in walk_files(root, skip_top)]
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, with a gzip member's modification time (bytes 4-8) zeroed:
+    two writes of the same image get the same digest (report pages are keyed by it)."""
+    data = bytearray(Path(path).read_bytes())
+    if data[:2] == b"\x1f\x8b" and len(data) >= 8:
+        data[4:8] = bytes(4)
+    return hashlib.sha256(data).hexdigest()
 
 
 def memo_key(*parts: Any) -> str:
@@ -135,3 +144,44 @@ def remember(
         tmp.rename(entry)
     except OSError:  # another process stored the same entry first
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recall_value(memo_dir: str | os.PathLike | None, key: str) -> Any | None:
+    """The JSON value :func:`remember_value` stored under ``key``, or None."""
+    if memo_dir is None:
+        return None
+    try:
+        return json.loads((Path(memo_dir) / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def remember_value(memo_dir: str | os.PathLike | None, key: str, value: Any) -> None:
+    """Store a JSON value under ``key`` (written aside, then renamed into place)."""
+    if memo_dir is None:
+        return
+    root = Path(memo_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{key}.{uuid.uuid4().hex}"
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, root / f"{key}.json")
+
+
+def memoized_array(memo_dir: str | os.PathLike | None, key: str, compute: Callable[[], Any]):
+    """``compute()`` (a NumPy array), stored under ``key`` as ``.npy``: loaded back exactly
+    the next time the same key is asked for."""
+    import numpy as np
+
+    if memo_dir is None:
+        return compute()
+    path = Path(memo_dir) / f"{key}.npy"
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{key}.{uuid.uuid4().hex}.npy")
+    np.save(tmp, value, allow_pickle=False)
+    os.replace(tmp, path)
+    return value

@@ -11,7 +11,7 @@ from nipype.interfaces.base import (
 
 from glmflow.core.report import render_report
 from glmflow.core.report.maps import REPORT_ATLAS, save_atlas
-from glmflow.interfaces.base import CoreInterface, StagedSink
+from glmflow.interfaces.base import CoreInterface, StagedSink, given
 
 
 class _SaveReportAtlasInputSpec(BaseInterfaceInputSpec):
@@ -44,6 +44,11 @@ class _RenderReportInputSpec(BaseInterfaceInputSpec):
     )
     atlas_image = File(exists=True, mandatory=True, desc="SaveReportAtlas atlas_image")
     atlas_labels = File(exists=True, mandatory=True, desc="SaveReportAtlas atlas_labels")
+    memo_dir = traits.Str(
+        nohash=True,
+        desc="folder remembering the parts of subject pages (the runs' mean images, each "
+        "contrast's section) by their contents: an edit draws only what it changed",
+    )
 
 
 class RenderReport(StagedSink):
@@ -54,6 +59,6 @@ class RenderReport(StagedSink):
     def _run_core(self, inputs, out_dir):
         page, staged, manifest = render_report(
             inputs.plan, atlas_image=inputs.atlas_image, atlas_labels=inputs.atlas_labels,
-            output_dir=inputs.output_dir, stage_dir=out_dir,
+            output_dir=inputs.output_dir, stage_dir=out_dir, memo_dir=given(inputs.memo_dir),
         )  # fmt: skip
         return self._staged([page], [staged], manifest)

@@ -43,7 +43,9 @@ def run_reports(
         try:
             # one node a page at the top of the graph: nothing to group by subject
             pages_only = ExecutionOptions.from_settings(execution, cluster_jobs="node")
-            execute(init_reports_wf(pages=chosen, output_dir=str(output_dir)), pages_only)
+            memo_dir = str(execution.work_dir / "report_memo") if execution.work_dir else None
+            workflow = init_reports_wf(pages=chosen, output_dir=str(output_dir), memo_dir=memo_dir)
+            execute(workflow, pages_only)
         except ExecutionError as err:
             _fail(output_dir, pages, chosen, err)
     index = write_index(output_dir, pages)

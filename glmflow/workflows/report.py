@@ -14,8 +14,9 @@ REPORT_MEM_GB = 0.5
 
 
 def init_reports_wf(
-    *, pages: Sequence[PagePlan], output_dir: str, name: str = "reports_wf"
-) -> pe.Workflow:
+    *, pages: Sequence[PagePlan], output_dir: str, memo_dir: str | None = None,
+    name: str = "reports_wf",
+) -> pe.Workflow:  # fmt: skip
     """The report pages of an output dataset, one cached node each.
 
     Parameters
@@ -24,6 +25,10 @@ def init_reports_wf(
         :func:`glmflow.core.report.find_pages` of the output dataset.
     output_dir
         The output dataset (``OUTPUT_DIR/glmflow``); pages are published at its top.
+    memo_dir
+        Where the parts of subject pages are remembered by their contents (not hashed):
+        a page that must be drawn again draws only the runs' and contrasts' parts that
+        changed (:func:`glmflow.core.report.subject.render_subject_page`).
 
     Inputs / Outputs
     ----------------
@@ -40,6 +45,8 @@ def init_reports_wf(
             name=page.node_name,
             mem_gb=REPORT_MEM_GB,
         )
+        if memo_dir:
+            node.inputs.memo_dir = memo_dir
         connections.append(
             (atlas, node, [("atlas_image", "atlas_image"), ("atlas_labels", "atlas_labels")])
         )

@@ -14,12 +14,12 @@ levels wrote) and the fMRIPrep folder (confounds, brain masks, BOLD runs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glmflow.core.memo import content_digest as file_digest
 from glmflow.core.memo import file_identity, memo_key
 from glmflow.core.outputs import contrast_label
 from glmflow.core.report.bsm_find import bsm_page_plans
@@ -58,15 +58,6 @@ class PagePlan:
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "name": self.name, "title": self.title,
                            "content": self.content}, sort_keys=True)  # fmt: skip
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, with a gzip member's modification time (bytes 4-8) zeroed:
-    two writes of the same image get the same digest."""
-    data = bytearray(Path(path).read_bytes())
-    if data[:2] == b"\x1f\x8b" and len(data) >= 8:
-        data[4:8] = bytes(4)
-    return hashlib.sha256(data).hexdigest()
 
 
 def _paths(value: Any) -> list[str]:

@@ -18,9 +18,11 @@ INDEX = "index.html"
 
 
 def render_report(
-    plan_json: str, *, atlas_image: str, atlas_labels: str, output_dir: str, stage_dir: str
-) -> tuple[Path, Path, Path]:
-    """Render the page ``plan_json`` (:meth:`PagePlan.to_json`) into ``stage_dir``.
+    plan_json: str, *, atlas_image: str, atlas_labels: str, output_dir: str, stage_dir: str,
+    memo_dir: str | None = None,
+) -> tuple[Path, Path, Path]:  # fmt: skip
+    """Render the page ``plan_json`` (:meth:`PagePlan.to_json`) into ``stage_dir``
+    (``memo_dir``: the parts of subject pages remembered, see ``render_subject_page``).
 
     Returns the page's destination at the top of ``output_dir``, the staged page and the
     manifest that :func:`glmflow.core.publish.publish` copies it with once the run succeeded.
@@ -32,11 +34,11 @@ def render_report(
         rest = render_rest_subject_page if plan["kind"] == "subject" else render_rest_group_page
         text = rest(content, title)
     elif content.get("flavour") == "bsm" and plan["kind"] == "subject":
-        text = render_subject_page(content, title, atlas, bsm_models(content))
+        text = render_subject_page(content, title, atlas, bsm_models(content), memo_dir)
     elif content.get("flavour") == "bsm":
         text = render_bsm_group_page(content, title, atlas)
     elif plan["kind"] == "subject":
-        text = render_subject_page(content, title, atlas)
+        text = render_subject_page(content, title, atlas, memo_dir=memo_dir)
     else:
         text = render_group_page(content, title, atlas)
     staged = atomic_write_text(Path(stage_dir) / plan["name"], text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,15 @@ import nibabel as nib
 import numpy as np
 
 from glmflow.core.atlases import VolumeAtlas
+from glmflow.core.memo import (
+    content_digest,
+    file_identity,
+    files_identity,
+    memo_key,
+    memoized_array,
+    recall_value,
+    remember_value,
+)
 from glmflow.core.model import ConfoundsSpec, InferenceSpec
 from glmflow.core.outputs import contrast_label
 from glmflow.core.report import figures, html
@@ -67,17 +78,34 @@ def _vif_table(summary) -> str:
     return html.table(frame)
 
 
-def _mask_figure(run: dict[str, Any], first: int) -> tuple[str, tuple | None]:
+@functools.cache
+def _code_identity() -> list:
+    """glmflow's source files and the versions drawing a page: part of every fragment key."""
+    from importlib.metadata import version
+
+    import glmflow
+
+    versions = [version(name) for name in ("nilearn", "matplotlib", "numpy", "nibabel")]
+    return [files_identity(Path(glmflow.__file__).parent), versions]
+
+
+def _fragment_key(kind: str, *parts: Any) -> str:
+    return memo_key("report", kind, _code_identity(), *parts)
+
+
+def _mask_figure(run: dict[str, Any], first: int, memo_dir=None) -> tuple[str, tuple | None]:
     if run["bold"] is None or run["mask"] is None:
         return html.paragraph("No BOLD or brain mask found in the fMRIPrep folder."), None
-    mean = mean_image(run["bold"], first=first)
+    # the mean of the BOLD (the page's slowest read) is remembered by the BOLD's identity
+    key = _fragment_key("mean", run["bold"], file_identity(run["bold"]), first)
+    mean = memoized_array(memo_dir, key, lambda: mean_image(run["bold"], first=first))
     mask = np.asanyarray(nib.load(run["mask"]).dataobj) > 0
     uri = figures.mask_outline_figure(mean, mask)
     alt = f"brain mask outline on the mean image of {run['name']}"
     return html.figure(uri, alt), (mean, mask)
 
 
-def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
+def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str], memo_dir=None):
     confounds = model.confounds
     summary = summarize_run(run["design"], run["confounds"], confounds)
     notes += [f"{run['name']}: {note}" for note in summary.warnings]
@@ -121,7 +149,7 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str]):
         parts.append(html.paragraph("No framewise_displacement column in the confounds."))
     first = int(np.argmin(summary.censored)) if summary.censored.any() else 0
     parts.append(html.heading("Brain mask on the mean image"))
-    mask_part, mean = _mask_figure(run, first)
+    mask_part, mean = _mask_figure(run, first, memo_dir)
     parts.append(mask_part)
     return html.section(f"run-{run['name']}", run["name"], *parts, level=3), mean
 
@@ -154,12 +182,42 @@ def _surface_section(contrast, inference: InferenceSpec) -> str:
     return html.section(section_id, f"Contrast {name} (fsaverage5)", *parts, level=3)
 
 
+def _remembered_contrast_section(contrast, inference, atlas, anatomy, memo_dir):
+    """:func:`_contrast_section`, remembered under the contents of everything it shows: the
+    contrast's files, the inference, the atlas and the background (an edit that left a
+    contrast's maps as they were draws it again from the memo, the same bytes)."""
+    if memo_dir is None or "surface" in contrast:
+        return _contrast_section(contrast, inference, atlas, anatomy)
+    # of the sidecar (it holds the whole model) the section shows the dropped conditions
+    dropped = _dropped(contrast)
+    files = {k: content_digest(v) for k, v in sorted(contrast.items()) if k != "sidecar"
+             and isinstance(v, str) and v.startswith("/") and Path(v).is_file()}  # fmt: skip
+    background = hashlib.sha256()
+    for array in anatomy or ():
+        background.update(np.ascontiguousarray(array).tobytes())
+    key = _fragment_key(
+        "contrast", contrast, files, dropped, inference.to_dict(), atlas.name, atlas.labels,
+        anatomy is not None and background.hexdigest(),
+    )  # fmt: skip
+    remembered = recall_value(memo_dir, key)
+    if remembered is not None:
+        return remembered[0], remembered[1]
+    text, notes = _contrast_section(contrast, inference, atlas, anatomy)
+    remember_value(memo_dir, key, [text, notes])
+    return text, notes
+
+
+def _dropped(contrast: dict[str, Any]) -> list[str]:
+    """The conditions the contrast's sidecar says were dropped from it."""
+    return list(contrast_fields(json.loads(Path(contrast["sidecar"]).read_text()))[2])
+
+
 def _contrast_section(contrast, inference: InferenceSpec, atlas, anatomy) -> tuple[str, list]:
     if "surface" in contrast:
         return _surface_section(contrast, inference), []
     name, task = contrast["names"]
     shown = threshold_subject_map(contrast["z"], inference, atlas)
-    dropped = contrast_fields(json.loads(Path(contrast["sidecar"]).read_text()))[2]
+    dropped = _dropped(contrast)
     notes = [f"contrast '{name}': dropped conditions {', '.join(dropped)}"] if dropped else []
     node = contrast.get("node")  # a BIDS Stats Model's node
     if anatomy is None or anatomy[0].shape != shown.thresholded.shape:
@@ -189,22 +247,25 @@ def _methods_section(models: dict[str, TaskModel]) -> str:
 
 def render_subject_page(
     content: dict[str, Any], title: str, atlas: VolumeAtlas,
-    models: dict[str, TaskModel] | None = None,
+    models: dict[str, TaskModel] | None = None, memo_dir: str | None = None,
 ) -> str:  # fmt: skip
     """The HTML of one subject's page (``content``: :class:`~.find.PagePlan` content);
-    ``models``: per task (default: the ModelSpec glmflow's sidecars recorded)."""
+    ``models``: per task (default: the ModelSpec glmflow's sidecars recorded); ``memo_dir``:
+    where the runs' mean images and the contrasts' sections are remembered (a contrast
+    edit draws only the contrasts it changed)."""
     models = _glmflow_models(content) if models is None else models
     notes: list[str] = []
     runs, backgrounds = [], []
     for run in content["runs"]:
-        text, mean = _run_section(run, _task_model(models, task_of(run["name"])), notes)
+        model = _task_model(models, task_of(run["name"]))
+        text, mean = _run_section(run, model, notes, memo_dir)
         runs.append(text)
         backgrounds.append(mean)
     anatomy = next((b for b in backgrounds if b is not None), None)
     contrasts = []
     for contrast in content["contrasts"]:
         inference = _task_model(models, contrast["names"][1]).inference
-        text, more = _contrast_section(contrast, inference, atlas, anatomy)
+        text, more = _remembered_contrast_section(contrast, inference, atlas, anatomy, memo_dir)
         contrasts.append(text)
         notes += more
     notes += [f"{name}: not drawn in this report (of the surface maps, GIFTI on fsaverage5 "

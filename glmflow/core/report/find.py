@@ -107,31 +107,54 @@ def _run_plan(design_tsv: Path, fmriprep: Path | None, top: Path) -> dict[str, A
     }
 
 
+_SURFACE_EXTENSIONS = (".func.gii", ".dscalar.nii")
+
+
+def _map_file(sidecar: Path) -> Path | None:
+    """The map a sidecar describes: NIfTI, GIFTI or CIFTI (None: none written)."""
+    base = str(sidecar).removesuffix(".json")
+    found = [Path(base + ext) for ext in (".nii.gz", *_SURFACE_EXTENSIONS)]
+    return next((path for path in found if path.is_file()), None)
+
+
+def _hemi(name: str) -> str | None:
+    return next((p[5:] for p in name.split("_") if p.startswith("hemi-")), None)
+
+
+def _surface_entry(entries: dict, image: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """The plan entry of a surface map, its hemispheres gathered under one key (``{"L":
+    gii, "R": gii}`` or ``{"cifti": dscalar}``)."""
+    hemi = _hemi(image.name) if image.name.endswith(".func.gii") else None
+    key = image.name.replace(f"_hemi-{hemi}", "") if hemi else image.name
+    entry = entries.setdefault(key, {"surface": {}, **extra})
+    entry["surface"][hemi or "cifti"] = str(image)
+    return entry
+
+
 def _subject_page(folder: Path, fmriprep: Path | None) -> PagePlan | None:
+    from glmflow.core.report.surfaces import not_drawn_reason
+
     designs = sorted(folder.rglob(f"*{_DESIGN}"))
     if not designs:
         return None
     runs = [_run_plan(d, fmriprep, folder.parent) for d in designs]
     contrasts = []
-    surfaces: dict[str, dict[str, Any]] = {}  # fsaverage5 GIFTI maps, both hemispheres
-    not_drawn = []  # other surface maps (fsaverage6, fsLR CIFTI): not drawn, and said so
+    surfaces: dict[str, dict[str, Any]] = {}  # fsaverage5 GIFTI and fsLR 91k CIFTI maps
+    not_drawn = []  # other surface maps (fsaverage6, ...): [name, why]
     for sidecar in sorted(folder.rglob("*_contrast-*_stat-z_statmap.json")):
         info = _read(sidecar)
         if info.get("Level") not in ("subject", "session"):
             continue
-        image = Path(str(sidecar).removesuffix(".json") + ".nii.gz")
+        image = _map_file(sidecar)
         names = [info["Contrast"]["Name"], info["Model"]["Task"]]
-        gifti = Path(str(sidecar).removesuffix(".json") + ".func.gii")
-        hemi = next((p[5:] for p in sidecar.name.split("_") if p.startswith("hemi-")), None)
-        if not image.is_file() and gifti.is_file() and hemi and "_space-fsaverage5_" in gifti.name:
-            key = sidecar.name.replace(f"_hemi-{hemi}", "")
-            entry = surfaces.setdefault(key, {"surface": {}, "sidecar": str(sidecar),
-                                              "names": names})  # fmt: skip
-            entry["surface"][hemi] = str(gifti)
-        elif not image.is_file():
-            not_drawn.append(sidecar.name.removesuffix(".json"))
-        else:
+        if image is None:
+            not_drawn.append([sidecar.name.removesuffix(".json"), "its map is missing"])
+        elif image.name.endswith(".nii.gz"):
             contrasts.append({"z": str(image), "sidecar": str(sidecar), "names": names})
+        elif (reason := not_drawn_reason(image.name)) is not None:
+            not_drawn.append([sidecar.name.removesuffix(".json"), reason])
+        else:
+            _surface_entry(surfaces, image, {"sidecar": str(sidecar), "names": names})
     contrasts += list(surfaces.values())
     label = folder.name
     content = {"subject": label.removeprefix("sub-"), "runs": runs, "contrasts": contrasts,
@@ -143,39 +166,70 @@ def _group_key(info: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
     return info["Model"]["Task"], tuple(info["Contrast"].get("FirstLevelContrasts", ()))
 
 
+def _surface_key(image: Path) -> str:
+    """Empty for a volume map, else its ``space-`` (and ``den-``) entities as in its name."""
+    if image.name.endswith(".nii.gz"):
+        return ""
+    return "_".join(p for p in image.name.split("_") if p.startswith(("space-", "den-")))
+
+
 def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
+    """One page per group model: volume maps, or surface maps of one space (and density)."""
     models: dict[tuple, dict[str, Any]] = {}
     for sidecar in sorted(glmflow_dir.glob("*_statmap.json")):
         info = _read(sidecar)
         if info.get("Level") != "dataset" or "FirstLevelContrasts" not in info.get("Contrast", {}):
             continue
         task, first = _group_key(info)
-        model = models.setdefault((task, first), {"task": task, "first_level": list(first),
-                                                  "design": None, "contrasts": {}})  # fmt: skip
+        image = _map_file(sidecar) or Path(str(sidecar).removesuffix(".json") + ".nii.gz")
+        surface = _surface_key(image)
+        model = models.setdefault((task, first, surface), {
+            "task": task, "first_level": list(first), "design": None, "contrasts": {},
+            **({"flavour": "surface", "space": surface} if surface else {})})  # fmt: skip
         design = glmflow_dir / f"task-{task}{_DESIGN}"
         model["design"] = str(design) if design.is_file() else None
         contrast = model["contrasts"].setdefault(
             info["Contrast"]["Name"], {"z": None, "sidecar": None, "inferences": []}
         )
-        image = str(sidecar).removesuffix(".json") + ".nii.gz"
-        if info.get("Thresholded"):
-            table = image.removesuffix("_statmap.nii.gz") + "_clusters.tsv"
+        if surface:
+            _surface_group_map(contrast, info, image, sidecar)
+        elif info.get("Thresholded"):
+            table = str(image).removesuffix("_statmap.nii.gz") + "_clusters.tsv"
             contrast["inferences"].append(
                 {
-                    "map": image,
+                    "map": str(image),
                     "sidecar": str(sidecar),
                     "clusters": table if Path(table).is_file() else None,
                 }
             )
         elif info.get("Statistic") == "z":
-            contrast["z"], contrast["sidecar"] = image, str(sidecar)
+            contrast["z"], contrast["sidecar"] = str(image), str(sidecar)
     pages = []
-    for (task, first), model in models.items():
+    for (task, first, surface), model in models.items():
         label = contrast_label(" ".join(first)) if first else "group"
         model["contrasts"] = [{"names": [name], **c} for name, c in model["contrasts"].items()]
-        title = f"Group model: task {task}, first-level contrast {' and '.join(first)}"
-        pages.append(PagePlan("group", f"group_task-{task}_contrast-{label}.html", title, model))
+        on = f", {surface.replace('space-', 'surface ').replace('_den-', ' ')}" if surface else ""
+        title = f"Group model: task {task}{on}, first-level contrast {' and '.join(first)}"
+        name = f"group_task-{task}{'_' + surface if surface else ''}_contrast-{label}.html"
+        pages.append(PagePlan("group", name, title, model))
     return pages
+
+
+def _surface_group_map(contrast: dict, info: dict, image: Path, sidecar: Path) -> None:
+    """A surface group map into its contrast's entry: the unthresholded z (``z``: parts)
+    or a thresholded map (``inferences``: one per ``desc-``), each hemisphere's file a part
+    (``{"L": gii, "R": gii}`` or ``{"cifti": dscalar}``)."""
+    part = (_hemi(image.name) if image.name.endswith(".func.gii") else None) or "cifti"
+    if info.get("Thresholded"):
+        desc = image.name.split("_desc-")[1].split("_")[0]
+        entry = next((i for i in contrast["inferences"] if i["desc"] == desc), None)
+        if entry is None:
+            entry = {"map": {}, "sidecar": str(sidecar), "desc": desc}
+            contrast["inferences"].append(entry)
+        entry["map"][part] = str(image)
+    elif info.get("Statistic") == "z":
+        contrast["z"] = {**(contrast["z"] or {}), part: str(image)}
+        contrast["sidecar"] = contrast["sidecar"] or str(sidecar)
 
 
 def find_pages(glmflow_dir: str | Path, fmriprep_dir: str | Path | None) -> list[PagePlan]:

@@ -49,7 +49,7 @@ def _written_design(design_file: str | None, columns: list[str], rows: list[str]
     return design if same else None
 
 
-def _design_part(design_file, contrasts: list[dict], first: dict, notes: list[str]) -> list:
+def design_part(design_file, contrasts: list[dict], first: dict, notes: list[str]) -> list:
     columns, rows = list(first["Design"]["Columns"]), list(first["Design"]["Rows"])
     design = _written_design(design_file, columns, rows)
     weights = {}
@@ -144,10 +144,15 @@ def render_group_page(content: dict[str, Any], title: str, atlas: VolumeAtlas) -
         raise ValueError(f"group model of {content['first_level']} has no unthresholded z map")
     first = json.loads(Path(contrasts[0]["sidecar"]).read_text())
     notes: list[str] = []
-    design_parts = _design_part(content["design"], contrasts, first, notes)
-    subjects = list(first["Design"]["Rows"])
-    inputs = first.get("Inputs", [])
-    table = pd.DataFrame({"design row": subjects, **(
-        {"input map": inputs} if len(inputs) == len(subjects) else {})})  # fmt: skip
-    methods = group_methods(first["GroupModel"], len(set(subjects)))
+    design_parts = design_part(content["design"], contrasts, first, notes)
+    table = subjects_table(first)
+    methods = group_methods(first["GroupModel"], table.iloc[:, 0].nunique())
     return group_page(title, methods, design_parts, table, contrasts, atlas, notes)
+
+
+def subjects_table(sidecar: dict[str, Any]) -> pd.DataFrame:
+    """The design rows of a group sidecar, with the input map of each when it names them."""
+    subjects = list(sidecar["Design"]["Rows"])
+    inputs = sidecar.get("Inputs", [])
+    return pd.DataFrame({"design row": subjects, **(
+        {"input map": inputs} if len(inputs) == len(subjects) else {})})  # fmt: skip

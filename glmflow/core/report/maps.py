@@ -173,26 +173,3 @@ def mean_image(bold_file: str, first: int = 0, n_volumes: int = MEAN_VOLUMES) ->
     if volumes.shape[-1] == 0:
         return np.zeros(img.shape[:3])
     return volumes.mean(axis=-1, dtype=np.float64)
-
-
-def threshold_surface_map(parts: dict[str, str], spec: InferenceSpec) -> tuple[dict, str]:
-    """A subject's GIFTI z map (one file per hemisphere) thresholded as the model's
-    inference says, over both hemispheres at once: ``({hemi: values, 0 where not shown},
-    the sentence saying how)``. The threshold is :func:`glmflow.core.surface.group_level.
-    height_threshold` (nilearn's ``threshold_stats_img`` on the values), as the surface
-    group level's."""
-    from glmflow.core.surface.group_level import height_threshold
-
-    keywords, setting = subject_setting(spec)
-    z = {hemi: np.asarray(nib.load(path).agg_data(), dtype=np.float64).ravel()
-         for hemi, path in sorted(parts.items())}  # fmt: skip
-    method = keywords["height_control"] or "threshold"
-    threshold = height_threshold(np.concatenate(list(z.values())), {
-        "method": method, "alpha": spec.alpha, "two_sided": spec.two_sided,
-        "z_threshold": keywords.get("threshold", spec.z_threshold)})  # fmt: skip
-    shown = {
-        hemi: np.where((np.abs(v) if spec.two_sided else v) >= threshold, v, 0.0)
-        for hemi, v in z.items()
-    }
-    setting += f" (z threshold {threshold:.3g})" if np.isfinite(threshold) else " (none survives)"
-    return shown, setting

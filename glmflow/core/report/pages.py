@@ -13,6 +13,7 @@ from glmflow.core.report.group import render_group_page
 from glmflow.core.report.maps import load_atlas
 from glmflow.core.report.rest import render_rest_group_page, render_rest_subject_page
 from glmflow.core.report.subject import render_subject_page
+from glmflow.core.report.surface_group import render_surface_group_page
 
 INDEX = "index.html"
 
@@ -37,6 +38,8 @@ def render_report(
         text = render_subject_page(content, title, atlas, bsm_models(content), memo_dir)
     elif content.get("flavour") == "bsm":
         text = render_bsm_group_page(content, title, atlas)
+    elif content.get("flavour") == "surface":
+        text = render_surface_group_page(content, title)
     elif plan["kind"] == "subject":
         text = render_subject_page(content, title, atlas, memo_dir=memo_dir)
     else:

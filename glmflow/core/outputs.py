@@ -190,17 +190,21 @@ def design_path(
     *,
     level: str,
     extension: str = ".tsv",
+    keep_grid: bool = False,
 ) -> Path:
     """Return the path of a design matrix (``.tsv``), its sidecar (``.json``) or its plot.
 
     Named ``<entities>_design.<ext>`` as BIDS Stats Models tools (FitLins, nilearn's
-    ``save_glm_to_bids``) name them; run and group level alike.
+    ``save_glm_to_bids``) name them; run and group level alike. A volume design does not
+    depend on the voxel grid, so its name carries no ``space``/``res``/``den``; a surface
+    level's does (``keep_grid``): its designs are its own (the subjects it has maps for), and
+    a volume level of the same task writes the grid-free names beside them.
     """
     if extension not in (".tsv", ".json", ".svg"):
         raise ValueError(
             f"'extension' must be '.tsv', '.json' or '.svg'. Got {extension!r} instead"
         )
-    grid = [ENTITY_KEYS[g] for g in _GRID]
+    grid = [] if keep_grid else [ENTITY_KEYS[g] for g in _GRID]
     fields = [f for f in output_fields(entities, level) if f[0] not in grid]
     return output_path(output_dir, entities, level, fields, f"design{extension}")
 
@@ -308,6 +312,7 @@ def plan_derivatives(
     metadata: Mapping[str, Any] | None = None,
     design_files: Sequence[str | os.PathLike] = (),
     model_maps: Mapping[str, str | os.PathLike] | None = None,
+    design_grid: bool = False,
 ) -> dict[Path, tuple[Path, dict | None]]:
     """Where each map and design file goes, and each map's sidecar; nothing is written.
 
@@ -328,6 +333,8 @@ def plan_derivatives(
         ``.tsv`` design matrix, its ``.json`` sidecar and/or ``.svg`` plot.
     model_maps : mapping, optional
         Run level only: ``{"r_square" | "residuals" | "predicted": file}``.
+    design_grid : bool
+        Keep ``space``/``den`` in the design files' names (a surface level's designs).
 
     Returns
     -------
@@ -351,7 +358,9 @@ def plan_derivatives(
         }
         _plan(plan, dst, (Path(src), sidecar))
     for src in design_files:
-        dst = design_path(root, entities, level=level, extension=Path(src).suffix)
+        dst = design_path(
+            root, entities, level=level, extension=Path(src).suffix, keep_grid=design_grid
+        )
         _plan(plan, dst, (Path(src), None))
     for kind, src in (model_maps or {}).items():
         _plan(plan, model_map_path(root, entities, kind), (Path(src), None))

@@ -48,6 +48,9 @@ class _DerivativesSinkInputSpec(StagedSinkInputSpec):
     design_files = InputMultiObject(
         File(exists=True), desc="design matrix .tsv and/or its .svg plot"
     )
+    design_grid = traits.Bool(
+        False, usedefault=True, desc="keep space/den in the design names (surface levels)"
+    )
     r_square_file = File(exists=True, desc="run-level r-square map (FitFirstLevel)")
     residuals_file = File(exists=True, desc="run-level residuals (FitFirstLevel)")
     predicted_file = File(exists=True, desc="run-level predicted time series (FitFirstLevel)")
@@ -103,6 +106,7 @@ class DerivativesSink(StagedSink):
             maps=maps,
             metadata=metadata,
             design_files=given(inputs.design_files, ()),
+            design_grid=inputs.design_grid,
             model_maps={
                 name.removesuffix("_file"): path
                 for name, path in set_inputs(

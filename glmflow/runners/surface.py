@@ -285,7 +285,8 @@ def _run_surface_group(entry, model, space, den, selection, reports=True) -> Gro
     for plan in plans:
         design_file = design_files[plan.spec.task]
         files += write_derivatives(entry.out, entities=plan.entities, level="dataset",
-                                   maps=[], design_files=[design_file])  # fmt: skip
+                                   maps=[], design_files=[design_file],
+                                   design_grid=True)  # fmt: skip
     if not (entry.out / "dataset_description.json").is_file():
         write_dataset_description(entry.out, source_datasets=[entry.bids_dir])
     pages = run_reports(output_dir=entry.out, fmriprep_dir=None, execution=entry.options,

@@ -206,11 +206,12 @@ def init_surface_subject_wf(
                     ),
                 ]
             )
-        # the design is the run's, not a part's: no hemi- in its name
+        # the design is the run's, not a part's: no hemi- in its name, but its space
         design_sink = derivatives_sink(
             output_dir, inputs.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}_design"
         )
         design_sink.inputs.contrast_names = []
+        design_sink.inputs.design_grid = True  # not the volume level's design of the run
         workflow.connect(run_wf, "outputnode.design_files", design_sink, "design_files")
     names = [c.name for c in subject_contrasts([r.inputs for r in runs], contrasts, skipped or {})]
     if not names:

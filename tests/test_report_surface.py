@@ -107,3 +107,20 @@ def test_no_change_rerun_renders_no_surface_page(pages):
 def test_surface_group_pages_in_chromium(driver, pages):  # noqa: F811
     for page in PAGES.values():
         _check_page(driver, pages["glmflow"] / page, GROUP_SECTIONS)
+
+
+def test_a_cortex_only_cifti_map_is_placed_on_both_hemispheres(tmp_path):
+    """Its last structure (CortexRight) ends the axis: nibabel's slice of it has no stop."""
+    from glmflow.core.report.surfaces import read_surface
+    from glmflow.core.surface.meshes import fslr_cortex_vertices
+    from glmflow.data.surface import brain_models
+
+    path = tmp_path / "cortex.dscalar.nii"
+    values = np.arange(1, 59413, dtype=np.float32)
+    nib.save(nib.Cifti2Image(values[None], header=(nib.cifti2.ScalarAxis(["z"]),
+                                                   brain_models()[:59412])), path)  # fmt: skip
+    smap = read_surface({"cifti": str(path)})
+    assert smap.n_subcortical == 0 and list(smap.cortex) == ["L", "R"]
+    positions, vertices = smap.cortex["R"]
+    assert positions.tolist() == list(range(29696, 59412))
+    assert np.array_equal(vertices, fslr_cortex_vertices("R"))

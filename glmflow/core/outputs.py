@@ -43,36 +43,17 @@ LEVELS = ("run", "session", "subject", "dataset")
 MAX_LABEL = 120
 
 # pybids entity name -> file-name key, in the order of the BIDS entity table.
+# fmt: off
 ENTITY_KEYS = {
-    "subject": "sub",
-    "session": "ses",
-    "sample": "sample",
-    "task": "task",
-    "tracksys": "tracksys",
-    "acquisition": "acq",
-    "nucleus": "nuc",
-    "volume": "voi",
-    "ceagent": "ce",
-    "tracer": "trc",
-    "staining": "stain",
-    "reconstruction": "rec",
-    "direction": "dir",
-    "run": "run",
-    "modality": "mod",
-    "echo": "echo",
-    "flip": "flip",
-    "inv": "inv",
-    "mt": "mt",
-    "part": "part",
-    "proc": "proc",
-    "hemi": "hemi",
-    "space": "space",
-    "recording": "recording",
-    "chunk": "chunk",
-    "segmentation": "seg",
-    "res": "res",
-    "den": "den",
+    "subject": "sub", "session": "ses", "sample": "sample", "task": "task",
+    "tracksys": "tracksys", "acquisition": "acq", "nucleus": "nuc", "volume": "voi",
+    "ceagent": "ce", "tracer": "trc", "staining": "stain", "reconstruction": "rec",
+    "direction": "dir", "run": "run", "modality": "mod", "echo": "echo", "flip": "flip",
+    "inv": "inv", "mt": "mt", "part": "part", "proc": "proc", "hemi": "hemi",
+    "space": "space", "recording": "recording", "chunk": "chunk", "segmentation": "seg",
+    "res": "res", "den": "den",
 }
+# fmt: on
 _DROPPED_AT = {
     "run": (),
     "session": ("run",),
@@ -195,10 +176,8 @@ def design_path(
     """Return the path of a design matrix (``.tsv``), its sidecar (``.json``) or its plot.
 
     Named ``<entities>_design.<ext>`` as BIDS Stats Models tools (FitLins, nilearn's
-    ``save_glm_to_bids``) name them; run and group level alike. A volume design does not
-    depend on the voxel grid, so its name carries no ``space``/``res``/``den``; a surface
-    level's does (``keep_grid``): its designs are its own (the subjects it has maps for), and
-    a volume level of the same task writes the grid-free names beside them.
+    ``save_glm_to_bids``) name them; run and group level alike; no ``space``/``res``/``den``
+    unless ``keep_grid`` (a surface level's designs, beside the volume level's).
     """
     if extension not in (".tsv", ".json", ".svg"):
         raise ValueError(
@@ -329,12 +308,11 @@ def plan_derivatives(
         Written into every sidecar. A ``"Contrasts"`` key (contrast name -> dict, e.g. with
         ``Expressions``, ``StatType``, ``DroppedConditions``) is not copied whole: each map's
         sidecar gets its own contrast's entry under ``"Contrast"``.
-    design_files : sequence of path
-        ``.tsv`` design matrix, its ``.json`` sidecar and/or ``.svg`` plot.
+    design_files, design_grid : sequence of path, bool
+        ``.tsv`` design matrix, its ``.json`` sidecar and/or ``.svg`` plot;
+        :func:`design_path`'s ``keep_grid`` for them.
     model_maps : mapping, optional
         Run level only: ``{"r_square" | "residuals" | "predicted": file}``.
-    design_grid : bool
-        Keep ``space``/``den`` in the design files' names (a surface level's designs).
 
     Returns
     -------
@@ -358,9 +336,8 @@ def plan_derivatives(
         }
         _plan(plan, dst, (Path(src), sidecar))
     for src in design_files:
-        dst = design_path(
-            root, entities, level=level, extension=Path(src).suffix, keep_grid=design_grid
-        )
+        dst = design_path(root, entities, level=level, extension=Path(src).suffix,
+                          keep_grid=design_grid)  # fmt: skip
         _plan(plan, dst, (Path(src), None))
     for kind, src in (model_maps or {}).items():
         _plan(plan, model_map_path(root, entities, kind), (Path(src), None))

@@ -72,6 +72,14 @@ def _subject_pages(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
         elif one_run and not any(r["name"] == run for r in page["runs"]):
             confounds = _confounds(sidecar, fmriprep, glmflow_dir)
             page["runs"].append({"name": run, "sidecar": str(sidecar), "confounds": confounds})
+    for page in subjects.values():
+        # a subject's only run without run- is written under the subject's name alone
+        # (core/rest/files.py::subject_names_are_run_names): its matrix is the run's too
+        for matrix in page["matrices"] if not page["runs"] else ():
+            if len(_read(Path(matrix)).get("Runs", [])) == 1:
+                confounds = _confounds(Path(matrix), fmriprep, glmflow_dir)
+                name = Path(matrix).name.split("_seg-")[0]
+                page["runs"].append({"name": name, "sidecar": matrix, "confounds": confounds})
     return [
         ("subject", f"sub-{s}_task-{t}{m}_connectivity.html",
          f"Subject sub-{s}: {t} connectivity{m.replace('_desc-', ', model ')}", content)
@@ -83,19 +91,23 @@ def rest_page_plans(glmflow_dir: Path, fmriprep: Path | None) -> list[tuple]:
     """``(kind, name, title, content)`` of the connectivity pages in ``glmflow_dir``: one
     per subject, task and model, one per task and model's group level."""
     plans = _subject_pages(glmflow_dir, fmriprep)
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for sidecar in sorted(glmflow_dir.glob(f"task-*_meas-*_contrast-*{_RELMAT}")):
         if _entity(sidecar.name, "stat") == "z":
-            key = (_entity(sidecar.name, "task"), _model_part(sidecar.name))
+            space = _entity(sidecar.name, "space")
+            key = (_entity(sidecar.name, "task"), f"_space-{space}" if space else "",
+                   _model_part(sidecar.name))  # fmt: skip
             groups.setdefault(key, []).append(str(sidecar))
-    for (task, model), sidecars in groups.items():
-        design = next(glmflow_dir.glob(f"task-{task}_*{model}_design.tsv"), None)
+    several = len({space for _, space, _ in groups}) > 1  # spaces side by side: a page each
+    for (task, space, model), sidecars in groups.items():
+        design = next(glmflow_dir.glob(f"task-{task}{space}_*{model}_design.tsv"), None)
         tables = [t for s in sidecars for t in (_table(Path(s)), _edges(s)) if Path(t).is_file()]
         content = {"flavour": "rest", "task": task, "contrasts": sidecars, "tables": tables,
                    "design": str(design) if design else None}  # fmt: skip
-        plans.append(("group", f"group_task-{task}{model}_connectivity.html",
-                      f"Group level: {task} connectivity{model.replace('_desc-', ', model ')}",
-                      content))  # fmt: skip
+        space = space if several else ""
+        title = f"Group level: {task} connectivity{space.replace('_space-', ', space ')}"
+        plans.append(("group", f"group_task-{task}{space}{model}_connectivity.html",
+                      f"{title}{model.replace('_desc-', ', model ')}", content))  # fmt: skip
     return plans
 
 

@@ -106,8 +106,7 @@ def surface_group_inference(
     adjacency : sparse (n_vertices, n_vertices)
         Mesh adjacency (:func:`surface_adjacency`).
     n_perm, cluster_forming_p, alpha, seed
-        Permutations, the p forming clusters (halved for a two-sided test, as nilearn's
-        ``permuted_ols``: ``cluster_forming_t`` in the result), the FDR q, the seed.
+        Permutations, the p forming clusters (halved two-sided, as nilearn), FDR q, seed.
     fwe
         The permutation FWE maps to compute, of :data:`FWE_STATS` (none: no permutation).
     two_sided
@@ -162,8 +161,7 @@ def _fwe(split, data, residualised, adjacency, *, fwe, n_perm, cluster_forming_p
     x, y, dof = residualised
     # one TFCE step, the observed map's, for it and every permuted map
     dh = tfce_step(t, two_sided=two_sided)
-    # nilearn's permuted_ols rule (the volume level's): a two-sided test forms clusters of
-    # either sign at |t| > t.isf(p / 2), one model file's clusters alike on both
+    # nilearn permuted_ols' rule (the volume level's): two-sided, |t| > t.isf(p / 2)
     threshold = stats.t.isf(cluster_forming_p / (2 if two_sided else 1), dof)
     out["cluster_forming_t"] = float(threshold)
     measures = _measures(edges(adjacency), threshold, two_sided, dh)

@@ -383,10 +383,23 @@ def test_an_fslr_subject_map_is_drawn_on_both_hemispheres(study, tmp_path):
     nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(np.zeros(40962, np.float32))]),
              f"{gii}.func.gii")  # fmt: skip
     Path(f"{gii}.json").write_text(_fslr_sidecar(copy).read_text())
-    [plan] = find_pages(tmp_path / "glmflow", None)
+    for ext in (".tsv", ".json"):  # the surface level's run design keeps its space- and den-
+        design = copy / f"sub-01_task-faces_run-1_design{ext}"
+        design.with_name(design.name.replace("_design", "_space-fsLR_den-91k_design")) \
+            .write_bytes(design.read_bytes())  # fmt: skip
+    [plan] = find_pages(tmp_path / "glmflow", root / "bids" / "derivatives" / "fmriprep")
     [surface] = [c for c in plan.content["contrasts"] if "surface" in c]
     assert list(surface["surface"]) == ["cifti"]
+    volume_run, surface_run = plan.content["runs"]
+    assert surface_run["name"] == "sub-01_task-faces_run-1_space-fsLR_den-91k"
+    assert surface_run["confounds"] == volume_run["confounds"] and surface_run["bold"] is None
+    assert volume_run["bold"] is not None and surface_run["maps"] == []
+    assert all("_space-MNI" in m for m in volume_run["maps"]) and volume_run["maps"]
     text = _render(plan, tmp_path)
+    run_section = text.split(f'<section id="run-{surface_run["name"]}">')[1].split("</section>")[0]
+    assert "A surface run (space-fsLR_den-91k): no brain mask to show." in run_section
+    assert "volumes censored" in run_section  # the fMRIPrep confounds of the run, found
+    assert "brain mask outline on the mean image of sub-01_task-faces_run-1" in text
     data = z[z != 0]
     img = nib.Nifti1Image(data.reshape(-1, 1, 1), np.eye(4))
     _, threshold = threshold_stats_img(img, mask_img=nib.Nifti1Image(

@@ -82,6 +82,10 @@ def test_fslr_group_page_draws_each_map_on_the_mesh(pages):
     methods = _section(page, "methods")
     assert "one-sample group design" in methods and "false discovery rate" in methods.lower()
     assert "Subjects (6)" in page.read_text()
+    # the design is the surface level's own (task-faces_space-fsLR_den-91k_design.tsv)
+    assert (glm / "task-faces_space-fsLR_den-91k_design.tsv").is_file()
+    assert _section(page, "design").count('<td class="text">sub-0') == 6
+    assert "No warnings." in _section(page, "warnings")
     links = re.findall(r'<a href="([^"]+)"', (glm / "index.html").read_text())
     assert sorted(links) == sorted(PAGES.values())
 

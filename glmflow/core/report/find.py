@@ -72,18 +72,19 @@ def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _fmriprep_companions(design_tsv: Path, grid: str, fmriprep: Path | None, top: Path) -> dict:
-    """The run's fMRIPrep confounds, brain mask and BOLD (None where there is none)."""
-    stem = design_tsv.name.removesuffix(_DESIGN)
+def _fmriprep_companions(
+    run: str, grid: str | None, folder: Path, fmriprep: Path | None, top: Path
+) -> dict:  # fmt: skip
+    """The run's fMRIPrep confounds, and for a volume run (``grid``: its entities, such as
+    ``_space-MNI152NLin2009cAsym``) its brain mask and BOLD; None where there is none."""
     found: dict[str, str | None] = {"confounds": None, "mask": None, "bold": None}
     if fmriprep is None:
         return found
-    folder = fmriprep / design_tsv.parent.relative_to(top)  # sub-<s>/[ses-<x>/]func
-    names = {
-        "confounds": f"{stem}_desc-confounds_timeseries.tsv",
-        "mask": f"{stem}{grid}_desc-brain_mask.nii.gz",
-        "bold": f"{stem}{grid}_desc-preproc_bold.nii.gz",
-    }
+    folder = fmriprep / folder.relative_to(top)  # sub-<s>/[ses-<x>/]func
+    names = {"confounds": f"{run}_desc-confounds_timeseries.tsv"}
+    if grid is not None:  # a surface run's data are not a volume: no mask, no mean image
+        names |= {"mask": f"{run}{grid}_desc-brain_mask.nii.gz",
+                  "bold": f"{run}{grid}_desc-preproc_bold.nii.gz"}  # fmt: skip
     for key, name in names.items():
         if (folder / name).is_file():
             found[key] = str(folder / name)
@@ -92,18 +93,37 @@ def _fmriprep_companions(design_tsv: Path, grid: str, fmriprep: Path | None, top
     return found
 
 
+_GRID = ("space-", "res-", "den-")
+
+
+def _split_grid(stem: str) -> tuple[str, str]:
+    """(a name without its grid entities, those entities): a surface level's designs keep
+    ``space-`` (and ``den-``), a volume level's carry none."""
+    parts = stem.split("_")
+    return ("_".join(p for p in parts if not p.startswith(_GRID)),
+            "_".join(p for p in parts if p.startswith(_GRID)))  # fmt: skip
+
+
 def _run_plan(design_tsv: Path, fmriprep: Path | None, top: Path) -> dict[str, Any]:
+    """A run's design and the z sidecars of its maps on the design's grid: a volume design
+    takes the run's NIfTI maps, a surface design (``..._space-fsaverage5_design.tsv``) the
+    maps of its space."""
     stem = design_tsv.name.removesuffix(_DESIGN)
-    sidecars = sorted(design_tsv.parent.glob(f"{stem}_*contrast-*_stat-z_statmap.json"))
-    grid = ""
-    if sidecars:  # the grid entities between the run's name and its contrast
-        grid = sidecars[0].name[len(stem) :].split("_contrast-")[0]
+    run, surface = _split_grid(stem)
+    sidecars = [
+        path for path in sorted(design_tsv.parent.glob(f"{run}_*contrast-*_stat-z_statmap.json"))
+        if (image := _map_file(path)) is None or _surface_key(image) == surface
+    ]  # fmt: skip
+    grid = None if surface else ""
+    if sidecars and not surface:  # the grid entities between the run's name and its contrast
+        grid = sidecars[0].name[len(run) :].split("_contrast-")[0]
     return {
         "name": stem,
         "design": str(design_tsv),
         "design_sidecar": str(design_tsv.with_suffix(".json")),
         "maps": [str(p) for p in sidecars],
-        **_fmriprep_companions(design_tsv, grid, fmriprep, top),
+        **_fmriprep_companions(run, grid, design_tsv.parent, fmriprep, top),
+        **({"surface": surface} if surface else {}),
     }
 
 
@@ -186,7 +206,9 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
         model = models.setdefault((task, first, surface), {
             "task": task, "first_level": list(first), "design": None, "contrasts": {},
             **({"flavour": "surface", "space": surface} if surface else {})})  # fmt: skip
-        design = glmflow_dir / f"task-{task}{_DESIGN}"
+        # a surface level's design keeps its space- (and den-); older outputs: grid-free
+        designs = [glmflow_dir / f"task-{task}_{surface}{_DESIGN}"] if surface else []
+        design = next((d for d in designs if d.is_file()), glmflow_dir / f"task-{task}{_DESIGN}")
         model["design"] = str(design) if design.is_file() else None
         contrast = model["contrasts"].setdefault(
             info["Contrast"]["Name"], {"z": None, "sidecar": None, "inferences": []}

@@ -89,6 +89,8 @@ def _fragment_key(kind: str, *parts: Any) -> str:
 
 
 def _mask_figure(run: dict[str, Any], first: int, memo_dir=None) -> tuple[str, tuple | None]:
+    if run.get("surface"):
+        return html.paragraph(f"A surface run ({run['surface']}): no brain mask to show."), None
     if run["bold"] is None or run["mask"] is None:
         return html.paragraph("No BOLD or brain mask found in the fMRIPrep folder."), None
     # the mean of the BOLD (the page's slowest read) is remembered by the BOLD's identity

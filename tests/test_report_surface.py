@@ -128,3 +128,37 @@ def test_a_cortex_only_cifti_map_is_placed_on_both_hemispheres(tmp_path):
     positions, vertices = smap.cortex["R"]
     assert positions.tolist() == list(range(29696, 59412))
     assert np.array_equal(vertices, fslr_cortex_vertices("R"))
+
+
+def _patch(adjacency, seed: int, size: int) -> list[int]:
+    """``size`` vertices connected on the mesh, grown from ``seed`` breadth first."""
+    patch = [seed]
+    for vertex in patch:
+        patch += [int(v) for v in adjacency[vertex].indices if v not in patch]
+        if len(patch) >= size:
+            return sorted(patch[:size])
+    raise AssertionError("the mesh is smaller than the patch")
+
+
+def test_a_subject_surface_map_keeps_the_models_cluster_extent_on_the_mesh(tmp_path):
+    """z > 3.09 with clusters of at least 10 vertices: a patch of 20 connected vertices
+    stays, a patch of 4 and an isolated vertex on the other hemisphere go."""
+    from glmflow.core.model import InferenceSpec
+    from glmflow.core.report.surfaces import read_surface, threshold_surface
+    from glmflow.core.surface.meshes import fsaverage5_mesh, hemisphere_adjacency
+
+    coords, adjacency = fsaverage5_mesh("L")[0], hemisphere_adjacency("fsaverage5", "L")
+    big = _patch(adjacency, 0, 20)
+    z = {"L": np.zeros(10242), "R": np.full(10242, 0.5)}
+    z["L"][big] = 5.0
+    z["L"][_patch(adjacency, int(np.argmax(np.linalg.norm(coords - coords[0], axis=1))), 4)] = -5
+    z["R"][7] = 6.0
+    parts = {}
+    for hemi, values in z.items():
+        parts[hemi] = str(tmp_path / f"hemi-{hemi}_space-fsaverage5_z.func.gii")
+        nib.save(nib.GiftiImage(darrays=[nib.gifti.GiftiDataArray(values.astype(np.float32))]),
+                 parts[hemi])  # fmt: skip
+    spec = InferenceSpec(method="threshold", z_threshold=3.09, cluster_threshold=10)
+    shown, setting = threshold_surface(read_surface(parts), spec)
+    assert np.flatnonzero(shown).tolist() == big
+    assert setting == "z > 3.09, clusters of at least 10 vertices on the mesh (z threshold 3.09)"

@@ -165,6 +165,15 @@ def derivative_path(
     return output_path(output_dir, entities, level, fields, f"statmap{extension}")
 
 
+def subject_is_its_run(run: Mapping[str, Any], subject: Mapping[str, Any]) -> bool:
+    """Whether a subject's maps are named as its one run's (a subject's only run without
+    ``run-``): its t contrasts then go out once, as the subject's (the same maps)."""
+    probe = {"contrast": "c", "stat": "z"}
+    names = (derivative_path(".", e, level=lv, **probe) for e, lv in ((run, "run"),
+                                                                     (subject, "subject")))
+    return len(set(names)) == 1
+
+
 def design_path(
     output_dir: str | os.PathLike,
     entities: Mapping[str, Any],

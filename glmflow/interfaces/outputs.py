@@ -48,6 +48,10 @@ class _DerivativesSinkInputSpec(StagedSinkInputSpec):
     design_files = InputMultiObject(
         File(exists=True), desc="design matrix .tsv and/or its .svg plot"
     )
+    leave_out = traits.List(
+        traits.Str, desc="contrasts whose maps another sink writes under the same names (a "
+        "subject's only run without run-: the subject's sink)"
+    )
     design_grid = traits.Bool(
         False, usedefault=True, desc="keep space/den in the design names (surface levels)"
     )
@@ -97,7 +101,8 @@ class DerivativesSink(StagedSink):
                     f"{len(names)} names and stat_types {len(stats)} entries; connect lists "
                     "of one node (ComputeContrasts) so they stay aligned"
                 )
-            maps += list(zip(files, names, stats, strict=True))
+            maps += [m for m in zip(files, names, stats, strict=True)
+                     if m[1] not in given(inputs.leave_out, ())]  # fmt: skip
         written, staged, manifest = stage_derivatives(
             inputs.output_dir,
             stage_dir=out_dir,

@@ -16,6 +16,7 @@ from nipype.pipeline import engine as pe
 from glmflow.core.bids import RunInputs
 from glmflow.core.bold import estimate_mem_gb
 from glmflow.core.model import ContrastSpec, ModelSpec
+from glmflow.core.outputs import subject_is_its_run
 from glmflow.core.sidecars import applied_confounds
 from glmflow.interfaces.combine import CombineRuns
 from glmflow.interfaces.outputs import DerivativesSink
@@ -97,11 +98,15 @@ def init_subject_level_wf(
     )
     # each run's maps are on the mask its data were read with (bad voxels left out)
     merge_masks = pe.Node(niu.Merge(len(runs)), name="merge_masks", run_without_submitting=True)
+    names = [c.name for c in subject_contrasts(runs, contrasts, skipped)]
+    shared = len(runs) == 1 and subject_is_its_run(runs[0].entities, subject_entities(runs))
     for i, run in enumerate(runs, start=1):
         run_wf = _run_wf(run, spec, contrasts, missing_conditions, memo_dir)
         sink = derivatives_sink(
             output_dir, run.entities, "run", metadata, name=f"ds_{run_wf.name[:-3]}"
         )
+        if shared:  # one set of files: the subject's (its F contrasts and design: the run's)
+            sink.inputs.leave_out = names
         # fmt: off
         workflow.connect([
             (run_wf, merge_index, [("outputnode.contrasts_json", f"in{i}")]),
@@ -114,7 +119,6 @@ def init_subject_level_wf(
                 [(run_wf, sink, [(f"outputnode.{k}_file", f"{k}_file") for k in MODEL_MAP_KINDS])]
             )
 
-    names = [c.name for c in subject_contrasts(runs, contrasts, skipped)]
     if names:
         combine = _combine_node(runs, spec, names, memo_dir)
         sink = derivatives_sink(

@@ -18,6 +18,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from glmflow.core.model import ContrastSpec, ModelSpec
+from glmflow.core.outputs import subject_is_its_run
 from glmflow.core.surface.discover import SurfaceRun
 from glmflow.core.surface.meshes import CIFTI_DENSITIES, FSAVERAGE_VERTICES
 from glmflow.interfaces.glm import FitFirstLevel
@@ -162,6 +163,9 @@ def init_surface_subject_wf(
         for part in parts
         for kind in ("index", "geometry")
     }
+    names = [c.name for c in subject_contrasts([r.inputs for r in runs], contrasts, skipped or {})]
+    entities = subject_entities([r.inputs for r in runs])
+    shared = len(runs) == 1 and subject_is_its_run(runs[0].inputs.entities, entities)
     for i, run in enumerate(runs, start=1):
         inputs = run.inputs
         space = inputs.entities.get("space", "")
@@ -190,6 +194,8 @@ def init_surface_subject_wf(
                 metadata,
                 name=f"ds_{run_wf.name[:-3]}_{part}",
             )
+            if shared:  # one set of files: the subject's (its F contrasts: the run's)
+                sink.inputs.leave_out = names
             fields = [f for f in SINK_FIELDS if f != "design_files"]
             workflow.connect(
                 [
@@ -213,11 +219,9 @@ def init_surface_subject_wf(
         design_sink.inputs.contrast_names = []
         design_sink.inputs.design_grid = True  # not the volume level's design of the run
         workflow.connect(run_wf, "outputnode.design_files", design_sink, "design_files")
-    names = [c.name for c in subject_contrasts([r.inputs for r in runs], contrasts, skipped or {})]
     if not names:
         return workflow
     collect = pe.Node(niu.Merge(len(parts)), name="subject_files", run_without_submitting=True)
-    entities = subject_entities([r.inputs for r in runs])
     for j, part in enumerate(parts, start=1):
         combine = pe.Node(
             CombineSurfaceRuns(

@@ -96,3 +96,27 @@ def test_contrast_then_confound_edit_write_what_a_cold_run_writes(study):
     _levels(root, bids, model, "out")
     cold = _levels(root, bids, model, "cold-confound")
     _assert_same(edited, cold)
+
+
+def test_the_schedulers_ready_count_is_scipys_through_nipypes_edits():
+    """MultiProc's dependency matrix counts its columns itself (a cheaper loop pass): the
+    same matrix as scipy's sum, after Nipype clears rows as nodes finish."""
+    import networkx as nx
+    import numpy as np
+    from nipype.pipeline.plugins.base import _graph_to_lil_matrix
+
+    from glmflow.execution.multiproc import _CountedDependencies
+
+    edges = nx.gnp_random_graph(120, 0.05, directed=True, seed=3).edges()
+    graph = nx.DiGraph([(u, v) for u, v in edges if u < v])
+    graph.add_nodes_from(range(120))
+    plain = _graph_to_lil_matrix(graph, nodelist=list(range(120)))
+    counted = _CountedDependencies(plain)
+    for jobid in np.random.default_rng(0).permutation(120):
+        ours, scipys = counted.sum(0), plain.sum(axis=0)
+        assert type(ours) is type(scipys) and ours.dtype == scipys.dtype
+        np.testing.assert_array_equal(ours, scipys)
+        for matrix in (plain, counted):  # what Nipype's _task_finished_cb does
+            row = matrix.getrowview(int(jobid))
+            row[row.nonzero()] = 0
+    assert counted.sum(0).sum() == 0 and counted.sum(axis=1).shape == (120, 1)

@@ -81,6 +81,7 @@ def test_fslr_group_page_draws_each_map_on_the_mesh(pages):
     assert counts[0] + counts[1] > 20 and counts[2] + counts[3] == 0  # the left only
     methods = _section(page, "methods")
     assert "one-sample group design" in methods and "false discovery rate" in methods.lower()
+    assert "ordinary least squares on the fsLR 91k vertices (glmflow&#x27;s surface" in methods
     assert "Subjects (6)" in page.read_text()
     # the design is the surface level's own (task-faces_space-fsLR_den-91k_design.tsv)
     assert (glm / "task-faces_space-fsLR_den-91k_design.tsv").is_file()

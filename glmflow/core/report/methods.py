@@ -68,8 +68,8 @@ def _confounds(confounds: dict[str, Any]) -> str:
     return text
 
 
-def inference_sentence(inference: dict[str, Any]) -> str:
-    """How group maps were thresholded, in words."""
+def inference_sentence(inference: dict[str, Any], unit: str = "voxels") -> str:
+    """How group maps were thresholded, in words (``unit``: what a cluster is made of)."""
     method = inference["method"]
     text = f"Group maps were thresholded by {_INFERENCE.get(method, method)}"
     if method in ("fdr", "fpr", "bonferroni", "tdp", "permutation"):
@@ -79,7 +79,7 @@ def inference_sentence(inference: dict[str, Any]) -> str:
     if method == "permutation":
         text += f" ({inference['n_perm']} permutations, statistic {inference['permutation_stat']})"
     if inference.get("cluster_threshold"):
-        text += f", clusters of at least {inference['cluster_threshold']} voxels"
+        text += f", clusters of at least {inference['cluster_threshold']} {unit}"
     return text + ("" if inference.get("two_sided", True) else ", one-sided") + "."
 
 
@@ -104,15 +104,18 @@ def first_level_methods(spec: dict[str, Any]) -> str:
     )
 
 
-def group_methods(group: dict[str, Any], n_subjects: int) -> str:
-    """The group-level paragraph from a group sidecar's GroupModel."""
+def group_methods(group: dict[str, Any], n_subjects: int, *, surface: str = "") -> str:
+    """The group-level paragraph from a group sidecar's GroupModel (``surface``: the
+    surface space of a surface group level's maps)."""
     ols = group["method"] == "ols"
     method = "ordinary least squares (nilearn's SecondLevelModel)" if ols else (
         "precision-weighted fixed effects")  # fmt: skip
+    if surface:  # glmflow's own fit on the vertices (nilearn has none on surfaces' meshes)
+        method = f"ordinary least squares on the {surface} vertices (glmflow's surface group level)"
     covariates = group.get("covariates") or []
     with_cov = f" with the covariates {', '.join(covariates)}" if covariates else ""
     return (
         f"Subject-level effect maps of {n_subjects} subjects entered a {group['design']} "
         f"group design{with_cov}, fitted by {method} with {software()}. "
-        + inference_sentence(group["inference"])
+        + inference_sentence(group["inference"], "vertices on the mesh" if surface else "voxels")
     )

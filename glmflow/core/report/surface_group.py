@@ -86,9 +86,10 @@ def render_surface_group_page(content: dict[str, Any], title: str) -> str:
     subjects = subjects_table(first)
     n_subjects = subjects.iloc[:, 0].nunique()
     maps = [_contrast_section(contrast, notes) for contrast in contrasts]
+    methods = group_methods(first["GroupModel"], n_subjects,
+                            surface=content["space"].replace("_den-", " ").removeprefix("space-"))
     sections = [
-        html.section("methods", "Methods",
-                     html.paragraph(group_methods(first["GroupModel"], n_subjects), "methods")),
+        html.section("methods", "Methods", html.paragraph(methods, "methods")),
         html.section("design", "Design and contrasts", *design),
         html.section("subjects", f"Subjects ({n_subjects})", html.table(subjects)),
         html.section("maps", "Maps", *maps),

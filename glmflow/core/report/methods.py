@@ -111,7 +111,7 @@ def group_methods(group: dict[str, Any], n_subjects: int, *, surface: str = "") 
     method = "ordinary least squares (nilearn's SecondLevelModel)" if ols else (
         "precision-weighted fixed effects")  # fmt: skip
     if surface:  # glmflow's own fit on the vertices (nilearn has none on surfaces' meshes)
-        method = f"ordinary least squares on the {surface} vertices (glmflow's surface group level)"
+        method = f"ordinary least squares on the {surface} vertices (glmflow's surface level)"
     covariates = group.get("covariates") or []
     with_cov = f" with the covariates {', '.join(covariates)}" if covariates else ""
     return (

@@ -275,11 +275,20 @@ def test_volume_and_fsaverage5_in_one_invocation(surface_ds, tmp_path, capsys):
     # columns (the same number from nilearn: the parity tests above), so z is inflated
     assert abs(np.median(null)) < 0.1
     assert (np.abs(null) > 3.29).mean() < 0.02
-    # nothing changed: both levels are recalled from their stamps, no graph is built (the
-    # two levels wrote one shared design before, so neither stamp matched again)
+    # the subject page, made once both levels have written, shows both spaces' maps
+    page = (out / "glmflow" / "sub-01.html").read_text()
+    assert (
+        page.count(">Contrast face-house<")
+        == page.count(">Contrast face-house (fsaverage5)<")
+        == 1
+    )
+    # nothing changed: both levels are recalled from their stamps, no level graph is built
+    # (the two levels wrote one shared design before, so neither stamp matched again)
     assert main([a for a in args if a != "-q"]) == 0
     again = capsys.readouterr()
-    assert "_wf:" not in again.out + again.err
+    assert "glmflow_wf:" not in again.out + again.err
+    assert "glmflow_fsaverage5_wf:" not in again.out + again.err
+    assert "reports_wf: 2/2 done (2 cached)" in again.err  # the pages: cached, not drawn
 
 
 @pytest.mark.slow

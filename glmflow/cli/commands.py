@@ -185,9 +185,21 @@ def run_bids_app(args: argparse.Namespace) -> int:
         return _run_group(args, options)
     spaces = _spaces(args)
     if len(spaces) > 1 or is_surface_space(spaces[0]):  # issue 12: surfaces, several spaces
-        codes = [_run_participant(args, options, space) for space in spaces]
+        codes = [_run_participant(args, options, space, reports=False) for space in spaces]
+        _subject_pages(args, options)
         return max(codes)
     return _run_participant(args, options, spaces[0])
+
+
+def _subject_pages(args: argparse.Namespace, options) -> None:
+    """The subject pages of an invocation of several spaces (or a surface space), once all
+    its levels have written their maps: each page shows every space's."""
+    from glmflow.runners.reports import rebuild_reports
+
+    pages = rebuild_reports(bids_dir=args.bids_dir, output_dir=args.output_dir,
+                            derivatives=args.derivatives, execution=options,
+                            kinds=("subject",))  # fmt: skip
+    _say_reports(pages)
 
 
 def _spaces(args: argparse.Namespace) -> list[str]:
@@ -195,8 +207,9 @@ def _spaces(args: argparse.Namespace) -> list[str]:
     return [args.space] if isinstance(args.space, str) else list(args.space)
 
 
-def _run_participant(args: argparse.Namespace, options, space: str) -> int:
-    """The participant level on one space (a surface space goes to the surface runner)."""
+def _run_participant(args: argparse.Namespace, options, space: str, reports: bool = True) -> int:
+    """The participant level on one space (a surface space goes to the surface runner);
+    ``reports``: the volume level renders the subject pages itself."""
     from glmflow.runners.participant import run_participant_level
 
     start = time.perf_counter()
@@ -221,6 +234,7 @@ def _run_participant(args: argparse.Namespace, options, space: str) -> int:
         res=getattr(args, "res", None),
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
+        reports=reports,
         **({"inference": _inference(args)} if _is_bsm(args) else {}),
     )
     elapsed = time.perf_counter() - start

@@ -73,9 +73,11 @@ def rebuild_reports(
     output_dir: PathLike,
     derivatives: PathLike | None = None,
     execution: ExecutionOptions | None = None,
+    kinds: Sequence[str] = KINDS,
     **settings: Any,
 ) -> list[Path]:
-    """Every report page of ``output_dir/glmflow`` from the outputs already written.
+    """Every report page (of ``kinds``) of ``output_dir/glmflow`` from the outputs already
+    written.
 
     ``derivatives``: the fMRIPrep folder (default ``bids_dir/derivatives/fmriprep``);
     ``execution`` or its settings as for the levels (``work_dir``, ``plugin``, ...).
@@ -93,7 +95,8 @@ def rebuild_reports(
         )
     fmriprep = entry.derivatives or entry.bids_dir / "derivatives" / "fmriprep"
     with hold_folder(entry.work_dir, "work"), hold_folder(entry.out, "output"):
-        return run_reports(output_dir=entry.out, fmriprep_dir=fmriprep, execution=entry.options)
+        return run_reports(output_dir=entry.out, fmriprep_dir=fmriprep, execution=entry.options,
+                           kinds=kinds)  # fmt: skip
 
 
 __all__ = ["rebuild_reports", "run_reports"]

@@ -81,7 +81,9 @@ def _code_identity() -> list:
     import glmflow
 
     versions = [version(name) for name in ("nilearn", "matplotlib", "numpy", "nibabel")]
-    return [files_identity(Path(glmflow.__file__).parent), versions]
+    # the sources only: a .pyc written by another process's first import changes nothing
+    sources = [f for f in files_identity(Path(glmflow.__file__).parent) if f[0].endswith(".py")]
+    return [sources, versions]
 
 
 def _fragment_key(kind: str, *parts: Any) -> str:

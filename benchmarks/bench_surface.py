@@ -5,8 +5,9 @@ uncompressed, 87.6 MB), from :func:`glmflow.data.surface.add_surface_runs`. Each
 a fresh process after its imports, interleaved, repeated (shared machine: min and median):
 
 - read: ``nibabel.load(dtseries).get_fdata()``, reading it as nibabel does (the unit);
-- floor: the same read, one ordinary least-squares pass and each contrast's t -> z: the
-  least any GLM of the run must do (no AR(1) estimate, no whitened refit, no files);
+- floor: the same read, then the least an AR(1) GLM must do: a least-squares pass, the
+  residuals' lag-1 autocorrelation, one whitened refit (one coefficient for every
+  grayordinate) and each contrast's t -> z (no files);
 - glmflow: ``read_surface_bold`` + ``fit_glm`` (AR(1)) + 3 t contrasts, each contrast's five
   maps written as ``.dscalar.nii`` (``compute_surface_contrast_maps``);
 - nilearn: the same read + ``run_glm`` + ``compute_contrast`` (nilearn has no CIFTI I/O:
@@ -54,14 +55,20 @@ t0 = time.perf_counter()
 if kind == "read":
     data = nib.load(path).get_fdata()
 elif kind == "floor":
-    # the least any GLM of this run must do beyond reading it: one least-squares pass (no
-    # AR(1) estimate, no whitened refit) and each contrast's t -> z, single-threaded as the fit
+    # the least an AR(1) GLM of this run must do beyond reading it: a least-squares pass for
+    # the residuals, their lag-1 autocorrelation, one whitened refit (one AR coefficient for
+    # every grayordinate: no binning, one pseudo-inverse) and each contrast's t -> z; no files,
+    # single-threaded as the fit
     import scipy.linalg as spl
     from scipy import stats
     from threadpoolctl import threadpool_limits
     data = np.ascontiguousarray(nib.load(path).get_fdata())
     x = design.to_numpy()
     with threadpool_limits(limits=1, user_api="blas"):
+        resid = data - x @ (spl.pinv(x) @ data)
+        rho = np.einsum("tv,tv->", resid[1:], resid[:-1]) / np.einsum("tv,tv->", resid, resid)
+        data[1:] -= rho * data[:-1].copy()
+        x = np.vstack([x[:1], x[1:] - rho * x[:-1]])
         pinv = spl.pinv(x)
         beta = pinv @ data
         resid = data - x @ beta

@@ -5,9 +5,6 @@ uncompressed, 87.6 MB), from :func:`glmflow.data.surface.add_surface_runs`. Each
 a fresh process after its imports, interleaved, repeated (shared machine: min and median):
 
 - read: ``nibabel.load(dtseries).get_fdata()``, reading it as nibabel does (the unit);
-- floor: the same read, then the least an AR(1) GLM must do: a least-squares pass, the
-  residuals' lag-1 autocorrelation, one whitened refit (one coefficient for every
-  grayordinate) and each contrast's t -> z (no files);
 - glmflow: ``read_surface_bold`` + ``fit_glm`` (AR(1)) + 3 t contrasts, each contrast's five
   maps written as ``.dscalar.nii`` (``compute_surface_contrast_maps``);
 - nilearn: the same read + ``run_glm`` + ``compute_contrast`` (nilearn has no CIFTI I/O:
@@ -54,30 +51,6 @@ else:
 t0 = time.perf_counter()
 if kind == "read":
     data = nib.load(path).get_fdata()
-elif kind == "floor":
-    # the least an AR(1) GLM of this run must do beyond reading it: a least-squares pass for
-    # the residuals, their lag-1 autocorrelation, one whitened refit (one AR coefficient for
-    # every grayordinate: no binning, one pseudo-inverse) and each contrast's t -> z; no files,
-    # single-threaded as the fit
-    import scipy.linalg as spl
-    from scipy import stats
-    from threadpoolctl import threadpool_limits
-    data = np.ascontiguousarray(nib.load(path).get_fdata())
-    x = design.to_numpy()
-    with threadpool_limits(limits=1, user_api="blas"):
-        resid = data - x @ (spl.pinv(x) @ data)
-        rho = np.einsum("tv,tv->", resid[1:], resid[:-1]) / np.einsum("tv,tv->", resid, resid)
-        data[1:] -= rho * data[:-1].copy()
-        x = np.vstack([x[:1], x[1:] - rho * x[:-1]])
-        pinv = spl.pinv(x)
-        beta = pinv @ data
-        resid = data - x @ beta
-        sigma2 = np.einsum("tv,tv->v", resid, resid) / (x.shape[0] - x.shape[1])
-        for n in names:
-            w = np.zeros(x.shape[1])
-            w[[list(design.columns).index(t) for t in ("face", "house") if t in n]] = 1.0
-            t = (w @ beta) / np.sqrt(sigma2 * (w @ pinv @ pinv.T @ w))
-            stats.norm.isf(stats.t.sf(t, x.shape[0] - x.shape[1]))
 elif kind == "glmflow":
     bold = read_surface_bold(path)
     stages = {"read": time.perf_counter() - t0}
@@ -126,7 +99,7 @@ def time_cases(path: Path, design: Path, repeats: int) -> tuple[dict, list[dict]
     """Each case's wall seconds per repeat, and the glmflow case's stages per repeat."""
     import json
 
-    walls: dict[str, list[float]] = {"read": [], "floor": [], "glmflow": [], "nilearn": []}
+    walls: dict[str, list[float]] = {"read": [], "glmflow": [], "nilearn": []}
     stages: list[dict[str, float]] = []
     for _ in range(repeats):
         for kind in walls:

@@ -41,7 +41,7 @@ RERUN = """
 import sys
 from glmflow.cli.main import main
 code = main(sys.argv[1:])
-print([m for m in ("nipype", "nilearn", "bids") if m in sys.modules])
+print([m for m in ("nipype", "nilearn", "bids", "pandas") if m in sys.modules])
 sys.exit(code)
 """
 
@@ -115,7 +115,7 @@ def test_no_change_rerun_plans_and_builds_nothing(study):
                           env={**os.environ, "NIPYPE_NO_ET": "1"}, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     *_, done, imported = proc.stdout.splitlines()
-    assert imported == "[]"  # no pybids, no nilearn, no Nipype: nothing planned or built
+    assert imported == "[]"  # no pybids, nilearn, Nipype or pandas: nothing planned or built
     assert done.startswith("glmflow: 1 run(s) of 1 subject(s) done in ")  # 11 files + 2 pages
     assert done.endswith(f" s; 13 file(s) in {study['out']}; cache in {kwargs['work_dir']}")
     assert _results(study["root"] / "work") == before

@@ -50,7 +50,7 @@ from glmflow.runners.group import run_group_level
 kwargs = json.loads(sys.argv[2])
 run = run_participant_level if sys.argv[1] == "participant" else run_group_level
 result = run(**kwargs)
-heavy = [m for m in ("nipype", "nilearn", "bids") if m in sys.modules]
+heavy = [m for m in ("nipype", "nilearn", "bids", "pandas") if m in sys.modules]
 print(json.dumps({"files": sorted(map(str, result.files)), "summary": result.summary,
                   "imported": heavy}))
 """

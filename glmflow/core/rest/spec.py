@@ -39,6 +39,7 @@ from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.model.validation import locate
 from glmflow.core.rest.atlas_spec import AtlasSpec, MapsAtlas, check_coordinate
 from glmflow.core.rest.denoise import DenoiseSpec
+from glmflow.core.rest.detect import is_connectivity_model  # noqa: F401  (re-exported)
 from glmflow.errors import ModelSpecError
 
 Measure = Literal[
@@ -284,15 +285,6 @@ def _list(value: Any) -> list:
     if not isinstance(value, list):
         raise check.bad("seeds", "a list of seed objects", value)
     return value
-
-
-def is_connectivity_model(path: str | os.PathLike) -> bool:
-    """Whether a model file is a connectivity model (a top-level "connectivity" object)."""
-    try:
-        data = read_json(path)
-    except (ModelSpecError, OSError):
-        return False
-    return isinstance(data, Mapping) and "connectivity" in data
 
 
 __all__ = [

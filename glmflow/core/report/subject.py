@@ -168,10 +168,12 @@ def _remembered_contrast_section(contrast, inference, atlas, anatomy, memo_dir):
     contrast's maps as they were draws it again from the memo, the same bytes)."""
     if memo_dir is None or "surface" in contrast:
         return _contrast_section(contrast, inference, atlas, anatomy)
-    # of the sidecar (it holds the whole model) the section shows the dropped conditions
+    # every file the section shows, by its bytes (relative paths too: a map edited in place
+    # must not recall its old section); of the sidecar (it holds the whole model) the
+    # section shows the dropped conditions
     dropped = _dropped(contrast)
     files = {k: content_digest(v) for k, v in sorted(contrast.items()) if k != "sidecar"
-             and isinstance(v, str) and v.startswith("/") and Path(v).is_file()}  # fmt: skip
+             and isinstance(v, str) and Path(v).is_file()}  # fmt: skip
     background = hashlib.sha256()
     for array in anatomy or ():
         background.update(np.ascontiguousarray(array).tobytes())

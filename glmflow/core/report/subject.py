@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -14,13 +13,13 @@ import numpy as np
 
 from glmflow.core.atlases import VolumeAtlas
 from glmflow.core.memo import (
+    code_identity,
     content_digest,
     file_identity,
     memo_key,
     memoized_array,
     recall_value,
     remember_value,
-    source_identity,
 )
 from glmflow.core.model import ConfoundsSpec, InferenceSpec
 from glmflow.core.outputs import contrast_label
@@ -73,19 +72,8 @@ def _vif_table(summary) -> str:
     return html.table(frame)
 
 
-@functools.cache
-def _code_identity() -> list:
-    """glmflow's source files and the versions drawing a page: part of every fragment key."""
-    from importlib.metadata import version
-
-    import glmflow
-
-    versions = [version(name) for name in ("nilearn", "matplotlib", "numpy", "nibabel")]
-    return [source_identity(Path(glmflow.__file__).parent), versions]
-
-
 def _fragment_key(kind: str, *parts: Any) -> str:
-    return memo_key("report", kind, _code_identity(), *parts)
+    return memo_key("report", kind, code_identity(), *parts)
 
 
 def _mask_figure(run: dict[str, Any], first: int, memo_dir=None) -> tuple[str, tuple | None]:

@@ -450,3 +450,34 @@ def test_a_cifti_map_without_brain_models_is_one_line(study, tmp_path):
         "(ScalarAxis, BrainModelAxis), its grayordinates on the columns: rewrite it as the "
         "participant level does, or remove it from the output folder"
     )
+
+
+def test_two_volume_spaces_have_a_group_page_each(study, tmp_path):
+    """The group level writes one space an invocation; run once per volume space into one
+    output folder, each space's model has its own page, showing its own maps only."""
+    from glmflow.core.report import find_pages
+
+    root = study[0]
+    out = tmp_path / "glmflow"
+    out.mkdir()
+    maps = sorted(p for p in (root / "out" / "glmflow").glob("task-*") if p.is_file())
+    space = next(p for p in maps[-1].name.split("_") if p.startswith("space-"))
+    other = "space-MNI152NLin6Asym"
+    for path in maps:
+        (out / path.name).write_bytes(path.read_bytes())
+        if space in path.name:
+            (out / path.name.replace(space, other)).write_bytes(path.read_bytes())
+    pages = {p.name: p for p in find_pages(out, None) if p.kind == "group"}
+    assert sorted(pages) == sorted(
+        name.replace("group_task-faces_", f"group_task-faces_{grid}_")
+        for name in GROUP_PAGES for grid in (space, other)
+    )  # fmt: skip
+    for grid in (space, other):
+        page = pages[f"group_task-faces_{grid}_contrast-faceMinusHouse.html"]
+        assert f", {grid.replace('space-', 'space ')}," in page.title
+        (contrast,) = page.content["contrasts"]
+        shown = [contrast["z"], *(i["map"] for i in contrast["inferences"])]
+        assert len(shown) >= 2 and all(f"_{grid}_" in Path(m).name for m in shown)
+    # one volume space: the page names it always had
+    alone = {p.name for p in find_pages(root / "out" / "glmflow", None) if p.kind == "group"}
+    assert sorted(alone) == sorted(GROUP_PAGES)

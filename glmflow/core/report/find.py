@@ -190,6 +190,11 @@ def _surface_key(image: Path) -> str:
     """Empty for a volume map, else its ``space-`` (and ``den-``) entities as in its name."""
     if image.name.endswith(".nii.gz"):
         return ""
+    return _space_key(image)
+
+
+def _space_key(image: Path) -> str:
+    """A map's ``space-`` (and ``den-``) entities as in its name (empty: none)."""
     return "_".join(p for p in image.name.split("_") if p.startswith(("space-", "den-")))
 
 
@@ -203,7 +208,10 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
         task, first = _group_key(info)
         image = _map_file(sidecar) or Path(str(sidecar).removesuffix(".json") + ".nii.gz")
         surface = _surface_key(image)
-        model = models.setdefault((task, first, surface), {
+        # a volume group level writes one space an invocation: two of them into one output
+        # folder are two models (their maps are told apart by ``space-``)
+        volume = "" if surface else _space_key(image)
+        model = models.setdefault((task, first, surface, volume), {
             "task": task, "first_level": list(first), "design": None, "contrasts": {},
             **({"flavour": "surface", "space": surface} if surface else {})})  # fmt: skip
         # a surface level's design keeps its space- (and den-); older outputs: grid-free
@@ -226,15 +234,22 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
             )
         elif info.get("Statistic") == "z":
             contrast["z"], contrast["sidecar"] = str(image), str(sidecar)
-    pages = []
-    for (task, first, surface), model in models.items():
-        label = contrast_label(" ".join(first)) if first else "group"
-        model["contrasts"] = [{"names": [name], **c} for name, c in model["contrasts"].items()]
-        on = f", {surface.replace('space-', 'surface ').replace('_den-', ' ')}" if surface else ""
-        title = f"Group model: task {task}{on}, first-level contrast {' and '.join(first)}"
-        name = f"group_task-{task}{'_' + surface if surface else ''}_contrast-{label}.html"
-        pages.append(PagePlan("group", name, title, model))
-    return pages
+    return [_group_page(key, model, models) for key, model in models.items()]
+
+
+def _group_page(key: tuple, model: dict[str, Any], models: dict[tuple, Any]) -> PagePlan:
+    """The page of one group model; a volume model's page names its space only when the
+    folder holds the same model in another volume space (one space: the name it always had)."""
+    task, first, surface, volume = key
+    label = contrast_label(" ".join(first)) if first else "group"
+    model["contrasts"] = [{"names": [name], **c} for name, c in model["contrasts"].items()]
+    on = f", {surface.replace('space-', 'surface ').replace('_den-', ' ')}" if surface else ""
+    grid = surface
+    if not surface and any(k[:3] == key[:3] and k[3] != volume for k in models):
+        on, grid = f", {volume.replace('space-', 'space ').replace('_den-', ' ')}", volume
+    title = f"Group model: task {task}{on}, first-level contrast {' and '.join(first)}"
+    name = f"group_task-{task}{'_' + grid if grid else ''}_contrast-{label}.html"
+    return PagePlan("group", name, title, model)
 
 
 def _surface_group_map(contrast: dict, info: dict, image: Path, sidecar: Path) -> None:

@@ -190,12 +190,7 @@ def _surface_key(image: Path) -> str:
     """Empty for a volume map, else its ``space-`` (and ``den-``) entities as in its name."""
     if image.name.endswith(".nii.gz"):
         return ""
-    return _space_key(image)
-
-
-def _space_key(image: Path) -> str:
-    """A map's ``space-`` (and ``den-``) entities as in its name (empty: none)."""
-    return "_".join(p for p in image.name.split("_") if p.startswith(("space-", "den-")))
+    return _split_grid(image.name)[1]
 
 
 def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
@@ -210,7 +205,7 @@ def _group_pages(glmflow_dir: Path) -> list[PagePlan]:
         surface = _surface_key(image)
         # a volume group level writes one space an invocation: two of them into one output
         # folder are two models (their maps are told apart by ``space-``)
-        volume = "" if surface else _space_key(image)
+        volume = "" if surface else _split_grid(image.name)[1]
         model = models.setdefault((task, first, surface, volume), {
             "task": task, "first_level": list(first), "design": None, "contrasts": {},
             **({"flavour": "surface", "space": surface} if surface else {})})  # fmt: skip
@@ -246,7 +241,7 @@ def _group_page(key: tuple, model: dict[str, Any], models: dict[tuple, Any]) -> 
     on = f", {surface.replace('space-', 'surface ').replace('_den-', ' ')}" if surface else ""
     grid = surface
     if not surface and any(k[:3] == key[:3] and k[3] != volume for k in models):
-        on, grid = f", {volume.replace('space-', 'space ').replace('_den-', ' ')}", volume
+        on, grid = f", {volume.replace('_', ' ').replace('-', ' ')}", volume
     title = f"Group model: task {task}{on}, first-level contrast {' and '.join(first)}"
     name = f"group_task-{task}{'_' + grid if grid else ''}_contrast-{label}.html"
     return PagePlan("group", name, title, model)

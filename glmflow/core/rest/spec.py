@@ -39,7 +39,6 @@ from glmflow.core.model.stages import ConfoundsSpec
 from glmflow.core.model.validation import locate
 from glmflow.core.rest.atlas_spec import AtlasSpec, MapsAtlas, check_coordinate
 from glmflow.core.rest.denoise import DenoiseSpec
-from glmflow.core.rest.detect import is_connectivity_model  # noqa: F401  (re-exported)
 from glmflow.errors import ModelSpecError
 
 Measure = Literal[
@@ -296,5 +295,4 @@ __all__ = [
     "Measure",
     "SeedSpec",
     "connectivity_spec",
-    "is_connectivity_model",
 ]

@@ -15,7 +15,7 @@ from nilearn.masking import apply_mask
 from test_glm import SAMPLE_MASK, make_run, nilearn_run
 
 from glmflow.core.bold import read_masked_bold
-from glmflow.core.contrasts import MAP_KEYS, compute_contrast, contrast_weights
+from glmflow.core.contrasts import MAP_KEYS, compute_contrast, contrast_weights, z_score
 from glmflow.core.glm import fit_glm, load_fit, save_fit
 from glmflow.errors import ContrastError
 
@@ -101,6 +101,32 @@ def test_contrasts_match_nilearn_compute_contrast(noise_model):
         for key, value in [("stat", theirs.stat()), ("p", theirs.p_value()),
                            ("effect", theirs.effect), ("variance", theirs.variance)]:  # fmt: skip
             np.testing.assert_allclose(ours[key], np.squeeze(value), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("stat_type", "dim", "dof"), [("t", 1, 227.0), ("t", 1, 3.0), ("F", 1, 40.0), ("F", 3, 12.0)]
+)
+def test_z_score_is_nilearns_exactly(stat_type, dim, dof):
+    # the CDF computed only where nilearn's z_score keeps it: the same bits, every tail
+    from nilearn.glm import Contrast
+
+    rng = np.random.default_rng(11)
+    effect = np.concatenate([rng.standard_normal(dim * 4000) * 5,
+                             [0.0] * dim, [40.0] * dim, [-40.0] * dim, [1e3] * dim])  # fmt: skip
+    effect = effect.reshape(-1, dim).T
+    variance = np.concatenate([rng.uniform(0.01, 4, effect.shape[1] - 2), [1e-30, np.nan]])
+
+    def make():
+        return Contrast(effect=effect if stat_type == "F" else effect[0], variance=variance,
+                        dim=dim, dof=dof, stat_type=stat_type)  # fmt: skip
+
+    ours, theirs = make(), make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        z, expected = z_score(ours), theirs.z_score()
+    assert (z < 0).sum() > 100 or stat_type == "F"  # both tails are exercised for t
+    np.testing.assert_array_equal(z, expected)
+    np.testing.assert_array_equal(ours.p_value_, theirs.p_value_)
 
 
 def test_weights_rows_equal_expressions(run):

@@ -3,7 +3,8 @@
 Formulas are turned into weights by :mod:`glmflow.core.formula` (the weights of nilearn's
 ``expression_to_contrast_vector``, read without evaluating anything); effect, variance and
 dof follow ``nilearn.glm.contrasts.compute_contrast`` per noise group and the statistics come
-from nilearn's public ``Contrast`` class, so maps equal those of
+from nilearn's public ``Contrast`` class (its z with half the work, the same bits:
+:func:`z_score`), so maps equal those of
 ``FirstLevelModel.compute_contrast`` for the same fit. For an F contrast the effect is one map
 per row, ``sqrtm(inv(C cov C')) @ C @ theta`` (whitened so that the F statistic is the mean of
 their squares over the dispersion), and the variance is the dispersion, as nilearn returns them.
@@ -238,7 +239,7 @@ def compute_contrast(
     con = Contrast(
         effect=effect, variance=variance, dim=dim, dof=fit.df_residuals, stat_type=stat_type
     )
-    z = con.z_score()
+    z = z_score(con)
     return ContrastResult(
         name=name,
         stat_type=stat_type,
@@ -252,6 +253,34 @@ def compute_contrast(
         p=con.p_value_,
         z=z,
     )
+
+
+# nilearn's clip of p-values before they are turned into z (nilearn.glm._utils.z_score)
+_P_RANGE = (1.0e-300, 1.0 - 1.0e-16)
+
+
+def z_score(con) -> np.ndarray:
+    """``con.z_score()`` of a nilearn ``Contrast``, the same values with half the work.
+
+    nilearn computes the distribution's survival function and its CDF at every voxel, and
+    keeps the CDF's z where the survival function's is negative (the precise tail there).
+    Here the CDF is computed at those voxels only, with nilearn's own clip and functions
+    (``tests/test_contrasts.py`` pins the maps to ``Contrast.z_score`` exactly). Sets
+    ``con.p_value_``, as ``z_score`` does.
+    """
+    from scipy import stats
+
+    p = con.p_value()
+    z = stats.norm.isf(np.clip(p, *_P_RANGE))
+    low = z < 0
+    dof = np.minimum(con.dof, con.dofmax)
+    stat = np.atleast_1d(con.stat_)[low]
+    if con.stat_type == "t":
+        cdf = stats.t.cdf(stat, dof)
+    else:
+        cdf = stats.f.cdf(stat, con.dim, dof)
+    z[low] = stats.norm.ppf(np.clip(cdf, *_P_RANGE))
+    return z
 
 
 def _warn_dropped(name: str, dropped: tuple[str, ...], n_rows: int, source: str) -> bool:

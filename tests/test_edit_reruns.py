@@ -81,21 +81,28 @@ def test_contrast_then_confound_edit_write_what_a_cold_run_writes(study):
     model.write_text(json.dumps(_model(ONE, CONFOUNDS)))
     edited = _levels(root, bids, model, "out")
     memo = root / "out-work" / "report_memo"
-    remembered = set(memo.iterdir())
-    assert remembered  # the runs' mean images and the contrast's sections
+    remembered = {p: p.stat().st_mtime_ns for p in memo.iterdir()}
+    assert remembered  # the runs' mean images, run parts and the contrast's sections
 
     model.write_text(json.dumps(_model(TWO, CONFOUNDS)))
     _levels(root, bids, model, "out")  # the edit, from the first model's cache
     cold = _levels(root, bids, model, "cold-contrast")
     _assert_same(edited, cold)
-    # the edit drew the new contrast only: 2 subject pages x 1 section added to the memo
-    added = {p.name for p in set(memo.iterdir()) - remembered}
+    # the edit drew the new contrast only: 2 subject pages x 1 section added to the memo,
+    # and recalled every run's parts (nothing remembered was written again)
+    added = {p.name for p in set(memo.iterdir()) - set(remembered)}
     assert len(added) == 2 and all(name.endswith(".json") for name in added)
+    assert all(p.stat().st_mtime_ns == t for p, t in remembered.items())
 
+    remembered = set(memo.iterdir())
     model.write_text(json.dumps(_model(TWO, [*CONFOUNDS, "global_signal"])))
     _levels(root, bids, model, "out")
     cold = _levels(root, bids, model, "cold-confound")
     _assert_same(edited, cold)
+    # a confound rule edit: each of the 4 runs' parts drawn again, and 2 x 2 contrast
+    # sections (their maps changed); the mean images recalled
+    added = {p.name for p in set(memo.iterdir()) - remembered}
+    assert len(added) == 8 and all(name.endswith(".json") for name in added)
 
 
 def test_the_schedulers_ready_count_is_scipys_through_nipypes_edits():

@@ -46,8 +46,9 @@ class _RenderReportInputSpec(BaseInterfaceInputSpec):
     atlas_labels = File(exists=True, mandatory=True, desc="SaveReportAtlas atlas_labels")
     memo_dir = traits.Str(
         nohash=True,
-        desc="folder remembering the parts of subject pages (the runs' mean images, each "
-        "contrast's section) by their contents: an edit draws only what it changed",
+        desc="folder remembering the parts of subject pages (the runs' mean images and "
+        "design and motion parts, each contrast's section) by their contents: an edit draws "
+        "only what it changed",
     )
 
 

@@ -76,42 +76,74 @@ def _fragment_key(kind: str, *parts: Any) -> str:
     return memo_key("report", kind, code_identity(), *parts)
 
 
-def _mask_figure(run: dict[str, Any], first: int, memo_dir=None) -> tuple[str, tuple | None]:
-    if run.get("surface"):
-        return html.paragraph(f"A surface run ({run['surface']}): no brain mask to show."), None
-    if run["bold"] is None or run["mask"] is None:
-        return html.paragraph("No BOLD or brain mask found in the fMRIPrep folder."), None
+def _background(run: dict[str, Any], first: int, memo_dir=None) -> tuple | None:
+    """A volume run's mean image and brain mask (None without both files, or on a surface)."""
+    if run.get("surface") or run["bold"] is None or run["mask"] is None:
+        return None
     # the mean of the BOLD (the page's slowest read) is remembered by the BOLD's identity
     key = _fragment_key("mean", run["bold"], file_identity(run["bold"]), first)
     mean = memoized_array(memo_dir, key, lambda: mean_image(run["bold"], first=first))
-    mask = np.asanyarray(nib.load(run["mask"]).dataobj) > 0
-    uri = figures.mask_outline_figure(mean, mask)
+    return mean, np.asanyarray(nib.load(run["mask"]).dataobj) > 0
+
+
+def _mask_figure(run: dict[str, Any], background: tuple | None) -> str:
+    if run.get("surface"):
+        return html.paragraph(f"A surface run ({run['surface']}): no brain mask to show.")
+    if background is None:
+        return html.paragraph("No BOLD or brain mask found in the fMRIPrep folder.")
     alt = f"brain mask outline on the mean image of {run['name']}"
-    return html.figure(uri, alt), (mean, mask)
+    return html.figure(figures.mask_outline_figure(*background), alt)
 
 
 def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str], memo_dir=None):
-    confounds = model.confounds
-    summary = summarize_run(run["design"], run["confounds"], confounds)
-    notes += [f"{run['name']}: {note}" for note in summary.warnings]
-    columns = [str(c) for c in summary.design.columns]
+    """A run's section and its background (mean image, mask) for the contrast figures.
+
+    Everything but the contrast matrix is remembered under the identities of the files it
+    shows and the confounds rule: a contrast edit draws only the matrix again."""
+    parts, background = _remembered_run_parts(run, model, memo_dir)
+    notes += [f"{run['name']}: {note}" for note in parts["warnings"]]
+    columns = parts["columns"]
     weights = contrast_matrix(run["maps"], columns)
     shown = [c for c in columns if weights[c].any()] if len(weights) else columns
+    matrix = (
+        html.svg(figures.matrix_svg(weights[shown].to_numpy(), list(weights.index), shown,
+                                    annotate=True, label=f"contrast matrix of {run['name']}"))
+        if len(weights) else html.paragraph("None.")
+    )  # fmt: skip
+    return html.section(f"run-{run['name']}", run["name"], *parts["design"],
+                        html.heading("Contrast matrix"), matrix, *parts["motion"],
+                        level=3), background  # fmt: skip
+
+
+def _remembered_run_parts(run: dict[str, Any], model: TaskModel, memo_dir) -> tuple[dict, Any]:
+    files = [run.get(k) for k in ("design", "design_sidecar", "confounds", "bold", "mask")]
+    ids = [file_identity(f) if f and Path(f).is_file() else None for f in files]
+    rule = model.confounds.to_dict() if model.confounds is not None else None
+    key = _fragment_key("run", run["name"], run.get("surface"), files, ids, rule)
+    remembered = recall_value(memo_dir, key)
+    if remembered is not None:
+        return remembered, _background(run, remembered["first"], memo_dir)
+    parts, background = _run_parts(run, model, memo_dir)
+    remember_value(memo_dir, key, parts)
+    return parts, background
+
+
+def _run_parts(run: dict[str, Any], model: TaskModel, memo_dir) -> tuple[dict, Any]:
+    """A run's design, correlation, VIF, FD and mask parts, its warnings and design columns."""
+    confounds = model.confounds
+    summary = summarize_run(run["design"], run["confounds"], confounds)
+    columns = [str(c) for c in summary.design.columns]
     name = run["name"]
     corr = summary.correlation
-    parts = [
+    design = [
         html.heading("Design matrix"),
         html.svg(figures.design_svg(summary.design.to_numpy(float), columns, f"design of {name}")),
         html.heading("Regressor correlations and variance inflation factors"),
         html.svg(figures.matrix_svg(corr.to_numpy(), list(corr.index), list(corr.columns),
                                     label=f"regressor correlations of {name}")),
         _vif_table(summary),
-        html.heading("Contrast matrix"),
-        html.svg(figures.matrix_svg(weights[shown].to_numpy(), list(weights.index), shown,
-                                    annotate=True, label=f"contrast matrix of {name}"))
-        if len(weights) else html.paragraph("None."),
-        html.heading("Framewise displacement"),
     ]  # fmt: skip
+    motion = [html.heading("Framewise displacement")]
     if summary.fd is not None:
         tr = _repetition_time(run)
         text = (
@@ -119,24 +151,17 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str], memo_d
         )
         if tr is None:  # the axis counts volumes
             tr, text = 1.0, f"{text}; x axis in volumes (no design sidecar or BOLD gives the TR)"
-        parts.append(
-            html.svg(
-                figures.trace_svg(
-                    summary.fd,
-                    summary.censored,
-                    step_s=tr,
-                    line=(confounds or ConfoundsSpec()).fd_threshold,
-                    label=text,
-                )
-            )
-        )
+        line = (confounds or ConfoundsSpec()).fd_threshold
+        motion.append(html.svg(figures.trace_svg(summary.fd, summary.censored, step_s=tr,
+                                                 line=line, label=text)))  # fmt: skip
     else:
-        parts.append(html.paragraph("No framewise_displacement column in the confounds."))
+        motion.append(html.paragraph("No framewise_displacement column in the confounds."))
     first = int(np.argmin(summary.censored)) if summary.censored.any() else 0
-    parts.append(html.heading("Brain mask on the mean image"))
-    mask_part, mean = _mask_figure(run, first, memo_dir)
-    parts.append(mask_part)
-    return html.section(f"run-{run['name']}", run["name"], *parts, level=3), mean
+    background = _background(run, first, memo_dir)
+    motion += [html.heading("Brain mask on the mean image"), _mask_figure(run, background)]
+    parts = {"design": design, "motion": motion, "columns": columns, "first": first,
+             "warnings": list(summary.warnings)}  # fmt: skip
+    return parts, background
 
 
 def _repetition_time(run: dict[str, Any]) -> float | None:
@@ -223,8 +248,9 @@ def render_subject_page(
 ) -> str:  # fmt: skip
     """The HTML of one subject's page (``content``: :class:`~.find.PagePlan` content);
     ``models``: per task (default: the ModelSpec glmflow's sidecars recorded); ``memo_dir``:
-    where the runs' mean images and the contrasts' sections are remembered (a contrast
-    edit draws only the contrasts it changed)."""
+    where the runs' mean images, design and motion parts and the contrasts' sections are
+    remembered (a contrast edit draws only the contrasts it changed and the runs' contrast
+    matrices)."""
     models = _glmflow_models(content) if models is None else models
     notes: list[str] = []
     runs, backgrounds = [], []

@@ -125,6 +125,28 @@ def test_fit_matches_nilearn(run, noise_model, sample_mask, fwhm):
 
 
 @pytest.mark.parametrize("noise_model", ["ar1", "ols"])
+@pytest.mark.parametrize("sample_mask", [None, SAMPLE_MASK], ids=["all", "scrubbed"])
+def test_many_chunks_match_nilearn(run, noise_model, sample_mask, monkeypatch):
+    # chunks of 13 voxels: every chunk but the first starts past 0 (the second pass's
+    # sorted reads and kept means are offset), the last one is short
+    from glmflow.core.glm import engine
+
+    bold, mask_file, design = run
+    reference = nilearn_run(bold, mask_file, design, noise_model=noise_model,
+                            sample_mask=sample_mask)  # fmt: skip
+    data = read_masked_bold(bold, mask_file)
+    before = data.copy()
+    monkeypatch.setattr(engine, "_CHUNK_ELEMENTS", 13 * N_VOLUMES)
+    fit = fit_glm(data, design, sample_mask=sample_mask, noise_model=noise_model)
+    assert data.shape[1] > 5 * 13 and data.shape[1] % 13
+    theta, _ = nilearn_per_voxel(reference, "theta")
+    dispersion, _ = nilearn_per_voxel(reference, "dispersion")
+    np.testing.assert_allclose(fit.theta, theta, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fit.dispersion, dispersion, rtol=1e-10)
+    np.testing.assert_array_equal(data, before)
+
+
+@pytest.mark.parametrize("noise_model", ["ar1", "ols"])
 def test_fit_equals_nilearn_run_glm(run, noise_model):
     """Pinned to the installed nilearn's public run_glm (the function fit_glm re-implements).
 

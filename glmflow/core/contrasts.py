@@ -255,7 +255,8 @@ def compute_contrast(
     )
 
 
-# nilearn's clip of p-values before they are turned into z (nilearn.glm._utils.z_score)
+# nilearn's clip of p-values before they are turned into z (nilearn 0.14.1's
+# nilearn.glm._utils.z_score; tests/test_contrasts.py pins the z maps to it)
 _P_RANGE = (1.0e-300, 1.0 - 1.0e-16)
 
 

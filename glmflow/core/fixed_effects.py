@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from glmflow.core.contrasts import z_score
 from glmflow.errors import ContrastError
 
 __all__ = ["DEFAULT_DOF", "RUN_COMBINATION_RULES", "compute_fixed_effects"]
@@ -91,7 +92,7 @@ def compute_fixed_effects(
     from nilearn.glm import Contrast  # here: nilearn.glm takes seconds to import
 
     con = Contrast(fixed_effect, fixed_variance, dim=dim, dof=dof, stat_type=stat_type)
-    z = con.z_score()
+    z = z_score(con)
     return {"effect": fixed_effect, "variance": fixed_variance, "stat": con.stat_, "z": z,
             "p": con.p_value_, "dof": dof}  # fmt: skip
 

@@ -57,9 +57,11 @@ class _Source:
             block = self.data[:, columns] if self.rows is None else self.data[self.rows, columns]
             return np.array(block, dtype=self.work_dtype, order="C")
         rows = slice(None) if self.rows is None else self.rows[:, None]
+        # fancy indexing copies: the input is not scaled in place
         return np.asarray(self.data[rows, columns], dtype=self.work_dtype, order="C")
 
     def first(self, columns: slice) -> np.ndarray:
+        """The columns, scaled (their means kept for :meth:`again`)."""
         block = self._block(columns)
         if self.scale:
             # nilearn's mean_scaling on the run's (masked) Y, in Y's own dtype
@@ -231,8 +233,8 @@ def _fit_groups(read, X, labels, values, chunk, keep, *, whiten):
     cache, so each group is one matrix product per chunk. Without the residual maps the
     data are not whitened: a group's estimator ``pinv(W X) @ W`` is applied to the chunk
     as one matrix, and the whitened residuals' sum of squares ``|W r|^2`` is expanded in
-    the unwhitened residuals ``r`` (their lag-0 and lag-1 sums), the same quantities to
-    the last bits, with two fewer passes over the chunk.
+    the unwhitened residuals ``r`` (their lag-0 and lag-1 sums): the same quantities to
+    rounding (3e-15 relative on a 91k CIFTI run), with two fewer passes over the chunk.
     """
     n, p = X.shape
     n_voxels = labels.size
@@ -278,8 +280,9 @@ def _residual_ssq(r: np.ndarray, rho: np.ndarray | None) -> np.ndarray:
     if rho is None:
         return s00
     s01 = np.einsum("tv,tv->v", r[1:], r[:-1])
-    # |W r|^2 = r_0^2 + sum_{t>0} (r_t - rho r_{t-1})^2
-    return s00 - 2 * rho * s01 + rho * rho * (s00 - r[-1] * r[-1])
+    # |W r|^2 = r_0^2 + sum_{t>0} (r_t - rho r_{t-1})^2; the expansion's rounding could take
+    # an (almost) perfectly fitted voxel below 0, which the sum of squares never is
+    return np.maximum(s00 - 2 * rho * s01 + rho * rho * (s00 - r[-1] * r[-1]), 0.0)
 
 
 def _segments(labs: np.ndarray) -> list[slice]:

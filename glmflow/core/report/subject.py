@@ -116,7 +116,11 @@ def _run_section(run: dict[str, Any], model: TaskModel, notes: list[str], memo_d
 
 
 def _remembered_run_parts(run: dict[str, Any], model: TaskModel, memo_dir) -> tuple[dict, Any]:
+    """:func:`_run_parts` from the memo, under the identities (inode, size, modification
+    time, as the mean image's key) of every file they read, and its background."""
     files = [run.get(k) for k in ("design", "design_sidecar", "confounds", "bold", "mask")]
+    if run.get("confounds"):  # the compcor strategies read the confounds' sidecar
+        files.append(str(Path(run["confounds"]).with_suffix(".json")))
     ids = [file_identity(f) if f and Path(f).is_file() else None for f in files]
     rule = model.confounds.to_dict() if model.confounds is not None else None
     key = _fragment_key("run", run["name"], run.get("surface"), files, ids, rule)

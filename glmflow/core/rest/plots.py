@@ -1,8 +1,7 @@
 """Pictures of connectivity: a matrix (nilearn's ``plot_matrix``) and a connectome.
 
-SVGs as the design pictures are made (:func:`glmflow.core.design.files.plot_design`): a bare
-matplotlib ``Figure`` (no pyplot state), text as text, fixed ids and no date, so the same
-matrix gives the same bytes and a rerun rewrites nothing.
+SVGs drawn by a bare matplotlib ``Figure`` (no pyplot state), text as text, fixed ids and no
+date, so the same matrix gives the same bytes and a rerun rewrites nothing.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 On the project's real SLURM and SGE clusters (scripts/cluster; skipped with the reason when
 they do not answer, see tests/test_cluster.py): a participant level of 2 subjects is 2 jobs,
-and its maps equal MultiProc's bit for bit. Without a cluster: the option's one-line errors.
+and its maps equal MultiProc's bit for bit; so do MultiProc's own subject jobs. Without a
+cluster: the option's one-line errors.
 """
 
 from __future__ import annotations
@@ -67,12 +68,23 @@ def test_one_job_per_subject_gives_the_maps_of_multiproc(plugin, dataset, multip
     assert len(list(top.glob("sub_0*_task_faces_wf/run_run_*_wf/fit_first_level"))) == 4
 
 
-def test_subject_jobs_are_refused_off_a_cluster():
+def test_one_job_per_subject_on_multiproc_gives_its_per_node_maps(dataset, multiproc, tmp_path):
+    maps, top = _maps(dataset, tmp_path, n_procs=2, cluster_jobs="subject")
+    assert len(maps) == len(multiproc) > 100
+    assert [name for name in maps if maps[name] != multiproc[name]] == []
+    assert {p.parent.name for p in top.glob("job_*/result_*.pklz")} == {
+        "job_sub_01_task_faces_wf", "job_sub_02_task_faces_wf"
+    }  # fmt: skip
+    # the runs' nodes ran inside the jobs, in the folders of a per-node run
+    assert len(list(top.glob("sub_01_task_faces_wf/run_*/fit_first_level/result_*.pklz"))) == 2
+
+
+def test_subject_jobs_are_refused_by_linear():
     with pytest.raises(ExecutionError) as caught:
-        ExecutionOptions(plugin="MultiProc", cluster_jobs="subject")
+        ExecutionOptions(plugin="Linear", cluster_jobs="subject")
     assert str(caught.value) == (
-        "cluster_jobs='subject' groups the jobs of a cluster plugin and means nothing to "
-        "plugin 'MultiProc'; leave it out"
+        "cluster_jobs='subject' groups the jobs of MultiProc or a cluster plugin and means "
+        "nothing to plugin 'Linear'; leave it out"
     )
     with pytest.raises(ExecutionError, match=r"^cluster_jobs \(--cluster-jobs\) must be one of "
                        r"node, subject\. Got 'run' instead\.$"):  # fmt: skip

@@ -162,8 +162,9 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         "--cluster-jobs",
         choices=["node", "subject"],
         default="node",
-        help="SLURM / SGE: one job per node (default) or per subject (its runs and their "
-        "combination in one job; for studies whose per-node jobs would flood the scheduler)",
+        help="MultiProc / SLURM / SGE: one job per node (default) or per subject (its runs and "
+        "their combination in one job; for studies of many subjects, whose per-node jobs "
+        "would flood the scheduler or keep MultiProc's loop busy)",
     )
     execution.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"

@@ -204,6 +204,27 @@ def remember_value(memo_dir: str | os.PathLike | None, key: str, value: Any) -> 
     os.replace(tmp, root / f"{key}.json")
 
 
+def memoized_object(memo_dir: str | os.PathLike | None, key: str, compute: Callable[[], Any]):
+    """``compute()`` (any picklable value), stored under ``key`` as ``.pkl`` and unpickled
+    the next time the same key is asked for (the key holds :func:`code_identity` where the
+    value's classes may change: a pickle is only read back by the code that wrote it)."""
+    import pickle
+
+    if memo_dir is None:
+        return compute()
+    path = Path(memo_dir) / f"{key}.pkl"
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{key}.{uuid.uuid4().hex}.pkl")
+    tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(tmp, path)
+    return value
+
+
 def memoized_array(memo_dir: str | os.PathLike | None, key: str, compute: Callable[[], Any]):
     """``compute()`` (a NumPy array), stored under ``key`` as ``.npy``: loaded back exactly
     the next time the same key is asked for."""

@@ -108,6 +108,7 @@ def check_first_level(
     missing_conditions: str = "error",
     conditions: Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    memo_dir: str | os.PathLike | None = None,
 ) -> FirstLevelPlan:
     """Parse events, select confounds and build the design of every run; check contrasts.
 
@@ -125,6 +126,10 @@ def check_first_level(
     cache_dir
         Where each run's checks are remembered (:func:`_checked_run`): a contrast edit
         checks the contrasts against the remembered designs, it builds none again.
+    memo_dir
+        glmflow's memo folder, where each design built is remembered for the graph's
+        ``build_design`` node given the same folder
+        (:func:`glmflow.core.design.run.design_from_files`).
 
     Returns
     -------
@@ -137,20 +142,20 @@ def check_first_level(
         raise DatasetError(f"No run of task '{spec.task}' to model; check --task and the data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        plan = _check(runs, spec, missing_conditions, conditions, cache_dir)
+        plan = _check(runs, spec, missing_conditions, conditions, (cache_dir, memo_dir))
     messages = group_warnings([str(w.message) for w in caught], runs)
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=2)
     return replace(plan, warnings=messages)
 
 
-def _check(runs, spec, missing_conditions, dataset_conditions, cache_dir) -> FirstLevelPlan:
+def _check(runs, spec, missing_conditions, dataset_conditions, memos) -> FirstLevelPlan:
     found: dict[str, None] = {}
     conditions_of: dict[str, set[str]] = {}
     columns: dict[str, tuple[str, ...]] = {}
     grids: dict[tuple[str, str | None], tuple[str, tuple, bytes]] = {}
     for run in runs:
-        conditions, columns[run.bold] = _checked_run(run, spec, grids, cache_dir)
+        conditions, columns[run.bold] = _checked_run(run, spec, grids, *memos)
         found.update(dict.fromkeys(conditions))
         conditions_of[run.bold] = set(conditions)
     wanted = list(dataset_conditions or found)
@@ -182,21 +187,22 @@ def _check(runs, spec, missing_conditions, dataset_conditions, cache_dir) -> Fir
     return FirstLevelPlan(tuple(found), contrasts, columns, dropped, skipped)
 
 
-def build_run_design(run: RunInputs, spec: ModelSpec):
+def build_run_design(run: RunInputs, spec: ModelSpec, memo_dir=None):
     """(parsed events, design matrix, column roles, sample mask) of one run, as the graph
-    builds them (:func:`glmflow.core.design.run.design_from_files`; the glm-express
-    ``Subject.generate_design_matrix`` shows this design)."""
+    builds them (:func:`glmflow.core.design.run.design_from_files`, remembered in
+    ``memo_dir`` when given; the glm-express ``Subject.generate_design_matrix`` shows this
+    design)."""
     built = design_from_files(
         run.events, run.confounds, events=spec.events, confounds=spec.confounds,
         design=spec.design, n_volumes=run.n_volumes, tr=run.tr,
-        slice_time_ref=run.slice_time_ref, bold_file=run.bold,
+        slice_time_ref=run.slice_time_ref, bold_file=run.bold, memo_dir=memo_dir,
     )  # fmt: skip
     return built.events, built.design, built.roles, built.sample_mask
 
 
-def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, ...]]:
+def _check_run(run: RunInputs, spec: ModelSpec, memo_dir) -> tuple[list[str], tuple[str, ...]]:
     """Events, confounds and design of one run: its conditions and design columns."""
-    events, design, roles, sample_mask = build_run_design(run, spec)
+    events, design, roles, sample_mask = build_run_design(run, spec, memo_dir)
     conditions = [str(n) for n in events.loc[events["role"] == "condition", "trial_type"]]
     kept = run.n_volumes if sample_mask is None else len(sample_mask)
     if kept <= design.shape[1]:
@@ -208,7 +214,7 @@ def _check_run(run: RunInputs, spec: ModelSpec) -> tuple[list[str], tuple[str, .
     return list(dict.fromkeys(conditions)), tuple(str(c) for c in design.columns)
 
 
-def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir):
+def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir, memo_dir):
     """:func:`_check_images` and :func:`_check_run` of one run, remembered in ``cache_dir``
     under the run's files' identities and the model sections its design reads (events,
     confounds, design) and the code's identity (a code edit or an upgrade checks again)."""
@@ -224,7 +230,7 @@ def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             grid = _check_images(run) if run.mask else None  # surface runs: no mask
-            conditions, columns = _check_run(run, spec)
+            conditions, columns = _check_run(run, spec, memo_dir)
         said = [str(w.message) for w in caught]
         record = {"grid": grid, "conditions": conditions, "columns": columns, "said": said}
         remember_value(memo, key, record)
@@ -324,6 +330,7 @@ def cached_check_first_level(
     missing_conditions: str = "error",
     conditions: Sequence[str] | None = None,
     cache_dir: str | os.PathLike,
+    memo_dir: str | os.PathLike | None = None,
 ) -> FirstLevelPlan:
     """:func:`check_first_level`, remembered in ``cache_dir`` until an input changes.
 
@@ -340,7 +347,7 @@ def cached_check_first_level(
         return plan
     plan = check_first_level(
         runs, spec, missing_conditions=missing_conditions, conditions=conditions,
-        cache_dir=cache_dir,
+        cache_dir=cache_dir, memo_dir=memo_dir,
     )  # fmt: skip
     _write_atomic(path, _plan_to_json(plan))
     return plan

@@ -1,8 +1,9 @@
-"""One cluster job per subject: a sub-workflow run as one node (``--cluster-jobs subject``).
+"""One job per subject: a sub-workflow run as one node (``--cluster-jobs subject``).
 
 Per-node jobs give the most parallelism, but a study of 100 subjects x 2 runs is about
 1,400 jobs of a few seconds each, each paying a Python start, Nipype's import and the
-scheduler's own latency (3-4 s a job here), and a site's queue limits. With ``subject``
+scheduler's own latency (3-4 s a job here), and a site's queue limits; locally, MultiProc's
+driver passes over the 1,400-node graph each time a node ends. With ``subject``
 each top-level sub-workflow of the graph (a subject's runs and their combination, at the
 participant level) is one node, :class:`RunSubgraph`, whose job runs that sub-workflow with
 Nipype's Linear plugin in the same node folders as a per-node run: the two modes share one

@@ -71,10 +71,12 @@ class ExecutionOptions:
         it to stderr (in place on a terminal), a callable receives a ``Status`` every
         ``progress.every`` seconds (10 without that attribute) and once at the end.
     cluster_jobs : str
-        SLURM / SGE: ``"node"`` (default) submits one job per node; ``"subject"`` one job
-        per subject, its runs and their combination run in it one after the other
+        SLURM / SGE / MultiProc: ``"node"`` (default) runs each node as a job; ``"subject"``
+        each subject, its runs and their combination run in it one after the other
         (:mod:`glmflow.execution.jobs`): for studies whose per-node jobs would flood the
-        scheduler. The same cache and the same maps either way.
+        scheduler, or, locally, whose thousands of nodes keep MultiProc's loop busy (100
+        subjects x 2 runs: benchmarks/RESULTS-scale.md). The same cache and the same maps
+        either way.
     """
 
     work_dir: Path | None = None
@@ -122,10 +124,10 @@ class ExecutionOptions:
                 f"cluster_jobs (--cluster-jobs) must be one of {', '.join(CLUSTER_JOBS)}. "
                 f"Got {self.cluster_jobs!r} instead."
             )
-        if self.cluster_jobs != "node" and self.plugin not in BATCH_PLUGINS:
+        if self.cluster_jobs != "node" and self.plugin not in (*BATCH_PLUGINS, "MultiProc"):
             raise ExecutionError(
-                f"cluster_jobs={self.cluster_jobs!r} groups the jobs of a cluster plugin and "
-                f"means nothing to plugin {self.plugin!r}; leave it out"
+                f"cluster_jobs={self.cluster_jobs!r} groups the jobs of MultiProc or a cluster "
+                f"plugin and means nothing to plugin {self.plugin!r}; leave it out"
             )
         if self.mem_gb is not None and self.plugin != "MultiProc":
             raise ExecutionError(

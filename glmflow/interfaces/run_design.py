@@ -38,6 +38,11 @@ class _BuildRunDesignInputSpec(BaseInterfaceInputSpec):
         "the model (ModelSpec.to_dict) the design depends on, and nothing else",
     )
     plot = traits.Bool(True, usedefault=True, desc="also draw the design as an SVG")
+    memo_dir = traits.Str(
+        nohash=True,
+        desc="glmflow's memo folder: recall the design the pre-flight built there "
+        "(design_from_files); not hashed, the same design is built without it",
+    )
 
 
 class _BuildRunDesignOutputSpec(DesignFilesOutputSpec):
@@ -69,5 +74,5 @@ class BuildRunDesign(CoreInterface):
         return write_run_design(
             inputs.events_file, inputs.confounds_file, out_dir=out_dir, plot=inputs.plot,
             n_volumes=inputs.n_volumes, tr=inputs.tr, slice_time_ref=inputs.slice_time_ref,
-            bold_file=given(inputs.bold_file), **specs,
+            bold_file=given(inputs.bold_file), memo_dir=given(inputs.memo_dir), **specs,
         )  # fmt: skip

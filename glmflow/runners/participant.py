@@ -66,11 +66,13 @@ def plan_participant_level(
     slice_time_ref: float | None = None,
     missing_conditions: str = "error",
     database_dir: PathLike | None = None,
+    memo_dir: PathLike | None = None,
 ) -> list[TaskAnalysis]:
     """Load the model, find the runs and check every run's design and contrasts.
 
-    Only headers and masks are read, nothing is written but the pybids index in
-    ``database_dir``; every user mistake raises a :class:`glmflow.GlmflowError` here.
+    Only headers and masks are read; nothing is written but the pybids index and checks in
+    ``database_dir`` and the designs in ``memo_dir`` (the graph's ``build_design`` recalls
+    them). Every user mistake raises a :class:`glmflow.GlmflowError` here.
     """
     from glmflow.core import preflight
     from glmflow.core.bids import discover_runs
@@ -97,11 +99,11 @@ def plan_participant_level(
             spec_tr=spec.tr,
             model_file=spec.source,
         )
-        # automatic contrasts are named from the whole dataset, whatever the selection
-        conditions = None
+        conditions = None  # automatic contrasts: named from the whole dataset, not the selection
         if spec.auto_contrasts:
             conditions = preflight.dataset_conditions(bids_dir, spec, cache_dir=database_dir)
         check = dict(missing_conditions=missing_conditions, conditions=conditions)
+        check.update(memo_dir=memo_dir)
         if database_dir is None:
             plan = preflight.check_first_level(found, spec, **check)
         else:
@@ -239,6 +241,7 @@ def _run(
     bids_dir, derivatives, work_dir, out = (
         entry.bids_dir, entry.derivatives, entry.work_dir, entry.out
     )  # fmt: skip
+    memo_dir = work_dir / "contrast_memo"
     # small SVDs (design checks) run 100x slower with BLAS threads fighting on a busy machine
     with threadpool_limits(limits=1):
         analyses = plan_participant_level(
@@ -247,13 +250,14 @@ def _run(
             derivatives=derivatives,
             missing_conditions=missing_conditions,
             database_dir=work_dir / "bids_db",
+            memo_dir=memo_dir,
             **selection,
         )
     workflow = init_glmflow_wf(
         analyses=analyses,
         output_dir=str(out),
         missing_conditions=missing_conditions,
-        memo_dir=str(work_dir / "contrast_memo"),
+        memo_dir=str(memo_dir),
     )
     fmriprep = derivatives or bids_dir / "derivatives" / "fmriprep"
     with hold_folder(out, "output"), warnings.catch_warnings():

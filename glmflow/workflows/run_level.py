@@ -123,8 +123,9 @@ def init_run_level_wf(
         ``"error"`` or ``"drop"``: what to do with a contrast naming a column absent from
         this run's design.
     memo_dir
-        Folder where each contrast's maps are remembered, so that a contrast edit
-        recomputes only the contrasts that changed (not part of any hash).
+        glmflow's memo folder (not part of any hash): each contrast's maps are remembered
+        there, so that a contrast edit recomputes only the contrasts that changed, and
+        ``build_design`` recalls the design the pre-flight built there.
     name
         Workflow name.
 
@@ -178,6 +179,8 @@ def _run_nodes(spec, contrasts, mem_gb, missing_conditions, memo_dir) -> dict[st
     build_design = pe.Node(
         BuildRunDesign(model_parts=model_parts(spec)), name="build_design", mem_gb=LIGHT_MEM_GB
     )
+    if memo_dir:  # the design the pre-flight built and remembered there
+        build_design.inputs.memo_dir = memo_dir
     mask_and_smooth = pe.Node(MaskAndSmooth(), name="mask_and_smooth", mem_gb=mem_gb)
     if spec.glm.smoothing_fwhm:
         mask_and_smooth.inputs.smoothing_fwhm = spec.glm.smoothing_fwhm

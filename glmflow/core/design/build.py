@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -143,22 +144,26 @@ def _confounds_table(confounds, n_volumes: int, *, where: str) -> pd.DataFrame |
 def _nilearn_design(frame_times, table, add_regs, spec: DesignSpec) -> pd.DataFrame:
     # nilearn prints a note on stdout whenever a 'modulation' column is given (we always mean
     # it) and regularises singular designs with a warning (check_rank refuses them instead)
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    options = {
+        "hrf_model": spec.hrf_model, "drift_model": spec.drift_model,
+        "high_pass": spec.high_pass, "drift_order": spec.drift_order,
+        "fir_delays": list(spec.fir_delays) or None, "add_regs": add_regs,
+        "min_onset": spec.min_onset, "oversampling": spec.oversampling,
+    }  # fmt: skip
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message="Matrix is singular at working precision")
-        from nilearn.glm.first_level import make_first_level_design_matrix
-
-        return make_first_level_design_matrix(
-            frame_times,
-            table,
-            hrf_model=spec.hrf_model,
-            drift_model=spec.drift_model,
-            high_pass=spec.high_pass,
-            drift_order=spec.drift_order,
-            fir_delays=list(spec.fir_delays) or None,
-            add_regs=add_regs,
-            min_onset=spec.min_onset,
-            oversampling=spec.oversampling,
-        )
+        if table is None or "modulation" not in table:
+            return make_first_level_design_matrix(frame_times, table, **options)
+        # The note is logged by walking the caller's stack (inspect.stack: every frame's
+        # source file looked up, sys.modules scanned for frames that have none, as runpy's):
+        # 20-35 ms a design under the command line or a Nipype node, more than the design
+        # itself. A thread of its own has a stack of a few frames; the filters above and the
+        # redirect are the process's, and this thread waits for it.
+        with ThreadPoolExecutor(max_workers=1) as shallow:
+            built = shallow.submit(make_first_level_design_matrix, frame_times, table, **options)
+            return built.result()
 
 
 def _roles(columns: list[str], event_columns: list, confound_names: list[str]) -> dict:

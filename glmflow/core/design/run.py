@@ -2,13 +2,15 @@
 
 The pre-flight (:func:`glmflow.core.preflight.build_run_design`) and the graph's
 ``build_design`` node (:class:`glmflow.interfaces.run_design.BuildRunDesign`) both build a
-run's design here, so the design the pre-flight checked is the design the graph fits.
+run's design here, so the design the pre-flight checked is the design the graph fits. Given
+the same ``memo_dir``, the node recalls the design the pre-flight built instead of building
+it again (a realistic run: ~0.1 s of a node's 0.12 s, twice per run at 200 runs).
 """
 
 from __future__ import annotations
 
 import warnings
-from os import PathLike
+from os import PathLike, path
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +21,11 @@ from glmflow.core.confounds import select_confounds, write_confounds
 from glmflow.core.design.build import build_design_matrix
 from glmflow.core.design.files import write_design
 from glmflow.core.events import parse_events, read_events
+from glmflow.core.memo import code_identity, file_identity, memo_key, memoized_object
 from glmflow.core.model import ConfoundsSpec, DesignSpec, EventsSpec
+
+# the designs' folder inside the memo folder given to design_from_files
+DESIGNS = "designs"
 
 
 class RunDesign(NamedTuple):
@@ -43,11 +49,53 @@ def design_from_files(
     tr: float,
     slice_time_ref: float = 0.0,
     bold_file: str | PathLike[str] | None = None,
+    memo_dir: str | PathLike[str] | None = None,
 ) -> RunDesign:
     """Parse the events, select the confounds and build the design of one run.
 
     ``bold_file``, when given, has its volume count checked against the confounds.
+    ``memo_dir``, when given, remembers the design (and the warnings said building it) in
+    its ``designs`` folder under the key of everything it is built from: the identities
+    (inode, size, mtime) of the events, confounds (and their JSON sidecar) and BOLD files,
+    the model's events, confounds and design sections, the run's timing and glmflow's code
+    identity; the same call again recalls it and says the same warnings.
     """
+    if memo_dir is None:
+        return _design_from_files(
+            events_file, confounds_file, events=events, confounds=confounds, design=design,
+            n_volumes=n_volumes, tr=tr, slice_time_ref=slice_time_ref, bold_file=bold_file,
+        )  # fmt: skip
+    files = [events_file, confounds_file, _sidecar(confounds_file), bold_file]
+    key = memo_key(
+        "run-design", code_identity(), [part.to_dict() for part in (events, confounds, design)],
+        [int(n_volumes), float(tr), float(slice_time_ref)],
+        [[str(f), *file_identity(f)] if f is not None and path.isfile(f) else None for f in files],
+    )  # fmt: skip
+
+    def build() -> tuple[RunDesign, list[Warning]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            built = _design_from_files(
+                events_file, confounds_file, events=events, confounds=confounds,
+                design=design, n_volumes=n_volumes, tr=tr, slice_time_ref=slice_time_ref,
+                bold_file=bold_file,
+            )  # fmt: skip
+        return built, [w.message for w in caught]
+
+    built, said = memoized_object(Path(memo_dir) / DESIGNS, key, build)
+    for message in said:
+        warnings.warn(message, stacklevel=2)
+    return built
+
+
+def _sidecar(confounds_file) -> Path:
+    return Path(confounds_file).with_suffix(".json")  # compcor strategies read it
+
+
+def _design_from_files(
+    events_file, confounds_file, *, events, confounds, design, n_volumes, tr, slice_time_ref,
+    bold_file,
+) -> RunDesign:  # fmt: skip
     parsed = parse_events(
         read_events(events_file, condition_column=events.condition_column),
         events,

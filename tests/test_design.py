@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -592,3 +593,34 @@ def test_run_level_workflow_passes_the_design_files_on():
     unconnected = set(wf.inputs.outputnode.get())
     assert not {"design_file", "sidecar_file", "plot_file", "design_files"} & unconnected
     assert unconnected >= {"residuals_file"}  # (connected only when minimize_memory is off)
+
+
+def test_a_remembered_design_is_recalled_with_its_warnings_until_a_file_changes(tmp_path):
+    from glmflow.core.design.run import design_from_files
+    from glmflow.core.model import load_model
+    from glmflow.data import make_synthetic_dataset
+
+    bids = make_synthetic_dataset(tmp_path / "bids", n_subjects=1, n_runs=1, n_volumes=40)
+    spec = load_model(Path(__file__).parents[1] / "glmflow/data/models/task_information.json")
+    func = bids / "derivatives/fmriprep/sub-01/func"
+    events = next((bids / "sub-01/func").glob("*_events.tsv"))
+    confounds = next(func.glob("*_desc-confounds_timeseries.tsv"))
+    options = dict(events=spec.events, confounds=spec.confounds, design=spec.design,
+                   n_volumes=40, tr=2.0, memo_dir=tmp_path / "memo")  # fmt: skip
+    with pytest.warns(UserWarning) as first:
+        built = design_from_files(events, confounds, **options)
+    with pytest.warns(UserWarning) as again:
+        recalled = design_from_files(events, confounds, **options)
+    assert [str(w.message) for w in again] == [str(w.message) for w in first] != []
+    pd.testing.assert_frame_equal(recalled.design, built.design)
+    pd.testing.assert_frame_equal(recalled.events, built.events)
+    assert len(list((tmp_path / "memo" / "designs").glob("*.pkl"))) == 1
+    without = design_from_files(events, confounds, **{**options, "memo_dir": None})
+    pd.testing.assert_frame_equal(without.design, built.design)
+    # the events rewritten (every onset 2 s later): a new key, a new design
+    table = pd.read_csv(events, sep="\t")
+    table["onset"] += 2.0
+    table.to_csv(events, sep="\t", index=False)
+    moved = design_from_files(events, confounds, **options)
+    assert len(list((tmp_path / "memo" / "designs").glob("*.pkl"))) == 2
+    assert not moved.design.equals(built.design)

@@ -83,6 +83,9 @@ def test_contrast_then_confound_edit_write_what_a_cold_run_writes(study):
     memo = root / "out-work" / "report_memo"
     remembered = {p: p.stat().st_mtime_ns for p in memo.iterdir()}
     assert remembered  # the runs' mean images, run parts and the contrast's sections
+    # one design a run: the build_design nodes recalled the pre-flight's (the same key)
+    designs = root / "out-work" / "contrast_memo" / "designs"
+    assert len(list(designs.glob("*.pkl"))) == 4
 
     model.write_text(json.dumps(_model(TWO, CONFOUNDS)))
     _levels(root, bids, model, "out")  # the edit, from the first model's cache
@@ -93,6 +96,7 @@ def test_contrast_then_confound_edit_write_what_a_cold_run_writes(study):
     added = {p.name for p in set(memo.iterdir()) - set(remembered)}
     assert len(added) == 2 and all(name.endswith(".json") for name in added)
     assert all(p.stat().st_mtime_ns == t for p, t in remembered.items())
+    assert len(list(designs.glob("*.pkl"))) == 4  # no design changed
 
     remembered = set(memo.iterdir())
     model.write_text(json.dumps(_model(TWO, [*CONFOUNDS, "global_signal"])))
@@ -103,6 +107,7 @@ def test_contrast_then_confound_edit_write_what_a_cold_run_writes(study):
     # sections (their maps changed); the mean images recalled
     added = {p.name for p in set(memo.iterdir()) - remembered}
     assert len(added) == 8 and all(name.endswith(".json") for name in added)
+    assert len(list(designs.glob("*.pkl"))) == 8  # each run's design built once more
 
 
 def test_the_schedulers_ready_count_is_scipys_through_nipypes_edits():

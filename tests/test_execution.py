@@ -625,3 +625,22 @@ def test_the_line_names_a_dead_job_before_the_dependent_that_crashed_first(tmp_p
         "Node 'chain_wf.step0' failed with JobDiedError: SGE job 7 ended without a result; "
         f"crash file: {death} (1 more failed node(s), crash files in {tmp_path})"
     )
+
+
+def _blas_threads_here() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_multiproc_workers_share_the_cores_among_their_blas():
+    from glmflow.execution.multiproc import FrozenGCMultiProc, blas_threads
+
+    cores = os.cpu_count()
+    assert blas_threads(2) == max(1, cores // 2) and blas_threads(cores * 4) == 1
+    runner = FrozenGCMultiProc(plugin_args={"n_procs": 2})
+    try:
+        seen = runner.pool.submit(_blas_threads_here).result()
+    finally:
+        runner.pool.shutdown()
+    assert seen and set(seen) == {blas_threads(2)}

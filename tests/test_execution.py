@@ -644,3 +644,19 @@ def test_multiproc_workers_share_the_cores_among_their_blas():
     finally:
         runner.pool.shutdown()
     assert seen and set(seen) == {blas_threads(2)}
+
+
+def test_an_error_around_a_node_fails_it_instead_of_hanging_the_run():
+    from concurrent.futures import Future
+
+    from glmflow.execution.multiproc import FrozenGCMultiProc
+
+    runner = FrozenGCMultiProc(plugin_args={"n_procs": 1})
+    runner.pool.shutdown()
+    lost = Future()
+    lost.set_exception(OSError(28, "No space left on device"))
+    runner._task_obj[7] = lost
+    runner._async_callback(lost)  # Nipype's own callback raises here; the task never ended
+    result = runner._taskresult[7]
+    assert result["result"] is None and result["taskid"] == 7
+    assert "OSError: [Errno 28] No space left on device" in "".join(result["traceback"])

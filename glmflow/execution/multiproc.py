@@ -5,6 +5,10 @@ Nipype's loop collects garbage at every pass; with the graph, pybids and nilearn
 driver each pass cost 20-500 ms. Freezing the objects alive at the start out of the collector
 keeps collecting what the loop itself creates and drops that cost.
 
+The same holds for any error raised around a node rather than inside it (Nipype's
+``run_node`` reading back, on a full disk, a result it could not write): Nipype's callback
+loses it and the driver waits forever; here it fails that node with its traceback.
+
 A worker process killed while it runs a node (kill -9, the out-of-memory killer) breaks
 Nipype's process pool: the node's future raises ``BrokenProcessPool`` inside Nipype's
 done-callback, where the exception is lost, and the driver then waits for that result
@@ -30,6 +34,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -122,10 +127,13 @@ class FrozenGCMultiProc(MultiProcPlugin):
         try:
             super()._async_callback(future)
         except BrokenProcessPool:
-            taskid = next((t for t, f in list(self._task_obj.items()) if f is future), None)
-            if taskid is not None:
-                self._taskresult[taskid] = {
-                    "result": None,
-                    "traceback": [WORKER_DIED],
-                    "taskid": taskid,
-                }
+            self._failed(future, [WORKER_DIED])
+        except Exception as exc:  # noqa: BLE001 - any error lost here would hang the run
+            # Nipype's run_node raised outside its node (reading back a result it could not
+            # write on a full disk, a result that does not pickle): the node fails with it
+            self._failed(future, traceback.format_exception(exc))
+
+    def _failed(self, future, lines: list[str]) -> None:
+        taskid = next((t for t, f in list(self._task_obj.items()) if f is future), None)
+        if taskid is not None:
+            self._taskresult[taskid] = {"result": None, "traceback": lines, "taskid": taskid}

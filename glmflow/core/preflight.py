@@ -27,7 +27,7 @@ import numpy as np
 from glmflow.core.bids import RunInputs
 from glmflow.core.contrasts import contrast_weights
 from glmflow.core.design import check_censored_rank
-from glmflow.core.design.run import design_from_files
+from glmflow.core.design.run import confounds_sidecar, design_from_files
 from glmflow.core.events import parse_events, read_events
 from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
 from glmflow.core.memo import code_identity, file_identity, memo_key, recall_value, remember_value
@@ -242,7 +242,7 @@ def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir, memo_d
 
 
 def _confounds_sidecar(run: RunInputs) -> str | None:
-    return str(Path(run.confounds).with_suffix(".json")) if run.confounds else None
+    return str(confounds_sidecar(run.confounds)) if run.confounds else None
 
 
 def _check_images(run: RunInputs) -> list:
@@ -360,7 +360,7 @@ def _plan_key(
     for run in runs:
         for name in (run.bold, run.mask, run.events, run.confounds):
             files.append([name, *file_identity(name)])
-        sidecar = Path(run.confounds).with_suffix(".json")
+        sidecar = confounds_sidecar(run.confounds)
         if sidecar.is_file():
             files.append([str(sidecar), *file_identity(sidecar)])
     return memo_key(

@@ -5,20 +5,20 @@ Nipype's loop collects garbage at every pass; with the graph, pybids and nilearn
 driver each pass cost 20-500 ms. Freezing the objects alive at the start out of the collector
 keeps collecting what the loop itself creates and drops that cost.
 
-The same holds for any error raised around a node rather than inside it (Nipype's
-``run_node`` reading back, on a full disk, a result it could not write): Nipype's callback
-loses it and the driver waits forever; here it fails that node with its traceback.
-
 A worker process killed while it runs a node (kill -9, the out-of-memory killer) breaks
 Nipype's process pool: the node's future raises ``BrokenProcessPool`` inside Nipype's
 done-callback, where the exception is lost, and the driver then waits for that result
 forever. Here the callback records the lost node as a failed one, so Nipype reports it (a
 crash file naming the node), stops submitting to the broken pool, and the run ends with one
-line; a rerun resumes from the cache.
+line; a rerun resumes from the cache. The same holds for any error raised around a node
+rather than inside it (Nipype's ``run_node`` reading back, on a full disk, a result it could
+not write): Nipype's callback loses it and the driver waits forever; here it fails that node
+with its traceback.
 
 Each worker runs its BLAS (OpenBLAS, MKL) on its share of the cores, not on all of them:
-with 2 workers on 2 cores each using 2 BLAS threads, a realistic run's smoothed read took
-5-7 s instead of 2.2-2.5 s (4 threads on 2 cores, OpenBLAS's threads spinning for work).
+with 2 processes on 2 cores each using 2 BLAS threads, a matrix-product-bound read of a
+realistic run took 5-7 s instead of 2.2-2.5 s (4 threads on 2 cores, OpenBLAS's threads
+spinning for work); the fit and contrasts are matrix products too.
 
 A driver killed with kill -9 left its idle workers behind, each holding a Python heap,
 forever (the pool's pipe stays open among the siblings). On Linux the workers here ask the

@@ -65,7 +65,7 @@ def design_from_files(
             events_file, confounds_file, events=events, confounds=confounds, design=design,
             n_volumes=n_volumes, tr=tr, slice_time_ref=slice_time_ref, bold_file=bold_file,
         )  # fmt: skip
-    files = [events_file, confounds_file, _sidecar(confounds_file), bold_file]
+    files = [events_file, confounds_file, confounds_sidecar(confounds_file), bold_file]
     key = memo_key(
         "run-design", code_identity(), [part.to_dict() for part in (events, confounds, design)],
         [int(n_volumes), float(tr), float(slice_time_ref)],
@@ -88,8 +88,9 @@ def design_from_files(
     return built
 
 
-def _sidecar(confounds_file) -> Path:
-    return Path(confounds_file).with_suffix(".json")  # compcor strategies read it
+def confounds_sidecar(confounds_file) -> Path:
+    """The JSON sidecar of an fMRIPrep confounds TSV (the compcor strategies read it)."""
+    return Path(confounds_file).with_suffix(".json")
 
 
 def _design_from_files(

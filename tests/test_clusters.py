@@ -9,10 +9,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from nilearn.image import threshold_img
 from nilearn.reporting import get_clusters_table
 from scipy import ndimage
 
-from glmflow.core.clusters import clusters_table
+from glmflow.core.clusters import clusters_table, threshold_image
 
 MNI_2MM = np.array(
     [[-2.0, 0, 0, 96], [0, 2.0, 0, -132], [0, 0, 2.0, -78], [0, 0, 0, 1]]
@@ -155,3 +156,69 @@ def test_group_inference_tabulates_each_map_once(monkeypatch, method):
     result = inference.run_group_inference(spec, stat_img=nib.Nifti1Image(data * 3, affine))
     assert calls == [0.0]
     assert len(result.clusters) > 0
+
+
+#: (map, quantile of the map's non-zero |values| as threshold, cluster_threshold, two_sided;
+#: a negative quantile: one-sided, below minus that value)
+EXTENT_CASES = [
+    (name, quantile, k, two_sided)
+    for name in MAPS
+    for quantile, k, two_sided in [(0.0, 2, True), (0.5, 5, True), (0.3, 3, False),
+                                   (-0.4, 4, False), (0.8, 10, True), (0.2, 1, True)]
+    if not (quantile < 0 and MAPS[name][0].min() >= 0)
+]  # fmt: skip
+
+
+@functools.cache
+def _extents(name, quantile, cluster_threshold, two_sided):
+    """(input, nilearn's threshold_img with the extent, ours, nilearn's without it)."""
+    data, affine = MAPS[name]
+    img = nib.Nifti1Image(data, affine)
+    threshold = float(np.quantile(np.abs(data[data != 0]), abs(quantile))) * np.sign(quantile)
+    options = dict(threshold=threshold, two_sided=two_sided)
+    theirs = threshold_img(img, cluster_threshold=cluster_threshold, **options)
+    ours = threshold_image(img, cluster_threshold=cluster_threshold, **options)
+    kept = threshold_img(img, **options)
+    return img, *(np.asanyarray(i.dataobj) for i in (theirs, ours, kept))
+
+
+@pytest.mark.parametrize("case", EXTENT_CASES, ids=["-".join(map(str, c)) for c in EXTENT_CASES])
+def test_threshold_image_drops_the_clusters_nilearn_drops(case):
+    """``threshold_image`` (height by nilearn, extent by ``drop_small_clusters``) keeps the
+    voxels nilearn's ``threshold_img`` keeps, value for value and in its dtype."""
+    img, expected, ours, _ = _extents(*case)
+    np.testing.assert_array_equal(ours, expected)
+    assert ours.dtype == expected.dtype
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), MAPS[case[0]][0])  # untouched
+
+
+def test_extent_cases_keep_some_clusters_and_drop_others():
+    """On every map but the flat one, some case keeps voxels and drops others."""
+    for name in MAPS:
+        counts = [
+            (np.count_nonzero(expected), np.count_nonzero(kept))
+            for case in EXTENT_CASES if case[0] == name
+            for _, expected, _, kept in [_extents(*case)]
+        ]  # fmt: skip
+        assert any(0 < n < m for n, m in counts) or name == "binary-donut", name
+        assert sum(n > 0 for n, _ in counts) >= len(counts) - 1, name
+
+
+@pytest.mark.parametrize("height_control", ["fpr", "fdr", "bonferroni", None])
+def test_threshold_map_with_an_extent_is_nilearns(height_control):
+    from nilearn.glm import threshold_stats_img
+
+    from glmflow.core.inference import threshold_map
+
+    data, affine = MAPS["real-shape"]
+    img = nib.Nifti1Image(data * 1.6, affine)
+    options = dict(alpha=0.05, height_control=height_control, threshold=2.0, two_sided=True)
+    ours, value = threshold_map(img, cluster_threshold=6, **options)
+    without_extent, _ = threshold_map(img, cluster_threshold=0, **options)
+    if height_control is not None:
+        options.pop("threshold")
+    theirs, expected = threshold_stats_img(img, cluster_threshold=6, **options)
+    assert value == float(expected)
+    np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(theirs.dataobj))
+    kept = np.count_nonzero(np.asanyarray(ours.dataobj))
+    assert 0 < kept < np.count_nonzero(np.asanyarray(without_extent.dataobj))

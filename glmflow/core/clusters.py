@@ -11,7 +11,8 @@ subpeak distance rule needs one pass. ``benchmarks/bench_clusters.py`` measures 
 The rules (nilearn 0.14's, read from its public behaviour and source):
 
 - the map is first thresholded by :func:`nilearn.image.threshold_img` (``stat_threshold``,
-  ``cluster_threshold``, ``two_sided``); a cluster is a face-connected set of voxels above
+  ``two_sided``) and its clusters smaller than ``cluster_threshold`` dropped
+  (:func:`threshold_image`); a cluster is a face-connected set of voxels above
   ``stat_threshold`` (below it for one-sided negative thresholds), positive tail first;
 - clusters are numbered by descending peak within a tail, tails numbered on;
 - candidate peaks are connected sets of voxels equal to the maximum of their 3x3x3
@@ -68,12 +69,9 @@ def clusters_table(
     if min_distance <= 0:
         raise ValueError(f"'min_distance' must be positive. Got {min_distance} instead.")
     img = check_niimg_3d(
-        threshold_img(
-            stat_img,
-            threshold=stat_threshold,
-            cluster_threshold=cluster_threshold,
-            two_sided=two_sided,
-        )  # fmt: skip
+        threshold_image(
+            stat_img, stat_threshold, cluster_threshold=cluster_threshold, two_sided=two_sided
+        )
     )
     data = np.asanyarray(img.dataobj)
     below = not two_sided and stat_threshold < 0
@@ -104,6 +102,42 @@ def clusters_table(
     if voxel_sizes:
         table = _with_voxel_sizes(table, voxels)
     return (table, label_maps) if return_label_maps else table
+
+
+def threshold_image(
+    stat_img: ImageLike, threshold: float, *, cluster_threshold: int = 0, two_sided: bool = True,
+    **keywords,
+) -> nib.Nifti1Image:  # fmt: skip
+    """:func:`nilearn.image.threshold_img`, its cluster-extent rule applied by
+    :func:`drop_small_clusters` (the same voxels, ~20x faster); ``keywords`` go to nilearn."""
+    img = threshold_img(
+        stat_img, threshold=threshold, cluster_threshold=0, two_sided=two_sided, **keywords
+    )
+    return drop_small_clusters(img, cluster_threshold)
+
+
+def drop_small_clusters(img: nib.Nifti1Image, cluster_threshold: int) -> nib.Nifti1Image:
+    """``img`` (thresholded, in memory: one nilearn just made) without its clusters of fewer
+    than ``cluster_threshold`` voxels, in place: nilearn's extent rule (``threshold_img``,
+    ``threshold_stats_img``).
+
+    Positive and negative voxels are clustered apart, face connectivity. nilearn compares the
+    whole map with each cluster's label in turn: ~0.35 s on a 97x115x97 z map with a few
+    hundred clusters, paid by every subject page and group inference; here one labelling per
+    sign and a count of each label (``tests/test_clusters.py`` pins the two together).
+    """
+    data = np.asanyarray(img.dataobj)
+    if cluster_threshold <= 0:
+        return img
+    if data.ndim != 3:  # nilearn's, volume by volume
+        return threshold_img(img, threshold=0, cluster_threshold=cluster_threshold, copy=False)
+    for sign in (1, -1):
+        labels, n_clusters = ndimage.label(data * sign > 0, FACES)
+        if n_clusters:
+            small = np.bincount(labels.ravel()) < cluster_threshold
+            small[0] = False
+            data[small[labels]] = 0
+    return img
 
 
 def _with_voxel_sizes(table: pd.DataFrame, voxels: list[int]) -> pd.DataFrame:

@@ -19,9 +19,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 from nilearn.glm import cluster_level_inference, threshold_stats_img
-from nilearn.image import new_img_like, threshold_img
+from nilearn.image import new_img_like
 
-from glmflow.core.clusters import clusters_table
+from glmflow.core.clusters import clusters_table, drop_small_clusters, threshold_image
 from glmflow.core.group import ContrastDef, ImageLike
 from glmflow.core.model import InferenceMethod, InferenceSpec, PermutationStat
 from glmflow.core.permutation import permutation_inference
@@ -101,9 +101,10 @@ def threshold_map(
             alpha=alpha,
             threshold=threshold,
             height_control=height_control,
-            cluster_threshold=cluster_threshold,
+            cluster_threshold=0,  # nilearn's extent rule, applied faster below
             two_sided=two_sided,
         )
+    img = drop_small_clusters(img, cluster_threshold)
     if not np.isfinite(value):
         where = "" if contrast_name is None else f" in contrast '{contrast_name}'"
         warnings.warn(
@@ -245,9 +246,9 @@ def _permutation_result(
     if spec.cluster_threshold:
         # the same extent rule for the map as for its table (nilearn's threshold_img keeps
         # clusters of at least cluster_threshold voxels, either sign)
-        thresholded = threshold_img(
-            thresholded, threshold=1e-12, cluster_threshold=spec.cluster_threshold,
-            two_sided=True, copy_header=True,
+        thresholded = threshold_image(
+            thresholded, 1e-12, cluster_threshold=spec.cluster_threshold, two_sided=True,
+            copy_header=True,
         )  # fmt: skip
     threshold = -math.log10(spec.alpha)
     return _tabulated(spec, thresholded, threshold, logp_imgs=logp, t_img=maps["t"])

@@ -135,3 +135,34 @@ def test_sidecar_json_is_strict_json(tmp_path):
     assert "Infinity" not in text and "NaN" not in text
     strict = _json.loads(text, parse_constant=lambda c: pytest.fail(c))
     assert strict == {"Threshold": None, "A": [None, 1.5]}
+
+
+def test_publish_copies_many_files_in_order_and_only_those_out_of_date(tmp_path):
+    """Many files go through the copy threads: every destination a private copy with its
+    source's bytes and time, returned in the manifests' order; a second publish copies only
+    the destination edited since, and a destination listed twice gets its last source."""
+    from glmflow.core.publish import COPY_THREADS, publish, write_manifest
+
+    sources = tmp_path / "work"
+    sources.mkdir()
+    pairs = []
+    for i in range(6 * COPY_THREADS):
+        src = sources / f"map{i:02d}.bin"
+        src.write_bytes(bytes([i]) * (1000 + i))
+        pairs.append((src, tmp_path / "out" / f"sub-{i % 3}" / src.name))
+    twice = tmp_path / "out" / "twice.bin"
+    first, last = pairs[0][0], pairs[1][0]
+    manifests = [
+        write_manifest(tmp_path / "a.json", [*pairs[:10], (first, twice)]),
+        write_manifest(tmp_path / "b.json", [*pairs[10:], (last, twice)]),
+    ]
+    written = publish(manifests)
+    assert written == [dst for _, dst in pairs[:10]] + [twice] + [dst for _, dst in pairs[10:]]
+    for src, dst in pairs:
+        assert dst.read_bytes() == src.read_bytes() and not dst.samefile(src)
+        assert dst.stat().st_mtime_ns == src.stat().st_mtime_ns
+    assert twice.read_bytes() == last.read_bytes()
+    edited = pairs[7][1]
+    edited.write_bytes(b"edited in place")
+    assert publish(manifests) == [edited]
+    assert edited.read_bytes() == pairs[7][0].read_bytes()

@@ -26,6 +26,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,33 @@ def publish(manifest_files: Sequence[str | os.PathLike]) -> list[Path]:
 
     Up to date: same size and modification time as the source (:func:`atomic_copy` gives
     the copy the source's time, and an edit in place changes it). Returns the
-    destinations that were (re)written.
+    destinations that were (re)written, in the manifests' order.
+
+    The copies run in :data:`COPY_THREADS` threads (the copy and its system calls release
+    the GIL): a level of 100 subjects writes ~19,000 files, ~5 s one after another.
     """
-    written = []
-    for manifest in manifest_files:
-        for src, dst in json.loads(Path(manifest).read_text()):
-            if not _up_to_date(Path(src), Path(dst)):
-                written.append(atomic_copy(src, dst))
-    return written
+    sources = {  # a destination listed twice gets its last source, as one after another
+        Path(dst): Path(src)
+        for manifest in manifest_files
+        for src, dst in json.loads(Path(manifest).read_text())
+    }
+    pairs = [(src, dst) for dst, src in sources.items()]
+    if len(pairs) < 2 * COPY_THREADS:
+        copied = map(_refreshed, pairs)
+    else:
+        with ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="glmflow-publish") as pool:
+            copied = list(pool.map(_refreshed, pairs))
+    return [dst for dst in copied if dst is not None]
+
+
+def _refreshed(pair: tuple[Path, Path]) -> Path | None:
+    """The destination, copied from the source, or None when it was up to date."""
+    src, dst = pair
+    return None if _up_to_date(src, dst) else atomic_copy(src, dst)
+
+
+#: threads copying a level's outputs (:func:`publish`)
+COPY_THREADS = 4
 
 
 def _up_to_date(src: Path, dst: Path) -> bool:

@@ -338,10 +338,16 @@ def glmflow_study(bench: Bench, bids: Path, root: Path, n_procs: int, edits: boo
         return nodes
 
     def both(key: str, name: str) -> None:
+        since = time.time() - 1.0
         for level in ("participant", "group"):
             bench.run(f"{key}_{level}", f"{name}: {level}",
                       glmflow_cmd(bids, out, work, model_path, level, *procs))  # fmt: skip
+        seconds, count = summed_node_seconds(work, since)
+        bench.rows[f"{key}_nodes"] = Row(
+            f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs
+        )
 
+    startup_row(bench)
     both("rerun", "glmflow no-change rerun")
     contrasts["face-scrambled"] = "face - scrambled"
     write_json(model_path, glmflow_model(contrasts, CONFOUNDS))
@@ -349,6 +355,20 @@ def glmflow_study(bench: Bench, bids: Path, root: Path, n_procs: int, edits: boo
     write_json(model_path, glmflow_model(contrasts, [*CONFOUNDS, "global_signal"]))
     both("confound", "glmflow confound edit (+ global_signal)")
     return nodes
+
+
+#: what a level process imports before its first node (the CLI, the planning, the graph,
+#: the report pages, nilearn through them)
+STARTUP = (
+    "import glmflow.cli.main, glmflow.runners.participant, glmflow.runners.reports, "
+    "glmflow.workflows.base, glmflow.execution.run, bids"
+)
+
+
+def startup_row(bench: Bench) -> None:
+    """One level's fixed start-up: a fresh interpreter importing what a level needs."""
+    bench.run("startup", "one level's start-up: interpreter + imports (no work)",
+              [sys.executable, "-c", STARTUP])  # fmt: skip
 
 
 def bsm_rows(bench: Bench, bids: Path, root: Path, n_procs: int) -> None:
@@ -407,6 +427,10 @@ RATIOS = (
      ("contrast_participant", "contrast_group"), COLD, "< 8%", 0.08, True, False),
     ("confound edit (participant + group) / cold",
      ("confound_participant", "confound_group"), COLD, "< 25%", 0.25, True, False),
+    ("the floor of a contrast edit: (its nodes' own times / cores + 2 level start-ups) / cold",
+     ("contrast_nodes", "startup", "startup"), COLD, "", None, True, False),
+    ("the floor of a confound edit: (its nodes' own times / cores + 2 level start-ups) / cold",
+     ("confound_nodes", "startup", "startup"), COLD, "", None, True, False),
     ("BSM cold: FitLins / glmflow", ("fitlins_cold",), ("bsm_cold",), ">= 5x", 5, False, True),
     ("BSM cached rerun / cold, glmflow", ("bsm_rerun",), ("bsm_cold",), "<= 3%", 0.03, True,
      False),

@@ -91,7 +91,7 @@ def test_ratios_and_targets(bench):
     rows = {
         "participant_cold": 80.0, "group_cold": 20.0, "fitlins_cold": 900.0,
         "nilearn_study": 650.0, "rerun_participant": 1.5, "rerun_group": 1.0,
-        "bsm_cold": 100.0, "bsm_rerun": 3.0,
+        "bsm_cold": 100.0, "bsm_rerun": 3.0, "contrast_nodes": 4.0, "startup": 1.5,
     }  # fmt: skip
     b = bench.Bench({k: bench.Row(k, v) for k, v in rows.items()})
     b.skip("fitlins_rerun", "FitLins rerun", "absent")
@@ -103,6 +103,9 @@ def test_ratios_and_targets(bench):
     assert table["glmflow cold / (sum of its nodes' own times / cores)"] == ("1.33x", False)
     assert table["no-change rerun (participant + group) / cold"] == ("2.5%", False)
     assert table["one contrast added (participant + group) / cold"] == ("not measured", None)
+    floor = "the floor of a {} edit: (its nodes' own times / cores + 2 level start-ups) / cold"
+    assert table[floor.format("contrast")] == ("7.0%", None)  # (4 + 2 x 1.5) / 100
+    assert table[floor.format("confound")] == ("not measured", None)
     assert table["BSM cold: FitLins / glmflow"] == ("9.00x", True)
     assert table["BSM cached rerun / cold, glmflow"] == ("3.0%", True)
     assert table["BSM cached rerun / cold, FitLins (for reference)"] == ("not measured", None)

@@ -59,7 +59,7 @@ class Row:
 
     name: str
     seconds: float | None
-    load: tuple[float, float] = (0.0, 0.0)
+    load: tuple[float, float] | None = (0.0, 0.0)  # None: computed, not a command
     note: str = ""
     cpu: float | None = None
 
@@ -342,10 +342,13 @@ def glmflow_study(bench: Bench, bids: Path, root: Path, n_procs: int, edits: boo
         for level in ("participant", "group"):
             bench.run(f"{key}_{level}", f"{name}: {level}",
                       glmflow_cmd(bids, out, work, model_path, level, *procs))  # fmt: skip
+        if key == "rerun":  # nothing ran
+            return
         seconds, count = summed_node_seconds(work, since)
         bench.rows[f"{key}_nodes"] = Row(
-            f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs
-        )
+            f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs,
+            load=None,
+        )  # fmt: skip
 
     startup_row(bench)
     both("rerun", "glmflow no-change rerun")
@@ -478,7 +481,8 @@ def report(bench: Bench, nodes: dict, meta: dict, n_procs: int) -> str:
     for row in bench.rows.values():
         wall = "—" if row.seconds is None else f"{row.seconds:.1f}"
         cpu = "" if row.cpu is None else f"{row.cpu:.1f}"
-        load = "" if row.seconds is None else f"{row.load[0]:.1f} / {row.load[1]:.1f}"
+        shown = row.seconds is not None and row.load is not None
+        load = f"{row.load[0]:.1f} / {row.load[1]:.1f}" if shown else ""
         lines.append(f"| {row.name} | {wall} | {cpu} | {load} | {row.note} |")
     for level, (seconds, count) in nodes.items():
         lines.append(

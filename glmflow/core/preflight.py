@@ -4,12 +4,11 @@ Everything a user can get wrong in the events, confounds, design or contrasts of
 is found here, in seconds, before the graph runs: a mistake costs one line on stderr, not
 a crash half-way through a cluster job, and nothing is written to the output folder.
 
-The graph builds each design again (``BuildDesignMatrix``) instead of taking the pre-flight's:
-measured on the synthetic runs (60 volumes, 28 columns), the second build costs 15-30 ms of
-a node that takes about 2 s cold (imports, the design plot at ~110 ms, Nipype's
-bookkeeping) and must run anyway to write the design files the outputs publish and to key
-the cache. Handing the designs over would make the pre-flight write into the work folder and
-the graph's cache depend on the plan's, for under 2 % of that node.
+The designs the pre-flight builds are remembered in the work folder's memo and recalled by
+the graph's ``build_design`` nodes (:func:`glmflow.core.design.run.design_from_files`); each
+run's check is remembered too, so a contrast edit builds no design again. The runs not
+remembered are checked in forked processes, their errors and warnings said in the runs'
+order as one after another would (:func:`_run_records`).
 """
 
 from __future__ import annotations
@@ -20,20 +19,22 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from glmflow.core.bids import RunInputs
+from glmflow.core.conditions import dataset_conditions  # noqa: F401 - part of this API
 from glmflow.core.contrasts import contrast_weights
 from glmflow.core.design import check_censored_rank
 from glmflow.core.design.run import confounds_sidecar, design_from_files
-from glmflow.core.events import parse_events, read_events
+from glmflow.core.fork_map import fork_map
 from glmflow.core.images import check_gzip_size, check_same_grid, load_image, load_mask
 from glmflow.core.memo import code_identity, file_identity, memo_key, recall_value, remember_value
 from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts
 from glmflow.core.outputs import contrast_labels
-from glmflow.errors import DatasetError, DesignError, GlmflowError
+from glmflow.errors import DatasetError, DesignError
 
 
 @dataclass(frozen=True)
@@ -46,51 +47,6 @@ class FirstLevelPlan:
     dropped: dict[str, dict[str, tuple[str, ...]]]  # bold file -> contrast -> dropped names
     skipped: dict[str, set[str]]  # bold file -> contrasts with no term left in its design
     warnings: tuple[str, ...] = ()  # said once here; said again when the plan is reused
-
-
-def dataset_conditions(
-    bids_dir: str | os.PathLike, spec: ModelSpec, *, cache_dir: str | os.PathLike | None = None
-) -> tuple[str, ...]:
-    """Conditions of the task across the whole raw dataset, in order of first appearance.
-
-    Automatic contrasts ("default" pairs, one map per condition) are named from this list,
-    so every participant job gets the same contrasts whichever subjects it selects
-    (glm-express recomputes the order per subject and can flip "a-b" into "b-a"). Events
-    files that cannot be parsed are passed over here: the run that uses one reports it.
-    With ``cache_dir`` the list is remembered (the pre-flight's key scheme: the events
-    options and every events file's identity), so a rerun does not parse the whole
-    dataset's events again (~20 ms a file, 8 s at 200 runs on a loaded machine).
-    """
-    pattern = f"sub-*/**/func/*_task-{spec.task}_*events.tsv"
-    paths = sorted(Path(bids_dir).glob(pattern))
-    if cache_dir is None:
-        return _conditions(paths, spec)
-    identities = [[str(path), *file_identity(path)] for path in paths]
-    key = memo_key("conditions", code_identity(), spec.task, spec.events.to_dict(), identities)
-    cached = Path(cache_dir) / f"conditions-{key}.json"
-    if cached.is_file():
-        return tuple(json.loads(cached.read_text()))
-    found = _conditions(paths, spec)
-    _write_atomic(cached, json.dumps(found))
-    return found
-
-
-def _conditions(paths: Sequence[Path], spec: ModelSpec) -> tuple[str, ...]:
-    found: dict[str, None] = {}
-    for path in paths:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                events = parse_events(
-                    read_events(path, condition_column=spec.events.condition_column),
-                    spec.events,
-                    source=str(path),
-                )
-        except GlmflowError:
-            continue
-        for name in events.loc[events["role"] == "condition", "trial_type"]:
-            found.setdefault(str(name), None)
-    return tuple(found)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -149,16 +105,16 @@ def check_first_level(
     return replace(plan, warnings=messages)
 
 
-def _check(runs, spec, missing_conditions, dataset_conditions, memos) -> FirstLevelPlan:
+def _check(runs, spec, missing_conditions, given_conditions, memos) -> FirstLevelPlan:
     found: dict[str, None] = {}
     conditions_of: dict[str, set[str]] = {}
     columns: dict[str, tuple[str, ...]] = {}
     grids: dict[tuple[str, str | None], tuple[str, tuple, bytes]] = {}
-    for run in runs:
-        conditions, columns[run.bold] = _checked_run(run, spec, grids, *memos)
+    for run, record in zip(runs, _run_records(runs, spec, *memos), strict=True):
+        conditions, columns[run.bold] = _checked_run(run, record, grids)
         found.update(dict.fromkeys(conditions))
         conditions_of[run.bold] = set(conditions)
-    wanted = list(dataset_conditions or found)
+    wanted = list(given_conditions or found)
     if spec.auto_contrasts and missing_conditions == "error":
         _check_conditions_everywhere(wanted, conditions_of, runs)
     contrasts = expand_contrasts(spec, wanted)
@@ -214,27 +170,54 @@ def _check_run(run: RunInputs, spec: ModelSpec, memo_dir) -> tuple[list[str], tu
     return list(dict.fromkeys(conditions)), tuple(str(c) for c in design.columns)
 
 
-def _checked_run(run: RunInputs, spec: ModelSpec, grids: dict, cache_dir, memo_dir):
-    """:func:`_check_images` and :func:`_check_run` of one run, remembered in ``cache_dir``
-    under the run's files' identities and the model sections its design reads (events,
-    confounds, design) and the code's identity (a code edit or an upgrade checks again)."""
+def _run_records(runs: Sequence[RunInputs], spec: ModelSpec, cache_dir, memo_dir) -> list:
+    """Each run's record (:func:`_compute_record`), recalled from ``cache_dir`` under the
+    run's files' identities, the model sections its design reads (events, confounds,
+    design) and the code's identity (a code edit or an upgrade checks again); the records
+    not remembered are computed in forked processes (:func:`glmflow.core.fork_map.fork_map`)
+    and remembered. A run whose check failed has its error in place of its record."""
+    memo = Path(cache_dir) / "preflight-runs" if cache_dir is not None else None
+    keys = [_record_key(run, spec) for run in runs]
+    records = [recall_value(memo, key) for key in keys]
+    missing = [i for i, record in enumerate(records) if record is None]
+    computed = fork_map(partial(_compute_record, spec=spec, memo_dir=memo_dir),
+                        [runs[i] for i in missing])  # fmt: skip
+    for i, record in zip(missing, computed, strict=True):
+        if not isinstance(record, BaseException):
+            remember_value(memo, keys[i], record)
+        records[i] = record
+    return records
+
+
+def _record_key(run: RunInputs, spec: ModelSpec) -> str:
     files = [run.bold, run.mask, run.events, run.confounds, _confounds_sidecar(run)]
-    key = memo_key(
+    return memo_key(
         "preflight-run", code_identity(), run.to_dict(),
         [[str(f), *file_identity(f)] for f in files if f and Path(f).is_file()],
         [part.to_dict() for part in (spec.events, spec.confounds, spec.design)],
     )  # fmt: skip
-    memo = Path(cache_dir) / "preflight-runs" if cache_dir is not None else None
-    record = recall_value(memo, key)
-    if record is None:
+
+
+def _compute_record(run: RunInputs, spec: ModelSpec, memo_dir) -> dict | Exception:
+    """:func:`_check_images` and :func:`_check_run` of one run and the warnings they raised;
+    or the error it raised, returned so that the runs' errors come in the runs' order."""
+    try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             grid = _check_images(run) if run.mask else None  # surface runs: no mask
             conditions, columns = _check_run(run, spec, memo_dir)
-        said = [str(w.message) for w in caught]
-        record = {"grid": grid, "conditions": conditions, "columns": columns, "said": said}
-        remember_value(memo, key, record)
-    for message in record["said"]:  # said again: check_first_level groups them
+    except Exception as err:  # noqa: BLE001 - raised by _checked_run, in the runs' order
+        return err
+    said = [str(w.message) for w in caught]
+    return {"grid": grid, "conditions": conditions, "columns": columns, "said": said}
+
+
+def _checked_run(run: RunInputs, record: dict | Exception, grids: dict):
+    """One run's record: its error raised, its warnings said again (check_first_level
+    groups them), its grid compared with its subject's other runs'."""
+    if isinstance(record, Exception):
+        raise record
+    for message in record["said"]:
         warnings.warn(message, UserWarning, stacklevel=2)
     if record["grid"] is not None:
         _check_same_grid(grids, run, tuple(record["grid"][0]), np.asarray(record["grid"][1]))

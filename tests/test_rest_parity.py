@@ -186,7 +186,7 @@ def test_written_run_matrices_equal_nilearn(written, measure, fisher_z):
 def test_written_group_tangent_equals_nilearn(written, fisher_z):
     from scipy import stats
 
-    from glmflow.core.rest.files import read_matrix
+    from glmflow.core.rest.files import read_matrix, read_timeseries
 
     root, tmp = written
     top = tmp / f"out{fisher_z}" / "glmflow"
@@ -195,7 +195,16 @@ def test_written_group_tangent_equals_nilearn(written, fisher_z):
         "contrast-patientMinusControl_stat-t_desc-rest_relmat.tsv"
     )
     groups = pd.read_csv(root / "participants.tsv", sep="\t").set_index("participant_id")["group"]
-    series = [_nilearn_series(root, sub).astype(np.float64) for sub in SUBJECTS]
+    # the written series are nilearn's to its float32 output's last bit; a t of 2 against 2
+    # subjects' tangent matrices turns that bit into ~3e-6, so nilearn's tangent and t are
+    # taken of the series glmflow wrote, and the series compared to nilearn's here
+    series = []
+    for sub in SUBJECTS:
+        (written_file,) = (top / f"sub-{sub}").glob("**/*_desc-rest_timeseries.tsv")
+        series.append(read_timeseries(written_file))
+        theirs = _nilearn_series(root, sub)
+        assert theirs.dtype == np.float32  # nilearn's masker output
+        assert np.abs(series[-1] - theirs).max() <= 2 * np.spacing(np.abs(theirs).max())
     tangent = ConnectivityMeasure(kind="tangent").fit_transform(series)
     patient = np.array([groups[f"sub-{sub}"] == "patient" for sub in SUBJECTS])
     assert patient.sum() == 2

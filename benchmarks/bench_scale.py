@@ -40,7 +40,8 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 from glmflow.core.bids import discover_runs
 from glmflow.core.model import load_model
-from glmflow.core.preflight import cached_check_first_level, dataset_conditions
+from glmflow.core.conditions import dataset_conditions
+from glmflow.core.preflight import cached_check_first_level
 bids, db = sys.argv[1], sys.argv[2]
 spec = load_model(sys.argv[3])
 t0 = time.perf_counter()

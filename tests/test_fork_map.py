@@ -66,14 +66,14 @@ def test_the_preflight_of_many_runs_finds_what_one_after_another_finds(dataset, 
     assert len(runs) == 10 >= MIN_ITEMS
     with pytest.warns(UserWarning) as forked_warnings:
         forked = preflight.check_first_level(runs, spec)
-    conditions = preflight.dataset_conditions(dataset, spec)
+    conditions = conditions_module.dataset_conditions(dataset, spec)
     monkeypatch.setattr(preflight, "fork_map", _serial)
     monkeypatch.setattr(conditions_module, "fork_map", _serial)
     with pytest.warns(UserWarning) as serial_warnings:
         serial = preflight.check_first_level(runs, spec)
     assert forked == serial and forked.warnings  # the warnings grouped the same way too
     assert [str(w.message) for w in forked_warnings] == [str(w.message) for w in serial_warnings]
-    assert preflight.dataset_conditions(dataset, spec) == conditions  # first appearance
+    assert conditions_module.dataset_conditions(dataset, spec) == conditions  # first appearance
     assert set(conditions) == {"face", "house", "scrambled"}
 
 

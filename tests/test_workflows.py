@@ -16,8 +16,9 @@ from nipype.pipeline import engine as pe
 from nipype.utils.filemanip import ensure_list
 
 from glmflow.core.bids import discover_runs
+from glmflow.core.conditions import dataset_conditions
 from glmflow.core.model import ContrastSpec, DesignSpec, GlmSpec, ModelSpec, load_model
-from glmflow.core.preflight import cached_check_first_level, check_first_level, dataset_conditions
+from glmflow.core.preflight import cached_check_first_level, check_first_level
 from glmflow.data import make_synthetic_dataset
 from glmflow.errors import DatasetError, DesignError
 from glmflow.interfaces.combine import CombineRuns

@@ -126,9 +126,9 @@ def drop_small_clusters(img: nib.Nifti1Image, cluster_threshold: int) -> nib.Nif
     hundred clusters, paid by every subject page and group inference; here one labelling per
     sign and a count of each label (``tests/test_clusters.py`` pins the two together).
     """
-    data = np.asanyarray(img.dataobj)
     if cluster_threshold <= 0:
         return img
+    data = np.asanyarray(img.dataobj)
     if data.ndim != 3:  # nilearn's, volume by volume
         return threshold_img(img, threshold=0, cluster_threshold=cluster_threshold, copy=False)
     for sign in (1, -1):

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from glmflow.core.bids import RunInputs
-from glmflow.core.conditions import dataset_conditions  # noqa: F401 - part of this API
 from glmflow.core.contrasts import contrast_weights
 from glmflow.core.design import check_censored_rank
 from glmflow.core.design.run import confounds_sidecar, design_from_files
@@ -34,6 +33,7 @@ from glmflow.core.images import check_gzip_size, check_same_grid, load_image, lo
 from glmflow.core.memo import code_identity, file_identity, memo_key, recall_value, remember_value
 from glmflow.core.model import ContrastSpec, ModelSpec, expand_contrasts
 from glmflow.core.outputs import contrast_labels
+from glmflow.core.publish import atomic_write_text
 from glmflow.errors import DatasetError, DesignError
 
 
@@ -47,14 +47,6 @@ class FirstLevelPlan:
     dropped: dict[str, dict[str, tuple[str, ...]]]  # bold file -> contrast -> dropped names
     skipped: dict[str, set[str]]  # bold file -> contrasts with no term left in its design
     warnings: tuple[str, ...] = ()  # said once here; said again when the plan is reused
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a private file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_first_level(
@@ -77,7 +69,8 @@ def check_first_level(
     missing_conditions
         ``"error"`` or ``"drop"`` (see :func:`glmflow.core.contrasts.contrast_weights`).
     conditions
-        The dataset's conditions for automatic contrasts (:func:`dataset_conditions`);
+        The dataset's conditions for automatic contrasts
+        (:func:`glmflow.core.conditions.dataset_conditions`);
         default: those of ``runs``, in order of first appearance.
     cache_dir
         Where each run's checks are remembered (:func:`_checked_run`): a contrast edit
@@ -183,7 +176,7 @@ def _run_records(runs: Sequence[RunInputs], spec: ModelSpec, cache_dir, memo_dir
     computed = fork_map(partial(_compute_record, spec=spec, memo_dir=memo_dir),
                         [runs[i] for i in missing])  # fmt: skip
     for i, record in zip(missing, computed, strict=True):
-        if not isinstance(record, BaseException):
+        if not isinstance(record, Exception):
             remember_value(memo, keys[i], record)
         records[i] = record
     return records
@@ -332,7 +325,7 @@ def cached_check_first_level(
         runs, spec, missing_conditions=missing_conditions, conditions=conditions,
         cache_dir=cache_dir, memo_dir=memo_dir,
     )  # fmt: skip
-    _write_atomic(path, _plan_to_json(plan))
+    atomic_write_text(path, _plan_to_json(plan))
     return plan
 
 

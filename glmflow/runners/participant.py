@@ -76,6 +76,7 @@ def plan_participant_level(
     """
     from glmflow.core import preflight
     from glmflow.core.bids import discover_runs
+    from glmflow.core.conditions import dataset_conditions
     from glmflow.core.model import load_model
     from glmflow.workflows.base import TaskAnalysis
 
@@ -99,9 +100,8 @@ def plan_participant_level(
             spec_tr=spec.tr,
             model_file=spec.source,
         )
-        conditions = None  # automatic contrasts: named from the whole dataset, not the selection
-        if spec.auto_contrasts:
-            conditions = preflight.dataset_conditions(bids_dir, spec, cache_dir=database_dir)
+        auto = spec.auto_contrasts  # named from the whole dataset, not the selection
+        conditions = dataset_conditions(bids_dir, spec, cache_dir=database_dir) if auto else None
         check = dict(missing_conditions=missing_conditions, conditions=conditions)
         check.update(memo_dir=memo_dir)
         if database_dir is None:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
+from glmflow.core.conditions import dataset_conditions
 from glmflow.core.model import ContrastSpec, ModelSpec, load_model
 from glmflow.core.outputs import write_dataset_description
-from glmflow.core.preflight import check_first_level, dataset_conditions
+from glmflow.core.preflight import check_first_level
 from glmflow.core.surface.discover import SurfaceRun, discover_surface_runs
 from glmflow.errors import ModelSpecError
 from glmflow.execution import ExecutionOptions, absolute_path, execute, hold_folder, unchanged

@@ -317,6 +317,33 @@ def test_unmask_write_and_read_maps(tmp_path, mask_file):
         unmask(np.zeros(5), mask_file)
 
 
+def test_unmask_writes_the_bytes_of_a_fresh_nibabel_image(mask_file):
+    # unmask reuses one header per affine; every map must still be what nibabel writes for
+    # nib.Nifti1Image(data, affine) with mm units, whatever was unmasked before it
+    import io
+
+    def written(img):
+        buffer = io.BytesIO()
+        img.to_file_map({"image": nib.FileHolder(fileobj=buffer)})
+        return buffer.getvalue()
+
+    mask = nib.load(mask_file).get_fdata() > 0
+    affine = nib.load(mask_file).affine
+    rng = np.random.default_rng(3)
+    for values in (
+        rng.standard_normal(mask.sum()),
+        rng.standard_normal((3, mask.sum())),
+        rng.standard_normal(mask.sum()).astype(np.float32),
+        np.arange(mask.sum()),
+    ):
+        dtype = values.dtype if values.dtype == np.float64 else np.float32
+        data = np.zeros(mask.shape + values.shape[:-1], dtype=dtype)
+        data[mask] = values.T
+        fresh = nib.Nifti1Image(data, affine)
+        fresh.header.set_xyzt_units("mm")
+        assert written(unmask(values, mask_file)) == written(fresh)
+
+
 def test_estimate_mem_gb_reads_header_only(tmp_path):
     # a header claiming a 2 mm MNI run of 200 volumes, with no data behind it
     header = nib.Nifti1Header()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import io
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -11,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from glmflow.core.atlases import VolumeAtlas
 from glmflow.core.model import InferenceSpec, load_model
@@ -101,6 +104,9 @@ def test_subject_maps_use_the_models_inference(inference, expected):
 def test_pages_embed_images_and_escape_text():
     uri = png_uri(np.zeros((2, 3, 3), dtype=np.uint8))
     assert uri.startswith("data:image/png;base64,")
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(base64.b64decode(png_uri(rgb).split(",", 1)[1])))
+    np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), rgb)  # lossless
     with pytest.raises(ValueError, match="report images must be embedded data URIs, got "
                                          "'https://example.org/a.png'"):  # fmt: skip
         html.figure("https://example.org/a.png", "remote")

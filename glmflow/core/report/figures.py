@@ -32,7 +32,9 @@ _SILHOUETTE = np.array([90, 90, 90], dtype=np.uint8)  # a glass brain's edge
 def png_uri(rgb: np.ndarray) -> str:
     """An (h, w, 3) uint8 array as a ``data:image/png;base64,...`` URI."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(buffer, "PNG")
+    # zlib level 1: the same pixels in half the time of Pillow's default 6, ~1.5x the bytes
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    image.save(buffer, "PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

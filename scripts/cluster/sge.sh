@@ -151,9 +151,13 @@ configure_cluster() {
     mkdir -p "$BASE/conf"
     # allow root (uid/gid 0) jobs, flush accounting every second (qacct), and keep finished
     # jobs visible to "qstat -s z": nipype's SGE plugin sees completion only there and hangs
-    # forever with finished_jobs=0
+    # forever with finished_jobs=0. No login shells: a job's bash would read the submitting
+    # user's profile, where pyenv's init runs `pyenv rehash`; a job killed inside it (the
+    # kill tests do that) leaves its lock file behind, and every later rehash then waits 60 s
+    # and fails, in each job and in pip (glmflow's jobs get their environment from qsub -V)
     qconf -sconf global | sed -E 's/^(min_uid|min_gid)( +)[0-9]+/\1\20/;
-        s/flush_time=[0-9:]+/flush_time=00:00:01/; s/^(finished_jobs +)[0-9]+/\1200/' \
+        s/flush_time=[0-9:]+/flush_time=00:00:01/; s/^(finished_jobs +)[0-9]+/\1200/;
+        s/^(login_shells +).*/\1NONE/' \
         >"$BASE/conf/global"
     qconf -Mconf "$BASE/conf/global" >>"$LOG/qconf.log" 2>&1 || die "qconf -Mconf global failed"
     # schedule every second instead of every 15 s, and at once on submit/finish; no load

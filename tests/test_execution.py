@@ -660,3 +660,48 @@ def test_an_error_around_a_node_fails_it_instead_of_hanging_the_run():
     result = runner._taskresult[7]
     assert result["result"] is None and result["taskid"] == 7
     assert "OSError: [Errno 28] No space left on device" in "".join(result["traceback"])
+
+
+def nap(seconds, after):
+    import time
+
+    time.sleep(seconds)
+    return after + 1
+
+
+def test_multiproc_driver_waits_for_its_workers_instead_of_polling(tmp_path, monkeypatch):
+    """While nodes run, the driver sleeps until one ends (its callback wakes it): a handful
+    of loop passes, not one every 2 ms (glmflow's poll: ~1,500 passes for these 3 s), and no
+    pass waits out the safety timeout (made 120 s here)."""
+    import time
+
+    from glmflow.execution import LOCAL_POLL_SECONDS, multiproc
+
+    passes = []
+    send = multiproc.FrozenGCMultiProc._send_procs_to_workers
+
+    def counted(self, *args, **kwargs):
+        passes.append(time.monotonic())
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(multiproc.FrozenGCMultiProc, "_send_procs_to_workers", counted)
+    monkeypatch.setattr(multiproc, "WAKE_SECONDS", 120.0)
+    workflow = Workflow(name="naps_wf")
+    previous = None
+    for k in range(3):  # a chain: each node starts when the one before ends
+        node = _node(nap, ["seconds", "after"], ["out"], f"nap{k}")
+        node.inputs.seconds = 1.0
+        if previous is None:
+            node.inputs.after = 0
+        else:
+            workflow.connect(previous, "out", node, "after")
+        previous = node
+    started = time.monotonic()
+    graph = run_workflow(
+        workflow, plugin="MultiProc", work_dir=tmp_path, poll_interval=LOCAL_POLL_SECONDS
+    )
+    elapsed = time.monotonic() - started
+    last = next(node for node in graph.nodes() if node.name == "nap2")
+    assert last.result.outputs.out == 3
+    assert 3 <= len(passes) <= 20, len(passes)
+    assert elapsed < 60, elapsed  # a lost wake-up would wait out the 120 s

@@ -1,5 +1,6 @@
 """glmflow's MultiProc: Nipype's, with a cheaper garbage collector, cheaper passes of its
-loop (:class:`_CountedDependencies`) and dead workers reported.
+loop (:class:`_CountedDependencies`), a driver that waits for its workers instead of polling
+them, and dead workers reported.
 
 Nipype's loop collects garbage at every pass; with the graph, pybids and nilearn in the
 driver each pass cost 20-500 ms. Freezing the objects alive at the start out of the collector
@@ -20,6 +21,14 @@ with 2 processes on 2 cores each using 2 BLAS threads, a matrix-product-bound re
 realistic run took 5-7 s instead of 2.2-2.5 s (4 threads on 2 cores, OpenBLAS's threads
 spinning for work); the fit and contrasts are matrix products too.
 
+Nipype's loop polls: a pass (results read, ready nodes found, resources summed), then a
+sleep of ``poll_sleep_duration``. glmflow's 2 ms (``LOCAL_POLL_SECONDS``) keeps a chain of
+small nodes moving, but while long nodes run every pass finds nothing new: the driver spent
+13.2 s of CPU in 60.6 s of a realistic participant level, a fifth of one of the two cores
+its workers computed on. Here a pass that submitted nothing and found no result waits until
+a worker's node ends (its done-callback wakes the driver), so the loop costs a pass per
+event and reacts to one at once.
+
 A driver killed with kill -9 left its idle workers behind, each holding a Python heap,
 forever (the pool's pipe stays open among the siblings). On Linux the workers here ask the
 kernel to end them with their driver (``PR_SET_PDEATHSIG``).
@@ -34,6 +43,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +65,8 @@ WORKER_DIED = (
 
 
 _LIMITS: list = []  # the worker's BLAS limits, kept for its life
+# the longest the driver waits for a worker's node to end before it looks again anyway
+WAKE_SECONDS = 1.0
 
 
 def blas_threads(workers: int) -> int:
@@ -110,6 +122,7 @@ class FrozenGCMultiProc(MultiProcPlugin):
             initargs=(self._cwd, blas_threads(self.processors)),
             mp_context=mp.get_context(self.plugin_args.get("mp_context")),
         )
+        self._node_ended = threading.Event()
 
     def run(self, graph, config, updatehash=False):
         gc.collect()
@@ -123,6 +136,18 @@ class FrozenGCMultiProc(MultiProcPlugin):
         super()._generate_dependency_list(graph)
         self.depidx = _CountedDependencies(self.depidx)
 
+    def _send_procs_to_workers(self, updatehash=False, graph=None):
+        self._node_ended.clear()  # before looking: an end after this wakes the wait below
+        before = (len(self.pending_tasks), int(self.proc_done.sum()))
+        super()._send_procs_to_workers(updatehash=updatehash, graph=graph)
+        idle = (
+            self.pending_tasks  # nodes run, and none was submitted or found cached
+            and before == (len(self.pending_tasks), int(self.proc_done.sum()))
+            and not any(taskid in self._taskresult for taskid, _ in self.pending_tasks)
+        )
+        if idle:
+            self._node_ended.wait(WAKE_SECONDS)
+
     def _async_callback(self, future):
         try:
             super()._async_callback(future)
@@ -132,6 +157,8 @@ class FrozenGCMultiProc(MultiProcPlugin):
             # Nipype's run_node raised outside its node (reading back a result it could not
             # write on a full disk, a result that does not pickle): the node fails with it
             self._failed(future, traceback.format_exception(exc))
+        finally:
+            self._node_ended.set()
 
     def _failed(self, future, lines: list[str]) -> None:
         taskid = next((t for t, f in list(self._task_obj.items()) if f is future), None)

@@ -112,6 +112,30 @@ def test_ratios_and_targets(bench):
     assert "nodes" not in b.rows
 
 
+def test_one_process_ratios_use_its_own_cold_and_nodes(bench):
+    rows = {"participant_cold": 80.0, "group_cold": 20.0, "one_cold": 90.0,
+            "fitlins_cold": 900.0, "one_rerun": 0.9, "one_contrast": 9.0,
+            "one_contrast_nodes": 3.0, "startup": 2.0}  # fmt: skip
+    b = bench.Bench({k: bench.Row(k, v) for k, v in rows.items()})
+    nodes = {"participant": (140.0, 9), "group": (10.0, 3), bench.ONE_PROCESS: (144.0, 12)}
+    table = {what: (shown, met) for what, shown, _, met, _ in bench.ratios(b, nodes, 2)}
+    assert table["glmflow cold / (sum of its nodes' own times / cores)"] == ("1.33x", False)
+    assert table["one process: cold / (sum of its nodes' own times / cores)"] == ("1.25x", True)
+    assert table["study cold, one process: FitLins cold / glmflow participant group cold"] == (
+        "10.00x", True)  # fmt: skip
+    assert table["one process: no-change rerun / cold"] == ("1.0%", True)
+    assert table["one process: one contrast added / cold"] == ("10.0%", False)
+    floor = "the floor of a contrast edit in one process: (its nodes' own times / cores + 1 "
+    assert table[floor + "start-up) / cold"] == ("5.6%", None)  # (3 + 2) / 90
+    assert "nodes_one" not in b.rows and "nodes" not in b.rows
+
+
+def test_both_levels_are_one_command(bench, tmp_path):
+    cmd = bench.glmflow_cmd(tmp_path / "ds", tmp_path / "out", tmp_path / "w",
+                            tmp_path / "m.json", "participant group")  # fmt: skip
+    assert cmd[3:7] == [str(tmp_path / "ds"), str(tmp_path / "out"), "participant", "group"]
+
+
 def test_merge_takes_the_measured_rows_of_each_invocation(bench, tmp_path):
     meta = {"dataset": "d", "versions": "FitLins absent", "start": "12:00", "notes": []}
     first, second = bench.Bench(), bench.Bench()

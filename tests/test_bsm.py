@@ -824,7 +824,7 @@ def test_cli_inference_is_a_group_option_unless_the_model_is_bsm(ds003, tmp_path
     assert code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         "glmflow: error: --inference is an option of the group level, not of 'participant'; "
-        "remove it"
+        "remove it, or run both levels ('participant group')"
     )
 
 

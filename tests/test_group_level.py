@@ -569,7 +569,8 @@ BAD_INPUTS = [
         None,
         {},
         ["--run", "1"],
-        r"--run is an option of the participant level, not of 'group'; remove it$",
+        r"--run is an option of the participant level, not of 'group'; remove it, or run both "
+        r"levels \('participant group'\)$",
     ),
 ]
 

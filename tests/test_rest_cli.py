@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from glmflow.cli.main import main
@@ -59,6 +62,32 @@ def test_participant_then_group(dataset, participant, capsys):
     stem = out / f"glmflow/{GROUP}_meas-correlation_contrast-patientMinusControl"
     assert (stem.parent / f"{stem.name}_desc-rest_edges.tsv").is_file()
     assert (stem.parent / f"{stem.name}_stat-t_desc-rest_relmat.tsv").is_file()
+
+
+def test_both_levels_in_one_process(dataset, participant, tmp_path, capsys):
+    """``participant group``: the same tables as the two levels run one after the other."""
+    root, tmp, model = dataset
+    assert participant == 0
+    apart = tmp_path / "apart"  # the module's participant outputs, its group level run apart
+    shutil.copytree(tmp / "out", apart / "out")
+    assert main([str(root), str(apart / "out"), "group", "--model", str(model),
+                 "-w", str(apart / "work"), "-q"]) == 0  # fmt: skip
+    capsys.readouterr()
+    argv = [str(root), str(tmp_path / "out"), "participant", "group", "--model", str(model),
+            "-w", str(tmp_path / "work"), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    done = [line.split(" done in ")[0] for line in lines if " done in " in line]
+    assert done == ["glmflow: connectivity of 4 run(s) of 4 subject(s)",
+                    "glmflow: connectivity group model of rest"]  # fmt: skip
+    name = f"glmflow/{GROUP}_meas-correlation_contrast-patientMinusControl_stat-t_desc-rest_"
+    name += "relmat.tsv"
+    both, apart = (
+        pd.read_csv(folder / name, sep="\t", header=None)
+        for folder in (tmp_path / "out", apart / "out")
+    )
+    pd.testing.assert_frame_equal(both, apart)
+    assert np.nanmax(np.abs(both.iloc[1:, 1:].to_numpy(float))) > 1
 
 
 @pytest.mark.parametrize(

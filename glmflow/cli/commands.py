@@ -6,6 +6,14 @@ import argparse
 import logging
 import time
 
+from glmflow.cli.levels import (
+    GROUP_ONLY,
+    analysis_levels,
+    bsm_levels,
+    check_level_options,
+    inference,
+    is_bsm,
+)
 from glmflow.core.surface import is_surface_space
 from glmflow.errors import GlmflowError
 
@@ -44,7 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
     options = argparse.Namespace(
         bids_dir=bids_dir,
         output_dir=out_dir / "derivatives",
-        analysis_level="participant",
+        analysis_level=["participant", "group"],
         model=files("glmflow.data") / "models" / "task_information.json",
         derivatives=None,
         participant_label=None,
@@ -69,50 +77,12 @@ def run_demo(args: argparse.Namespace) -> int:
         reports_only=False,
         **GROUP_ONLY,
     )
-    code = run_bids_app(options)
-    if code:
-        return code
-    # the group level of the same model: the group mean and the age effect of every contrast
-    options.analysis_level = "group"
+    # both levels in one process: the group mean and the age effect of every contrast follow
     return run_bids_app(options)
-
-
-# options of one level only, with the value that means "not given"
-PARTICIPANT_ONLY = {
-    "derivatives": None, "session": None, "run": None, "desc": "preproc", "res": None,
-    "slice_time_ref": None, "missing_conditions": "error",
-}  # fmt: skip
-GROUP_ONLY = {
-    "group_design": None, "group_mask": None, "inference": None, "alpha": None,
-    "permutations": None, "seed": None, "permutation_stat": None,
-}  # fmt: skip
 
 
 # the path options, made absolute once, here, whichever folder the nodes run in
 PATH_OPTIONS = ("bids_dir", "output_dir", "model", "derivatives", "group_design", "group_mask")
-
-
-# group inference options a BIDS Stats Model's Dataset nodes take at the participant level
-BSM_INFERENCE = ("inference", "alpha", "permutations", "seed", "permutation_stat")
-
-
-def _is_bsm(args: argparse.Namespace) -> bool:
-    from glmflow.core.bsm import is_bids_stats_model_file
-
-    return args.analysis_level == "participant" and is_bids_stats_model_file(args.model)
-
-
-def _check_level_options(args: argparse.Namespace) -> None:
-    other = GROUP_ONLY if args.analysis_level == "participant" else PARTICIPANT_ONLY
-    if _is_bsm(args):
-        other = {key: unset for key, unset in other.items() if key not in BSM_INFERENCE}
-    for key, unset in other.items():
-        if getattr(args, key, unset) != unset:
-            level = "group" if args.analysis_level == "participant" else "participant"
-            raise GlmflowError(
-                f"--{key.replace('_', '-')} is an option of the {level} level, not of "
-                f"'{args.analysis_level}'; remove it"
-            )
 
 
 def _execution_options(args: argparse.Namespace):
@@ -167,10 +137,15 @@ def _rebuild_reports(args: argparse.Namespace, options) -> int:
 
 
 def run_bids_app(args: argparse.Namespace) -> int:
-    """``glmflow BIDS_DIR OUTPUT_DIR participant|group --model FILE ...``."""
+    """``glmflow BIDS_DIR OUTPUT_DIR participant|group|participant group --model FILE ...``.
+
+    Both levels run in one process, the group level once the participant level succeeded
+    (one interpreter start and one set of imports for the study, not two).
+    """
     from glmflow.runners.entry import absolute_paths
 
-    _check_level_options(args)
+    levels = analysis_levels(args)
+    check_level_options(args, levels)
     options = _execution_options(args)
     args = argparse.Namespace(**absolute_paths(vars(args), PATH_OPTIONS))
     if getattr(args, "reports_only", False):
@@ -180,9 +155,20 @@ def run_bids_app(args: argparse.Namespace) -> int:
     if is_connectivity_model(args.model):  # issue 11: resting state has its own runner
         from glmflow.cli.rest import run_rest_app
 
-        return run_rest_app(args, options)
-    if args.analysis_level == "group":
-        return _run_group(args, options)
+        return max(run_rest_app(args, options, level) for level in levels)
+    levels = bsm_levels(args, levels)
+    if "group" in levels:  # its checks of the options, before the participant level runs
+        _check_group_options(args)
+    for level in levels:
+        code = _run_group(args, options) if level == "group" else _run_participants(args, options)
+        if code:
+            return code
+    return 0
+
+
+def _run_participants(args: argparse.Namespace, options) -> int:
+    """The participant level on every --space (a surface space, or several, render the
+    subject pages once all have written their maps)."""
     spaces = _spaces(args)
     if len(spaces) > 1 or is_surface_space(spaces[0]):  # issue 12: surfaces, several spaces
         codes = [_run_participant(args, options, space, reports=False) for space in spaces]
@@ -235,7 +221,7 @@ def _run_participant(args: argparse.Namespace, options, space: str, reports: boo
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
         reports=reports,
-        **({"inference": _inference(args)} if _is_bsm(args) else {}),
+        **({"inference": inference(args)} if is_bsm(args, ("participant",)) else {}),
     )
     elapsed = time.perf_counter() - start
     _summary(args, result)  # the folders first: the last line stays the count and the cache
@@ -274,58 +260,46 @@ def _run_group(args: argparse.Namespace, options) -> int:
     """``glmflow BIDS_DIR OUTPUT_DIR group --model FILE ...``."""
     from glmflow.runners.group import run_group_level
 
-    spaces = _spaces(args)
-    if len(spaces) > 1:
-        raise GlmflowError(
-            f"--space {' '.join(spaces)}: the group level takes one space; run it once per --space"
-        )
     start = time.perf_counter()
-    if is_surface_space(spaces[0]):  # issue 12: the surface subject maps
+    if is_surface_space(_group_space(args)):  # issue 12: the surface subject maps
         return _run_surface_group(args, options, start)
     result = run_group_level(
         **_level_options(args, options),
         design=args.group_design,
         mask=args.group_mask,
-        inference=_inference(args),
+        inference=inference(args),
     )
     elapsed = time.perf_counter() - start
     return _done(result.summary, elapsed, result, options)
+
+
+def _group_space(args: argparse.Namespace) -> str:
+    """The one space of the group level."""
+    spaces = _spaces(args)
+    if len(spaces) > 1:
+        raise GlmflowError(
+            f"--space {' '.join(spaces)}: the group level takes one space; run it once per --space"
+        )
+    return spaces[0]
+
+
+def _check_group_options(args: argparse.Namespace) -> None:
+    """The group level's own option mistakes (one line each), raised before any level runs."""
+    space = _group_space(args)
+    inference(args)
+    if is_surface_space(space) and args.group_mask is not None:
+        raise GlmflowError(
+            f"--group-mask {args.group_mask}: a NIfTI mask has no meaning on surface space "
+            f"{space}; leave it out (vertices no subject map covers are left out)"
+        )
 
 
 def _run_surface_group(args: argparse.Namespace, options, start: float) -> int:
     """The group level on a surface --space (GIFTI hemispheres or CIFTI)."""
     from glmflow.runners.surface import run_surface_group_level
 
-    if args.group_mask is not None:
-        raise GlmflowError(
-            f"--group-mask {args.group_mask}: a NIfTI mask has no meaning on surface space "
-            f"{_spaces(args)[0]}; leave it out "
-            "(vertices no subject map covers are left out)"
-        )
     result = run_surface_group_level(
         **_level_options(args, options), den=getattr(args, "den", None),
-        design=args.group_design, inference=_inference(args),
+        design=args.group_design, inference=inference(args),
     )  # fmt: skip
     return _done(result.summary, time.perf_counter() - start, result, options)
-
-
-def _inference(args: argparse.Namespace) -> dict:
-    """The --inference, --alpha, --permutations and --seed given (group level, BSM)."""
-    if args.permutation_stat is not None and args.inference not in (None, "permutation"):
-        raise GlmflowError(
-            f"--permutation-stat sets a permutation test, but --inference is "
-            f"'{args.inference}'; add --inference permutation or leave it out"
-        )
-    if (args.permutations is not None or args.seed is not None) and (
-        args.inference not in (None, "permutation")
-    ):
-        raise GlmflowError(
-            f"--permutations and --seed set a permutation test, but --inference is "
-            f"'{args.inference}'; use --inference permutation or leave them out"
-        )
-    overrides = {"method": args.inference, "alpha": args.alpha, "n_perm": args.permutations,
-                 "permutation_stat": args.permutation_stat}  # fmt: skip
-    inference = {key: value for key, value in overrides.items() if value is not None}
-    if args.seed is not None:
-        inference["seed"] = args.seed
-    return inference

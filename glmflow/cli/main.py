@@ -32,7 +32,8 @@ def _bids_app_parser() -> argparse.ArgumentParser:
         prog="glmflow",
         description=(
             "Fit fMRI GLMs on a BIDS dataset preprocessed with fMRIPrep: 'participant' fits "
-            "every run and subject, 'group' the group models of the subject maps. "
+            "every run and subject, 'group' the group models of the subject maps, "
+            "'participant group' both in one process. "
             "Other commands: 'glmflow demo OUT', 'glmflow make-dataset OUT'."
         ),
     )
@@ -53,11 +54,19 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     """The BIDS App's positional arguments, the model and the selection of the data."""
     parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset")
     parser.add_argument("output_dir", type=Path, help="where glmflow/ derivatives are written")
-    parser.add_argument("analysis_level", choices=["participant", "group"])
     parser.add_argument(
-        "--model", type=Path, required=True,
-        help=("model file: a BIDS Stats Model (*_smdl.json), a glm-express "
-              "task_information.json or a glmflow model JSON"),
+        "analysis_level", nargs="+", choices=["participant", "group"],
+        help="participant, group, or both ('participant group': one process, the group "
+        "level once the participant level has written the subject maps)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help=(
+            "model file: a BIDS Stats Model (*_smdl.json), a glm-express "
+            "task_information.json or a glmflow model JSON"
+        ),
     )
     parser.add_argument(
         "--derivatives",

@@ -1,4 +1,4 @@
-"""``glmflow BIDS OUT participant|group --model rest.json``: a connectivity model's levels.
+"""``glmflow BIDS OUT participant|group|participant group --model rest.json``: its levels.
 
 A model file with a top-level ``"connectivity"`` object (``glmflow.core.rest.spec``) runs
 ``glmflow.runners.rest``; the options that do not apply to it are refused, one line each.
@@ -19,8 +19,8 @@ _NOT_FOR_REST = {
 }  # fmt: skip
 
 
-def run_rest_app(args: argparse.Namespace, options) -> int:
-    """Run the participant or group level of the connectivity model ``args.model``."""
+def run_rest_app(args: argparse.Namespace, options, level: str) -> int:
+    """Run ``level`` (participant or group) of the connectivity model ``args.model``."""
     from glmflow.core.rest.spec import connectivity_spec
     from glmflow.runners import rest
 
@@ -39,7 +39,7 @@ def run_rest_app(args: argparse.Namespace, options) -> int:
         )
     common = {"participant_label": args.participant_label, "execution": options}
     start = time.perf_counter()
-    if args.analysis_level == "group":
+    if level == "group":
         result = rest.run_connectivity_group(
             args.bids_dir, args.output_dir, _inference(spec, args), space=space, **common
         )

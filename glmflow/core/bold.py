@@ -300,7 +300,8 @@ def _read_smoothed(img, mask, sigma, out, tracker: _Tracker | None, bad=None) ->
             work[~np.isfinite(work)] = 0
         if bad is None:
             _smooth(work, plan)
-            out[t] = work.ravel()[sub_flat]
+            # no temporary; mode="clip" (a no-op: in range) because "raise" buffers ``out``
+            np.take(work.reshape(-1), sub_flat, out=out[t], mode="clip")
         else:
             work.reshape(-1)[sub_flat[bad]] = 0
             _smooth(work, plan)

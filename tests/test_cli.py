@@ -306,3 +306,24 @@ def test_both_levels_with_relative_paths_from_another_folder(tmp_path):
     assert re.search(summary, group.stdout.strip()), group.stdout
     z = out / "task-faces_space-MNI152NLin2009cAsym_contrast-face_stat-z_statmap.nii.gz"
     assert np.isfinite(nib.load(z).get_fdata()).any()
+
+
+def test_the_command_skips_the_exit_s_last_garbage_collection(tmp_path):
+    """``console_main`` (the installed script, ``python -m``): the command, then
+    ``gc.freeze`` so the exit does not traverse every object once more (0.5-0.6 s)."""
+    import tomllib
+
+    code = (
+        "import gc, sys; from glmflow.cli.main import console_main; "
+        "sys.argv = ['glmflow', 'make-dataset', sys.argv[1], '--n-subjects', '1', "
+        "'--n-runs', '1', '--n-volumes', '30']; "
+        "code = console_main(); print(code, gc.get_freeze_count() > 0)"
+    )
+    env = {**os.environ, "NIPYPE_NO_ET": "1"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds")],
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["0", "True"]
+    assert (tmp_path / "ds" / "dataset_description.json").is_file()
+    pyproject = tomllib.loads((MODEL.parents[2] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["glmflow"] == "glmflow.cli.main:console_main"

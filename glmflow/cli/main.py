@@ -7,6 +7,7 @@ code 2; the traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -285,5 +286,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def console_main() -> int:
+    """The ``glmflow`` command (console script and ``python -m glmflow.cli.main``): :func:`main`,
+    then the interpreter's exit without its last full garbage collection.
+
+    ``gc.freeze()`` moves every object left to the permanent generation, which the collection
+    at exit skips: it would traverse all of a level's objects (nilearn, scikit-learn, pybids,
+    Nipype and the graph) once more only for the process to free them (0.5-0.6 s of each
+    realistic invocation). Files are closed and atexit handlers run as usual; Python callers
+    of :func:`main` (the tests) are left alone.
+    """
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

@@ -163,3 +163,21 @@ def test_both_levels_run_a_bids_stats_model_once(dataset, tmp_path, capsys):
     dataset_maps = sorted(node.glob("*_stat-z_*.nii.gz"))
     assert [path.name for path in dataset_maps] == ["contrast-faceGtHouse_stat-z_statmap.nii.gz"]
     assert np.nanmax(nib.load(dataset_maps[0]).get_fdata()) > 3  # 3 subjects
+
+
+def test_subject_jobs_with_both_levels_leave_the_group_level_per_node(dataset, tmp_path, capsys):
+    """``--cluster-jobs subject`` makes the participant level's subjects jobs; the group
+    level, not made of subjects (refused alone), runs per node instead of failing after it."""
+    jobs, nodes = tmp_path / "jobs", tmp_path / "nodes"
+    assert _glmflow(dataset, jobs, "participant", "group", "--cluster-jobs", "subject") == 0
+    done = [line for line in capsys.readouterr().out.splitlines() if " done in " in line]
+    assert len(done) == 2, done
+    assert _glmflow(dataset, nodes, "participant", "group") == 0
+    written, expected = _outputs(jobs), _outputs(nodes)
+    assert sorted(written) == sorted(expected)
+    assert [name for name in expected if not _same_file(written[name], expected[name])] == []
+    capsys.readouterr()
+    alone = [str(dataset), str(nodes / "out"), "group", "--model", str(TASK_INFO),
+             "-w", str(tmp_path / "alone"), "--cluster-jobs", "subject"]  # fmt: skip
+    assert main(alone) == 2  # the group level alone is still refused, in one line
+    assert capsys.readouterr().err.strip().endswith("use --cluster-jobs node")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 
@@ -160,10 +161,21 @@ def run_bids_app(args: argparse.Namespace) -> int:
     if "group" in levels:  # its checks of the options, before the participant level runs
         _check_group_options(args)
     for level in levels:
-        code = _run_group(args, options) if level == "group" else _run_participants(args, options)
+        if level == "participant":
+            code = _run_participants(args, options)
+        else:  # after the participant level its subject jobs, if asked, are done: per node
+            code = _run_group(args, _group_options(options, levels))
         if code:
             return code
     return 0
+
+
+def _group_options(options, levels: tuple[str, ...]):
+    """``--cluster-jobs subject`` with both levels makes the participant level's subjects
+    jobs; the group level, which is not made of subjects, runs one job per node."""
+    if "participant" in levels and options.cluster_jobs == "subject":
+        return dataclasses.replace(options, cluster_jobs="node")
+    return options
 
 
 def _run_participants(args: argparse.Namespace, options) -> int:

@@ -174,7 +174,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         default="node",
         help="MultiProc / SLURM / SGE: one job per node (default) or per subject (its runs and "
         "their combination in one job; for studies of many subjects, whose per-node jobs "
-        "would flood the scheduler or keep MultiProc's loop busy)",
+        "would flood the scheduler or keep MultiProc's loop busy; with 'participant group' "
+        "the group level then runs per node)",
     )
     execution.add_argument(
         "-v", "--verbose", action="store_true", help="log every Nipype node as it runs"

@@ -332,7 +332,7 @@ def glmflow_study(bench: Bench, bids: Path, root: Path, n_procs: int, edits: boo
     procs = ["--n-cpus", str(n_procs)]
     nodes = {}
     for level in ("participant", "group"):
-        since = time.time() - 1.0
+        since = time.time()  # result files written from now (ns mtimes): not the last command's
         bench.run(f"{level}_cold", f"glmflow {level} cold (MultiProc {n_procs})",
                   glmflow_cmd(bids, out, work, model_path, level, *procs))  # fmt: skip
         nodes[level] = summed_node_seconds(work, since)
@@ -340,17 +340,12 @@ def glmflow_study(bench: Bench, bids: Path, root: Path, n_procs: int, edits: boo
         return nodes
 
     def both(key: str, name: str) -> None:
-        since = time.time() - 1.0
+        since = time.time()  # result files written from now (ns mtimes): not the last command's
         for level in ("participant", "group"):
             bench.run(f"{key}_{level}", f"{name}: {level}",
                       glmflow_cmd(bids, out, work, model_path, level, *procs))  # fmt: skip
-        if key == "rerun":  # nothing ran
-            return
-        seconds, count = summed_node_seconds(work, since)
-        bench.rows[f"{key}_nodes"] = Row(
-            f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs,
-            load=None,
-        )  # fmt: skip
+        if key != "rerun":  # nothing ran in a rerun
+            edit_nodes_row(bench, key, name, work, since, n_procs)
 
     startup_row(bench)
     both("rerun", "glmflow no-change rerun")
@@ -370,7 +365,7 @@ def glmflow_one_process(bench: Bench, bids: Path, root: Path, n_procs: int, edit
     write_json(model_path, glmflow_model(contrasts, CONFOUNDS))
     out, work = root / "glmflow-one-out", root / "glmflow-one-work"
     cmd = glmflow_cmd(bids, out, work, model_path, "participant group", "--n-cpus", str(n_procs))
-    since = time.time() - 1.0
+    since = time.time()  # result files written from now (ns mtimes): not the last command's
     bench.run("one_cold", f"glmflow participant group cold, one process (MultiProc {n_procs})",
               cmd)  # fmt: skip
     cold = summed_node_seconds(work, since)
@@ -385,14 +380,19 @@ def glmflow_one_process(bench: Bench, bids: Path, root: Path, n_procs: int, edit
         if key == "one_contrast":
             contrasts["face-scrambled"] = "face - scrambled"
         write_json(model_path, glmflow_model(contrasts, confounds))
-        since = time.time() - 1.0
+        since = time.time()  # result files written from now (ns mtimes): not the last command's
         bench.run(key, name, cmd)
-        seconds, count = summed_node_seconds(work, since)
-        bench.rows[f"{key}_nodes"] = Row(
-            f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs,
-            load=None,
-        )  # fmt: skip
+        edit_nodes_row(bench, key, name, work, since, n_procs)
     return cold
+
+
+def edit_nodes_row(bench: Bench, key: str, name: str, work: Path, since: float, n_procs: int):
+    """The row ``<key>_nodes``: the own run times of the nodes an edit ran, per core."""
+    seconds, count = summed_node_seconds(work, since)
+    bench.rows[f"{key}_nodes"] = Row(
+        f"{name}: its {count} nodes' own run times / {n_procs} cores", seconds / n_procs,
+        load=None,
+    )  # fmt: skip
 
 
 def glmflow_rows(bench: Bench, bids: Path, root: Path, n_procs: int, edits: bool) -> dict:

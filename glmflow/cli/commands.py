@@ -156,15 +156,21 @@ def run_bids_app(args: argparse.Namespace) -> int:
     if is_connectivity_model(args.model):  # issue 11: resting state has its own runner
         from glmflow.cli.rest import run_rest_app
 
-        return max(run_rest_app(args, options, level) for level in levels)
+        return _run_levels(levels, lambda level: run_rest_app(args, options, level))
     levels = bsm_levels(args, levels)
     if "group" in levels:  # its checks of the options, before the participant level runs
         _check_group_options(args)
+    return _run_levels(levels, lambda level: (
+        _run_participants(args, options) if level == "participant"
+        # after the participant level its subject jobs, if asked, are done: per node
+        else _run_group(args, _group_options(options, levels))
+    ))  # fmt: skip
+
+
+def _run_levels(levels: tuple[str, ...], run_level) -> int:
+    """Each level in turn; the first that fails ends the invocation with its exit code."""
     for level in levels:
-        if level == "participant":
-            code = _run_participants(args, options)
-        else:  # after the participant level its subject jobs, if asked, are done: per node
-            code = _run_group(args, _group_options(options, levels))
+        code = run_level(level)
         if code:
             return code
     return 0
@@ -233,7 +239,7 @@ def _run_participant(args: argparse.Namespace, options, space: str, reports: boo
         slice_time_ref=args.slice_time_ref,
         missing_conditions=args.missing_conditions,
         reports=reports,
-        **({"inference": inference(args)} if is_bsm(args, ("participant",)) else {}),
+        **({"inference": inference(args)} if is_bsm(args) else {}),
     )
     elapsed = time.perf_counter() - start
     _summary(args, result)  # the folders first: the last line stays the count and the cache

@@ -34,18 +34,18 @@ def analysis_levels(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(level for level in LEVELS if level in given)
 
 
-def is_bsm(args: argparse.Namespace, levels: tuple[str, ...]) -> bool:
-    """A BIDS Stats Model file run at the participant level (which runs all its nodes)."""
+def is_bsm(args: argparse.Namespace) -> bool:
+    """The model is a BIDS Stats Model (its participant level runs all its nodes)."""
     from glmflow.core.bsm import is_bids_stats_model_file
 
-    return "participant" in levels and is_bids_stats_model_file(args.model)
+    return is_bids_stats_model_file(args.model)
 
 
 def check_level_options(args: argparse.Namespace, levels: tuple[str, ...]) -> None:
     """Each option given belongs to a level asked for (one line naming it, else)."""
     foreign = {**({} if "group" in levels else GROUP_ONLY),
                **({} if "participant" in levels else PARTICIPANT_ONLY)}  # fmt: skip
-    bsm = is_bsm(args, levels)
+    bsm = "participant" in levels and is_bsm(args)
     if bsm:  # its Dataset nodes take the inference options, not a design or a mask
         foreign = {key: unset for key, unset in {**foreign, **GROUP_ONLY}.items()
                    if key not in BSM_INFERENCE}  # fmt: skip
@@ -68,9 +68,7 @@ def check_level_options(args: argparse.Namespace, levels: tuple[str, ...]) -> No
 def bsm_levels(args: argparse.Namespace, levels: tuple[str, ...]) -> tuple[str, ...]:
     """A BIDS Stats Model runs every node, its Dataset nodes too, at the participant level:
     'participant group' runs it once; 'group' alone has nothing to run."""
-    from glmflow.core.bsm import is_bids_stats_model_file
-
-    if not is_bids_stats_model_file(args.model):
+    if not is_bsm(args):
         return levels
     if "participant" not in levels:
         raise GlmflowError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import get_args
 
 from glmflow import __version__
+from glmflow.cli.levels import LEVELS
 from glmflow.core.formula import MissingTerms
 from glmflow.core.model import InferenceMethod, PermutationStat
 from glmflow.errors import GlmflowError
@@ -56,7 +57,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bids_dir", type=Path, help="the raw BIDS dataset")
     parser.add_argument("output_dir", type=Path, help="where glmflow/ derivatives are written")
     parser.add_argument(
-        "analysis_level", nargs="+", choices=["participant", "group"],
+        "analysis_level", nargs="+", choices=LEVELS,
         help="participant, group, or both ('participant group': one process, the group "
         "level once the participant level has written the subject maps)",
     )  # fmt: skip

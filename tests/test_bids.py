@@ -451,6 +451,8 @@ def test_missing_dataset_folder(tmp_path):
 
 
 def test_database_reused_until_the_dataset_changes(ds, tmp_path, caplog):
+    from glmflow.core.bids.layout import load_layout
+
     db = tmp_path / "work" / "bids_db"
     with caplog.at_level(logging.INFO, logger="glmflow.core.bids"):
         first = discover_runs(ds, database_dir=db)
@@ -458,7 +460,12 @@ def test_database_reused_until_the_dataset_changes(ds, tmp_path, caplog):
         sqlite = layout_dir / "layout_index.sqlite"
         before = sqlite.stat()
         caplog.clear()
-        assert discover_runs(ds, database_dir=db) == first
+        assert discover_runs(ds, database_dir=db) == first  # the runs found, recalled
+        assert caplog.messages == [
+            f"Reusing the runs found in the BIDS index in {layout_dir} (dataset unchanged)"
+        ]
+        caplog.clear()
+        load_layout(ds, _prep(ds), db)
         assert caplog.messages == [f"Reusing the BIDS index in {layout_dir} (dataset unchanged)"]
         after = sqlite.stat()
         assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
@@ -471,6 +478,61 @@ def test_database_reused_until_the_dataset_changes(ds, tmp_path, caplog):
         third = discover_runs(ds, database_dir=db)
         assert caplog.messages[0].startswith(f"Indexing {ds} and {_prep(ds)} into {layout_dir}")
     assert len(third) == len(first) + 1 and third[-1].subject == "03"
+
+
+def test_recalled_runs_say_what_the_search_said(tmp_path, caplog):
+    """A second search of the same index with the same selection recalls the runs found,
+    with the warnings and log lines of the search; another selection searches again."""
+    root = make_dataset(tmp_path / "ds", subjects=("01", "02"), start_time=None)
+    db = tmp_path / "db"
+    said = []
+    for _ in range(2):
+        caplog.clear()
+        with (
+            caplog.at_level(logging.INFO, logger="glmflow.core.bids"),
+            pytest.warns(UserWarning) as caught,
+        ):
+            runs = discover_runs(root, database_dir=db, excludes=["01", "09"])
+        logged = [m for m in caplog.messages if m.startswith("Excluding")]
+        said.append(([str(w.message) for w in caught], logged))
+        assert [(r.subject, r.run) for r in runs] == [("02", "1"), ("02", "2")]
+    assert said[0] == said[1]
+    warned, logged = said[0]
+    assert warned == [
+        f"excludes lists sub-09, which has no selected BOLD in {_prep(root)}",
+        "'slice_time_ref' not provided and StartTime missing from the sidecar of 2 BOLD "
+        f"run(s) (e.g. {runs[0].bold}); assuming 0.0 (the start of each TR) as nilearn does. "
+        "Set slice_time_ref in the model if the data were slice-time corrected to another "
+        "reference.",
+    ]
+    assert logged == ["Excluding sub-01 (listed in the model's excludes)"]
+    (index,) = db.iterdir()
+    assert len(list(index.glob("runs-*.json"))) == 1
+    with pytest.warns(UserWarning, match="StartTime missing"):
+        assert [r.subject for r in discover_runs(root, database_dir=db)] == ["01"] * 2 + ["02"] * 2
+    assert len(list(index.glob("runs-*.json"))) == 2
+
+
+def test_recalled_runs_need_no_pybids(ds, tmp_path):
+    """Recalled runs are read without importing pybids (its import and the index's load
+    are most of what a search costs); the index folder's name is pybids' version's."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    import bids
+
+    assert metadata.version("pybids") == bids.__version__  # the key of layout-<key>
+    db = tmp_path / "db"
+    code = (
+        "import sys; from glmflow.core.bids import discover_runs; "
+        f"runs = discover_runs({str(ds)!r}, database_dir={str(db)!r}); "
+        "print(len(runs), 'bids' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    outs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, check=True).stdout.split() for _ in range(2)]  # fmt: skip
+    assert outs == [["4", "True"], ["4", "False"]]
 
 
 def test_database_folder_shared_by_two_datasets(tmp_path):
@@ -538,10 +600,13 @@ def test_two_runs_indexing_at_once_never_read_a_half_built_index(ds, tmp_path):
         results = list(pool.map(_discover, [(ds, db)] * 4))
     assert all(r == expected for r in results)
     (index,) = db.iterdir()  # one complete index, nothing half-built left beside it
-    # pybids keeps the derivatives' index in a folder named after them
-    assert sorted(p.name for p in index.iterdir()) == [
+    # pybids keeps the derivatives' index in a folder named after them; beside it the runs
+    # found in it (the four searches' one record, each written whole)
+    names = sorted(p.name for p in index.iterdir())
+    assert [n for n in names if not n.startswith("runs-")] == [
         "fmriprep",
         "glmflow_fingerprint.txt",
         "layout_index.sqlite",
     ]
+    assert len([n for n in names if re.fullmatch(r"runs-[0-9a-f]{32}\.json", n)]) == 1
     assert (index / "glmflow_fingerprint.txt").read_text() == dataset_fingerprint(ds, _prep(ds))

@@ -11,8 +11,10 @@ by :mod:`glmflow.core.publish`, so a user who edits an output never reaches a me
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -99,6 +101,26 @@ def code_identity() -> list:
             versions.append([name, None])
     sources = source_identity(Path(glmflow.__file__).parent)
     return [glmflow.__version__, sys.version, versions, sources]
+
+
+def category_name(category: type[Warning]) -> str:
+    """A warning class as a stamp stores it: ``module.QualifiedName``."""
+    return f"{category.__module__}.{category.__qualname__}"
+
+
+def warning_category(name: str) -> type[Warning]:
+    """The warning class of :func:`category_name` (glmflow's own imported to find it); a
+    class that cannot be found (another package's, not imported) is said as a UserWarning."""
+    module_name, _, qualname = name.rpartition(".")
+    if module_name.startswith("glmflow.") and module_name not in sys.modules:
+        try:
+            importlib.import_module(module_name)
+        except ImportError:
+            return UserWarning
+    found = sys.modules.get(module_name or "builtins", builtins)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def content_digest(path: str | os.PathLike) -> str:

@@ -22,20 +22,24 @@ of the key. A stamp is written only if the inputs' key is the same before and af
 
 from __future__ import annotations
 
-import builtins
 import hashlib
-import importlib
 import json
 import os
 import pickle
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glmflow.core.memo import code_identity, files_identity, memo_key, stat_identity
+from glmflow.core.memo import (
+    category_name,
+    code_identity,
+    files_identity,
+    memo_key,
+    stat_identity,
+    warning_category,
+)
 from glmflow.core.publish import atomic_write_json
 
 STAMP_DIR = "level_stamps"
@@ -114,7 +118,7 @@ class Recalled:
     def say_warnings(self) -> None:
         """The warnings the run said, said again (the checks that raised them still hold)."""
         for category, message in self.warnings:
-            warnings.warn(message, _category(category), stacklevel=3)
+            warnings.warn(message, warning_category(category), stacklevel=3)
 
 
 class RecalledSequence(Sequence):
@@ -143,26 +147,6 @@ class RecalledSequence(Sequence):
 
     def __repr__(self) -> str:
         return repr(self._loaded())
-
-
-def category_name(category: type[Warning]) -> str:
-    """A warning class as a stamp stores it: ``module.QualifiedName``."""
-    return f"{category.__module__}.{category.__qualname__}"
-
-
-def _category(name: str) -> type[Warning]:
-    """The warning class of :func:`category_name` (glmflow's own imported to find it); a
-    class that cannot be found (another package's, not imported) is said as a UserWarning."""
-    module_name, _, qualname = name.rpartition(".")
-    if module_name.startswith("glmflow.") and module_name not in sys.modules:
-        try:
-            importlib.import_module(module_name)
-        except ImportError:
-            return UserWarning
-    found = sys.modules.get(module_name or "builtins", builtins)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def recall(work_dir: Path, level: str, output_dir: Path, key: str) -> Recalled | None:

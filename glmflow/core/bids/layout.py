@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -63,15 +64,25 @@ def by_subject(files: list[Found]) -> dict[str | None, list[Found]]:
     return groups
 
 
+def index_dir(bids_dir: Path, deriv_dir: Path, database_dir: str | os.PathLike) -> Path:
+    """The folder of the stored index of these two folders (made with this pybids)."""
+    version = metadata.version("pybids")  # pybids' __version__, without importing it (~1 s)
+    key = memo_key("bids-index", str(bids_dir), str(deriv_dir), version)[:12]
+    return Path(database_dir).resolve() / f"layout-{key}"
+
+
+def current_index(bids_dir: Path, deriv_dir: Path, database_dir) -> Path | None:
+    """:func:`index_dir` if the index there is complete and the dataset unchanged since."""
+    db_path = index_dir(bids_dir, deriv_dir, database_dir)
+    return db_path if _stamp(db_path) == dataset_fingerprint(bids_dir, deriv_dir) else None
+
+
 def load_layout(bids_dir: Path, deriv_dir: Path, database_dir):
     """Build or reuse the pybids layout (the rules: the module docstring)."""
-    import bids  # deferred: pybids import costs ~1 s
-
     if database_dir is None:
         return _layout(bids_dir, deriv_dir, None, reset=True)
-    key = memo_key("bids-index", str(bids_dir), str(deriv_dir), bids.__version__)[:12]
-    root = Path(database_dir).resolve()
-    db_path = root / f"layout-{key}"
+    db_path = index_dir(bids_dir, deriv_dir, database_dir)
+    root = db_path.parent
     fingerprint = dataset_fingerprint(bids_dir, deriv_dir)
     if _stamp(db_path) == fingerprint:
         LOGGER.info("Reusing the BIDS index in %s (dataset unchanged)", db_path)
@@ -114,7 +125,7 @@ def _publish(building: Path, db_path: Path) -> None:
 
 
 def _layout(bids_dir: Path, deriv_dir: Path, db_path: Path | None, *, reset: bool):
-    from bids import BIDSLayout
+    from bids import BIDSLayout  # deferred: pybids import costs ~1 s
 
     try:
         return BIDSLayout(

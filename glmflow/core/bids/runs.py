@@ -7,11 +7,13 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from glmflow.core.bids.companions import companion, companions, identity
 from glmflow.core.bids.layout import NIFTI, by_subject, get_files, load_layout
+from glmflow.core.bids.remembered import remembered_runs
 from glmflow.core.bids.select import apply_excludes, as_list, check_dataset_dirs, select_bolds
 from glmflow.core.images import load_image
 from glmflow.core.model import check_repetition_time
@@ -102,20 +104,38 @@ def discover_runs(
         Path(derivatives).resolve() if derivatives else bids_dir / "derivatives" / "fmriprep"
     )
     check_dataset_dirs(bids_dir, deriv_dir)
+    selection = {
+        "space": space, "desc": desc, "res": res, "tasks": as_list(tasks),
+        "sessions": as_list(sessions), "runs": as_list(runs),
+        "participant_label": as_list(participant_label), "excludes": as_list(excludes) or [],
+        "slice_time_ref": slice_time_ref, "spec_tr": spec_tr,
+        "model_file": None if model_file is None else str(model_file),
+        "task_given": task_given, "need_events": need_events,
+    }  # fmt: skip
+    find = partial(_find_runs, bids_dir, deriv_dir, database_dir, **selection)
+    if database_dir is None:
+        return find()
+    return remembered_runs(find, RunInputs.from_dict, bids_dir, deriv_dir, database_dir, selection)
+
+
+def _find_runs(bids_dir: Path, deriv_dir: Path, database_dir, *, space, desc, res, tasks,
+               sessions, runs, participant_label, excludes, slice_time_ref, spec_tr,
+               model_file, task_given, need_events) -> list[RunInputs]:  # fmt: skip
+    """:func:`discover_runs` in the pybids index (built or reused)."""
     layout = load_layout(bids_dir, deriv_dir, database_dir)
     bolds = select_bolds(
         get_files(layout, scope="derivatives", suffix="bold", extension=NIFTI),
-        tasks=as_list(tasks),
-        subjects=as_list(participant_label),
-        sessions=as_list(sessions),
-        runs=as_list(runs),
+        tasks=tasks,
+        subjects=participant_label,
+        sessions=sessions,
+        runs=runs,
         space=space,
         desc=desc,
         res=res,
         deriv_dir=deriv_dir,
         task_source=None if task_given else (model_file or "the model"),
     )
-    bolds = apply_excludes(bolds, as_list(excludes) or [], deriv_dir)
+    bolds = apply_excludes(bolds, excludes, deriv_dir)
     files = {name: by_subject(get_files(layout, **f)) for name, f in _COMPANIONS.items()}
     model = {"spec_tr": spec_tr, "model_file": model_file, "slice_time_ref": slice_time_ref,
              "need_events": need_events}  # fmt: skip

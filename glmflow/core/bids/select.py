@@ -9,7 +9,7 @@ from pathlib import Path
 
 from glmflow.errors import DatasetError
 
-LOGGER = logging.getLogger("glmflow.core.bids")
+LOGGER = logging.getLogger(__name__)  # said again when the runs are recalled
 
 
 def select_bolds(

@@ -482,7 +482,8 @@ def test_database_reused_until_the_dataset_changes(ds, tmp_path, caplog):
 
 def test_recalled_runs_say_what_the_search_said(tmp_path, caplog):
     """A second search of the same index with the same selection recalls the runs found,
-    with the warnings and log lines of the search; another selection searches again."""
+    with the warnings (said from the caller, as the search says them) and log lines of the
+    search; another selection searches again."""
     root = make_dataset(tmp_path / "ds", subjects=("01", "02"), start_time=None)
     db = tmp_path / "db"
     said = []
@@ -493,24 +494,75 @@ def test_recalled_runs_say_what_the_search_said(tmp_path, caplog):
             pytest.warns(UserWarning) as caught,
         ):
             runs = discover_runs(root, database_dir=db, excludes=["01", "09"])
-        logged = [m for m in caplog.messages if m.startswith("Excluding")]
-        said.append(([str(w.message) for w in caught], logged))
+        logged = [m for m in caplog.messages if not m.startswith("Indexing")]
+        said.append(([(str(w.message), w.filename) for w in caught], logged))
         assert [(r.subject, r.run) for r in runs] == [("02", "1"), ("02", "2")]
-    assert said[0] == said[1]
-    warned, logged = said[0]
-    assert warned == [
-        f"excludes lists sub-09, which has no selected BOLD in {_prep(root)}",
-        "'slice_time_ref' not provided and StartTime missing from the sidecar of 2 BOLD "
-        f"run(s) (e.g. {runs[0].bold}); assuming 0.0 (the start of each TR) as nilearn does. "
-        "Set slice_time_ref in the model if the data were slice-time corrected to another "
-        "reference.",
-    ]
-    assert logged == ["Excluding sub-01 (listed in the model's excludes)"]
     (index,) = db.iterdir()
+    assert said[1][1] == [
+        f"Reusing the runs found in the BIDS index in {index} (dataset unchanged)",
+        "Excluding sub-01 (listed in the model's excludes)",
+    ]
+    assert said[0] == (said[1][0], said[1][1][1:])
+    assert said[0][0] == [
+        (f"excludes lists sub-09, which has no selected BOLD in {_prep(root)}", __file__),
+        ("'slice_time_ref' not provided and StartTime missing from the sidecar of 2 BOLD "
+         f"run(s) (e.g. {runs[0].bold}); assuming 0.0 (the start of each TR) as nilearn does. "
+         "Set slice_time_ref in the model if the data were slice-time corrected to another "
+         "reference.", __file__),
+    ]  # fmt: skip
     assert len(list(index.glob("runs-*.json"))) == 1
     with pytest.warns(UserWarning, match="StartTime missing"):
         assert [r.subject for r in discover_runs(root, database_dir=db)] == ["01"] * 2 + ["02"] * 2
     assert len(list(index.glob("runs-*.json"))) == 2
+
+
+def test_recalled_runs_say_the_lines_of_a_search_made_without_info_logging(ds, tmp_path, caplog):
+    """From Python with logging left as it is (WARNING), the search says no INFO line; a
+    later recall at INFO (the command line) still says the subjects it excluded."""
+    db = tmp_path / "db"
+    with caplog.at_level(logging.WARNING, logger="glmflow.core.bids"):
+        discover_runs(ds, database_dir=db, excludes=["01"])
+    assert caplog.messages == []
+    with caplog.at_level(logging.INFO, logger="glmflow.core.bids"):
+        assert {r.subject for r in discover_runs(ds, database_dir=db, excludes=["01"])} == {"02"}
+    assert caplog.messages[-1] == "Excluding sub-01 (listed in the model's excludes)"
+    assert caplog.messages[0].startswith("Reusing the runs found in the BIDS index in ")
+
+
+def test_runs_found_while_the_dataset_changed_are_not_kept(ds, tmp_path):
+    """A file edited while the search runs (or an index rebuilt meanwhile) keeps nothing:
+    the next search looks again and sees the edit."""
+    from glmflow.core.bids.remembered import remembered_runs
+
+    db = tmp_path / "db"
+    discover_runs(ds, database_dir=db)  # the stored index
+    (index,) = db.iterdir()
+    before = sorted(index.glob("runs-*.json"))
+
+    def find():
+        found = discover_runs(ds)  # in memory: the answer before the edit
+        make_dataset(ds, subjects=("03",), runs=("1",))
+        return found
+
+    prep = _prep(ds)
+    found = remembered_runs(find, RunInputs.from_dict, ds, prep, db, {"a": 1})
+    assert len(found) == 4
+    assert sorted(index.glob("runs-*.json")) == before
+    assert len(discover_runs(ds, database_dir=db)) == 5
+
+
+def test_runs_kept_only_in_an_index_folder_still_there(tmp_path):
+    """A record is written into the index's folder, never a folder made for it (which would
+    take the place of an index another run is moving in)."""
+    from glmflow.core.bids.remembered import _keep
+
+    gone = tmp_path / "layout-0123" / "runs-x.json"
+    _keep(gone, {"runs": []})
+    assert not gone.parent.exists()
+    (tmp_path / "layout-0123").mkdir()
+    _keep(gone, {"runs": []})
+    assert json.loads(gone.read_text()) == {"runs": []}
+    assert [p.name for p in gone.parent.iterdir()] == ["runs-x.json"]
 
 
 def test_recalled_runs_need_no_pybids(ds, tmp_path):

@@ -126,7 +126,8 @@ class FrozenGCMultiProc(MultiProcPlugin):
 
     def run(self, graph, config, updatehash=False):
         # no collection first: it would traverse the whole heap (0.1-0.15 s a run, four runs
-        # a realistic invocation); garbage frozen with the rest is collected once unfrozen
+        # a realistic invocation); garbage frozen with the rest is held for the run (shared,
+        # not copied, by forked workers) and goes back to the oldest generation when unfrozen
         gc.freeze()
         try:
             return super().run(graph, config, updatehash=updatehash)

@@ -71,12 +71,6 @@ def index_dir(bids_dir: Path, deriv_dir: Path, database_dir: str | os.PathLike) 
     return Path(database_dir).resolve() / f"layout-{key}"
 
 
-def current_index(bids_dir: Path, deriv_dir: Path, database_dir) -> Path | None:
-    """:func:`index_dir` if the index there is complete and the dataset unchanged since."""
-    db_path = index_dir(bids_dir, deriv_dir, database_dir)
-    return db_path if _stamp(db_path) == dataset_fingerprint(bids_dir, deriv_dir) else None
-
-
 def load_layout(bids_dir: Path, deriv_dir: Path, database_dir):
     """Build or reuse the pybids layout (the rules: the module docstring)."""
     if database_dir is None:
@@ -84,7 +78,7 @@ def load_layout(bids_dir: Path, deriv_dir: Path, database_dir):
     db_path = index_dir(bids_dir, deriv_dir, database_dir)
     root = db_path.parent
     fingerprint = dataset_fingerprint(bids_dir, deriv_dir)
-    if _stamp(db_path) == fingerprint:
+    if index_stamp(db_path) == fingerprint:
         LOGGER.info("Reusing the BIDS index in %s (dataset unchanged)", db_path)
         return _layout(bids_dir, deriv_dir, db_path, reset=False)
     LOGGER.info("Indexing %s and %s into %s", bids_dir, deriv_dir, db_path)
@@ -99,7 +93,8 @@ def load_layout(bids_dir: Path, deriv_dir: Path, database_dir):
     return _layout(bids_dir, deriv_dir, db_path, reset=False)
 
 
-def _stamp(db_path: Path) -> str | None:
+def index_stamp(db_path: Path) -> str | None:
+    """The fingerprint a complete index in ``db_path`` was built from (None: no index)."""
     try:
         return (db_path / _STAMP).read_text()
     except OSError:

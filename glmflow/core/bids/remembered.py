@@ -1,15 +1,20 @@
 """The runs found in a stored pybids index, remembered beside it until the dataset changes.
 
 A model edit (a contrast, a confound) reruns the participant level, and finding its runs
-again gives the same answer for 0.7-0.8 s of the realistic study's ~2.8 s start-up: the
-pybids import and the stored index's load (:func:`~glmflow.core.bids.layout.load_layout`).
-The runs found with one selection are kept in the index's own folder
-(``layout-<key>/runs-<key>.json``), so they are valid exactly as long as the index is: its
-fingerprint (every indexed file's path, inode, size and mtime) is checked first, and a
-rebuilt index starts with none. The key adds the selection and glmflow's code identity.
+again gives the same answer for 0.4 s of a realistic study's start-up: the pybids import
+and the stored index's load (:func:`~glmflow.core.bids.layout.load_layout`). The runs found
+with one selection are kept in the index's own folder (``layout-<key>/runs-<key>.json``),
+so they are valid exactly as long as the index is: they are recalled only while the index's
+stamp is the dataset's fingerprint (every indexed file's path, inode, size and mtime), and
+written only if the stamp and the dataset both still have the fingerprint the search began
+with (an index rebuilt or a file edited meanwhile keeps nothing). A rebuilt index starts
+with none. The key adds the selection and glmflow's code identity.
 
-What the search said is said again when its runs are recalled: its warnings, with their
-classes, and its log lines (the subjects excluded); a search that fails is not kept.
+What the search said is said again when its runs are recalled: glmflow's own warnings, with
+their classes, and its log lines (the subjects excluded), whatever the log level was when
+they were recorded. A search that fails keeps nothing; a record that cannot be written
+(another run moving the index into place) is not kept either, and the search's answer
+stands.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from glmflow.core.bids.layout import current_index
+from glmflow.core.bids.layout import dataset_fingerprint, index_dir, index_stamp
 from glmflow.core.memo import category_name, code_identity, memo_key, warning_category
-from glmflow.core.publish import atomic_write_text
 
 if TYPE_CHECKING:
     from glmflow.core.bids.runs import RunInputs
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("glmflow.core.bids")
 # the search's own log lines (said again), not the index's (which is not loaded again)
 SAID_LOGGER = "glmflow.core.bids.select"
+_PACKAGE = str(Path(__file__).resolve().parents[2])  # glmflow's folder: its own warnings
 
 
 def remembered_runs(
@@ -39,24 +46,26 @@ def remembered_runs(
     load: Callable[[dict], RunInputs],
     bids_dir: Path,
     deriv_dir: Path,
-    database_dir,
+    database_dir: str | os.PathLike,
     selection: Mapping[str, Any],
 ) -> list[RunInputs]:
     """``find()``'s runs, recalled from the current index's folder (each made by ``load``
     from its ``to_dict()``) or found and kept there."""
     key = memo_key("runs", code_identity(), str(bids_dir), str(deriv_dir), dict(selection))
-    index = current_index(bids_dir, deriv_dir, database_dir)
-    record = _read(index / f"runs-{key}.json") if index is not None else None
+    index = index_dir(bids_dir, deriv_dir, database_dir)
+    path = index / f"runs-{key}.json"
+    fingerprint = dataset_fingerprint(bids_dir, deriv_dir)
+    record = _read(path) if index_stamp(index) == fingerprint else None
     if record is not None:
         LOGGER.info("Reusing the runs found in the BIDS index in %s (dataset unchanged)", index)
-        _say_again(record)
+        # said from discover_runs' caller: _say, remembered_runs, discover_runs, the caller
+        _say(record["logs"], record["warnings"], stacklevel=4)
         return [load(run) for run in record["runs"]]
     with _said() as said:
         found = find()
-    index = current_index(bids_dir, deriv_dir, database_dir)  # the one find() built or read
-    if index is not None:
-        record = {"runs": [run.to_dict() for run in found], **said}
-        atomic_write_text(index / f"runs-{key}.json", json.dumps(record))
+    unchanged = index_stamp(index) == fingerprint == dataset_fingerprint(bids_dir, deriv_dir)
+    if unchanged:
+        _keep(path, {"runs": [run.to_dict() for run in found], **said})
     return found
 
 
@@ -67,44 +76,79 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _say_again(record: Mapping[str, Any]) -> None:
-    for message in record["logs"]:
-        logging.getLogger(SAID_LOGGER).info("%s", message)
-    for category, message in record["warnings"]:
-        warnings.warn(message, warning_category(category), stacklevel=4)
+def _keep(path: Path, record: Mapping[str, Any]) -> None:
+    """Write ``record`` whole into the index's folder, if that folder is still there.
+
+    No folder is made: one made here would take the place of an index another run is
+    moving into it (:func:`~glmflow.core.bids.layout.load_layout`'s renames).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.replace(tmp, path)
+    except OSError:  # the folder was moved aside meanwhile: nothing kept
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _say(logs, warned, stacklevel: int) -> None:
+    """Log the lines and warn the warnings (from the frame ``stacklevel`` counts to)."""
+    logger = logging.getLogger(SAID_LOGGER)
+    for level, message in logs:
+        logger.log(level, "%s", message)
+    for category, message in warned:
+        warnings.warn(message, warning_category(category), stacklevel=stacklevel)
 
 
 class _Recorder(logging.Handler):
-    def __init__(self, logs: list[str]) -> None:
-        super().__init__(logging.INFO)
+    def __init__(self, logs: list) -> None:
+        super().__init__(logging.NOTSET)
         self.logs = logs
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.logs.append(record.getMessage())
+        self.logs.append([record.levelno, record.getMessage()])
 
 
 @contextlib.contextmanager
 def _said() -> Iterator[dict[str, list]]:
-    """Record the warnings and log lines said inside; the warnings are said on leaving.
+    """Record glmflow's warnings and the search's log lines said inside, and say them on
+    leaving, as a recall says them.
 
-    Every warning is recorded, whatever the filters and the registry of those already said
-    hold now, and said again through them, here as when recalled.
+    The search's logger records at INFO whatever its level (and hands nothing on while it
+    records); its lines then go through the logger as set. glmflow's warnings are all
+    recorded, whatever the filters and the registry of those already said hold now, and
+    said again through them; other packages' (pybids' deprecations) go through the filters
+    as they come and are not kept.
     """
     said: dict[str, list] = {"logs": [], "warnings": []}
     logger = logging.getLogger(SAID_LOGGER)
-    handler = _Recorder(said["logs"])
+    handler, level, propagate = _Recorder(said["logs"]), logger.level, logger.propagate
     logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                yield said
-            finally:
-                said["warnings"] = [[category_name(w.category), str(w.message)] for w in caught]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always", module="glmflow")
+            show = warnings.showwarning
+
+            def record(message, category, filename, lineno, *args, **kwargs):
+                if not os.path.abspath(filename).startswith(_PACKAGE):
+                    return show(message, category, filename, lineno, *args, **kwargs)
+                said["warnings"].append([category_name(category), str(message)])
+                return None
+
+            warnings.showwarning = record
+            yield said
     finally:
         logger.removeHandler(handler)
-        for category, message in said["warnings"]:
-            warnings.warn(message, warning_category(category), stacklevel=5)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        # said from discover_runs' caller: _say, _said, contextlib's __exit__,
+        # remembered_runs, discover_runs, the caller
+        _say(said["logs"], said["warnings"], stacklevel=6)
 
 
 __all__ = ["remembered_runs"]

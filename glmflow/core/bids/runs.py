@@ -118,9 +118,25 @@ def discover_runs(
     return remembered_runs(find, RunInputs.from_dict, bids_dir, deriv_dir, database_dir, selection)
 
 
-def _find_runs(bids_dir: Path, deriv_dir: Path, database_dir, *, space, desc, res, tasks,
-               sessions, runs, participant_label, excludes, slice_time_ref, spec_tr,
-               model_file, task_given, need_events) -> list[RunInputs]:  # fmt: skip
+def _find_runs(
+    bids_dir: Path,
+    deriv_dir: Path,
+    database_dir: str | os.PathLike | None,
+    *,
+    space: str,
+    desc: str,
+    res: str | None,
+    tasks: list | None,
+    sessions: list | None,
+    runs: list | None,
+    participant_label: list | None,
+    excludes: list,
+    slice_time_ref: float | None,
+    spec_tr: float | None,
+    model_file: str | None,
+    task_given: bool,
+    need_events: bool,
+) -> list[RunInputs]:
     """:func:`discover_runs` in the pybids index (built or reused)."""
     layout = load_layout(bids_dir, deriv_dir, database_dir)
     bolds = select_bolds(

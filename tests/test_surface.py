@@ -89,6 +89,24 @@ def test_discovery_pairs_hemispheres_and_picks_cifti(surface_ds):
     assert cifti[0].inputs.entities["den"] == "91k"
 
 
+def test_surface_runs_are_recalled_from_the_stored_index(surface_ds, tmp_path, caplog):
+    """With a database folder the surface runs found are recalled while the dataset is
+    unchanged (GIFTI and CIFTI apart), equal to a search's."""
+    import logging
+
+    db = tmp_path / "db"
+    for space, den in (("fsaverage5", None), ("fsLR", "91k")):
+        runs = discover_surface_runs(surface_ds, space=space, den=den)  # no index: a search
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="glmflow.core.bids"):
+            first = discover_surface_runs(surface_ds, space=space, den=den, database_dir=db)
+            again = discover_surface_runs(surface_ds, space=space, den=den, database_dir=db)
+        assert first == again == runs
+        assert caplog.messages[-1].startswith("Reusing the runs found in the BIDS index in ")
+    (index,) = db.iterdir()
+    assert len(list(index.glob("runs-*.json"))) == 2
+
+
 def test_missing_hemisphere_is_one_line(surface_ds, tmp_path):
     root = copy_ds(surface_ds, tmp_path / "bids")
     (root / gifti_run("R", 2)).unlink()

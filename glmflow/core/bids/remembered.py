@@ -46,11 +46,14 @@ def remembered_runs(
     load: Callable[[dict], RunInputs],
     bids_dir: Path,
     deriv_dir: Path,
-    database_dir: str | os.PathLike,
+    database_dir: str | os.PathLike | None,
     selection: Mapping[str, Any],
 ) -> list[RunInputs]:
     """``find()``'s runs, recalled from the current index's folder (each made by ``load``
-    from its ``to_dict()``) or found and kept there."""
+    from its ``to_dict()``) or found and kept there; without a ``database_dir`` (an index
+    in memory) always found."""
+    if database_dir is None:
+        return find()
     key = memo_key("runs", code_identity(), str(bids_dir), str(deriv_dir), dict(selection))
     index = index_dir(bids_dir, deriv_dir, database_dir)
     path = index / f"runs-{key}.json"

@@ -14,7 +14,12 @@ from typing import Any
 from glmflow.core.bids.companions import companion, companions, identity
 from glmflow.core.bids.layout import NIFTI, by_subject, get_files, load_layout
 from glmflow.core.bids.remembered import remembered_runs
-from glmflow.core.bids.select import apply_excludes, as_list, check_dataset_dirs, select_bolds
+from glmflow.core.bids.select import (
+    apply_excludes,
+    check_dataset_dirs,
+    search_selection,
+    select_bolds,
+)
 from glmflow.core.images import load_image
 from glmflow.core.model import check_repetition_time
 from glmflow.errors import DatasetError, ModelSpecError
@@ -105,16 +110,14 @@ def discover_runs(
     )
     check_dataset_dirs(bids_dir, deriv_dir)
     selection = {
-        "space": space, "desc": desc, "res": res, "tasks": as_list(tasks),
-        "sessions": as_list(sessions), "runs": as_list(runs),
-        "participant_label": as_list(participant_label), "excludes": as_list(excludes) or [],
-        "slice_time_ref": slice_time_ref, "spec_tr": spec_tr,
-        "model_file": None if model_file is None else str(model_file),
-        "task_given": task_given, "need_events": need_events,
+        "space": space, "desc": desc, "res": res, "task_given": task_given,
+        "need_events": need_events,
+        **search_selection(tasks=tasks, sessions=sessions, runs=runs,
+                           participant_label=participant_label, excludes=excludes,
+                           slice_time_ref=slice_time_ref, spec_tr=spec_tr,
+                           model_file=model_file),
     }  # fmt: skip
     find = partial(_find_runs, bids_dir, deriv_dir, database_dir, **selection)
-    if database_dir is None:
-        return find()
     return remembered_runs(find, RunInputs.from_dict, bids_dir, deriv_dir, database_dir, selection)
 
 

@@ -6,6 +6,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from glmflow.errors import DatasetError
 
@@ -101,6 +102,18 @@ def as_list(values) -> list | None:
     if values is None:
         return None
     return [values] if isinstance(values, (str, int)) else list(values)
+
+
+def search_selection(*, tasks, sessions, runs, participant_label, excludes, slice_time_ref,
+                     spec_tr, model_file) -> dict[str, Any]:  # fmt: skip
+    """A run search's common selection, as lists and strings: the keywords of its search
+    and, JSON-able, part of the key of the runs it finds (:mod:`.remembered`)."""
+    return {
+        "tasks": as_list(tasks), "sessions": as_list(sessions), "runs": as_list(runs),
+        "participant_label": as_list(participant_label), "excludes": as_list(excludes) or [],
+        "slice_time_ref": slice_time_ref, "spec_tr": spec_tr,
+        "model_file": None if model_file is None else str(model_file),
+    }  # fmt: skip
 
 
 def strip(label: str, prefix: str) -> str:

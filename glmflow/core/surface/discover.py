@@ -13,13 +13,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from glmflow.core.bids.companions import companion, identity
 from glmflow.core.bids.layout import by_subject, get_files, load_layout
+from glmflow.core.bids.remembered import remembered_runs
 from glmflow.core.bids.runs import RunInputs, resolve_slice_time_ref
-from glmflow.core.bids.select import apply_excludes, as_list, check_dataset_dirs, select_bolds
+from glmflow.core.bids.select import (
+    apply_excludes,
+    check_dataset_dirs,
+    search_selection,
+    select_bolds,
+)
 from glmflow.core.model import check_repetition_time
 from glmflow.core.surface import CIFTI_SPACES, GIFTI_SPACES, is_surface_space
 from glmflow.core.surface.io import CIFTI, GIFTI, brain_model_axis, n_vertices
@@ -54,6 +61,11 @@ class SurfaceRun:
     def to_dict(self) -> dict[str, Any]:
         return {"inputs": self.inputs.to_dict(), "parts": dict(self.parts)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SurfaceRun:
+        """The inverse of :meth:`to_dict` (after a JSON round trip)."""
+        return cls(RunInputs.from_dict(data["inputs"]), dict(data["parts"]))
+
 
 def discover_surface_runs(
     bids_dir: str | os.PathLike,
@@ -83,6 +95,35 @@ def discover_surface_runs(
         Path(derivatives).resolve() if derivatives else bids_dir / "derivatives" / "fmriprep"
     )
     check_dataset_dirs(bids_dir, deriv_dir)
+    selection = {
+        "space": space, "den": den,
+        **search_selection(tasks=tasks, sessions=sessions, runs=runs,
+                           participant_label=participant_label, excludes=excludes,
+                           slice_time_ref=slice_time_ref, spec_tr=spec_tr,
+                           model_file=model_file),
+    }  # fmt: skip
+    find = partial(_find_surface_runs, bids_dir, deriv_dir, database_dir, **selection)
+    key = {"kind": "surface", **selection}  # never a volume search's record
+    return remembered_runs(find, SurfaceRun.from_dict, bids_dir, deriv_dir, database_dir, key)
+
+
+def _find_surface_runs(
+    bids_dir: Path,
+    deriv_dir: Path,
+    database_dir: str | os.PathLike | None,
+    *,
+    space: str,
+    den: str | None,
+    tasks: list | None,
+    sessions: list | None,
+    runs: list | None,
+    participant_label: list | None,
+    excludes: list,
+    slice_time_ref: float | None,
+    spec_tr: float | None,
+    model_file: str | None,
+) -> list[SurfaceRun]:
+    """:func:`discover_surface_runs` in the pybids index (built or reused)."""
     layout = load_layout(bids_dir, deriv_dir, database_dir)
     cifti = space in CIFTI_SPACES
     found = get_files(
@@ -90,16 +131,16 @@ def discover_surface_runs(
     )
     bolds = select_bolds(
         found,
-        tasks=as_list(tasks),
-        subjects=as_list(participant_label),
-        sessions=as_list(sessions),
-        runs=as_list(runs),
+        tasks=tasks,
+        subjects=participant_label,
+        sessions=sessions,
+        runs=runs,
         space=space,
         desc=None,
         res=None,
         deriv_dir=deriv_dir,
     )
-    bolds = apply_excludes(bolds, as_list(excludes) or [], deriv_dir)
+    bolds = apply_excludes(bolds, excludes, deriv_dir)
     groups = _cifti_runs(bolds, den, deriv_dir) if cifti else _hemisphere_pairs(bolds, space)
     files = {name: by_subject(get_files(layout, **f)) for name, f in _COMPANIONS.items()}
     model = {"spec_tr": spec_tr, "model_file": model_file, "slice_time_ref": slice_time_ref}

@@ -49,10 +49,15 @@ def _temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name[:200]}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
+def atomic_write_text(path: str | os.PathLike, text: str, *, make_parent: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    ``make_parent=False``: the folder must exist (``FileNotFoundError`` otherwise), for a
+    folder another process may move away, which a folder made here would replace.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     try:
         # os.open with 0o666 honours the umask, unlike tempfile's private 0o600.

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from glmflow.core.bids.layout import dataset_fingerprint, index_dir, index_stamp
 from glmflow.core.memo import category_name, code_identity, memo_key, warning_category
+from glmflow.core.publish import atomic_write_text
 
 if TYPE_CHECKING:
     from glmflow.core.bids.runs import RunInputs
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("glmflow.core.bids")
 # the search's own log lines (said again), not the index's (which is not loaded again)
 SAID_LOGGER = "glmflow.core.bids.select"
-_PACKAGE = str(Path(__file__).resolve().parents[2])  # glmflow's folder: its own warnings
+# glmflow's folder (with its separator: not a sibling named glmflow-*): its own warnings
+_PACKAGE = os.path.join(str(Path(__file__).resolve().parents[2]), "")
 
 
 def remembered_runs(
@@ -85,16 +86,8 @@ def _keep(path: Path, record: Mapping[str, Any]) -> None:
     No folder is made: one made here would take the place of an index another run is
     moving into it (:func:`~glmflow.core.bids.layout.load_layout`'s renames).
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(record, f)
-        os.replace(tmp, path)
-    except OSError:  # the folder was moved aside meanwhile: nothing kept
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with contextlib.suppress(OSError):  # the folder was moved aside meanwhile: nothing kept
+        atomic_write_text(path, json.dumps(record), make_parent=False)
 
 
 def _say(logs, warned, stacklevel: int) -> None:
